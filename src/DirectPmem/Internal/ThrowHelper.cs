@@ -1,0 +1,31 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+
+namespace DirectPmem.Internal;
+
+/// <summary>Throw helpers kept out of line so that hot paths stay small (System.IO.Pipelines' pattern).</summary>
+internal static class ThrowHelper
+{
+    [DoesNotReturn]
+    internal static void ThrowObjectDisposed(string typeName) => throw new ObjectDisposedException(typeName);
+
+    [DoesNotReturn]
+    internal static void ThrowOutOfRange(long offset, long length, long limit)
+        => throw new ArgumentOutOfRangeException(offset < 0 || offset > limit ? "offset" : "length",
+            string.Create(CultureInfo.InvariantCulture,
+                $"The range offset 0x{offset:x} length 0x{length:x} does not lie within the mapping of 0x{limit:x} bytes."));
+
+    [DoesNotReturn]
+    internal static void ThrowReadOnly()
+        => throw new InvalidOperationException(
+            "The mapping is read-only (PROT_READ): writing to it would kill the process. Use GetReadOnlySpan, or map with ReadOnly = false.");
+
+    [DoesNotReturn]
+    internal static void ThrowMisalignedRef(long offset, int alignment, string typeName)
+        => throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+            $"offset 0x{offset:x} is not aligned to {alignment} bytes as {typeName} requires."), nameof(offset));
+
+    [DoesNotReturn]
+    internal static void ThrowLengthTooLarge(long length)
+        => throw new ArgumentOutOfRangeException(nameof(length), length, "The length exceeds int.MaxValue, the largest Span or Memory.");
+}

@@ -1,0 +1,87 @@
+namespace DirectPmem.Interop;
+
+// Kernel flag values with their kernel spellings, for x86-64 Linux. Values that differ on other
+// architectures are marked; DirectPmem supports x86-64 only.
+internal static partial class Libc
+{
+    // <sys/mman.h> protection
+    internal const int PROT_NONE = 0x0;
+    internal const int PROT_READ = 0x1;
+    internal const int PROT_WRITE = 0x2;
+    internal const int PROT_EXEC = 0x4;
+
+    // <sys/mman.h> mmap flags
+    internal const int MAP_SHARED = 0x01;
+    internal const int MAP_PRIVATE = 0x02;            // only for the PROT_NONE address reservation
+    internal const int MAP_SHARED_VALIDATE = 0x03;
+    internal const int MAP_FIXED = 0x10;
+    internal const int MAP_ANONYMOUS = 0x20;
+    internal const int MAP_NORESERVE = 0x4000;        // differs on sparc/mips
+    internal const int MAP_POPULATE = 0x8000;         // differs on mips
+    internal const int MAP_HUGETLB = 0x40000;         // differs on mips/sparc/alpha
+    internal const int MAP_SYNC = 0x80000;
+    internal const int MAP_FIXED_NOREPLACE = 0x100000;
+    internal const int MAP_HUGE_SHIFT = 26;
+    internal const int MAP_HUGE_2MB = 21 << MAP_HUGE_SHIFT;
+    internal const int MAP_HUGE_1GB = 30 << MAP_HUGE_SHIFT;
+    internal static readonly nint MAP_FAILED = -1;
+
+    // madvise advice
+    internal const int MADV_DONTFORK = 10;
+    internal const int MADV_DOFORK = 11;
+    internal const int MADV_HUGEPAGE = 14;
+    internal const int MADV_NOHUGEPAGE = 15;
+    internal const int MADV_POPULATE_READ = 22;       // Linux 5.14+
+    internal const int MADV_POPULATE_WRITE = 23;      // Linux 5.14+
+
+    // msync flags
+    internal const int MS_ASYNC = 1;
+    internal const int MS_INVALIDATE = 2;
+    internal const int MS_SYNC = 4;
+
+    // <fcntl.h> open flags (octal in the headers)
+    internal const int O_RDONLY = 0x0;
+    internal const int O_WRONLY = 0x1;
+    internal const int O_RDWR = 0x2;
+    internal const int O_CREAT = 0x40;
+    internal const int O_EXCL = 0x80;
+    internal const int O_NOCTTY = 0x100;
+    internal const int O_TRUNC = 0x200;
+    internal const int O_CLOEXEC = 0x80000;
+
+    // fallocate modes
+    internal const int FALLOC_FL_KEEP_SIZE = 0x01;
+
+    // memfd_create flags
+    internal const uint MFD_CLOEXEC = 0x1;
+    internal const uint MFD_ALLOW_SEALING = 0x2;
+    internal const uint MFD_HUGETLB = 0x4;
+    internal const uint MFD_NOEXEC_SEAL = 0x8;        // Linux 6.3+
+
+    // flock operations
+    internal const int LOCK_SH = 1;
+    internal const int LOCK_EX = 2;
+    internal const int LOCK_NB = 4;
+    internal const int LOCK_UN = 8;
+
+    // stat st_mode
+    internal const uint S_IFMT = 0xF000;
+    internal const uint S_IFREG = 0x8000;
+    internal const uint S_IFCHR = 0x2000;
+    internal const uint S_IFDIR = 0x4000;
+
+    // statfs f_type
+    internal const long TMPFS_MAGIC = 0x01021994;
+    internal const long HUGETLBFS_MAGIC = 0x958458f6;
+
+    // statx
+    internal const int AT_EMPTY_PATH = 0x1000;
+    internal const ulong STATX_ATTR_DAX = 0x200000;
+
+    // sysconf names
+    internal const int _SC_PAGESIZE = 30;
+    internal const int _SC_NPROCESSORS_ONLN = 84;
+
+    // getrusage
+    internal const int RUSAGE_SELF = 0;
+}

@@ -1,0 +1,300 @@
+using System.Globalization;
+using DirectPmem.Geometry;
+using DirectPmem.Internal;
+using DirectPmem.Interop;
+using DirectPmem.Persistence;
+
+namespace DirectPmem.Mapping;
+
+/// <summary>
+/// An opened file or memfd that mappings are made from. Any number of mappings can be made from
+/// one <see cref="PmemFile"/>. A file opened for writing holds an exclusive advisory lock
+/// (flock), so a second writable open of the same file, in this process or another, is refused
+/// with <see cref="PmemInUseException"/> unless both opens ask for shared access.
+/// </summary>
+/// <remarks>
+/// The lock belongs to the open file, which every mapping also references: it is held until
+/// this object and every mapping made from it are disposed. DirectPmem never changes the size of
+/// a file it has opened; a file truncated by another program under a live mapping makes access
+/// past its new end raise SIGBUS.
+/// </remarks>
+public sealed class PmemFile : IDisposable
+{
+    /// <summary>The mode of files DirectPmem creates unless the caller gives one: read and write for the owner only (0600).</summary>
+    public const UnixFileMode DefaultCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    private readonly SafeFileDescriptor _fd;
+
+    private PmemFile(SafeFileDescriptor fd, string path, long size, MappingBacking backing, PageSize minimumPageSize, bool writable, bool shared)
+    {
+        _fd = fd;
+        Path = path;
+        Size = size;
+        Backing = backing;
+        MinimumPageSize = minimumPageSize;
+        IsWritable = writable;
+        IsShared = shared;
+    }
+
+    /// <summary>The path the file was opened by, or <c>memfd:NAME</c> for a memfd.</summary>
+    public string Path { get; }
+
+    /// <summary>The size of the file in bytes, fixed while it is open through DirectPmem.</summary>
+    public long Size { get; }
+
+    /// <summary>What the file lives on: page cache, DAX file system, tmpfs or hugetlbfs.</summary>
+    public MappingBacking Backing { get; }
+
+    /// <summary>The smallest page size a mapping of this file can have (2 MiB or 1 GiB on hugetlbfs and hugetlb memfds).</summary>
+    public PageSize MinimumPageSize { get; }
+
+    /// <summary>Whether the file was opened for writing.</summary>
+    public bool IsWritable { get; }
+
+    /// <summary>Whether the open allows other shared opens for writing at the same time.</summary>
+    public bool IsShared { get; }
+
+    internal SafeFileDescriptor Handle => _fd;
+
+    /// <summary>
+    /// Creates a new file of exactly <paramref name="size"/> bytes with its space allocated up front
+    /// (posix_fallocate), so that running out of space fails here and never as SIGBUS on a page fault.
+    /// </summary>
+    /// <param name="path">The file to create; it must not exist.</param>
+    /// <param name="size">The size in bytes; positive.</param>
+    /// <param name="mode">The permission bits; <see cref="DefaultCreateMode"/> (0600) when <see langword="null"/>.</param>
+    /// <param name="shared">Take a shared lock instead of an exclusive one (see <see cref="Open"/>).</param>
+    /// <returns>The file, opened for reading and writing.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not positive.</exception>
+    /// <exception cref="PmemException">The file exists (EEXIST), or creation or allocation failed; a partly created file is removed.</exception>
+    public static PmemFile Create(string path, long size, UnixFileMode? mode = null, bool shared = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        uint bits = (uint)(mode ?? DefaultCreateMode);
+
+        int fd = SyscallError.Check(Libc.Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, bits), "open(O_CREAT|O_EXCL)", path);
+        var handle = new SafeFileDescriptor(fd);
+        try
+        {
+            Lock(handle, writable: true, shared, path);
+            (MappingBacking backing, PageSize minimum) = Classify(handle, path);
+            if (!RangeValidator.IsAligned(size, minimum))
+            {
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                    $"size {size} is not a multiple of the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'."), nameof(size));
+            }
+            SyscallError.CheckReturned(Libc.PosixFAllocate(fd, 0, size), "posix_fallocate", path, 0, size);
+            return new PmemFile(handle, path, size, backing, minimum, writable: true, shared);
+        }
+        catch
+        {
+            handle.Dispose();
+            // We created it and nothing was written to it yet: removing it loses nothing.
+            File.Delete(path);
+            throw;
+        }
+    }
+
+    /// <summary>Opens an existing file to map it.</summary>
+    /// <param name="path">The file; a regular file on any file system.</param>
+    /// <param name="writable">Open for reading and writing (the default) or for reading only.</param>
+    /// <param name="shared">
+    /// Allow other opens that also ask for shared access to write at the same time (a shared flock).
+    /// Without it, a writable open takes an exclusive lock and a read-only open a shared one.
+    /// </param>
+    /// <returns>The opened file.</returns>
+    /// <exception cref="PmemNotFoundException">The file does not exist.</exception>
+    /// <exception cref="PmemInUseException">The file is opened elsewhere in a way that excludes this open.</exception>
+    /// <exception cref="PmemException">The path is not a regular file, or another system call failed.</exception>
+    public static PmemFile Open(string path, bool writable = true, bool shared = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC;
+        int fd = SyscallError.Check(Libc.Open(path, flags, 0), writable ? "open(O_RDWR)" : "open(O_RDONLY)", path);
+        var handle = new SafeFileDescriptor(fd);
+        try
+        {
+            long size = RegularFileSize(handle, path);
+            Lock(handle, writable, shared, path);
+            (MappingBacking backing, PageSize minimum) = Classify(handle, path);
+            return new PmemFile(handle, path, size, backing, minimum, writable, shared);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates an anonymous memory file (memfd) of <paramref name="size"/> bytes: volatile shared memory
+    /// that can be mapped several times, optionally backed by reserved hugetlb pages.
+    /// </summary>
+    /// <param name="name">A name for diagnostics (shown in /proc/PID/maps as <c>/memfd:NAME</c>).</param>
+    /// <param name="size">The size in bytes; a multiple of <paramref name="hugePageSize"/> when <paramref name="hugePages"/> is <see cref="HugePages.Hugetlb"/>.</param>
+    /// <param name="hugePages">None, transparent (MADV_HUGEPAGE at map time), or hugetlb (MFD_HUGETLB).</param>
+    /// <param name="hugePageSize">The hugetlb page size (2 MiB or 1 GiB) when <paramref name="hugePages"/> is <see cref="HugePages.Hugetlb"/>.</param>
+    /// <returns>The memfd, opened for reading and writing.</returns>
+    /// <exception cref="PmemCapabilityException">Hugetlb pages were asked for and not enough are reserved.</exception>
+    /// <exception cref="PmemException">memfd_create, ftruncate or fallocate failed.</exception>
+    public static PmemFile CreateMemory(string name, long size, HugePages hugePages = HugePages.None, PageSize hugePageSize = PageSize.Pmd)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        PageSizes.Validate(hugePageSize, nameof(hugePageSize));
+        string path = "memfd:" + name;
+        bool hugetlb = hugePages == HugePages.Hugetlb;
+        PageSize minimum = hugetlb ? hugePageSize : PageSize.Pte;
+        if (hugetlb && hugePageSize == PageSize.Pte)
+        {
+            throw new ArgumentException("hugetlb memfds take 2 MiB or 1 GiB pages.", nameof(hugePageSize));
+        }
+        if (!RangeValidator.IsAligned(size, minimum))
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"size {size} is not a multiple of the hugetlb page size {minimum.ToDisplayString()}."), nameof(size));
+        }
+
+        uint flags = Libc.MFD_CLOEXEC;
+        if (hugetlb)
+        {
+            flags |= Libc.MFD_HUGETLB | ((uint)minimum.Shift() << Libc.MAP_HUGE_SHIFT);
+        }
+        // MFD_NOEXEC_SEAL (Linux 6.3+) makes the memory impossible to map executable; older kernels say EINVAL.
+        int fd = Libc.MemfdCreate(name, flags | Libc.MFD_NOEXEC_SEAL);
+        if (fd < 0 && SyscallError.LastErrno == Errno.EINVAL)
+        {
+            fd = Libc.MemfdCreate(name, flags);
+        }
+        SyscallError.Check(fd, "memfd_create", path);
+        var handle = new SafeFileDescriptor(fd);
+        try
+        {
+            SyscallError.Check(Libc.FTruncate(fd, size), "ftruncate", path, 0, size);
+            int errno = Libc.PosixFAllocate(fd, 0, size);
+            if (errno != 0)
+            {
+                if (hugetlb && errno is Errno.ENOSPC or Errno.ENOMEM)
+                {
+                    throw new PmemCapabilityException(
+                        SyscallError.Describe(errno, "fallocate", path, 0, size, Mapper.HugetlbHint(minimum, size)), "fallocate", errno, path);
+                }
+                SyscallError.Throw(errno, "fallocate", path, 0, size);
+            }
+            MappingBacking backing = hugetlb ? MappingBacking.Hugetlb : MappingBacking.SharedMemory;
+            return new PmemFile(handle, path, size, backing, minimum, writable: true, shared: false);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Maps a range of the file. The mapping stays valid after this file is disposed.</summary>
+    /// <param name="options">Offset, length, page size and the rest; <see cref="DaxMappingOptions.Default"/> when <see langword="null"/>.</param>
+    /// <returns>The mapping.</returns>
+    /// <exception cref="ArgumentException">The offset or length is not a multiple of the page size, or the page size is smaller than <see cref="MinimumPageSize"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The range is empty or lies past the end of the file.</exception>
+    /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> is set and the file cannot be backed by that page size.</exception>
+    /// <exception cref="PmemException">A system call failed.</exception>
+    public DaxMapping Map(DaxMappingOptions? options = null)
+    {
+        ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
+        options ??= DaxMappingOptions.Default;
+        PageSize pageSize = options.PageSize ?? MinimumPageSize;
+        PageSizes.Validate(pageSize, nameof(options.PageSize));
+        if (pageSize < MinimumPageSize)
+        {
+            throw new ArgumentException(
+                $"page size {pageSize.ToDisplayString()} is smaller than the {MinimumPageSize.ToDisplayString()} pages of '{Path}'.", nameof(options));
+        }
+        if (!IsWritable && !options.ReadOnly)
+        {
+            throw new InvalidOperationException($"'{Path}' was opened read-only; map it with ReadOnly = true.");
+        }
+
+        // Re-read the size: a file truncated behind our back must not be mapped past its end.
+        long size = Backing == MappingBacking.Hugetlb || Path.StartsWith("memfd:", StringComparison.Ordinal) ? Size : RegularFileSize(_fd, Path);
+        long length = options.Length ?? size - options.Offset;
+        RangeValidator.ValidateMapRange(options.Offset, length, pageSize, size, "'" + Path + "'", nameof(options.Offset), nameof(options.Length));
+
+        if (options.RequirePageSize && pageSize != PageSize.Pte && !(Backing == MappingBacking.Hugetlb && MinimumPageSize == pageSize))
+        {
+            throw new PmemCapabilityException(
+                $"'{Path}' cannot be guaranteed {pageSize.ToDisplayString()} pages: {DescribeBacking(Backing)} may fault in 4 KiB pages. " +
+                "Use a file on hugetlbfs, a hugetlb memfd (PmemFile.CreateMemory with HugePages.Hugetlb) or a device-DAX device, or do not set RequirePageSize.");
+        }
+
+        int extraFlags = Backing == MappingBacking.FsDaxFile ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC : 0;
+        var request = new MapRequest(_fd, Path, Backing, options.Offset, length, pageSize, options.ReadOnly, extraFlags,
+            Backing == MappingBacking.Hugetlb ? HugePages.Hugetlb : options.HugePages, options.Populate, options.LockInMemory);
+        return MappingFactory.Create(in request);
+    }
+
+    /// <summary>Closes the file. Mappings made from it stay valid; the lock is released when the last of them is disposed too.</summary>
+    public void Dispose() => _fd.Dispose();
+
+    private static unsafe long RegularFileSize(SafeFileDescriptor fd, string path)
+    {
+        Libc.Stat st;
+        SyscallError.Check(Libc.FStat(fd.Fd, &st), "fstat", path);
+        uint type = st.st_mode & Libc.S_IFMT;
+        if (type != Libc.S_IFREG)
+        {
+            string kind = type == Libc.S_IFCHR ? "a character device (open device-DAX through DaxDevice)"
+                : type == Libc.S_IFDIR ? "a directory" : "not a regular file";
+            throw new PmemException($"'{path}' is {kind}; PmemFile maps regular files.");
+        }
+        return st.st_size;
+    }
+
+    private static void Lock(SafeFileDescriptor fd, bool writable, bool shared, string path)
+    {
+        int operation = (writable && !shared ? Libc.LOCK_EX : Libc.LOCK_SH) | Libc.LOCK_NB;
+        if (Libc.Flock(fd.Fd, operation) != 0)
+        {
+            int errno = SyscallError.LastErrno;
+            string hint = errno == Errno.EWOULDBLOCK
+                ? (writable && !shared
+                    ? "The file is already open through DirectPmem (in this or another process); a second writable open needs shared = true on both opens."
+                    : "The file is open for exclusive writing elsewhere.")
+                : "";
+            throw SyscallError.Create(errno, writable && !shared ? "flock(LOCK_EX|LOCK_NB)" : "flock(LOCK_SH|LOCK_NB)", path, hint: hint);
+        }
+    }
+
+    private static unsafe (MappingBacking Backing, PageSize Minimum) Classify(SafeFileDescriptor fd, string path)
+    {
+        Libc.StatFs fs;
+        SyscallError.Check(Libc.FStatFs(fd.Fd, &fs), "fstatfs", path);
+        if (fs.f_type == Libc.HUGETLBFS_MAGIC)
+        {
+            return (MappingBacking.Hugetlb, PageSizes.FromBytes(fs.f_bsize, "hugetlbfs block size"));
+        }
+        if (fs.f_type == Libc.TMPFS_MAGIC)
+        {
+            return (MappingBacking.SharedMemory, PageSize.Pte);
+        }
+        Libc.StatxBuf stx;
+        if (Libc.Statx(fd.Fd, "", Libc.AT_EMPTY_PATH, 0, &stx) == 0
+            && (stx.stx_attributes_mask & Libc.STATX_ATTR_DAX) != 0
+            && (stx.stx_attributes & Libc.STATX_ATTR_DAX) != 0)
+        {
+            return (MappingBacking.FsDaxFile, PageSize.Pte);
+        }
+        return (MappingBacking.PageCacheFile, PageSize.Pte);
+    }
+
+    internal static string DescribeBacking(MappingBacking backing) => backing switch
+    {
+        MappingBacking.PageCacheFile => "the page cache of an ordinary file",
+        MappingBacking.FsDaxFile => "a file on a DAX file system (extents are not guaranteed 2 MiB-aligned)",
+        MappingBacking.SharedMemory => "tmpfs/memfd shared memory (transparent huge pages are best effort)",
+        MappingBacking.Anonymous => "anonymous memory without hugetlb pages",
+        MappingBacking.Hugetlb => "hugetlb memory",
+        MappingBacking.DeviceDax => "a device-DAX device",
+        _ => backing.ToString(),
+    };
+}
