@@ -28,9 +28,13 @@ public sealed unsafe class DaxMapping : IDisposable
     private long _length;
     private readonly bool _readOnly;
     private int _disposed;
+    // Set only for the crash-consistency simulator: flushes and drains go to it instead of the CPU.
+    private readonly IPersistenceHook? _hook;
 
-    internal DaxMapping(SafeMappingHandle handle, long length, in MapRequest request, PersistGranularity granularity)
+    internal DaxMapping(SafeMappingHandle handle, long length, in MapRequest request, PersistGranularity granularity,
+        IPersistenceHook? hook = null)
     {
+        _hook = hook;
         Debug.Assert((nuint)length <= handle.ReservedLength);
         _handle = handle;
         _base = (byte*)handle.DangerousGetHandle();
@@ -203,6 +207,12 @@ public sealed unsafe class DaxMapping : IDisposable
 
     private void PersistCore(long offset, long length)
     {
+        if (_hook is not null)
+        {
+            _hook.Flush(offset, length);
+            _hook.Drain();
+            return;
+        }
         switch (Granularity)
         {
             case PersistGranularity.Page:

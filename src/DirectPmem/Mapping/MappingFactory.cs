@@ -23,6 +23,19 @@ internal static class MappingFactory
         _ => PersistGranularity.None,
     };
 
+    /// <summary>
+    /// A mapping of shared anonymous memory whose flushes and drains go to <paramref name="hook"/>
+    /// (the crash-consistency simulator); it reports cache-line granularity like real pmem.
+    /// </summary>
+    internal static DaxMapping CreateSimulated(long length, PageSize pageSize, IPersistenceHook hook)
+    {
+        RangeValidator.ValidateMapRange(0, length, pageSize, long.MaxValue, "simulated device", "offset", nameof(length));
+        var request = new MapRequest(null, "simulated", MappingBacking.Simulated, 0, length, pageSize,
+            ReadOnly: false, ExtraFlags: 0, HugePages.None, Populate: false, LockInMemory: false);
+        SafeMappingHandle handle = Mapper.Map(in request);
+        return new DaxMapping(handle, length, in request, PersistGranularity.CacheLine, hook);
+    }
+
     /// <summary>Maps shared anonymous memory, with hugetlb or transparent huge pages as asked.</summary>
     internal static DaxMapping CreateAnonymous(long length, DaxMappingOptions options)
     {
