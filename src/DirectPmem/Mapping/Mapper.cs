@@ -49,8 +49,7 @@ internal static class Mapper
 
             nint address = align > Environment.SystemPageSize
                 ? MapAligned(length, align, prot, flags, fd, in request)
-                : SyscallError.CheckMap(Libc.MMap(0, length, prot, flags, fd, request.Offset),
-                    "mmap", request.Path, request.Offset, request.Length);
+                : MapUnaligned(length, prot, flags, fd, in request);
 
             var handle = new SafeMappingHandle(address, length);
             try
@@ -71,6 +70,17 @@ internal static class Mapper
                 request.Fd!.DangerousRelease();
             }
         }
+    }
+
+    private static nint MapUnaligned(nuint length, int prot, int flags, int fd, in MapRequest request)
+    {
+        // The kernel returns a 4 KiB-aligned address: no reservation needed.
+        nint mapped = Libc.MMap(0, length, prot, flags, fd, request.Offset);
+        if (mapped == Libc.MAP_FAILED)
+        {
+            throw MapFailure(SyscallError.LastErrno, in request);
+        }
+        return mapped;
     }
 
     private static nint MapAligned(nuint length, long align, int prot, int flags, int fd, in MapRequest request)
