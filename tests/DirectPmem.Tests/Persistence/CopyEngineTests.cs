@@ -109,7 +109,7 @@ public sealed unsafe class CopyEngineTests : IDisposable
                 long source = Base + sourceMisalignment + shift;
                 for (int length = 0; length <= MaxLength; length++)
                 {
-                    int touched = length + 192;
+                    int touched = length + 256;
                     reference.AsSpan(0, touched).CopyTo(window);
                     reference.AsSpan(0, touched).CopyTo(expected);
                     _mapping.Move(source, destination, length);
