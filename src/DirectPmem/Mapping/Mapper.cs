@@ -17,7 +17,14 @@ internal readonly record struct MapRequest(
     int ExtraFlags,
     HugePages HugePages,
     bool Populate,
-    bool LockInMemory);
+    bool LockInMemory)
+{
+    /// <summary>Give the mapping cache-line granularity whatever its backing (PMEM_IS_PMEM_FORCE; for benchmarks and tests).</summary>
+    public bool ForceCacheLineGranularity { get; init; }
+
+    /// <summary>Refuse the mapping unless it has at least this granularity (finer is accepted).</summary>
+    public Persistence.PersistGranularity? RequiredGranularity { get; init; }
+}
 
 /// <summary>
 /// The one place that calls mmap for data. It places the mapping at a virtual address aligned
