@@ -77,6 +77,9 @@ public enum DaxLabelRule
     /// <summary>The label area holds no published table (a device that was never formatted).</summary>
     NotFormatted,
 
+    /// <summary>Format was asked of a device that already holds a published table.</summary>
+    AlreadyFormatted,
+
     /// <summary>The slot's magic number is wrong.</summary>
     BadMagic,
 
