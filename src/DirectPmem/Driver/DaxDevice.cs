@@ -236,7 +236,9 @@ public sealed partial class DaxDevice : IDisposable
             _ => driver,
         };
 
-        string regionAlignPath = Path.Join(sysfsPath, "dax_region", "align");
+        // The dax_region attributes hang off the device's parent (the nd "dax" personality or the
+        // hmem platform device), as daxctl reads them.
+        string regionAlignPath = Path.Join(Path.GetDirectoryName(resolved) ?? resolved, "dax_region", "align");
         ulong? regionAlign = SysfsReader.TryReadUInt64(regionAlignPath);
         if (regionAlign is ulong ra && (ra == 0 || ra > long.MaxValue || !System.Numerics.BitOperations.IsPow2(ra)))
         {
