@@ -103,7 +103,7 @@ public sealed class DaxBus
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         string path = Path.Join(DaxDevicesPath, name);
-        if (name.Contains('/', StringComparison.Ordinal) || !Directory.Exists(path))
+        if (!IsKernelName(name, "dax") || !Directory.Exists(path))
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.NoSuchDevice, $"there is no device-DAX device '{name}'.");
         }
@@ -155,6 +155,24 @@ public sealed class DaxBus
         return IdentifyCharDevice(Libc.Major(st.st_rdev), Libc.Minor(st.st_rdev));
     }
 
+    // regionN, or daxX.Y: the names the kernel gives; anything else on the bus is not ours.
+    private static bool IsKernelName(string name, string prefix)
+    {
+        if (!name.StartsWith(prefix, StringComparison.Ordinal) || name.Length == prefix.Length)
+        {
+            return false;
+        }
+        ReadOnlySpan<char> rest = name.AsSpan(prefix.Length);
+        if (prefix == "region")
+        {
+            return int.TryParse(rest, System.Globalization.NumberStyles.None, CultureInfo.InvariantCulture, out _);
+        }
+        int dot = rest.IndexOf('.');
+        return dot > 0
+            && int.TryParse(rest[..dot], System.Globalization.NumberStyles.None, CultureInfo.InvariantCulture, out _)
+            && int.TryParse(rest[(dot + 1)..], System.Globalization.NumberStyles.None, CultureInfo.InvariantCulture, out _);
+    }
+
     private static List<string> ListNames(string directory, string prefix)
     {
         if (!Directory.Exists(directory))
@@ -165,7 +183,7 @@ public sealed class DaxBus
         foreach (string entry in Directory.EnumerateFileSystemEntries(directory))
         {
             string name = Path.GetFileName(entry);
-            if (name.StartsWith(prefix, StringComparison.Ordinal))
+            if (IsKernelName(name, prefix))
             {
                 names.Add(name);
             }

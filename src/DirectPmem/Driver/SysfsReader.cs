@@ -38,8 +38,9 @@ internal static class SysfsReader
         {
             return null;
         }
-        catch (IOException) when (!File.Exists(path))
+        catch (IOException)
         {
+            // Some attributes refuse to be read (EIO, ENXIO, EOPNOTSUPP): unreadable, like root-only ones.
             return null;
         }
     }

@@ -144,6 +144,8 @@ public class SysfsDiscoveryTests
     {
         var error = Assert.Throws<DaxConfigurationException>(() => s_good.GetDevice("dax9.9"));
         Assert.Equal(DaxConfigurationRule.NoSuchDevice, error.Rule);
+        Assert.Equal(DaxConfigurationRule.NoSuchDevice, Assert.Throws<DaxConfigurationException>(() => s_good.GetDevice("../../dax/devices/dax0.0")).Rule);
+        Assert.Equal(DaxConfigurationRule.NoSuchDevice, Assert.Throws<DaxConfigurationException>(() => s_good.GetDevice("region0")).Rule);
     }
 
     [Fact]
