@@ -196,28 +196,6 @@ public sealed class EmulatedDeviceTests : IDisposable
     }
 
     [Fact]
-    public void HugetlbMemfdDeviceReallyFaultsInTwoMegabytePages()
-    {
-        DaxDevice dax;
-        try
-        {
-            dax = DaxDevice.CreateEmulatedMemory("driver-hugetlb", 2 * Mib2, PageSize.Pmd, HugePages.Hugetlb);
-        }
-        catch (PmemCapabilityException e)
-        {
-            Assert.Skip("no free 2 MiB hugetlb pages: " + e.Message);
-            return;
-        }
-        using (dax)
-        {
-            Assert.Equal(PageSize.Pmd, dax.FaultGranularity);
-            Assert.Equal(DaxPersistence.Volatile, dax.Persistence);
-            using DaxMapping map = dax.Map(new DaxMappingOptions { RequirePageSize = true, Populate = true });
-            Assert.Equal(PageSize.Pmd, map.ObservePageSize().ObservedPageSize);
-        }
-    }
-
-    [Fact]
     public void EmulatedDeviceListsAsEmulatedWithItsPath()
     {
         using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
