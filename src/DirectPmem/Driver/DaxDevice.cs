@@ -199,6 +199,57 @@ public sealed partial class DaxDevice : IDisposable
         }
     }
 
+    // Set while a DaxRangeAllocator owns this instance's label area.
+    private int _labelsOwned;
+
+    /// <summary>
+    /// Takes exclusive ownership of the label area for one <see cref="DaxRangeAllocator"/>: within
+    /// this instance by a flag, across instances and processes by the emulated device's file lock
+    /// or, for a real device, by flock(LOCK_EX) on the device node held until the owner is disposed.
+    /// </summary>
+    internal IDisposable AcquireLabels()
+    {
+        if (Interlocked.Exchange(ref _labelsOwned, 1) != 0)
+        {
+            throw new PmemInUseException($"a DaxRangeAllocator is already open on '{DevicePath}'; dispose it first.", null, 0, DevicePath);
+        }
+        try
+        {
+            SafeFileDescriptor? node = null;
+            if (_file is null)
+            {
+                node = OpenNode(readOnly: true);
+                if (Libc.Flock(node.Fd, Libc.LOCK_EX | Libc.LOCK_NB) != 0)
+                {
+                    int errno = SyscallError.LastErrno;
+                    node.Dispose();
+                    throw SyscallError.Create(errno, "flock(LOCK_EX|LOCK_NB)", DevicePath,
+                        hint: errno == Errno.EWOULDBLOCK ? "Another DaxRangeAllocator (in this or another process) owns the device's labels." : null);
+                }
+            }
+            return new LabelOwnership(this, node);
+        }
+        catch
+        {
+            Volatile.Write(ref _labelsOwned, 0);
+            throw;
+        }
+    }
+
+    private sealed class LabelOwnership(DaxDevice device, SafeFileDescriptor? node) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                node?.Dispose();
+                Volatile.Write(ref device._labelsOwned, 0);
+            }
+        }
+    }
+
     private string DescribeGranularity() => _file is null ? "the device" : PmemFile.DescribeBacking(Backing);
 
     /// <summary>Reads <c>bus/dax/devices/NAME</c>; every number is validated and nothing is built from a tree that breaks a rule.</summary>

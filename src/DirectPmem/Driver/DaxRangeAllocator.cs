@@ -17,8 +17,9 @@ namespace DirectPmem.Driver;
 /// persisted, then published with the next sequence number and persisted, so a crash leaves the
 /// old table or the new one, never a mix. The label area is written through
 /// <see cref="DaxMapping.Persist"/> (msync on an emulated device on an ordinary file, cache
-/// flush and fence on device-DAX). Instances are thread-safe; two allocators on the same device
-/// at once (in one or several processes) are not coordinated beyond the emulated device's file lock.
+/// flush and fence on device-DAX). Instances are thread-safe, and one allocator at a time owns a
+/// device's labels: a second open on the same <see cref="DaxDevice"/> is refused, other processes
+/// are kept out by the emulated device's file lock or by flock on the real device's node.
 /// </remarks>
 public sealed class DaxRangeAllocator : IDisposable
 {
@@ -27,15 +28,17 @@ public sealed class DaxRangeAllocator : IDisposable
 
     private readonly DaxDevice _device;
     private readonly DaxMapping _labels;
+    private readonly IDisposable _ownership;
     private readonly Lock _gate = new();
     private List<DaxAllocation> _entries;
     private int _activeSlot;
     private ulong _sequence;
 
-    private DaxRangeAllocator(DaxDevice device, DaxMapping labels, List<DaxAllocation> entries, int activeSlot, ulong sequence)
+    private DaxRangeAllocator(DaxDevice device, DaxMapping labels, IDisposable ownership, List<DaxAllocation> entries, int activeSlot, ulong sequence)
     {
         _device = device;
         _labels = labels;
+        _ownership = ownership;
         _entries = entries;
         _activeSlot = activeSlot;
         _sequence = sequence;
@@ -91,6 +94,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <param name="device">The device; at least one alignment unit larger than the label area.</param>
     /// <returns>The allocator, with no ranges.</returns>
     /// <exception cref="DaxLabelException">The device already holds a table (<see cref="DaxLabelRule.AlreadyFormatted"/>), or has no room after the label area (<see cref="DaxLabelRule.OutOfBounds"/>).</exception>
+    /// <exception cref="PmemInUseException">Another allocator owns the device's labels.</exception>
     public static DaxRangeAllocator Format(DaxDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -100,21 +104,24 @@ public sealed class DaxRangeAllocator : IDisposable
             throw new DaxLabelException(-1, DaxLabelRule.OutOfBounds, string.Create(CultureInfo.InvariantCulture,
                 $"a {device.Size}-byte device has no room after its {area}-byte label area."), device.DevicePath);
         }
-        DaxMapping labels = MapLabels(device);
+        IDisposable ownership = device.AcquireLabels();
+        DaxMapping? labels = null;
         try
         {
+            labels = MapLabels(device);
             if (LabelSlot.IsPublished(labels.GetReadOnlySpan(0, LabelSlot.Size)) || LabelSlot.IsPublished(labels.GetReadOnlySpan(LabelSlot.Size, LabelSlot.Size)))
             {
                 throw new DaxLabelException(-1, DaxLabelRule.AlreadyFormatted,
                     "the device already holds a label table; open it with DaxRangeAllocator.Open (formatting again would lose the ranges).", device.DevicePath);
             }
-            var allocator = new DaxRangeAllocator(device, labels, [], activeSlot: 1, sequence: 0);
+            var allocator = new DaxRangeAllocator(device, labels, ownership, [], activeSlot: 1, sequence: 0);
             allocator.Commit([], tearAfterBytes: -1);
             return allocator;
         }
         catch
         {
-            labels.Dispose();
+            labels?.Dispose();
+            ownership.Dispose();
             throw;
         }
     }
@@ -123,12 +130,15 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <param name="device">The device.</param>
     /// <returns>The allocator, with the ranges of the newest published slot.</returns>
     /// <exception cref="DaxLabelException">No table (<see cref="DaxLabelRule.NotFormatted"/>), or a published slot breaks a rule (the exception names the slot).</exception>
+    /// <exception cref="PmemInUseException">Another allocator owns the device's labels.</exception>
     public static DaxRangeAllocator Open(DaxDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        DaxMapping labels = MapLabels(device);
+        IDisposable ownership = device.AcquireLabels();
+        DaxMapping? labels = null;
         try
         {
+            labels = MapLabels(device);
             (List<DaxAllocation> Entries, ulong Sequence)?[] slots = new (List<DaxAllocation>, ulong)?[2];
             for (int i = 0; i < 2; i++)
             {
@@ -151,11 +161,12 @@ public sealed class DaxRangeAllocator : IDisposable
             }
             int active = slots[1] is null || (slots[0] is { } s0 && s0.Sequence > slots[1]!.Value.Sequence) ? 0 : 1;
             var chosen = slots[active]!.Value;
-            return new DaxRangeAllocator(device, labels, chosen.Entries, active, chosen.Sequence);
+            return new DaxRangeAllocator(device, labels, ownership, chosen.Entries, active, chosen.Sequence);
         }
         catch
         {
-            labels.Dispose();
+            labels?.Dispose();
+            ownership.Dispose();
             throw;
         }
     }
@@ -264,8 +275,12 @@ public sealed class DaxRangeAllocator : IDisposable
             $"range '{name}' of '{_device.DevicePath}'");
     }
 
-    /// <summary>Unmaps the label area. The device stays open; mappings of ranges stay valid.</summary>
-    public void Dispose() => _labels.Dispose();
+    /// <summary>Unmaps the label area and gives up ownership of it. The device stays open; mappings of ranges stay valid.</summary>
+    public void Dispose()
+    {
+        _labels.Dispose();
+        _ownership.Dispose();
+    }
 
     /// <summary>Test hook: performs an allocation whose label write stops after <paramref name="tearAfterBytes"/> bytes of the new slot's body, as a crash would.</summary>
     internal void AllocateTorn(string name, long length, int tearAfterBytes)

@@ -59,4 +59,22 @@ public sealed class CharDeviceMapTests : IDisposable
         var error = Assert.Throws<DaxConfigurationException>(() => dax.Map(new() { Length = 2 * 1024 * 1024 }));
         Assert.Equal(DaxConfigurationRule.NotDeviceDax, error.Rule);
     }
+
+    [Fact]
+    public void LabelOwnershipOfARealDeviceIsAnExclusiveLockOnItsNode()
+    {
+        DaxBus bus = BuildBus("1:5", "/dev/zero");
+        DaxDevice first = bus.GetDevice("dax9.0");
+        DaxDevice second = bus.GetDevice("dax9.0");
+        using (first.AcquireLabels())
+        {
+            var error = Assert.Throws<PmemInUseException>(() => second.AcquireLabels());
+            Assert.Equal("flock(LOCK_EX|LOCK_NB)", error.Call);
+            Assert.Throws<PmemInUseException>(() => first.AcquireLabels());
+        }
+        second.AcquireLabels().Dispose();
+        // The allocator gives the lock back when the label area cannot be mapped (no MAP_SYNC on /dev/zero).
+        Assert.Equal("EOPNOTSUPP", Assert.Throws<PmemException>(() => DaxRangeAllocator.Open(first)).ErrnoName);
+        first.AcquireLabels().Dispose();
+    }
 }

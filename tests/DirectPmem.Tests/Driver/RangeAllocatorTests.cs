@@ -28,6 +28,19 @@ public sealed class RangeAllocatorTests : IDisposable
     }
 
     [Fact]
+    public void OneAllocatorAtATimeOwnsTheLabels()
+    {
+        using DaxDevice dax = CreateDevice();
+        DaxRangeAllocator first = DaxRangeAllocator.Format(dax);
+        Assert.Throws<PmemInUseException>(() => DaxRangeAllocator.Open(dax));
+        Assert.Throws<PmemInUseException>(() => DaxRangeAllocator.Format(dax));
+        first.Allocate("a", Mib2);
+        first.Dispose();
+        using DaxRangeAllocator second = DaxRangeAllocator.Open(dax);
+        Assert.Equal("a", Assert.Single(second.Ranges).Name);
+    }
+
+    [Fact]
     public void FormattingTwiceIsRefused()
     {
         using DaxDevice dax = CreateDevice();
