@@ -36,6 +36,9 @@ public sealed class RangeAllocatorTests : IDisposable
         Assert.Throws<PmemInUseException>(() => DaxRangeAllocator.Format(dax));
         first.Allocate("a", Mib2);
         first.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => first.Allocate("b", Mib2));
+        Assert.Throws<ObjectDisposedException>(() => first.Map("a"));
+        Assert.Throws<ObjectDisposedException>(() => first.Free("a"));
         using DaxRangeAllocator second = DaxRangeAllocator.Open(dax);
         Assert.Equal("a", Assert.Single(second.Ranges).Name);
     }
