@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
@@ -40,6 +41,9 @@ public sealed class SimulatedDevice : IDisposable
 
     private const int MaxWarningExamples = 16;
 
+    // Lets test code that only holds the mapping reach its device (internal: test access to flush/drain).
+    private static readonly ConditionalWeakTable<DaxMapping, SimulatedDevice> s_devices = [];
+
     private readonly Lock _gate = new();
     private readonly DaxMapping _mapping;
     private readonly byte[] _media;
@@ -64,7 +68,11 @@ public sealed class SimulatedDevice : IDisposable
         }
         _media = new byte[length];
         _mapping = MappingFactory.CreateSimulated(length, pageSize, new Hook(this));
+        s_devices.AddOrUpdate(_mapping, this);
     }
+
+    /// <summary>The device behind a simulated mapping, or <see langword="null"/> for any other mapping.</summary>
+    internal static SimulatedDevice? Of(DaxMapping mapping) => s_devices.TryGetValue(mapping, out SimulatedDevice? device) ? device : null;
 
     /// <summary>Creates a device of <paramref name="length"/> zeroed bytes; volatile view and media start equal.</summary>
     /// <param name="length">The number of bytes: a multiple of <paramref name="pageSize"/>, at most <see cref="MaxLength"/>.</param>
