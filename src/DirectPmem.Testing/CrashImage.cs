@@ -68,7 +68,7 @@ public sealed class CrashImage
         for (int i = 0; i < State.InFlight.Count && i < maxWords; i++)
         {
             InFlightWord word = State.InFlight[i];
-            string which = _chosen[i] == word.Current ? (word.CurrentNeedsEviction ? "new (evicted)" : "new")
+            string which = _chosen[i] == word.Current ? (word.CurrentNeedsEviction ? "new, evicted" : word.WasFlushed ? "new, flushed" : "new")
                 : _chosen[i] == word.Old ? "old" : "flushed";
             text.AppendLine().Append(CultureInfo.InvariantCulture, $"  {word} -> image 0x{_chosen[i]:x16} ({which})");
         }

@@ -249,6 +249,7 @@ public sealed class BrokenProtocolTests
     {
         Assert.False(result.Passed, "the simulator did not catch the broken protocol: " + result.Summary());
         CrashFailure failure = result.Failures[0];
+        TestContext.Current.TestOutputHelper?.WriteLine(result.Summary());
         string report = failure.ToString();
         Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"seed 0x{failure.Image.Seed:x}"), report, StringComparison.Ordinal);
         Assert.Contains("crash point: ", report, StringComparison.Ordinal);
