@@ -52,7 +52,7 @@ public sealed class CrashTest
     /// <summary>Replays only this crash point: the drain number from a failure report, or drains + 1 for the end of the workload.</summary>
     public long? OnlyCrashPoint { get; init; }
 
-    /// <summary>With <see cref="OnlySeed"/>, replays only this image of each crash point tried.</summary>
+    /// <summary>With <see cref="OnlySeed"/>, tries only this image at each crash point tried (whatever the other settings would choose).</summary>
     public ImageStrategy? OnlyStrategy { get; init; }
 
     /// <summary>With <see cref="OnlyStrategy"/>, the seed from a failure report.</summary>
@@ -95,12 +95,11 @@ public sealed class CrashTest
                 }
                 CrashState state = CaptureCrashPoint(point, drains);
                 inFlightPerCrash.Add(state.InFlight.Count);
-                foreach ((ImageStrategy strategy, ulong seed) in ImagesOf(state, point))
+                IEnumerable<(ImageStrategy, ulong)> images = OnlyStrategy is ImageStrategy onlyStrategy
+                    ? [(onlyStrategy, OnlySeed!.Value)]
+                    : ImagesOf(state, point);
+                foreach ((ImageStrategy strategy, ulong seed) in images)
                 {
-                    if (OnlyStrategy is ImageStrategy onlyStrategy && (onlyStrategy != strategy || OnlySeed != seed))
-                    {
-                        continue;
-                    }
                     imagesTried++;
                     CrashImage image = state.CreateImage(strategy, seed, IncludeEviction);
                     if (recovery is null || recovery.Mapping.IsDisposed)
