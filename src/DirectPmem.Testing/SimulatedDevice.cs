@@ -52,6 +52,8 @@ public sealed class SimulatedDevice : IDisposable
     private byte[] _pendingData = new byte[16 * CacheLineSize];
     private readonly List<SimulatorWarning> _warnings = [];
     private long _redundantFlushes;
+    private long _neverFlushedLines;
+    private long _flushedNeverDrainedLines;
     private long _emptyDrains;
     private long _drains;
     private long _flushes;
@@ -162,7 +164,7 @@ public sealed class SimulatedDevice : IDisposable
     {
         lock (_gate)
         {
-            return new SimulatorDiagnostics(_redundantFlushes, _emptyDrains, _drains, _flushes, [.. _warnings]);
+            return new SimulatorDiagnostics(_neverFlushedLines, _flushedNeverDrainedLines, _redundantFlushes, _emptyDrains, _drains, _flushes, [.. _warnings]);
         }
     }
 
@@ -232,6 +234,8 @@ public sealed class SimulatedDevice : IDisposable
             _pending.Clear();
             _warnings.Clear();
             _redundantFlushes = 0;
+            _neverFlushedLines = 0;
+            _flushedNeverDrainedLines = 0;
             _emptyDrains = 0;
             _drains = 0;
             _flushes = 0;
@@ -337,8 +341,11 @@ public sealed class SimulatedDevice : IDisposable
 
     private int CheckUnflushedLocked()
     {
+        // Each check reports the lines as they are now, replacing the previous check's findings.
+        _warnings.RemoveAll(w => w.Kind is SimulatorWarningKind.NeverFlushed or SimulatorWarningKind.FlushedNeverDrained);
+        _neverFlushedLines = 0;
+        _flushedNeverDrainedLines = 0;
         ReadOnlySpan<byte> live = _mapping.GetReadOnlySpan(0, _media.Length);
-        int found = 0;
         for (int start = 0; start < _media.Length; start += CacheLineSize)
         {
             ReadOnlySpan<byte> current = live.Slice(start, CacheLineSize);
@@ -346,18 +353,19 @@ public sealed class SimulatedDevice : IDisposable
             bool pending = _pending.TryGetValue(line, out int slot);
             if (pending && current.SequenceEqual(_pendingData.AsSpan(slot * CacheLineSize, CacheLineSize)))
             {
-                found++;
-                AddWarning(new SimulatorWarning(SimulatorWarningKind.FlushedNeverDrained, start,
-                    string.Create(CultureInfo.InvariantCulture, $"line 0x{start:x} was flushed but no drain followed")));
+                if (!current.SequenceEqual(_media.AsSpan(start, CacheLineSize)) && ++_flushedNeverDrainedLines <= MaxWarningExamples)
+                {
+                    AddWarning(new SimulatorWarning(SimulatorWarningKind.FlushedNeverDrained, start,
+                        string.Create(CultureInfo.InvariantCulture, $"line 0x{start:x} was flushed but no drain followed")));
+                }
             }
-            else if (!current.SequenceEqual(_media.AsSpan(start, CacheLineSize)))
+            else if (!current.SequenceEqual(_media.AsSpan(start, CacheLineSize)) && ++_neverFlushedLines <= MaxWarningExamples)
             {
-                found++;
                 AddWarning(new SimulatorWarning(SimulatorWarningKind.NeverFlushed, start,
                     string.Create(CultureInfo.InvariantCulture, $"line 0x{start:x} holds stores that were never flushed")));
             }
         }
-        return found;
+        return checked((int)(_neverFlushedLines + _flushedNeverDrainedLines));
     }
 
     private CrashState CaptureLocked(long drain, bool beforeDrain)

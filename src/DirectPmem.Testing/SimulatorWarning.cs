@@ -33,19 +33,16 @@ public sealed record SimulatorWarning(SimulatorWarningKind Kind, long Offset, st
 }
 
 /// <summary>Counters and warnings of a simulated device.</summary>
+/// <param name="NeverFlushedLines">Lines found holding stores never flushed (by <see cref="SimulatedDevice.CheckUnflushedStores"/> or dispose).</param>
+/// <param name="FlushedNeverDrainedLines">Lines found flushed with no drain after.</param>
 /// <param name="RedundantFlushes">Flushes of lines with nothing new to write back (each line counts once per flush).</param>
 /// <param name="EmptyDrains">Drains with no flush pending.</param>
 /// <param name="Drains">Drains issued.</param>
 /// <param name="Flushes">Flush calls issued.</param>
-/// <param name="Warnings">The warnings; redundant flushes and empty drains keep only their first 16 examples.</param>
-public sealed record SimulatorDiagnostics(long RedundantFlushes, long EmptyDrains, long Drains, long Flushes, IReadOnlyList<SimulatorWarning> Warnings)
+/// <param name="Warnings">The warnings; each kind keeps only its first 16 examples.</param>
+public sealed record SimulatorDiagnostics(long NeverFlushedLines, long FlushedNeverDrainedLines, long RedundantFlushes, long EmptyDrains,
+    long Drains, long Flushes, IReadOnlyList<SimulatorWarning> Warnings)
 {
-    /// <summary>The number of lines found with stores never flushed.</summary>
-    public int NeverFlushedLines => Warnings.Count(w => w.Kind == SimulatorWarningKind.NeverFlushed);
-
-    /// <summary>The number of lines found flushed but never drained.</summary>
-    public int FlushedNeverDrainedLines => Warnings.Count(w => w.Kind == SimulatorWarningKind.FlushedNeverDrained);
-
     /// <summary>A summary for a test log: the counts, then every warning kept.</summary>
     public string Summary()
     {

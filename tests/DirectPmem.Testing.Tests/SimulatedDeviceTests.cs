@@ -267,6 +267,25 @@ public sealed class SimulatedDeviceTests
     }
 
     [Fact]
+    public void WarningsKeepTheirCountsButOnlyTheFirstExamples()
+    {
+        using SimulatedDevice device = SimulatedDevice.Create(8192);
+        for (int i = 0; i < 100; i++)
+        {
+            Store(device.Mapping, i * 64, 1);
+        }
+        Assert.Equal(100, device.CheckUnflushedStores());
+        SimulatorDiagnostics diagnostics = device.GetDiagnostics();
+        Assert.Equal(100, diagnostics.NeverFlushedLines);
+        Assert.Equal(16, diagnostics.Warnings.Count(w => w.Kind == SimulatorWarningKind.NeverFlushed));
+
+        device.Mapping.Persist(0, 100 * 64);
+        Assert.Equal(0, device.CheckUnflushedStores());    // a new check replaces the old findings
+        Assert.Equal(0, device.GetDiagnostics().NeverFlushedLines);
+        Assert.Empty(device.GetDiagnostics().Warnings);
+    }
+
+    [Fact]
     public void CorrectPersistenceProducesNoWarnings()
     {
         SimulatedDevice device = SimulatedDevice.Create(4096);
