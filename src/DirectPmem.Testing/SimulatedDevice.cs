@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
@@ -41,9 +40,6 @@ public sealed class SimulatedDevice : IDisposable
 
     private const int MaxWarningExamples = 16;
 
-    // Lets test code that only holds the mapping reach its device (internal: test access to flush/drain).
-    private static readonly ConditionalWeakTable<DaxMapping, SimulatedDevice> s_devices = [];
-
     private readonly Lock _gate = new();
     private readonly DaxMapping _mapping;
     private readonly byte[] _media;
@@ -70,11 +66,7 @@ public sealed class SimulatedDevice : IDisposable
         }
         _media = new byte[length];
         _mapping = MappingFactory.CreateSimulated(length, pageSize, new Hook(this));
-        s_devices.AddOrUpdate(_mapping, this);
     }
-
-    /// <summary>The device behind a simulated mapping, or <see langword="null"/> for any other mapping.</summary>
-    internal static SimulatedDevice? Of(DaxMapping mapping) => s_devices.TryGetValue(mapping, out SimulatedDevice? device) ? device : null;
 
     /// <summary>Creates a device of <paramref name="length"/> zeroed bytes; volatile view and media start equal.</summary>
     /// <param name="length">The number of bytes: a multiple of <paramref name="pageSize"/>, at most <see cref="MaxLength"/>.</param>
@@ -243,19 +235,6 @@ public sealed class SimulatedDevice : IDisposable
             _capturedCrash = null;
         }
     }
-
-    /// <summary>What DaxMapping's flush does on this device (test access until the public Flush lands).</summary>
-    internal void SimulateFlush(long offset, long length)
-    {
-        if ((ulong)offset > (ulong)_media.LongLength || (ulong)length > (ulong)(_media.LongLength - offset))
-        {
-            throw new ArgumentOutOfRangeException(nameof(offset), offset, "The range does not lie within the device.");
-        }
-        OnFlush(offset, length);
-    }
-
-    /// <summary>What DaxMapping's drain does on this device (test access until the public Drain lands).</summary>
-    internal void SimulateDrain() => OnDrain();
 
     private void OnFlush(long offset, long length)
     {

@@ -170,10 +170,10 @@ public sealed class BrokenProtocolTests
         {
             Store(map, Data + i * 8, NodeWord(i));
         }
-        Flush(map, Data, DataWords * 8);
+        map.Flush(Data, DataWords * 8);
         if (drainBeforeCommit)
         {
-            Drain(map);
+            map.Drain();
         }
         // Without the drain the write-backs above are not ordered before the flag's: the flag
         // can reach the media first.
@@ -231,7 +231,7 @@ public sealed class BrokenProtocolTests
             Workload = map =>
             {
                 Store(map, Data, 42);
-                Flush(map, Data, 8);
+                map.Flush(Data, 8);
             },
             Recover = map => Assert.Equal(42UL, Load(map, Data)),
         };

@@ -39,7 +39,7 @@ public sealed class FaithfulnessTests
                 }
                 if (op == 8)
                 {
-                    Flush(map, first * 8L, count * 8L);
+                    map.Flush(first * 8L, count * 8L);
                     continue;                // a flush without drain: durable only at the next drain
                 }
                 map.Persist(first * 8L, count * 8L);
@@ -47,7 +47,7 @@ public sealed class FaithfulnessTests
             }
             else
             {
-                Drain(map);
+                map.Drain();
                 Commit();
             }
         }

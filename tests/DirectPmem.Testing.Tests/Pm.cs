@@ -10,16 +10,6 @@ internal static class Pm
 
     internal static ulong Load(DaxMapping map, long offset) => map.GetReadOnlyRef<ulong>(offset);
 
-    // Flush and drain without persist. DaxMapping's public Flush/Drain are being added by the
-    // persistence work; until they land the tests reach the device's hook directly, which is what
-    // those methods report to.
-    internal static void Flush(DaxMapping map, long offset, long length) => Device(map).SimulateFlush(offset, length);
-
-    internal static void Drain(DaxMapping map) => Device(map).SimulateDrain();
-
-    private static SimulatedDevice Device(DaxMapping map)
-        => SimulatedDevice.Of(map) ?? throw new InvalidOperationException("not a simulated mapping");
-
     internal static ulong WordOf(ReadOnlySpan<byte> image, long offset) => BinaryPrimitives.ReadUInt64LittleEndian(image.Slice((int)offset, 8));
 
     /// <summary>A mix of two words that a torn record fails to match (a stand-in for a real checksum).</summary>

@@ -41,11 +41,11 @@ public sealed class SimulatedDeviceTests
     {
         using SimulatedDevice device = SimulatedDevice.Create(4096);
         Store(device.Mapping, 64, 7);
-        Flush(device.Mapping, 64, 8);
+        device.Mapping.Flush(64, 8);
         Assert.Equal(0UL, WordOf(device.GetMediaCopy(), 64));
         InFlightWord word = Assert.Single(device.Crash().InFlight);
         Assert.Equal(new InFlightWord(64, 0, 7, 7), word);
-        Drain(device.Mapping);
+        device.Mapping.Drain();
         Assert.Equal(7UL, WordOf(device.GetMediaCopy(), 64));
         Assert.Empty(device.Crash().InFlight);
     }
@@ -55,10 +55,10 @@ public sealed class SimulatedDeviceTests
     {
         using SimulatedDevice device = SimulatedDevice.Create(4096);
         Store(device.Mapping, 0, 1);
-        Flush(device.Mapping, 0, 8);
+        device.Mapping.Flush(0, 8);
         Store(device.Mapping, 0, 2);           // re-dirties the line after its write-back began
         Assert.Equal(new InFlightWord(0, 0, 1, 2), Assert.Single(device.Crash().InFlight));
-        Drain(device.Mapping);
+        device.Mapping.Drain();
         Assert.Equal(1UL, WordOf(device.GetMediaCopy(), 0));
         Assert.Equal(new InFlightWord(0, 1, null, 2), Assert.Single(device.Crash().InFlight));
     }
@@ -86,8 +86,8 @@ public sealed class SimulatedDeviceTests
         device.Mapping.Persist(0, 8);
         Store(device.Mapping, 8, 20);
         Store(device.Mapping, 64, 30);
-        Flush(device.Mapping, 8, 8);
-        Drain(device.Mapping);                 // drain 2: the crash point
+        device.Mapping.Flush(8, 8);
+        device.Mapping.Drain();                 // drain 2: the crash point
         Store(device.Mapping, 128, 40);        // after the crash point: not in the state
         device.Mapping.Persist(128, 8);
 
@@ -115,7 +115,7 @@ public sealed class SimulatedDeviceTests
         {
             Store(device.Mapping, i * 8, ~(ulong)i);
         }
-        Flush(device.Mapping, 0, 128);         // words 0..15 flushed, not drained
+        device.Mapping.Flush(0, 128);         // words 0..15 flushed, not drained
         CrashState crash = device.Crash();
         Assert.Equal(64, crash.InFlight.Count);
         byte[] media = crash.Media.ToArray();
@@ -154,7 +154,7 @@ public sealed class SimulatedDeviceTests
     {
         using SimulatedDevice device = SimulatedDevice.Create(4096);
         Store(device.Mapping, 0, 1);
-        Flush(device.Mapping, 0, 8);
+        device.Mapping.Flush(0, 8);
         Store(device.Mapping, 64, 2);
         CrashState crash = device.Crash();
         ReadOnlySpan<byte> nothing = crash.CreateImage(ImageStrategy.NothingSurvived).Data.Span;
@@ -171,7 +171,7 @@ public sealed class SimulatedDeviceTests
     {
         using SimulatedDevice device = SimulatedDevice.Create(4096);
         Store(device.Mapping, 0, 1);
-        Flush(device.Mapping, 0, 8);
+        device.Mapping.Flush(0, 8);
         Store(device.Mapping, 0, 2);           // three possible values: 0, 1 (flushed), 2 (evicted)
         Store(device.Mapping, 64, 3);          // two: 0, 3 (evicted)
         Store(device.Mapping, 128, 4);         // two: 0, 4 (evicted)
@@ -250,10 +250,10 @@ public sealed class SimulatedDeviceTests
         Store(device.Mapping, 0, 1);
         device.Mapping.Persist(0, 8);
         device.Mapping.Persist(0, 8);          // redundant: the line is clean
-        Drain(device.Mapping);                 // nothing pending
+        device.Mapping.Drain();                 // nothing pending
         Store(device.Mapping, 256, 2);         // never flushed
         Store(device.Mapping, 512, 3);
-        Flush(device.Mapping, 512, 8);         // flushed, never drained
+        device.Mapping.Flush(512, 8);         // flushed, never drained
         device.Dispose();
 
         SimulatorDiagnostics diagnostics = device.GetDiagnostics();
