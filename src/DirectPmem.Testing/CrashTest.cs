@@ -85,6 +85,8 @@ public sealed class CrashTest
         var inFlightPerCrash = new List<int>();
         long imagesTried = 0;
         SimulatedDevice? recovery = null;
+        byte[] imageBuffer = new byte[DeviceLength];
+        ulong[] chosen = [];
         try
         {
             for (long point = 1; point <= drains + 1; point++)
@@ -101,17 +103,19 @@ public sealed class CrashTest
                 foreach ((ImageStrategy strategy, ulong seed) in images)
                 {
                     imagesTried++;
-                    CrashImage image = state.CreateImage(strategy, seed, IncludeEviction);
+                    // Images are composed into one buffer; a CrashImage is made only for a failure.
+                    chosen = chosen.Length >= state.InFlight.Count ? chosen : new ulong[state.InFlight.Count];
+                    state.Compose(strategy, seed, IncludeEviction, imageBuffer, chosen);
                     if (recovery is null || recovery.Mapping.IsDisposed)
                     {
                         recovery?.Dispose();
                         recovery = SimulatedDevice.Create(DeviceLength, PageSize);
                     }
-                    recovery.Load(image.Data.Span);
+                    recovery.Load(imageBuffer);
                     Exception? error = RunRecovery(recovery.Mapping);
                     if (error is not null)
                     {
-                        failures.Add(new CrashFailure(image, error));
+                        failures.Add(new CrashFailure(state.CreateImage(strategy, seed, IncludeEviction), error));
                         if (StopAtFirstFailure)
                         {
                             return Result();
