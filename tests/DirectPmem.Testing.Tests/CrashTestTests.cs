@@ -120,6 +120,31 @@ public sealed class CrashTestTests
     }
 
     [Fact]
+    public void ARecoveryThatDisposesItsMappingGetsAFreshDeviceForTheNextImage()
+    {
+        int recovered = 0;
+        CrashTestResult result = new CrashTest
+        {
+            DeviceLength = 4096,
+            Workload = map =>
+            {
+                Store(map, 0, 5);
+                map.Persist(0, 8);
+            },
+            Recover = map =>
+            {
+                ulong value = Load(map, 0);
+                Assert.True(value is 0 or 5);
+                recovered++;
+                map.Dispose();
+            },
+        }.Run();
+        Assert.True(result.Passed, result.Summary());
+        Assert.Equal(3, recovered);                     // 2 images before the drain, 1 at the end
+        Assert.Equal(3, result.Statistics.ImagesTried);
+    }
+
+    [Fact]
     public void ReplaySettingsMustComeTogether()
     {
         var test = new CrashTest { Workload = _ => { }, Recover = _ => { }, OnlyStrategy = ImageStrategy.Random };

@@ -301,6 +301,17 @@ public sealed class SimulatedDeviceTests
     }
 
     [Fact]
+    public void DisposingTheMappingInsteadOfTheDeviceIsReportedNotHidden()
+    {
+        SimulatedDevice device = SimulatedDevice.Create(4096);
+        Store(device.Mapping, 0, 1);
+        device.Mapping.Dispose();
+        device.Dispose();
+        SimulatorWarning warning = Assert.Single(device.GetDiagnostics().Warnings);
+        Assert.Equal(SimulatorWarningKind.MappingDisposedByCaller, warning.Kind);
+    }
+
+    [Fact]
     public void TheDeviceIsUnusableAfterDispose()
     {
         SimulatedDevice device = SimulatedDevice.Create(4096);
