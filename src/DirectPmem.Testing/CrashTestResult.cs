@@ -37,7 +37,7 @@ public sealed record CrashFailure(CrashImage Image, Exception Error)
 
 /// <summary>The result of <see cref="CrashTest.Run"/>.</summary>
 /// <param name="Statistics">Crash points, images, words in flight, failures.</param>
-/// <param name="Diagnostics">The misuse warnings of the workload's first run (never failures).</param>
+/// <param name="Diagnostics">The misuse warnings of the first run, setup and workload (never failures); its counters are the workload's.</param>
 /// <param name="Failures">The failing images, first first.</param>
 public sealed record CrashTestResult(CrashStatistics Statistics, SimulatorDiagnostics Diagnostics, IReadOnlyList<CrashFailure> Failures)
 {
