@@ -12,7 +12,7 @@ namespace DirectPmem.Benchmarks.Mapping;
 [MemoryDiagnoser]
 [GroupBenchmarksBy(BenchmarkDotNet.Configs.BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
-public class RandomAccessBenchmarks
+public sealed class RandomAccessBenchmarks : IDisposable
 {
     private const long FileSize = 256L * 1024 * 1024;
     private const int Accesses = 4096;
@@ -47,6 +47,8 @@ public class RandomAccessBenchmarks
         }
     }
 
+    public void Dispose() => Cleanup();
+
     [GlobalCleanup]
     public void Cleanup()
     {
@@ -55,7 +57,15 @@ public class RandomAccessBenchmarks
         _stream?.Dispose();
         _map?.Dispose();
         _file?.Dispose();
-        File.Delete(_path);
+        _accessor = null;
+        _mmf = null;
+        _stream = null;
+        _map = null;
+        _file = null;
+        if (_path.Length > 0)
+        {
+            File.Delete(_path);
+        }
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Accesses)]

@@ -163,6 +163,8 @@ public sealed partial class DaxDevice : IDisposable
                 ReadOnly = options.ReadOnly,
                 Populate = options.Populate,
                 LockInMemory = options.LockInMemory,
+                // Transparent huge pages are a best-effort hint on tmpfs/memfd; FaultGranularity stays 4 KiB.
+                HugePages = options.HugePages == HugePages.Transparent ? HugePages.Transparent : HugePages.None,
             });
         }
 

@@ -177,6 +177,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="DaxLabelException">No range has that name (<see cref="DaxLabelRule.NoSuchRange"/>).</exception>
     public DaxAllocation Get(string name)
     {
+        ObjectDisposedException.ThrowIf(_labels.IsDisposed, this);
         lock (_gate)
         {
             return Find(name) ?? throw new DaxLabelException(-1, DaxLabelRule.NoSuchRange, $"there is no range named '{name}'.", _device.DevicePath);
@@ -249,6 +250,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="DaxLabelException">No range has that name.</exception>
     public void Free(string name)
     {
+        ObjectDisposedException.ThrowIf(_labels.IsDisposed, this);
         lock (_gate)
         {
             DaxAllocation entry = Find(name) ?? throw new DaxLabelException(-1, DaxLabelRule.NoSuchRange, $"there is no range named '{name}'.", _device.DevicePath);
@@ -308,6 +310,7 @@ public sealed class DaxRangeAllocator : IDisposable
 
     private void CheckRequest(string name, PageSize page)
     {
+        ObjectDisposedException.ThrowIf(_labels.IsDisposed, this);
         ArgumentNullException.ThrowIfNull(name);
         LabelSlot.ValidateName(name, _device.DevicePath);
         if (!PageSizes.IsDefined(page) || page < _device.Align)

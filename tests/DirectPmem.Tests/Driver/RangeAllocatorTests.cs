@@ -36,6 +36,9 @@ public sealed class RangeAllocatorTests : IDisposable
         Assert.Throws<PmemInUseException>(() => DaxRangeAllocator.Format(dax));
         first.Allocate("a", Mib2);
         first.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => first.Allocate("b", Mib2));
+        Assert.Throws<ObjectDisposedException>(() => first.Map("a"));
+        Assert.Throws<ObjectDisposedException>(() => first.Free("a"));
         using DaxRangeAllocator second = DaxRangeAllocator.Open(dax);
         Assert.Equal("a", Assert.Single(second.Ranges).Name);
     }
@@ -227,7 +230,7 @@ public sealed class RangeAllocatorTests : IDisposable
         using DaxDevice dax = CreateDevice();
         DaxRangeAllocator.Format(dax).Dispose();
         using DaxMapping raw = dax.Map(new DaxMappingOptions { Length = Mib2 });
-        // Slot 1 holds sequence 1. Rewrite it with overlapping entries and a correct checksum.
+        // Format published slot 0 (sequence 1). Publish slot 1 too, with overlapping entries and a correct checksum.
         var overlapping = new[] { new DaxAllocation("x", Mib2, 4 * Mib2, PageSize.Pmd), new DaxAllocation("y", 2 * Mib2, Mib2, PageSize.Pmd) };
         LabelSlot.Encode(raw.GetSpan(4096, 4096), 1, 1, Size, PageSize.Pmd, overlapping);
         Assert.Equal(DaxLabelRule.Overlap, Assert.Throws<DaxLabelException>(() => DaxRangeAllocator.Open(dax)).Rule);
@@ -248,8 +251,8 @@ public sealed class RangeAllocatorTests : IDisposable
         LabelSlot.Encode(raw.GetSpan(4096, 4096), 1, 1, Size * 2, PageSize.Pmd, []);
         Assert.Equal(DaxLabelRule.WrongDevice, Assert.Throws<DaxLabelException>(() => DaxRangeAllocator.Open(dax)).Rule);
 
+        // Both slots published with sequence 1.
         LabelSlot.Encode(raw.GetSpan(4096, 4096), 1, 1, Size, PageSize.Pmd, []);
-        LabelSlot.Encode(raw.GetSpan(0, 4096), 0, 1, Size, PageSize.Pmd, []);
         Assert.Equal(DaxLabelRule.SequenceConflict, Assert.Throws<DaxLabelException>(() => DaxRangeAllocator.Open(dax)).Rule);
     }
 

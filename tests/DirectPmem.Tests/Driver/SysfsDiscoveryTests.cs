@@ -269,9 +269,14 @@ public class SysfsDiscoveryTests
         {
             Assert.Skip($"no device-DAX device on this machine ({topology.Devices.Count} devices, {topology.Errors.Count} errors in /sys/bus/dax).");
         }
-        using DaxMapping mapping = dax.Map(new DaxMappingOptions { Length = (long)dax.Align });
-        Assert.Equal(MappingBacking.DeviceDax, mapping.Backing);
-        Assert.Equal(0, mapping.Address % (long)dax.Align);
-        Assert.True(mapping.ObservePageSize().DontFork);
+        // Read-only: a real device may hold someone's data.
+        using DaxMapping first = dax.Map(new DaxMappingOptions { Length = (long)dax.Align, ReadOnly = true });
+        Assert.Equal(MappingBacking.DeviceDax, first.Backing);
+        Assert.Equal(0, first.Address % (long)dax.Align);
+        _ = first.GetReadOnlySpan(0, 64)[0];
+        Assert.True(first.ObservePageSize().DontFork);
+        using DaxMapping last = dax.Map(new DaxMappingOptions { Offset = dax.Size - (long)dax.Align, ReadOnly = true });
+        Assert.Equal((long)dax.Align, last.Length);
+        Assert.Throws<ArgumentOutOfRangeException>(() => dax.Map(new DaxMappingOptions { Offset = dax.Size, Length = (long)dax.Align, ReadOnly = true }));
     }
 }
