@@ -1,0 +1,68 @@
+using System.Buffers.Binary;
+using System.Text;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.IntegrationTests;
+
+/// <summary>
+/// The whole path as a smoke test: data written and persisted in the guest's first boot is read
+/// back in its second boot of the same NVDIMM file (tests/devdax-vm/run.sh boots it twice, and
+/// the second boot runs only this class). The data is derived from the run's random id, so
+/// nothing left from another run can pass.
+/// </summary>
+[Collection(DeviceTestGroup.Name)]
+public sealed class PersistenceAcrossBootsTests(ITestOutputHelper output)
+{
+    private const string FsDaxFileName = "across-boots.pmem";
+    private const long FsDaxFileSize = 2L << 20;
+    private const long FsDaxOffset = 12345;
+
+    [Fact]
+    public void First_boot_persists_a_record_in_an_fsdax_file()
+    {
+        (string dir, string runId) = Require(phase: 1);
+        string path = Path.Combine(dir, FsDaxFileName);
+        byte[] record = Record(runId, "fsdax");
+        using PmemFile file = PmemFile.Create(path, FsDaxFileSize);
+        Assert.Equal(MappingBacking.FsDaxFile, file.Backing);
+        using DaxMapping map = file.Map();
+        record.CopyTo(map.GetSpan(FsDaxOffset, record.Length));
+        map.Persist(FsDaxOffset, record.Length);
+        output.WriteLine($"boot 1: persisted {record.Length} bytes for run {runId} at offset {FsDaxOffset} of {path} ({map.Granularity})");
+    }
+
+    [Fact]
+    public void Second_boot_reads_back_the_record_persisted_in_an_fsdax_file_in_the_first_boot()
+    {
+        (string dir, string runId) = Require(phase: 2);
+        string path = Path.Combine(dir, FsDaxFileName);
+        byte[] expected = Record(runId, "fsdax");
+        using PmemFile file = PmemFile.Open(path, writable: false);
+        Assert.Equal(MappingBacking.FsDaxFile, file.Backing);
+        using DaxMapping map = file.Map(new DaxMappingOptions { ReadOnly = true });
+        Assert.Equal(expected, map.GetReadOnlySpan(FsDaxOffset, expected.Length).ToArray());
+        output.WriteLine($"boot 2: read back the {expected.Length} bytes of run {runId} from {path}");
+    }
+
+    private static (string Dir, string RunId) Require(int phase)
+    {
+        string dir = IntegrationEnvironment.RequireFsDaxDirectory();
+        string? runId = IntegrationEnvironment.RunId;
+        if (IntegrationEnvironment.Phase != phase || runId is null)
+        {
+            Assert.Skip($"runs only in boot {phase} of tests/devdax-vm/run.sh (DIRECTPMEM_VM_PHASE={IntegrationEnvironment.Phase}).");
+        }
+        return (dir, runId);
+    }
+
+    /// <summary>A record that only this run produces: a header naming the run and a pseudo-random body seeded by it.</summary>
+    internal static byte[] Record(string runId, string what)
+    {
+        byte[] header = Encoding.ASCII.GetBytes($"DirectPmem run {runId} {what}\n");
+        byte[] record = new byte[4096 + 77];
+        header.CopyTo(record, 0);
+        int seed = BinaryPrimitives.ReadInt32LittleEndian(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(runId + what)));
+        new Random(seed).NextBytes(record.AsSpan(header.Length));
+        return record;
+    }
+}
