@@ -45,9 +45,12 @@ public sealed class KernelDriverFactsTests(ITestOutputHelper output)
     public void Dotnet_memory_mapped_view_Flush_throws_on_device_dax_because_the_driver_refuses_msync()
     {
         string device = IntegrationEnvironment.RequireDevice();
-        const long capacity = 2L << 20;
-        using var mmf = MemoryMappedFile.CreateFromFile(device, FileMode.Open, mapName: null, capacity, MemoryMappedFileAccess.ReadWrite);
-        MemoryMappedViewAccessor view = mmf.CreateViewAccessor(0, capacity);
+        long size = IntegrationEnvironment.ReadSysfsNumber(Path.Combine(IntegrationEnvironment.SysfsDirectory(device), "size"));
+        // Near the end of the device: the start holds the range allocator's labels.
+        const long viewLength = 2L << 20;
+        long viewOffset = size - 4 * viewLength;
+        using var mmf = MemoryMappedFile.CreateFromFile(device, FileMode.Open, mapName: null, size, MemoryMappedFileAccess.ReadWrite);
+        MemoryMappedViewAccessor view = mmf.CreateViewAccessor(viewOffset, viewLength);
         view.Write(64, 0x1234_5678_9ABC_DEF0L);
         Assert.Equal(0x1234_5678_9ABC_DEF0L, view.ReadInt64(64));
 
