@@ -60,6 +60,9 @@ dotnet_path=$(readlink -f "$(command -v dotnet)")
 case "$repo" in /*) ;; *) die 2 "repository path $repo is not absolute" ;; esac
 
 mkdir -p "$work"
+# One run at a time per work folder: two would share the NVDIMM file and the guest build.
+exec 9>"$work/.lock"
+flock -n 9 || die 2 "another run.sh is using $work"
 
 # ---------------------------------------------------------------- 2. the guest (cached)
 modules=(virtio_pci 9pnet_virtio 9p libnvdimm nfit nd_e820 nd_pmem nd_btt dax_pmem device_dax kmem crc32c_generic ext4)
