@@ -30,6 +30,9 @@ public sealed unsafe class DaxMapping : IDisposable
     private int _disposed;
     // Set only for the crash-consistency simulator: flushes and drains go to it instead of the CPU.
     private readonly IPersistenceHook? _hook;
+    // Chosen once at construction from the granularity: the flush routine cache-line mappings
+    // use (CLWB/CLFLUSHOPT/CLFLUSH), null when the granularity needs no flush instruction.
+    private readonly delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> _flush;
 
     internal DaxMapping(SafeMappingHandle handle, long length, in MapRequest request, PersistGranularity granularity,
         IPersistenceHook? hook = null)
@@ -45,6 +48,9 @@ public sealed unsafe class DaxMapping : IDisposable
         Path = request.Path;
         SourceOffset = request.Offset;
         Granularity = granularity;
+        _flush = granularity == PersistGranularity.CacheLine && hook is null ? PersistencePlatform.FlushRoutine : null;
+        Debug.Assert(granularity != PersistGranularity.CacheLine || hook is not null || _flush != null,
+            "cache-line granularity is only chosen when a flush routine exists");
     }
 
     /// <summary>
@@ -194,17 +200,182 @@ public sealed unsafe class DaxMapping : IDisposable
         return _base;
     }
 
-    /// <summary>Makes <c>[offset, offset + length)</c> durable: flush (by <see cref="Granularity"/>) and drain.</summary>
+    /// <summary>
+    /// Makes <c>[offset, offset + length)</c> durable: flush and drain by <see cref="Granularity"/>
+    /// (CLWB/CLFLUSHOPT/CLFLUSH + SFENCE for cache-line, SFENCE for byte, msync of the touched
+    /// pages for page, a fence only for volatile memory).
+    /// </summary>
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes; 0 persists nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
     /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Persist(long offset, long length)
     {
         CheckRange(offset, length);
         PersistCore(offset, length);
     }
 
+    /// <summary>
+    /// Starts writing <c>[offset, offset + length)</c> back without waiting (PMDK's pmem2 flush):
+    /// the cache lines are flushed for cache-line granularity, the pages msynced for page
+    /// granularity, nothing for byte granularity or volatile memory. Durable after <see cref="Drain"/>.
+    /// </summary>
+    /// <param name="offset">The first byte, from the start of the mapping.</param>
+    /// <param name="length">The number of bytes; 0 flushes nothing.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Flush(long offset, long length)
+    {
+        CheckRange(offset, length);
+        FlushCore(offset, length);
+    }
+
+    /// <summary>Waits until every flush and non-temporal store issued before it is complete (SFENCE; the simulator records a drain).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Drain()
+    {
+        if (_hook is not null)
+        {
+            _hook.Drain();
+            return;
+        }
+        CopyEngine.Fence();
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> to <paramref name="destinationOffset"/> and makes it durable
+    /// as <paramref name="flags"/> say (PMDK's pmem2 memcpy): without flags the data is durable on return.
+    /// </summary>
+    /// <param name="source">The bytes to copy; they may lie in this mapping.</param>
+    /// <param name="destinationOffset">Where they go, from the start of the mapping.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <remarks>
+    /// With an 8-byte-aligned destination and a length that is a multiple of 8, no store narrower
+    /// than 8 bytes is used: each aligned 8-byte word is either wholly old or wholly new after a
+    /// power failure. Under page granularity the copy is temporal and followed by msync unless
+    /// <see cref="PmemCopyOptions.NoFlush"/> is given.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The destination range does not lie within the mapping.</exception>
+    /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    public void Write(ReadOnlySpan<byte> source, long destinationOffset, PmemCopyOptions flags = PmemCopyOptions.None)
+    {
+        CheckWritableRange(destinationOffset, source.Length);
+        fixed (byte* from = source)
+        {
+            MoveCore(from, destinationOffset, source.Length, flags);
+        }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="length"/> bytes within the mapping, the ranges may overlap either way
+    /// (PMDK's pmem2 memmove), and makes them durable as <paramref name="flags"/> say.
+    /// </summary>
+    /// <param name="sourceOffset">The first byte read, from the start of the mapping.</param>
+    /// <param name="destinationOffset">The first byte written, from the start of the mapping.</param>
+    /// <param name="length">The number of bytes.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A range does not lie within the mapping.</exception>
+    /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    public void Move(long sourceOffset, long destinationOffset, long length, PmemCopyOptions flags = PmemCopyOptions.None)
+    {
+        CheckRange(sourceOffset, length);
+        CheckWritableRange(destinationOffset, length);
+        MoveCore(_base + sourceOffset, destinationOffset, length, flags);
+    }
+
+    /// <summary>Sets <paramref name="length"/> bytes to <paramref name="value"/> and makes them durable as <paramref name="flags"/> say (PMDK's pmem2 memset).</summary>
+    /// <param name="offset">The first byte, from the start of the mapping.</param>
+    /// <param name="length">The number of bytes.</param>
+    /// <param name="value">The byte to store.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
+    /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    public void Fill(long offset, long length, byte value, PmemCopyOptions flags = PmemCopyOptions.None)
+    {
+        CheckWritableRange(offset, length);
+        byte* destination = _base + offset;
+        if (_hook is not null)
+        {
+            CopyEngine.TemporalFill(destination, value, (nuint)length);
+            ReportToHook(offset, length, flags);
+            return;
+        }
+        if (Granularity == PersistGranularity.Page)
+        {
+            CopyEngine.Fill(destination, value, (nuint)length, flags | PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
+            if ((flags & PmemCopyOptions.NoFlush) == 0)
+            {
+                MSyncPages(offset, length);
+            }
+            return;
+        }
+        CopyEngine.Fill(destination, value, (nuint)length, flags, _flush);
+    }
+
+    /// <summary>
+    /// The failure-atomic commit point of storage layers: stores <paramref name="value"/> at the
+    /// 8-byte-aligned <paramref name="offset"/> with one aligned 8-byte store and persists it.
+    /// After a power failure the word is either wholly the old value or wholly the new one.
+    /// </summary>
+    /// <param name="offset">The word's offset, a multiple of 8.</param>
+    /// <param name="value">The value to publish.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The word does not lie within the mapping.</exception>
+    /// <exception cref="ArgumentException"><paramref name="offset"/> is not a multiple of 8.</exception>
+    /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
+    /// <exception cref="PmemException">The kernel refused to write the page back (msync).</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Publish(long offset, ulong value)
+    {
+        CheckRef<ulong>(offset);
+        if (_readOnly)
+        {
+            ThrowHelper.ThrowReadOnly();
+        }
+        Volatile.Write(ref *(ulong*)(_base + offset), value);
+        PersistCore(offset, sizeof(ulong));
+    }
+
+    private void MoveCore(byte* source, long destinationOffset, long length, PmemCopyOptions flags)
+    {
+        byte* destination = _base + destinationOffset;
+        if (_hook is not null)
+        {
+            // The simulator reads the memory at each reported flush: do the stores, then report
+            // what would have been flushed (non-temporal stores count as flushed) and drained.
+            CopyEngine.Move(destination, source, (nuint)length, PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
+            ReportToHook(destinationOffset, length, flags);
+            return;
+        }
+        if (Granularity == PersistGranularity.Page)
+        {
+            CopyEngine.Move(destination, source, (nuint)length, flags | PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
+            if ((flags & PmemCopyOptions.NoFlush) == 0)
+            {
+                MSyncPages(destinationOffset, length);
+            }
+            return;
+        }
+        CopyEngine.Move(destination, source, (nuint)length, flags, _flush);
+    }
+
+    private void ReportToHook(long offset, long length, PmemCopyOptions flags)
+    {
+        if ((flags & PmemCopyOptions.NoFlush) == 0 && length != 0)
+        {
+            _hook!.Flush(offset, length);
+        }
+        if ((flags & PmemCopyOptions.NoDrain) == 0)
+        {
+            _hook!.Drain();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PersistCore(long offset, long length)
     {
         if (_hook is not null)
@@ -213,17 +384,60 @@ public sealed unsafe class DaxMapping : IDisposable
             _hook.Drain();
             return;
         }
+        var flush = _flush;
+        if (flush != null)
+        {
+            // SAFETY: CheckRange put [offset, offset + length) inside the live mapping.
+            flush(_base + offset, (nuint)length);
+            CopyEngine.Fence();
+            return;
+        }
+        PersistSlow(offset, length);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void PersistSlow(long offset, long length)
+    {
         switch (Granularity)
         {
             case PersistGranularity.Page:
                 MSyncPages(offset, length);
                 break;
-            case PersistGranularity.None:
+            case PersistGranularity.Byte:
+                CopyEngine.Fence();
+                break;
+            default:
                 // Volatile memory has nothing to flush; a fence still orders the stores.
                 Thread.MemoryBarrier();
                 break;
-            default:
-                throw new NotSupportedException($"Persist at {Granularity} granularity needs the cache-flush layer.");
+        }
+    }
+
+    private void FlushCore(long offset, long length)
+    {
+        if (_hook is not null)
+        {
+            _hook.Flush(offset, length);
+            return;
+        }
+        var flush = _flush;
+        if (flush != null)
+        {
+            flush(_base + offset, (nuint)length);
+        }
+        else if (Granularity == PersistGranularity.Page)
+        {
+            MSyncPages(offset, length);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckWritableRange(long offset, long length)
+    {
+        CheckRange(offset, length);
+        if (_readOnly)
+        {
+            ThrowHelper.ThrowReadOnly();
         }
     }
 

@@ -1,4 +1,5 @@
 using DirectPmem.Geometry;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Mapping;
 
@@ -38,4 +39,19 @@ public sealed record DaxMappingOptions
 
     /// <summary>How anonymous mappings ask for huge pages. Files and memfds take their pages from the source.</summary>
     public HugePages HugePages { get; init; }
+
+    /// <summary>
+    /// Refuse the mapping (with <see cref="PmemCapabilityException"/> saying why) unless its data can
+    /// be made durable at this granularity or a finer one (Byte is finer than CacheLine, which is
+    /// finer than Page; None means volatile). <see langword="null"/> accepts whatever the backing has.
+    /// </summary>
+    public PersistGranularity? RequiredGranularity { get; init; }
+
+    /// <summary>
+    /// Test mode: flush cache lines and fence (cache-line granularity) whatever the backing, as
+    /// PMDK's PMEM_IS_PMEM_FORCE=1 does, so that benchmarks measure the instructions on machines
+    /// without persistent memory. Data in a page-cache file is then NOT durable across a power
+    /// failure (it is never msynced); never use this for real data.
+    /// </summary>
+    public bool ForceCacheLineGranularity { get; init; }
 }

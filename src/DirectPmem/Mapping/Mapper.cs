@@ -17,7 +17,14 @@ internal readonly record struct MapRequest(
     int ExtraFlags,
     HugePages HugePages,
     bool Populate,
-    bool LockInMemory);
+    bool LockInMemory)
+{
+    /// <summary>Give the mapping cache-line granularity whatever its backing (PMEM_IS_PMEM_FORCE; for benchmarks and tests).</summary>
+    public bool ForceCacheLineGranularity { get; init; }
+
+    /// <summary>Refuse the mapping unless it has at least this granularity (finer is accepted).</summary>
+    public Persistence.PersistGranularity? RequiredGranularity { get; init; }
+}
 
 /// <summary>
 /// The one place that calls mmap for data. It places the mapping at a virtual address aligned
@@ -49,8 +56,7 @@ internal static class Mapper
 
             nint address = align > Environment.SystemPageSize
                 ? MapAligned(length, align, prot, flags, fd, in request)
-                : SyscallError.CheckMap(Libc.MMap(0, length, prot, flags, fd, request.Offset),
-                    "mmap", request.Path, request.Offset, request.Length);
+                : MapUnaligned(length, prot, flags, fd, in request);
 
             var handle = new SafeMappingHandle(address, length);
             try
@@ -71,6 +77,17 @@ internal static class Mapper
                 request.Fd!.DangerousRelease();
             }
         }
+    }
+
+    private static nint MapUnaligned(nuint length, int prot, int flags, int fd, in MapRequest request)
+    {
+        // The kernel returns a 4 KiB-aligned address: no reservation needed.
+        nint mapped = Libc.MMap(0, length, prot, flags, fd, request.Offset);
+        if (mapped == Libc.MAP_FAILED)
+        {
+            throw MapFailure(SyscallError.LastErrno, in request);
+        }
+        return mapped;
     }
 
     private static nint MapAligned(nuint length, long align, int prot, int flags, int fd, in MapRequest request)

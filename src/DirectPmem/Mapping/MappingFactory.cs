@@ -9,19 +9,20 @@ internal static class MappingFactory
 {
     internal static DaxMapping Create(in MapRequest request)
     {
+        // Decided before mapping, so that a refused granularity maps nothing.
+        PersistGranularity granularity = PersistencePlatform.Choose(request.Backing, request.ForceCacheLineGranularity,
+            request.RequiredGranularity, request.Path);
         SafeMappingHandle handle = Mapper.Map(in request);
-        return new DaxMapping(handle, request.Length, in request, GranularityFor(request.Backing));
+        return new DaxMapping(handle, request.Length, in request, granularity);
     }
 
-    /// <summary>The persistence each backing really has.</summary>
-    internal static PersistGranularity GranularityFor(MappingBacking backing) => backing switch
-    {
-        MappingBacking.PageCacheFile => PersistGranularity.Page,
-        // msync is correct on a DAX file system too (it flushes the CPU caches there).
-        MappingBacking.FsDaxFile => PersistGranularity.Page,
-        MappingBacking.DeviceDax => PersistGranularity.CacheLine,
-        _ => PersistGranularity.None,
-    };
+    /// <summary>
+    /// The persistence each backing really has on this platform, before test-mode forcing:
+    /// device-DAX and MAP_SYNC DAX files flush cache lines (drain only under eADR; msync for a DAX
+    /// file when no flush routine can run), page-cache files msync, everything else is volatile.
+    /// </summary>
+    internal static PersistGranularity GranularityFor(MappingBacking backing)
+        => PersistencePlatform.Choose(backing, forceCacheLine: false, required: null, path: null);
 
     /// <summary>
     /// A mapping of shared anonymous memory whose flushes and drains go to <paramref name="hook"/>
@@ -60,7 +61,11 @@ internal static class MappingFactory
         int extraFlags = hugetlb ? Libc.MAP_HUGETLB | (pageSize == PageSize.Pud ? Libc.MAP_HUGE_1GB : Libc.MAP_HUGE_2MB) : 0;
         bool verifyThp = options.RequirePageSize && options.HugePages == HugePages.Transparent && pageSize != PageSize.Pte;
         var request = new MapRequest(null, null, hugetlb ? MappingBacking.Hugetlb : MappingBacking.Anonymous, 0, length, pageSize,
-            options.ReadOnly, extraFlags, options.HugePages, options.Populate || verifyThp, options.LockInMemory);
+            options.ReadOnly, extraFlags, options.HugePages, options.Populate || verifyThp, options.LockInMemory)
+        {
+            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
+            RequiredGranularity = options.RequiredGranularity,
+        };
         DaxMapping mapping = Create(in request);
         if (verifyThp)
         {

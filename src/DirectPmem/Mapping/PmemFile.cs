@@ -229,7 +229,11 @@ public sealed class PmemFile : IDisposable
 
         int extraFlags = Backing == MappingBacking.FsDaxFile ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC : 0;
         var request = new MapRequest(_fd, Path, Backing, options.Offset, length, pageSize, options.ReadOnly, extraFlags,
-            Backing == MappingBacking.Hugetlb ? HugePages.Hugetlb : options.HugePages, options.Populate, options.LockInMemory);
+            Backing == MappingBacking.Hugetlb ? HugePages.Hugetlb : options.HugePages, options.Populate, options.LockInMemory)
+        {
+            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
+            RequiredGranularity = options.RequiredGranularity,
+        };
         return MappingFactory.Create(in request);
     }
 

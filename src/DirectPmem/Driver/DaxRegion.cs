@@ -1,0 +1,160 @@
+using System.Globalization;
+using DirectPmem.Geometry;
+
+namespace DirectPmem.Driver;
+
+/// <summary>What makes stores to a device durable, as the platform reports it.</summary>
+public enum DaxPersistence
+{
+    /// <summary>The platform does not say (no <c>persistence_domain</c>, or a device with no NVDIMM region such as CXL soft-reserved memory).</summary>
+    Unknown,
+
+    /// <summary>Volatile memory: nothing survives power loss (tmpfs, memfd, hugetlbfs, anonymous memory).</summary>
+    Volatile,
+
+    /// <summary>An ordinary file: durable after msync writes the dirty pages back.</summary>
+    PageCache,
+
+    /// <summary>ADR: stores are durable once they reach the memory controller (cache flush + fence).</summary>
+    MemoryController,
+
+    /// <summary>eADR: the CPU caches are flushed on power loss; a fence is enough.</summary>
+    CpuCache,
+}
+
+/// <summary>
+/// An NVDIMM region (<c>/sys/bus/nd/devices/regionN</c>): a range of persistent memory, its
+/// persistence domain, its known bad blocks and whether it has a deep-flush control.
+/// </summary>
+public sealed class DaxRegion
+{
+    internal DaxRegion(string name, string sysfsPath, string resolvedPath, long size, long? align, DaxPersistence persistence,
+        string persistenceText, IReadOnlyList<PmemRange> badBlocks, bool deepFlushPresent, bool deepFlushWritable, int? numaNode,
+        int? targetNode, ulong? resource)
+    {
+        Name = name;
+        SysfsPath = sysfsPath;
+        ResolvedPath = resolvedPath;
+        Size = size;
+        Align = align;
+        PersistenceDomain = persistence;
+        PersistenceDomainText = persistenceText;
+        BadBlocks = badBlocks;
+        DeepFlushPresent = deepFlushPresent;
+        DeepFlushWritable = deepFlushWritable;
+        NumaNode = numaNode;
+        TargetNode = targetNode;
+        Resource = resource;
+    }
+
+    /// <summary>The region's name, for example <c>region0</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>The region's number (<c>0</c> for <c>region0</c>).</summary>
+    public int Id => int.Parse(Name.AsSpan("region".Length), NumberStyles.None, CultureInfo.InvariantCulture);
+
+    /// <summary>The region's directory under <c>bus/nd/devices</c>.</summary>
+    public string SysfsPath { get; }
+
+    /// <summary>The region's directory with every symbolic link resolved (under <c>devices/</c>).</summary>
+    public string ResolvedPath { get; }
+
+    /// <summary>The region's size in bytes.</summary>
+    public long Size { get; }
+
+    /// <summary>The region's allocation alignment (<c>align</c>), when the kernel exposes it.</summary>
+    public long? Align { get; }
+
+    /// <summary>
+    /// The persistence domain from <c>persistence_domain</c>: <c>cpu_cache</c> is eADR,
+    /// <c>memory_controller</c> ADR; a missing or empty file is <see cref="DaxPersistence.Unknown"/>.
+    /// </summary>
+    public DaxPersistence PersistenceDomain { get; }
+
+    /// <summary>The raw content of <c>persistence_domain</c> (empty when missing).</summary>
+    public string PersistenceDomainText { get; }
+
+    /// <summary>The known bad ranges, in bytes from the start of the region (from <c>badblocks</c>, 512-byte sectors).</summary>
+    public IReadOnlyList<PmemRange> BadBlocks { get; }
+
+    /// <summary>Whether the region has a <c>deep_flush</c> attribute.</summary>
+    public bool DeepFlushPresent { get; }
+
+    /// <summary>Whether this process may write <c>deep_flush</c> (to flush the write-pending queues).</summary>
+    public bool DeepFlushWritable { get; }
+
+    /// <summary>The NUMA node of the CPUs closest to the region (-1 for none), when exposed.</summary>
+    public int? NumaNode { get; }
+
+    /// <summary>The NUMA node the memory would join as system RAM (-1 for none), when exposed.</summary>
+    public int? TargetNode { get; }
+
+    /// <summary>The physical start address (<c>resource</c>, root-only), or null when not readable.</summary>
+    public ulong? Resource { get; }
+
+    /// <inheritdoc/>
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+        $"{Name}: {Size} bytes, persistence {PersistenceDomain}, {BadBlocks.Count} bad range(s)");
+
+    internal static DaxRegion Read(string name, string sysfsPath)
+    {
+        string resolved = SysfsReader.ResolvePath(sysfsPath);
+        long size = SysfsReader.ReadSize(Path.Join(sysfsPath, "size"));
+        ulong? alignValue = SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "align"));
+        if (alignValue is ulong a && (a == 0 || !System.Numerics.BitOperations.IsPow2(a) || a > long.MaxValue))
+        {
+            throw new DaxConfigurationException(Path.Join(sysfsPath, "align"), DaxConfigurationRule.NotAPowerOfTwo,
+                string.Create(CultureInfo.InvariantCulture, $"region alignment {a} is not a power of two."));
+        }
+
+        string persistenceText = SysfsReader.TryReadText(Path.Join(sysfsPath, "persistence_domain")) ?? "";
+        DaxPersistence persistence = persistenceText switch
+        {
+            "cpu_cache" => DaxPersistence.CpuCache,
+            "memory_controller" => DaxPersistence.MemoryController,
+            _ => DaxPersistence.Unknown,
+        };
+
+        string badPath = Path.Join(sysfsPath, "badblocks");
+        IReadOnlyList<PmemRange> badBlocks = ParseBadBlocks(badPath, SysfsReader.TryReadText(badPath) ?? "", size);
+
+        string deepFlush = Path.Join(sysfsPath, "deep_flush");
+        bool deepPresent = File.Exists(deepFlush);
+        bool deepWritable = deepPresent && Interop.Libc.Access(deepFlush, Interop.Libc.W_OK) == 0;
+
+        return new DaxRegion(name, sysfsPath, resolved, size, (long?)alignValue, persistence, persistenceText, badBlocks,
+            deepPresent, deepWritable, SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node")),
+            SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node")),
+            SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "resource")));
+    }
+
+    /// <summary>Parses <c>badblocks</c>: one <c>sector count</c> pair per line, in 512-byte sectors.</summary>
+    internal static IReadOnlyList<PmemRange> ParseBadBlocks(string path, string text, long regionSize)
+    {
+        var ranges = new List<PmemRange>();
+        foreach (string rawLine in text.Split('\n'))
+        {
+            string line = rawLine.Trim();
+            if (line.Length == 0)
+            {
+                continue;
+            }
+            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length != 2
+                || !ulong.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out ulong sector)
+                || !ulong.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong count))
+            {
+                throw new DaxConfigurationException(path, DaxConfigurationRule.BadBlockSyntax, $"'{line}' is not 'sector count'.");
+            }
+            const ulong SectorSize = 512;
+            ulong limit = (ulong)regionSize / SectorSize;
+            if (count == 0 || sector >= limit || count > limit - sector)
+            {
+                throw new DaxConfigurationException(path, DaxConfigurationRule.BadBlockSyntax,
+                    string.Create(CultureInfo.InvariantCulture, $"bad range '{line}' is empty or lies outside the region of {regionSize} bytes."));
+            }
+            ranges.Add(new PmemRange((long)(sector * SectorSize), (long)(count * SectorSize)));
+        }
+        return ranges.AsReadOnly();
+    }
+}

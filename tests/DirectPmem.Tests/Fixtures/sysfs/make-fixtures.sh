@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Regenerates the sysfs fixture trees in this directory. The good tree copies the real
+# attributes captured from a qemu NVDIMM guest (kernel 6.1; /work/shared/fixtures/
+# sysfs-qemu-nvdimm-6.1) and adds what that capture lacks (persistence_domain, a bad block,
+# a CXL/soft-reserved device, a 1 GiB-aligned device). Symbolic links are real links, with the
+# relative targets the kernel uses, so the code under test resolves them as it would in /sys.
+set -euo pipefail
+cd "$(dirname "$0")"
+REAL=${REAL:-/work/shared/fixtures/sysfs-qemu-nvdimm-6.1/sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0}
+NDBUS=devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0
+
+put() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" > "$1"; }
+link() { mkdir -p "$(dirname "$2")"; ln -sfn "$1" "$2"; }
+
+# A device-DAX device directory: dir name size align dev [target_node numa_node]
+dax_device() {
+  local dir=$1 size=$2 align=$3 dev=$4 target=${5:-0} numa=${6:-0}
+  put "$dir/size" "$size"; put "$dir/align" "$align"; put "$dir/dev" "$dev"
+  put "$dir/target_node" "$target"; put "$dir/numa_node" "$numa"; put "$dir/modalias" "dax:t0"
+}
+# mapping dir index start end page_offset
+mapping() { put "$1/mapping$2/start" "$3"; put "$1/mapping$2/end" "$4"; put "$1/mapping$2/page_offset" "$5"; }
+# A soft-reserved (hmem) device with no NVDIMM region: tree name size align
+hmem_tree() {
+  local t=$1 name=$2
+  local dir=$t/devices/platform/hmem.${name#dax}; dir=${dir%.*}/$name
+  dax_device "$dir" "${@:3}"
+  link ../../../../bus/dax "$dir/subsystem"
+  link ../../../../bus/dax/drivers/device_dax "$dir/driver"
+  link "../../../devices/platform/$(basename "$(dirname "$dir")")/$name" "$t/bus/dax/devices/$name"
+  mkdir -p "$t/bus/dax/drivers/device_dax" "$t/bus/nd/devices"
+  echo "$dir"
+}
+
+rm -rf good missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
+
+# ---- good: region0/dax0.0 (pmem, 2 MiB, ADR, one bad block), dax1.0 (hmem), region1/dax2.0 (1 GiB, eADR)
+t=good
+r0=$t/$NDBUS/region0
+mkdir -p "$r0"
+for f in size align numa_node target_node deep_flush resource mappings mapping0 devtype nstype set_cookie read_only available_size max_available_extent; do
+  cp "$REAL/$f" "$r0/$f"
+done
+put "$r0/persistence_domain" "memory_controller"
+put "$r0/badblocks" "2048 8"           # 8 sectors (4 KiB) at 1 MiB into the region
+chmod 0644 "$r0/deep_flush"
+link ../../../../../../bus/nd "$r0/subsystem"
+link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
+nd=$r0/dax0.0
+mkdir -p "$nd/dax_region"
+for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
+for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
+d0=$nd/dax0.0
+mkdir -p "$d0/mapping0"
+for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
+for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
+link ../../../../../../../../bus/dax "$d0/subsystem"
+link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
+link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
+link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
+link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+
+hmem=$(hmem_tree $t dax1.0 1073741824 2097152 252:1 1 -1)
+mapping "$hmem" 0 0x1080000000 0x10bfffffff 0x0
+link ../../devices/platform/hmem.1/dax1.0 "$t/dev/char/252:1"
+
+r1=$t/$NDBUS/region1
+put "$r1/size" 4294967296; put "$r1/align" 0x1000000; put "$r1/numa_node" 1; put "$r1/target_node" 1
+put "$r1/persistence_domain" "cpu_cache"; put "$r1/badblocks" ""
+link ../../../../../../bus/nd "$r1/subsystem"
+d2=$r1/dax1.1/dax2.0
+dax_device "$d2" 2147483648 1073741824 252:2 1 1
+mapping "$d2" 0 0x240000000 0x27fffffff 0x0
+mapping "$d2" 1 0x300000000 0x33fffffff 0x40000
+link ../../../../../../../../bus/dax "$d2/subsystem"
+link ../../../../../../../../bus/dax/drivers/device_dax "$d2/driver"
+link ../../../$NDBUS/region1/dax1.1/dax2.0 "$t/bus/dax/devices/dax2.0"
+link ../../../$NDBUS/region1 "$t/bus/nd/devices/region1"
+link ../../$NDBUS/region1/dax1.1/dax2.0 "$t/dev/char/252:2"
+mkdir -p "$t/bus/nd/drivers/nd_region" "$t/class/mem"
+# /dev/null (1:3) belongs to the mem class, not to dax.
+put "$t/devices/virtual/mem/null/dev" "1:3"
+link ../../../../class/mem "$t/devices/virtual/mem/null/subsystem"
+link ../../devices/virtual/mem/null "$t/dev/char/1:3"
+
+# ---- broken trees: one soft-reserved dax0.0 each, breaking one rule
+d=$(hmem_tree missing-size dax0.0 1073741824 2097152 252:0); rm "$d/size"
+d=$(hmem_tree align-not-numeric dax0.0 1073741824 2M 252:0)
+d=$(hmem_tree align-not-power-of-two dax0.0 1073741824 3145728 252:0)
+d=$(hmem_tree align-not-page-size dax0.0 1073741824 65536 252:0)
+d=$(hmem_tree mappings-overlap dax0.0 2147483648 2097152 252:0)
+mapping "$d" 0 0x100000000 0x13fffffff 0x0
+mapping "$d" 1 0x120000000 0x15fffffff 0x40000
+d=$(hmem_tree mapping-unaligned dax0.0 1073741824 2097152 252:0)
+mapping "$d" 0 0x100001000 0x140000fff 0x0
+d=$(hmem_tree mappings-do-not-add-up dax0.0 1073741824 2097152 252:0)
+mapping "$d" 0 0x100000000 0x11fffffff 0x0
