@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using DirectPmem.Driver;
 using DirectPmem.Mapping;
 
 namespace DirectPmem.IntegrationTests;
@@ -16,6 +17,8 @@ public sealed class PersistenceAcrossBootsTests(ITestOutputHelper output)
     private const string FsDaxFileName = "across-boots.pmem";
     private const long FsDaxFileSize = 2L << 20;
     private const long FsDaxOffset = 12345;
+    private const string RangeName = "across-boots";
+    private const long DeviceOffset = 777_777;
 
     [Fact]
     public void First_boot_persists_a_record_in_an_fsdax_file()
@@ -42,6 +45,44 @@ public sealed class PersistenceAcrossBootsTests(ITestOutputHelper output)
         using DaxMapping map = file.Map(new DaxMappingOptions { ReadOnly = true });
         Assert.Equal(expected, map.GetReadOnlySpan(FsDaxOffset, expected.Length).ToArray());
         output.WriteLine($"boot 2: read back the {expected.Length} bytes of run {runId} from {path}");
+    }
+
+    [Fact]
+    public void First_boot_persists_a_record_in_a_labelled_range_of_the_device()
+    {
+        string runId = RequirePhase(1);
+        using DaxDevice device = DaxDevice.Open(IntegrationEnvironment.RequireDevice());
+        using DaxRangeAllocator allocator = RangeAllocationTests.OpenOrFormat(device, output);
+        DaxAllocation range = allocator.Allocate(RangeName, 2L << 20);
+        byte[] record = Record(runId, "devdax");
+        using DaxMapping map = allocator.Map(RangeName);
+        Assert.Equal(MappingBacking.DeviceDax, map.Backing);
+        record.CopyTo(map.GetSpan(DeviceOffset, record.Length));
+        map.Persist(DeviceOffset, record.Length);
+        output.WriteLine($"boot 1: persisted {record.Length} bytes for run {runId} in range {range} of {device.DevicePath} ({map.Granularity}, label sequence {allocator.Sequence})");
+    }
+
+    [Fact]
+    public void Second_boot_finds_the_labelled_range_and_reads_back_the_record_persisted_in_the_first_boot()
+    {
+        string runId = RequirePhase(2);
+        using DaxDevice device = DaxDevice.Open(IntegrationEnvironment.RequireDevice());
+        using DaxRangeAllocator allocator = DaxRangeAllocator.Open(device);
+        DaxAllocation range = allocator.Get(RangeName);
+        byte[] expected = Record(runId, "devdax");
+        using DaxMapping map = allocator.Map(RangeName, new DaxMappingOptions { ReadOnly = true });
+        Assert.Equal(expected, map.GetReadOnlySpan(DeviceOffset, expected.Length).ToArray());
+        output.WriteLine($"boot 2: found range {range} (label sequence {allocator.Sequence}) and read back the {expected.Length} bytes of run {runId} from {device.DevicePath}");
+    }
+
+    private static string RequirePhase(int phase)
+    {
+        string? runId = IntegrationEnvironment.RunId;
+        if (IntegrationEnvironment.Phase != phase || runId is null)
+        {
+            Assert.Skip($"runs only in boot {phase} of tests/devdax-vm/run.sh (DIRECTPMEM_VM_PHASE={IntegrationEnvironment.Phase}).");
+        }
+        return runId;
     }
 
     private static (string Dir, string RunId) Require(int phase)
