@@ -11,7 +11,7 @@ namespace DirectPmem.IntegrationTests;
 public sealed class KernelDriverFactsTests(ITestOutputHelper output)
 {
     [Fact]
-    public void Sysfs_and_daxctl_agree_on_the_size_align_and_region_of_the_device()
+    public void Sysfs_and_daxctl_agree_on_the_size_and_align_of_the_device()
     {
         string device = IntegrationEnvironment.RequireDevice();
         string sysfs = IntegrationEnvironment.SysfsDirectory(device);
