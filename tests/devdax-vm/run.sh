@@ -37,6 +37,8 @@ log() { echo "devdax-vm: $*"; }
 die() { local code="$1"; shift; echo "devdax-vm: ERROR: $*" >&2; exit "$code"; }
 start=$(date +%s)
 
+mkdir -p "$work"
+
 # ---------------------------------------------------------------- 1. host prerequisites
 # command -> Debian package
 declare -A need=([qemu-system-x86_64]=qemu-system-x86 [ndctl]=ndctl [daxctl]=daxctl [mkfs.ext4]=e2fsprogs
@@ -49,12 +51,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     die 3 "missing ${missing[*]}; run as root or: sudo apt-get install --no-install-recommends ${missing[*]}"
   fi
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$work.apt.log" 2>&1; then
-    apt-get update -q >>"$work.apt.log" 2>&1 || true
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$work.apt.log" 2>&1 \
-      || die 3 "apt-get could not install ${missing[*]} (log: $work.apt.log)"
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
+    apt-get update -q >>"$work/apt.log" 2>&1 || true
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$work/apt.log" 2>&1 \
+      || die 3 "apt-get could not install ${missing[*]} (log: $work/apt.log)"
   fi
-  rm -f "$work.apt.log"
+  rm -f "$work/apt.log"
   for cmd in "${!need[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || die 3 "$cmd is still missing after installing ${need[$cmd]}"
   done
@@ -63,7 +65,6 @@ command -v dotnet >/dev/null 2>&1 || die 3 "the .NET SDK (dotnet) is not on PATH
 dotnet_path=$(readlink -f "$(command -v dotnet)")
 case "$repo" in /*) ;; *) die 2 "repository path $repo is not absolute" ;; esac
 
-mkdir -p "$work"
 # One run at a time per work folder: two would share the NVDIMM file and the guest build.
 exec 9>"$work/.lock"
 flock -n 9 || die 2 "another run.sh is using $work"
