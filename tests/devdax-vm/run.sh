@@ -12,7 +12,7 @@
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
 #                      -class DirectPmem.IntegrationTests.DeviceDaxTests (no spaces inside an argument)
 # Exit codes: 0 all passed; 1 a test failed or the guest reported a failure;
-#   2 bad usage; 3 a prerequisite could not be installed; 4 the guest or the tests could not be
+#   2 bad usage or another run in the same work folder; 3 a prerequisite could not be installed; 4 the guest or the tests could not be
 #   built; 5 the guest did not finish (timeout or crash).
 set -euo pipefail
 
