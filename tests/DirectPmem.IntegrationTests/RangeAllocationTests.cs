@@ -1,0 +1,79 @@
+using DirectPmem.Driver;
+using DirectPmem.Geometry;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.IntegrationTests;
+
+/// <summary>Named ranges carved out of the real device, recorded in its label area, and found again after a remap.</summary>
+[Collection(DeviceTestGroup.Name)]
+public sealed class RangeAllocationTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Ranges_allocated_with_labels_on_the_device_survive_a_remap_of_the_labels_and_the_data()
+    {
+        using DaxDevice device = DaxDevice.Open(IntegrationEnvironment.RequireDevice());
+        string a = "it-a-" + Environment.ProcessId, b = "it-b-" + Environment.ProcessId;
+        byte[] dataA = FileSystemDaxTests.Pattern(4096, seed: 21), dataB = FileSystemDaxTests.Pattern(4096, seed: 22);
+        DaxAllocation allocA, allocB;
+        long sequence;
+        using (DaxRangeAllocator allocator = OpenOrFormat(device, output))
+        {
+            output.WriteLine($"label area {allocator.LabelAreaLength} bytes, sequence {allocator.Sequence}, slot {allocator.ActiveSlot}, ranges: {string.Join(", ", allocator.Ranges)}");
+            allocA = allocator.Allocate(a, 4L << 20);
+            allocB = allocator.AllocateAt(b, RangeValidator.AlignDown(device.Size / 4, (long)device.Align), 2L << 20);
+            output.WriteLine($"allocated {allocA} and {allocB}; sequence {allocator.Sequence}");
+            Assert.True(allocA.Offset >= allocator.LabelAreaLength, $"{allocA} overlaps the label area");
+            Assert.Equal(0, allocA.Offset % (long)device.Align);
+
+            using DaxMapping mapA = allocator.Map(a);
+            using DaxMapping mapB = allocator.Map(b);
+            Assert.Equal(allocA.Length, mapA.Length);
+            Assert.Equal(allocA.Offset, mapA.SourceOffset);
+            Assert.Equal(0, mapA.Address % (long)device.Align);
+            dataA.CopyTo(mapA.GetSpan(allocA.Length - dataA.Length, dataA.Length));
+            mapA.Persist(allocA.Length - dataA.Length, dataA.Length);
+            dataB.CopyTo(mapB.GetSpan(0, dataB.Length));
+            mapB.Persist(0, dataB.Length);
+            sequence = allocator.Sequence;
+        }
+
+        // Everything unmapped; map the labels and the ranges again from a fresh device object.
+        using (DaxDevice again = DaxDevice.Open(device.DevicePath))
+        using (DaxRangeAllocator reopened = DaxRangeAllocator.Open(again))
+        {
+            output.WriteLine($"reopened: sequence {reopened.Sequence}, ranges: {string.Join(", ", reopened.Ranges)}");
+            Assert.Equal(sequence, reopened.Sequence);
+            Assert.Equal(allocA, reopened.Get(a));
+            Assert.Equal(allocB, reopened.Get(b));
+            using (DaxMapping mapA = reopened.Map(a, new DaxMappingOptions { ReadOnly = true }))
+            using (DaxMapping mapB = reopened.Map(b, new DaxMappingOptions { ReadOnly = true }))
+            {
+                Assert.Equal(dataA, mapA.GetReadOnlySpan(allocA.Length - dataA.Length, dataA.Length).ToArray());
+                Assert.Equal(dataB, mapB.GetReadOnlySpan(0, dataB.Length).ToArray());
+            }
+
+            // Overlaps are refused by the labels, on the real device as on an emulated one.
+            DaxLabelException overlap = Assert.Throws<DaxLabelException>(() => reopened.AllocateAt("it-overlap", allocB.Offset, 2L << 20));
+            output.WriteLine($"overlap refused: {overlap.Rule}: {overlap.Message}");
+            Assert.Equal(DaxLabelRule.Overlap, overlap.Rule);
+
+            reopened.Free(a);
+            reopened.Free(b);
+            Assert.DoesNotContain(reopened.Ranges, r => r.Name == a || r.Name == b);
+        }
+    }
+
+    /// <summary>Opens the device's label table, formatting it first on a fresh device (the guest's NVDIMM file is new each run).</summary>
+    internal static DaxRangeAllocator OpenOrFormat(DaxDevice device, ITestOutputHelper output)
+    {
+        try
+        {
+            return DaxRangeAllocator.Open(device);
+        }
+        catch (DaxLabelException e) when (e.Rule == DaxLabelRule.NotFormatted)
+        {
+            output.WriteLine($"{device.Name} has no label table yet: formatting it");
+            return DaxRangeAllocator.Format(device);
+        }
+    }
+}

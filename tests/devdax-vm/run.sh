@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The real-kernel integration tier: boots a qemu guest (software emulation, no KVM needed) whose
+# kernel drives an emulated NVDIMM with its own nfit/libnvdimm/device_dax drivers, creates a
+# devdax namespace (/dev/dax0.0, 2 MiB align), an fsdax namespace mounted -o dax and a sector
+# namespace with plain ext4, and runs tests/DirectPmem.IntegrationTests inside the guest against
+# them. The guest boots twice on the same NVDIMM file: data persisted in the first boot is read
+# back in the second. See tests/devdax-vm/README.md.
+#
+# Usage: tests/devdax-vm/run.sh [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
+#   --no-build         use the integration tests as already built (Release)
+#   --timeout SECONDS  bound on each guest boot (default 900)
+#   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
+#                      -class DirectPmem.IntegrationTests.DeviceDaxTests (no spaces inside an argument)
+# Exit codes: 0 all passed; 1 a test failed or the guest reported a failure;
+#   2 bad usage or another run in the same work folder; 3 a prerequisite could not be installed; 4 the guest or the tests could not be
+#   built; 5 the guest did not finish (timeout or crash).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+work="$here/work"
+share="$work/share"
+timeout_s=900
+build=1
+extra_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) build=0 ;;
+    --timeout) timeout_s="$2"; shift ;;
+    --) shift; extra_args=("$@"); break ;;
+    *) echo "usage: $0 [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { echo "devdax-vm: $*"; }
+die() { local code="$1"; shift; echo "devdax-vm: ERROR: $*" >&2; exit "$code"; }
+start=$(date +%s)
+
+mkdir -p "$work"
+
+# ---------------------------------------------------------------- 1. host prerequisites
+# command -> Debian package
+declare -A need=([qemu-system-x86_64]=qemu-system-x86 [ndctl]=ndctl [daxctl]=daxctl [mkfs.ext4]=e2fsprogs
+  [cpio]=cpio [gzip]=gzip [dpkg-deb]=dpkg [timeout]=coreutils)
+missing=()
+for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} with apt-get"
+  if [ "$(id -u)" -ne 0 ]; then
+    die 3 "missing ${missing[*]}; run as root or: sudo apt-get install --no-install-recommends ${missing[*]}"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
+    apt-get update -q >>"$work/apt.log" 2>&1 || true
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$work/apt.log" 2>&1 \
+      || die 3 "apt-get could not install ${missing[*]} (log: $work/apt.log)"
+  fi
+  rm -f "$work/apt.log"
+  for cmd in "${!need[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || die 3 "$cmd is still missing after installing ${need[$cmd]}"
+  done
+fi
+command -v dotnet >/dev/null 2>&1 || die 3 "the .NET SDK (dotnet) is not on PATH; it is shared with the guest"
+dotnet_path=$(readlink -f "$(command -v dotnet)")
+case "$repo" in /*) ;; *) die 2 "repository path $repo is not absolute" ;; esac
+
+# One run at a time per work folder: two would share the NVDIMM file and the guest build.
+exec 9>"$work/.lock"
+flock -n 9 || die 2 "another run.sh is using $work"
+
+# ---------------------------------------------------------------- 2. the guest (cached)
+modules=(virtio_pci 9pnet_virtio 9p libnvdimm nfit nd_e820 nd_pmem nd_btt dax_pmem device_dax kmem crc32c_generic ext4)
+stamp=$( (cat "$here/init"; echo "${modules[*]}"; sed -n '/^build_guest()/,/^}/p' "$0") | sha256sum | cut -c1-16)
+guest="$work/guest"
+
+build_guest() {
+  local dl="$work/dl" unpack="$work/unpack" root="$work/initramfs"
+  rm -rf "$dl" "$unpack" "$root" "$guest"
+  mkdir -p "$dl" "$unpack" "$root"
+  # The kernel image package that linux-image-amd64 depends on (installed nowhere: only unpacked).
+  local kpkg
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
+  if [ -z "$kpkg" ]; then
+    apt-get update -q >/dev/null 2>&1 || true
+    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
+  fi
+  [ -n "$kpkg" ] || die 3 "apt-cache cannot resolve linux-image-amd64 to a kernel package"
+  log "downloading $kpkg and busybox-static"
+  # apt-get download drops privileges to _apt when it can: let it write here.
+  chmod 0777 "$dl"
+  (cd "$dl" && apt-get download "$kpkg" busybox-static >/dev/null 2>&1) \
+    || die 3 "apt-get download $kpkg busybox-static failed"
+  local deb
+  for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$unpack"; done
+  local kver
+  kver=$(basename "$(ls -d "$unpack"/lib/modules/*/ | head -n 1)")
+  [ -f "$unpack/boot/vmlinuz-$kver" ] || die 4 "no vmlinuz-$kver in $kpkg"
+  local bb="$unpack/bin/busybox"
+  [ -x "$bb" ] || die 4 "no busybox in busybox-static"
+  "$bb" depmod -b "$unpack" "$kver"
+
+  # The modules and everything they depend on, from modules.dep.
+  local dep="$unpack/lib/modules/$kver/modules.dep" m line f files=()
+  declare -A seen=()
+  resolve() {
+    local name="$1" path
+    path=$(grep -E "(^|/)${name//_/[_-]}\.ko:" "$dep" | head -n 1 | cut -d: -f1) || true
+    if [ -z "$path" ]; then
+      grep -qE "/${name//_/[_-]}\.ko$" "$unpack/lib/modules/$kver/modules.builtin" && return 0
+      die 4 "module $name is neither in modules.dep nor built in"
+    fi
+    [ -n "${seen[$path]:-}" ] && return 0
+    seen[$path]=1
+    files+=("$path")
+    for f in $(grep -E "^$path:" "$dep" | cut -d: -f2); do
+      [ -n "${seen[$f]:-}" ] || { seen[$f]=1; files+=("$f"); }
+    done
+  }
+  for m in "${modules[@]}"; do resolve "$m"; done
+
+  mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,share,newroot,lib/modules/"$kver"}
+  cp "$bb" "$root/bin/busybox"
+  for f in "${files[@]}"; do
+    mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"
+    cp "$unpack/lib/modules/$kver/$f" "$root/lib/modules/$kver/$f"
+  done
+  cp "$unpack/lib/modules/$kver"/modules.{builtin,order} "$root/lib/modules/$kver/"
+  "$bb" depmod -b "$root" "$kver"
+  # ndctl, daxctl and mke2fs from the host with their shared libraries: run from the initramfs,
+  # they take a fraction of the time they take over 9p under emulation.
+  local tool lib
+  for tool in ndctl daxctl mke2fs; do
+    tool=$(command -v "$tool")
+    mkdir -p "$root/usr/bin"
+    cp -L "$tool" "$root/usr/bin/"
+    for lib in $(ldd "$tool" | grep -o '/[^ ]*'); do
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+  mkdir -p "$root/etc"
+  [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+  cp "$here/init" "$root/init"
+  chmod 0755 "$root/init"
+  mkdir -p "$guest"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$guest/initramfs.cpio.gz"
+  cp "$unpack/boot/vmlinuz-$kver" "$guest/vmlinuz"
+  echo "$kpkg ($kver), ${#files[@]} modules" > "$guest/info"
+  echo "$stamp" > "$guest/stamp"
+  rm -rf "$dl" "$unpack" "$root"
+}
+
+if [ -f "$guest/stamp" ] && [ "$(cat "$guest/stamp")" = "$stamp" ]; then
+  log "guest cached: $(cat "$guest/info")"
+else
+  log "building the guest"
+  build_guest
+  log "guest built: $(cat "$guest/info"), initramfs $(du -h "$guest/initramfs.cpio.gz" | cut -f1)"
+fi
+
+# ---------------------------------------------------------------- 3. the tests (built on the host)
+project="$repo/tests/DirectPmem.IntegrationTests"
+dll="$repo/artifacts/bin/DirectPmem.IntegrationTests/release/DirectPmem.IntegrationTests.dll"
+if [ "$build" -eq 1 ]; then
+  log "building $project (Release)"
+  dotnet build "$project" -c Release -v q -nologo >"$work/build.log" 2>&1 \
+    || { tail -n 30 "$work/build.log" >&2; die 4 "dotnet build failed (log: $work/build.log)"; }
+fi
+[ -f "$dll" ] || die 4 "no $dll (build it, or drop --no-build)"
+
+# ---------------------------------------------------------------- 4. boot twice on one NVDIMM file
+nvdimm="$work/nvdimm.img"
+rm -f "$nvdimm" "$work"/console-*.log
+truncate -s 1026M "$nvdimm"   # sparse; 1026M leaves a region the kernel can align (see README)
+rm -rf "$share"
+mkdir -p "$share/fsdax" "$share/pagecache"
+run_id=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+
+boot() {
+  local phase="$1"; shift
+  local console="$work/console-$phase.log" args="$*"
+  cat > "$share/guest.env" <<ENV
+DPMEM_PHASE=$phase
+DPMEM_RUN_ID=$run_id
+DPMEM_SHARE=$share
+DPMEM_REPO=$repo
+DPMEM_TEST_DLL=$dll
+DPMEM_TEST_ARGS="-noLogo -noColor -reporter verbose -showLiveOutput -result-xml $share/results-$phase.xml $args"
+ENV
+  log "boot $phase: qemu (TCG), NVDIMM $nvdimm, bounded by ${timeout_s}s"
+  local t0 rc
+  t0=$(date +%s)
+  set +e
+  timeout --kill-after=10s "$timeout_s" qemu-system-x86_64 \
+    -machine pc,accel=tcg,nvdimm=on -cpu max -smp 2 -m 2G,slots=2,maxmem=8G \
+    -object memory-backend-file,id=mem1,share=on,mem-path="$nvdimm",size=1026M,align=2M \
+    -device nvdimm,id=nvdimm1,memdev=mem1,label-size=128K \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="$share",mount_tag=share,security_model=none,multidevs=remap \
+    -kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" \
+    -append "console=ttyS0 panic=-1 loglevel=4" \
+    -display none -serial stdio -monitor none -no-reboot </dev/null 2>&1 \
+    | tr -d '\r' | tee "$console"
+  rc=${PIPESTATUS[0]}
+  set -e
+  log "boot $phase took $(( $(date +%s) - t0 ))s (qemu exit $rc)"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then die 5 "boot $phase timed out after ${timeout_s}s (console: $console)"; fi
+  local result
+  result=$(sed -n "s/^DPMEM-VM: \(\[[0-9.]*\] \)\{0,1\}RESULT phase=$phase rc=\([0-9]*\)$/\2/p" "$console" | tail -n 1)
+  [ -n "$result" ] || die 5 "boot $phase ended without a result line (qemu exit $rc; console: $console)"
+  return "$result"
+}
+
+# Boot 1 runs everything but the read-back half of the persistence smoke test; boot 2 only that.
+second_boot="'DirectPmem.IntegrationTests.PersistenceAcrossBootsTests.Second_boot_*'"
+status=0
+boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?
+if [ "$status" -eq 0 ]; then
+  boot 2 -method "$second_boot" || status=$?
+fi
+
+# ---------------------------------------------------------------- 5. the verdict from the consoles
+total_passed=0 total_failed=0 total_skipped=0
+for phase in 1 2; do
+  c="$work/console-$phase.log"
+  [ -f "$c" ] || continue
+  # xunit's summary: "NAME  Total: N, Errors: N, Failed: N, Skipped: N, Not Run: N, Time: Ns"
+  line=$(grep -E 'Total: [0-9]+, Errors: [0-9]+, Failed: [0-9]+, Skipped: [0-9]+' "$c" | tail -n 1 || true)
+  num() { sed -n "s/.*$1: \([0-9]*\).*/\1/p" <<<"$line"; }
+  t=$(num Total); e=$(num Errors); f=$(num Failed); s=$(num Skipped); n=$(num 'Not Run')
+  p=""; [ -n "$t" ] && p=$((t - ${f:-0} - ${s:-0} - ${n:-0})); [ -n "$f" ] && f=$((f + ${e:-0}))
+  log "boot $phase: ${p:-?} passed, ${f:-?} failed, ${s:-?} skipped"
+  total_passed=$((total_passed + ${p:-0})); total_failed=$((total_failed + ${f:-0})); total_skipped=$((total_skipped + ${s:-0}))
+done
+if [ "$status" -ne 0 ] && [ "$total_failed" -eq 0 ]; then total_failed=1; fi
+log "finished in $(( $(date +%s) - start ))s"
+echo "devdax-vm: $total_passed passed, $total_failed failed, $total_skipped skipped"
+[ "$status" -eq 0 ] || exit 1
