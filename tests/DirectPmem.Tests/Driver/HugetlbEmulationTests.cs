@@ -1,19 +1,14 @@
-using System.Globalization;
 using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Tests.Fixtures;
+using DirectPmem.Tests.Support;
 using Xunit;
 
 namespace DirectPmem.Tests.Driver;
 
-[CollectionDefinition("Driver hugetlb reservation", DisableParallelization = true)]
-public sealed class DriverHugetlbReservationGroup
-{
-}
-
 /// <summary>Reserves 2 MiB hugetlb pages for each test (as root) and gives them back afterwards.</summary>
-[Collection("Driver hugetlb reservation")]
+[Collection(HugetlbGroup.Name)]
 public sealed class HugetlbEmulationTests
 {
     private const long Mib2 = 2 * 1024 * 1024;
@@ -22,7 +17,7 @@ public sealed class HugetlbEmulationTests
     public void AnEmulatedDeviceOnAHugetlbMemfdReallyFaultsInTwoMegabytePages()
     {
         // 2 MiB of data plus one 2 MiB descriptor page.
-        using var pages = HugePageReservation.Ensure(2);
+        using HugetlbReservation pages = Reserve(2);
         using DaxDevice dax = DaxDevice.CreateEmulatedMemory("driver-hugetlb-reserved", Mib2, PageSize.Pmd, HugePages.Hugetlb);
         Assert.Equal(MappingBacking.Hugetlb, dax.Backing);
         Assert.Equal(PageSize.Pmd, dax.FaultGranularity);
@@ -37,13 +32,13 @@ public sealed class HugetlbEmulationTests
     [Fact]
     public void AnEmulatedDeviceOnHugetlbfsReopensAndFaultsInTwoMegabytePages()
     {
-        string? mount = FindHugetlbfsMount();
+        using HugetlbfsMount? mount = HugetlbfsMount.TryMount(out string reason);
         if (mount is null)
         {
-            Assert.Skip("no writable hugetlbfs mount with 2 MiB pages in /proc/mounts.");
+            Assert.Skip(reason);
         }
-        using var pages = HugePageReservation.Ensure(3);
-        string path = Path.Combine(mount, "dpmem-driver-" + Guid.NewGuid().ToString("N"));
+        using HugetlbReservation pages = Reserve(3);
+        string path = Path.Combine(mount.Path, "dpmem-driver-" + Guid.NewGuid().ToString("N"));
         try
         {
             using (DaxDevice created = DaxDevice.CreateEmulated(path, 2 * Mib2, PageSize.Pmd))
@@ -67,71 +62,13 @@ public sealed class HugetlbEmulationTests
         }
     }
 
-    private static string? FindHugetlbfsMount()
+    private static HugetlbReservation Reserve(long pages)
     {
-        foreach (string line in File.ReadLines("/proc/mounts"))
+        HugetlbReservation? reservation = HugetlbReservation.TryReserve(pages, out string reason);
+        if (reservation is null)
         {
-            string[] f = line.Split(' ');
-            if (f.Length > 3 && f[2] == "hugetlbfs" && !f[3].Contains("pagesize=1G", StringComparison.Ordinal) && f[3].StartsWith("rw", StringComparison.Ordinal))
-            {
-                return f[1];
-            }
+            Assert.Skip(reason);
         }
-        return null;
-    }
-
-    /// <summary>Raises nr_hugepages so that <c>count</c> pages are free, and restores it on dispose; skips the test when it cannot.</summary>
-    private sealed class HugePageReservation : IDisposable
-    {
-        private const string NrHugepages = "/proc/sys/vm/nr_hugepages";
-        private readonly string? _original;
-
-        private HugePageReservation(string? original) => _original = original;
-
-        public static HugePageReservation Ensure(long count)
-        {
-            long needed = count - FreeHugePages();
-            if (needed <= 0)
-            {
-                return new HugePageReservation(null);
-            }
-            string original = File.ReadAllText(NrHugepages).Trim();
-            long total = long.Parse(original, CultureInfo.InvariantCulture);
-            try
-            {
-                File.WriteAllText(NrHugepages, (total + needed).ToString(CultureInfo.InvariantCulture));
-            }
-            catch (UnauthorizedAccessException)
-            {
-                Assert.Skip($"{NrHugepages} is not writable and {FreeHugePages()} 2 MiB pages are free; {count} are needed.");
-            }
-            var reservation = new HugePageReservation(original);
-            if (FreeHugePages() < count)
-            {
-                reservation.Dispose();
-                Assert.Skip($"the kernel could not reserve {count} free 2 MiB hugetlb pages (memory fragmented?).");
-            }
-            return reservation;
-        }
-
-        public void Dispose()
-        {
-            if (_original is not null)
-            {
-                File.WriteAllText(NrHugepages, _original);
-            }
-        }
-
-        private static long FreeHugePages()
-        {
-            foreach (string line in File.ReadLines("/proc/meminfo"))
-            {
-                if (line.StartsWith("HugePages_Free:", StringComparison.Ordinal))
-                {
-                    return long.Parse(line["HugePages_Free:".Length..].Trim(), CultureInfo.InvariantCulture);
-                }
-            }
-            return 0;
-        }
+        return reservation;
     }
 }

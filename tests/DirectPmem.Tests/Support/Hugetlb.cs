@@ -96,3 +96,65 @@ public sealed class HugetlbGroup
 {
     public const string Name = "hugetlb";
 }
+
+/// <summary>
+/// A writable hugetlbfs with 2 MiB pages for a test: an existing mount when there is one, else (as
+/// root) a private mount in a temporary directory, unmounted on dispose.
+/// </summary>
+public sealed class HugetlbfsMount : IDisposable
+{
+    private readonly TempDirectory? _private;
+
+    private HugetlbfsMount(string path, TempDirectory? privateDirectory)
+    {
+        Path = path;
+        _private = privateDirectory;
+    }
+
+    public string Path { get; }
+
+    public static HugetlbfsMount? TryMount(out string reason)
+    {
+        reason = "";
+        foreach (string line in File.ReadLines("/proc/mounts"))
+        {
+            string[] f = line.Split(' ');
+            if (f.Length > 3 && f[2] == "hugetlbfs" && f[3].StartsWith("rw", StringComparison.Ordinal) && !f[3].Contains("pagesize=1G", StringComparison.Ordinal))
+            {
+                return new HugetlbfsMount(f[1], null);
+            }
+        }
+        if (!HugetlbReservation.IsRoot())
+        {
+            reason = "no writable 2 MiB hugetlbfs mount in /proc/mounts, and mounting one needs root";
+            return null;
+        }
+        var dir = new TempDirectory();
+        (int code, string error) = Run("mount", "-t", "hugetlbfs", "-o", "pagesize=2M,mode=0700", "none", dir.Path);
+        if (code != 0)
+        {
+            dir.Dispose();
+            reason = $"mount -t hugetlbfs failed: {error.Trim()}";
+            return null;
+        }
+        return new HugetlbfsMount(dir.Path, dir);
+    }
+
+    public void Dispose()
+    {
+        if (_private is not null)
+        {
+            (int code, string error) = Run("umount", _private.Path);
+            Assert.True(code == 0, $"umount {_private.Path} failed: {error}");
+            _private.Dispose();
+        }
+    }
+
+    private static (int Code, string Error) Run(string program, params string[] args)
+    {
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(program, args) { RedirectStandardError = true })!;
+        string error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, error);
+    }
+}
