@@ -50,6 +50,9 @@ public unsafe class CopyPersistBenchmarks : IDisposable
     [Benchmark(Description = "DaxMapping.Write")]
     public void DirectPmemWrite() => _mapping.Write(new ReadOnlySpan<byte>(_sourcePointer, Size), Destination);
 
+    [Benchmark(Description = "Pmem.DangerousCopy")]
+    public void DirectPmemDangerousCopy() => DirectPmem.Persistence.Pmem.DangerousCopy(_destinationPointer, _sourcePointer, (nuint)Size);
+
     [Benchmark(Description = "Buffer.MemoryCopy (no persist)")]
     public void BufferMemoryCopy() => Buffer.MemoryCopy(_sourcePointer, _destinationPointer, Size, Size);
 }
