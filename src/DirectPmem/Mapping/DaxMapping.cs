@@ -49,8 +49,12 @@ public sealed unsafe class DaxMapping : IDisposable
         SourceOffset = request.Offset;
         Granularity = granularity;
         _flush = granularity == PersistGranularity.CacheLine && hook is null ? PersistencePlatform.FlushRoutine : null;
-        Debug.Assert(granularity != PersistGranularity.CacheLine || hook is not null || _flush != null,
-            "cache-line granularity is only chosen when a flush routine exists");
+        if (granularity == PersistGranularity.CacheLine && hook is null && _flush == null)
+        {
+            // MappingFactory never chooses this; refuse rather than silently not flushing.
+            handle.Dispose();
+            throw new PmemCapabilityException($"cache-line granularity needs a flush routine: {PersistencePlatform.InstructionReason}.");
+        }
     }
 
     /// <summary>

@@ -17,7 +17,7 @@ internal static class MappingFactory
     }
 
     /// <summary>
-    /// The persistence each backing really has on this platform, before test-mode forcing:
+    /// The persistence each backing really has on this platform (after DIRECTPMEM_FORCE_GRANULARITY, without options):
     /// device-DAX and MAP_SYNC DAX files flush cache lines (drain only under eADR; msync for a DAX
     /// file when no flush routine can run), page-cache files msync, everything else is volatile.
     /// </summary>
