@@ -170,7 +170,11 @@ public sealed partial class DaxDevice : IDisposable
 
         using SafeFileDescriptor fd = OpenNode(options.ReadOnly);
         var request = new MapRequest(fd, DevicePath, MappingBacking.DeviceDax, plan.DeviceOffset, plan.Length, plan.PageSize,
-            options.ReadOnly, plan.ExtraFlags, HugePages.None, options.Populate, options.LockInMemory);
+            options.ReadOnly, plan.ExtraFlags, HugePages.None, options.Populate, options.LockInMemory)
+        {
+            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
+            RequiredGranularity = options.RequiredGranularity,
+        };
         return MappingFactory.Create(in request);
     }
 

@@ -42,6 +42,20 @@ public sealed class CharDeviceMapTests : IDisposable
     }
 
     [Fact]
+    public void ARequiredGranularityTheDeviceCannotGiveIsRefusedBeforeMmap()
+    {
+        // Without eADR a device gives cache-line granularity; byte granularity is refused with the
+        // reason, before /dev/zero's MAP_SYNC refusal could happen.
+        if (DirectPmem.Persistence.Pmem.IsEadr)
+        {
+            Assert.Skip("this platform reports eADR, where byte granularity is available");
+        }
+        DaxDevice dax = BuildBus("1:5", "/dev/zero").GetDevice("dax9.0");
+        var error = Assert.Throws<PmemCapabilityException>(() => dax.Map(new() { RequiredGranularity = DirectPmem.Persistence.PersistGranularity.Byte }));
+        Assert.Contains("eADR", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ANodeWhoseNumberDiffersFromSysfsIsRefusedBeforeMmap()
     {
         DaxDevice dax = BuildBus("252:0", "/dev/null").GetDevice("dax9.0");
