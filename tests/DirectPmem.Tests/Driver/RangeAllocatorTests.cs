@@ -2,6 +2,7 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Tests.Fixtures;
+using DirectPmem.Tests.Support;
 using Xunit;
 
 namespace DirectPmem.Tests.Driver;

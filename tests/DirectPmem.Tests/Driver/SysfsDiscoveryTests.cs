@@ -4,6 +4,7 @@ using DirectPmem.Geometry;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Tests.Fixtures;
+using DirectPmem.Tests.Support;
 using Xunit;
 
 namespace DirectPmem.Tests.Driver;

@@ -1,5 +1,6 @@
 using DirectPmem.Driver;
 using DirectPmem.Tests.Fixtures;
+using DirectPmem.Tests.Support;
 using Xunit;
 
 namespace DirectPmem.Tests.Driver;

@@ -19,18 +19,3 @@ internal static class FixturePaths
     /// <summary>The root of one fixture tree (it plays /sys).</summary>
     internal static string Sysfs(string tree) => Path.Combine(s_sysfs.Value, tree);
 }
-
-/// <summary>A temporary directory removed after the test.</summary>
-internal sealed class TempDirectory : IDisposable
-{
-    public TempDirectory()
-    {
-        Path = Directory.CreateTempSubdirectory("dpmem-driver-").FullName;
-    }
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose() => Directory.Delete(Path, recursive: true);
-}
