@@ -4,6 +4,7 @@ using System.IO.Hashing;
 using DirectPmem.Geometry;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Driver;
 
@@ -178,14 +179,17 @@ public sealed partial class DaxDevice
 
     private static DaxDevice FromFile(PmemFile file, long size, PageSize align)
     {
-        DaxPersistence persistence = file.Backing switch
+        // One answer for the device and its mappings: the persistence is what a mapping of the
+        // file gets (an emulated device on a DAX file system is cache-line, not page cache).
+        var source = new EmulatedDeviceSource(file.Source, align, size);
+        DaxPersistence persistence = MappingFactory.GranularityFor(file.Backing) switch
         {
-            MappingBacking.PageCacheFile or MappingBacking.FsDaxFile => DaxPersistence.PageCache,
+            PersistGranularity.Byte => DaxPersistence.CpuCache,
+            PersistGranularity.CacheLine => DaxPersistence.MemoryController,
+            PersistGranularity.Page => DaxPersistence.PageCache,
             _ => DaxPersistence.Volatile,
         };
-        // Only hugetlb memory really faults in huge pages; anything else may fault 4 KiB at a time.
-        PageSize granularity = file.Backing == MappingBacking.Hugetlb ? (PageSize)Math.Min((long)file.MinimumPageSize, (long)align) : PageSize.Pte;
-        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, granularity, file);
+        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, source.FaultGranularity, file);
     }
 
     internal static void WriteDescriptor(Span<byte> d, long size, PageSize align, long trailer)

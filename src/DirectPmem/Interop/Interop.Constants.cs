@@ -77,11 +77,4 @@ internal static partial class Libc
     // statx
     internal const int AT_EMPTY_PATH = 0x1000;
     internal const ulong STATX_ATTR_DAX = 0x200000;
-
-    // sysconf names
-    internal const int _SC_PAGESIZE = 30;
-    internal const int _SC_NPROCESSORS_ONLN = 84;
-
-    // getrusage
-    internal const int RUSAGE_SELF = 0;
 }

@@ -28,6 +28,7 @@ public sealed class PmemFile : IDisposable
     private PmemFile(SafeFileDescriptor fd, string path, long size, MappingBacking backing, PageSize minimumPageSize, bool writable, bool shared)
     {
         _fd = fd;
+        Source = new FileSource(this);
         Path = path;
         Size = size;
         Backing = backing;
@@ -195,46 +196,53 @@ public sealed class PmemFile : IDisposable
     /// <summary>Maps a range of the file. The mapping stays valid after this file is disposed.</summary>
     /// <param name="options">Offset, length, page size and the rest; <see cref="DaxMappingOptions.Default"/> when <see langword="null"/>.</param>
     /// <returns>The mapping.</returns>
-    /// <exception cref="ArgumentException">The offset or length is not a multiple of the page size, or the page size is smaller than <see cref="MinimumPageSize"/>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The range is empty or lies past the end of the file.</exception>
-    /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> is set and the file cannot be backed by that page size.</exception>
+    /// <remarks>
+    /// A writable mapping allocates the blocks of its range first (fallocate), so a sparse file on
+    /// a full file system is refused here with <see cref="PmemOutOfSpaceException"/> instead of
+    /// raising SIGBUS at the first store.
+    /// </remarks>
+    /// <exception cref="ArgumentException">The offset or length is not a multiple of the page size, the page size is smaller than <see cref="MinimumPageSize"/>, or an option cannot be honoured for this file (the message names it).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The file is empty, or the range lies past its end (the message names the file and its size).</exception>
+    /// <exception cref="InvalidOperationException">The file was opened read-only and <see cref="DaxMappingOptions.ReadOnly"/> is not set.</exception>
+    /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> or <see cref="DaxMappingOptions.RequiredGranularity"/> cannot be had.</exception>
+    /// <exception cref="PmemOutOfSpaceException">No space is left for the blocks of the range.</exception>
     /// <exception cref="PmemException">A system call failed.</exception>
     public DaxMapping Map(DaxMappingOptions? options = null)
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
-        options ??= DaxMappingOptions.Default;
-        PageSize pageSize = options.PageSize ?? MinimumPageSize;
-        PageSizes.Validate(pageSize, nameof(options.PageSize));
-        if (pageSize < MinimumPageSize)
-        {
-            throw new ArgumentException(
-                $"page size {pageSize.ToDisplayString()} is smaller than the {MinimumPageSize.ToDisplayString()} pages of '{Path}'.", nameof(options));
-        }
-        if (!IsWritable && !options.ReadOnly)
-        {
-            throw new InvalidOperationException($"'{Path}' was opened read-only; map it with ReadOnly = true.");
-        }
+        return MappingFactory.Map(Source, options);
+    }
 
-        // Re-read the size: a file truncated behind our back must not be mapped past its end.
-        long size = Backing == MappingBacking.Hugetlb || Path.StartsWith("memfd:", StringComparison.Ordinal) ? Size : RegularFileSize(_fd, Path);
-        long length = options.Length ?? size - options.Offset;
-        RangeValidator.ValidateMapRange(options.Offset, length, pageSize, size, "'" + Path + "'", nameof(options.Offset), nameof(options.Length));
+    /// <summary>This file as a map source.</summary>
+    internal FileSource Source { get; }
 
-        if (options.RequirePageSize && pageSize != PageSize.Pte && !(Backing == MappingBacking.Hugetlb && MinimumPageSize == pageSize))
+    /// <summary>The size now: re-read for a regular file (it may have been truncated behind our back), fixed for memory.</summary>
+    internal long CurrentSize() => Backing == MappingBacking.Hugetlb || Path.StartsWith("memfd:", StringComparison.Ordinal) ? Size : RegularFileSize(_fd, Path);
+
+    /// <summary>
+    /// Allocates every block of <c>[offset, offset + length)</c> that is a hole (fallocate mode 0
+    /// keeps the data and the size), so that a store through a mapping never needs a block the
+    /// file system cannot give (SIGBUS). A file system without fallocate cannot be checked.
+    /// </summary>
+    internal static void EnsureBlocks(SafeFileDescriptor fd, string path, long offset, long length)
+    {
+        if (Libc.FAllocate(fd.Fd, 0, offset, length) == 0)
         {
-            throw new PmemCapabilityException(
-                $"'{Path}' cannot be guaranteed {pageSize.ToDisplayString()} pages: {DescribeBacking(Backing)} may fault in 4 KiB pages. " +
-                "Use a file on hugetlbfs, a hugetlb memfd (PmemFile.CreateMemory with HugePages.Hugetlb) or a device-DAX device, or do not set RequirePageSize.");
+            return;
         }
-
-        int extraFlags = Backing == MappingBacking.FsDaxFile ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC : 0;
-        var request = new MapRequest(_fd, Path, Backing, options.Offset, length, pageSize, options.ReadOnly, extraFlags,
-            Backing == MappingBacking.Hugetlb ? HugePages.Hugetlb : options.HugePages, options.Populate, options.LockInMemory)
+        int errno = SyscallError.LastErrno;
+        if (errno is Errno.EOPNOTSUPP or Errno.ENOSYS)
         {
-            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
-            RequiredGranularity = options.RequiredGranularity,
-        };
-        return MappingFactory.Create(in request);
+            // Best effort: the file system cannot preallocate; stores into holes may still fail.
+            return;
+        }
+        if (errno is Errno.ENOSPC or Errno.EDQUOT)
+        {
+            throw new PmemOutOfSpaceException(SyscallError.Describe(errno, "fallocate", path, offset, length,
+                "No space left for the file's blocks: the file is sparse and the file system cannot hold the mapped range, so a store into it would raise SIGBUS. Free space, or map a smaller range."),
+                "fallocate", errno, path);
+        }
+        SyscallError.Throw(errno, "fallocate", path, offset, length);
     }
 
     /// <summary>Closes the file. Mappings made from it stay valid; the lock is released when the last of them is disposed too.</summary>
@@ -290,15 +298,4 @@ public sealed class PmemFile : IDisposable
         }
         return (MappingBacking.PageCacheFile, PageSize.Pte);
     }
-
-    internal static string DescribeBacking(MappingBacking backing) => backing switch
-    {
-        MappingBacking.PageCacheFile => "the page cache of an ordinary file",
-        MappingBacking.FsDaxFile => "a file on a DAX file system (extents are not guaranteed 2 MiB-aligned)",
-        MappingBacking.SharedMemory => "tmpfs/memfd shared memory (transparent huge pages are best effort)",
-        MappingBacking.Anonymous => "anonymous memory without hugetlb pages",
-        MappingBacking.Hugetlb => "hugetlb memory",
-        MappingBacking.DeviceDax => "a device-DAX device",
-        _ => backing.ToString(),
-    };
 }

@@ -35,7 +35,7 @@ public sealed class HugePageMappingTests
             new DaxMappingOptions { HugePages = HugePages.Hugetlb, PageSize = PageSize.Pmd, RequirePageSize = true, Populate = true });
         PageSizeObservation seen = map.ObservePageSize();
         Assert.Equal(MappingBacking.Hugetlb, map.Backing);
-        Assert.Equal(0, map.Address % Mib2);
+        Assert.Equal(0, map.AddressOf() % Mib2);
         Assert.Equal(Mib2, seen.KernelPageSize);
         Assert.Equal(4 * Mib2, seen.HugetlbBytes);
         Assert.Equal(PageSize.Pmd, seen.ObservedPageSize);

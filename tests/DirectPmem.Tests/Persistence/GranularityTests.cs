@@ -120,10 +120,10 @@ public sealed unsafe class GranularityTests : IDisposable
             Assert.Skip("this platform has eADR (or flushing disabled) or no flush routine");
         }
         PmemCapabilityException e = Assert.Throws<PmemCapabilityException>(
-            () => PersistencePlatform.Choose(MappingBacking.DeviceDax, forceCacheLine: false, PersistGranularity.Byte, "/dev/dax0.0"));
+            () => PersistencePlatform.Choose(DurabilityClass.DeviceDax, forceCacheLine: false, PersistGranularity.Byte, "'/dev/dax0.0'"));
         Assert.Contains("eADR", e.Message, StringComparison.Ordinal);
         Assert.Contains("/dev/dax0.0", e.Message, StringComparison.Ordinal);
         Assert.Equal(PersistGranularity.CacheLine,
-            PersistencePlatform.Choose(MappingBacking.DeviceDax, forceCacheLine: false, PersistGranularity.CacheLine, "/dev/dax0.0"));
+            PersistencePlatform.Choose(DurabilityClass.DeviceDax, forceCacheLine: false, PersistGranularity.CacheLine, "'/dev/dax0.0'"));
     }
 }
