@@ -48,8 +48,6 @@ public sealed unsafe class DaxMapping : IDisposable
     // drain, persist, copy and fill goes through it.
     private readonly PersistOps _ops;
     private int _disposed;
-    // Operations in progress; Dispose waits for 0 after setting _disposed.
-    private int _users;
     // Keeps the mapping (and so its SafeHandle) reachable until Dispose: the GC must never unmap
     // memory a span may still point into.
     private GCHandle<DaxMapping> _root;
@@ -243,7 +241,7 @@ public sealed unsafe class DaxMapping : IDisposable
     public void Persist(long offset, long length)
     {
         CheckRange(offset, length);
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             // SAFETY: CheckRange put [offset, offset + length) inside the mapping, and Enter keeps it mapped.
@@ -251,7 +249,7 @@ public sealed unsafe class DaxMapping : IDisposable
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -268,14 +266,14 @@ public sealed unsafe class DaxMapping : IDisposable
     public void Flush(long offset, long length)
     {
         CheckRange(offset, length);
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             _ops.Flush(_base + offset, (nuint)length);
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -315,7 +313,7 @@ public sealed unsafe class DaxMapping : IDisposable
     {
         CheckWritableRange(destinationOffset, source.Length);
         PersistOps.ValidateCopyOptions(flags, nameof(flags));
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             fixed (byte* from = source)
@@ -325,7 +323,7 @@ public sealed unsafe class DaxMapping : IDisposable
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -345,14 +343,14 @@ public sealed unsafe class DaxMapping : IDisposable
         CheckRange(sourceOffset, length);
         CheckWritableRange(destinationOffset, length);
         PersistOps.ValidateCopyOptions(flags, nameof(flags));
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             _ops.Copy(_base + destinationOffset, _base + sourceOffset, (nuint)length, flags);
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -368,14 +366,14 @@ public sealed unsafe class DaxMapping : IDisposable
     {
         CheckWritableRange(offset, length);
         PersistOps.ValidateCopyOptions(flags, nameof(flags));
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             _ops.Fill(_base + offset, value, (nuint)length, flags);
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -398,7 +396,7 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             ThrowHelper.ThrowReadOnly();
         }
-        Enter();
+        OperationSlots slot = Enter();
         try
         {
             Volatile.Write(ref *(ulong*)(_base + offset), value);
@@ -406,7 +404,7 @@ public sealed unsafe class DaxMapping : IDisposable
         }
         finally
         {
-            Exit();
+            slot.Exit();
         }
     }
 
@@ -444,37 +442,31 @@ public sealed unsafe class DaxMapping : IDisposable
         }
         Volatile.Write(ref _length, 0);
         // Operations that entered before _disposed was set finish on the live mapping; those
-        // after it see _disposed and throw. They are short (one flush, copy or msync): spin.
-        var wait = new SpinWait();
-        while (Volatile.Read(ref _users) != 0)
-        {
-            wait.SpinOnce();
-        }
+        // after it see _disposed and throw.
+        OperationSlots.WaitForOperations(this);
         _ops.Release();
         _handle.Dispose();
         _root.Dispose();
         Interlocked.Decrement(ref s_live);
     }
 
-    // Enter and Exit bracket every operation that touches the mapped memory. Both are interlocked:
-    // with the interlocked exchange in Dispose, an operation either sees _disposed or is seen in _users.
+    // Enter and slot.Exit bracket every operation that touches the mapped memory (see OperationSlots):
+    // an operation either completes before Dispose unmaps or sees _disposed and throws.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Enter()
+    private OperationSlots Enter()
     {
-        Interlocked.Increment(ref _users);
+        OperationSlots slot = OperationSlots.Enter(this);
         if (Volatile.Read(ref _disposed) != 0)
         {
-            EnterDisposed();
+            EnterDisposed(slot);
         }
+        return slot;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Exit() => Interlocked.Decrement(ref _users);
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterDisposed()
+    private static void EnterDisposed(OperationSlots slot)
     {
-        Interlocked.Decrement(ref _users);
+        slot.Exit();
         ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
     }
 
