@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Hashing;
 using DirectPmem.Geometry;
+using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
@@ -50,7 +51,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemException">The file exists, or creating it failed.</exception>
     public static unsafe DaxDevice CreateEmulated(string path, long size, PageSize align)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        PathValidation.Validate(path, nameof(path));
         ValidateGeometry(size, align);
         string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         Libc.StatFs fs;
@@ -120,6 +121,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemInUseException">The device is open for writing elsewhere.</exception>
     public static DaxDevice OpenEmulated(string path, PageSize? align = null, long? size = null, bool writable = true)
     {
+        PathValidation.Validate(path, nameof(path));
         PmemFile file = PmemFile.Open(path, writable);
         try
         {

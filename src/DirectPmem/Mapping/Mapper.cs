@@ -75,6 +75,16 @@ internal readonly struct MapRequest
         PageSize? windowAlign = null, string? what = null)
     {
         what ??= source.What;
+        if (!Enum.IsDefined(options.HugePages))
+        {
+            throw OptionOutOfRange(nameof(options.HugePages), (long)options.HugePages,
+                $"HugePages {(int)options.HugePages} is not defined (None, Transparent or Hugetlb).");
+        }
+        if (options.RequiredGranularity is PersistGranularity required && !Enum.IsDefined(required))
+        {
+            throw OptionOutOfRange(nameof(options.RequiredGranularity), (long)required,
+                $"RequiredGranularity {(int)required} is not defined (None, Page, CacheLine or Byte).");
+        }
         PageSize minimum = (PageSize)Math.Max((long)source.MinimumPageSize, (long)(windowAlign ?? source.MinimumPageSize));
         PageSize pageSize = options.PageSize ?? (PageSize)Math.Max((long)source.DefaultPageSize(options), (long)minimum);
         PageSizes.Validate(pageSize, nameof(options.PageSize));

@@ -23,6 +23,9 @@ public sealed class PmemFile : IDisposable
     /// <summary>The mode of files DirectPmem creates unless the caller gives one: read and write for the owner only (0600).</summary>
     public const UnixFileMode DefaultCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    // memfd_create(2): the name is at most 249 bytes (NAME_MAX minus the "memfd:" prefix).
+    private const int MaxMemoryNameBytes = 249;
+
     private readonly SafeFileDescriptor _fd;
 
     private PmemFile(SafeFileDescriptor fd, string path, long size, MappingBacking backing, PageSize minimumPageSize, bool writable, bool shared)
@@ -62,16 +65,27 @@ public sealed class PmemFile : IDisposable
     /// (posix_fallocate), so that running out of space fails here and never as SIGBUS on a page fault.
     /// </summary>
     /// <param name="path">The file to create; it must not exist.</param>
-    /// <param name="size">The size in bytes; positive.</param>
+    /// <param name="size">
+    /// The size in bytes: positive and a multiple of the file system's page for mappings, 4 KiB on
+    /// ordinary file systems and tmpfs, the huge page size (2 MiB or 1 GiB) on hugetlbfs. Mappings
+    /// cover whole pages, so a partial last page could never be mapped.
+    /// </param>
     /// <param name="mode">The permission bits; <see cref="DefaultCreateMode"/> (0600) when <see langword="null"/>.</param>
     /// <param name="shared">Take a shared lock instead of an exclusive one (see <see cref="Open"/>).</param>
     /// <returns>The file, opened for reading and writing.</returns>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty, holds a NUL or is not valid Unicode; or <paramref name="size"/> is not a multiple of the page size.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not positive.</exception>
+    /// <exception cref="PmemOutOfSpaceException">The file system has no room for <paramref name="size"/> bytes; the file is removed.</exception>
     /// <exception cref="PmemException">The file exists (EEXIST), or creation or allocation failed; a partly created file is removed.</exception>
     public static PmemFile Create(string path, long size, UnixFileMode? mode = null, bool shared = false)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        PathValidation.Validate(path, nameof(path));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        if (mode is UnixFileMode m && ((int)m & ~0xFFF) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, string.Create(CultureInfo.InvariantCulture,
+                $"mode 0x{(int)m:x} has bits outside the 12 permission bits (07777)."));
+        }
         uint bits = (uint)(mode ?? DefaultCreateMode);
 
         int fd = SyscallError.Check(Libc.Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, bits), "open(O_CREAT|O_EXCL)", path);
@@ -82,10 +96,25 @@ public sealed class PmemFile : IDisposable
             (MappingBacking backing, PageSize minimum) = Classify(handle, path);
             if (!RangeValidator.IsAligned(size, minimum))
             {
+                string pages = backing == MappingBacking.Hugetlb
+                    ? $"the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'"
+                    : $"the {minimum.ToDisplayString()} page size: '{path}' is {MapSources.Describe(backing)}, and mappings cover whole pages";
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"size {size} is not a multiple of the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'."), nameof(size));
+                    $"size {size} is not a multiple of {pages} (the nearest multiples are {RangeValidator.AlignDown(size, (long)minimum)} and {RangeValidator.AlignUp(size, (long)minimum)})."), nameof(size));
             }
-            SyscallError.CheckReturned(Libc.PosixFAllocate(fd, 0, size), "posix_fallocate", path, 0, size);
+            if (Libc.FAllocate(fd, 0, 0, size) != 0)
+            {
+                int errno = SyscallError.LastErrno;
+                if (errno is not (Errno.EOPNOTSUPP or Errno.ENOSYS))
+                {
+                    throw errno is Errno.ENOSPC or Errno.EDQUOT
+                        ? new PmemOutOfSpaceException(SyscallError.Describe(errno, "fallocate", path, 0, size,
+                            "No space left for the file's blocks; the file was removed."), "fallocate", errno, path)
+                        : SyscallError.Create(errno, "fallocate", path, 0, size);
+                }
+                // No fallocate on this file system: set the size; EnsureBlocks cannot check holes here either.
+                SyscallError.Check(Libc.FTruncate(fd, size), "ftruncate", path, 0, size);
+            }
             return new PmemFile(handle, path, size, backing, minimum, writable: true, shared);
         }
         catch
@@ -105,13 +134,18 @@ public sealed class PmemFile : IDisposable
     /// Without it, a writable open takes an exclusive lock and a read-only open a shared one.
     /// </param>
     /// <returns>The opened file.</returns>
+    /// <remarks>
+    /// The open never blocks: it uses O_NONBLOCK, so a FIFO or a device that would wait is opened
+    /// at once and then refused because it is not a regular file.
+    /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty, holds a NUL or is not valid Unicode.</exception>
     /// <exception cref="PmemNotFoundException">The file does not exist.</exception>
     /// <exception cref="PmemInUseException">The file is opened elsewhere in a way that excludes this open.</exception>
-    /// <exception cref="PmemException">The path is not a regular file, or another system call failed.</exception>
+    /// <exception cref="PmemException">The path is not a regular file (a directory, FIFO, socket or device), or another system call failed.</exception>
     public static PmemFile Open(string path, bool writable = true, bool shared = false)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC;
+        PathValidation.Validate(path, nameof(path));
+        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.O_NOCTTY;
         int fd = SyscallError.Check(Libc.Open(path, flags, 0), writable ? "open(O_RDWR)" : "open(O_RDONLY)", path);
         var handle = new SafeFileDescriptor(fd);
         try
@@ -141,7 +175,16 @@ public sealed class PmemFile : IDisposable
     /// <exception cref="PmemException">memfd_create, ftruncate or fallocate failed.</exception>
     public static PmemFile CreateMemory(string name, long size, HugePages hugePages = HugePages.None, PageSize hugePageSize = PageSize.Pmd)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        PathValidation.Validate(name, nameof(name), "memfd name");
+        if (PathValidation.Utf8Length(name) > MaxMemoryNameBytes)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"memfd name '{name}' is {PathValidation.Utf8Length(name)} UTF-8 bytes; memfd_create takes at most {MaxMemoryNameBytes}."), nameof(name));
+        }
+        if (!Enum.IsDefined(hugePages))
+        {
+            throw new ArgumentOutOfRangeException(nameof(hugePages), hugePages, $"HugePages {(int)hugePages} is not defined (None, Transparent or Hugetlb).");
+        }
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         PageSizes.Validate(hugePageSize, nameof(hugePageSize));
         string path = "memfd:" + name;
@@ -255,8 +298,15 @@ public sealed class PmemFile : IDisposable
         uint type = st.st_mode & Libc.S_IFMT;
         if (type != Libc.S_IFREG)
         {
-            string kind = type == Libc.S_IFCHR ? "a character device (open device-DAX through DaxDevice)"
-                : type == Libc.S_IFDIR ? "a directory" : "not a regular file";
+            string kind = type switch
+            {
+                Libc.S_IFCHR => "a character device (open device-DAX through DaxDevice)",
+                Libc.S_IFDIR => "a directory",
+                Libc.S_IFIFO => "a FIFO (named pipe), whose reads and writes can block and which cannot be mapped",
+                Libc.S_IFSOCK => "a socket",
+                Libc.S_IFBLK => "a block device (map a file on its file system, or a device-DAX device)",
+                _ => "not a regular file",
+            };
             throw new PmemException($"'{path}' is {kind}; PmemFile maps regular files.");
         }
         return st.st_size;
