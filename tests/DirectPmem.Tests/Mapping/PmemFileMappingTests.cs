@@ -34,7 +34,9 @@ public sealed class PmemFileMappingTests : IDisposable
     [Fact]
     public void PersistedDataSurvivesCloseAndReopen()
     {
-        string path = _dir.File("b");
+        // Page granularity needs a page-cache file system; /tmp may be a tmpfs.
+        using TempDirectory pageCache = PageCacheDirectory.Create();
+        string path = pageCache.File("b");
         byte[] payload = Enumerable.Range(0, 300).Select(i => (byte)(i * 7)).ToArray();
         using (PmemFile file = PmemFile.Create(path, Mib2))
         using (DaxMapping map = file.Map())
