@@ -12,15 +12,17 @@ public static class PersistGranularityExtensions
     /// <param name="granularity">The granularity a mapping has.</param>
     /// <param name="required">The granularity asked for.</param>
     /// <returns><see langword="true"/> when <paramref name="granularity"/> is <paramref name="required"/> or finer.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A value is not a defined granularity.</exception>
     public static bool IsAtLeastAsFineAs(this PersistGranularity granularity, PersistGranularity required)
-        => Rank(granularity) <= Rank(required);
+        => Rank(granularity, nameof(granularity)) <= Rank(required, nameof(required));
 
     // 0 is the finest.
-    private static int Rank(PersistGranularity granularity) => granularity switch
+    private static int Rank(PersistGranularity granularity, string paramName) => granularity switch
     {
         PersistGranularity.Byte => 0,
         PersistGranularity.CacheLine => 1,
         PersistGranularity.Page => 2,
-        _ => 3,
+        PersistGranularity.None => 3,
+        _ => throw new ArgumentOutOfRangeException(paramName, granularity, $"{(int)granularity} is not a PersistGranularity (None, Page, CacheLine or Byte)."),
     };
 }
