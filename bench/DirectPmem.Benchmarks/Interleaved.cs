@@ -13,7 +13,7 @@ namespace DirectPmem.Benchmarks;
 /// hits both alike. Prints the median ns/op of each side and the spread of the per-pair ratios.
 /// </summary>
 /// <remarks>
-/// <c>dotnet DirectPmem.Benchmarks.dll --interleaved BASELINE_DIR [ROUNDS] [OPS_PER_ROUND]</c>,
+/// <c>dotnet DirectPmem.Benchmarks.dll --interleaved BASELINE_DIR [ROUNDS] [OPS_PER_ROUND] [Persist8,Write64,Span64]</c>,
 /// where BASELINE_DIR holds a DirectPmem.dll built from the baseline commit.
 /// </remarks>
 internal static class Interleaved
@@ -29,7 +29,7 @@ internal static class Interleaved
             ("baseline", Load(self, Path.Combine(baselineDir, "DirectPmem.dll"))),
             ("current", Load(self, Path.Combine(AppContext.BaseDirectory, "DirectPmem.dll"))),
         };
-        string[] kernels = ["Persist8", "Write64", "Span64"];
+        string[] kernels = args.Length > 4 ? args[4].Split(',') : ["Persist8", "Write64", "Span64"];
         Console.WriteLine($"{rounds} rounds of {ops} ops per side per kernel, order A,B,B,A...; {Environment.ProcessorCount} CPUs");
         foreach (string kernel in kernels)
         {

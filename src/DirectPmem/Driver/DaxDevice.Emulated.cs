@@ -184,7 +184,7 @@ public sealed partial class DaxDevice
         // One answer for the device and its mappings: the persistence is what a mapping of the
         // file gets (an emulated device on a DAX file system is cache-line, not page cache).
         var source = new EmulatedDeviceSource(file.Source, align, size);
-        DaxPersistence persistence = MappingFactory.GranularityFor(file.Backing) switch
+        DaxPersistence persistence = PersistencePlatform.Natural(source.Durability) switch
         {
             PersistGranularity.Byte => DaxPersistence.CpuCache,
             PersistGranularity.CacheLine => DaxPersistence.MemoryController,

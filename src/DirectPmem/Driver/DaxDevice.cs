@@ -3,6 +3,7 @@ using DirectPmem.Geometry;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Driver;
 
@@ -95,6 +96,15 @@ public sealed partial class DaxDevice : IDisposable
     /// (<see cref="DaxPersistence.Unknown"/> without a region), page cache or volatile for an emulated one.
     /// </summary>
     public DaxPersistence Persistence { get; }
+
+    /// <summary>
+    /// How data in a mapping of this device is made durable when the options force nothing: the
+    /// same answer as <see cref="DaxMapping.Granularity"/> of <c>Map()</c> (cache-line on device-DAX
+    /// without eADR, byte under eADR; an emulated device's backing decides: page for an ordinary
+    /// file, cache-line for a file on a DAX file system, none for memory). The one durability
+    /// vocabulary of mappings; <see cref="Persistence"/> is the platform's persistence domain.
+    /// </summary>
+    public PersistGranularity Granularity => PersistencePlatform.Natural(_source.Durability);
 
     /// <summary>
     /// The page size the kernel really faults the device in: <see cref="Align"/> for a real

@@ -121,6 +121,25 @@ internal static unsafe class PersistencePlatform
         return granularity;
     }
 
+    /// <summary>
+    /// The granularity a mapping of <paramref name="durability"/> gets without options (after the
+    /// environment's DIRECTPMEM_FORCE_GRANULARITY); never throws. For device-DAX without a flush
+    /// routine it is <see cref="PersistGranularity.Page"/>, which mapping refuses.
+    /// </summary>
+    internal static PersistGranularity Natural(DurabilityClass durability)
+    {
+        if (Settings.ForceGranularity is PersistGranularity forced)
+        {
+            return forced == PersistGranularity.CacheLine && FlushRoutine == null ? PersistGranularity.Page : forced;
+        }
+        return durability switch
+        {
+            DurabilityClass.PageCache => PersistGranularity.Page,
+            DurabilityClass.FileSystemDax or DurabilityClass.DeviceDax => PmemGranularity,
+            _ => PersistGranularity.None,
+        };
+    }
+
     internal static string Describe(PersistGranularity granularity) => granularity switch
     {
         PersistGranularity.Byte => "byte (eADR)",
