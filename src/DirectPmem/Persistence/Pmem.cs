@@ -9,12 +9,12 @@ namespace DirectPmem.Persistence;
 /// detected: flush instruction, eADR, vector width, non-temporal threshold.
 /// </summary>
 /// <remarks>
-/// Prefer the methods of <see cref="Mapping.DaxMapping"/>, which check ranges and use the
+/// Prefer the methods of <c>DirectPmem.Mapping.DaxMapping</c>, which check ranges and use the
 /// primitive the mapping's backing needs. The <c>Dangerous*</c> methods check nothing: the
 /// caller guarantees that every byte of each range is mapped (writable, for the copies) for the
 /// whole call, and that the memory is persistent memory with cache-line or byte granularity
 /// (device-DAX, a DAX file mapped with MAP_SYNC). On page-cache memory they flush the CPU caches
-/// but do not write the pages to the file (use msync, or <see cref="Mapping.DaxMapping.Persist"/>).
+/// but do not write the pages to the file (use msync, or <c>DaxMapping.Persist</c>).
 /// A wrong pointer kills the process.
 /// </remarks>
 public static unsafe class Pmem
