@@ -20,6 +20,9 @@ public sealed class MappingLifetimeTests
         using TempDirectory dir = PageCacheDirectory.Create();
         string[] report = ChildProcess.RunPassing(typeof(MappingLifetimeTests), nameof(UndisposedChild), (DirectoryVariable, dir.Path));
         Assert.Contains("live 1", report);
+        // At exit the leak is reported (a traced warning, with the count).
+        string trace = File.ReadAllText(Path.Combine(dir.Path, "trace.log"));
+        Assert.Matches(@"DirectPmem: [1-9]\d* DaxMapping\(s\) were never disposed", trace);
         // The stores through the span reached the file: the mapping was never unmapped under it.
         byte[] bytes = File.ReadAllBytes(Path.Combine(dir.Path, "undisposed"));
         Assert.All(bytes.AsSpan(0, 4096).ToArray(), b => Assert.Equal(0x5A, b));
@@ -29,7 +32,10 @@ public sealed class MappingLifetimeTests
     public void UndisposedChild()
     {
         ChildProcess.RequireChild();
-        string path = Path.Combine(Environment.GetEnvironmentVariable(DirectoryVariable)!, "undisposed");
+        string directory = Environment.GetEnvironmentVariable(DirectoryVariable)!;
+        string path = Path.Combine(directory, "undisposed");
+        System.Diagnostics.Trace.Listeners.Add(new System.Diagnostics.TextWriterTraceListener(Path.Combine(directory, "trace.log")));
+        System.Diagnostics.Trace.AutoFlush = true;
         long before = DaxMapping.LiveCount;
         Span<byte> span = MapAndForget(path);
         for (int i = 0; i < 5; i++)
