@@ -326,3 +326,61 @@ public sealed class OptionSourceMatrixTests
         }
     }
 }
+
+/// <summary>
+/// The device-node source of the option matrix, on the sysfs fixture (dax0.0: 2 MiB align): every
+/// option is validated before mmap, so the request is checked without a device; mapping a real
+/// device is the integration tier's.
+/// </summary>
+public sealed class DeviceNodeOptionTests
+{
+    private const long Mib2 = 2L << 20;
+    private static readonly DaxBus s_bus = new(Fixtures.FixturePaths.Sysfs("good"));
+
+    private static DaxDevice.MapPlan Plan(DaxMappingOptions options)
+    {
+        DaxDevice dax = s_bus.GetDevice("dax0.0");
+        return dax.Plan(0, dax.Size, dax.Align, options, "'" + dax.DevicePath + "'");
+    }
+
+    [Fact]
+    public void EveryOptionIsHonouredOrRefusedForADeviceNode()
+    {
+        Assert.Equal(Mib2, Plan(new DaxMappingOptions { Offset = Mib2, Length = Mib2 }).DeviceOffset);
+        Assert.Equal(Mib2, Plan(new DaxMappingOptions { Length = Mib2 }).Length);
+        Assert.Equal(PageSize.Pmd, Plan(new DaxMappingOptions { PageSize = PageSize.Pmd }).PageSize);
+        Assert.Throws<ArgumentException>(() => Plan(new DaxMappingOptions { PageSize = PageSize.Pte }));
+        Assert.Equal(PageSize.Pmd, Plan(new DaxMappingOptions { RequirePageSize = true }).PageSize);
+        foreach (DaxMappingOptions honoured in new DaxMappingOptions[]
+        {
+            new() { Populate = true }, new() { LockInMemory = true }, new() { ReadOnly = true }, new() { HugePages = HugePages.None },
+            new() { RequiredGranularity = PersistGranularity.None }, new() { ForceCacheLineGranularity = true },
+        })
+        {
+            Assert.Equal(DirectPmem.Interop.Libc.MAP_SHARED_VALIDATE | DirectPmem.Interop.Libc.MAP_SYNC, Plan(honoured).ExtraFlags);
+        }
+        var transparent = Assert.Throws<ArgumentException>(() => Plan(new DaxMappingOptions { HugePages = HugePages.Transparent }));
+        Assert.Contains("HugePages = Transparent", transparent.Message, StringComparison.Ordinal);
+        var hugetlb = Assert.Throws<ArgumentException>(() => Plan(new DaxMappingOptions { HugePages = HugePages.Hugetlb }));
+        Assert.Contains("HugePages = Hugetlb", hugetlb.Message, StringComparison.Ordinal);
+
+        // Device-DAX is cache-line without eADR, byte under eADR: Page and CacheLine are met; Byte only under eADR.
+        PersistGranularity natural = PersistencePlatform.Natural(DurabilityClass.DeviceDax);
+        if (natural == PersistGranularity.Page)
+        {
+            Assert.Throws<PmemCapabilityException>(() => Plan(new DaxMappingOptions()));
+            return;
+        }
+        Plan(new DaxMappingOptions { RequiredGranularity = PersistGranularity.Page });
+        Plan(new DaxMappingOptions { RequiredGranularity = PersistGranularity.CacheLine });
+        if (natural == PersistGranularity.Byte)
+        {
+            Plan(new DaxMappingOptions { RequiredGranularity = PersistGranularity.Byte });
+        }
+        else
+        {
+            var e = Assert.Throws<PmemCapabilityException>(() => Plan(new DaxMappingOptions { RequiredGranularity = PersistGranularity.Byte }));
+            Assert.Contains("/dev/dax0.0", e.Message, StringComparison.Ordinal);
+        }
+    }
+}
