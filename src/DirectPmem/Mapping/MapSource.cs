@@ -204,8 +204,9 @@ internal sealed class EmulatedDeviceSource(FileSource file, PageSize align, long
 
     internal override bool IsWritable => file.IsWritable;
 
-    // The descriptor block lives after the data: the device ends at its size.
-    internal override long CurrentSize() => size;
+    // The descriptor block lives after the data: the device ends at its size, or earlier if the
+    // file was truncated behind our back.
+    internal override long CurrentSize() => Math.Min(size, file.CurrentSize());
 
     internal override HugePages ResolveHugePages(HugePages requested) => file.ResolveHugePages(requested);
 

@@ -86,4 +86,29 @@ public sealed class OutOfSpaceTests
         Assert.Contains("truncated to 4096 bytes", e.Message, StringComparison.Ordinal);
         Assert.Contains(path, e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void AnEmulatedDeviceWhoseFileWasTruncatedRefusesToMapThePagesItLost()
+    {
+        using TempDirectory dir = PageCacheDirectory.Create();
+        string path = dir.File("dev");
+        using DirectPmem.Driver.DaxDevice device = DirectPmem.Driver.DaxDevice.CreateEmulated(path, 8 * Mib, DirectPmem.Geometry.PageSize.Pmd);
+        int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+        Assert.True(fd >= 0);
+        try
+        {
+            Assert.Equal(0, Libc.FTruncate(fd, 2 * Mib)); // another program ignores the advisory lock
+        }
+        finally
+        {
+            Libc.Close(fd);
+        }
+        using (DaxMapping first = device.Map(new DaxMappingOptions { Length = 2 * Mib }))
+        {
+            first.Persist(0, 4096);
+        }
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => device.Map());
+        Assert.Contains("now holds only 2097152 bytes", e.Message, StringComparison.Ordinal);
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+    }
 }
