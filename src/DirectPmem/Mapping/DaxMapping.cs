@@ -236,7 +236,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes; 0 persists nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Persist(long offset, long length)
     {
@@ -261,7 +262,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes; 0 flushes nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Flush(long offset, long length)
     {
@@ -299,7 +301,7 @@ public sealed unsafe class DaxMapping : IDisposable
     /// </summary>
     /// <param name="source">The bytes to copy; they may lie in this mapping.</param>
     /// <param name="destinationOffset">Where they go, from the start of the mapping.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <remarks>
     /// With an 8-byte-aligned destination and a length that is a multiple of 8, no store narrower
     /// than 8 bytes is used: each aligned 8-byte word is either wholly old or wholly new after a
@@ -308,7 +310,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The destination range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Write(ReadOnlySpan<byte> source, long destinationOffset, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(destinationOffset, source.Length);
@@ -334,10 +337,11 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="sourceOffset">The first byte read, from the start of the mapping.</param>
     /// <param name="destinationOffset">The first byte written, from the start of the mapping.</param>
     /// <param name="length">The number of bytes.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <exception cref="ArgumentOutOfRangeException">A range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Move(long sourceOffset, long destinationOffset, long length, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckRange(sourceOffset, length);
@@ -358,10 +362,11 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes.</param>
     /// <param name="value">The byte to store.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Fill(long offset, long length, byte value, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(offset, length);
@@ -387,7 +392,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The word does not lie within the mapping.</exception>
     /// <exception cref="ArgumentException"><paramref name="offset"/> is not a multiple of 8.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the page back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the page back (msync), or the file was truncated under the mapping.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Publish(long offset, ulong value)
     {
