@@ -45,8 +45,8 @@ public sealed partial class DaxBus
     /// <param name="deviceRoot">The directory that holds the device nodes (<c>/dev</c>).</param>
     public DaxBus(string sysfsRoot, string deviceRoot = "/dev")
     {
-        ArgumentException.ThrowIfNullOrEmpty(sysfsRoot);
-        ArgumentException.ThrowIfNullOrEmpty(deviceRoot);
+        DriverArguments.ValidatePath(sysfsRoot, nameof(sysfsRoot));
+        DriverArguments.ValidatePath(deviceRoot, nameof(deviceRoot));
         SysfsRoot = sysfsRoot;
         DeviceRoot = deviceRoot;
     }
@@ -159,7 +159,7 @@ public sealed partial class DaxBus
     /// <exception cref="PmemException">stat failed (for example ENOENT).</exception>
     public unsafe DaxDevice OpenCharDevice(string devicePath)
     {
-        ArgumentException.ThrowIfNullOrEmpty(devicePath);
+        DriverArguments.ValidatePath(devicePath, nameof(devicePath));
         Libc.Stat st;
         SyscallError.Check(Libc.StatPath(devicePath, &st), "stat", devicePath);
         if ((st.st_mode & Libc.S_IFMT) != Libc.S_IFCHR)

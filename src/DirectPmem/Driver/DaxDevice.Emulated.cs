@@ -49,7 +49,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemException">The file exists, or creating it failed.</exception>
     public static unsafe DaxDevice CreateEmulated(string path, long size, PageSize align)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        DriverArguments.ValidatePath(path, nameof(path));
         ValidateGeometry(size, align);
         string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         Libc.StatFs fs;
@@ -86,7 +86,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemCapabilityException">Hugetlb pages were asked for and not enough are reserved.</exception>
     public static DaxDevice CreateEmulatedMemory(string name, long size, PageSize align, HugePages hugePages = HugePages.None)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        DriverArguments.ValidateMemfdName(name, nameof(name));
         ValidateGeometry(size, align);
         bool hugetlb = hugePages == HugePages.Hugetlb;
         if (hugetlb && align == PageSize.Pte)
@@ -119,6 +119,8 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemInUseException">The device is open for writing elsewhere.</exception>
     public static DaxDevice OpenEmulated(string path, PageSize? align = null, long? size = null, bool writable = true)
     {
+        DriverArguments.ValidatePath(path, nameof(path));
+        RefuseSpecialFile(path);
         PmemFile file = PmemFile.Open(path, writable);
         try
         {
@@ -156,6 +158,28 @@ public sealed partial class DaxDevice
         {
             file.Dispose();
             throw;
+        }
+    }
+
+    // Opening a FIFO blocks until a writer comes, a device node is not an emulated device: only a
+    // regular file (ordinary, tmpfs or hugetlbfs) is opened. A missing file is left to open's ENOENT.
+    private static unsafe void RefuseSpecialFile(string path)
+    {
+        Libc.Stat st;
+        if (Libc.StatPath(path, &st) != 0)
+        {
+            return;
+        }
+        uint type = st.st_mode & Libc.S_IFMT;
+        if (type != Libc.S_IFREG)
+        {
+            string kind = type switch
+            {
+                Libc.S_IFCHR => "a character device (a real device-DAX device opens with DaxDevice.Open)",
+                Libc.S_IFDIR => "a directory",
+                _ => string.Create(CultureInfo.InvariantCulture, $"a special file (st_mode 0{Convert.ToString(st.st_mode, 8)}; opening a FIFO would block)"),
+            };
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor, $"is {kind}, not a regular file holding an emulated device.");
         }
     }
 

@@ -148,7 +148,7 @@ public sealed class DaxLabelException : PmemException
     /// <param name="message">What was found and what was expected.</param>
     /// <param name="path">The device path, if known.</param>
     public DaxLabelException(int slot, DaxLabelRule rule, string message, string? path = null)
-        : base(slot >= 0 ? $"label slot {slot}: {message} (rule: {rule})" : $"{message} (rule: {rule})", null, 0, path)
+        : base((path is null ? "" : $"'{path}': ") + (slot >= 0 ? $"label slot {slot}: {message} (rule: {rule})" : $"{message} (rule: {rule})"), null, 0, path)
     {
         Slot = slot;
         Rule = rule;
