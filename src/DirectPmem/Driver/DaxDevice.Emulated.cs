@@ -28,8 +28,9 @@ namespace DirectPmem.Driver;
 //   48 reserved   u64 = 0
 //   56 checksum   u64  XxHash3 (64-bit, seed 0) of bytes [0, 56)
 //
-// Reopening validates the checksum, that the file is exactly Size + TrailerLength bytes, and
-// that a caller's expected align and size match; the descriptor is written once, at creation.
+// Reopening validates the checksum, the version, that the reserved words are zero, that the file
+// is exactly Size + TrailerLength bytes, and that a caller's expected align and size match; the
+// descriptor is written once, at creation. Only regular files are opened (a FIFO would block).
 public sealed partial class DaxDevice
 {
     internal const int DescriptorLength = 64;
@@ -252,6 +253,12 @@ public sealed partial class DaxDevice
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
                 string.Create(CultureInfo.InvariantCulture, $"descriptor version {version} is not {DescriptorVersion}."));
+        }
+        if (BinaryPrimitives.ReadUInt64LittleEndian(d[40..]) != 0 || BinaryPrimitives.ReadUInt64LittleEndian(d[48..]) != 0)
+        {
+            // Reserved for a later version: a descriptor that uses them is not one this version understands.
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
+                "the descriptor's reserved bytes [40, 56) are not zero: written by a newer version, or damaged.");
         }
         long size = BinaryPrimitives.ReadInt64LittleEndian(d[16..]);
         long alignBytes = BinaryPrimitives.ReadInt64LittleEndian(d[24..]);

@@ -111,6 +111,7 @@ internal sealed record NdRegionAttributes(
     string? BadBlocks,
     bool DeepFlushPresent,
     bool DeepFlushWritable,
+    string? DeepFlushText,
     string? NumaNode,
     string? TargetNode,
     string? Resource)
@@ -157,6 +158,7 @@ internal static class NdRegionReader
             Sysfs.TryReadText(Path.Join(path, "badblocks")),
             deepPresent,
             deepPresent && Libc.Access(deepFlush, Libc.W_OK) == 0,
+            deepPresent ? Sysfs.TryReadText(deepFlush) : null,
             Sysfs.TryReadText(Path.Join(path, "numa_node")),
             Sysfs.TryReadText(Path.Join(path, "target_node")),
             Sysfs.TryReadText(Path.Join(path, "resource")));

@@ -275,6 +275,7 @@ public sealed class LabelAndDescriptorFuzzTests(ITestOutputHelper output)
                 (long size, PageSize align) = DaxDevice.ParseDescriptor(d, Path, Trailer);
                 Assert.True(PageSizes.IsDefined(align), what);
                 Assert.True(size > 0 && size % (long)align == 0, what);
+                Assert.True(d[40..56].IndexOfAnyExcept((byte)0) < 0, $"case {c}: reserved bytes accepted ({what})");
                 Assert.True(rewrite, $"case {c}: raw damage ({what}) passed the checksum");
                 key = "valid";
             }
