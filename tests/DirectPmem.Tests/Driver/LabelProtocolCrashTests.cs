@@ -12,7 +12,7 @@ namespace DirectPmem.Tests.Driver;
 /// SimulatedDevice: a crash before every drain and at the end, the fixed images plus seeded random
 /// ones (with cache eviction) per crash point, each recovered by opening the table again.
 /// </summary>
-public sealed class LabelProtocolCrashTests
+public sealed class LabelProtocolCrashTests(ITestOutputHelper output)
 {
     // The geometry the label table describes; only its first 8 KiB (the two slots) are simulated.
     private const long DeviceSize = 64L << 20;
@@ -116,6 +116,7 @@ public sealed class LabelProtocolCrashTests
             Assert.Equal(drains, result.Statistics.Drains);
             images += result.Statistics.ImagesTried;
         }
+        output.WriteLine($"{drains + 1} crash points ({s_operations.Length} updates, start {(nearTheWrap ? "near the wrap" : "after Format")}), {images} images recovered");
         Assert.True(images > drains * 3, $"only {images} images were tried");
     }
 
