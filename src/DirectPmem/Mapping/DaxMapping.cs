@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using DirectPmem.Diagnostics;
 using DirectPmem.Geometry;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
@@ -55,6 +56,7 @@ public sealed unsafe class DaxMapping : IDisposable
             handle.Dispose();
             throw new PmemCapabilityException($"cache-line granularity needs a flush routine: {PersistencePlatform.InstructionReason}.");
         }
+        Counters.OnMap(PageSize, length);
     }
 
     /// <summary>
@@ -240,6 +242,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Drain()
     {
+        Counters.OnDrain();
         if (_hook is not null)
         {
             _hook.Drain();
@@ -302,6 +305,7 @@ public sealed unsafe class DaxMapping : IDisposable
     public void Fill(long offset, long length, byte value, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(offset, length);
+        Counters.OnCopy(length, flags, Granularity);
         byte* destination = _base + offset;
         if (_hook is not null)
         {
@@ -346,6 +350,7 @@ public sealed unsafe class DaxMapping : IDisposable
 
     private void MoveCore(byte* source, long destinationOffset, long length, PmemCopyOptions flags)
     {
+        Counters.OnCopy(length, flags, Granularity);
         byte* destination = _base + destinationOffset;
         if (_hook is not null)
         {
@@ -382,6 +387,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PersistCore(long offset, long length)
     {
+        Counters.OnPersist(length);
         if (_hook is not null)
         {
             _hook.Flush(offset, length);
@@ -419,6 +425,7 @@ public sealed unsafe class DaxMapping : IDisposable
 
     private void FlushCore(long offset, long length)
     {
+        Counters.OnFlush(length);
         if (_hook is not null)
         {
             _hook.Flush(offset, length);
@@ -454,6 +461,7 @@ public sealed unsafe class DaxMapping : IDisposable
         long page = Environment.SystemPageSize;
         long start = RangeValidator.AlignDown(offset, page);
         long end = RangeValidator.AlignUp(offset + length, page);
+        Counters.OnMSync(end - start);
         SyscallError.Check(Libc.MSync((nint)(_base + start), (nuint)(end - start), Libc.MS_SYNC),
             "msync(MS_SYNC)", Path, SourceOffset + start, end - start);
     }
@@ -476,7 +484,7 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             return;
         }
-        Volatile.Write(ref _length, 0);
+        Counters.OnUnmap(PageSize, Interlocked.Exchange(ref _length, 0));
         _handle.Dispose();
     }
 
