@@ -54,19 +54,30 @@ internal static class Harness
         return n == 0 ? double.NaN : n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
+    /// <summary>The value below which <paramref name="fraction"/> of the values lie (linear interpolation).</summary>
+    internal static double Quantile(IReadOnlyList<double> values, double fraction)
+    {
+        double[] sorted = values.ToArray();
+        Array.Sort(sorted);
+        double position = fraction * (sorted.Length - 1);
+        int low = (int)Math.Floor(position);
+        int high = Math.Min(low + 1, sorted.Length - 1);
+        return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+    }
+
     internal static ContenderResult Summarize(string name, double[] rounds, long bytes)
     {
         double median = Median(rounds);
-        double min = rounds.Min();
-        double max = rounds.Max();
-        return new ContenderResult(name, Round(median), Round(min), Round(max), Round((max - min) / median * 100),
+        double iqr = Quantile(rounds, 0.75) - Quantile(rounds, 0.25);
+        return new ContenderResult(name, Round(median), Round(rounds.Min()), Round(rounds.Max()), Round(iqr / median * 100),
             Round(bytes / median * 1e9 / 1e6), rounds.Select(Round).ToArray());
     }
 
     internal static RatioResult Ratio(string versus, double[] directPmem, double[] other)
     {
         double[] ratios = directPmem.Zip(other, (a, b) => a / b).ToArray();
-        return new RatioResult(versus, Math.Round(Median(ratios), 3), Math.Round(ratios.Min(), 3), Math.Round(ratios.Max(), 3));
+        return new RatioResult(versus, Math.Round(Median(ratios), 3), Math.Round(Quantile(ratios, 0.25), 3), Math.Round(Quantile(ratios, 0.75), 3),
+            Math.Round(ratios.Min(), 3), Math.Round(ratios.Max(), 3));
     }
 
     private static double Round(double value) => Math.Round(value, value < 100 ? 2 : 1);

@@ -32,7 +32,7 @@ internal static unsafe class BenchCommand
         var compare = new Option<string[]>("--compare") { Description = "Also run these baselines: libpmem (PMDK's libpmem.so.1).", AllowMultipleArgumentsPerToken = true };
         compare.AcceptOnlyFromAmong("libpmem");
         var counters = new Option<bool>("--counters") { Description = "Also run DirectPmem with a counter listener attached, and the raw-pointer floor (Pmem.Dangerous*): the cost of the counters." };
-        var rounds = new Option<int>("--rounds", "-r") { Description = "Interleaved rounds per measurement (default 15, quick 3)." };
+        var rounds = new Option<int>("--rounds", "-r") { Description = "Interleaved rounds per measurement (default 41, quick 3)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Required with PATH: the benchmark writes over the start of PATH (labels and data included)." };
         Option<string> sysfs = DeviceOpener.SysfsOption();
         var command = new Command("bench", "Measure persist latency and copy-persist speed, side by side with msync, Buffer.MemoryCopy and libpmem.")
@@ -65,7 +65,7 @@ internal static unsafe class BenchCommand
             }
             libpmem = DescribeLibPmem();
         }
-        int rounds = settings.Rounds > 0 ? settings.Rounds : settings.Quick ? 3 : 15;
+        int rounds = settings.Rounds > 0 ? settings.Rounds : settings.Quick ? 3 : 41;
         MachineReport machine = Machine.Describe();
         long llc = Machine.LastLevelCache(machine);
         var notes = new List<string>();
@@ -212,7 +212,10 @@ internal static unsafe class BenchCommand
         return plan;
     }
 
-    // Iterations per round: the slowest contender's round takes about 20 ms (quick: 2 ms).
+    // Iterations per round: the slowest contender's round takes about 5 ms (quick: 1 ms). Short
+    // rounds, many of them: on a shared machine a short round more often runs undisturbed, and
+    // the median ignores the disturbed ones. Each contender runs once untimed first (lazy binding,
+    // first faults), then once timed.
     private static long Calibrate(Measurement m, bool quick)
     {
         long probe = m.Bytes >= (1 << 20) ? 2 : 64;
@@ -220,13 +223,14 @@ internal static unsafe class BenchCommand
         foreach (Contender c in m.Contenders)
         {
             c.Before?.Invoke();
+            c.Loop(probe);
             long start = Stopwatch.GetTimestamp();
             c.Loop(probe);
             slowest = Math.Max(slowest, Stopwatch.GetElapsedTime(start).TotalSeconds / probe);
             c.After?.Invoke();
         }
-        double budget = quick ? 0.002 : 0.020;
-        return Math.Clamp((long)(budget / Math.Max(slowest, 1e-9)), quick ? 1 : 4, quick ? 2_000 : 200_000);
+        double budget = quick ? 0.001 : 0.005;
+        return Math.Clamp((long)(budget / Math.Max(slowest, 1e-9)), quick ? 1 : 2, quick ? 2_000 : 200_000);
     }
 
     private enum Persister { DirectPmem, LibPmem, MSync, Floor }
@@ -358,11 +362,11 @@ internal static unsafe class BenchCommand
                 RatioResult? ratio = result.Ratios.FirstOrDefault(r => r.Versus == c.Name);
                 table.AddRow(result.Operation, Sizes.Format(result.Bytes), result.Destination, Markup.Escape(c.Name),
                     F(c.MedianNs), $"{c.SpreadPercent:0} %", F(c.MedianMBps),
-                    ratio is null ? "" : $"{ratio.Median:0.000} ({ratio.Min:0.000}..{ratio.Max:0.000})");
+                    ratio is null ? "" : $"{ratio.Median:0.000} ({ratio.P25:0.000}..{ratio.P75:0.000})");
             }
         }
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine("[grey]ns/op: median of the rounds; spread: (slowest - fastest round) / median; DirectPmem / this: per-round time ratio, median (lowest..highest round), below 1 = DirectPmem faster.[/]");
+        AnsiConsole.MarkupLine("[grey]ns/op: median of the rounds; spread: interquartile range of the rounds / median; DirectPmem / this: per-round time ratio, median (quartiles), below 1 = DirectPmem faster.[/]");
         foreach (string note in report.Notes)
         {
             AnsiConsole.MarkupLineInterpolated($"[grey]note: {note}[/]");
