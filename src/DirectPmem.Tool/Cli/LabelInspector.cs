@@ -99,6 +99,10 @@ internal static class LabelInspector
             problems.Add(Invariant($"entry count {count} exceeds {MaxEntries}"));
             count = MaxEntries;
         }
+        if (slot[(HeaderSize + (int)count * EntrySize)..(SlotSize - 8)].ContainsAnyExcept((byte)0))
+        {
+            problems.Add(Invariant($"bytes after the {count} entries in use are not zero"));
+        }
         for (int i = 0; i < count; i++)
         {
             ReadOnlySpan<byte> e = slot.Slice(HeaderSize + i * EntrySize, EntrySize);

@@ -224,25 +224,26 @@ internal static class CheckCommand
         return answer is not null && answer.Trim().ToUpperInvariant() is "Y" or "YES";
     }
 
+    // Plain lines (no markup, no wrapping): check output is read by people and by scripts alike.
     private static void Print(CheckReport report)
     {
-        AnsiConsole.MarkupLineInterpolated($"{report.Path} ({report.Kind})");
+        Console.WriteLine($"{report.Path} ({report.Kind})");
         foreach (CheckProblem problem in report.Problems)
         {
-            AnsiConsole.MarkupLineInterpolated($"  [red]problem[/] {problem.Area}: {problem.Message}");
+            Console.WriteLine($"  problem {problem.Area}: {problem.Message}");
             if (problem.Repair is not null)
             {
-                AnsiConsole.MarkupLineInterpolated($"    repair: {problem.Repair} (dpmem check --repair)");
+                Console.WriteLine($"    repair: {problem.Repair} (dpmem check --repair)");
             }
         }
         foreach (string fixedNow in report.Repaired)
         {
-            AnsiConsole.MarkupLineInterpolated($"  [green]repaired[/] {fixedNow}");
+            Console.WriteLine($"  repaired {fixedNow}");
         }
         foreach (string note in report.Notes)
         {
-            AnsiConsole.MarkupLineInterpolated($"  note: {note}");
+            Console.WriteLine($"  note: {note}");
         }
-        AnsiConsole.MarkupLine(report.Clean ? "  [green]clean[/]" : $"  [red]{report.Problems.Count} problem(s)[/]");
+        Console.WriteLine(report.Clean ? "  clean" : string.Create(CultureInfo.InvariantCulture, $"  {report.Problems.Count} problem(s)"));
     }
 }
