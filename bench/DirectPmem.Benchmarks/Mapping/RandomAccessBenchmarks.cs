@@ -20,7 +20,7 @@ namespace DirectPmem.Benchmarks.Mapping;
 [MemoryDiagnoser]
 [GroupBenchmarksBy(BenchmarkDotNet.Configs.BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
-public sealed class RandomAccessBenchmarks : IDisposable
+public class RandomAccessBenchmarks : IDisposable
 {
     private const long FileSize = 2L << 30;
     private const int Accesses = 1 << 16;
@@ -56,7 +56,11 @@ public sealed class RandomAccessBenchmarks : IDisposable
         }
     }
 
-    public void Dispose() => Cleanup();
+    public void Dispose()
+    {
+        Cleanup();
+        GC.SuppressFinalize(this);
+    }
 
     [GlobalCleanup]
     public void Cleanup()

@@ -343,9 +343,10 @@ internal static unsafe class BenchCommand
         string? avx512 = Environment.GetEnvironmentVariable("PMEM_AVX512F");
         string? threshold = Environment.GetEnvironmentVariable("PMEM_MOVNT_THRESHOLD");
         bool cpuHasAvx512 = System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
-        string isa = avx512 == "0" ? "AVX2 or SSE2 non-temporal stores (PMEM_AVX512F=0)"
-            : cpuHasAvx512 ? "AVX-512F non-temporal stores (libpmem >= 1.9 default on an AVX-512F CPU; PMEM_AVX512F=0 turns it off)"
-            : "AVX2 or SSE2 non-temporal stores (the CPU has no AVX-512F)";
+        // What libpmem 1.12's debug build logs at startup ("using movnt AVX512F" / "using movnt AVX").
+        string isa = avx512 == "0" ? "256-bit AVX non-temporal stores (PMEM_AVX512F=0)"
+            : cpuHasAvx512 ? "AVX-512F non-temporal stores (the default of libpmem 1.9 and later on an AVX-512F CPU; PMEM_AVX512F=0 turns it off)"
+            : "256-bit AVX or SSE2 non-temporal stores (the CPU has no AVX-512F)";
         return $"libpmem: {file}; {isa}; PMEM_MOVNT_THRESHOLD={threshold ?? "unset (256)"}";
     }
 
