@@ -22,6 +22,21 @@ internal static class Knobs
     /// <summary>kill -9 rounds.</summary>
     public static int KillRounds => Get("DIRECTPMEM_STORAGE_KILL_ROUNDS", 24, 200);
 
+    /// <summary>Appends a line to the file named by DIRECTPMEM_STORAGE_SWEEP_LOG, if set: how sweep and fuzz totals are collected for a report.</summary>
+    public static void Record(string line)
+    {
+        string? path = Environment.GetEnvironmentVariable("DIRECTPMEM_STORAGE_SWEEP_LOG");
+        if (!string.IsNullOrEmpty(path))
+        {
+            lock (s_gate)
+            {
+                File.AppendAllText(path, line + Environment.NewLine);
+            }
+        }
+    }
+
+    private static readonly Lock s_gate = new();
+
     private static int Get(string name, int normal, int longRun)
     {
         string? text = Environment.GetEnvironmentVariable(name);
