@@ -29,7 +29,7 @@ public sealed class RangeAllocationTests(ITestOutputHelper output)
             using DaxMapping mapB = allocator.Map(b);
             Assert.Equal(allocA.Length, mapA.Length);
             Assert.Equal(allocA.Offset, mapA.SourceOffset);
-            Assert.Equal(0, mapA.Address % (long)device.Align);
+            Assert.Equal(0, mapA.AddressOf() % (long)device.Align);
             dataA.CopyTo(mapA.GetSpan(allocA.Length - dataA.Length, dataA.Length));
             mapA.Persist(allocA.Length - dataA.Length, dataA.Length);
             dataB.CopyTo(mapB.GetSpan(0, dataB.Length));

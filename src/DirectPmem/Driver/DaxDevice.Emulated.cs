@@ -2,8 +2,10 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Hashing;
 using DirectPmem.Geometry;
+using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Driver;
 
@@ -49,7 +51,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemException">The file exists, or creating it failed.</exception>
     public static unsafe DaxDevice CreateEmulated(string path, long size, PageSize align)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        PathValidation.Validate(path, nameof(path));
         ValidateGeometry(size, align);
         string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         Libc.StatFs fs;
@@ -119,6 +121,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemInUseException">The device is open for writing elsewhere.</exception>
     public static DaxDevice OpenEmulated(string path, PageSize? align = null, long? size = null, bool writable = true)
     {
+        PathValidation.Validate(path, nameof(path));
         PmemFile file = PmemFile.Open(path, writable);
         try
         {
@@ -178,14 +181,17 @@ public sealed partial class DaxDevice
 
     private static DaxDevice FromFile(PmemFile file, long size, PageSize align)
     {
-        DaxPersistence persistence = file.Backing switch
+        // One answer for the device and its mappings: the persistence is what a mapping of the
+        // file gets (an emulated device on a DAX file system is cache-line, not page cache).
+        var source = new EmulatedDeviceSource(file.Source, align, size);
+        DaxPersistence persistence = PersistencePlatform.Natural(source.Durability) switch
         {
-            MappingBacking.PageCacheFile or MappingBacking.FsDaxFile => DaxPersistence.PageCache,
+            PersistGranularity.Byte => DaxPersistence.CpuCache,
+            PersistGranularity.CacheLine => DaxPersistence.MemoryController,
+            PersistGranularity.Page => DaxPersistence.PageCache,
             _ => DaxPersistence.Volatile,
         };
-        // Only hugetlb memory really faults in huge pages; anything else may fault 4 KiB at a time.
-        PageSize granularity = file.Backing == MappingBacking.Hugetlb ? (PageSize)Math.Min((long)file.MinimumPageSize, (long)align) : PageSize.Pte;
-        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, granularity, file);
+        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, source.FaultGranularity, file);
     }
 
     internal static void WriteDescriptor(Span<byte> d, long size, PageSize align, long trailer)

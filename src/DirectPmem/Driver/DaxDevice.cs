@@ -3,6 +3,7 @@ using DirectPmem.Geometry;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Driver;
 
@@ -21,6 +22,9 @@ namespace DirectPmem.Driver;
 public sealed partial class DaxDevice : IDisposable
 {
     private readonly PmemFile? _file;
+    // How this device becomes a map source: the device node (real backend) or a window of the
+    // emulated device's file (emulated backend). Every map goes through it and MapRequest.Create.
+    private readonly MapSource _source;
 
     private DaxDevice(string name, string devicePath, long size, PageSize align, MappingBacking backing, DaxPersistence persistence,
         PageSize faultGranularity, PmemFile? file)
@@ -33,6 +37,9 @@ public sealed partial class DaxDevice : IDisposable
         Persistence = persistence;
         FaultGranularity = faultGranularity;
         _file = file;
+        _source = file is null
+            ? new DeviceNodeSource(devicePath, size, align, OpenNode)
+            : new EmulatedDeviceSource(file.Source, align, size);
         Mappings = [];
     }
 
@@ -91,6 +98,15 @@ public sealed partial class DaxDevice : IDisposable
     public DaxPersistence Persistence { get; }
 
     /// <summary>
+    /// How data in a mapping of this device is made durable when the options force nothing: the
+    /// same answer as <see cref="DaxMapping.Granularity"/> of <c>Map()</c> (cache-line on device-DAX
+    /// without eADR, byte under eADR; an emulated device's backing decides: page for an ordinary
+    /// file, cache-line for a file on a DAX file system, none for memory). The one durability
+    /// vocabulary of mappings; <see cref="Persistence"/> is the platform's persistence domain.
+    /// </summary>
+    public PersistGranularity Granularity => PersistencePlatform.Natural(_source.Durability);
+
+    /// <summary>
     /// The page size the kernel really faults the device in: <see cref="Align"/> for a real
     /// device and an emulated one on hugetlb pages of that size, 4 KiB for one on an ordinary
     /// file or tmpfs (which only enforces the alignment rules).
@@ -126,57 +142,20 @@ public sealed partial class DaxDevice : IDisposable
     /// <summary>What mmap will be asked for, after every rule is checked: device offset, length, page size and flags.</summary>
     internal readonly record struct MapPlan(long DeviceOffset, long Length, PageSize PageSize, int ExtraFlags, MappingBacking Backing);
 
+    /// <summary>Builds and validates the request <see cref="MapRange"/> would map, without mapping it.</summary>
     internal MapPlan Plan(long baseOffset, long limit, PageSize minimum, DaxMappingOptions options, string what)
     {
-        PageSize pageSize = options.PageSize ?? minimum;
-        PageSizes.Validate(pageSize, nameof(options.PageSize));
-        if (pageSize < minimum)
-        {
-            throw new ArgumentException(
-                $"page size {pageSize.ToDisplayString()} is smaller than the {minimum.ToDisplayString()} alignment of {what}; device-DAX faults whole aligned pages.",
-                nameof(options));
-        }
-        long length = options.Length ?? limit - options.Offset;
-        RangeValidator.ValidateMapRange(options.Offset, length, pageSize, limit, what, nameof(options.Offset), nameof(options.Length));
-        if (options.RequirePageSize && pageSize > FaultGranularity)
-        {
-            throw new PmemCapabilityException(
-                $"{what} was required to fault in {pageSize.ToDisplayString()} pages but {DescribeGranularity()} faults in {FaultGranularity.ToDisplayString()} pages. " +
-                "Emulate the device on hugetlbfs or a hugetlb memfd (DaxDevice.CreateEmulatedMemory with HugePages.Hugetlb) for real huge-page faults, or do not set RequirePageSize.");
-        }
-        int extraFlags = _file is null ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC
-            : Backing == MappingBacking.FsDaxFile ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC : 0;
-        return new MapPlan(checked(baseOffset + options.Offset), length, pageSize, extraFlags, Backing);
+        MapRequest request = MapRequest.Create(_source, options, baseOffset, limit, minimum, what);
+        return new MapPlan(request.SourceOffset, request.Length, request.PageSize, request.Source.MapFlags, request.Source.Backing);
     }
 
+    /// <summary>
+    /// Maps <paramref name="options"/>' range of the window <c>[baseOffset, baseOffset + limit)</c>
+    /// of the device, whose pages are at least <paramref name="minimum"/> (the whole device, or a
+    /// range of a <see cref="DaxRangeAllocator"/>). The one entry point of both backends.
+    /// </summary>
     internal DaxMapping MapRange(long baseOffset, long limit, PageSize minimum, DaxMappingOptions options, string what)
-    {
-        MapPlan plan = Plan(baseOffset, limit, minimum, options, what);
-        if (_file is not null)
-        {
-            // Device offsets are file offsets: the descriptor lives after the data.
-            return _file.Map(new DaxMappingOptions
-            {
-                Offset = plan.DeviceOffset,
-                Length = plan.Length,
-                PageSize = plan.PageSize,
-                ReadOnly = options.ReadOnly,
-                Populate = options.Populate,
-                LockInMemory = options.LockInMemory,
-                // Transparent huge pages are a best-effort hint on tmpfs/memfd; FaultGranularity stays 4 KiB.
-                HugePages = options.HugePages == HugePages.Transparent ? HugePages.Transparent : HugePages.None,
-            });
-        }
-
-        using SafeFileDescriptor fd = OpenNode(options.ReadOnly);
-        var request = new MapRequest(fd, DevicePath, MappingBacking.DeviceDax, plan.DeviceOffset, plan.Length, plan.PageSize,
-            options.ReadOnly, plan.ExtraFlags, HugePages.None, options.Populate, options.LockInMemory)
-        {
-            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
-            RequiredGranularity = options.RequiredGranularity,
-        };
-        return MappingFactory.Create(in request);
-    }
+        => MappingFactory.Map(_source, options, baseOffset, limit, minimum, what);
 
     private unsafe SafeFileDescriptor OpenNode(bool readOnly)
     {
@@ -255,8 +234,6 @@ public sealed partial class DaxDevice : IDisposable
             }
         }
     }
-
-    private string DescribeGranularity() => _file is null ? "the device" : PmemFile.DescribeBacking(Backing);
 
     /// <summary>Reads <c>bus/dax/devices/NAME</c>; every number is validated and nothing is built from a tree that breaks a rule.</summary>
     internal static DaxDevice ReadSysfs(string name, string sysfsPath, string devRoot, IReadOnlyList<DaxRegion> regions)

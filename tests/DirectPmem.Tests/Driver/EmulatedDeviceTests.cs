@@ -59,7 +59,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
         using DaxMapping first = dax.Map(new DaxMappingOptions { Length = Mib2 });
         using DaxMapping second = dax.Map(new DaxMappingOptions { Length = Mib2 });
-        Assert.Equal(0, first.Address % Mib2);
+        Assert.Equal(0, first.AddressOf() % Mib2);
         Assert.Equal(PageSize.Pmd, first.PageSize);
         first.GetRef<long>(64) = 0x1234;
         Assert.Equal(0x1234, second.GetReadOnlyRef<long>(64));
@@ -155,7 +155,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         using DaxDevice small = DaxDevice.CreateEmulated(_temp.File("small"), 4 * Mib2, PageSize.Pte);
         using DaxMapping big = small.Map(new DaxMappingOptions { PageSize = PageSize.Pmd, Offset = Mib2, Length = Mib2 });
         Assert.Equal(PageSize.Pmd, big.PageSize);
-        Assert.Equal(0, big.Address % Mib2);
+        Assert.Equal(0, big.AddressOf() % Mib2);
     }
 
     [Fact]

@@ -179,7 +179,7 @@ public sealed class RangeAllocatorTests : IDisposable
 
         using DaxMapping child = labels.Map("pmd", new DaxMappingOptions { Offset = Mib2, Length = Mib2 });
         Assert.Equal(PageSize.Pmd, child.PageSize);
-        Assert.Equal(0, child.Address % Mib2);
+        Assert.Equal(0, child.AddressOf() % Mib2);
         Assert.Equal(huge.Offset + Mib2, child.SourceOffset);
         child.GetRef<long>(8) = 42;
         child.Persist(8, 8);

@@ -273,7 +273,7 @@ public class SysfsDiscoveryTests
         // Read-only: a real device may hold someone's data.
         using DaxMapping first = dax.Map(new DaxMappingOptions { Length = (long)dax.Align, ReadOnly = true });
         Assert.Equal(MappingBacking.DeviceDax, first.Backing);
-        Assert.Equal(0, first.Address % (long)dax.Align);
+        Assert.Equal(0, first.AddressOf() % (long)dax.Align);
         _ = first.GetReadOnlySpan(0, 64)[0];
         Assert.True(first.ObservePageSize().DontFork);
         using DaxMapping last = dax.Map(new DaxMappingOptions { Offset = dax.Size - (long)dax.Align, ReadOnly = true });
