@@ -4,6 +4,7 @@ using System.Numerics;
 using System.Text;
 using DirectPmem.Driver;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Garnet;
 
@@ -247,12 +248,22 @@ public sealed class PmemVolume : IDisposable
     /// <param name="mappingOptions">How to map it (for example <c>ForceCacheLineGranularity</c> to measure the pmem cost model on an emulated device); offset and length are ignored.</param>
     /// <returns>The volume.</returns>
     /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the device is too small for a new one.</exception>
+    /// <exception cref="NotSupportedException">ForceCacheLineGranularity was asked for and the mapping did not get it.</exception>
     public static PmemVolume OpenOrCreateOnDevice(DaxDevice device, PmemVolumeOptions? options = null, DaxMappingOptions? mappingOptions = null)
     {
         ArgumentNullException.ThrowIfNull(device);
-        DaxMapping map = device.Map((mappingOptions ?? new DaxMappingOptions()) with { Offset = 0, Length = null, ReadOnly = false });
+        mappingOptions ??= new DaxMappingOptions();
+        DaxMapping map = device.Map(mappingOptions with { Offset = 0, Length = null, ReadOnly = false });
         try
         {
+            if (mappingOptions.ForceCacheLineGranularity && map.Granularity != PersistGranularity.CacheLine)
+            {
+                // Refuse rather than measure msync while calling it the pmem cost model.
+                throw new NotSupportedException(
+                    $"'{device.DevicePath}' was mapped with {map.Granularity} granularity although ForceCacheLineGranularity was asked for " +
+                    "(DaxDevice.Map of an emulated device in a file does not pass the option on). Map the device's file with " +
+                    "PmemFile.Open(path).Map(new DaxMappingOptions { Length = device.Size, ForceCacheLineGranularity = true }) and use PmemVolume.OpenOrCreate(mapping).");
+            }
             return OpenOrCreate(map, options, ownsMapping: true);
         }
         catch
@@ -435,7 +446,7 @@ public sealed class PmemVolume : IDisposable
 
     internal static string Describe(DaxMapping map) => $"the mapping of '{map.Path ?? "anonymous memory"}'";
 
-    private const Persistence.PmemCopyOptions PmemCopyOptionsNoDrain = Persistence.PmemCopyOptions.NoDrain;
+    private const PmemCopyOptions PmemCopyOptionsNoDrain = PmemCopyOptions.NoDrain;
 
     private long ChunkOffset(int chunk) => _dataOffset + ((long)chunk << _chunkShift);
 
