@@ -62,8 +62,9 @@ public sealed class ServerProcess : IDisposable
             string text;
             lock (output)
                 text = output.ToString();
+            int exitCode = process.ExitCode;
             process.Dispose();
-            throw new InvalidOperationException($"The server did not become ready (exit {(process.HasExited ? process.ExitCode.ToString(System.Globalization.CultureInfo.InvariantCulture) : "none")}):\n{text}");
+            throw new InvalidOperationException($"The server did not become ready (exit {exitCode}):\n{text}");
         }
         var server = new ServerProcess(process, ready.Task.Result);
         lock (output)
