@@ -38,9 +38,10 @@ public sealed class GarnetOnPmem : IDisposable
     };
 
     /// <summary>Starts the server on <paramref name="volume"/>; it owns the volume from then on.</summary>
-    public static GarnetOnPmem Start(EmulatedVolume volume, Action<GarnetServerOptions>? configure = null)
+    public static GarnetOnPmem Start(EmulatedVolume volume, Action<GarnetServerOptions>? configure = null, int port = 0)
     {
-        int port = Ports.FreeLoopbackPort();
+        if (port == 0)
+            port = Ports.FreeLoopbackPort();
         GarnetServerOptions options = DefaultOptions(port).UsePmemVolume(volume.Volume);
         configure?.Invoke(options);
         var server = new GarnetServer(options);
