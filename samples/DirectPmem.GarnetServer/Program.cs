@@ -79,9 +79,11 @@ var options = new GarnetServerOptions
     IndexMemorySize = Get("--index", "16m"),
     EnableAOF = !flags.Contains("--no-aof"),
     AofSegmentSize = Get("--segment", "32m"),
-    AofPageSize = "1m",
-    AofMemorySize = "16m",
-    CommitFrequencyMs = flags.Contains("--commit-per-op") ? 0 : 100,
+    // Garnet wants AOF pages at least twice the log page, and AOF memory of several AOF pages.
+    AofPageSize = Math.Max(1L << 20, 2 * ParseSize(Get("--page", "1m"))).ToString(CultureInfo.InvariantCulture),
+    AofMemorySize = Math.Max(16L << 20, 8 * ParseSize(Get("--page", "1m"))).ToString(CultureInfo.InvariantCulture),
+    // Garnet refuses a commit frequency without AOF; 0 with AOF means commit on every operation.
+    CommitFrequencyMs = flags.Contains("--commit-per-op") || flags.Contains("--no-aof") ? 0 : 100,
     WaitForCommit = flags.Contains("--commit-per-op"),
     CheckpointFrequencySecs = checkpointSecs,
     Recover = !flags.Contains("--no-recover"),
@@ -145,7 +147,8 @@ try
     Console.WriteLine("stopping");
     return 0;
 }
-catch (Exception e) when (e is PmemVolumeException or DirectPmem.PmemException or DaxConfigurationException or TsavoriteException or ArgumentException or InvalidOperationException)
+catch (Exception e) // Garnet reports bad configuration with System.Exception: print it, exit 1
+
 {
     Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
     return 1;
