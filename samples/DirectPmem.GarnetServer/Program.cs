@@ -134,15 +134,16 @@ try
         Console.WriteLine($"persist   {volume.Mapping.Granularity} granularity; flush instruction {Pmem.FlushInstruction} ({Pmem.FlushInstructionReason})");
     }
 
+    using var stop = new ManualResetEventSlim();
+    Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Set(); };
+    using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+
     using var server = new GarnetServer(options);
     server.Start();
     Console.WriteLine($"listening 127.0.0.1:{port} (AOF {(options.EnableAOF ? (options.WaitForCommit ? "on, commit per operation" : "on") : "off")}, storage tier on)");
     Console.WriteLine($"READY {port}");
     Console.Out.Flush();
 
-    using var stop = new ManualResetEventSlim();
-    Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Set(); };
-    using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
     stop.Wait();
     Console.WriteLine("stopping");
     return 0;
