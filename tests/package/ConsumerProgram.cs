@@ -4,6 +4,10 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 
+// DirectPmem is Linux-only and says so ([SupportedOSPlatform("linux")]); this line tells the platform
+// analyzer that this program is too, so that a build with warnings as errors has no CA1416.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
 string path = args[0];
 const long Size = 8L << 20;
 using (DaxDevice device = DaxDevice.CreateEmulated(path, Size, PageSize.Pmd))

@@ -30,6 +30,11 @@ rm -rf "$packages"
 check pack dotnet pack "$repo/DirectPmem.sln" -c Release -o "$packages"
 version=$(ls "$packages" | sed -n 's/^DirectPmem\.\([0-9][^a-zA-Z]*[0-9]\)\.nupkg$/\1/p' | head -n 1)
 echo "consumer: packed version ${version:-none}: $(cd "$packages" && ls | tr '\n' ' ')"
+# IntelliSense docs ship beside each library (GenerateDocumentationFile must take effect before pack).
+has_docs() { # package id
+  unzip -l "$packages/$1.$version.nupkg" | grep -qE " lib/net10\.0/$1\.xml$"
+}
+check docs-in-package bash -c "$(declare -f has_docs); packages='$packages' version='$version'; has_docs DirectPmem && has_docs DirectPmem.Testing"
 
 app="$work/app"
 mkdir -p "$app"
@@ -49,7 +54,9 @@ new_app() {
 }
 check new-project-add-package new_app
 cp "$repo/tests/package/ConsumerProgram.cs" "$app/Program.cs"
-check build-and-run bash -c "cd '$app' && dotnet run -c Release -- '$work/device.dax'"
+# The README's path with warnings as errors: the one line ConsumerProgram.cs shares with the README
+# ([assembly: SupportedOSPlatform("linux")]) is all a consumer needs for zero CA1416 warnings.
+check build-and-run bash -c "cd '$app' && dotnet run -c Release -p:TreatWarningsAsErrors=true -- '$work/device.dax'"
 
 tools="$work/tools"
 check tool-install dotnet tool install DirectPmem.Tool --tool-path "$tools" --add-source "$packages" --version "$version"
