@@ -327,6 +327,22 @@ public sealed class PmemVolumeTests : IDisposable
     }
 
     [Fact]
+    public void IoAfterTheVolumeIsClosedFailsThroughTheCallbackWithEio()
+    {
+        EmulatedVolume v = NewVolume();
+        IDevice device = Device(v.Volume);
+        Assert.Equal(0u, DeviceIo.Write(device, 0, 0, new byte[512]).ErrorCode);
+        v.Dispose();
+
+        DeviceIo.Completion write = DeviceIo.Write(device, 0, 0, new byte[512]);
+        Assert.Equal(5u, write.ErrorCode);
+        Assert.Equal(1, write.Calls);
+        Assert.IsType<ObjectDisposedException>(write.Exception);
+        Assert.Equal(5u, DeviceIo.Read(device, 0, 0, 512).Completion.ErrorCode);
+        device.RemoveSegment(0); // no throw: the closed volume is left as it is
+    }
+
+    [Fact]
     public void ConcurrentWritersToOneSegmentEachKeepTheirBytes()
     {
         using EmulatedVolume v = NewVolume(16L << 20);
