@@ -1,0 +1,149 @@
+using System.Collections.Concurrent;
+using Tsavorite.core;
+
+namespace DirectPmem.Garnet;
+
+/// <summary>
+/// A Tsavorite <see cref="IDevice"/> whose segments live on a <see cref="PmemVolume"/>.
+/// </summary>
+/// <remarks>
+/// <para>I/O completes inline: <c>WriteAsync</c> copies with non-temporal stores and persists on
+/// the calling thread, then calls the callback on that same thread before returning, as
+/// Tsavorite's own <c>LocalMemoryDevice</c> does with inline completion. There is no queue, no
+/// completion thread and nothing pending, so <see cref="StorageDeviceBase.TryComplete"/> has
+/// nothing to drain. Tsavorite issues device I/O from threads that may hold epoch protection
+/// (flushes are issued from epoch-protected <c>BumpCurrentEpoch</c> actions and from commit
+/// paths); the callback then runs under the same protection, which Tsavorite's callbacks allow
+/// because a completion from a real device can arrive on any thread. The device never takes or
+/// releases epoch protection itself, and never blocks on another I/O.</para>
+/// <para>Errors (misalignment, a full volume, a closed volume) are reported through the
+/// callback's error code (an errno: EINVAL 22, ENOSPC 28, EIO 5) with the exception as
+/// <c>ioException</c>; <c>ReadAsync</c>/<c>WriteAsync</c> never throw.</para>
+/// </remarks>
+internal sealed class PmemStorageDevice : StorageDeviceBase
+{
+    private readonly PmemVolume _volume;
+    private readonly ConcurrentDictionary<int, VolumeSegment> _segments = new();
+
+    internal PmemStorageDevice(PmemVolume volume, string name)
+        : base(name, PmemVolume.SectorSize, volume.ReportedCapacity)
+    {
+        _volume = volume;
+    }
+
+    /// <inheritdoc/>
+    public override void Initialize(long segmentSize, LightEpoch epoch = null!, bool omitSegmentIdFromFilename = false)
+    {
+        // Called at start-up on the caller's thread, not on an I/O path: a refusal here is the
+        // "error at start-up" a too-small volume must give.
+        if (segmentSize > _volume.DataCapacity)
+            throw new PmemVolumeException(PmemVolumeError.TooSmall,
+                $"'{FileName}' asks for {segmentSize}-byte segments but {PmemVolume.Describe(_volume.Mapping)} holds only {_volume.DataCapacity} bytes of data; use a larger device or a smaller segment size (Garnet: --segment / --aof-segment-size).");
+        if (segmentSize > 0 && segmentSize % PmemVolume.SectorSize != 0)
+            throw new PmemVolumeException(PmemVolumeError.Unaligned, $"'{FileName}': segment size {segmentSize} is not a multiple of the {PmemVolume.SectorSize}-byte sector.");
+        base.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
+    }
+
+    /// <inheritdoc/>
+    public override unsafe void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+    {
+        uint error = 0;
+        Exception? failure = null;
+        try
+        {
+            Check(segmentId, destinationAddress, numBytesToWrite, "write");
+            VolumeSegment segment = Resolve(segmentId, create: true)!;
+            _volume.Write(segment, (long)destinationAddress, new ReadOnlySpan<byte>((void*)sourceAddress, (int)numBytesToWrite));
+        }
+#pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            error = ErrorCode(e);
+            failure = e;
+        }
+        callback(error, error == 0 ? numBytesToWrite : 0, context, failure!);
+    }
+
+    /// <inheritdoc/>
+    public override unsafe void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context)
+    {
+        uint error = 0;
+        Exception? failure = null;
+        try
+        {
+            Check(segmentId, sourceAddress, readLength, "read");
+            VolumeSegment? segment = Resolve(segmentId, create: false);
+            _volume.Read(segment, (long)sourceAddress, new Span<byte>((void*)destinationAddress, (int)readLength));
+        }
+#pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            error = ErrorCode(e);
+            failure = e;
+        }
+        callback(error, error == 0 ? readLength : 0, context, failure!);
+    }
+
+    /// <inheritdoc/>
+    public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result)
+    {
+        RemoveSegment(segment);
+        callback(result);
+    }
+
+    /// <inheritdoc/>
+    public override void RemoveSegment(int segment)
+    {
+        _segments.TryRemove(segment, out _);
+        try
+        {
+            _volume.RemoveSegment(FileName, segment);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The volume is closed: its media is no longer ours to change; the segment stays
+            // and is freed the next time Tsavorite truncates past it.
+        }
+    }
+
+    /// <inheritdoc/>
+    public override long GetFileSize(int segment)
+    {
+        VolumeSegment? found = Resolve(segment, create: false);
+        return found is null ? 0 : found.AllocatedLength(_volume.ChunkShift);
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose() => _segments.Clear();
+
+    private void Check(int segmentId, ulong address, uint length, string what)
+    {
+        if (segmentId < 0)
+            throw new PmemVolumeException(PmemVolumeError.OutOfRange, $"'{FileName}': {what} of segment {segmentId}: segments are numbered from 0.");
+        if (address % PmemVolume.SectorSize != 0 || length % PmemVolume.SectorSize != 0)
+            throw new PmemVolumeException(PmemVolumeError.Unaligned,
+                $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} is not aligned to the {PmemVolume.SectorSize}-byte sector (offset and length must both be multiples).");
+        if (length > int.MaxValue || (segmentSize > 0 && address + length > (ulong)segmentSize) || address + length > (ulong)_volume.DataCapacity)
+            throw new PmemVolumeException(PmemVolumeError.OutOfRange,
+                $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} ends beyond the segment ({segmentSize} bytes) or the volume's data area ({_volume.DataCapacity} bytes).");
+    }
+
+    private VolumeSegment? Resolve(int segmentId, bool create)
+    {
+        if (_segments.TryGetValue(segmentId, out VolumeSegment? cached) && !cached.Removed)
+            return cached;
+        VolumeSegment? found = create ? _volume.FindOrCreate(FileName, segmentId) : _volume.Find(FileName, segmentId);
+        if (found is not null)
+            _segments[segmentId] = found;
+        return found;
+    }
+
+    private static uint ErrorCode(Exception e) => e switch
+    {
+        PmemVolumeException v => (uint)v.Errno,
+        ArgumentException => 22,
+        _ => 5,
+    };
+}

@@ -1,0 +1,591 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Numerics;
+using System.Text;
+using DirectPmem.Driver;
+using DirectPmem.Mapping;
+using DirectPmem.Persistence;
+
+namespace DirectPmem.Garnet;
+
+/// <summary>
+/// A volume of named, segmented devices laid out on one DirectPmem mapping (a device-DAX device,
+/// an emulated device, or a file on a DAX file system), for Tsavorite and Garnet: their hybrid
+/// log, append-only file and checkpoints. Hand <see cref="CreateDeviceFactoryCreator"/> to
+/// <c>GarnetServerOptions.DeviceFactoryCreator</c>.
+/// </summary>
+/// <remarks>
+/// <para>Layout (little-endian): a 4 KiB superblock (magic, version, geometry, CRC-32); a slot
+/// table of 256-byte slots, one per (device name, segment) pair; a chunk table of one 8-byte
+/// word per chunk naming its owner (slot + 1, chunk index within the segment) or 0 when free;
+/// then the data chunks. A segment owns whole chunks, allocated on first write, so many small
+/// checkpoint files and large log segments share the space without a fixed partition.</para>
+/// <para>Every metadata change is made failure-atomic by one 8-byte <see cref="DaxMapping.Publish"/>:
+/// a slot's body is written and persisted while its commit word is 0, then the commit word
+/// (CRC-32 of the body, valid bit) is published; a chunk's data is written and persisted before
+/// its owner word is published; a delete publishes 0 to the slot first and then to its chunks.
+/// On open, chunk words whose owner slot is not live are reclaimed, so a crash leaks nothing.</para>
+/// <para>A write is durable when the call that made it returns (non-temporal copy + persist by
+/// the mapping's granularity); reads copy out. All methods are safe to call concurrently.</para>
+/// </remarks>
+public sealed class PmemVolume : IDisposable
+{
+    /// <summary>The sector size the volume's devices report and enforce: 512 bytes.</summary>
+    public const int SectorSize = 512;
+
+    /// <summary>The longest device name, in UTF-8 bytes, that a slot holds.</summary>
+    public const int MaxNameBytes = SlotSize - SlotNameOffset;
+
+    internal const int SlotSize = 256;
+    private const ulong Magic = 0x31304E5247504450; // "DPGRNT01"
+    private const uint Version = 1;
+    private const int SuperblockSize = 4096;
+    private const int SlotSequenceOffset = 8;
+    private const int SlotSegmentOffset = 16;
+    private const int SlotNameLengthOffset = 20;
+    private const int SlotNameOffset = 24;
+    private const long MinChunkSize = 4096;
+    private const long MaxChunkSize = 64L << 20;
+
+    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private readonly DaxMapping _map;
+    private readonly bool _ownsMapping;
+    private readonly Lock _lock = new();
+    private readonly int _chunkShift;
+    private readonly long _slotsOffset;
+    private readonly long _tableOffset;
+    private readonly long _dataOffset;
+    private readonly Stack<int> _freeChunks;
+    private readonly Stack<int> _freeSlots;
+    private readonly Dictionary<(string Name, int Segment), VolumeSegment> _segments = [];
+    private long _sequence;
+    private bool _disposed;
+
+    private PmemVolume(DaxMapping map, bool ownsMapping, long chunkSize, long chunkCount, int slotCount,
+        long slotsOffset, long tableOffset, long dataOffset)
+    {
+        _map = map;
+        _ownsMapping = ownsMapping;
+        ChunkSize = chunkSize;
+        _chunkShift = BitOperations.Log2((ulong)chunkSize);
+        ChunkCount = chunkCount;
+        SlotCount = slotCount;
+        _slotsOffset = slotsOffset;
+        _tableOffset = tableOffset;
+        _dataOffset = dataOffset;
+        _freeChunks = new Stack<int>((int)Math.Min(chunkCount, 1 << 20));
+        _freeSlots = new Stack<int>(slotCount);
+    }
+
+    /// <summary>The allocation unit in bytes.</summary>
+    public long ChunkSize { get; }
+
+    /// <summary>How many chunks the data area holds.</summary>
+    public long ChunkCount { get; }
+
+    /// <summary>How many (device name, segment) pairs the volume can hold.</summary>
+    public int SlotCount { get; }
+
+    /// <summary>The bytes the data area holds: <see cref="ChunkCount"/> × <see cref="ChunkSize"/>.</summary>
+    public long DataCapacity => ChunkCount * ChunkSize;
+
+    /// <summary>The bytes not yet allocated to any segment.</summary>
+    public long FreeBytes
+    {
+        get
+        {
+            lock (_lock)
+                return (long)_freeChunks.Count * ChunkSize;
+        }
+    }
+
+    /// <summary>How many slots are free.</summary>
+    public int FreeSlots
+    {
+        get
+        {
+            lock (_lock)
+                return _freeSlots.Count;
+        }
+    }
+
+    /// <summary>The mapping the volume lives on.</summary>
+    public DaxMapping Mapping => _map;
+
+    /// <summary>
+    /// Formats <paramref name="mapping"/> as a new volume. A mapping that already holds a volume
+    /// is refused (<see cref="PmemVolumeError.AlreadyFormatted"/>): nothing durable is overwritten.
+    /// </summary>
+    /// <param name="mapping">A writable mapping; the volume uses all of it.</param>
+    /// <param name="options">The geometry, or null for the defaults.</param>
+    /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
+    /// <returns>The empty volume.</returns>
+    /// <exception cref="ArgumentException">The options are out of range (the parameter is named).</exception>
+    /// <exception cref="PmemVolumeException">The mapping already holds a volume, or is too small for one chunk.</exception>
+    public static PmemVolume Create(DaxMapping mapping, PmemVolumeOptions? options = null, bool ownsMapping = true)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        options ??= new PmemVolumeOptions();
+        if (options.ChunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(options.ChunkSize))
+            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, $"ChunkSize must be a power of two from {MinChunkSize} to {MaxChunkSize} bytes.");
+        if (options.SlotCount is < 1 or > (1 << 20))
+            throw new ArgumentOutOfRangeException(nameof(options), options.SlotCount, "SlotCount must be from 1 to 1048576.");
+        if (mapping.IsReadOnly)
+            throw new ArgumentException("The mapping is read-only; a volume is formatted on a writable mapping.", nameof(mapping));
+        if (mapping.Length >= SuperblockSize && mapping.GetReadOnlyRef<ulong>(0) == Magic)
+            throw new PmemVolumeException(PmemVolumeError.AlreadyFormatted, $"{Describe(mapping)} already holds a DirectPmem.Garnet volume; open it with PmemVolume.Open.");
+
+        long chunkSize = options.ChunkSize;
+        long slotsOffset = SuperblockSize;
+        long tableOffset = checked(slotsOffset + (long)options.SlotCount * SlotSize);
+        long available = mapping.Length - tableOffset - SuperblockSize; // room for the table's alignment slack
+        long chunkCount = available > 0 ? available / (chunkSize + sizeof(ulong)) : 0;
+        long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize);
+        while (chunkCount > 0 && dataOffset + chunkCount * chunkSize > mapping.Length)
+        {
+            chunkCount--;
+            dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize);
+        }
+        if (chunkCount < 1 || chunkCount > int.MaxValue)
+            throw new PmemVolumeException(PmemVolumeError.TooSmall,
+                $"{Describe(mapping)} ({mapping.Length} bytes) cannot hold a volume with {options.SlotCount} slots and {chunkSize}-byte chunks: at least {dataOffset + chunkSize} bytes are needed.");
+
+        // The magic word goes last: until it is published the mapping is not a volume.
+        mapping.Publish(0, 0);
+        mapping.Fill(slotsOffset, dataOffset - slotsOffset, 0);
+        Span<byte> header = mapping.GetSpan(0, SuperblockSize);
+        header[8..].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[12..], SlotSize);
+        BinaryPrimitives.WriteInt64LittleEndian(header[16..], chunkSize);
+        BinaryPrimitives.WriteInt64LittleEndian(header[24..], chunkCount);
+        BinaryPrimitives.WriteInt64LittleEndian(header[32..], options.SlotCount);
+        BinaryPrimitives.WriteInt64LittleEndian(header[40..], slotsOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(header[48..], tableOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(header[56..], dataOffset);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[64..], Crc32.HashToUInt32(header[8..64]));
+        mapping.Persist(0, SuperblockSize);
+        mapping.Publish(0, Magic);
+
+        var volume = new PmemVolume(mapping, ownsMapping, chunkSize, chunkCount, options.SlotCount, slotsOffset, tableOffset, dataOffset);
+        for (int slot = options.SlotCount - 1; slot >= 0; slot--)
+            volume._freeSlots.Push(slot);
+        for (long chunk = chunkCount - 1; chunk >= 0; chunk--)
+            volume._freeChunks.Push((int)chunk);
+        volume._sequence = 1;
+        return volume;
+    }
+
+    /// <summary>
+    /// Opens the volume on <paramref name="mapping"/>: validates the superblock against the
+    /// mapping, loads every live slot and chunk, and reclaims chunks a crash left without a live owner.
+    /// </summary>
+    /// <param name="mapping">A writable mapping that holds a volume.</param>
+    /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
+    /// <returns>The volume.</returns>
+    /// <exception cref="PmemVolumeException">The mapping holds no volume, or its metadata is corrupt (the offset is named).</exception>
+    public static PmemVolume Open(DaxMapping mapping, bool ownsMapping = true)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        if (mapping.IsReadOnly)
+            throw new ArgumentException("The mapping is read-only; a volume is opened on a writable mapping (it reclaims orphaned chunks).", nameof(mapping));
+        if (mapping.Length < SuperblockSize || mapping.GetReadOnlyRef<ulong>(0) != Magic)
+            throw new PmemVolumeException(PmemVolumeError.NotFormatted, $"{Describe(mapping)} holds no DirectPmem.Garnet volume (no magic word at offset 0); create one with PmemVolume.Create.");
+
+        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(0, SuperblockSize);
+        uint crc = BinaryPrimitives.ReadUInt32LittleEndian(header[64..]);
+        if (crc != Crc32.HashToUInt32(header[8..64]))
+            throw Corrupt(mapping, 64, "the superblock's CRC-32 does not match");
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
+        if (version != Version)
+            throw Corrupt(mapping, 8, $"version {version} is not supported (this library reads version {Version})");
+        uint slotSize = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
+        long chunkSize = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        long chunkCount = BinaryPrimitives.ReadInt64LittleEndian(header[24..]);
+        long slotCount = BinaryPrimitives.ReadInt64LittleEndian(header[32..]);
+        long slotsOffset = BinaryPrimitives.ReadInt64LittleEndian(header[40..]);
+        long tableOffset = BinaryPrimitives.ReadInt64LittleEndian(header[48..]);
+        long dataOffset = BinaryPrimitives.ReadInt64LittleEndian(header[56..]);
+        if (slotSize != SlotSize)
+            throw Corrupt(mapping, 12, $"slot size {slotSize} is not {SlotSize}");
+        if (chunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(chunkSize))
+            throw Corrupt(mapping, 16, $"chunk size {chunkSize} is not a power of two from {MinChunkSize} to {MaxChunkSize}");
+        if (slotCount is < 1 or > (1 << 20))
+            throw Corrupt(mapping, 32, $"slot count {slotCount} is out of range");
+        if (chunkCount is < 1 or > int.MaxValue)
+            throw Corrupt(mapping, 24, $"chunk count {chunkCount} is out of range");
+        if (slotsOffset != SuperblockSize || tableOffset != slotsOffset + slotCount * SlotSize
+            || dataOffset != AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize)
+            || dataOffset > mapping.Length || chunkCount > (mapping.Length - dataOffset) / chunkSize)
+            throw Corrupt(mapping, 40, $"the layout (slots at {slotsOffset}, table at {tableOffset}, data at {dataOffset}, {chunkCount} chunks of {chunkSize}) does not fit the {mapping.Length}-byte mapping");
+
+        var volume = new PmemVolume(mapping, ownsMapping, chunkSize, chunkCount, (int)slotCount, slotsOffset, tableOffset, dataOffset);
+        volume.Load();
+        return volume;
+    }
+
+    /// <summary>Opens the volume on <paramref name="mapping"/>, or formats one if the mapping holds none.</summary>
+    /// <param name="mapping">A writable mapping.</param>
+    /// <param name="options">The geometry used if a volume is created.</param>
+    /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
+    /// <returns>The volume.</returns>
+    /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the mapping is too small for a new one.</exception>
+    public static PmemVolume OpenOrCreate(DaxMapping mapping, PmemVolumeOptions? options = null, bool ownsMapping = true)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        return mapping.Length >= SuperblockSize && mapping.GetReadOnlyRef<ulong>(0) == Magic
+            ? Open(mapping, ownsMapping)
+            : Create(mapping, options, ownsMapping);
+    }
+
+    /// <summary>
+    /// Maps all of <paramref name="device"/> and opens the volume on it, or formats one if the
+    /// device holds none. The volume owns the mapping; dispose the volume before the device.
+    /// </summary>
+    /// <param name="device">A device-DAX device, or an emulated one.</param>
+    /// <param name="options">The geometry used if a volume is created.</param>
+    /// <param name="mappingOptions">How to map it (for example <c>ForceCacheLineGranularity</c> to measure the pmem cost model on an emulated device); offset and length are ignored.</param>
+    /// <returns>The volume.</returns>
+    /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the device is too small for a new one.</exception>
+    /// <exception cref="NotSupportedException">ForceCacheLineGranularity was asked for and the mapping did not get it.</exception>
+    public static PmemVolume OpenOrCreateOnDevice(DaxDevice device, PmemVolumeOptions? options = null, DaxMappingOptions? mappingOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        mappingOptions ??= new DaxMappingOptions();
+        DaxMapping map = device.Map(mappingOptions with { Offset = 0, Length = null, ReadOnly = false });
+        try
+        {
+            if (mappingOptions.ForceCacheLineGranularity && map.Granularity != PersistGranularity.CacheLine)
+            {
+                // Refuse rather than measure msync while calling it the pmem cost model.
+                throw new NotSupportedException(
+                    $"'{device.DevicePath}' was mapped with {map.Granularity} granularity although ForceCacheLineGranularity was asked for " +
+                    "(DaxDevice.Map of an emulated device in a file does not pass the option on). Map the device's file with " +
+                    "PmemFile.Open(path).Map(new DaxMappingOptions { Length = device.Size, ForceCacheLineGranularity = true }) and use PmemVolume.OpenOrCreate(mapping).");
+            }
+            return OpenOrCreate(map, options, ownsMapping: true);
+        }
+        catch
+        {
+            map.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A device factory creator for <c>GarnetServerOptions.DeviceFactoryCreator</c> (or any
+    /// Tsavorite checkpoint manager): every named device it hands out lives on this volume.
+    /// </summary>
+    /// <returns>The creator; it does not own the volume.</returns>
+    public PmemNamedDeviceFactoryCreator CreateDeviceFactoryCreator() => new(this);
+
+    /// <summary>The names of the devices (without segment numbers) on the volume, sorted.</summary>
+    /// <returns>A snapshot of the names.</returns>
+    public IReadOnlyList<string> GetDeviceNames()
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            var names = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (VolumeSegment segment in _segments.Values)
+                names.Add(segment.Name);
+            return [.. names];
+        }
+    }
+
+    /// <summary>Disposes the mapping if the volume owns it. Devices handed out fail their I/O afterwards.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+        }
+        if (_ownsMapping)
+            _map.Dispose();
+    }
+
+    internal int ChunkShift => _chunkShift;
+
+    /// <summary>The largest power of two not above <see cref="DataCapacity"/>: what a device reports as its capacity.</summary>
+    internal long ReportedCapacity => (long)BitOperations.RoundUpToPowerOf2((ulong)DataCapacity + 1) >> 1;
+
+    internal VolumeSegment? Find(string name, int segment)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            return _segments.GetValueOrDefault((name, segment));
+        }
+    }
+
+    internal VolumeSegment FindOrCreate(string name, int segment)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            if (_segments.TryGetValue((name, segment), out VolumeSegment? existing))
+                return existing;
+            byte[] nameBytes = EncodeName(name);
+            if (!_freeSlots.TryPop(out int slot))
+                throw new PmemVolumeException(PmemVolumeError.Full, $"{Describe(_map)}: all {SlotCount} slots are in use; cannot create segment {segment} of '{name}'. Format the volume with more slots (PmemVolumeOptions.SlotCount).");
+            long sequence = _sequence++;
+            long slotOffset = _slotsOffset + (long)slot * SlotSize;
+            Span<byte> body = _map.GetSpan(slotOffset, SlotSize);
+            body[8..].Clear();
+            BinaryPrimitives.WriteInt64LittleEndian(body[SlotSequenceOffset..], sequence);
+            BinaryPrimitives.WriteInt32LittleEndian(body[SlotSegmentOffset..], segment);
+            BinaryPrimitives.WriteUInt16LittleEndian(body[SlotNameLengthOffset..], (ushort)nameBytes.Length);
+            nameBytes.CopyTo(body[SlotNameOffset..]);
+            _map.Persist(slotOffset + 8, SlotSize - 8);
+            _map.Publish(slotOffset, CommitWord(body[8..]));
+            var created = new VolumeSegment(name, segment, slot, sequence);
+            _segments.Add((name, segment), created);
+            return created;
+        }
+    }
+
+    /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/> of the segment and makes it durable.</summary>
+    internal void Write(VolumeSegment segment, long offset, ReadOnlySpan<byte> source)
+    {
+        long mask = ChunkSize - 1;
+        while (!source.IsEmpty)
+        {
+            long index = offset >> _chunkShift;
+            long within = offset & mask;
+            int length = (int)Math.Min(source.Length, ChunkSize - within);
+            int chunk = segment.ChunkAt(index);
+            if (chunk >= 0)
+                _map.Write(source[..length], ChunkOffset(chunk) + within, PmemCopyOptionsNoDrain);
+            else
+                Allocate(segment, index, within, source[..length]);
+            source = source[length..];
+            offset += length;
+        }
+        _map.Drain();
+    }
+
+    /// <summary>Copies bytes at <paramref name="offset"/> of the segment out; holes read as zeros.</summary>
+    internal void Read(VolumeSegment? segment, long offset, Span<byte> destination)
+    {
+        long mask = ChunkSize - 1;
+        while (!destination.IsEmpty)
+        {
+            long index = offset >> _chunkShift;
+            long within = offset & mask;
+            int length = (int)Math.Min(destination.Length, ChunkSize - within);
+            int chunk = segment is null ? -1 : segment.ChunkAt(index);
+            if (chunk >= 0)
+                _map.GetReadOnlySpan(ChunkOffset(chunk) + within, length).CopyTo(destination);
+            else
+                destination[..length].Clear();
+            destination = destination[length..];
+            offset += length;
+        }
+    }
+
+    /// <summary>Frees one segment of a device. Returns false when it did not exist.</summary>
+    internal bool RemoveSegment(string name, int segment)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            if (!_segments.Remove((name, segment), out VolumeSegment? removed))
+                return false;
+            Free(removed);
+            return true;
+        }
+    }
+
+    /// <summary>Frees every segment of the device <paramref name="name"/>.</summary>
+    internal int DeleteDevice(string name)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            List<VolumeSegment> doomed = [.. _segments.Values.Where(s => s.Name == name)];
+            foreach (VolumeSegment segment in doomed)
+            {
+                _segments.Remove((segment.Name, segment.Segment));
+                Free(segment);
+            }
+            return doomed.Count;
+        }
+    }
+
+    /// <summary>Frees every segment of every device whose name is <paramref name="directory"/> or lies under it ("" is everything).</summary>
+    internal int DeleteDirectory(string directory)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            List<VolumeSegment> doomed = [.. _segments.Values.Where(s => IsUnder(s.Name, directory))];
+            foreach (VolumeSegment segment in doomed)
+            {
+                _segments.Remove((segment.Name, segment.Segment));
+                Free(segment);
+            }
+            return doomed.Count;
+        }
+    }
+
+    /// <summary>A snapshot of every segment whose device lies under <paramref name="directory"/>.</summary>
+    internal List<VolumeSegment> ListUnder(string directory)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            return [.. _segments.Values.Where(s => IsUnder(s.Name, directory))];
+        }
+    }
+
+    internal static bool IsUnder(string name, string directory) =>
+        directory.Length == 0 || (name.Length > directory.Length && name[directory.Length] == '/' && name.StartsWith(directory, StringComparison.Ordinal));
+
+    internal static string Describe(DaxMapping map) => $"the mapping of '{map.Path ?? "anonymous memory"}'";
+
+    private const PmemCopyOptions PmemCopyOptionsNoDrain = PmemCopyOptions.NoDrain;
+
+    private long ChunkOffset(int chunk) => _dataOffset + ((long)chunk << _chunkShift);
+
+    private long TableOffset(int chunk) => _tableOffset + (long)chunk * sizeof(ulong);
+
+    /// <summary>
+    /// Gives the segment a chunk at <paramref name="index"/>: zero what the first write does not
+    /// cover, write it, persist, then publish the owner word. Until that publish the chunk is free
+    /// on the media, so a crash never exposes an unwritten chunk as data.
+    /// </summary>
+    private void Allocate(VolumeSegment segment, long index, long within, ReadOnlySpan<byte> source)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            if (segment.Removed)
+                throw new PmemVolumeException(PmemVolumeError.OutOfRange, $"segment {segment.Segment} of '{segment.Name}' was removed while a write to it was in flight.");
+            int existing = segment.ChunkAt(index);
+            if (existing >= 0)
+            {
+                _map.Write(source, ChunkOffset(existing) + within, PmemCopyOptionsNoDrain);
+                return;
+            }
+            if (index >= ChunkCount)
+                throw new PmemVolumeException(PmemVolumeError.OutOfRange, $"offset {index << _chunkShift} of segment {segment.Segment} of '{segment.Name}' lies beyond the volume's {DataCapacity}-byte data area.");
+            if (!_freeChunks.TryPop(out int chunk))
+                throw new PmemVolumeException(PmemVolumeError.Full, $"{Describe(_map)} is full: no free {ChunkSize}-byte chunk for offset {index << _chunkShift} of segment {segment.Segment} of '{segment.Name}' ({DataCapacity} bytes in all). Nothing already written was lost.");
+            long chunkOffset = ChunkOffset(chunk);
+            long end = within + source.Length;
+            if (within > 0)
+                _map.Fill(chunkOffset, within, 0, PmemCopyOptionsNoDrain);
+            if (end < ChunkSize)
+                _map.Fill(chunkOffset + end, ChunkSize - end, 0, PmemCopyOptionsNoDrain);
+            _map.Write(source, chunkOffset + within, PmemCopyOptionsNoDrain);
+            _map.Drain();
+            _map.Publish(TableOffset(chunk), ((ulong)(uint)(segment.Slot + 1) << 32) | (uint)index);
+            segment.SetChunk((int)index, chunk);
+            segment.ChunkCount++;
+        }
+    }
+
+    /// <summary>Publishes 0 to the slot (the segment is gone), then to each chunk; caller holds the lock.</summary>
+    private void Free(VolumeSegment segment)
+    {
+        segment.Removed = true;
+        _map.Publish(_slotsOffset + (long)segment.Slot * SlotSize, 0);
+        int[] chunks = segment.Chunks;
+        for (int i = chunks.Length - 1; i >= 0; i--)
+        {
+            int chunk = chunks[i];
+            if (chunk < 0)
+                continue;
+            _map.Publish(TableOffset(chunk), 0);
+            _freeChunks.Push(chunk);
+        }
+        _freeSlots.Push(segment.Slot);
+    }
+
+    private void Load()
+    {
+        var bySlot = new VolumeSegment?[SlotCount];
+        for (int slot = 0; slot < SlotCount; slot++)
+        {
+            long slotOffset = _slotsOffset + (long)slot * SlotSize;
+            ReadOnlySpan<byte> raw = _map.GetReadOnlySpan(slotOffset, SlotSize);
+            ulong commit = BinaryPrimitives.ReadUInt64LittleEndian(raw);
+            if (commit == 0)
+                continue;
+            ReadOnlySpan<byte> body = raw[8..];
+            if (commit != CommitWord(body))
+                throw Corrupt(_map, slotOffset, $"slot {slot}'s commit word does not match the CRC-32 of its body");
+            long sequence = BinaryPrimitives.ReadInt64LittleEndian(raw[SlotSequenceOffset..]);
+            int segment = BinaryPrimitives.ReadInt32LittleEndian(raw[SlotSegmentOffset..]);
+            int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(raw[SlotNameLengthOffset..]);
+            if (segment < 0 || nameLength is 0 or > MaxNameBytes || sequence < 1)
+                throw Corrupt(_map, slotOffset, $"slot {slot} holds segment {segment}, name length {nameLength}, sequence {sequence}");
+            string name;
+            try
+            {
+                name = s_strictUtf8.GetString(raw.Slice(SlotNameOffset, nameLength));
+            }
+            catch (DecoderFallbackException e)
+            {
+                throw new PmemVolumeException(PmemVolumeError.Corrupt, $"{Describe(_map)}: slot {slot} at offset {slotOffset} holds a name that is not UTF-8: {e.Message}");
+            }
+            var loaded = new VolumeSegment(name, segment, slot, sequence);
+            if (!_segments.TryAdd((name, segment), loaded))
+                throw Corrupt(_map, slotOffset, $"slot {slot} repeats segment {segment} of '{name}'");
+            bySlot[slot] = loaded;
+            _sequence = Math.Max(_sequence, sequence);
+        }
+        _sequence++;
+        for (int slot = SlotCount - 1; slot >= 0; slot--)
+        {
+            if (bySlot[slot] is null)
+                _freeSlots.Push(slot);
+        }
+
+        for (long chunk = ChunkCount - 1; chunk >= 0; chunk--)
+        {
+            long wordOffset = TableOffset((int)chunk);
+            ulong owner = _map.GetReadOnlyRef<ulong>(wordOffset);
+            if (owner == 0)
+            {
+                _freeChunks.Push((int)chunk);
+                continue;
+            }
+            long slot = (long)(owner >> 32) - 1;
+            uint index = (uint)owner;
+            VolumeSegment? segment = slot < SlotCount ? bySlot[slot] : null;
+            if (segment is null || index >= ChunkCount || segment.ChunkAt(index) >= 0)
+            {
+                // No live owner (a crash between a slot's delete and its chunks' release), or an
+                // index no segment can have: the chunk holds nothing acknowledged. Reclaim it.
+                _map.Publish(wordOffset, 0);
+                _freeChunks.Push((int)chunk);
+                continue;
+            }
+            segment.SetChunk((int)index, (int)chunk);
+            segment.ChunkCount++;
+        }
+    }
+
+    private byte[] EncodeName(string name)
+    {
+        if (string.IsNullOrEmpty(name))
+            throw new PmemVolumeException(PmemVolumeError.BadName, "A device name must not be empty.");
+        byte[] bytes = s_strictUtf8.GetBytes(name);
+        if (bytes.Length > MaxNameBytes)
+            throw new PmemVolumeException(PmemVolumeError.BadName, $"The device name '{name}' is {bytes.Length} UTF-8 bytes; a slot of {Describe(_map)} holds at most {MaxNameBytes}.");
+        return bytes;
+    }
+
+    private static ulong CommitWord(ReadOnlySpan<byte> body) => ((ulong)Crc32.HashToUInt32(body) << 32) | 1;
+
+    private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
+
+    private static PmemVolumeException Corrupt(DaxMapping map, long offset, string what) =>
+        new(PmemVolumeError.Corrupt, $"{Describe(map)} holds a corrupt DirectPmem.Garnet volume at offset {offset}: {what}.");
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+}
