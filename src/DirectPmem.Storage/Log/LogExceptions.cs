@@ -1,0 +1,77 @@
+namespace DirectPmem.Storage;
+
+/// <summary>The log header field an open failed on.</summary>
+public enum LogHeaderField
+{
+    /// <summary>Where the log is said to start in the pool (offset, alignment, bounds).</summary>
+    Location,
+    /// <summary>The 8-byte magic: no log at this offset.</summary>
+    Magic,
+    /// <summary>The format version.</summary>
+    Version,
+    /// <summary>The checksum of the static header fields.</summary>
+    Checksum,
+    /// <summary>The ring capacity recorded in the header.</summary>
+    Capacity,
+    /// <summary>The published head (first live LSN).</summary>
+    Head,
+    /// <summary>The published durable tail (end LSN).</summary>
+    Tail,
+}
+
+/// <summary>A log header failed validation on open; <see cref="Field"/> names the field.</summary>
+public sealed class LogFormatException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="field">The field that failed.</param>
+    /// <param name="message">What was expected and what was found.</param>
+    public LogFormatException(LogHeaderField field, string message) : base(message)
+    {
+        Field = field;
+    }
+
+    /// <summary>The header field that failed validation.</summary>
+    public LogHeaderField Field { get; }
+}
+
+/// <summary>
+/// A record between the published head and tail failed its frame check (length, LSN or
+/// checksum): the media under the durable part of the log was damaged. The record is not returned.
+/// </summary>
+public sealed class LogCorruptException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="lsn">The position of the damaged frame.</param>
+    /// <param name="message">Which check failed.</param>
+    public LogCorruptException(long lsn, string message) : base(message)
+    {
+        Lsn = lsn;
+    }
+
+    /// <summary>The LSN (log position) of the damaged frame.</summary>
+    public long Lsn { get; }
+}
+
+/// <summary>
+/// An append did not fit in the free space of the log. Nothing was written and nothing already
+/// appended is lost: truncate the head (<see cref="PmemLog.Truncate"/>) and retry.
+/// </summary>
+public sealed class LogFullException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="requiredBytes">The bytes the append needed, frames included.</param>
+    /// <param name="freeBytes">The bytes free when it was refused.</param>
+    /// <param name="capacity">The ring capacity of the log.</param>
+    public LogFullException(long requiredBytes, long freeBytes, long capacity)
+        : base($"The log is full: the append needs {requiredBytes} bytes (frames included), {freeBytes} of {capacity} are free; truncate the head and retry. Nothing was written.")
+    {
+        RequiredBytes = requiredBytes;
+        FreeBytes = freeBytes;
+    }
+
+    /// <summary>The bytes the refused append needed, frames included.</summary>
+    public long RequiredBytes { get; }
+
+    /// <summary>The bytes that were free.</summary>
+    public long FreeBytes { get; }
+}

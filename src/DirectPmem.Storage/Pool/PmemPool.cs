@@ -1,0 +1,544 @@
+using System.Globalization;
+using System.Text;
+using DirectPmem.Geometry;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.Storage;
+
+/// <summary>
+/// A pool: a mapping (device-DAX, emulated device, labelled range, DAX or page-cache file) that
+/// starts with a checksummed 4 KiB header and a backup copy of it, then an area reserved for the
+/// library's own structures, then the application's data area with a root offset in the header.
+/// </summary>
+/// <remarks>
+/// <para>Layout: primary header at 0, backup header at 4096, reserved area at 8192
+/// (<see cref="ReservedLength"/> bytes), data area from <see cref="DataOffset"/> to <see cref="Size"/>.</para>
+/// <para>Every header update (open, <see cref="SetRoot"/>, clean close) writes the backup
+/// block durably first and then the primary, each as one copy-and-persist. After a crash at any
+/// instant at least one copy is intact: an open takes the primary when it is intact and restores
+/// the backup from it, or else restores the primary from the intact backup, and reports which
+/// (<see cref="HeaderRepair"/>).</para>
+/// <para>Validation order on open (each failure is a <see cref="PoolFormatException"/> naming
+/// the field; nothing is written before validation succeeds):
+/// 1. the mapping is large enough for both headers (<see cref="PoolHeaderField.Size"/>);
+/// 2. signature: no copy carries it (<see cref="PoolHeaderField.Signature"/>);
+/// 3. checksum: no copy with the signature has a valid checksum (<see cref="PoolHeaderField.Checksum"/>) —
+///    the checksum frame is the same in every format version, so a torn copy is repaired rather
+///    than misread as a newer version;
+/// 4. major version newer than this library (<see cref="PoolHeaderField.MajorVersion"/>), header size;
+/// 5. unknown incompat features: refused (<see cref="PoolHeaderField.IncompatFeatures"/>);
+/// 6. unknown ro-compat features: opened read-only (<see cref="ReadOnlyReason"/>);
+/// 7. architecture: endianness, pointer size, machine (<see cref="PoolHeaderField.Architecture"/>);
+/// 8. layout name (<see cref="PoolHeaderField.Layout"/>);
+/// 9. size and page size against the mapping (<see cref="PoolHeaderField.Size"/>, <see cref="PoolHeaderField.PageSize"/>);
+/// 10. reserved area, data offset, root offset and state within bounds.</para>
+/// <para>A writable open then durably marks the pool in use; <see cref="Dispose"/> marks it clean.
+/// <see cref="WasCleanlyClosed"/> and <see cref="DirtyShutdownDetected"/> tell the application to
+/// run its recovery.</para>
+/// </remarks>
+public sealed class PmemPool : IDisposable
+{
+    /// <summary>The offset of the primary header.</summary>
+    public const long PrimaryHeaderOffset = 0;
+
+    /// <summary>The offset of the backup header.</summary>
+    public const long BackupHeaderOffset = PoolHeader.Size;
+
+    /// <summary>The offset of the reserved area, right after the two headers.</summary>
+    public const long ReservedAreaOffset = 2 * PoolHeader.Size;
+
+    /// <summary>The size of one header block.</summary>
+    public const int HeaderSize = PoolHeader.Size;
+
+    /// <summary>The smallest pool: two header blocks and one 4 KiB data page.</summary>
+    public const long MinimumSize = 3 * PoolHeader.Size;
+
+    private readonly DaxMapping _mapping;
+    private readonly bool _ownsMapping;
+    private readonly PmemFile? _file;
+    private readonly Lock _gate = new();
+    private readonly string _sysfsRoot;
+    private readonly byte[] _block = new byte[PoolHeader.Size];
+    private PoolHeader _header;
+    private bool _disposed;
+
+    private PmemPool(DaxMapping mapping, bool ownsMapping, PmemFile? file, PoolHeader header, string sysfsRoot)
+    {
+        _mapping = mapping;
+        _ownsMapping = ownsMapping;
+        _file = file;
+        _header = header;
+        _sysfsRoot = sysfsRoot;
+    }
+
+    /// <summary>The mapping the pool lives in; the application reads and writes its data area through it.</summary>
+    public DaxMapping Mapping => _mapping;
+
+    /// <summary>The layout name the application gave at creation.</summary>
+    public string Layout => _header.Layout;
+
+    /// <summary>The pool's UUID, chosen at creation.</summary>
+    public Guid Uuid => _header.Uuid;
+
+    /// <summary>When the pool was created.</summary>
+    public DateTimeOffset CreationTime => DateTimeOffset.FromUnixTimeMilliseconds(_header.CreationTimeMs);
+
+    /// <summary>The format version the pool was written with.</summary>
+    public Version FormatVersion => new(_header.Major, _header.Minor);
+
+    /// <summary>The compatible feature flags (unknown ones are ignored).</summary>
+    public ulong CompatFeatures => _header.Compat;
+
+    /// <summary>The incompatible feature flags (an unknown one refuses the open).</summary>
+    public ulong IncompatFeatures => _header.Incompat;
+
+    /// <summary>The read-only-compatible feature flags (an unknown one opens read-only).</summary>
+    public ulong RoCompatFeatures => _header.RoCompat;
+
+    /// <summary>The pool size in bytes: the mapping length.</summary>
+    public long Size => _header.PoolSize;
+
+    /// <summary>The page size recorded at creation, equal to the mapping's.</summary>
+    public long PageSize => _header.PageSize;
+
+    /// <summary>The start of the area reserved for the library's structures (8192).</summary>
+    public long ReservedOffset => _header.ReservedOffset;
+
+    /// <summary>The length of the reserved area.</summary>
+    public long ReservedLength => _header.ReservedLength;
+
+    /// <summary>The start of the application's data area.</summary>
+    public long DataOffset => _header.DataOffset;
+
+    /// <summary>The length of the application's data area.</summary>
+    public long DataLength => _header.PoolSize - _header.DataOffset;
+
+    /// <summary>The application's root offset (0 until <see cref="SetRoot"/>), in the data area.</summary>
+    public long RootOffset => _header.RootOffset;
+
+    /// <summary>Whether the pool was opened read-only (asked for, a read-only mapping, or an unknown ro-compat feature).</summary>
+    public bool IsReadOnly => ReadOnlyReason is not null;
+
+    /// <summary>Why the pool is read-only, or <see langword="null"/> when it is writable.</summary>
+    public string? ReadOnlyReason { get; private init; }
+
+    /// <summary>Which header copy the open restored from the other (a read-only open reports what it would have restored, and writes nothing).</summary>
+    public PoolHeaderRepair HeaderRepair { get; private init; }
+
+    /// <summary>
+    /// Whether the pool had been closed cleanly (<see cref="Dispose"/>) before this open; a new pool
+    /// counts as clean. When false the application must run its recovery.
+    /// </summary>
+    public bool WasCleanlyClosed { get; private init; }
+
+    /// <summary>
+    /// Whether the NVDIMMs' dirty-shutdown count moved since the pool was last opened: the platform
+    /// may have lost stores in flight at a power failure, so the application must run its recovery.
+    /// </summary>
+    public bool DirtyShutdownDetected { get; private init; }
+
+    /// <summary>The current dirty-shutdown count (sum over nmem devices), or <see langword="null"/> when sysfs exposes none.</summary>
+    public ulong? DirtyShutdownCount { get; private init; }
+
+    /// <summary>Whether the application must run its recovery: not closed cleanly, or a dirty shutdown detected.</summary>
+    public bool NeedsRecovery => !WasCleanlyClosed || DirtyShutdownDetected;
+
+    /// <summary>
+    /// Creates a pool in <paramref name="mapping"/>: zeroes the reserved area, writes the backup and then
+    /// the primary header durably, marked in use.
+    /// </summary>
+    /// <param name="mapping">A writable mapping of at least <see cref="MinimumSize"/> bytes.</param>
+    /// <param name="layout">The application's layout name, checked on open: 1 to 63 UTF-8 bytes, no NUL.</param>
+    /// <param name="options">Reserved area, overwrite and the sysfs root.</param>
+    /// <param name="ownsMapping">Whether <see cref="Dispose"/> disposes <paramref name="mapping"/>.</param>
+    /// <returns>The open pool.</returns>
+    /// <exception cref="ArgumentException">The layout, reserved length or mapping is unusable (the message says which).</exception>
+    /// <exception cref="PmemException">The mapping already holds an intact pool header and <see cref="PoolCreateOptions.Overwrite"/> is off.</exception>
+    public static PmemPool Create(DaxMapping mapping, string layout, PoolCreateOptions? options = null, bool ownsMapping = false)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        options ??= PoolCreateOptions.Default;
+        CheckLayout(layout);
+        CheckCreateGeometry(mapping.Length, options.ReservedLength);
+        if (mapping.IsReadOnly)
+        {
+            throw new ArgumentException("A pool cannot be created in a read-only mapping.", nameof(mapping));
+        }
+        return CreateCore(mapping, layout, options, ownsMapping, file: null);
+    }
+
+    /// <summary>
+    /// Creates a file of <paramref name="size"/> bytes (mode 0600, failing if it exists), maps it and
+    /// creates a pool in it. A file on a DAX file system gets cache-line durability, any other
+    /// file page-cache durability (msync); <paramref name="mappingOptions"/> can require or force one.
+    /// </summary>
+    /// <param name="path">The file to create.</param>
+    /// <param name="size">Its size, a multiple of the page size and at least <see cref="MinimumSize"/>.</param>
+    /// <param name="layout">The application's layout name.</param>
+    /// <param name="options">Reserved area and the sysfs root.</param>
+    /// <param name="mappingOptions">How to map the file (granularity, page size).</param>
+    /// <returns>The open pool, which owns the file and the mapping.</returns>
+    /// <exception cref="ArgumentException">The layout or size is unusable.</exception>
+    /// <exception cref="PmemException">The file exists or cannot be created or mapped.</exception>
+    public static PmemPool CreateFile(string path, long size, string layout, PoolCreateOptions? options = null, DaxMappingOptions? mappingOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        options ??= PoolCreateOptions.Default;
+        CheckLayout(layout);
+        CheckCreateGeometry(size, options.ReservedLength);
+        PmemFile file = PmemFile.Create(path, size);
+        DaxMapping? mapping = null;
+        try
+        {
+            mapping = file.Map(mappingOptions);
+            return CreateCore(mapping, layout, options, ownsMapping: true, file);
+        }
+        catch
+        {
+            mapping?.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the pool in <paramref name="mapping"/>, validating its header in the documented order.</summary>
+    /// <param name="mapping">The mapping that holds the pool (read-only mappings open read-only).</param>
+    /// <param name="layout">The layout name the application expects.</param>
+    /// <param name="options">Read-only and the sysfs root.</param>
+    /// <param name="ownsMapping">Whether <see cref="Dispose"/> (or a failed open) disposes <paramref name="mapping"/>.</param>
+    /// <returns>The open pool; check <see cref="NeedsRecovery"/>.</returns>
+    /// <exception cref="PoolFormatException">A header check failed; <see cref="PoolFormatException.Field"/> names the field.</exception>
+    public static PmemPool Open(DaxMapping mapping, string layout, PoolOpenOptions? options = null, bool ownsMapping = false)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        ArgumentNullException.ThrowIfNull(layout);
+        try
+        {
+            return OpenCore(mapping, layout, options ?? PoolOpenOptions.Default, ownsMapping, file: null);
+        }
+        catch when (ownsMapping)
+        {
+            mapping.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the pool in a file (read-only when <see cref="PoolOpenOptions.ReadOnly"/> is set).</summary>
+    /// <param name="path">The pool file.</param>
+    /// <param name="layout">The layout name the application expects.</param>
+    /// <param name="options">Read-only and the sysfs root.</param>
+    /// <param name="mappingOptions">How to map the file (granularity, page size).</param>
+    /// <returns>The open pool, which owns the file and the mapping.</returns>
+    /// <exception cref="PoolFormatException">A header check failed.</exception>
+    /// <exception cref="PmemException">The file cannot be opened or mapped.</exception>
+    public static PmemPool OpenFile(string path, string layout, PoolOpenOptions? options = null, DaxMappingOptions? mappingOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(layout);
+        options ??= PoolOpenOptions.Default;
+        PmemFile file = PmemFile.Open(path, writable: !options.ReadOnly);
+        DaxMapping? mapping = null;
+        try
+        {
+            if (file.Size < MinimumSize)
+            {
+                throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
+                    $"The file is {file.Size} bytes, smaller than the smallest pool ({MinimumSize} bytes)."), path);
+            }
+            DaxMappingOptions effective = mappingOptions ?? DaxMappingOptions.Default;
+            if (options.ReadOnly)
+            {
+                effective = effective with { ReadOnly = true };
+            }
+            mapping = file.Map(effective);
+            return OpenCore(mapping, layout, options, ownsMapping: true, file);
+        }
+        catch
+        {
+            mapping?.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Durably sets the application's root offset: 0, or an offset in the data area. One header
+    /// update (backup, then primary): after a crash the root is the old or the new value.
+    /// </summary>
+    /// <param name="offset">The new root offset.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The offset is neither 0 nor in the data area.</exception>
+    /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public void SetRoot(long offset)
+    {
+        if (offset != 0 && (offset < DataOffset || offset >= Size))
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, string.Create(CultureInfo.InvariantCulture,
+                $"The root offset must be 0 or in the data area [{DataOffset}, {Size})."));
+        }
+        lock (_gate)
+        {
+            ThrowIfUnwritable();
+            PoolHeader next = _header.Clone();
+            next.RootOffset = offset;
+            UpdateHeader(next);
+        }
+    }
+
+    /// <summary>
+    /// Closes the pool: deep-flushes the headers and reserved area (the seam for the core's DeepFlush; the application persists its own data), durably marks
+    /// the pool clean, and disposes the mapping and file it owns. Idempotent.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            try
+            {
+                if (!IsReadOnly && !_mapping.IsDisposed)
+                {
+                    DeepFlushSeam.Flush(_mapping, 0, DataOffset);
+                    PoolHeader next = _header.Clone();
+                    next.State = PoolHeader.StateClean;
+                    UpdateHeader(next);
+                }
+            }
+            finally
+            {
+                if (_ownsMapping)
+                {
+                    _mapping.Dispose();
+                }
+                _file?.Dispose();
+            }
+        }
+    }
+
+    internal void ThrowIfUnwritable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (IsReadOnly)
+        {
+            throw new InvalidOperationException("The pool is open read-only: " + ReadOnlyReason);
+        }
+    }
+
+    private static PmemPool CreateCore(DaxMapping mapping, string layout, PoolCreateOptions options, bool ownsMapping, PmemFile? file)
+    {
+        if (!options.Overwrite && (Intact(mapping.GetReadOnlySpan(PrimaryHeaderOffset, PoolHeader.Size))
+            || Intact(mapping.GetReadOnlySpan(BackupHeaderOffset, PoolHeader.Size))))
+        {
+            throw new PmemException("The mapping already holds a pool (an intact header); set PoolCreateOptions.Overwrite to replace it.",
+                call: null, errno: 0, mapping.Path);
+        }
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        var header = new PoolHeader
+        {
+            Major = PoolHeader.CurrentMajor,
+            Minor = PoolHeader.CurrentMinor,
+            Uuid = Guid.NewGuid(),
+            Layout = layout,
+            CreationTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+            PoolSize = mapping.Length,
+            PageSize = mapping.PageSize.ToBytes(),
+            Endianness = PoolHeader.HostEndianness,
+            PointerSize = (byte)IntPtr.Size,
+            Machine = PoolHeader.HostMachine,
+            ReservedOffset = ReservedAreaOffset,
+            ReservedLength = options.ReservedLength,
+            DataOffset = ReservedAreaOffset + options.ReservedLength,
+            State = PoolHeader.StateInUse,
+            Flags = dirty.HasValue ? PoolHeader.FlagDirtyShutdownKnown : 0,
+            DirtyShutdownCount = dirty ?? 0,
+            Generation = 0,
+        };
+        if (options.ReservedLength > 0)
+        {
+            mapping.Fill(ReservedAreaOffset, options.ReservedLength, 0);
+        }
+        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot)
+        {
+            WasCleanlyClosed = true,
+            DirtyShutdownCount = dirty,
+        };
+        pool.UpdateHeader(header);
+        return pool;
+    }
+
+    private static PmemPool OpenCore(DaxMapping mapping, string layout, PoolOpenOptions options, bool ownsMapping, PmemFile? file)
+    {
+        string? path = mapping.Path;
+        if (mapping.Length < MinimumSize)
+        {
+            throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
+                $"The mapping is {mapping.Length} bytes, smaller than the smallest pool ({MinimumSize} bytes)."), path);
+        }
+        ReadOnlySpan<byte> primary = mapping.GetReadOnlySpan(PrimaryHeaderOffset, PoolHeader.Size);
+        ReadOnlySpan<byte> backup = mapping.GetReadOnlySpan(BackupHeaderOffset, PoolHeader.Size);
+
+        // 2-3: signature and checksum pick the intact copy.
+        bool primaryIntact = Intact(primary);
+        bool backupIntact = Intact(backup);
+        if (!primaryIntact && !backupIntact)
+        {
+            if (!PoolHeader.HasSignature(primary) && !PoolHeader.HasSignature(backup))
+            {
+                throw new PoolFormatException(PoolHeaderField.Signature,
+                    "Neither header copy (offsets 0 and 4096) carries the DirectPmem pool signature \"DPMPOOL\\0\": this is not a pool.", path);
+            }
+            throw new PoolFormatException(PoolHeaderField.Checksum,
+                "Neither header copy (offsets 0 and 4096) has a valid checksum: both are damaged, the pool cannot be trusted.", path);
+        }
+        ReadOnlySpan<byte> chosen = primaryIntact ? primary : backup;
+        PoolHeaderRepair repair = primaryIntact
+            ? (backupIntact && primary.SequenceEqual(backup) ? PoolHeaderRepair.None : PoolHeaderRepair.BackupRestoredFromPrimary)
+            : PoolHeaderRepair.PrimaryRestoredFromBackup;
+        PoolHeader header = PoolHeader.Parse(chosen, path);
+
+        string? readOnly = Validate(header, layout, mapping, path);
+        if (options.ReadOnly)
+        {
+            readOnly = "opened read-only as asked";
+        }
+        else if (mapping.IsReadOnly)
+        {
+            readOnly = "the mapping is read-only";
+        }
+
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        bool dirtyDetected = dirty.HasValue && (header.Flags & PoolHeader.FlagDirtyShutdownKnown) != 0 && dirty.Value != header.DirtyShutdownCount;
+        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot)
+        {
+            ReadOnlyReason = readOnly,
+            HeaderRepair = repair,
+            WasCleanlyClosed = header.State == PoolHeader.StateClean,
+            DirtyShutdownDetected = dirtyDetected,
+            DirtyShutdownCount = dirty,
+        };
+        if (readOnly is null)
+        {
+            if (repair != PoolHeaderRepair.None)
+            {
+                // Restore the damaged copy from the intact one before anything else is written.
+                byte[] copy = chosen.ToArray();
+                mapping.Write(copy, primaryIntact ? BackupHeaderOffset : PrimaryHeaderOffset);
+            }
+            PoolHeader next = header.Clone();
+            next.State = PoolHeader.StateInUse;
+            next.Flags = dirty.HasValue ? PoolHeader.FlagDirtyShutdownKnown : 0;
+            next.DirtyShutdownCount = dirty ?? 0;
+            pool.UpdateHeader(next);
+        }
+        return pool;
+    }
+
+    // Steps 4-10 of the documented order; returns why the pool must be read-only, or null.
+    private static string? Validate(PoolHeader h, string layout, DaxMapping mapping, string? path)
+    {
+        if (h.Major > PoolHeader.CurrentMajor)
+        {
+            throw new PoolFormatException(PoolHeaderField.MajorVersion, string.Create(CultureInfo.InvariantCulture,
+                $"The pool's format version is {h.Major}.{h.Minor}; this library reads major version {PoolHeader.CurrentMajor} and older."), path);
+        }
+        if (h.Major == 0 || h.HeaderSize != PoolHeader.Size)
+        {
+            throw new PoolFormatException(h.Major == 0 ? PoolHeaderField.MajorVersion : PoolHeaderField.HeaderSize, string.Create(CultureInfo.InvariantCulture,
+                $"The header says version {h.Major}.{h.Minor} with a {h.HeaderSize}-byte header; expected a major version of at least 1 and {PoolHeader.Size}."), path);
+        }
+        ulong unknownIncompat = h.Incompat & ~PoolHeader.KnownIncompat;
+        if (unknownIncompat != 0)
+        {
+            throw new PoolFormatException(PoolHeaderField.IncompatFeatures,
+                $"The pool uses incompatible features this library does not know ({PoolHeader.Hex(unknownIncompat)}): refused.", path);
+        }
+        string? readOnly = null;
+        ulong unknownRoCompat = h.RoCompat & ~PoolHeader.KnownRoCompat;
+        if (unknownRoCompat != 0)
+        {
+            readOnly = $"the pool uses read-only-compatible features this library does not know ({PoolHeader.Hex(unknownRoCompat)})";
+        }
+        if (h.Endianness != PoolHeader.HostEndianness || h.PointerSize != IntPtr.Size || h.Machine != PoolHeader.HostMachine)
+        {
+            throw new PoolFormatException(PoolHeaderField.Architecture, string.Create(CultureInfo.InvariantCulture,
+                $"The pool was written on another architecture (endianness {h.Endianness}, pointer size {h.PointerSize}, machine {h.Machine}); this one is endianness {PoolHeader.HostEndianness}, pointer size {IntPtr.Size}, machine {PoolHeader.HostMachine}."), path);
+        }
+        if (!string.Equals(h.Layout, layout, StringComparison.Ordinal))
+        {
+            throw new PoolFormatException(PoolHeaderField.Layout, $"The pool's layout is \"{h.Layout}\", the application expects \"{layout}\".", path);
+        }
+        if (h.PoolSize != mapping.Length)
+        {
+            throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
+                $"The pool was created with {h.PoolSize} bytes; the mapping has {mapping.Length}."), path);
+        }
+        if (h.PageSize != mapping.PageSize.ToBytes())
+        {
+            throw new PoolFormatException(PoolHeaderField.PageSize, string.Create(CultureInfo.InvariantCulture,
+                $"The pool was created with page size {h.PageSize}; the mapping's page size is {mapping.PageSize.ToBytes()}."), path);
+        }
+        if (h.ReservedOffset != ReservedAreaOffset || h.ReservedLength < 0 || h.ReservedLength % PoolHeader.Size != 0
+            || h.ReservedLength > h.PoolSize - MinimumSize)
+        {
+            throw new PoolFormatException(PoolHeaderField.ReservedArea, string.Create(CultureInfo.InvariantCulture,
+                $"The reserved area [{h.ReservedOffset}, +{h.ReservedLength}) must start at {ReservedAreaOffset}, be a multiple of {PoolHeader.Size} and leave a data page in {h.PoolSize} bytes."), path);
+        }
+        if (h.DataOffset != h.ReservedOffset + h.ReservedLength)
+        {
+            throw new PoolFormatException(PoolHeaderField.DataOffset, string.Create(CultureInfo.InvariantCulture,
+                $"The data offset {h.DataOffset} must follow the reserved area at {h.ReservedOffset + h.ReservedLength}."), path);
+        }
+        if (h.RootOffset != 0 && (h.RootOffset < h.DataOffset || h.RootOffset >= h.PoolSize))
+        {
+            throw new PoolFormatException(PoolHeaderField.RootOffset, string.Create(CultureInfo.InvariantCulture,
+                $"The root offset {h.RootOffset} is neither 0 nor in the data area [{h.DataOffset}, {h.PoolSize})."), path);
+        }
+        if (h.State > PoolHeader.StateInUse)
+        {
+            throw new PoolFormatException(PoolHeaderField.State, string.Create(CultureInfo.InvariantCulture,
+                $"The state word is {h.State}; expected 0 (clean) or 1 (in use)."), path);
+        }
+        return readOnly;
+    }
+
+    private static bool Intact(ReadOnlySpan<byte> block) => PoolHeader.HasSignature(block) && PoolHeader.ChecksumMatches(block);
+
+    // Backup first, then primary, each durable before the next: a crash leaves at least one intact copy.
+    private void UpdateHeader(PoolHeader next)
+    {
+        next.Generation = unchecked(_header.Generation + 1);
+        next.WriteTo(_block);
+        _mapping.Write(_block, BackupHeaderOffset);
+        _mapping.Write(_block, PrimaryHeaderOffset);
+        _header = next;
+    }
+
+    private static void CheckLayout(string layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        int bytes = Encoding.UTF8.GetByteCount(layout);
+        if (bytes == 0 || bytes > PoolHeader.MaxLayoutBytes || layout.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"The layout name must be 1 to {PoolHeader.MaxLayoutBytes} UTF-8 bytes without NUL; \"{layout}\" is {bytes}."), nameof(layout));
+        }
+    }
+
+    private static void CheckCreateGeometry(long size, long reservedLength)
+    {
+        if (reservedLength < 0 || reservedLength % PoolHeader.Size != 0)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"The reserved length {reservedLength} must be a non-negative multiple of {PoolHeader.Size}."), nameof(reservedLength));
+        }
+        if (size < MinimumSize + reservedLength)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"The pool needs at least {MinimumSize + reservedLength} bytes (two headers, the reserved area and a data page); it has {size}."), nameof(size));
+        }
+    }
+}

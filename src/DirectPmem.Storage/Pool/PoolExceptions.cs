@@ -1,0 +1,55 @@
+namespace DirectPmem.Storage;
+
+/// <summary>The header field a pool validation failure is about.</summary>
+public enum PoolHeaderField
+{
+    /// <summary>The 8-byte signature at offset 0: the mapping does not hold a DirectPmem pool.</summary>
+    Signature,
+    /// <summary>The XxHash3 checksum of the header (the last 8 bytes of the 4 KiB header).</summary>
+    Checksum,
+    /// <summary>The format major version: the pool was written by a newer, incompatible format.</summary>
+    MajorVersion,
+    /// <summary>The header size field.</summary>
+    HeaderSize,
+    /// <summary>Incompatible feature flags this version does not know: the pool is refused.</summary>
+    IncompatFeatures,
+    /// <summary>Read-only-compatible feature flags this version does not know: the pool opens read-only.</summary>
+    RoCompatFeatures,
+    /// <summary>The architecture flags (endianness, pointer size, machine).</summary>
+    Architecture,
+    /// <summary>The application's layout name.</summary>
+    Layout,
+    /// <summary>The pool size recorded at creation.</summary>
+    Size,
+    /// <summary>The page size recorded at creation.</summary>
+    PageSize,
+    /// <summary>The reserved area (offset and length) for future lanes and allocators.</summary>
+    ReservedArea,
+    /// <summary>The start of the application's data area.</summary>
+    DataOffset,
+    /// <summary>The application's root offset.</summary>
+    RootOffset,
+    /// <summary>The in-use/clean state word.</summary>
+    State,
+}
+
+/// <summary>
+/// A pool header failed validation on open (or a pool cannot be created with the given values):
+/// <see cref="Field"/> names the field, the message says what was expected and what was found.
+/// Nothing on the media is changed by a failed open.
+/// </summary>
+public sealed class PoolFormatException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="field">The field that failed.</param>
+    /// <param name="message">What was expected and what was found.</param>
+    /// <param name="path">The file or device of the pool, if known.</param>
+    public PoolFormatException(PoolHeaderField field, string message, string? path)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        Field = field;
+    }
+
+    /// <summary>The header field that failed validation.</summary>
+    public PoolHeaderField Field { get; }
+}
