@@ -14,7 +14,7 @@ namespace DirectPmem.Storage.Tests.Transactions;
 public sealed class TransactionCrashTests(ITestOutputHelper output)
 {
     // Single- and multi-range transactions: commit, explicit abort, dispose without commit, exception.
-    private static void Ranges(TransactionalHeap heap, Action ack)
+    internal static void Ranges(TransactionalHeap heap, Action ack)
     {
         long r = heap.RootOffset;
         using (Transaction tx = heap.Begin())
@@ -70,7 +70,7 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
     }
 
     // Allocation and free: objects linked from root slots, so a leak or a dangling slot is visible.
-    private static void Objects(TransactionalHeap heap, Action ack)
+    internal static void Objects(TransactionalHeap heap, Action ack)
     {
         long r = heap.RootOffset;
         using (Transaction tx = heap.Begin())
