@@ -121,6 +121,10 @@ internal sealed class Lane
 
     public Span<byte> GetSpan(long offset, int length)
     {
+        if (length == 0)
+        {
+            return [];
+        }
         if (length < 0 || !_declared.Covers(offset, offset + length))
         {
             throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
