@@ -21,8 +21,9 @@ namespace DirectPmem.Storage;
 /// <para>Validation order on open (each failure is a <see cref="PoolFormatException"/> naming
 /// the field; nothing is written before validation succeeds):
 /// 1. the mapping is large enough for both headers (<see cref="PoolHeaderField.Size"/>);
-/// 2. signature: no copy carries it (<see cref="PoolHeaderField.Signature"/>);
-/// 3. checksum: no copy with the signature has a valid checksum (<see cref="PoolHeaderField.Checksum"/>) —
+/// 2-3. a copy is intact when it carries the signature and its checksum matches; with no intact
+///    copy, a primary without the signature is no pool or an unfinished creation
+///    (<see cref="PoolHeaderField.Signature"/>), one with it is damaged (<see cref="PoolHeaderField.Checksum"/>) —
 ///    the checksum frame is the same in every format version, so a torn copy is repaired rather
 ///    than misread as a newer version;
 /// 4. major version newer than this library (<see cref="PoolHeaderField.MajorVersion"/>), header size;
@@ -386,13 +387,15 @@ public sealed class PmemPool : IDisposable
         bool backupIntact = Intact(backup);
         if (!primaryIntact && !backupIntact)
         {
-            if (!PoolHeader.HasSignature(primary) && !PoolHeader.HasSignature(backup))
+            if (!PoolHeader.HasSignature(primary))
             {
+                // Creation writes the backup durably before the primary, so a primary without the
+                // signature and no intact backup is no pool, or a creation that did not complete.
                 throw new PoolFormatException(PoolHeaderField.Signature,
-                    "Neither header copy (offsets 0 and 4096) carries the DirectPmem pool signature \"DPMPOOL\\0\": this is not a pool.", path);
+                    "The primary header (offset 0) does not carry the DirectPmem pool signature \"DPMPOOL\\0\" and there is no intact backup: this is not a pool, or its creation did not complete.", path);
             }
             throw new PoolFormatException(PoolHeaderField.Checksum,
-                "Neither header copy (offsets 0 and 4096) has a valid checksum: both are damaged, the pool cannot be trusted.", path);
+                "Neither header copy (offsets 0 and 4096) is intact: the primary fails its checksum and the backup its signature or checksum; the pool cannot be trusted.", path);
         }
         ReadOnlySpan<byte> chosen = primaryIntact ? primary : backup;
         PoolHeaderRepair repair = primaryIntact
