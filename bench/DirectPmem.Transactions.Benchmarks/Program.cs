@@ -151,6 +151,11 @@ internal static unsafe class Commit
     public static void Probe(string dir)
     {
         LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
+        if (!LibPmemObj.IsAvailable(out string reason))
+        {
+            Console.WriteLine($"# probe skipped: {reason}");
+            return;
+        }
         using PmemFile file = PmemFile.Create(Path.Combine(dir, "probe.pool"), PoolSize);
         using DaxMapping map = file.Map(new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
         TransactionalHeap heap = TransactionalHeap.Create(map, 0, PoolSize, new TransactionalHeapOptions { RootSize = 4096 });
