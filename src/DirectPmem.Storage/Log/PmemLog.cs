@@ -513,12 +513,13 @@ public sealed class PmemLog
             }
             while (!TryComplete(start, end));
         }
-        if (TryPublish() >= end)
+        // Someone may already have published past this record (group commit): then no flag, no publish.
+        if (Volatile.Read(ref _cursors.Published) >= end || TryPublish() >= end)
         {
             return;
         }
         SpinWait wait = default;
-        while (TryPublish() < end)
+        while (Volatile.Read(ref _cursors.Published) < end && TryPublish() < end)
         {
             ThrowIfFailed();
             wait.SpinOnce(sleep1Threshold: -1);

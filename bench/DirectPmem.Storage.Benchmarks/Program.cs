@@ -1,0 +1,229 @@
+// Durable log append: DirectPmem.Storage PmemLog vs PMDK's pmemlog_append, side by side in one
+// process with interleaved rounds (A B B A ...), on the same backing (files in one directory,
+// default /dev/shm) in forced cache-line mode: DirectPmem with ForceCacheLineGranularity (and Populate, so that
+// page faults of a never-touched ring are not measured: pmemlog_rewind reuses already-faulted pages),
+// libpmem with PMEM_IS_PMEM_FORCE=1, so both flush with CLWB + SFENCE instead of msync.
+//
+//   dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- [--rounds 10] [--records 200000] [--dir /dev/shm]
+using System.Diagnostics;
+using System.Globalization;
+using DirectPmem.Mapping;
+using DirectPmem.Storage;
+using DirectPmem.Storage.Benchmarks;
+
+int rounds = 10;
+int records = 200_000;
+string dir = "/dev/shm";
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--records": records = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--dir": dir = args[++i]; break;
+        default: Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR]"); return 2;
+    }
+}
+
+LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
+bool havePmdk = LibPmemLog.TryLoad(out string why);
+if (!havePmdk)
+{
+    Console.WriteLine($"pmemlog baseline skipped: {why}");
+}
+
+const long PoolSize = 512L << 20;
+string ourPath = Path.Combine(dir, $"dpm-bench-{Environment.ProcessId}.pool");
+string pmdkPath = Path.Combine(dir, $"pmemlog-bench-{Environment.ProcessId}.pool");
+File.Delete(ourPath);
+File.Delete(pmdkPath);
+try
+{
+    using PmemPool pool = PmemPool.CreateFile(ourPath, PoolSize, "bench", mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
+    PmemLog log = PmemLog.Create(pool, pool.DataOffset, (pool.DataLength / 4096) * 4096);
+    nint plp = 0;
+    if (havePmdk)
+    {
+        plp = LibPmemLog.Create(pmdkPath, (nuint)PoolSize, 0x180);
+        if (plp == 0)
+        {
+            Console.WriteLine($"pmemlog_create failed: {LibPmemLog.LastError()}");
+            havePmdk = false;
+        }
+    }
+    Console.WriteLine($"machine: {Machine()}; backing {dir}; DirectPmem granularity {pool.Mapping.Granularity}; {Environment.ProcessorCount} CPUs");
+    Console.WriteLine($"{rounds} interleaved rounds of {records} appends per configuration");
+    Console.WriteLine();
+    Console.WriteLine("| record | threads | DirectPmem PmemLog (Mops/s, median [min-max]) | pmemlog_append (Mops/s, median [min-max]) | ratio (median of per-pair ratios [min-max]) |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (int size in new[] { 64, 1024 })
+    {
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var ours = new List<double>();
+            var theirs = new List<double>();
+            // Warm-up of both, then A B B A ... pairs.
+            RunOurs(pool, log, size, threads, records / 10);
+            if (havePmdk)
+            {
+                RunPmdk(plp, size, threads, records / 10);
+            }
+            for (int r = 0; r < rounds; r++)
+            {
+                bool oursFirst = r % 2 == 0;
+                if (oursFirst || !havePmdk)
+                {
+                    ours.Add(RunOurs(pool, log, size, threads, records));
+                }
+                if (havePmdk)
+                {
+                    theirs.Add(RunPmdk(plp, size, threads, records));
+                }
+                if (!oursFirst && havePmdk)
+                {
+                    ours.Add(RunOurs(pool, log, size, threads, records));
+                }
+            }
+            string pmdkCell = havePmdk ? Cell(theirs) : "skipped";
+            string ratioCell = havePmdk ? Cell(ours.Zip(theirs, (a, b) => a / b).ToList(), "F2", "x") : "n/a";
+            Console.WriteLine($"| {size} B | {threads} | {Cell(ours)} | {pmdkCell} | {ratioCell} |");
+        }
+    }
+
+    Console.WriteLine();
+    Console.WriteLine("Latency of one durable append, 1 thread, interleaved blocks of 20,000 (ns):");
+    Console.WriteLine("| record | DirectPmem p50 | DirectPmem p99 | pmemlog p50 | pmemlog p99 |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (int size in new[] { 64, 1024 })
+    {
+        var oursLat = new List<double>();
+        var theirsLat = new List<double>();
+        for (int r = 0; r < 6; r++)
+        {
+            oursLat.AddRange(LatencyOurs(pool, log, size, 20_000));
+            if (havePmdk)
+            {
+                theirsLat.AddRange(LatencyPmdk(plp, size, 20_000));
+            }
+        }
+        oursLat.Sort();
+        theirsLat.Sort();
+        string p = havePmdk ? $"{Percentile(theirsLat, 0.50):F0} | {Percentile(theirsLat, 0.99):F0}" : "skipped | skipped";
+        Console.WriteLine($"| {size} B | {Percentile(oursLat, 0.50):F0} | {Percentile(oursLat, 0.99):F0} | {p} |");
+    }
+    if (plp != 0)
+    {
+        LibPmemLog.Close(plp);
+    }
+}
+finally
+{
+    File.Delete(ourPath);
+    File.Delete(pmdkPath);
+}
+return 0;
+
+static double RunOurs(PmemPool pool, PmemLog log, int size, int threads, int total)
+{
+    log = Rewind(pool, log);
+    return Parallel(threads, total, size, (payload, count) =>
+    {
+        for (int i = 0; i < count; i++)
+        {
+            log.Append(payload);
+        }
+    });
+}
+
+static unsafe double RunPmdk(nint plp, int size, int threads, int total)
+{
+    LibPmemLog.Rewind(plp);
+    return Parallel(threads, total, size, (payload, count) =>
+    {
+        fixed (byte* p = payload)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                if (LibPmemLog.Append(plp, p, (nuint)payload.Length) != 0)
+                {
+                    throw new InvalidOperationException("pmemlog_append: " + LibPmemLog.LastError());
+                }
+            }
+        }
+    });
+}
+
+static double Parallel(int threads, int total, int size, Action<byte[], int> body)
+{
+    int each = total / threads;
+    using var barrier = new Barrier(threads + 1);
+    var workers = new Thread[threads];
+    for (int t = 0; t < threads; t++)
+    {
+        byte[] payload = new byte[size];
+        Random.Shared.NextBytes(payload);
+        workers[t] = new Thread(() =>
+        {
+            barrier.SignalAndWait();
+            body(payload, each);
+        });
+        workers[t].Start();
+    }
+    barrier.SignalAndWait();
+    long start = Stopwatch.GetTimestamp();
+    foreach (Thread worker in workers)
+    {
+        worker.Join();
+    }
+    double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+    return each * threads / seconds / 1e6;
+}
+
+static List<double> LatencyOurs(PmemPool pool, PmemLog log, int size, int count)
+{
+    log = Rewind(pool, log);
+    byte[] payload = new byte[size];
+    var result = new List<double>(count);
+    for (int i = 0; i < count; i++)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        log.Append(payload);
+        result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+    }
+    return result;
+}
+
+static unsafe List<double> LatencyPmdk(nint plp, int size, int count)
+{
+    LibPmemLog.Rewind(plp);
+    byte[] payload = new byte[size];
+    var result = new List<double>(count);
+    fixed (byte* p = payload)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            LibPmemLog.Append(plp, p, (nuint)size);
+            result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+        }
+    }
+    return result;
+}
+
+// The equivalent of pmemlog_rewind: an empty log at the same place, so that both write the same (warm) memory each round.
+static PmemLog Rewind(PmemPool pool, PmemLog log) => PmemLog.Create(pool, log.Offset, log.Length);
+
+static double Percentile(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Count - 1, q * sorted.Count)];
+
+static string Cell(List<double> values, string format = "F2", string unit = "")
+{
+    var sorted = values.Order().ToList();
+    double median = sorted[sorted.Count / 2];
+    return string.Create(CultureInfo.InvariantCulture, $"{median.ToString(format, CultureInfo.InvariantCulture)}{unit} [{sorted[0].ToString(format, CultureInfo.InvariantCulture)}-{sorted[^1].ToString(format, CultureInfo.InvariantCulture)}]");
+}
+
+static string Machine()
+{
+    string model = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown";
+    return model;
+}
