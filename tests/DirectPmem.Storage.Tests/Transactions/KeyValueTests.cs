@@ -124,7 +124,7 @@ public sealed class KeyValueTests(ITestOutputHelper output)
             var model = new Dictionary<string, byte[]>();
             for (int round = 0; round < rounds; round++)
             {
-                long lastAck = RunAndKill(child, file, next, Seed, random.Next(30, 250));
+                long lastAck = RunAndKill(child, file, next, Seed, random.Next(0, 200));
                 long acked = lastAck + 1;       // operations 0 .. lastAck returned
                 Assert.True(acked >= next, $"round {round}: acknowledged {acked} before starting at {next}");
                 totalAcked += acked - next;
@@ -147,7 +147,7 @@ public sealed class KeyValueTests(ITestOutputHelper output)
                 }
             }
             output.WriteLine($"{rounds} rounds, {totalAcked} acknowledged operations, {inFlightApplied} rounds where the operation in flight had committed");
-            Assert.True(totalAcked > rounds, "the child made progress");
+            Assert.True(totalAcked >= rounds, "the child made progress in every round");
         }
         finally
         {
@@ -155,7 +155,7 @@ public sealed class KeyValueTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Starts the child, lets it run <paramref name="millis"/> ms after it is ready, kills it with SIGKILL; returns the last acknowledged operation.</summary>
+    /// <summary>Starts the child, lets it run <paramref name="millis"/> ms after its first acknowledgement, kills it with SIGKILL; returns the last acknowledged operation.</summary>
     private static long RunAndKill(string child, string file, long first, ulong seed, int millis)
     {
         var start = new ProcessStartInfo(child, ["stress", file, first.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)])
@@ -171,7 +171,14 @@ public sealed class KeyValueTests(ITestOutputHelper output)
             process.WaitForExit();
             throw new InvalidOperationException($"the child did not start: {line} {process.StandardError.ReadToEnd()}");
         }
+        // Wait for the first acknowledgement (a loaded machine can take a while to get the child
+        // going), then kill it a random moment later.
         long lastAck = first - 1;
+        string? firstAck = process.StandardOutput.ReadLine();
+        if (firstAck is not null && firstAck == $"ack {first}")
+        {
+            lastAck = first;
+        }
         Task<string> rest = process.StandardOutput.ReadToEndAsync();
         Thread.Sleep(millis);
         process.Kill();                      // SIGKILL on Linux

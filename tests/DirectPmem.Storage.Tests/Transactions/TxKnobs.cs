@@ -11,10 +11,10 @@ internal static class TxKnobs
     private static bool Long => Environment.GetEnvironmentVariable("DIRECTPMEM_STORAGE_LONG") == "1";
 
     /// <summary>Random images per crash point when a point has more than <see cref="ExhaustiveLimit"/>.</summary>
-    public static int RandomImages => Get("DIRECTPMEM_TX_CRASH_RANDOM", 24, 256);
+    public static int RandomImages => Get("DIRECTPMEM_TX_CRASH_RANDOM", 64, 512);
 
     /// <summary>A crash point with at most this many images is enumerated exhaustively.</summary>
-    public static int ExhaustiveLimit => Get("DIRECTPMEM_TX_CRASH_EXHAUSTIVE", 128, 1024);
+    public static int ExhaustiveLimit => Get("DIRECTPMEM_TX_CRASH_EXHAUSTIVE", 256, 1024);
 
     /// <summary>Byte flips in the undo-log fuzz.</summary>
     public static int FuzzCases => Get("DIRECTPMEM_TX_FUZZ_CASES", 3000, 100_000);
