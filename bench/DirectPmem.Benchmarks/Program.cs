@@ -1,4 +1,9 @@
 using BenchmarkDotNet.Running;
 
 // One idea per file; pick suites with --filter (BenchmarkDotNet's samples/ layout).
+if (args.Length >= 2 && args[0] == "--interleaved")
+{
+    return DirectPmem.Benchmarks.Interleaved.Run(args);
+}
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

@@ -38,8 +38,7 @@ try
         map.Publish(0, 0xC0FFEE);                      // failure-atomic 8-byte commit point
 
         PageSizeObservation seen = map.ObservePageSize();
-        Console.WriteLine($"mapped    0x{map.Address:x} ({map.Length >> 20} MiB), page size {map.PageSize.ToDisplayString()}, " +
-                          $"aligned {map.Address % (long)map.PageSize == 0}, granularity {map.Granularity}");
+        Console.WriteLine($"mapped    {map.Length >> 20} MiB, page size {map.PageSize.ToDisplayString()}, granularity {map.Granularity}");
         Console.WriteLine($"observed  kernel pages {seen.KernelPageSize >> 10} KiB, backed by {seen.ObservedPageSize.ToDisplayString()} pages, " +
                           $"DONTFORK {(seen.DontFork ? "set" : "MISSING")}");
 

@@ -7,8 +7,8 @@ using DirectPmem.Persistence;
 namespace DirectPmem.Testing;
 
 /// <summary>
-/// A simulated persistent-memory device: an ordinary <see cref="DaxMapping"/> (backing
-/// <see cref="MappingBacking.Simulated"/>, granularity <see cref="PersistGranularity.CacheLine"/>)
+/// A simulated persistent-memory device: an ordinary <see cref="DaxMapping"/> of shared anonymous
+/// memory (granularity <see cref="PersistGranularity.CacheLine"/>, operations supplied by this package)
 /// whose stores land in volatile memory, and a simulated media that holds only what was made
 /// durable: a 64-byte line reaches the media when it has been flushed and a drain has followed.
 /// </summary>
@@ -65,7 +65,7 @@ public sealed class SimulatedDevice : IDisposable
                 string.Create(CultureInfo.InvariantCulture, $"A simulated device is 1 byte to {MaxLength} bytes (a multiple of the page size)."));
         }
         _media = new byte[length];
-        _mapping = MappingFactory.CreateSimulated(length, pageSize, new Hook(this));
+        _mapping = MappingFactory.Map(new SimulatedSource(this, pageSize), new DaxMappingOptions { Length = length });
     }
 
     /// <summary>Creates a device of <paramref name="length"/> zeroed bytes; volatile view and media start equal.</summary>
@@ -236,7 +236,7 @@ public sealed class SimulatedDevice : IDisposable
         }
     }
 
-    private void OnFlush(long offset, long length)
+    internal void OnFlush(long offset, long length)
     {
         lock (_gate)
         {
@@ -280,7 +280,7 @@ public sealed class SimulatedDevice : IDisposable
         }
     }
 
-    private void OnDrain()
+    internal void OnDrain()
     {
         lock (_gate)
         {
@@ -379,12 +379,5 @@ public sealed class SimulatedDevice : IDisposable
     private void ThrowIfUnusable()
     {
         ObjectDisposedException.ThrowIf(_disposed || _mapping.IsDisposed, this);
-    }
-
-    private sealed class Hook(SimulatedDevice device) : IPersistenceHook
-    {
-        public void Flush(long offset, long length) => device.OnFlush(offset, length);
-
-        public void Drain() => device.OnDrain();
     }
 }

@@ -11,7 +11,7 @@ public sealed class SimulatedDeviceTests
     public void TheDeviceIsAnOrdinarySimulatedCacheLineMapping()
     {
         using SimulatedDevice device = SimulatedDevice.Create(8192);
-        Assert.Equal(MappingBacking.Simulated, device.Mapping.Backing);
+        Assert.Equal(MappingBacking.Anonymous, device.Mapping.Backing);
         Assert.Equal(PersistGranularity.CacheLine, device.Mapping.Granularity);
         Assert.Equal(8192, device.Mapping.Length);
         Assert.Equal(8192, device.Length);

@@ -5,7 +5,7 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using DirectPmem.Geometry;
-using DirectPmem.Interop;
+using DirectPmem.Benchmarks.Interop;
 using DirectPmem.Mapping;
 
 namespace DirectPmem.Benchmarks.Mapping;
@@ -61,8 +61,8 @@ public class PrefaultBenchmarks
 
     private unsafe long MapAndPrefault(PageSize pageSize)
     {
-        Libc.RUsage before, after;
-        Libc.GetRUsage(Libc.RUSAGE_SELF, &before);
+        RUsageNative.RUsage before, after;
+        RUsageNative.GetRUsage(RUsageNative.RUSAGE_SELF, &before);
         var options = new DaxMappingOptions
         {
             PageSize = pageSize,
@@ -75,7 +75,7 @@ public class PrefaultBenchmarks
         {
             length = map.Length;
         }
-        Libc.GetRUsage(Libc.RUSAGE_SELF, &after);
+        RUsageNative.GetRUsage(RUsageNative.RUSAGE_SELF, &after);
         _faults += after.ru_minflt - before.ru_minflt;
         _operations++;
         return length;

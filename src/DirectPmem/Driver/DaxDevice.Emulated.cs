@@ -2,8 +2,10 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Hashing;
 using DirectPmem.Geometry;
+using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Driver;
 
@@ -28,8 +30,9 @@ namespace DirectPmem.Driver;
 //   48 reserved   u64 = 0
 //   56 checksum   u64  XxHash3 (64-bit, seed 0) of bytes [0, 56)
 //
-// Reopening validates the checksum, that the file is exactly Size + TrailerLength bytes, and
-// that a caller's expected align and size match; the descriptor is written once, at creation.
+// Reopening validates the checksum, the version, that the reserved words are zero, that the file
+// is exactly Size + TrailerLength bytes, and that a caller's expected align and size match; the
+// descriptor is written once, at creation. Only regular files are opened (a FIFO would block).
 public sealed partial class DaxDevice
 {
     internal const int DescriptorLength = 64;
@@ -49,7 +52,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemException">The file exists, or creating it failed.</exception>
     public static unsafe DaxDevice CreateEmulated(string path, long size, PageSize align)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        PathValidation.Validate(path, nameof(path));
         ValidateGeometry(size, align);
         string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         Libc.StatFs fs;
@@ -86,7 +89,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemCapabilityException">Hugetlb pages were asked for and not enough are reserved.</exception>
     public static DaxDevice CreateEmulatedMemory(string name, long size, PageSize align, HugePages hugePages = HugePages.None)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        PathValidation.Validate(name, nameof(name), "memfd name");
         ValidateGeometry(size, align);
         bool hugetlb = hugePages == HugePages.Hugetlb;
         if (hugetlb && align == PageSize.Pte)
@@ -119,6 +122,8 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemInUseException">The device is open for writing elsewhere.</exception>
     public static DaxDevice OpenEmulated(string path, PageSize? align = null, long? size = null, bool writable = true)
     {
+        PathValidation.Validate(path, nameof(path));
+        RefuseSpecialFile(path);
         PmemFile file = PmemFile.Open(path, writable);
         try
         {
@@ -159,6 +164,28 @@ public sealed partial class DaxDevice
         }
     }
 
+    // Opening a FIFO blocks until a writer comes, a device node is not an emulated device: only a
+    // regular file (ordinary, tmpfs or hugetlbfs) is opened. A missing file is left to open's ENOENT.
+    private static unsafe void RefuseSpecialFile(string path)
+    {
+        Libc.Stat st;
+        if (Libc.StatPath(path, &st) != 0)
+        {
+            return;
+        }
+        uint type = st.st_mode & Libc.S_IFMT;
+        if (type != Libc.S_IFREG)
+        {
+            string kind = type switch
+            {
+                Libc.S_IFCHR => "a character device (a real device-DAX device opens with DaxDevice.Open)",
+                Libc.S_IFDIR => "a directory",
+                _ => string.Create(CultureInfo.InvariantCulture, $"a special file (st_mode 0{Convert.ToString(st.st_mode, 8)}; opening a FIFO would block)"),
+            };
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor, $"is {kind}, not a regular file holding an emulated device.");
+        }
+    }
+
     private static void ValidateGeometry(long size, PageSize align)
     {
         PageSizes.Validate(align, nameof(align));
@@ -178,14 +205,17 @@ public sealed partial class DaxDevice
 
     private static DaxDevice FromFile(PmemFile file, long size, PageSize align)
     {
-        DaxPersistence persistence = file.Backing switch
+        // One answer for the device and its mappings: the persistence is what a mapping of the
+        // file gets (an emulated device on a DAX file system is cache-line, not page cache).
+        var source = new EmulatedDeviceSource(file.Source, align, size);
+        DaxPersistence persistence = PersistencePlatform.Natural(source.Durability) switch
         {
-            MappingBacking.PageCacheFile or MappingBacking.FsDaxFile => DaxPersistence.PageCache,
+            PersistGranularity.Byte => DaxPersistence.CpuCache,
+            PersistGranularity.CacheLine => DaxPersistence.MemoryController,
+            PersistGranularity.Page => DaxPersistence.PageCache,
             _ => DaxPersistence.Volatile,
         };
-        // Only hugetlb memory really faults in huge pages; anything else may fault 4 KiB at a time.
-        PageSize granularity = file.Backing == MappingBacking.Hugetlb ? (PageSize)Math.Min((long)file.MinimumPageSize, (long)align) : PageSize.Pte;
-        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, granularity, file);
+        return new DaxDevice(Path.GetFileName(file.Path), file.Path, size, align, file.Backing, persistence, source.FaultGranularity, file);
     }
 
     internal static void WriteDescriptor(Span<byte> d, long size, PageSize align, long trailer)
@@ -228,6 +258,12 @@ public sealed partial class DaxDevice
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
                 string.Create(CultureInfo.InvariantCulture, $"descriptor version {version} is not {DescriptorVersion}."));
+        }
+        if (BinaryPrimitives.ReadUInt64LittleEndian(d[40..]) != 0 || BinaryPrimitives.ReadUInt64LittleEndian(d[48..]) != 0)
+        {
+            // Reserved for a later version: a descriptor that uses them is not one this version understands.
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
+                "the descriptor's reserved bytes [40, 56) are not zero: written by a newer version, or damaged.");
         }
         long size = BinaryPrimitives.ReadInt64LittleEndian(d[16..]);
         long alignBytes = BinaryPrimitives.ReadInt64LittleEndian(d[24..]);

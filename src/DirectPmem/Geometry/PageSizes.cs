@@ -32,9 +32,12 @@ public static class PageSizes
 
     /// <summary>The page size of exactly <paramref name="bytes"/> bytes.</summary>
     /// <param name="bytes">4096, 2097152 or 1073741824.</param>
-    /// <param name="paramName">The parameter to name in the error.</param>
+    /// <returns>The page size.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="bytes"/> is not a supported page size.</exception>
-    public static PageSize FromBytes(long bytes, string paramName = "bytes")
+    public static PageSize FromBytes(long bytes) => FromBytes(bytes, nameof(bytes));
+
+    /// <summary>As <see cref="FromBytes(long)"/>, naming <paramref name="paramName"/> in the error.</summary>
+    internal static PageSize FromBytes(long bytes, string paramName)
     {
         if (!TryFromBytes(bytes, out PageSize pageSize))
         {
@@ -45,9 +48,11 @@ public static class PageSizes
 
     /// <summary>Throws unless <paramref name="pageSize"/> is defined.</summary>
     /// <param name="pageSize">The value to check.</param>
-    /// <param name="paramName">The parameter to name in the error.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> is not a supported page size.</exception>
-    public static void Validate(PageSize pageSize, string paramName = "pageSize")
+    public static void Validate(PageSize pageSize) => Validate(pageSize, nameof(pageSize));
+
+    /// <summary>As <see cref="Validate(PageSize)"/>, naming <paramref name="paramName"/> in the error.</summary>
+    internal static void Validate(PageSize pageSize, string paramName)
     {
         if (!IsDefined(pageSize))
         {

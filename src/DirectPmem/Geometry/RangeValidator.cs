@@ -9,28 +9,28 @@ namespace DirectPmem.Geometry;
 /// All arithmetic is overflow-safe. Refusals are <see cref="ArgumentException"/>s that name the
 /// parameter, the value and the required alignment or limit.
 /// </summary>
-public static class RangeValidator
+internal static class RangeValidator
 {
     /// <summary>Whether <paramref name="value"/> is a multiple of <paramref name="pageSize"/>.</summary>
     /// <param name="value">An offset or length.</param>
     /// <param name="pageSize">The alignment.</param>
-    public static bool IsAligned(long value, PageSize pageSize) => (value & ((long)pageSize - 1)) == 0;
+    internal static bool IsAligned(long value, PageSize pageSize) => (value & ((long)pageSize - 1)) == 0;
 
     /// <summary>Whether <paramref name="value"/> is a multiple of <paramref name="alignment"/>, a power of two.</summary>
     /// <param name="value">An offset, length or address.</param>
     /// <param name="alignment">A power of two.</param>
-    public static bool IsAligned(long value, long alignment) => (value & (alignment - 1)) == 0;
+    internal static bool IsAligned(long value, long alignment) => (value & (alignment - 1)) == 0;
 
     /// <summary>Rounds <paramref name="value"/> down to a multiple of <paramref name="alignment"/> (a power of two).</summary>
     /// <param name="value">A non-negative value.</param>
     /// <param name="alignment">A power of two.</param>
-    public static long AlignDown(long value, long alignment) => value & ~(alignment - 1);
+    internal static long AlignDown(long value, long alignment) => value & ~(alignment - 1);
 
     /// <summary>Rounds <paramref name="value"/> up to a multiple of <paramref name="alignment"/> (a power of two).</summary>
     /// <param name="value">A non-negative value.</param>
     /// <param name="alignment">A power of two.</param>
     /// <exception cref="OverflowException">The rounded value does not fit in a <see cref="long"/>.</exception>
-    public static long AlignUp(long value, long alignment) => checked(value + (alignment - 1)) & ~(alignment - 1);
+    internal static long AlignUp(long value, long alignment) => checked(value + (alignment - 1)) & ~(alignment - 1);
 
     /// <summary>Checks that <paramref name="offset"/> is not negative, <paramref name="length"/> is positive and their sum does not overflow.</summary>
     /// <param name="offset">The first byte.</param>
@@ -38,7 +38,7 @@ public static class RangeValidator
     /// <param name="offsetParam">The name of the offset parameter, for the error.</param>
     /// <param name="lengthParam">The name of the length parameter, for the error.</param>
     /// <exception cref="ArgumentOutOfRangeException">A rule is broken; the exception names the parameter.</exception>
-    public static void ValidateNonEmpty(long offset, long length, string offsetParam = "offset", string lengthParam = "length")
+    internal static void ValidateNonEmpty(long offset, long length, string offsetParam = "offset", string lengthParam = "length")
     {
         if (offset < 0)
         {
@@ -67,7 +67,7 @@ public static class RangeValidator
     /// <param name="lengthParam">The name of the length parameter, for the error.</param>
     /// <exception cref="ArgumentException">The offset or length is not aligned.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range or the end lies past <paramref name="limit"/>.</exception>
-    public static void ValidateMapRange(long offset, long length, PageSize pageSize, long limit, string? what = null,
+    internal static void ValidateMapRange(long offset, long length, PageSize pageSize, long limit, string? what = null,
         string offsetParam = "offset", string lengthParam = "length")
     {
         PageSizes.Validate(pageSize);
@@ -86,7 +86,7 @@ public static class RangeValidator
     /// <param name="pageSize">The required alignment.</param>
     /// <param name="paramName">The parameter to name in the error.</param>
     /// <exception cref="ArgumentException"><paramref name="value"/> is not aligned.</exception>
-    public static void ValidateAligned(long value, PageSize pageSize, string paramName)
+    internal static void ValidateAligned(long value, PageSize pageSize, string paramName)
     {
         if (!IsAligned(value, pageSize))
         {

@@ -47,6 +47,7 @@ internal static partial class Libc
     internal const int O_EXCL = 0x80;
     internal const int O_NOCTTY = 0x100;
     internal const int O_TRUNC = 0x200;
+    internal const int O_NONBLOCK = 0x800;
     internal const int O_CLOEXEC = 0x80000;
 
     // fallocate modes
@@ -69,6 +70,10 @@ internal static partial class Libc
     internal const uint S_IFREG = 0x8000;
     internal const uint S_IFCHR = 0x2000;
     internal const uint S_IFDIR = 0x4000;
+    internal const uint S_IFIFO = 0x1000;
+    internal const uint S_IFBLK = 0x6000;
+    internal const uint S_IFSOCK = 0xC000;
+    internal const uint S_IFLNK = 0xA000;
 
     // statfs f_type
     internal const long TMPFS_MAGIC = 0x01021994;
@@ -77,11 +82,4 @@ internal static partial class Libc
     // statx
     internal const int AT_EMPTY_PATH = 0x1000;
     internal const ulong STATX_ATTR_DAX = 0x200000;
-
-    // sysconf names
-    internal const int _SC_PAGESIZE = 30;
-    internal const int _SC_NPROCESSORS_ONLN = 84;
-
-    // getrusage
-    internal const int RUSAGE_SELF = 0;
 }

@@ -6,7 +6,4 @@ internal static partial class Libc
 {
     [LibraryImport(LibraryName, EntryPoint = "mlock", SetLastError = true)]
     internal static partial int MLock(nint addr, nuint length);
-
-    [LibraryImport(LibraryName, EntryPoint = "munlock", SetLastError = true)]
-    internal static partial int MUnlock(nint addr, nuint length);
 }

@@ -4,6 +4,7 @@ using DirectPmem.Geometry;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Persistence;
+using System.Runtime.InteropServices;
 
 namespace DirectPmem.Mapping;
 
@@ -14,48 +15,78 @@ namespace DirectPmem.Mapping;
 /// bounds-checked against <see cref="Length"/>, and made durable with <see cref="Persist"/>.
 /// </summary>
 /// <remarks>
-/// Spans, refs and <see cref="Memory{T}"/> handed out by a mapping point into the mapped pages:
-/// they must not be used after <see cref="Dispose"/>, which unmaps them (a later access would
-/// kill the process with SIGSEGV). For file-backed mappings, truncating the file under a live
-/// mapping makes access past the new end raise SIGBUS; DirectPmem never truncates a file it
-/// has mapped, and holds an advisory lock so that other DirectPmem users do not either.
+/// <para>
+/// Every method is thread-safe, <see cref="Dispose"/> included: an operation racing
+/// <see cref="Dispose"/> either completes on the live mapping (Dispose waits for it) or throws
+/// <see cref="ObjectDisposedException"/>.
+/// </para>
+/// <para>
+/// Spans, refs, <see cref="Memory{T}"/> and pointers handed out point into the mapped pages and
+/// are not tracked: using one after <see cref="Dispose"/> is a bug. Disposed address ranges stay
+/// reserved without access for a while (the last 1024 mappings, up to 1 TiB of address space), so
+/// such a bug faults (SIGSEGV) instead of reaching memory a later mapping got at the same address.
+/// A mapping nobody disposes is never unmapped by the garbage collector (a span may still point
+/// into it): it lives until the process ends, counted by <see cref="LiveCount"/>.
+/// </para>
+/// <para>
+/// For file-backed mappings, truncating the file under a live mapping (another program can)
+/// makes access past the new end raise SIGBUS; page-granularity persists check the size first
+/// and report it. A writable mapping of a file allocates its blocks before it is handed out, so
+/// running out of space is an exception, never SIGBUS.
+/// </para>
 /// </remarks>
 public sealed unsafe class DaxMapping : IDisposable
 {
+    private static long s_live;
+
     private readonly SafeMappingHandle _handle;
     private readonly byte* _base;
     // The exposed length; set to 0 on dispose so the single bounds check also refuses use after dispose.
     private long _length;
     private readonly bool _readOnly;
+    // Chosen once at construction from the granularity (or supplied by the source): every flush,
+    // drain, persist, copy and fill goes through it.
+    private readonly PersistOps _ops;
     private int _disposed;
-    // Set only for the crash-consistency simulator: flushes and drains go to it instead of the CPU.
-    private readonly IPersistenceHook? _hook;
-    // Chosen once at construction from the granularity: the flush routine cache-line mappings
-    // use (CLWB/CLFLUSHOPT/CLFLUSH), null when the granularity needs no flush instruction.
-    private readonly delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> _flush;
+    // Keeps the mapping (and so its SafeHandle) reachable until Dispose: the GC must never unmap
+    // memory a span may still point into.
+    private GCHandle<DaxMapping> _root;
 
-    internal DaxMapping(SafeMappingHandle handle, long length, in MapRequest request, PersistGranularity granularity,
-        IPersistenceHook? hook = null)
+    static DaxMapping()
     {
-        _hook = hook;
-        Debug.Assert((nuint)length <= handle.ReservedLength);
+        AppDomain.CurrentDomain.ProcessExit += static (_, _) =>
+        {
+            long live = Volatile.Read(ref s_live);
+            if (live > 0)
+            {
+                Trace.TraceWarning($"DirectPmem: {live} DaxMapping(s) were never disposed; they stayed mapped until the process ended.");
+            }
+        };
+    }
+
+    internal DaxMapping(SafeMappingHandle handle, in MapRequest request, PersistOps ops)
+    {
+        Debug.Assert((nuint)request.Length <= handle.ReservedLength);
         _handle = handle;
         _base = (byte*)handle.DangerousGetHandle();
-        _length = length;
+        _length = request.Length;
         _readOnly = request.ReadOnly;
+        _ops = ops;
         PageSize = request.PageSize;
-        Backing = request.Backing;
+        Backing = request.Source.Backing;
         Path = request.Path;
-        SourceOffset = request.Offset;
-        Granularity = granularity;
-        _flush = granularity == PersistGranularity.CacheLine && hook is null ? PersistencePlatform.FlushRoutine : null;
-        if (granularity == PersistGranularity.CacheLine && hook is null && _flush == null)
-        {
-            // MappingFactory never chooses this; refuse rather than silently not flushing.
-            handle.Dispose();
-            throw new PmemCapabilityException($"cache-line granularity needs a flush routine: {PersistencePlatform.InstructionReason}.");
-        }
+        SourceOffset = request.SourceOffset;
+        Granularity = ops.Granularity;
+        _root = new GCHandle<DaxMapping>(this);
+        Interlocked.Increment(ref s_live);
     }
+
+    /// <summary>
+    /// The number of mappings created and not yet disposed in this process. A mapping that is
+    /// never disposed stays mapped (the garbage collector does not unmap it) and a warning is
+    /// traced when the process exits.
+    /// </summary>
+    public static long LiveCount => Volatile.Read(ref s_live);
 
     /// <summary>
     /// Maps shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS): volatile, performance memory,
@@ -92,16 +123,6 @@ public sealed unsafe class DaxMapping : IDisposable
 
     /// <summary>Whether <see cref="Dispose"/> has run.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
-
-    /// <summary>The virtual address of the first mapped byte, a multiple of <see cref="PageSize"/>.</summary>
-    public nint Address
-    {
-        get
-        {
-            ThrowIfDisposed();
-            return (nint)_base;
-        }
-    }
 
     /// <summary>A writable span over <c>[offset, offset + length)</c>.</summary>
     /// <param name="offset">The first byte, from the start of the mapping.</param>
@@ -193,11 +214,14 @@ public sealed unsafe class DaxMapping : IDisposable
     /// The address of the first mapped byte as a raw pointer, for code that must hand it to
     /// native libraries.
     /// </summary>
+    /// <returns>The first mapped byte, aligned to <see cref="PageSize"/>.</returns>
     /// <remarks>
     /// The pointer is valid for <see cref="Length"/> bytes until <see cref="Dispose"/>; nothing
-    /// checks accesses through it. Writing through it into a read-only mapping kills the process.
-    /// Data written through it is durable only after <see cref="Persist"/> of the range.
+    /// checks accesses through it. Writing through it into a read-only mapping, or using it after
+    /// <see cref="Dispose"/>, kills the process. Data written through it is durable only after
+    /// <see cref="Persist"/> of the range.
     /// </remarks>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public byte* DangerousGetPointer()
     {
         ThrowIfDisposed();
@@ -212,12 +236,22 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes; 0 persists nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Persist(long offset, long length)
     {
         CheckRange(offset, length);
-        PersistCore(offset, length);
+        OperationSlots slot = Enter();
+        try
+        {
+            // SAFETY: CheckRange put [offset, offset + length) inside the mapping, and Enter keeps it mapped.
+            _ops.Persist(_base + offset, (nuint)length);
+        }
+        finally
+        {
+            slot.Exit();
+        }
     }
 
     /// <summary>
@@ -228,24 +262,37 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes; 0 flushes nothing.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Flush(long offset, long length)
     {
         CheckRange(offset, length);
-        FlushCore(offset, length);
+        OperationSlots slot = Enter();
+        try
+        {
+            _ops.Flush(_base + offset, (nuint)length);
+        }
+        finally
+        {
+            slot.Exit();
+        }
     }
 
-    /// <summary>Waits until every flush and non-temporal store issued before it is complete (SFENCE; the simulator records a drain).</summary>
+    /// <summary>
+    /// Waits until every flush and non-temporal store issued before it is complete: SFENCE for
+    /// byte, cache-line and volatile mappings; nothing for page granularity, whose flush (msync)
+    /// has already waited.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Drain()
     {
-        if (_hook is not null)
+        if (Volatile.Read(ref _disposed) != 0)
         {
-            _hook.Drain();
-            return;
+            ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
         }
-        CopyEngine.Fence();
+        _ops.Drain();
     }
 
     /// <summary>
@@ -254,7 +301,7 @@ public sealed unsafe class DaxMapping : IDisposable
     /// </summary>
     /// <param name="source">The bytes to copy; they may lie in this mapping.</param>
     /// <param name="destinationOffset">Where they go, from the start of the mapping.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <remarks>
     /// With an 8-byte-aligned destination and a length that is a multiple of 8, no store narrower
     /// than 8 bytes is used: each aligned 8-byte word is either wholly old or wholly new after a
@@ -263,13 +310,23 @@ public sealed unsafe class DaxMapping : IDisposable
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The destination range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Write(ReadOnlySpan<byte> source, long destinationOffset, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(destinationOffset, source.Length);
-        fixed (byte* from = source)
+        PersistOps.ValidateCopyOptions(flags, nameof(flags));
+        OperationSlots slot = Enter();
+        try
         {
-            MoveCore(from, destinationOffset, source.Length, flags);
+            fixed (byte* from = source)
+            {
+                _ops.Copy(_base + destinationOffset, from, (nuint)source.Length, flags);
+            }
+        }
+        finally
+        {
+            slot.Exit();
         }
     }
 
@@ -280,45 +337,49 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <param name="sourceOffset">The first byte read, from the start of the mapping.</param>
     /// <param name="destinationOffset">The first byte written, from the start of the mapping.</param>
     /// <param name="length">The number of bytes.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <exception cref="ArgumentOutOfRangeException">A range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Move(long sourceOffset, long destinationOffset, long length, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckRange(sourceOffset, length);
         CheckWritableRange(destinationOffset, length);
-        MoveCore(_base + sourceOffset, destinationOffset, length, flags);
+        PersistOps.ValidateCopyOptions(flags, nameof(flags));
+        OperationSlots slot = Enter();
+        try
+        {
+            _ops.Copy(_base + destinationOffset, _base + sourceOffset, (nuint)length, flags);
+        }
+        finally
+        {
+            slot.Exit();
+        }
     }
 
     /// <summary>Sets <paramref name="length"/> bytes to <paramref name="value"/> and makes them durable as <paramref name="flags"/> say (PMDK's pmem2 memset).</summary>
     /// <param name="offset">The first byte, from the start of the mapping.</param>
     /// <param name="length">The number of bytes.</param>
     /// <param name="value">The byte to store.</param>
-    /// <param name="flags">No drain, no flush, non-temporal or temporal stores.</param>
+    /// <param name="flags">No drain, no flush, non-temporal or temporal stores; undefined bits are refused.</param>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the pages back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     public void Fill(long offset, long length, byte value, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(offset, length);
-        byte* destination = _base + offset;
-        if (_hook is not null)
+        PersistOps.ValidateCopyOptions(flags, nameof(flags));
+        OperationSlots slot = Enter();
+        try
         {
-            CopyEngine.TemporalFill(destination, value, (nuint)length);
-            ReportToHook(offset, length, flags);
-            return;
+            _ops.Fill(_base + offset, value, (nuint)length, flags);
         }
-        if (Granularity == PersistGranularity.Page)
+        finally
         {
-            CopyEngine.Fill(destination, value, (nuint)length, flags | PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
-            if ((flags & PmemCopyOptions.NoFlush) == 0)
-            {
-                MSyncPages(offset, length);
-            }
-            return;
+            slot.Exit();
         }
-        CopyEngine.Fill(destination, value, (nuint)length, flags, _flush);
     }
 
     /// <summary>
@@ -331,7 +392,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The word does not lie within the mapping.</exception>
     /// <exception cref="ArgumentException"><paramref name="offset"/> is not a multiple of 8.</exception>
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
-    /// <exception cref="PmemException">The kernel refused to write the page back (msync).</exception>
+    /// <exception cref="PmemException">The kernel refused to write the page back (msync), or the file was truncated under the mapping.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Publish(long offset, ulong value)
     {
@@ -340,98 +402,15 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             ThrowHelper.ThrowReadOnly();
         }
-        Volatile.Write(ref *(ulong*)(_base + offset), value);
-        PersistCore(offset, sizeof(ulong));
-    }
-
-    private void MoveCore(byte* source, long destinationOffset, long length, PmemCopyOptions flags)
-    {
-        byte* destination = _base + destinationOffset;
-        if (_hook is not null)
+        OperationSlots slot = Enter();
+        try
         {
-            // The simulator reads the memory at each reported flush: do the stores, then report
-            // what would have been flushed (non-temporal stores count as flushed) and drained.
-            CopyEngine.Move(destination, source, (nuint)length, PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
-            ReportToHook(destinationOffset, length, flags);
-            return;
+            Volatile.Write(ref *(ulong*)(_base + offset), value);
+            _ops.Persist(_base + offset, sizeof(ulong));
         }
-        if (Granularity == PersistGranularity.Page)
+        finally
         {
-            CopyEngine.Move(destination, source, (nuint)length, flags | PmemCopyOptions.Temporal | PmemCopyOptions.NoFlush | PmemCopyOptions.NoDrain, null);
-            if ((flags & PmemCopyOptions.NoFlush) == 0)
-            {
-                MSyncPages(destinationOffset, length);
-            }
-            return;
-        }
-        CopyEngine.Move(destination, source, (nuint)length, flags, _flush);
-    }
-
-    private void ReportToHook(long offset, long length, PmemCopyOptions flags)
-    {
-        if ((flags & PmemCopyOptions.NoFlush) == 0 && length != 0)
-        {
-            _hook!.Flush(offset, length);
-        }
-        if ((flags & PmemCopyOptions.NoDrain) == 0)
-        {
-            _hook!.Drain();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PersistCore(long offset, long length)
-    {
-        if (_hook is not null)
-        {
-            _hook.Flush(offset, length);
-            _hook.Drain();
-            return;
-        }
-        var flush = _flush;
-        if (flush != null)
-        {
-            // SAFETY: CheckRange put [offset, offset + length) inside the live mapping.
-            flush(_base + offset, (nuint)length);
-            CopyEngine.Fence();
-            return;
-        }
-        PersistSlow(offset, length);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void PersistSlow(long offset, long length)
-    {
-        switch (Granularity)
-        {
-            case PersistGranularity.Page:
-                MSyncPages(offset, length);
-                break;
-            case PersistGranularity.Byte:
-                CopyEngine.Fence();
-                break;
-            default:
-                // Volatile memory has nothing to flush; a fence still orders the stores.
-                Thread.MemoryBarrier();
-                break;
-        }
-    }
-
-    private void FlushCore(long offset, long length)
-    {
-        if (_hook is not null)
-        {
-            _hook.Flush(offset, length);
-            return;
-        }
-        var flush = _flush;
-        if (flush != null)
-        {
-            flush(_base + offset, (nuint)length);
-        }
-        else if (Granularity == PersistGranularity.Page)
-        {
-            MSyncPages(offset, length);
+            slot.Exit();
         }
     }
 
@@ -445,19 +424,6 @@ public sealed unsafe class DaxMapping : IDisposable
         }
     }
 
-    private void MSyncPages(long offset, long length)
-    {
-        if (length == 0)
-        {
-            return;
-        }
-        long page = Environment.SystemPageSize;
-        long start = RangeValidator.AlignDown(offset, page);
-        long end = RangeValidator.AlignUp(offset + length, page);
-        SyscallError.Check(Libc.MSync((nint)(_base + start), (nuint)(end - start), Libc.MS_SYNC),
-            "msync(MS_SYNC)", Path, SourceOffset + start, end - start);
-    }
-
     /// <summary>
     /// Reads <c>/proc/self/smaps</c> for this mapping and reports the page size the kernel
     /// really backs it with, and whether the DONTFORK flag (<c>dc</c>) is set.
@@ -469,7 +435,11 @@ public sealed unsafe class DaxMapping : IDisposable
         return SmapsReader.Observe((nint)_base, _length);
     }
 
-    /// <summary>Unmaps the region. Idempotent and thread-safe; every span, ref and pointer from it becomes invalid.</summary>
+    /// <summary>
+    /// Unmaps the region, after every operation in progress on other threads has returned.
+    /// Idempotent and thread-safe; every span, ref and pointer from it becomes invalid, and the
+    /// address range stays reserved without access for a while so that a stale one faults.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -477,7 +447,33 @@ public sealed unsafe class DaxMapping : IDisposable
             return;
         }
         Volatile.Write(ref _length, 0);
+        // Operations that entered before _disposed was set finish on the live mapping; those
+        // after it see _disposed and throw.
+        OperationSlots.WaitForOperations(this);
+        _ops.Release();
         _handle.Dispose();
+        _root.Dispose();
+        Interlocked.Decrement(ref s_live);
+    }
+
+    // Enter and slot.Exit bracket every operation that touches the mapped memory (see OperationSlots):
+    // an operation either completes before Dispose unmaps or sees _disposed and throws.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private OperationSlots Enter()
+    {
+        OperationSlots slot = OperationSlots.Enter(this);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            EnterDisposed(slot);
+        }
+        return slot;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EnterDisposed(OperationSlots slot)
+    {
+        slot.Exit();
+        ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -20,7 +20,4 @@ public enum MappingBacking
 
     /// <summary>A device-DAX character device (<c>/dev/daxX.Y</c>): durable after cache flush and fence.</summary>
     DeviceDax,
-
-    /// <summary>The crash-consistency simulator of DirectPmem.Testing: volatile memory whose flushes and drains are recorded.</summary>
-    Simulated,
 }

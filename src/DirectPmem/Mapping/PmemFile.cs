@@ -23,11 +23,15 @@ public sealed class PmemFile : IDisposable
     /// <summary>The mode of files DirectPmem creates unless the caller gives one: read and write for the owner only (0600).</summary>
     public const UnixFileMode DefaultCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    // memfd_create(2): the name is at most 249 bytes (NAME_MAX minus the "memfd:" prefix).
+    private const int MaxMemoryNameBytes = 249;
+
     private readonly SafeFileDescriptor _fd;
 
     private PmemFile(SafeFileDescriptor fd, string path, long size, MappingBacking backing, PageSize minimumPageSize, bool writable, bool shared)
     {
         _fd = fd;
+        Source = new FileSource(this);
         Path = path;
         Size = size;
         Backing = backing;
@@ -61,16 +65,27 @@ public sealed class PmemFile : IDisposable
     /// (posix_fallocate), so that running out of space fails here and never as SIGBUS on a page fault.
     /// </summary>
     /// <param name="path">The file to create; it must not exist.</param>
-    /// <param name="size">The size in bytes; positive.</param>
+    /// <param name="size">
+    /// The size in bytes: positive and a multiple of the file system's page for mappings, 4 KiB on
+    /// ordinary file systems and tmpfs, the huge page size (2 MiB or 1 GiB) on hugetlbfs. Mappings
+    /// cover whole pages, so a partial last page could never be mapped.
+    /// </param>
     /// <param name="mode">The permission bits; <see cref="DefaultCreateMode"/> (0600) when <see langword="null"/>.</param>
     /// <param name="shared">Take a shared lock instead of an exclusive one (see <see cref="Open"/>).</param>
     /// <returns>The file, opened for reading and writing.</returns>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty, holds a NUL or is not valid Unicode; or <paramref name="size"/> is not a multiple of the page size.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is not positive.</exception>
+    /// <exception cref="PmemOutOfSpaceException">The file system has no room for <paramref name="size"/> bytes; the file is removed.</exception>
     /// <exception cref="PmemException">The file exists (EEXIST), or creation or allocation failed; a partly created file is removed.</exception>
     public static PmemFile Create(string path, long size, UnixFileMode? mode = null, bool shared = false)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
+        PathValidation.Validate(path, nameof(path));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        if (mode is UnixFileMode m && ((int)m & ~0xFFF) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, string.Create(CultureInfo.InvariantCulture,
+                $"mode 0x{(int)m:x} has bits outside the 12 permission bits (07777)."));
+        }
         uint bits = (uint)(mode ?? DefaultCreateMode);
 
         int fd = SyscallError.Check(Libc.Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, bits), "open(O_CREAT|O_EXCL)", path);
@@ -81,10 +96,25 @@ public sealed class PmemFile : IDisposable
             (MappingBacking backing, PageSize minimum) = Classify(handle, path);
             if (!RangeValidator.IsAligned(size, minimum))
             {
+                string pages = backing == MappingBacking.Hugetlb
+                    ? $"the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'"
+                    : $"the {minimum.ToDisplayString()} page size: '{path}' is {MapSources.Describe(backing)}, and mappings cover whole pages";
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"size {size} is not a multiple of the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'."), nameof(size));
+                    $"size {size} is not a multiple of {pages} (the nearest multiples are {RangeValidator.AlignDown(size, (long)minimum)} and {RangeValidator.AlignUp(size, (long)minimum)})."), nameof(size));
             }
-            SyscallError.CheckReturned(Libc.PosixFAllocate(fd, 0, size), "posix_fallocate", path, 0, size);
+            if (Libc.FAllocate(fd, 0, 0, size) != 0)
+            {
+                int errno = SyscallError.LastErrno;
+                if (errno is not (Errno.EOPNOTSUPP or Errno.ENOSYS))
+                {
+                    throw errno is Errno.ENOSPC or Errno.EDQUOT
+                        ? new PmemOutOfSpaceException(SyscallError.Describe(errno, "fallocate", path, 0, size,
+                            "No space left for the file's blocks; the file was removed."), "fallocate", errno, path)
+                        : SyscallError.Create(errno, "fallocate", path, 0, size);
+                }
+                // No fallocate on this file system: set the size; EnsureBlocks cannot check holes here either.
+                SyscallError.Check(Libc.FTruncate(fd, size), "ftruncate", path, 0, size);
+            }
             return new PmemFile(handle, path, size, backing, minimum, writable: true, shared);
         }
         catch
@@ -104,13 +134,18 @@ public sealed class PmemFile : IDisposable
     /// Without it, a writable open takes an exclusive lock and a read-only open a shared one.
     /// </param>
     /// <returns>The opened file.</returns>
+    /// <remarks>
+    /// The open never blocks: it uses O_NONBLOCK, so a FIFO or a device that would wait is opened
+    /// at once and then refused because it is not a regular file.
+    /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty, holds a NUL or is not valid Unicode.</exception>
     /// <exception cref="PmemNotFoundException">The file does not exist.</exception>
     /// <exception cref="PmemInUseException">The file is opened elsewhere in a way that excludes this open.</exception>
-    /// <exception cref="PmemException">The path is not a regular file, or another system call failed.</exception>
+    /// <exception cref="PmemException">The path is not a regular file (a directory, FIFO, socket or device), or another system call failed.</exception>
     public static PmemFile Open(string path, bool writable = true, bool shared = false)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC;
+        PathValidation.Validate(path, nameof(path));
+        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.O_NOCTTY;
         int fd = SyscallError.Check(Libc.Open(path, flags, 0), writable ? "open(O_RDWR)" : "open(O_RDONLY)", path);
         var handle = new SafeFileDescriptor(fd);
         try
@@ -140,7 +175,16 @@ public sealed class PmemFile : IDisposable
     /// <exception cref="PmemException">memfd_create, ftruncate or fallocate failed.</exception>
     public static PmemFile CreateMemory(string name, long size, HugePages hugePages = HugePages.None, PageSize hugePageSize = PageSize.Pmd)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        PathValidation.Validate(name, nameof(name), "memfd name");
+        if (PathValidation.Utf8Length(name) > MaxMemoryNameBytes)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"memfd name '{name}' is {PathValidation.Utf8Length(name)} UTF-8 bytes; memfd_create takes at most {MaxMemoryNameBytes}."), nameof(name));
+        }
+        if (!Enum.IsDefined(hugePages))
+        {
+            throw new ArgumentOutOfRangeException(nameof(hugePages), hugePages, $"HugePages {(int)hugePages} is not defined (None, Transparent or Hugetlb).");
+        }
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         PageSizes.Validate(hugePageSize, nameof(hugePageSize));
         string path = "memfd:" + name;
@@ -195,46 +239,53 @@ public sealed class PmemFile : IDisposable
     /// <summary>Maps a range of the file. The mapping stays valid after this file is disposed.</summary>
     /// <param name="options">Offset, length, page size and the rest; <see cref="DaxMappingOptions.Default"/> when <see langword="null"/>.</param>
     /// <returns>The mapping.</returns>
-    /// <exception cref="ArgumentException">The offset or length is not a multiple of the page size, or the page size is smaller than <see cref="MinimumPageSize"/>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The range is empty or lies past the end of the file.</exception>
-    /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> is set and the file cannot be backed by that page size.</exception>
+    /// <remarks>
+    /// A writable mapping allocates the blocks of its range first (fallocate), so a sparse file on
+    /// a full file system is refused here with <see cref="PmemOutOfSpaceException"/> instead of
+    /// raising SIGBUS at the first store.
+    /// </remarks>
+    /// <exception cref="ArgumentException">The offset or length is not a multiple of the page size, the page size is smaller than <see cref="MinimumPageSize"/>, or an option cannot be honoured for this file (the message names it).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The file is empty, or the range lies past its end (the message names the file and its size).</exception>
+    /// <exception cref="InvalidOperationException">The file was opened read-only and <see cref="DaxMappingOptions.ReadOnly"/> is not set.</exception>
+    /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> or <see cref="DaxMappingOptions.RequiredGranularity"/> cannot be had.</exception>
+    /// <exception cref="PmemOutOfSpaceException">No space is left for the blocks of the range.</exception>
     /// <exception cref="PmemException">A system call failed.</exception>
     public DaxMapping Map(DaxMappingOptions? options = null)
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
-        options ??= DaxMappingOptions.Default;
-        PageSize pageSize = options.PageSize ?? MinimumPageSize;
-        PageSizes.Validate(pageSize, nameof(options.PageSize));
-        if (pageSize < MinimumPageSize)
-        {
-            throw new ArgumentException(
-                $"page size {pageSize.ToDisplayString()} is smaller than the {MinimumPageSize.ToDisplayString()} pages of '{Path}'.", nameof(options));
-        }
-        if (!IsWritable && !options.ReadOnly)
-        {
-            throw new InvalidOperationException($"'{Path}' was opened read-only; map it with ReadOnly = true.");
-        }
+        return MappingFactory.Map(Source, options);
+    }
 
-        // Re-read the size: a file truncated behind our back must not be mapped past its end.
-        long size = Backing == MappingBacking.Hugetlb || Path.StartsWith("memfd:", StringComparison.Ordinal) ? Size : RegularFileSize(_fd, Path);
-        long length = options.Length ?? size - options.Offset;
-        RangeValidator.ValidateMapRange(options.Offset, length, pageSize, size, "'" + Path + "'", nameof(options.Offset), nameof(options.Length));
+    /// <summary>This file as a map source.</summary>
+    internal FileSource Source { get; }
 
-        if (options.RequirePageSize && pageSize != PageSize.Pte && !(Backing == MappingBacking.Hugetlb && MinimumPageSize == pageSize))
+    /// <summary>The size now: re-read for a regular file (it may have been truncated behind our back), fixed for memory.</summary>
+    internal long CurrentSize() => Backing == MappingBacking.Hugetlb || Path.StartsWith("memfd:", StringComparison.Ordinal) ? Size : RegularFileSize(_fd, Path);
+
+    /// <summary>
+    /// Allocates every block of <c>[offset, offset + length)</c> that is a hole (fallocate mode 0
+    /// keeps the data and the size), so that a store through a mapping never needs a block the
+    /// file system cannot give (SIGBUS). A file system without fallocate cannot be checked.
+    /// </summary>
+    internal static void EnsureBlocks(SafeFileDescriptor fd, string path, long offset, long length)
+    {
+        if (Libc.FAllocate(fd.Fd, 0, offset, length) == 0)
         {
-            throw new PmemCapabilityException(
-                $"'{Path}' cannot be guaranteed {pageSize.ToDisplayString()} pages: {DescribeBacking(Backing)} may fault in 4 KiB pages. " +
-                "Use a file on hugetlbfs, a hugetlb memfd (PmemFile.CreateMemory with HugePages.Hugetlb) or a device-DAX device, or do not set RequirePageSize.");
+            return;
         }
-
-        int extraFlags = Backing == MappingBacking.FsDaxFile ? Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC : 0;
-        var request = new MapRequest(_fd, Path, Backing, options.Offset, length, pageSize, options.ReadOnly, extraFlags,
-            Backing == MappingBacking.Hugetlb ? HugePages.Hugetlb : options.HugePages, options.Populate, options.LockInMemory)
+        int errno = SyscallError.LastErrno;
+        if (errno is Errno.EOPNOTSUPP or Errno.ENOSYS)
         {
-            ForceCacheLineGranularity = options.ForceCacheLineGranularity,
-            RequiredGranularity = options.RequiredGranularity,
-        };
-        return MappingFactory.Create(in request);
+            // Best effort: the file system cannot preallocate; stores into holes may still fail.
+            return;
+        }
+        if (errno is Errno.ENOSPC or Errno.EDQUOT)
+        {
+            throw new PmemOutOfSpaceException(SyscallError.Describe(errno, "fallocate", path, offset, length,
+                "No space left for the file's blocks: the file is sparse and the file system cannot hold the mapped range, so a store into it would raise SIGBUS. Free space, or map a smaller range."),
+                "fallocate", errno, path);
+        }
+        SyscallError.Throw(errno, "fallocate", path, offset, length);
     }
 
     /// <summary>Closes the file. Mappings made from it stay valid; the lock is released when the last of them is disposed too.</summary>
@@ -247,8 +298,15 @@ public sealed class PmemFile : IDisposable
         uint type = st.st_mode & Libc.S_IFMT;
         if (type != Libc.S_IFREG)
         {
-            string kind = type == Libc.S_IFCHR ? "a character device (open device-DAX through DaxDevice)"
-                : type == Libc.S_IFDIR ? "a directory" : "not a regular file";
+            string kind = type switch
+            {
+                Libc.S_IFCHR => "a character device (open device-DAX through DaxDevice)",
+                Libc.S_IFDIR => "a directory",
+                Libc.S_IFIFO => "a FIFO (named pipe), whose reads and writes can block and which cannot be mapped",
+                Libc.S_IFSOCK => "a socket",
+                Libc.S_IFBLK => "a block device (map a file on its file system, or a device-DAX device)",
+                _ => "not a regular file",
+            };
             throw new PmemException($"'{path}' is {kind}; PmemFile maps regular files.");
         }
         return st.st_size;
@@ -290,15 +348,4 @@ public sealed class PmemFile : IDisposable
         }
         return (MappingBacking.PageCacheFile, PageSize.Pte);
     }
-
-    internal static string DescribeBacking(MappingBacking backing) => backing switch
-    {
-        MappingBacking.PageCacheFile => "the page cache of an ordinary file",
-        MappingBacking.FsDaxFile => "a file on a DAX file system (extents are not guaranteed 2 MiB-aligned)",
-        MappingBacking.SharedMemory => "tmpfs/memfd shared memory (transparent huge pages are best effort)",
-        MappingBacking.Anonymous => "anonymous memory without hugetlb pages",
-        MappingBacking.Hugetlb => "hugetlb memory",
-        MappingBacking.DeviceDax => "a device-DAX device",
-        _ => backing.ToString(),
-    };
 }

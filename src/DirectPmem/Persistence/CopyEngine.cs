@@ -8,7 +8,8 @@ namespace DirectPmem.Persistence;
 /// Copy, move and fill into persistent memory (PMDK's memmove_nodrain/memset_nodrain): temporal
 /// stores plus a flush below the non-temporal threshold, non-temporal 64-byte line stores above it
 /// (AVX-512, AVX2 or SSE2, chosen at startup) with the unaligned head and tail done temporally and
-/// flushed, and a final SFENCE unless <see cref="PmemCopyOptions.NoDrain"/>.
+/// flushed. The final SFENCE is not the copy engine's: the persistence operations object issues it
+/// unless <see cref="PmemCopyOptions.NoDrain"/>.
 /// </summary>
 /// <remarks>
 /// An 8-byte-aligned destination with a length that is a multiple of 8 is only ever written with
@@ -36,8 +37,8 @@ internal static unsafe class CopyEngine
         return (flags & PmemCopyOptions.NonTemporal) != 0 || length >= MovntThreshold;
     }
 
-    /// <summary>Copies (with overlap in either direction) and makes durable as <paramref name="flags"/> say; <paramref name="flush"/> null means no flush is needed.</summary>
-    internal static void Move(byte* destination, byte* source, nuint length, PmemCopyOptions flags,
+    /// <summary>Copies (with overlap in either direction) and flushes as <paramref name="flags"/> say, without the final drain (the operations object drains); <paramref name="flush"/> null means no flush is needed.</summary>
+    internal static void MoveNoDrain(byte* destination, byte* source, nuint length, PmemCopyOptions flags,
         delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> flush)
     {
         if (length != 0)
@@ -71,14 +72,10 @@ internal static unsafe class CopyEngine
                 }
             }
         }
-        if ((flags & PmemCopyOptions.NoDrain) == 0)
-        {
-            Fence();
-        }
     }
 
-    /// <summary>Fills and makes durable as <paramref name="flags"/> say.</summary>
-    internal static void Fill(byte* destination, byte value, nuint length, PmemCopyOptions flags,
+    /// <summary>Fills and flushes as <paramref name="flags"/> say, without the final drain.</summary>
+    internal static void FillNoDrain(byte* destination, byte value, nuint length, PmemCopyOptions flags,
         delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> flush)
     {
         if (length != 0)
@@ -95,23 +92,6 @@ internal static unsafe class CopyEngine
                     flush(destination, length);
                 }
             }
-        }
-        if ((flags & PmemCopyOptions.NoDrain) == 0)
-        {
-            Fence();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Fence()
-    {
-        if (Sse.IsSupported)
-        {
-            Sse.StoreFence();
-        }
-        else
-        {
-            Interlocked.MemoryBarrier();
         }
     }
 

@@ -3,15 +3,63 @@ using System.Runtime.Intrinsics.X86;
 
 namespace DirectPmem.Persistence;
 
-/// <summary>The processor features the persistence layer uses, read once with CPUID.</summary>
-/// <param name="Clflush">CLFLUSH (leaf 1, EDX bit 19).</param>
-/// <param name="ClflushOpt">CLFLUSHOPT (leaf 7, EBX bit 23).</param>
-/// <param name="Clwb">CLWB (leaf 7, EBX bit 24).</param>
-/// <param name="Avx2">AVX2 usable (the runtime's view, which includes OS support for the registers).</param>
-/// <param name="Avx512F">AVX-512F usable (the runtime's view).</param>
-/// <param name="MovDir64B">MOVDIR64B (leaf 7, ECX bit 28).</param>
-public readonly record struct CpuFeatures(bool Clflush, bool ClflushOpt, bool Clwb, bool Avx2, bool Avx512F, bool MovDir64B)
+/// <summary>The processor features the persistence layer uses, read once with CPUID; only DirectPmem creates them.</summary>
+public readonly struct CpuFeatures : IEquatable<CpuFeatures>
 {
+    internal CpuFeatures(bool Clflush, bool ClflushOpt, bool Clwb, bool Avx2, bool Avx512F, bool MovDir64B)
+    {
+        this.Clflush = Clflush;
+        this.ClflushOpt = ClflushOpt;
+        this.Clwb = Clwb;
+        this.Avx2 = Avx2;
+        this.Avx512F = Avx512F;
+        this.MovDir64B = MovDir64B;
+    }
+
+    /// <summary>CLFLUSH (leaf 1, EDX bit 19).</summary>
+    public bool Clflush { get; internal init; }
+
+    /// <summary>CLFLUSHOPT (leaf 7, EBX bit 23).</summary>
+    public bool ClflushOpt { get; internal init; }
+
+    /// <summary>CLWB (leaf 7, EBX bit 24).</summary>
+    public bool Clwb { get; internal init; }
+
+    /// <summary>AVX2 usable (the runtime's view, which includes OS support for the registers).</summary>
+    public bool Avx2 { get; internal init; }
+
+    /// <summary>AVX-512F usable (the runtime's view).</summary>
+    public bool Avx512F { get; internal init; }
+
+    /// <summary>MOVDIR64B (leaf 7, ECX bit 28).</summary>
+    public bool MovDir64B { get; internal init; }
+
+    /// <inheritdoc/>
+    public bool Equals(CpuFeatures other) => Clflush == other.Clflush && ClflushOpt == other.ClflushOpt && Clwb == other.Clwb
+        && Avx2 == other.Avx2 && Avx512F == other.Avx512F && MovDir64B == other.MovDir64B;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is CpuFeatures other && Equals(other);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(Clflush, ClflushOpt, Clwb, Avx2, Avx512F, MovDir64B);
+
+    /// <summary>Whether two feature sets are equal.</summary>
+    /// <param name="left">One feature set.</param>
+    /// <param name="right">The other.</param>
+    /// <returns><see langword="true"/> when every feature is the same.</returns>
+    public static bool operator ==(CpuFeatures left, CpuFeatures right) => left.Equals(right);
+
+    /// <summary>Whether two feature sets differ.</summary>
+    /// <param name="left">One feature set.</param>
+    /// <param name="right">The other.</param>
+    /// <returns><see langword="true"/> when a feature differs.</returns>
+    public static bool operator !=(CpuFeatures left, CpuFeatures right) => !left.Equals(right);
+
+    /// <inheritdoc/>
+    public override string ToString()
+        => $"CpuFeatures {{ Clflush = {Clflush}, ClflushOpt = {ClflushOpt}, Clwb = {Clwb}, Avx2 = {Avx2}, Avx512F = {Avx512F}, MovDir64B = {MovDir64B} }}";
+
     /// <summary>The features of the processor this process runs on.</summary>
     public static CpuFeatures Current { get; } = Detect();
 

@@ -1,5 +1,3 @@
-using DirectPmem.Mapping;
-
 namespace DirectPmem.Persistence;
 
 /// <summary>
@@ -64,23 +62,22 @@ internal static unsafe class PersistencePlatform
     }
 
     /// <summary>
-    /// The granularity a mapping of <paramref name="backing"/> gets, after the environment and the
-    /// options; refuses (PmemCapabilityException) a required granularity that cannot be had.
+    /// The granularity a mapping of memory of <paramref name="durability"/> gets, after the
+    /// environment and the options; refuses (PmemCapabilityException) a required granularity that
+    /// cannot be had. <paramref name="what"/> names the source in messages ("'/path'", "anonymous memory").
     /// </summary>
-    internal static PersistGranularity Choose(MappingBacking backing, bool forceCacheLine, PersistGranularity? required, string? path)
+    internal static PersistGranularity Choose(DurabilityClass durability, bool forceCacheLine, PersistGranularity? required, string what)
     {
         PersistGranularity granularity;
         string why;
-        switch (backing)
+        switch (durability)
         {
-            case MappingBacking.Simulated:
-                return PersistGranularity.CacheLine;
-            case MappingBacking.PageCacheFile:
+            case DurabilityClass.PageCache:
                 granularity = PersistGranularity.Page;
                 why = "it is an ordinary file behind the page cache, which needs msync: the file system is not mounted with DAX, so MAP_SYNC is not available";
                 break;
-            case MappingBacking.FsDaxFile:
-            case MappingBacking.DeviceDax:
+            case DurabilityClass.FileSystemDax:
+            case DurabilityClass.DeviceDax:
                 granularity = PmemGranularity;
                 why = granularity switch
                 {
@@ -88,15 +85,15 @@ internal static unsafe class PersistencePlatform
                     PersistGranularity.CacheLine => "no eADR: " + Eadr.Reason,
                     _ => "no cache flush routine can run (" + InstructionReason + "), so persistence falls back to msync",
                 };
-                if (granularity == PersistGranularity.Page && backing == MappingBacking.DeviceDax)
+                if (granularity == PersistGranularity.Page && durability == DurabilityClass.DeviceDax)
                 {
                     throw new PmemCapabilityException(
-                        $"'{path}' is device-DAX, which can only be made durable by flushing cache lines, and {why}.");
+                        $"{what} is device-DAX, which can only be made durable by flushing cache lines, and {why}.");
                 }
                 break;
             default:
                 granularity = PersistGranularity.None;
-                why = "it is volatile memory (" + PmemFile.DescribeBacking(backing) + "): nothing written to it survives a restart";
+                why = "it is volatile memory: nothing written to it survives a restart";
                 break;
         }
 
@@ -116,12 +113,31 @@ internal static unsafe class PersistencePlatform
             }
         }
 
-        if (required is PersistGranularity r && granularity < r)
+        if (required is PersistGranularity r && !granularity.IsAtLeastAsFineAs(r))
         {
             throw new PmemCapabilityException(
-                $"'{path ?? "anonymous memory"}' was required to have {Describe(r)} granularity but can only have {Describe(granularity)}: {why}.");
+                $"{what} was required to have {Describe(r)} granularity but can only have {Describe(granularity)}: {why}.");
         }
         return granularity;
+    }
+
+    /// <summary>
+    /// The granularity a mapping of <paramref name="durability"/> gets without options (after the
+    /// environment's DIRECTPMEM_FORCE_GRANULARITY); never throws. For device-DAX without a flush
+    /// routine it is <see cref="PersistGranularity.Page"/>, which mapping refuses.
+    /// </summary>
+    internal static PersistGranularity Natural(DurabilityClass durability)
+    {
+        if (Settings.ForceGranularity is PersistGranularity forced)
+        {
+            return forced == PersistGranularity.CacheLine && FlushRoutine == null ? PersistGranularity.Page : forced;
+        }
+        return durability switch
+        {
+            DurabilityClass.PageCache => PersistGranularity.Page,
+            DurabilityClass.FileSystemDax or DurabilityClass.DeviceDax => PmemGranularity,
+            _ => PersistGranularity.None,
+        };
     }
 
     internal static string Describe(PersistGranularity granularity) => granularity switch

@@ -33,7 +33,7 @@ internal sealed record PersistenceSettings
     /// <summary><see langword="true"/>: never flush (as under eADR); <see langword="false"/>: flush even under eADR; <see langword="null"/>: decide from the platform.</summary>
     public bool? NoFlush { get; init; }
 
-    /// <summary>Every mapping (except simulated ones) gets this granularity.</summary>
+    /// <summary>Every mapping gets this granularity, except one whose source supplies its own operations (the crash simulator).</summary>
     public PersistGranularity? ForceGranularity { get; init; }
 
     /// <summary>Never use non-temporal stores.</summary>

@@ -9,12 +9,12 @@ namespace DirectPmem.Persistence;
 /// detected: flush instruction, eADR, vector width, non-temporal threshold.
 /// </summary>
 /// <remarks>
-/// Prefer the methods of <see cref="Mapping.DaxMapping"/>, which check ranges and use the
+/// Prefer the methods of <c>DirectPmem.Mapping.DaxMapping</c>, which check ranges and use the
 /// primitive the mapping's backing needs. The <c>Dangerous*</c> methods check nothing: the
 /// caller guarantees that every byte of each range is mapped (writable, for the copies) for the
 /// whole call, and that the memory is persistent memory with cache-line or byte granularity
 /// (device-DAX, a DAX file mapped with MAP_SYNC). On page-cache memory they flush the CPU caches
-/// but do not write the pages to the file (use msync, or <see cref="Mapping.DaxMapping.Persist"/>).
+/// but do not write the pages to the file (use msync, or <c>DaxMapping.Persist</c>).
 /// A wrong pointer kills the process.
 /// </remarks>
 public static unsafe class Pmem
@@ -57,7 +57,7 @@ public static unsafe class Pmem
 
     /// <summary>Waits until every flush and non-temporal store issued before it is complete (SFENCE).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Drain() => CopyEngine.Fence();
+    public static void Drain() => PersistOps.StoreFence();
 
     /// <summary>Flushes the cache lines covering <c>[address, address + length)</c>, without waiting for them (pair with <see cref="Drain"/>).</summary>
     /// <param name="address">The first byte.</param>
@@ -87,7 +87,7 @@ public static unsafe class Pmem
     public static void DangerousPersist(void* address, nuint length)
     {
         DangerousFlush(address, length);
-        CopyEngine.Fence();
+        PersistOps.StoreFence();
     }
 
     /// <summary>Copies <paramref name="length"/> bytes (the ranges may overlap) and makes them durable as <paramref name="flags"/> say.</summary>
@@ -96,14 +96,20 @@ public static unsafe class Pmem
     /// <param name="length">The number of bytes.</param>
     /// <param name="flags">No drain, no flush, non-temporal or temporal, as PMDK's PMEM_F_MEM_* flags.</param>
     /// <exception cref="PmemCapabilityException">Flushing is needed but no flush routine can run.</exception>
-    /// <remarks>See the class remarks for the contract: nothing is checked.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="flags"/> has undefined bits.</exception>
+    /// <remarks>See the class remarks for the contract: nothing is checked but the flags.</remarks>
     public static void DangerousCopy(void* destination, void* source, nuint length, PmemCopyOptions flags = PmemCopyOptions.None)
     {
+        PersistOps.ValidateCopyOptions(flags, nameof(flags));
         if (s_cannotFlush)
         {
             ThrowCannotFlush();
         }
-        CopyEngine.Move((byte*)destination, (byte*)source, length, flags, s_flush);
+        CopyEngine.MoveNoDrain((byte*)destination, (byte*)source, length, flags, s_flush);
+        if ((flags & PmemCopyOptions.NoDrain) == 0)
+        {
+            PersistOps.StoreFence();
+        }
     }
 
     /// <summary>Fills <paramref name="length"/> bytes with <paramref name="value"/> and makes them durable as <paramref name="flags"/> say.</summary>
@@ -112,14 +118,20 @@ public static unsafe class Pmem
     /// <param name="length">The number of bytes.</param>
     /// <param name="flags">No drain, no flush, non-temporal or temporal, as PMDK's PMEM_F_MEM_* flags.</param>
     /// <exception cref="PmemCapabilityException">Flushing is needed but no flush routine can run.</exception>
-    /// <remarks>See the class remarks for the contract: nothing is checked.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="flags"/> has undefined bits.</exception>
+    /// <remarks>See the class remarks for the contract: nothing is checked but the flags.</remarks>
     public static void DangerousFill(void* destination, byte value, nuint length, PmemCopyOptions flags = PmemCopyOptions.None)
     {
+        PersistOps.ValidateCopyOptions(flags, nameof(flags));
         if (s_cannotFlush)
         {
             ThrowCannotFlush();
         }
-        CopyEngine.Fill((byte*)destination, value, length, flags, s_flush);
+        CopyEngine.FillNoDrain((byte*)destination, value, length, flags, s_flush);
+        if ((flags & PmemCopyOptions.NoDrain) == 0)
+        {
+            PersistOps.StoreFence();
+        }
     }
 
     [DoesNotReturn]

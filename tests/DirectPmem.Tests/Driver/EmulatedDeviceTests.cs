@@ -14,9 +14,18 @@ public sealed class EmulatedDeviceTests : IDisposable
     private const long Size = 8 * Mib2;
     private readonly TempDirectory _temp = new();
 
-    public void Dispose() => _temp.Dispose();
+    // Tests that expect page-cache behaviour need a page-cache file system: /tmp may be a tmpfs.
+    private TempDirectory? _pageCache;
+
+    public void Dispose()
+    {
+        _temp.Dispose();
+        _pageCache?.Dispose();
+    }
 
     private string DevicePath => _temp.File("dax.emu");
+
+    private string PageCacheDevicePath => (_pageCache ??= PageCacheDirectory.Create()).File("dax.emu");
 
     [Fact]
     public void CreatedDeviceReopensWithItsGeometryAndData()
@@ -45,7 +54,7 @@ public sealed class EmulatedDeviceTests : IDisposable
     [Fact]
     public void EmulatedDeviceOnAnOrdinaryFileReportsPageCachePersistenceAndSmallFaults()
     {
-        using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
+        using DaxDevice dax = DaxDevice.CreateEmulated(PageCacheDevicePath, Size, PageSize.Pmd);
         Assert.Equal(MappingBacking.PageCacheFile, dax.Backing);
         Assert.Equal(DaxPersistence.PageCache, dax.Persistence);
         Assert.Equal(PageSize.Pte, dax.FaultGranularity);
@@ -59,7 +68,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
         using DaxMapping first = dax.Map(new DaxMappingOptions { Length = Mib2 });
         using DaxMapping second = dax.Map(new DaxMappingOptions { Length = Mib2 });
-        Assert.Equal(0, first.Address % Mib2);
+        Assert.Equal(0, first.AddressOf() % Mib2);
         Assert.Equal(PageSize.Pmd, first.PageSize);
         first.GetRef<long>(64) = 0x1234;
         Assert.Equal(0x1234, second.GetReadOnlyRef<long>(64));
@@ -155,7 +164,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         using DaxDevice small = DaxDevice.CreateEmulated(_temp.File("small"), 4 * Mib2, PageSize.Pte);
         using DaxMapping big = small.Map(new DaxMappingOptions { PageSize = PageSize.Pmd, Offset = Mib2, Length = Mib2 });
         Assert.Equal(PageSize.Pmd, big.PageSize);
-        Assert.Equal(0, big.Address % Mib2);
+        Assert.Equal(0, big.AddressOf() % Mib2);
     }
 
     [Fact]
@@ -199,7 +208,8 @@ public sealed class EmulatedDeviceTests : IDisposable
     [Fact]
     public void EmulatedDeviceListsAsEmulatedWithItsPath()
     {
-        using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
+        string path = PageCacheDevicePath;
+        using DaxDevice dax = DaxDevice.CreateEmulated(path, Size, PageSize.Pmd);
         using JsonDocument doc = JsonDocument.Parse(DaxListing.Serialize([dax]));
         JsonElement e = doc.RootElement[0];
         Assert.Equal("dax.emu", e.GetProperty("chardev").GetString());
@@ -207,7 +217,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         Assert.Equal(Mib2, e.GetProperty("align").GetInt64());
         Assert.Equal("devdax", e.GetProperty("mode").GetString());
         Assert.True(e.GetProperty("emulated").GetBoolean());
-        Assert.Equal(DevicePath, e.GetProperty("path").GetString());
+        Assert.Equal(path, e.GetProperty("path").GetString());
         Assert.Equal("page_cache", e.GetProperty("persistence_domain").GetString());
         Assert.False(e.TryGetProperty("target_node", out _));
     }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using DirectPmem.Geometry;
+using DirectPmem.Internal;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
@@ -27,13 +28,15 @@ public sealed class PmemFileMappingTests : IDisposable
 
         Assert.True(second.GetReadOnlySpan(10, 5).SequenceEqual(new byte[] { 0xAB, 0xAB, 0xAB, 0xAB, 0xAB }));
         Assert.Equal(0x0123456789ABCDEF, second.GetReadOnlyRef<long>(4096));
-        Assert.NotEqual(first.Address, second.Address);
+        Assert.NotEqual(first.AddressOf(), second.AddressOf());
     }
 
     [Fact]
     public void PersistedDataSurvivesCloseAndReopen()
     {
-        string path = _dir.File("b");
+        // Page granularity needs a page-cache file system; /tmp may be a tmpfs.
+        using TempDirectory pageCache = PageCacheDirectory.Create();
+        string path = pageCache.File("b");
         byte[] payload = Enumerable.Range(0, 300).Select(i => (byte)(i * 7)).ToArray();
         using (PmemFile file = PmemFile.Create(path, Mib2))
         using (DaxMapping map = file.Map())
@@ -60,7 +63,7 @@ public sealed class PmemFileMappingTests : IDisposable
         for (int i = 0; i < 4; i++)
         {
             using DaxMapping map = file.Map(new DaxMappingOptions { PageSize = pageSize, Length = Mib2 });
-            Assert.Equal(0, map.Address % (long)pageSize);
+            Assert.Equal(0, map.AddressOf() % (long)pageSize);
             Assert.Equal(pageSize, map.PageSize);
         }
     }
@@ -159,7 +162,7 @@ public sealed class PmemFileMappingTests : IDisposable
         Assert.Throws<ObjectDisposedException>(() => map.GetRef<long>(0));
         Assert.Throws<ObjectDisposedException>(() => map.GetMemory(0, 1));
         Assert.Throws<ObjectDisposedException>(() => map.Persist(0, 1));
-        Assert.Throws<ObjectDisposedException>(() => map.Address);
+        Assert.Throws<ObjectDisposedException>(() => map.AddressOf());
         Assert.Throws<ObjectDisposedException>(() => map.ObservePageSize());
         Assert.Equal(0, map.Length);
         Assert.True(map.IsDisposed);
@@ -194,7 +197,7 @@ public sealed class PmemFileMappingTests : IDisposable
         Assert.Throws<InvalidOperationException>(() => map.GetMemory(0, 1));
         Assert.Equal(0, map.GetReadOnlyRef<int>(0));
         Assert.Equal(16, map.GetReadOnlyMemory(0, 16).Length);
-        Assert.Contains("r--s", ReadMapsLine(map.Address));
+        Assert.Contains("r--s", ReadMapsLine(map.AddressOf()));
     }
 
     [Fact]
@@ -395,9 +398,8 @@ public sealed class PmemFileMappingTests : IDisposable
     public void ErrorsFromTheKernelNameTheCallErrnoAndRange()
     {
         using PmemFile memfd = PmemFile.CreateMemory("errors", Mib2);
-        // MAP_SYNC is refused on shared memory; ask the mapper directly, as a DAX file would.
-        var request = new MapRequest(memfd.Handle, memfd.Path, MappingBacking.FsDaxFile, 0, Mib2, PageSize.Pte, false,
-            Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC, HugePages.None, false, false);
+        // MAP_SYNC is refused on shared memory; ask the mapper with a source that claims it, as a DAX file would.
+        var request = MapRequest.Create(new MapSyncClaimingSource(memfd), DaxMappingOptions.Default);
         var e = Assert.Throws<PmemException>(() => Mapper.Map(in request));
         Assert.Equal(Errno.EOPNOTSUPP, e.Errno);
         Assert.Equal("mmap", e.Call);
@@ -405,6 +407,29 @@ public sealed class PmemFileMappingTests : IDisposable
         Assert.Contains("memfd:errors", e.Message, StringComparison.Ordinal);
         Assert.Contains("range [0x0, +0x200000)", e.Message, StringComparison.Ordinal);
         Assert.Contains("MAP_SYNC", e.Message, StringComparison.Ordinal);
+    }
+
+    private sealed class MapSyncClaimingSource(PmemFile file) : MapSource
+    {
+        internal override MappingBacking Backing => MappingBacking.FsDaxFile;
+
+        internal override string? Path => file.Path;
+
+        internal override PageSize MinimumPageSize => PageSize.Pte;
+
+        internal override PageSize FaultGranularity => PageSize.Pte;
+
+        internal override DurabilityClass Durability => DurabilityClass.Volatile;
+
+        internal override int MapFlags => Libc.MAP_SHARED_VALIDATE | Libc.MAP_SYNC;
+
+        internal override long CurrentSize() => file.Size;
+
+        internal override SafeFileDescriptor? AcquireDescriptor(bool readOnly, out bool owned)
+        {
+            owned = false;
+            return file.Handle;
+        }
     }
 
     internal static string ReadMapsLine(nint address)

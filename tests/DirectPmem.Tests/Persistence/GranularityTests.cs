@@ -1,16 +1,25 @@
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.Tests.Support;
 using Xunit;
 
 namespace DirectPmem.Tests.Persistence;
 
 public sealed unsafe class GranularityTests : IDisposable
 {
-    private readonly string _directory = Path.Combine("/var/tmp", "directpmem-granularity-" + Environment.ProcessId + "-" + Guid.NewGuid().ToString("N"));
+    // A page-cache directory (DIRECTPMEM_PAGECACHE_DIR, or found; the tests skip with the reason when
+    // none is writable), not /var/tmp, which may be read-only or a tmpfs.
+    private readonly Lazy<TempDirectory> _pageCache = new(PageCacheDirectory.Create);
 
-    public GranularityTests() => Directory.CreateDirectory(_directory);
+    private string PageCachePath => _pageCache.Value.Path;
 
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
+    public void Dispose()
+    {
+        if (_pageCache.IsValueCreated)
+        {
+            _pageCache.Value.Dispose();
+        }
+    }
 
     private static void SkipIfForcedByEnvironment()
     {
@@ -24,13 +33,10 @@ public sealed unsafe class GranularityTests : IDisposable
     public void AnOrdinaryFileHasPageGranularityAndPersistsThroughMsync()
     {
         SkipIfForcedByEnvironment();
-        string path = Path.Combine(_directory, "page");
+        string path = Path.Combine(PageCachePath, "page");
         using (PmemFile file = PmemFile.Create(path, 8192))
         {
-            if (file.Backing != MappingBacking.PageCacheFile)
-            {
-                Assert.Skip($"/var/tmp is {file.Backing}, not a page-cache file system");
-            }
+            Assert.Equal(MappingBacking.PageCacheFile, file.Backing);
             using DaxMapping mapping = file.Map();
             Assert.Equal(PersistGranularity.Page, mapping.Granularity);
             mapping.Write("durable"u8, 4000);
@@ -69,7 +75,7 @@ public sealed unsafe class GranularityTests : IDisposable
             Assert.Skip("no flush routine: " + PersistencePlatform.InstructionReason);
         }
         var forced = new DaxMappingOptions { ForceCacheLineGranularity = true };
-        using PmemFile file = PmemFile.Create(Path.Combine(_directory, "forced"), 8192);
+        using PmemFile file = PmemFile.Create(Path.Combine(PageCachePath, "forced"), 8192);
         using PmemFile memory = PmemFile.CreateMemory("forced", 8192);
         using DaxMapping fileMapping = file.Map(forced);
         using DaxMapping memoryMapping = memory.Map(forced);
@@ -87,11 +93,8 @@ public sealed unsafe class GranularityTests : IDisposable
     public void RequiringCacheLineGranularityOfAPageCacheFileIsRefusedWithTheReason()
     {
         SkipIfForcedByEnvironment();
-        using PmemFile file = PmemFile.Create(Path.Combine(_directory, "required"), 8192);
-        if (file.Backing != MappingBacking.PageCacheFile)
-        {
-            Assert.Skip($"/var/tmp is {file.Backing}, not a page-cache file system");
-        }
+        using PmemFile file = PmemFile.Create(Path.Combine(PageCachePath, "required"), 8192);
+        Assert.Equal(MappingBacking.PageCacheFile, file.Backing);
         PmemCapabilityException e = Assert.Throws<PmemCapabilityException>(
             () => file.Map(new DaxMappingOptions { RequiredGranularity = PersistGranularity.CacheLine }));
         Assert.Contains("page cache", e.Message, StringComparison.Ordinal);
@@ -120,10 +123,10 @@ public sealed unsafe class GranularityTests : IDisposable
             Assert.Skip("this platform has eADR (or flushing disabled) or no flush routine");
         }
         PmemCapabilityException e = Assert.Throws<PmemCapabilityException>(
-            () => PersistencePlatform.Choose(MappingBacking.DeviceDax, forceCacheLine: false, PersistGranularity.Byte, "/dev/dax0.0"));
+            () => PersistencePlatform.Choose(DurabilityClass.DeviceDax, forceCacheLine: false, PersistGranularity.Byte, "'/dev/dax0.0'"));
         Assert.Contains("eADR", e.Message, StringComparison.Ordinal);
         Assert.Contains("/dev/dax0.0", e.Message, StringComparison.Ordinal);
         Assert.Equal(PersistGranularity.CacheLine,
-            PersistencePlatform.Choose(MappingBacking.DeviceDax, forceCacheLine: false, PersistGranularity.CacheLine, "/dev/dax0.0"));
+            PersistencePlatform.Choose(DurabilityClass.DeviceDax, forceCacheLine: false, PersistGranularity.CacheLine, "'/dev/dax0.0'"));
     }
 }

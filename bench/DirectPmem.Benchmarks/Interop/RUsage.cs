@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace DirectPmem.Interop;
+namespace DirectPmem.Benchmarks.Interop;
 
-internal static unsafe partial class Libc
+/// <summary>getrusage(2), for the page-fault counts of the prefault benchmark.</summary>
+internal static unsafe partial class RUsageNative
 {
     /// <summary><c>struct rusage</c> on x86-64 (144 bytes).</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -28,6 +29,8 @@ internal static unsafe partial class Libc
         public long ru_nivcsw;
     }
 
-    [LibraryImport(LibraryName, EntryPoint = "getrusage", SetLastError = true)]
+    internal const int RUSAGE_SELF = 0;
+
+    [LibraryImport("libc", EntryPoint = "getrusage", SetLastError = true)]
     internal static partial int GetRUsage(int who, RUsage* usage);
 }

@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace DirectPmem.Mapping;
+
+/// <summary>
+/// Lets <see cref="DaxMapping.Dispose"/> wait for operations in progress on other threads without
+/// an interlocked instruction on the operations' path (a hazard pointer with an asymmetric fence).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each thread that runs a mapping operation owns one slot. An operation publishes the mapping in
+/// its slot with a plain store, then reads the mapping's disposed flag with a plain load; it clears
+/// the slot when done. Dispose sets the flag (interlocked), then runs
+/// <see cref="Interlocked.MemoryBarrierProcessWide"/> (membarrier: every other CPU drains its store
+/// buffer), then waits until no slot names the mapping. After the process-wide barrier, a thread
+/// either has its slot store visible to Dispose (which waits for it) or performs its load after
+/// the flag was set (and throws ObjectDisposedException). That is what an interlocked increment per
+/// operation would give, without the locked instruction, which on this machine serialises behind
+/// the CLWB of the previous persist and cost about 100 ns per persist (measured, see the report).
+/// </para>
+/// <para>
+/// Operations never run user code and never nest on one thread, so one slot per thread is enough.
+/// Slots of threads that ended are reused.
+/// </para>
+/// </remarks>
+internal sealed class OperationSlots
+{
+    [ThreadStatic]
+    private static OperationSlots? t_slot;
+
+    private static readonly Lock s_gate = new();
+    private static OperationSlots[] s_all = [];
+
+    // The mapping whose operation this thread is running, or null.
+    private object? _active;
+    private Thread? _owner;
+
+    /// <summary>Publishes <paramref name="mapping"/> in the calling thread's slot; the caller checks its disposed flag next.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static OperationSlots Enter(object mapping)
+    {
+        OperationSlots slot = t_slot ?? Register();
+        Debug.Assert(slot._active is null, "mapping operations do not nest");
+        // Volatile accesses: neither the JIT nor the CPU moves the later load of the disposed flag
+        // above this store, except the CPU's store-load reordering, which Dispose's process-wide
+        // barrier closes.
+        Volatile.Write(ref slot._active, mapping);
+        return slot;
+    }
+
+    /// <summary>Clears the slot: the operation has finished with the mapping.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void Exit() => Volatile.Write(ref _active, null);
+
+    /// <summary>After the caller set the mapping's disposed flag: waits until no thread runs an operation on it.</summary>
+    internal static void WaitForOperations(object mapping)
+    {
+        Interlocked.MemoryBarrierProcessWide();
+        OperationSlots[] all = Volatile.Read(ref s_all);
+        foreach (OperationSlots slot in all)
+        {
+            var wait = new SpinWait();
+            while (ReferenceEquals(Volatile.Read(ref slot._active), mapping))
+            {
+                // Operations are short (a flush, a copy, an msync): spin, then yield.
+                wait.SpinOnce();
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static OperationSlots Register()
+    {
+        lock (s_gate)
+        {
+            OperationSlots? slot = null;
+            foreach (OperationSlots candidate in s_all)
+            {
+                if (candidate._owner is { IsAlive: false })
+                {
+                    // The thread ended outside any operation: its slot is free.
+                    slot = candidate;
+                    break;
+                }
+            }
+            if (slot is null)
+            {
+                slot = new OperationSlots();
+                OperationSlots[] grown = new OperationSlots[s_all.Length + 1];
+                s_all.CopyTo(grown, 0);
+                grown[^1] = slot;
+                Volatile.Write(ref s_all, grown);
+            }
+            slot._owner = Thread.CurrentThread;
+            t_slot = slot;
+            return slot;
+        }
+    }
+}
