@@ -1,15 +1,20 @@
 #!/bin/sh
-# Installs PMDK's libpmem (the baseline of the Persistence benchmarks) when it is missing.
+# Installs PMDK's libpmem (the baseline of the Persistence benchmarks) and libpmemlog (the baseline of
+# the Storage log benchmark) when they are missing.
 # Usage: sudo bench/setup-pmdk.sh   (Debian/Ubuntu; needs apt-get)
 set -eu
-if ldconfig -p 2>/dev/null | grep -q 'libpmem\.so\.1 '; then
-    echo "libpmem.so.1 is already installed."
+missing=""
+ldconfig -p 2>/dev/null | grep -q 'libpmem\.so\.1 ' || missing="$missing libpmem1"
+ldconfig -p 2>/dev/null | grep -q 'libpmemlog\.so\.1 ' || missing="$missing libpmemlog1"
+if [ -z "$missing" ]; then
+    echo "libpmem.so.1 and libpmemlog.so.1 are already installed."
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "libpmem.so.1 is missing and apt-get is not available: install PMDK's libpmem1 with your package manager." >&2
+    echo "missing:$missing; apt-get is not available: install PMDK's$missing with your package manager." >&2
     exit 1
 fi
 apt-get update
-apt-get install -y libpmem1
-ldconfig -p | grep 'libpmem\.so\.1 '
+# shellcheck disable=SC2086
+apt-get install -y $missing
+ldconfig -p | grep -E 'libpmem(log)?\.so\.1 '

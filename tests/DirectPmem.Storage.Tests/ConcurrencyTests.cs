@@ -60,6 +60,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         stopwatch.Stop();
         Assert.Null(failure);
         output.WriteLine($"{threads} threads, {perThread * threads} appends in {stopwatch.ElapsedMilliseconds} ms");
+        Knobs.Record($"concurrency: {threads} threads, {perThread * threads} appends in {stopwatch.ElapsedMilliseconds} ms");
 
         // Reopen as after a crash (the pool is not closed) and check every record.
         var recovered = PmemLog.Open(PmemPool.Open(mapping, LogTests.Layout, new PoolOpenOptions { ReadOnly = true }), log.Offset);

@@ -318,22 +318,36 @@ public sealed class LogTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(2000, sum);
         Assert.Equal(0, allocated);
-        before = GC.GetAllocatedBytesForCurrentThread();
+        pool.Dispose();
+    }
+
+    private static long Count(PmemLog log)
+    {
+        long n = 0;
+        foreach (LogRecord record in log.ReadAll())
+        {
+            n += record.Payload.Length == 48 ? 1 : 0;
+        }
+        return n;
+    }
+
+    [Fact]
+    public void AppendDoesNotAllocate()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping(1 << 20);
+        var (pool, log) = NewLog(mapping, 512 * 1024);
+        byte[] small = Payload(1, 64);
+        byte[] large = Payload(2, 3000);
+        log.Append(small);
+        log.Append(large);
+        long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 100; i++)
         {
-            log.Append(Payload(0, 48).AsSpan());
+            log.Append(small);
+            log.Append(large);
         }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         pool.Dispose();
-
-        static long Count(PmemLog log)
-        {
-            long n = 0;
-            foreach (LogRecord record in log.ReadAll())
-            {
-                n += record.Payload.Length == 48 ? 1 : 0;
-            }
-            return n;
-        }
     }
 
     internal static Exception? MoveNextError(ref LogReader reader)
