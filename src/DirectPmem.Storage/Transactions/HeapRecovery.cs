@@ -1,0 +1,32 @@
+namespace DirectPmem.Storage.Transactions;
+
+/// <summary>What opening a <see cref="TransactionalHeap"/> found and undid.</summary>
+public sealed class HeapRecovery
+{
+    internal HeapRecovery(int lanesRolledBack, int entriesRestored, long bytesRestored, int allocatedObjects)
+    {
+        LanesRolledBack = lanesRolledBack;
+        EntriesRestored = entriesRestored;
+        BytesRestored = bytesRestored;
+        AllocatedObjects = allocatedObjects;
+    }
+
+    /// <summary>How many lanes held a transaction that had not finished (each was rolled back).</summary>
+    public int LanesRolledBack { get; }
+
+    /// <summary>How many undo-log entries were written back.</summary>
+    public int EntriesRestored { get; }
+
+    /// <summary>How many bytes the rollback wrote back.</summary>
+    public long BytesRestored { get; }
+
+    /// <summary>How many objects are allocated after recovery.</summary>
+    public int AllocatedObjects { get; }
+
+    /// <summary>Whether a transaction was rolled back.</summary>
+    public bool RolledBack => LanesRolledBack > 0;
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{LanesRolledBack} lane(s) rolled back, {EntriesRestored} entries / {BytesRestored} bytes restored, {AllocatedObjects} objects allocated";
+}

@@ -1,0 +1,264 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using DirectPmem.Mapping;
+using DirectPmem.Persistence;
+
+namespace DirectPmem.Storage.Transactions;
+
+/// <summary>
+/// One lane: its generation word, its bounded undo log and the volatile state of the transaction
+/// running on it. Undo entry format (little-endian, 8-byte aligned): checksum u64 (XxHash3, seeded
+/// by the lane index, of every byte after it up to the end of the snapshot) @0, generation u64 @8,
+/// target offset relative to the heap region i64 @16, length u32 @24, zero u32 @28, then the
+/// snapshot padded to 8 bytes.
+/// </summary>
+internal sealed class Lane
+{
+    public const int EntryHeader = 32;
+
+    private readonly TransactionalHeap _heap;
+    private readonly DaxMapping _mapping;
+    private readonly long _word;
+    private readonly long _log;
+    private readonly int _capacity;
+    private readonly long _mapOffset;
+    private readonly long _seed;
+    private readonly RangeSet _declared = new();
+    private readonly RangeSet _fresh = new();
+    private int[] _allocated = new int[4];
+    private int _allocatedCount;
+    private int[] _freed = new int[4];
+    private int _freedCount;
+
+    private ulong _finished;
+    private ulong _generation;
+    private ulong _token;
+    private bool _active;
+    private int _used;
+    private int _entries;
+    private bool _drainPending;
+
+    // 0 free, 1 taken by a transaction (Interlocked).
+    public int Busy;
+
+    public Lane(TransactionalHeap heap, int index, ulong finished)
+    {
+        _heap = heap;
+        _mapping = heap.MappingInternal;
+        Index = index;
+        _word = heap.Base + heap.Layout.LanesOffset + index * heap.Layout.LaneStride;
+        _log = _word + HeapLayout.LaneLine;
+        _capacity = heap.Layout.LaneLogSize;
+        _mapOffset = heap.Base + heap.Layout.MapOffset;
+        _seed = ChecksumSeed(index);
+        _finished = finished;
+    }
+
+    public int Index { get; }
+
+    public int LogUsed => _used;
+
+    public static long ChecksumSeed(int lane) => 0x4450_5458 + lane;
+
+    public bool IsCurrent(ulong token) => _active && _token == token;
+
+    public ulong Start()
+    {
+        if (_finished >= LaneWord.MaxGeneration - 1)
+        {
+            Volatile.Write(ref Busy, 0);
+            throw new InvalidOperationException($"Lane {Index} has used all 2^48 generations.");
+        }
+        _generation = _finished + 1;
+        _used = 0;
+        _entries = 0;
+        _drainPending = false;
+        _declared.Clear();
+        _fresh.Clear();
+        _allocatedCount = 0;
+        _freedCount = 0;
+        _active = true;
+        return ++_token;
+    }
+
+    public void AddRange(long offset, long length)
+    {
+        _heap.CheckTransactional(offset, length);
+        if (length == 0)
+        {
+            return;
+        }
+        long end = offset + length;
+        int gaps = _declared.FindGaps(offset, end);
+        if (gaps == 0)
+        {
+            return;
+        }
+        // The whole declaration must fit before anything is written.
+        long required = 0;
+        for (int i = 0; i < gaps; i++)
+        {
+            if (_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+            {
+                continue; // a new object needs no snapshot
+            }
+            required += EntryHeader + ((_declared.GapEnd(i) - _declared.GapStart(i) + 7) & ~7L);
+        }
+        if (required > _capacity - _used)
+        {
+            throw new TransactionLogFullException(Index, _capacity, _used, required);
+        }
+        for (int i = 0; i < gaps; i++)
+        {
+            if (!_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+            {
+                WriteEntry(_declared.GapStart(i), (int)(_declared.GapEnd(i) - _declared.GapStart(i)));
+            }
+        }
+        _declared.Add(offset, end);
+    }
+
+    public Span<byte> GetSpan(long offset, int length)
+    {
+        if (length == 0)
+        {
+            return [];
+        }
+        if (length < 0 || !_declared.Covers(offset, offset + length))
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"[0x{offset:x}, +{length}) was not declared in this transaction: call AddRange (or Allocate) first, so that its old contents are logged."));
+        }
+        // New objects need no durable snapshot before they are written.
+        if (_drainPending && !_fresh.Covers(offset, offset + length))
+        {
+            _mapping.Drain();
+            _drainPending = false;
+        }
+        return _mapping.GetSpan(offset, length);
+    }
+
+    public long Allocate()
+    {
+        int index = _heap.PopFree();
+        try
+        {
+            AddRange(_mapOffset + index, 1);
+        }
+        catch
+        {
+            _heap.PushFree([index]);
+            throw;
+        }
+        Append(ref _allocated, ref _allocatedCount, index);
+        long offset = _heap.ObjectsOffset + (long)index * _heap.ObjectSize;
+        _fresh.Add(offset, offset + _heap.ObjectSize);
+        _declared.Add(offset, offset + _heap.ObjectSize);
+        return offset;
+    }
+
+    public void Free(long objectOffset)
+    {
+        int index = _heap.ObjectIndex(objectOffset);
+        if (Array.IndexOf(_freed, index, 0, _freedCount) >= 0)
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is freed twice in this transaction."));
+        }
+        bool allocatedHere = Array.IndexOf(_allocated, index, 0, _allocatedCount) >= 0;
+        if (!allocatedHere && _mapping.GetReadOnlyRef<byte>(_mapOffset + index) != 1)
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is not allocated: it cannot be freed."));
+        }
+        AddRange(_mapOffset + index, 1);
+        Append(ref _freed, ref _freedCount, index);
+    }
+
+    public void Commit()
+    {
+        if (_allocatedCount + _freedCount > 0)
+        {
+            // The map bytes were declared (logged) when allocated or freed; they change only now.
+            if (_drainPending)
+            {
+                _mapping.Drain();
+                _drainPending = false;
+            }
+            Span<byte> map = _mapping.GetSpan(_mapOffset, _heap.ObjectCount);
+            for (int i = 0; i < _allocatedCount; i++)
+            {
+                map[_allocated[i]] = 1;
+            }
+            for (int i = 0; i < _freedCount; i++)
+            {
+                map[_freed[i]] = 0;
+            }
+        }
+        if (_entries > 0)
+        {
+            for (int i = 0; i < _declared.Count; i++)
+            {
+                _mapping.Flush(_declared.StartAt(i), _declared.EndAt(i) - _declared.StartAt(i));
+            }
+            _mapping.Drain();
+            // The commit point: one failure-atomic 8-byte store makes every entry of this generation stale.
+            _mapping.Publish(_word, LaneWord.Encode(_generation));
+            _finished = _generation;
+        }
+        _heap.PushFree(_freed.AsSpan(0, _freedCount));
+        End();
+    }
+
+    public void Abort()
+    {
+        if (_entries > 0)
+        {
+            long position = _log;
+            for (int i = 0; i < _entries; i++)
+            {
+                ReadOnlySpan<byte> header = _mapping.GetReadOnlySpan(position, EntryHeader);
+                long target = _heap.Base + BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+                int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
+                _mapping.Write(_mapping.GetReadOnlySpan(position + EntryHeader, length), target, PmemCopyOptions.NoDrain);
+                position += EntryHeader + ((length + 7) & ~7);
+            }
+            _mapping.Drain();
+            _mapping.Publish(_word, LaneWord.Encode(_generation));
+            _finished = _generation;
+        }
+        _heap.PushFree(_allocated.AsSpan(0, _allocatedCount));
+        End();
+    }
+
+    private void End()
+    {
+        _active = false;
+        _token++;
+        Volatile.Write(ref Busy, 0);
+    }
+
+    private void WriteEntry(long target, int length)
+    {
+        long position = _log + _used;
+        Span<byte> entry = _mapping.GetSpan(position, EntryHeader + length);
+        BinaryPrimitives.WriteUInt64LittleEndian(entry[8..], _generation);
+        BinaryPrimitives.WriteInt64LittleEndian(entry[16..], target - _heap.Base);
+        BinaryPrimitives.WriteUInt32LittleEndian(entry[24..], (uint)length);
+        BinaryPrimitives.WriteUInt32LittleEndian(entry[28..], 0);
+        _mapping.GetReadOnlySpan(target, length).CopyTo(entry[EntryHeader..]);
+        BinaryPrimitives.WriteUInt64LittleEndian(entry, XxHash3.HashToUInt64(entry[8..], _seed));
+        _mapping.Flush(position, EntryHeader + length);
+        _used += EntryHeader + ((length + 7) & ~7);
+        _entries++;
+        _drainPending = true;
+    }
+
+    private static void Append(ref int[] array, ref int count, int value)
+    {
+        if (count == array.Length)
+        {
+            Array.Resize(ref array, count * 2);
+        }
+        array[count++] = value;
+    }
+}

@@ -1,0 +1,393 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using DirectPmem.Mapping;
+using DirectPmem.Persistence;
+
+namespace DirectPmem.Storage.Transactions;
+
+/// <summary>
+/// Failure-atomic undo-log transactions and a fixed-size object allocator over a region of a
+/// <see cref="DaxMapping"/> (libpmemobj's transactions and allocator, for .NET): after a power
+/// failure at any instant, each transaction's changes are either all there or none of them.
+/// </summary>
+/// <remarks>
+/// <para><b>Layout</b> (see the format in the project README): a 4 KiB checksummed header, a fixed
+/// number of lanes (each a 64-byte generation word line and a bounded undo log), a root area, an
+/// allocation map (one byte per object) and the fixed-size objects. Transactions may modify the
+/// root, the objects and nothing else (<see cref="TransactionalAreaOffset"/>,
+/// <see cref="TransactionalAreaLength"/>).</para>
+/// <para><b>Protocol.</b> A transaction takes a free lane and the generation g = last finished
+/// generation of the lane + 1. Declaring a range writes an undo entry (checksum, g, target,
+/// length, old bytes) into the lane's log and flushes it; the first writable span handed out
+/// after a declaration drains first, so every snapshot is durable before its range is modified.
+/// Commit flushes every declared range, drains (the changes are durable), then publishes g in the
+/// lane's generation word with one failure-atomic 8-byte store and persist: that store is the
+/// commit point, and it invalidates the whole log without zeroing it (an entry counts only while
+/// its generation is the lane's generation + 1). Abort writes the snapshots back, persists them
+/// and publishes g the same way. Opening the heap rolls back every lane whose log holds valid
+/// entries of the next generation, then publishes it: a crash during recovery is recovered again.</para>
+/// <para><b>Concurrency.</b> Up to <see cref="LaneCount"/> transactions run at once, one per lane;
+/// <see cref="Begin"/> waits (spinning) while every lane is busy. Transactions do not nest. The
+/// heap does not lock user data: two transactions that may touch the same bytes must be
+/// serialised by the caller (a lock per key, per bucket, per structure). The allocator is safe to
+/// use from concurrent transactions: an object a transaction frees becomes available to others
+/// only once that transaction has committed.</para>
+/// <para><b>Bounded undo log.</b> Each lane's log holds <see cref="LaneLogSize"/> bytes. A declaration
+/// that does not fit is refused with <see cref="TransactionLogFullException"/> before anything is
+/// written; nothing spills. The transaction stays usable, and disposing it rolls back what it had
+/// declared.</para>
+/// <para>The heap does not own the mapping: dispose the mapping after the heap.</para>
+/// </remarks>
+public sealed class TransactionalHeap : IDisposable
+{
+    private readonly DaxMapping _mapping;
+    private readonly long _base;
+    private readonly HeapLayout _layout;
+    private readonly Lane[] _lanes;
+    private readonly Lock _allocLock = new();
+    private readonly int[] _freeStack;
+    private int _freeCount;
+    private int _disposed;
+
+    private TransactionalHeap(DaxMapping mapping, long offset, HeapLayout layout, ulong[] finished)
+    {
+        _mapping = mapping;
+        _base = offset;
+        _layout = layout;
+        _lanes = new Lane[layout.LaneCount];
+        for (int i = 0; i < _lanes.Length; i++)
+        {
+            _lanes[i] = new Lane(this, i, finished[i]);
+        }
+        _freeStack = new int[layout.ObjectCount];
+    }
+
+    /// <summary>The mapping the heap lives in; read data through it, modify it only through a <see cref="Transaction"/>.</summary>
+    public DaxMapping Mapping => _mapping;
+
+    /// <summary>The mapping offset of the heap's region.</summary>
+    public long RegionOffset => _base;
+
+    /// <summary>The length of the heap's region.</summary>
+    public long RegionLength => _layout.RegionLength;
+
+    /// <summary>The number of lanes: how many transactions can run at once.</summary>
+    public int LaneCount => _layout.LaneCount;
+
+    /// <summary>The undo log capacity of each lane in bytes.</summary>
+    public int LaneLogSize => _layout.LaneLogSize;
+
+    /// <summary>The mapping offset of the root area (zeroed at creation), a multiple of 64.</summary>
+    public long RootOffset => _base + _layout.RootOffset;
+
+    /// <summary>The size of the root area in bytes (a multiple of 64).</summary>
+    public int RootSize => _layout.RootSize;
+
+    /// <summary>The size of one object in bytes.</summary>
+    public int ObjectSize => _layout.ObjectSize;
+
+    /// <summary>The number of objects.</summary>
+    public int ObjectCount => _layout.ObjectCount;
+
+    /// <summary>The mapping offset of the first object (object <c>i</c> is at <c>ObjectsOffset + i * ObjectSize</c>).</summary>
+    public long ObjectsOffset => _base + _layout.ObjectsOffset;
+
+    /// <summary>The start of the area transactions may modify (the root, the allocation map and the objects).</summary>
+    public long TransactionalAreaOffset => _base + _layout.RootOffset;
+
+    /// <summary>The length of the area transactions may modify.</summary>
+    public long TransactionalAreaLength => _layout.ObjectsEnd - _layout.RootOffset;
+
+    /// <summary>How many objects are free for allocation now.</summary>
+    public int FreeObjectCount
+    {
+        get
+        {
+            lock (_allocLock)
+            {
+                return _freeCount;
+            }
+        }
+    }
+
+    /// <summary>What the open found and rolled back (nothing for a new heap).</summary>
+    public HeapRecovery Recovery { get; private set; } = new(0, 0, 0, 0);
+
+    internal DaxMapping MappingInternal => _mapping;
+
+    internal HeapLayout Layout => _layout;
+
+    internal long Base => _base;
+
+    /// <summary>
+    /// Formats a new heap in [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>)
+    /// of a writable mapping. The header is written last, so a crash during creation leaves a region
+    /// that <see cref="Open"/> refuses (no signature) rather than a half-formatted heap.
+    /// </summary>
+    /// <param name="mapping">A writable mapping; persistent memory for durability (any mapping works for tests).</param>
+    /// <param name="offset">The start of the region, a multiple of 64.</param>
+    /// <param name="length">The length of the region, a multiple of 64.</param>
+    /// <param name="options">The geometry; <see cref="TransactionalHeapOptions.Default"/> when null.</param>
+    /// <returns>The new, empty heap.</returns>
+    /// <exception cref="ArgumentException">The region is misaligned, outside the mapping, read-only or too small for the options.</exception>
+    public static TransactionalHeap Create(DaxMapping mapping, long offset, long length, TransactionalHeapOptions? options = null)
+    {
+        CheckRegion(mapping, offset, length);
+        HeapLayout layout = HeapLayout.Compute(length, options ?? TransactionalHeapOptions.Default);
+        // Invalidate an old header first, then format, then write the new header.
+        mapping.Fill(offset, HeapLayout.HeaderBlock, 0);
+        mapping.Fill(offset + layout.LanesOffset, layout.ObjectsOffset - layout.LanesOffset, 0, PmemCopyOptions.NoDrain);
+        ulong zero = LaneWord.Encode(0);
+        for (int i = 0; i < layout.LaneCount; i++)
+        {
+            long word = offset + layout.LanesOffset + i * layout.LaneStride;
+            mapping.GetRef<ulong>(word) = zero;
+            mapping.Flush(word, 8);
+        }
+        mapping.Drain();
+        Span<byte> header = stackalloc byte[HeapLayout.HeaderLength];
+        layout.WriteHeader(header);
+        mapping.Write(header, offset);
+        var heap = new TransactionalHeap(mapping, offset, layout, new ulong[layout.LaneCount]);
+        heap.RebuildFreeList();
+        return heap;
+    }
+
+    /// <summary>
+    /// Opens the heap in [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>)
+    /// and recovers it: every transaction that had not committed is rolled back (see <see cref="Recovery"/>).
+    /// </summary>
+    /// <param name="mapping">The writable mapping the heap was created in.</param>
+    /// <param name="offset">The start of the region, as at creation.</param>
+    /// <param name="length">The length of the region, as at creation.</param>
+    /// <returns>The recovered heap.</returns>
+    /// <exception cref="ArgumentException">The region is misaligned, outside the mapping or read-only.</exception>
+    /// <exception cref="TransactionalHeapFormatException">
+    /// The header, a lane's generation word, a verified undo entry or the allocation map is invalid;
+    /// <see cref="TransactionalHeapFormatException.Field"/> says which. Header, lane words and undo
+    /// entries are all validated before anything is written.
+    /// </exception>
+    public static TransactionalHeap Open(DaxMapping mapping, long offset, long length)
+    {
+        CheckRegion(mapping, offset, length);
+        HeapLayout layout = HeapLayout.ReadHeader(mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength), length, offset);
+        var finished = new ulong[layout.LaneCount];
+        var rollbacks = new List<(int Lane, long Entry, long Target, int Length)>();
+        for (int lane = 0; lane < layout.LaneCount; lane++)
+        {
+            long word = offset + layout.LanesOffset + lane * layout.LaneStride;
+            if (!LaneWord.TryDecode(mapping.GetReadOnlyRef<ulong>(word), out ulong generation) || generation == LaneWord.MaxGeneration)
+            {
+                throw new TransactionalHeapFormatException(HeapField.LaneGeneration, word, string.Create(CultureInfo.InvariantCulture,
+                    $"The generation word of lane {lane} (0x{mapping.GetReadOnlyRef<ulong>(word):x16}) does not verify: it is damaged."));
+            }
+            finished[lane] = generation;
+            ScanLane(mapping, offset, layout, lane, generation + 1, rollbacks);
+        }
+
+        // Everything read has been validated: roll back, make it durable, then close each rolled-back generation.
+        long bytes = 0;
+        foreach ((int _, long entry, long target, int entryLength) in rollbacks)
+        {
+            mapping.Write(mapping.GetReadOnlySpan(entry + Lane.EntryHeader, entryLength), offset + target, PmemCopyOptions.NoDrain);
+            bytes += entryLength;
+        }
+        int lanesRolledBack = 0;
+        if (rollbacks.Count > 0)
+        {
+            mapping.Drain();
+            for (int lane = 0; lane < layout.LaneCount; lane++)
+            {
+                if (rollbacks.Exists(r => r.Lane == lane))
+                {
+                    finished[lane]++;
+                    mapping.Publish(offset + layout.LanesOffset + lane * layout.LaneStride, LaneWord.Encode(finished[lane]));
+                    lanesRolledBack++;
+                }
+            }
+        }
+        var heap = new TransactionalHeap(mapping, offset, layout, finished);
+        int allocated = heap.RebuildFreeList();
+        heap.Recovery = new HeapRecovery(lanesRolledBack, rollbacks.Count, bytes, allocated);
+        return heap;
+    }
+
+    /// <summary>
+    /// Begins a transaction on a free lane (waiting while all are busy). Use it in a <c>using</c>
+    /// statement: disposing it without <see cref="Transaction.Commit"/>, including when an exception
+    /// leaves the block, rolls it back.
+    /// </summary>
+    /// <returns>The transaction, a small handle that allocates nothing.</returns>
+    /// <exception cref="ObjectDisposedException">The heap or its mapping has been disposed.</exception>
+    public Transaction Begin()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0 || _mapping.IsDisposed, this);
+        Lane lane = AcquireLane();
+        return new Transaction(lane, lane.Start());
+    }
+
+    /// <summary>Whether the object at <paramref name="objectOffset"/> is allocated (by a committed transaction).</summary>
+    /// <param name="objectOffset">The mapping offset of an object.</param>
+    /// <returns>Whether its allocation map byte says allocated.</returns>
+    /// <exception cref="ArgumentException">The offset is not the start of an object.</exception>
+    public bool IsAllocated(long objectOffset) =>
+        _mapping.GetReadOnlyRef<byte>(_base + _layout.MapOffset + ObjectIndex(objectOffset)) == 1;
+
+    /// <summary>The mapping offset of object <paramref name="index"/>.</summary>
+    /// <param name="index">0 to <see cref="ObjectCount"/> - 1.</param>
+    /// <returns>Its mapping offset.</returns>
+    public long GetObjectOffset(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _layout.ObjectCount);
+        return ObjectsOffset + (long)index * _layout.ObjectSize;
+    }
+
+    /// <summary>Stops new transactions; the mapping stays open (it belongs to the caller).</summary>
+    public void Dispose() => Volatile.Write(ref _disposed, 1);
+
+    internal int ObjectIndex(long objectOffset)
+    {
+        long relative = objectOffset - ObjectsOffset;
+        if (relative < 0 || relative >= (long)_layout.ObjectCount * _layout.ObjectSize || relative % _layout.ObjectSize != 0)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"Offset 0x{objectOffset:x} is not the start of an object (objects of {_layout.ObjectSize} bytes from 0x{ObjectsOffset:x}, {_layout.ObjectCount} of them)."), nameof(objectOffset));
+        }
+        return (int)(relative / _layout.ObjectSize);
+    }
+
+    internal void CheckTransactional(long offset, long length)
+    {
+        long start = TransactionalAreaOffset;
+        if (offset < start || length < 0 || offset > start + TransactionalAreaLength - length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), string.Create(CultureInfo.InvariantCulture,
+                $"The range [0x{offset:x}, +{length}) is outside the heap's transactional area [0x{start:x}, 0x{start + TransactionalAreaLength:x}) (root, allocation map and objects)."));
+        }
+    }
+
+    internal int PopFree()
+    {
+        lock (_allocLock)
+        {
+            if (_freeCount == 0)
+            {
+                throw new HeapFullException(_layout.ObjectCount, _layout.ObjectSize);
+            }
+            return _freeStack[--_freeCount];
+        }
+    }
+
+    internal void PushFree(ReadOnlySpan<int> indices)
+    {
+        if (indices.IsEmpty)
+        {
+            return;
+        }
+        lock (_allocLock)
+        {
+            foreach (int index in indices)
+            {
+                _freeStack[_freeCount++] = index;
+            }
+        }
+    }
+
+    private int RebuildFreeList()
+    {
+        ReadOnlySpan<byte> map = _mapping.GetReadOnlySpan(_base + _layout.MapOffset, _layout.ObjectCount);
+        int allocated = 0;
+        _freeCount = 0;
+        // Pushed from the end so that allocation hands out the lowest free index first.
+        for (int i = map.Length - 1; i >= 0; i--)
+        {
+            switch (map[i])
+            {
+                case 0:
+                    _freeStack[_freeCount++] = i;
+                    break;
+                case 1:
+                    allocated++;
+                    break;
+                default:
+                    throw new TransactionalHeapFormatException(HeapField.ObjectMap, _base + _layout.MapOffset + i, string.Create(CultureInfo.InvariantCulture,
+                        $"The allocation map byte of object {i} is {map[i]}, neither 0 (free) nor 1 (allocated)."));
+            }
+        }
+        return allocated;
+    }
+
+    private Lane AcquireLane()
+    {
+        Lane[] lanes = _lanes;
+        int start = (int)((uint)Environment.CurrentManagedThreadId % (uint)lanes.Length);
+        var spin = default(SpinWait);
+        while (true)
+        {
+            for (int i = 0; i < lanes.Length; i++)
+            {
+                Lane lane = lanes[(start + i) % lanes.Length];
+                if (Interlocked.CompareExchange(ref lane.Busy, 1, 0) == 0)
+                {
+                    return lane;
+                }
+            }
+            spin.SpinOnce();
+        }
+    }
+
+    private static void ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
+        List<(int Lane, long Entry, long Target, int Length)> rollbacks)
+    {
+        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine;
+        long capacity = layout.LaneLogSize;
+        long seed = Lane.ChecksumSeed(lane);
+        for (long position = 0; position + Lane.EntryHeader <= capacity;)
+        {
+            ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log + position, Lane.EntryHeader);
+            if (BinaryPrimitives.ReadUInt64LittleEndian(header[8..]) != generation)
+            {
+                return;
+            }
+            long target = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
+            if (length == 0 || length > capacity - position - Lane.EntryHeader)
+            {
+                return; // torn before its drain: its range was never modified
+            }
+            ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header);
+            if (XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + position + 8, Lane.EntryHeader - 8 + (int)length), seed) != stored)
+            {
+                return;
+            }
+            if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
+            {
+                throw new TransactionalHeapFormatException(HeapField.UndoEntry, log + position, string.Create(CultureInfo.InvariantCulture,
+                    $"An undo entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x})."));
+            }
+            rollbacks.Add((lane, log + position, target, (int)length));
+            position += Lane.EntryHeader + ((length + 7) & ~7L);
+        }
+    }
+
+    private static void CheckRegion(DaxMapping mapping, long offset, long length)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        ObjectDisposedException.ThrowIf(mapping.IsDisposed, mapping);
+        if (offset < 0 || offset % 64 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, "The heap's region must start at a non-negative multiple of 64.");
+        }
+        if (length < HeapLayout.HeaderBlock || length % 64 != 0 || offset > mapping.Length - length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
+                $"The heap's region [0x{offset:x}, +{length}) must be a multiple of 64 bytes, at least {HeapLayout.HeaderBlock}, inside the mapping of {mapping.Length} bytes."));
+        }
+        if (mapping.IsReadOnly)
+        {
+            throw new ArgumentException("A transactional heap needs a writable mapping (recovery and transactions write to it).", nameof(mapping));
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Text;
+using DirectPmem.KeyValue;
+using DirectPmem.Mapping;
+using DirectPmem.Storage.Transactions;
+using DirectPmem.Testing;
+using Xunit;
+
+namespace DirectPmem.Storage.Tests.Transactions;
+
+/// <summary>The key-value sample: its operations, simulated power failures at every drain, and kill -9.</summary>
+public sealed class KeyValueTests(ITestOutputHelper output)
+{
+    private const long Length = 64 * 1024;
+
+    private static Dictionary<string, byte[]> Contents(PersistentHashTable table) =>
+        table.Entries().ToDictionary(e => Convert.ToHexString(e.Key), e => e.Value);
+
+    private static Dictionary<string, byte[]> Model(ulong seed, long operations)
+    {
+        var model = new Dictionary<string, byte[]>();
+        for (long i = 0; i < operations; i++)
+        {
+            StressOps.Apply(model, seed, i);
+        }
+        return model;
+    }
+
+    private static bool Same(Dictionary<string, byte[]> a, Dictionary<string, byte[]> b) =>
+        a.Count == b.Count && a.All(p => b.TryGetValue(p.Key, out byte[]? v) && v.AsSpan().SequenceEqual(p.Value));
+
+    [Fact]
+    public void PutGetDeleteAndIterate()
+    {
+        using SimulatedDevice device = SimulatedDevice.Create(Length);
+        using (PersistentHashTable table = PersistentHashTable.Create(device.Mapping, 0, Length, buckets: 4))
+        {
+            for (int i = 0; i < 40; i++)
+            {
+                table.Put(Encoding.ASCII.GetBytes($"key{i}"), Encoding.ASCII.GetBytes($"value{i}"));
+            }
+            table.Put("key7"u8, "replaced"u8);
+            table.Put("key8"u8, ""u8);
+            Assert.True(table.Delete("key9"u8));
+            Assert.False(table.Delete("key9"u8));
+            Assert.Equal("replaced", Encoding.ASCII.GetString(table.Get("key7"u8)!));
+            Assert.Empty(table.Get("key8"u8)!);
+            Assert.Null(table.Get("key9"u8));
+            Assert.Equal(39, table.Entries().Count());
+            Assert.Throws<ArgumentOutOfRangeException>(() => table.Put(new byte[33], "x"u8));
+            Assert.Throws<ArgumentOutOfRangeException>(() => table.Put("k"u8, new byte[129]));
+        }
+        // After a power failure now, the media holds everything that returned.
+        using SimulatedDevice after = SimulatedDevice.FromImage(device.GetMediaCopy());
+        using PersistentHashTable reopened = PersistentHashTable.Open(after.Mapping, 0, Length);
+        Assert.Equal(39, reopened.Entries().Count());
+        Assert.Equal("value39", Encoding.ASCII.GetString(reopened.Get("key39"u8)!));
+        int free = reopened.FreeEntries;
+        for (int i = 0; i < free; i++)
+        {
+            reopened.Put(Encoding.ASCII.GetBytes($"more{i}"), "x"u8);
+        }
+        Assert.Throws<HeapFullException>(() => reopened.Put("one-too-many"u8, "x"u8));
+        Assert.Equal("x", Encoding.ASCII.GetString(reopened.Get("more0"u8)!));
+    }
+
+    [Fact]
+    public void AfterAPowerFailureAtAnyDrainTheStoreHoldsExactlyTheAcknowledgedOperations()
+    {
+        const ulong Seed = 0xC0FFEE;
+        const int Operations = 30;
+        var expected = Enumerable.Range(0, Operations + 1).Select(n => Model(Seed, n)).ToList();
+        AckSweep.Result result = new AckSweep
+        {
+            DeviceLength = Length,
+            Setup = map => PersistentHashTable.Create(map, 0, Length, buckets: 8).Dispose(),
+            Workload = (map, ack) =>
+            {
+                using PersistentHashTable table = PersistentHashTable.Open(map, 0, Length);
+                for (int i = 0; i < Operations; i++)
+                {
+                    (byte[] key, byte[]? value) = StressOps.Op(Seed, i);
+                    if (value is null)
+                    {
+                        table.Delete(key);
+                    }
+                    else
+                    {
+                        table.Put(key, value);
+                    }
+                    ack();
+                }
+            },
+            Recover = (map, acked) =>
+            {
+                using PersistentHashTable table = PersistentHashTable.Open(map, 0, Length);
+                Dictionary<string, byte[]> actual = Contents(table);
+                if (!Same(actual, expected[acked]) && !(acked < Operations && Same(actual, expected[acked + 1])))
+                {
+                    throw new InvalidDataException($"the store does not hold the first {acked} (or {acked + 1}) operations: {actual.Count} entries");
+                }
+                // and it keeps working: one more put after recovery
+                table.Put("after-recovery"u8, "ok"u8);
+            },
+        }.Run();
+        output.WriteLine($"{result.Drains} drains, {result.Images} images, {result.Acks} operations");
+        result.ThrowIfFailed();
+        Assert.True(expected.Select(m => m.Count).Distinct().Count() > 3, "the operations change the contents");
+    }
+
+    [Fact]
+    public void AfterKillMinus9EveryAcknowledgedPutIsPresentAndNoValueIsHalfWritten()
+    {
+        string child = Path.Combine(AppContext.BaseDirectory, "DirectPmem.KeyValue");
+        Assert.True(File.Exists(child), $"the sample's executable is next to the tests: {child}");
+        string dir = Directory.CreateTempSubdirectory("directpmem-kv-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "kv.pool");
+            const ulong Seed = 0xBADC0DE;
+            var random = new Random(1234);
+            long next = 0, totalAcked = 0;
+            int rounds = TxKnobs.KillRounds, inFlightApplied = 0;
+            var model = new Dictionary<string, byte[]>();
+            for (int round = 0; round < rounds; round++)
+            {
+                long lastAck = RunAndKill(child, file, next, Seed, random.Next(0, 200));
+                long acked = lastAck + 1;       // operations 0 .. lastAck returned
+                Assert.True(acked >= next, $"round {round}: acknowledged {acked} before starting at {next}");
+                totalAcked += acked - next;
+                for (long i = next; i < acked; i++)
+                {
+                    StressOps.Apply(model, Seed, i);
+                }
+                using PersistentHashTable store = PersistentHashTable.OpenFile(file);
+                Dictionary<string, byte[]> actual = Contents(store);
+                if (Same(actual, model))
+                {
+                    next = acked;
+                }
+                else
+                {
+                    StressOps.Apply(model, Seed, acked);  // the operation in flight may have committed
+                    Assert.True(Same(actual, model), $"round {round}: after {acked} acknowledged operations the store holds {actual.Count} entries that match neither {acked} nor {acked + 1} operations");
+                    next = acked + 1;
+                    inFlightApplied++;
+                }
+            }
+            output.WriteLine($"{rounds} rounds, {totalAcked} acknowledged operations, {inFlightApplied} rounds where the operation in flight had committed");
+            Assert.True(totalAcked >= rounds, "the child made progress in every round");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Starts the child, lets it run <paramref name="millis"/> ms after its first acknowledgement, kills it with SIGKILL; returns the last acknowledged operation.</summary>
+    private static long RunAndKill(string child, string file, long first, ulong seed, int millis)
+    {
+        var start = new ProcessStartInfo(child, ["stress", file, first.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        using Process process = Process.Start(start)!;
+        string? line = process.StandardOutput.ReadLine();
+        if (line is null || !line.StartsWith("ready", StringComparison.Ordinal))
+        {
+            process.WaitForExit();
+            throw new InvalidOperationException($"the child did not start: {line} {process.StandardError.ReadToEnd()}");
+        }
+        // Wait for the first acknowledgement (a loaded machine can take a while to get the child
+        // going), then kill it a random moment later.
+        long lastAck = first - 1;
+        string? firstAck = process.StandardOutput.ReadLine();
+        if (firstAck is not null && firstAck == $"ack {first}")
+        {
+            lastAck = first;
+        }
+        Task<string> rest = process.StandardOutput.ReadToEndAsync();
+        Thread.Sleep(millis);
+        process.Kill();                      // SIGKILL on Linux
+        process.WaitForExit();
+        Assert.Equal(137, process.ExitCode); // 128 + SIGKILL: it did not stop on its own
+        foreach (string ack in rest.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            // the last line may be cut by the kill; only whole "ack N" lines count
+            if (ack.StartsWith("ack ", StringComparison.Ordinal) && long.TryParse(ack.AsSpan(4), out long n) && n == lastAck + 1)
+            {
+                lastAck = n;
+            }
+        }
+        return lastAck;
+    }
+}

@@ -1,0 +1,333 @@
+using System.Buffers.Binary;
+using DirectPmem.Mapping;
+using DirectPmem.Storage.Transactions;
+using DirectPmem.Testing;
+using Xunit;
+using static DirectPmem.Storage.Tests.Transactions.HeapState;
+
+namespace DirectPmem.Storage.Tests.Transactions;
+
+public sealed class TransactionTests
+{
+    private static SimulatedDevice NewDevice() => SimulatedDevice.Create(Length);
+
+    [Fact]
+    public void CommittedChangesAreOnTheMediaAndSurviveReopen()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        using (Transaction tx = heap.Begin())
+        {
+            "hello"u8.CopyTo(tx.Modify(r, 5));
+            tx.GetRef<long>(r + 64) = 42;
+            tx.Commit();
+            Assert.False(tx.IsActive);
+        }
+        // The media (what survives a power failure now) holds the commit.
+        using SimulatedDevice after = SimulatedDevice.FromImage(device.GetMediaCopy());
+        TransactionalHeap reopened = Open(after.Mapping);
+        Assert.False(reopened.Recovery.RolledBack);
+        Assert.True(after.Mapping.GetReadOnlySpan(reopened.RootOffset, 5).SequenceEqual("hello"u8));
+        Assert.Equal(42, after.Mapping.GetReadOnlyRef<long>(reopened.RootOffset + 64));
+    }
+
+    [Fact]
+    public void AbortDisposeWithoutCommitAndExceptionsRollBack()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(r, 128), 9);
+            tx.Commit();
+        }
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(r, 64), 1);
+            tx.Abort();
+            Assert.False(tx.IsActive);
+        }
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(r + 32, 64), 2);
+        }
+        Assert.Throws<InvalidOperationException>((Action)(() =>
+        {
+            using Transaction tx = heap.Begin();
+            Fill(tx.Modify(r + 100, 28), 3);
+            throw new InvalidOperationException("inside");
+        }));
+        Assert.All(device.Mapping.GetReadOnlySpan(r, 128).ToArray(), b => Assert.Equal(9, b));
+        // and the rollbacks are durable: the media agrees
+        Assert.All(device.GetMediaCopy().AsSpan((int)r, 128).ToArray(), b => Assert.Equal(9, b));
+    }
+
+    [Fact]
+    public void ARangeDeclaredTwiceOverlappingOrAdjacentIsLoggedOnce()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        using Transaction tx = heap.Begin();
+        tx.AddRange(r, 64);
+        Assert.Equal(32 + 64, tx.LogBytesUsed);
+        tx.AddRange(r, 64);
+        tx.AddRange(r + 16, 16);
+        Assert.Equal(32 + 64, tx.LogBytesUsed);
+        tx.AddRange(r + 32, 64);                   // overlaps 32 bytes: only the new 32 are logged
+        Assert.Equal(2 * 32 + 64 + 32, tx.LogBytesUsed);
+        tx.AddRange(r + 96, 8);                    // adjacent: merged, so one span covers all
+        Assert.Equal(3 * 32 + 64 + 32 + 8, tx.LogBytesUsed);
+        Assert.Equal(104, tx.GetSpan(r, 104).Length);
+        tx.AddRange(r + 200, 8);
+        tx.AddRange(r + 150, 100);                 // covers a declared range in its middle: two gaps
+        Assert.Equal(6 * 32 + 64 + 32 + 8 + 8 + 56 + 48, tx.LogBytesUsed);
+        Fill(tx.GetSpan(r, 104), 7);
+        Fill(tx.GetSpan(r + 150, 100), 7);
+        tx.Abort();
+        Assert.All(device.Mapping.GetReadOnlySpan(r, 250).ToArray(), b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void ASpanOutsideTheDeclaredRangesIsRefused()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        using Transaction tx = heap.Begin();
+        tx.AddRange(r, 64);
+        Assert.Throws<InvalidOperationException>(() => tx.GetSpan(r + 32, 64));
+        Assert.Throws<InvalidOperationException>(() => tx.GetSpan(r + 128, 1));
+        ArgumentOutOfRangeException outside = Assert.Throws<ArgumentOutOfRangeException>(() => tx.AddRange(heap.RegionOffset, 8));
+        Assert.Contains("transactional area", outside.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => tx.AddRange(heap.ObjectsOffset + (long)heap.ObjectCount * heap.ObjectSize - 4, 8));
+        Assert.Throws<ArgumentException>(() => tx.GetRef<long>(r + 4));
+    }
+
+    [Fact]
+    public void AnUndoLogOverflowIsRefusedBeforeAnythingIsModified()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(r, 256), 1);
+            tx.Commit();
+        }
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(r, 256), 2);                                 // 288 of 1024 bytes
+            int used = tx.LogBytesUsed;
+            TransactionLogFullException full = Assert.Throws<TransactionLogFullException>(() => tx.AddRange(r + 256, 256 + 512));
+            Assert.Equal(1024, full.Capacity);
+            Assert.Equal(used, full.Used);
+            Assert.Equal(32 + 768, full.Required);
+            Assert.Equal(used, tx.LogBytesUsed);                        // nothing was logged
+            Assert.Throws<InvalidOperationException>(() => tx.GetSpan(r + 256, 1)); // nor declared
+            Assert.True(tx.IsActive);
+        }
+        Assert.All(device.Mapping.GetReadOnlySpan(r, 256).ToArray(), b => Assert.Equal(1, b));
+        Assert.All(device.Mapping.GetReadOnlySpan(r + 256, 256).ToArray(), b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void AFinishedTransactionRefusesEverythingButDispose()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        Transaction tx = heap.Begin();
+        tx.Commit();
+        Assert.Throws<InvalidOperationException>(() => tx.AddRange(heap.RootOffset, 8));
+        Assert.Throws<InvalidOperationException>(() => tx.Commit());
+        Assert.Throws<InvalidOperationException>(() => tx.Allocate());
+        tx.Dispose();
+        Assert.Throws<InvalidOperationException>(() => default(Transaction).Commit());
+        // a new transaction on the same lane is a different handle
+        using Transaction next = heap.Begin();
+        Assert.NotEqual(tx, next);
+        Assert.False(tx.IsActive);
+    }
+
+    [Fact]
+    public void TheAllocatorRollsBackWithTheTransactionAndRefusesDoubleFrees()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long a;
+        using (Transaction tx = heap.Begin())
+        {
+            a = tx.Allocate();
+            Assert.Equal(heap.GetObjectOffset(0), a);
+            tx.Commit();
+        }
+        Assert.True(heap.IsAllocated(a));
+        Assert.Equal(heap.ObjectCount - 1, heap.FreeObjectCount);
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Allocate();
+            tx.Free(a);
+            Assert.Throws<InvalidOperationException>(() => tx.Free(a));
+            // rolled back: a stays allocated, the other is free again
+        }
+        Assert.True(heap.IsAllocated(a));
+        Assert.Equal(heap.ObjectCount - 1, heap.FreeObjectCount);
+        using (Transaction tx = heap.Begin())
+        {
+            Assert.Throws<InvalidOperationException>(() => tx.Free(heap.GetObjectOffset(5)));   // not allocated
+            Assert.Throws<ArgumentException>(() => tx.Free(a + 8));                             // not an object start
+        }
+    }
+
+    [Fact]
+    public void AFreedObjectIsNotHandedOutBeforeItsTransactionCommits()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = TransactionalHeap.Create(device.Mapping, 0, Length, Options);
+        var all = new List<long>();
+        using (Transaction tx = heap.Begin())
+        {
+            for (int i = 0; i < 16; i++)
+            {
+                all.Add(tx.Allocate());
+            }
+            tx.Commit();
+        }
+        Transaction freeing = heap.Begin();
+        freeing.Free(all[3]);
+        Transaction other = heap.Begin();
+        while (heap.FreeObjectCount > 0)
+        {
+            Assert.NotEqual(all[3], other.Allocate());
+            if (other.LogBytesUsed > 900)
+            {
+                other.Commit();
+                other = heap.Begin();
+            }
+        }
+        Assert.Throws<HeapFullException>(() => other.Allocate());
+        freeing.Commit();
+        Assert.Equal(all[3], other.Allocate());
+        other.Commit();
+    }
+
+    [Fact]
+    public void ConcurrentTransactionsOnDisjointDataUseSeparateLanes()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(1 << 20);
+        TransactionalHeap heap = TransactionalHeap.Create(map, 0, 1 << 20, new TransactionalHeapOptions { LaneCount = 4, ObjectSize = 64 });
+        const int Threads = 4, PerThread = 2000;
+        var lanesSeen = new bool[4];
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, t =>
+        {
+            long counter = heap.RootOffset + t * 64;   // each thread owns its cache line
+            for (int i = 0; i < PerThread; i++)
+            {
+                using Transaction tx = heap.Begin();
+                lanesSeen[tx.Lane] = true;
+                tx.GetRef<long>(counter)++;
+                long o = tx.Allocate();
+                BinaryPrimitives.WriteInt64LittleEndian(tx.GetSpan(o, 8), t);
+                if (i % 2 == 1)
+                {
+                    tx.Free(o);
+                }
+                if (i % 10 == 9)
+                {
+                    tx.Abort();     // neither the increment nor the allocation happens
+                }
+                else
+                {
+                    tx.Commit();
+                }
+            }
+        });
+        for (int t = 0; t < Threads; t++)
+        {
+            Assert.Equal(PerThread * 9 / 10, map.GetReadOnlyRef<long>(heap.RootOffset + t * 64));
+        }
+        // Committed allocations kept: even i that were not aborted (i % 10 != 9 and i even).
+        int kept = Threads * Enumerable.Range(0, PerThread).Count(i => i % 2 == 0 && i % 10 != 9);
+        Assert.Equal(heap.ObjectCount - kept, heap.FreeObjectCount);
+        TransactionalHeap reopened = TransactionalHeap.Open(map, 0, 1 << 20);
+        Assert.Equal(kept, reopened.Recovery.AllocatedObjects);
+    }
+
+    [Fact]
+    public void OpenRefusesWhatIsNotAValidHeapAndNamesTheField()
+    {
+        using SimulatedDevice device = NewDevice();
+        DaxMapping map = device.Mapping;
+        Assert.Equal(HeapField.Signature, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
+        Create(map);
+        Assert.Equal(HeapField.Length, Assert.Throws<TransactionalHeapFormatException>(() => TransactionalHeap.Open(map, 0, Length - 64)).Field);
+        map.GetRef<byte>(40) ^= 1;                          // object count, under the checksum
+        TransactionalHeapFormatException sum = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.Checksum, sum.Field);
+        Assert.Equal(120, sum.Offset);
+        map.GetRef<byte>(40) ^= 1;
+        map.GetRef<byte>(8) = 9;                            // major version
+        Assert.Equal(HeapField.Version, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
+        map.GetRef<byte>(8) = 1;
+        TransactionalHeap heap = Open(map);
+        map.GetRef<byte>(HeapLayout.HeaderBlock + 2) ^= 0x40; // lane 0's generation word
+        TransactionalHeapFormatException lane = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.LaneGeneration, lane.Field);
+        Assert.Equal(HeapLayout.HeaderBlock, lane.Offset);
+        map.GetRef<byte>(HeapLayout.HeaderBlock + 2) ^= 0x40;
+        map.GetRef<byte>(heap.ObjectsOffset - 64 - 1) = 0;
+        long mapByte = heap.TransactionalAreaOffset + heap.RootSize + 3;
+        map.GetRef<byte>(mapByte) = 7;
+        TransactionalHeapFormatException objects = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.ObjectMap, objects.Field);
+        Assert.Equal(mapByte, objects.Offset);
+    }
+
+    [Fact]
+    public void CreateRefusesBadRegionsAndGeometry()
+    {
+        using SimulatedDevice device = NewDevice();
+        DaxMapping map = device.Mapping;
+        Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 32, 4096)).ParamName);
+        Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, Length + 64)).ParamName);
+        Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, 4000)).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions { LaneCount = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions { LaneLogSize = 100 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions { ObjectSize = 12 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions { ObjectCount = 100_000 }));
+        TransactionalHeap filled = TransactionalHeap.Create(map, 4096, Length - 4096, new TransactionalHeapOptions { LaneCount = 1, LaneLogSize = 256, RootSize = 0, ObjectSize = 64 });
+        Assert.True(filled.ObjectsOffset + (long)filled.ObjectCount * 64 <= Length);
+        Assert.True(filled.ObjectsOffset + (long)(filled.ObjectCount + 1) * 64 + 64 > Length, "as many objects as fit");
+        Assert.Equal(filled.ObjectCount, TransactionalHeap.Open(map, 4096, Length - 4096).FreeObjectCount);
+    }
+
+    [Fact]
+    public void AHeapInAPoolFileSurvivesReopen()
+    {
+        string dir = Directory.CreateTempSubdirectory("directpmem-tx-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "heap.pool");
+            using (PmemPool pool = PmemPool.CreateFile(path, 1 << 20, "tx-test"))
+            {
+                Assert.Throws<TransactionalHeapFormatException>(() => pool.OpenTransactionalHeap());
+                TransactionalHeap heap = pool.CreateTransactionalHeap();
+                Assert.Equal(pool.DataOffset, pool.RootOffset);
+                using Transaction tx = heap.Begin();
+                "persisted"u8.CopyTo(tx.Modify(heap.RootOffset, 9));
+                tx.Commit();
+            }
+            using (PmemPool pool = PmemPool.OpenFile(path, "tx-test"))
+            {
+                TransactionalHeap heap = pool.OpenTransactionalHeap();
+                Assert.True(pool.Mapping.GetReadOnlySpan(heap.RootOffset, 9).SequenceEqual("persisted"u8));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
