@@ -53,6 +53,12 @@ public sealed class PersistenceAcrossBootsTests(ITestOutputHelper output)
         string runId = RequirePhase(1);
         using DaxDevice device = DaxDevice.Open(IntegrationEnvironment.RequireDevice());
         using DaxRangeAllocator allocator = RangeAllocationTests.OpenOrFormat(device, output);
+        if (allocator.Ranges.Any(r => r.Name == RangeName))
+        {
+            // Left by an earlier run on a device the tests may overwrite.
+            output.WriteLine($"freeing the range '{RangeName}' left by an earlier run");
+            allocator.Free(RangeName);
+        }
         DaxAllocation range = allocator.Allocate(RangeName, 2L << 20);
         byte[] record = Record(runId, "devdax");
         using DaxMapping map = allocator.Map(RangeName);

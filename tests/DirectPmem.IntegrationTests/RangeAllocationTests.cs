@@ -15,7 +15,7 @@ public sealed class RangeAllocationTests(ITestOutputHelper output)
         string a = "it-a-" + Environment.ProcessId, b = "it-b-" + Environment.ProcessId;
         byte[] dataA = FileSystemDaxTests.Pattern(4096, seed: 21), dataB = FileSystemDaxTests.Pattern(4096, seed: 22);
         DaxAllocation allocA, allocB;
-        long sequence;
+        ulong sequence;
         using (DaxRangeAllocator allocator = OpenOrFormat(device, output))
         {
             output.WriteLine($"label area {allocator.LabelAreaLength} bytes, sequence {allocator.Sequence}, slot {allocator.ActiveSlot}, ranges: {string.Join(", ", allocator.Ranges)}");
@@ -57,22 +57,52 @@ public sealed class RangeAllocationTests(ITestOutputHelper output)
             output.WriteLine($"overlap refused: {overlap.Rule}: {overlap.Message}");
             Assert.Equal(DaxLabelRule.Overlap, overlap.Rule);
 
+            // With a label table on the device, Map keeps out of the label area; MapRaw reaches it on purpose.
+            using (DaxMapping allocatable = again.Map(new DaxMappingOptions { ReadOnly = true }))
+            {
+                output.WriteLine($"Map() of the labelled device starts at device offset 0x{allocatable.SourceOffset:x}");
+                Assert.Equal(reopened.LabelAreaLength, allocatable.SourceOffset);
+                Assert.Equal(again.Size - reopened.LabelAreaLength, allocatable.Length);
+            }
+            DaxLabelException labelArea = Assert.Throws<DaxLabelException>(
+                () => again.Map(new DaxMappingOptions { Offset = 0, Length = reopened.LabelAreaLength }).Dispose());
+            Assert.Equal(DaxLabelRule.LabelAreaProtected, labelArea.Rule);
+            using (DaxMapping raw = again.MapRaw(new DaxMappingOptions { Length = reopened.LabelAreaLength, ReadOnly = true }))
+            {
+                Assert.Equal(0, raw.SourceOffset);
+            }
+
+            // A range still mapped cannot be freed.
+            using (DaxMapping held = reopened.Map(a, new DaxMappingOptions { ReadOnly = true }))
+            {
+                Assert.Equal(DaxLabelRule.RangeInUse, Assert.Throws<DaxLabelException>(() => reopened.Free(a)).Rule);
+            }
+
             reopened.Free(a);
             reopened.Free(b);
             Assert.DoesNotContain(reopened.Ranges, r => r.Name == a || r.Name == b);
         }
     }
 
-    /// <summary>Opens the device's label table, formatting it first on a fresh device (the guest's NVDIMM file is new each run).</summary>
+    /// <summary>
+    /// Opens the device's label table. The tests may overwrite the device they are given, so whatever
+    /// else it holds (nothing, another program's data, a table of another geometry, a corrupt table)
+    /// is wiped and formatted, and the reason is written to the output.
+    /// </summary>
     internal static DaxRangeAllocator OpenOrFormat(DaxDevice device, ITestOutputHelper output)
     {
         try
         {
             return DaxRangeAllocator.Open(device);
         }
-        catch (DaxLabelException e) when (e.Rule == DaxLabelRule.NotFormatted)
+        catch (DaxLabelException e)
         {
-            output.WriteLine($"{device.Name} has no label table yet: formatting it");
+            output.WriteLine($"{device.Name} holds no usable label table ({e.Rule}: {e.Message}): wiping its two label slots and formatting it");
+            using (DaxMapping raw = device.MapRaw(new DaxMappingOptions { Length = DaxRangeAllocator.LabelAreaLengthFor(device.Align) }))
+            {
+                raw.Fill(0, 2 * 4096, 0);
+                raw.Persist(0, 2 * 4096);
+            }
             return DaxRangeAllocator.Format(device);
         }
     }

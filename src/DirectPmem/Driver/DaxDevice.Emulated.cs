@@ -30,8 +30,9 @@ namespace DirectPmem.Driver;
 //   48 reserved   u64 = 0
 //   56 checksum   u64  XxHash3 (64-bit, seed 0) of bytes [0, 56)
 //
-// Reopening validates the checksum, that the file is exactly Size + TrailerLength bytes, and
-// that a caller's expected align and size match; the descriptor is written once, at creation.
+// Reopening validates the checksum, the version, that the reserved words are zero, that the file
+// is exactly Size + TrailerLength bytes, and that a caller's expected align and size match; the
+// descriptor is written once, at creation. Only regular files are opened (a FIFO would block).
 public sealed partial class DaxDevice
 {
     internal const int DescriptorLength = 64;
@@ -88,7 +89,7 @@ public sealed partial class DaxDevice
     /// <exception cref="PmemCapabilityException">Hugetlb pages were asked for and not enough are reserved.</exception>
     public static DaxDevice CreateEmulatedMemory(string name, long size, PageSize align, HugePages hugePages = HugePages.None)
     {
-        ArgumentException.ThrowIfNullOrEmpty(name);
+        PathValidation.Validate(name, nameof(name), "memfd name");
         ValidateGeometry(size, align);
         bool hugetlb = hugePages == HugePages.Hugetlb;
         if (hugetlb && align == PageSize.Pte)
@@ -122,6 +123,7 @@ public sealed partial class DaxDevice
     public static DaxDevice OpenEmulated(string path, PageSize? align = null, long? size = null, bool writable = true)
     {
         PathValidation.Validate(path, nameof(path));
+        RefuseSpecialFile(path);
         PmemFile file = PmemFile.Open(path, writable);
         try
         {
@@ -159,6 +161,28 @@ public sealed partial class DaxDevice
         {
             file.Dispose();
             throw;
+        }
+    }
+
+    // Opening a FIFO blocks until a writer comes, a device node is not an emulated device: only a
+    // regular file (ordinary, tmpfs or hugetlbfs) is opened. A missing file is left to open's ENOENT.
+    private static unsafe void RefuseSpecialFile(string path)
+    {
+        Libc.Stat st;
+        if (Libc.StatPath(path, &st) != 0)
+        {
+            return;
+        }
+        uint type = st.st_mode & Libc.S_IFMT;
+        if (type != Libc.S_IFREG)
+        {
+            string kind = type switch
+            {
+                Libc.S_IFCHR => "a character device (a real device-DAX device opens with DaxDevice.Open)",
+                Libc.S_IFDIR => "a directory",
+                _ => string.Create(CultureInfo.InvariantCulture, $"a special file (st_mode 0{Convert.ToString(st.st_mode, 8)}; opening a FIFO would block)"),
+            };
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor, $"is {kind}, not a regular file holding an emulated device.");
         }
     }
 
@@ -234,6 +258,12 @@ public sealed partial class DaxDevice
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
                 string.Create(CultureInfo.InvariantCulture, $"descriptor version {version} is not {DescriptorVersion}."));
+        }
+        if (BinaryPrimitives.ReadUInt64LittleEndian(d[40..]) != 0 || BinaryPrimitives.ReadUInt64LittleEndian(d[48..]) != 0)
+        {
+            // Reserved for a later version: a descriptor that uses them is not one this version understands.
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadDescriptor,
+                "the descriptor's reserved bytes [40, 56) are not zero: written by a newer version, or damaged.");
         }
         long size = BinaryPrimitives.ReadInt64LittleEndian(d[16..]);
         long alignBytes = BinaryPrimitives.ReadInt64LittleEndian(d[24..]);

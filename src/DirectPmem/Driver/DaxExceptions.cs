@@ -44,6 +44,9 @@ public enum DaxConfigurationRule
 
     /// <summary>An emulated device was reopened with a different alignment or size than it was created with, or its file changed size.</summary>
     GeometryMismatch,
+
+    /// <summary>The sysfs root does not exist, is not a directory, or cannot be read.</summary>
+    BadSysfsRoot,
 }
 
 /// <summary>
@@ -124,6 +127,12 @@ public enum DaxLabelRule
 
     /// <summary>No entry has the requested name.</summary>
     NoSuchRange,
+
+    /// <summary>The range is still mapped by a mapping made with <see cref="DaxRangeAllocator.Map"/>; dispose it before freeing the range.</summary>
+    RangeInUse,
+
+    /// <summary>A <see cref="DaxDevice.Map"/> request reaches into the label area of a device that holds a label table (use <see cref="DaxDevice.MapRaw"/> on purpose).</summary>
+    LabelAreaProtected,
 }
 
 /// <summary>
@@ -139,7 +148,7 @@ public sealed class DaxLabelException : PmemException
     /// <param name="message">What was found and what was expected.</param>
     /// <param name="path">The device path, if known.</param>
     public DaxLabelException(int slot, DaxLabelRule rule, string message, string? path = null)
-        : base(slot >= 0 ? $"label slot {slot}: {message} (rule: {rule})" : $"{message} (rule: {rule})", null, 0, path)
+        : base((path is null ? "" : $"'{path}': ") + (slot >= 0 ? $"label slot {slot}: {message} (rule: {rule})" : $"{message} (rule: {rule})"), null, 0, path)
     {
         Slot = slot;
         Rule = rule;

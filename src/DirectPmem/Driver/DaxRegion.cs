@@ -1,5 +1,6 @@
 using System.Globalization;
 using DirectPmem.Geometry;
+using DirectPmem.Interop;
 
 namespace DirectPmem.Driver;
 
@@ -77,11 +78,25 @@ public sealed class DaxRegion
     /// <summary>The known bad ranges, in bytes from the start of the region (from <c>badblocks</c>, 512-byte sectors).</summary>
     public IReadOnlyList<PmemRange> BadBlocks { get; }
 
-    /// <summary>Whether the region has a <c>deep_flush</c> attribute.</summary>
+    /// <summary>Whether the region has a <c>deep_flush</c> attribute (the kernel hides it when the region's flush mechanism is unknown).</summary>
     public bool DeepFlushPresent { get; }
 
     /// <summary>Whether this process may write <c>deep_flush</c> (to flush the write-pending queues).</summary>
     public bool DeepFlushWritable { get; }
+
+    /// <summary>
+    /// The <c>deep_flush</c> attribute to write <c>1</c> to for a deep flush of the region (the
+    /// kernel's <c>nvdimm_flush</c>, what PMDK's <c>pmem2_deep_flush</c> writes), or null when the
+    /// region has none.
+    /// </summary>
+    public string? DeepFlushPath { get; private init; }
+
+    /// <summary>
+    /// Whether the region has flush hints, so that a deep flush does something: <c>deep_flush</c>
+    /// reads <c>1</c>. It reads <c>0</c> (and is read-only) where the platform has no flush hints,
+    /// in which case PMDK treats a deep flush as done once the caches are flushed.
+    /// </summary>
+    public bool DeepFlushSupported { get; private init; }
 
     /// <summary>The NUMA node of the CPUs closest to the region (-1 for none), when exposed.</summary>
     public int? NumaNode { get; }
@@ -96,36 +111,40 @@ public sealed class DaxRegion
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"{Name}: {Size} bytes, persistence {PersistenceDomain}, {BadBlocks.Count} bad range(s)");
 
-    internal static DaxRegion Read(string name, string sysfsPath)
+    /// <summary>Validates a region read by <see cref="NdRegionReader"/>; every number is checked and nothing is built from one that breaks a rule.</summary>
+    internal static DaxRegion FromAttributes(NdRegionAttributes raw)
     {
-        string resolved = SysfsReader.ResolvePath(sysfsPath);
-        long size = SysfsReader.ReadSize(Path.Join(sysfsPath, "size"));
-        ulong? alignValue = SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "align"));
+        string resolved = SysfsReader.ResolvePath(raw.Path);
+        long size = SysfsReader.ParseSize(raw.Attribute("size"), raw.Size);
+        ulong? alignValue = SysfsReader.TryParseUInt64(raw.Attribute("align"), raw.Align);
         if (alignValue is ulong a && (a == 0 || !System.Numerics.BitOperations.IsPow2(a) || a > long.MaxValue))
         {
-            throw new DaxConfigurationException(Path.Join(sysfsPath, "align"), DaxConfigurationRule.NotAPowerOfTwo,
+            throw new DaxConfigurationException(raw.Attribute("align"), DaxConfigurationRule.NotAPowerOfTwo,
                 string.Create(CultureInfo.InvariantCulture, $"region alignment {a} is not a power of two."));
         }
-
-        string persistenceText = SysfsReader.TryReadText(Path.Join(sysfsPath, "persistence_domain")) ?? "";
-        DaxPersistence persistence = persistenceText switch
+        DaxPersistence persistence = raw.PersistenceDomain switch
         {
-            "cpu_cache" => DaxPersistence.CpuCache,
-            "memory_controller" => DaxPersistence.MemoryController,
+            NdPersistenceDomain.CpuCache => DaxPersistence.CpuCache,
+            NdPersistenceDomain.MemoryController => DaxPersistence.MemoryController,
             _ => DaxPersistence.Unknown,
         };
-
-        string badPath = Path.Join(sysfsPath, "badblocks");
-        IReadOnlyList<PmemRange> badBlocks = ParseBadBlocks(badPath, SysfsReader.TryReadText(badPath) ?? "", size);
-
-        string deepFlush = Path.Join(sysfsPath, "deep_flush");
-        bool deepPresent = File.Exists(deepFlush);
-        bool deepWritable = deepPresent && Interop.Libc.Access(deepFlush, Interop.Libc.W_OK) == 0;
-
-        return new DaxRegion(name, sysfsPath, resolved, size, (long?)alignValue, persistence, persistenceText, badBlocks,
-            deepPresent, deepWritable, SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node")),
-            SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node")),
-            SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "resource")));
+        IReadOnlyList<PmemRange> badBlocks = ParseBadBlocks(raw.Attribute("badblocks"), raw.BadBlocks ?? "", size);
+        bool deepFlushSupported = raw.DeepFlushText switch
+        {
+            null => false, // missing, or present but unreadable by this user
+            "1" => true,
+            "0" => false,
+            _ => throw new DaxConfigurationException(raw.Attribute("deep_flush"), DaxConfigurationRule.OutOfRange,
+                $"'{raw.DeepFlushText}' is not 0 (no flush hints) or 1 (flush hints present)."),
+        };
+        return new DaxRegion(raw.Name, raw.Path, resolved, size, (long?)alignValue, persistence, raw.PersistenceDomainText ?? "", badBlocks,
+            raw.DeepFlushPresent, raw.DeepFlushWritable, SysfsReader.ParseNode(raw.Attribute("numa_node"), raw.NumaNode),
+            SysfsReader.ParseNode(raw.Attribute("target_node"), raw.TargetNode),
+            SysfsReader.TryParseUInt64(raw.Attribute("resource"), raw.Resource))
+        {
+            DeepFlushPath = raw.DeepFlushPresent ? raw.Attribute("deep_flush") : null,
+            DeepFlushSupported = deepFlushSupported,
+        };
     }
 
     /// <summary>Parses <c>badblocks</c>: one <c>sector count</c> pair per line, in 512-byte sectors.</summary>

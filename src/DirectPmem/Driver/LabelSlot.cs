@@ -1,3 +1,4 @@
+using DirectPmem.Internal;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Hashing;
@@ -16,7 +17,7 @@ namespace DirectPmem.Driver;
 ///   8     magic      u64  "DPMLABEL"
 ///   16    version    u32  1
 ///   20    slot       u32  0 or 1: the slot this image was written for
-///   24    sequence   u64  1, 2, 3 ... the newest published slot is the table
+///   24    sequence   u64  1, 2, 3 ... 2^64-2, then 1 again: the newer published slot is the table
 ///   32    size       u64  device size
 ///   40    align      u64  device alignment
 ///   48    area       u64  label area length (allocations start here)
@@ -31,6 +32,9 @@ namespace DirectPmem.Driver;
 /// persist, then commit := ~sequence and persist. A crash at any point leaves that slot
 /// unpublished (ignored) or fully published, so the table is the old one or the new one.
 /// A published slot that fails any check is corruption, reported with its slot and rule.
+/// Sequence 2^64-1 would publish the word 0, which reads as "unpublished": sequences run from
+/// 1 to 2^64-2 and wrap to 1, and the newer of two slots is decided by serial-number arithmetic
+/// (RFC 1982): the two published slots of a healthy table are always one step apart.
 /// </remarks>
 internal static class LabelSlot
 {
@@ -42,6 +46,22 @@ internal static class LabelSlot
     internal const int ChecksumOffset = Size - 8;
     internal const ulong Magic = 0x4C4542414C4D5044; // "DPMLABEL" little-endian
     internal const uint Version = 1;
+
+    /// <summary>The largest sequence number: the next one after it is 1 (2^64-1 would publish as 0, "unpublished").</summary>
+    internal const ulong MaxSequence = ulong.MaxValue - 1;
+
+    /// <summary>The sequence number after <paramref name="sequence"/>, wrapping from <see cref="MaxSequence"/> to 1.</summary>
+    internal static ulong NextSequence(ulong sequence) => sequence >= MaxSequence ? 1 : sequence + 1;
+
+    /// <summary>
+    /// Whether <paramref name="candidate"/> is newer than <paramref name="than"/> on the cycle 1 .. <see cref="MaxSequence"/>:
+    /// it lies less than half the cycle ahead (RFC 1982 serial-number arithmetic).
+    /// </summary>
+    internal static bool IsNewer(ulong candidate, ulong than)
+    {
+        ulong ahead = candidate >= than ? candidate - than : candidate + (MaxSequence - than);
+        return ahead != 0 && ahead < 1UL << 63;
+    }
 
     /// <summary>The label area: two slots, rounded up to the device alignment so allocations stay aligned.</summary>
     internal static long AreaLength(PageSize align) => RangeValidator.AlignUp(2 * Size, (long)align);
@@ -168,15 +188,29 @@ internal static class LabelSlot
         return new DaxAllocation(name, offset, length, pageSize);
     }
 
-    /// <summary>Checks a name for a new allocation: 1 to 32 bytes of UTF-8 without NUL.</summary>
+    /// <summary>
+    /// Checks a name for a new allocation: 1 to 32 bytes of UTF-8 without NUL that decode back to the
+    /// same string (a lone surrogate would be stored as U+FFFD and come back as another name).
+    /// </summary>
     internal static void ValidateName(string name, string? path)
     {
-        int bytes = Encoding.UTF8.GetByteCount(name);
-        if (bytes == 0 || bytes > NameBytes || name.Contains('\0', StringComparison.Ordinal))
+        Span<byte> encoded = stackalloc byte[NameBytes];
+        System.Buffers.OperationStatus status = System.Text.Unicode.Utf8.FromUtf16(name, encoded, out int charsRead, out int bytes,
+            replaceInvalidSequences: false);
+        if (status == System.Buffers.OperationStatus.InvalidData)
         {
-            throw Fail(-1, DaxLabelRule.BadName, Invariant($"name '{name}' must be 1 to {NameBytes} bytes of UTF-8 without NUL."), path);
+            throw Fail(-1, DaxLabelRule.BadName, Invariant(
+                $"name '{Escape(name)}' holds an unpaired UTF-16 surrogate at index {charsRead}: it would not read back as the same name from the label's UTF-8."), path);
+        }
+        if (status != System.Buffers.OperationStatus.Done || bytes == 0 || name.Contains('\0', StringComparison.Ordinal))
+        {
+            throw Fail(-1, DaxLabelRule.BadName, Invariant(
+                $"name '{Escape(name)}' ({Encoding.UTF8.GetByteCount(name)} bytes of UTF-8) must be 1 to {NameBytes} bytes of UTF-8 without NUL."), path);
         }
     }
+
+    // Names go into messages: control characters and surrogates as escapes, long ones cut.
+    internal static string Escape(string name) => PathValidation.Escape(name);
 
     private static string DecodeName(ReadOnlySpan<byte> field, int slot, int entry, string? path)
     {

@@ -11,39 +11,8 @@ namespace DirectPmem.Driver;
 /// </summary>
 internal static class SysfsReader
 {
-    // sysfs attributes are at most one page; anything larger is not an attribute.
-    private const int MaxAttributeLength = 4096;
-
     /// <summary>The trimmed content, or null when the file is missing or not readable by this user.</summary>
-    internal static string? TryReadText(string path)
-    {
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists)
-            {
-                return null;
-            }
-            using FileStream stream = new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
-            Span<byte> buffer = stackalloc byte[MaxAttributeLength];
-            int total = 0;
-            int read;
-            while (total < buffer.Length && (read = stream.Read(buffer[total..])) > 0)
-            {
-                total += read;
-            }
-            return System.Text.Encoding.UTF8.GetString(buffer[..total]).Trim();
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
-        catch (IOException)
-        {
-            // Some attributes refuse to be read (EIO, ENXIO, EOPNOTSUPP): unreadable, like root-only ones.
-            return null;
-        }
-    }
+    internal static string? TryReadText(string path) => Interop.Sysfs.TryReadText(path);
 
     internal static string ReadText(string path)
         => TryReadText(path) ?? throw new DaxConfigurationException(path, DaxConfigurationRule.MissingAttribute,
@@ -76,10 +45,17 @@ internal static class SysfsReader
         return text is null ? null : ParseUInt64(path, text);
     }
 
+    /// <summary>A number already read as text (null when absent), validated.</summary>
+    internal static ulong? TryParseUInt64(string path, string? text) => text is null ? null : ParseUInt64(path, text);
+
     /// <summary>A positive size that fits a signed 64-bit offset.</summary>
-    internal static long ReadSize(string path)
+    internal static long ReadSize(string path) => ParseSize(path, ReadText(path));
+
+    /// <summary>A positive size that fits a signed 64-bit offset, from text already read (null when missing).</summary>
+    internal static long ParseSize(string path, string? text)
     {
-        ulong value = ReadUInt64(path);
+        ulong value = ParseUInt64(path, text ?? throw new DaxConfigurationException(path, DaxConfigurationRule.MissingAttribute,
+            "the attribute is missing or unreadable."));
         if (value == 0 || value > long.MaxValue)
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.OutOfRange,
@@ -89,9 +65,11 @@ internal static class SysfsReader
     }
 
     /// <summary>A NUMA node: -1 (none) or a non-negative node number; null when absent.</summary>
-    internal static int? TryReadNode(string path)
+    internal static int? TryReadNode(string path) => ParseNode(path, TryReadText(path));
+
+    /// <summary>A NUMA node from text already read (null when absent).</summary>
+    internal static int? ParseNode(string path, string? text)
     {
-        string? text = TryReadText(path);
         if (text is null)
         {
             return null;

@@ -35,11 +35,14 @@ internal static class PathValidation
     /// <summary>The UTF-8 length, after <see cref="Validate"/>.</summary>
     internal static int Utf8Length(string value) => s_strictUtf8.GetByteCount(value);
 
-    /// <summary>Control characters and surrogates shown as \uXXXX, so a message names the value visibly.</summary>
+    /// <summary>
+    /// Control characters and surrogates shown as \uXXXX, and a value longer than 64 characters cut
+    /// with its length, so that a message names the value visibly and stays one line.
+    /// </summary>
     internal static string Escape(string value)
     {
-        var text = new StringBuilder(value.Length);
-        foreach (char c in value)
+        var text = new StringBuilder(Math.Min(value.Length, 80));
+        foreach (char c in value.Length > 64 ? value[..64] : value)
         {
             if (char.IsControl(c) || char.IsSurrogate(c))
             {
@@ -49,6 +52,10 @@ internal static class PathValidation
             {
                 text.Append(c);
             }
+        }
+        if (value.Length > 64)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"... ({value.Length} chars)");
         }
         return text.ToString();
     }

@@ -1,8 +1,11 @@
+using DirectPmem.Interop;
+
 namespace DirectPmem.Persistence;
 
 /// <summary>
-/// Decides whether the CPU caches are in the persistence domain (eADR): only if every
-/// <c>/sys/bus/nd/devices/region*/persistence_domain</c> reads <c>cpu_cache</c>.
+/// Decides whether the CPU caches are in the persistence domain (eADR): only if every NVDIMM
+/// region reads <c>cpu_cache</c> in <c>persistence_domain</c>. Regions are read by
+/// <see cref="NdRegionReader"/>, the same reader <c>DaxBus</c> builds <c>DaxRegion</c> from.
 /// </summary>
 internal static class EadrDetector
 {
@@ -12,38 +15,29 @@ internal static class EadrDetector
     /// <summary>Reads the regions under <paramref name="sysfsRoot"/> (normally <c>/sys</c>; tests pass a fake tree).</summary>
     internal static EadrStatus Detect(string sysfsRoot)
     {
-        string devices = Path.Combine(sysfsRoot, "bus", "nd", "devices");
-        string[] regions;
+        string devices = NdRegionReader.DevicesPath(sysfsRoot);
+        List<string> names;
         try
         {
-            regions = Directory.Exists(devices) ? Directory.GetDirectories(devices, "region*") : [];
+            names = NdRegionReader.ListNames(sysfsRoot);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return new EadrStatus(false, $"{devices} cannot be read ({e.Message}).");
         }
-        if (regions.Length == 0)
+        if (names.Count == 0)
         {
             return new EadrStatus(false, $"no NVDIMM regions under {devices}, so no platform guarantees that CPU caches are persistent.");
         }
-        Array.Sort(regions, StringComparer.Ordinal);
-        foreach (string region in regions)
+        foreach (string name in names)
         {
-            string file = Path.Combine(region, "persistence_domain");
-            string domain;
-            try
+            NdRegionAttributes region = NdRegionReader.Read(sysfsRoot, name);
+            if (region.PersistenceDomain != NdPersistenceDomain.CpuCache)
             {
-                domain = File.Exists(file) ? File.ReadAllText(file).Trim() : "";
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return new EadrStatus(false, $"{file} cannot be read ({e.Message}).");
-            }
-            if (domain != "cpu_cache")
-            {
-                return new EadrStatus(false, domain.Length == 0
-                    ? $"{file} is missing or empty (the platform does not say its caches are persistent)."
-                    : $"{file} reads '{domain}', not 'cpu_cache' (no eADR).");
+                string file = region.Attribute("persistence_domain");
+                return new EadrStatus(false, string.IsNullOrEmpty(region.PersistenceDomainText)
+                    ? $"{file} is missing, empty or unreadable (the platform does not say its caches are persistent)."
+                    : $"{file} reads '{region.PersistenceDomainText}', not 'cpu_cache' (no eADR).");
             }
         }
         return new EadrStatus(true, $"every region under {devices} has persistence_domain 'cpu_cache'.");

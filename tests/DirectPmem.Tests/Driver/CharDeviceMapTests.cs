@@ -81,15 +81,23 @@ public sealed class CharDeviceMapTests : IDisposable
         DaxBus bus = BuildBus("1:5", "/dev/zero");
         DaxDevice first = bus.GetDevice("dax9.0");
         DaxDevice second = bus.GetDevice("dax9.0");
-        using (first.AcquireLabels())
+        using (LabelLock.Acquire(first, shared: false))
         {
-            var error = Assert.Throws<PmemInUseException>(() => second.AcquireLabels());
+            var error = Assert.Throws<PmemInUseException>(() => LabelLock.Acquire(second, shared: false));
             Assert.Equal("flock(LOCK_EX|LOCK_NB)", error.Call);
-            Assert.Throws<PmemInUseException>(() => first.AcquireLabels());
+            Assert.Throws<PmemInUseException>(() => LabelLock.Acquire(first, shared: false));
         }
-        second.AcquireLabels().Dispose();
+        // A reader takes a shared lock: refused while a writer holds it, shared with other readers.
+        using (LabelLock.Acquire(second, shared: false))
+        {
+            Assert.Equal("flock(LOCK_SH|LOCK_NB)", Assert.Throws<PmemInUseException>(() => LabelLock.Acquire(first, shared: true)).Call);
+        }
+        using (LabelLock.Acquire(first, shared: true))
+        {
+            LabelLock.Acquire(second, shared: true).Dispose();
+        }
         // The allocator gives the lock back when the label area cannot be mapped (no MAP_SYNC on /dev/zero).
         Assert.Equal("EOPNOTSUPP", Assert.Throws<PmemException>(() => DaxRangeAllocator.Open(first)).ErrnoName);
-        first.AcquireLabels().Dispose();
+        LabelLock.Acquire(first, shared: false).Dispose();
     }
 }

@@ -14,9 +14,18 @@ public sealed class EmulatedDeviceTests : IDisposable
     private const long Size = 8 * Mib2;
     private readonly TempDirectory _temp = new();
 
-    public void Dispose() => _temp.Dispose();
+    // Tests that expect page-cache behaviour need a page-cache file system: /tmp may be a tmpfs.
+    private TempDirectory? _pageCache;
+
+    public void Dispose()
+    {
+        _temp.Dispose();
+        _pageCache?.Dispose();
+    }
 
     private string DevicePath => _temp.File("dax.emu");
+
+    private string PageCacheDevicePath => (_pageCache ??= PageCacheDirectory.Create()).File("dax.emu");
 
     [Fact]
     public void CreatedDeviceReopensWithItsGeometryAndData()
@@ -45,7 +54,7 @@ public sealed class EmulatedDeviceTests : IDisposable
     [Fact]
     public void EmulatedDeviceOnAnOrdinaryFileReportsPageCachePersistenceAndSmallFaults()
     {
-        using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
+        using DaxDevice dax = DaxDevice.CreateEmulated(PageCacheDevicePath, Size, PageSize.Pmd);
         Assert.Equal(MappingBacking.PageCacheFile, dax.Backing);
         Assert.Equal(DaxPersistence.PageCache, dax.Persistence);
         Assert.Equal(PageSize.Pte, dax.FaultGranularity);
@@ -199,7 +208,8 @@ public sealed class EmulatedDeviceTests : IDisposable
     [Fact]
     public void EmulatedDeviceListsAsEmulatedWithItsPath()
     {
-        using DaxDevice dax = DaxDevice.CreateEmulated(DevicePath, Size, PageSize.Pmd);
+        string path = PageCacheDevicePath;
+        using DaxDevice dax = DaxDevice.CreateEmulated(path, Size, PageSize.Pmd);
         using JsonDocument doc = JsonDocument.Parse(DaxListing.Serialize([dax]));
         JsonElement e = doc.RootElement[0];
         Assert.Equal("dax.emu", e.GetProperty("chardev").GetString());
@@ -207,7 +217,7 @@ public sealed class EmulatedDeviceTests : IDisposable
         Assert.Equal(Mib2, e.GetProperty("align").GetInt64());
         Assert.Equal("devdax", e.GetProperty("mode").GetString());
         Assert.True(e.GetProperty("emulated").GetBoolean());
-        Assert.Equal(DevicePath, e.GetProperty("path").GetString());
+        Assert.Equal(path, e.GetProperty("path").GetString());
         Assert.Equal("page_cache", e.GetProperty("persistence_domain").GetString());
         Assert.False(e.TryGetProperty("target_node", out _));
     }

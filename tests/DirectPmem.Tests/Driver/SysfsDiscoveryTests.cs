@@ -41,7 +41,7 @@ public class SysfsDiscoveryTests
         Assert.Equal(PageSize.Pmd, dax.FaultGranularity);
         Assert.Equal(0x100a00000UL, dax.Resource);
         Assert.Equal(Mib2, dax.RegionAlign);
-        DaxDeviceMapping range = Assert.Single(dax.Mappings);
+        DaxDeviceRange range = Assert.Single(dax.Ranges);
         Assert.Equal(0x100a00000UL, range.Start);
         Assert.Equal(0x11fffffffUL, range.End);
         Assert.Equal(0, range.DeviceOffset);
@@ -77,7 +77,7 @@ public class SysfsDiscoveryTests
         Assert.Equal(-1, dax.NumaNode);
         Assert.Null(dax.Resource);
         Assert.Null(dax.RegionAlign);
-        Assert.Equal(Gib1, Assert.Single(dax.Mappings).Length);
+        Assert.Equal(Gib1, Assert.Single(dax.Ranges).Length);
     }
 
     [Fact]
@@ -86,7 +86,7 @@ public class SysfsDiscoveryTests
         DaxDevice dax = s_good.GetDevice("dax2.0");
         Assert.Equal(PageSize.Pud, dax.Align);
         Assert.Equal(2 * Gib1, dax.Size);
-        Assert.Equal([0L, Gib1], dax.Mappings.Select(m => m.DeviceOffset));
+        Assert.Equal([0L, Gib1], dax.Ranges.Select(m => m.DeviceOffset));
         Assert.Equal("region1", dax.Region?.Name);
         Assert.Equal(DaxPersistence.CpuCache, dax.Persistence);
         DaxRegion region1 = s_good.GetRegions()[1];

@@ -62,7 +62,7 @@ public sealed class SysfsValidationTests : IDisposable
     {
         DaxBus bus = Bus("4194304", "2097152");
         Mapping(0, null, null, null);
-        Assert.Empty(bus.GetDevice("dax0.0").Mappings);
+        Assert.Empty(bus.GetDevice("dax0.0").Ranges);
     }
 
     [Fact]

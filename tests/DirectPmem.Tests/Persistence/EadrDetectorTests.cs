@@ -1,4 +1,6 @@
+using DirectPmem.Driver;
 using DirectPmem.Persistence;
+using DirectPmem.Tests.Fixtures;
 using Xunit;
 
 namespace DirectPmem.Tests.Persistence;
@@ -58,5 +60,33 @@ public sealed class EadrDetectorTests : IDisposable
         EadrStatus status = EadrDetector.Detect(_root);
         Assert.False(status.IsEadr);
         Assert.Contains("no NVDIMM regions", status.Reason, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("cpu_cache", "cpu_cache", true)]
+    [InlineData("cpu_cache", "memory_controller", false)]
+    [InlineData("cpu_cache", "", false)]
+    [InlineData("cpu_cache", "cpu_cache ", true)] // trimmed the same way by the one reader
+    public void TheDetectorAndTheBusReadTheSameRegionsTheSameWay(string first, string second, bool eadr)
+    {
+        Region("region0", first);
+        Region("region1", second);
+        Region("region2x", "memory_controller"); // not a kernel name: neither reads it
+        foreach (string name in new[] { "region0", "region1" })
+        {
+            File.WriteAllText(Path.Combine(_root, "bus", "nd", "devices", name, "size"), "8388608\n");
+        }
+        IReadOnlyList<DaxRegion> regions = new DaxBus(_root).GetRegions();
+        Assert.Equal(["region0", "region1"], regions.Select(r => r.Name));
+        Assert.Equal(eadr, regions.All(r => r.PersistenceDomain == DaxPersistence.CpuCache));
+        Assert.Equal(eadr, EadrDetector.Detect(_root).IsEadr);
+    }
+
+    [Fact]
+    public void TheFixtureTreeAgreesWithItsRegions()
+    {
+        string root = FixturePaths.Sysfs("good");
+        bool allCpuCache = new DaxBus(root).GetRegions().All(r => r.PersistenceDomain == DaxPersistence.CpuCache);
+        Assert.Equal(allCpuCache, EadrDetector.Detect(root).IsEadr);
     }
 }
