@@ -65,11 +65,11 @@ public sealed class DeviceDaxTests(ITestOutputHelper output)
         using DaxDevice opened = DaxDevice.Open(path);
         Assert.Equal((found.Name, found.Size, found.Align, found.Region.Name), (opened.Name, opened.Size, opened.Align, opened.Region?.Name));
 
-        // DirectPmem's own listing has the shape and the numbers of daxctl's.
-        string listing = DaxListing.Serialize([found]);
-        output.WriteLine($"DaxListing.Serialize: {listing.ReplaceLineEndings(" ")}");
+        // dpmem's listing (the daxctl-shaped JSON lives in the tool) has the shape and the numbers of daxctl's.
+        string listing = RunDpmem("list", "--json");
+        output.WriteLine($"dpmem list --json: {listing.ReplaceLineEndings(" ")}");
         using JsonDocument ours = JsonDocument.Parse(listing);
-        JsonElement entry = ours.RootElement.ValueKind == JsonValueKind.Array ? ours.RootElement[0] : ours.RootElement;
+        JsonElement entry = ours.RootElement.EnumerateArray().Single(e => e.GetProperty("chardev").GetString() == name);
         foreach (string property in new[] { "chardev", "size", "align", "mode" })
         {
             Assert.Equal(daxctlDevice.GetProperty(property).ToString(), entry.GetProperty(property).ToString());
@@ -211,5 +211,22 @@ public sealed class DeviceDaxTests(ITestOutputHelper output)
         Assert.Equal(data, map.GetReadOnlySpan(100, data.Length).ToArray());
         Assert.Equal(data, map.GetReadOnlySpan(70_000, data.Length).ToArray());
         Assert.Equal(0xC3, map.GetReadOnlySpan(5063, 1)[0]);
+    }
+
+    // The dpmem tool, run by the same dotnet host as these tests.
+    private static string RunDpmem(params string[] arguments)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        using var process = System.Diagnostics.Process.Start(info)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, $"dpmem {string.Join(' ', arguments)} exited with {process.ExitCode}: {stderr.Result}");
+        return stdout;
     }
 }

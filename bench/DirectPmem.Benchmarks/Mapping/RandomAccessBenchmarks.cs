@@ -1,21 +1,30 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.CompilerServices;
 using BenchmarkDotNet.Attributes;
 using DirectPmem.Mapping;
 
 namespace DirectPmem.Benchmarks.Mapping;
 
 /// <summary>
-/// Random 8-byte reads and writes into one 256 MiB file, through DirectPmem's GetRef/GetSpan and
-/// through System.IO.MemoryMappedFiles' view accessor, same file, same offsets, same run.
+/// Random 8-byte reads and writes over a 2 GiB file, far larger than the caches (and the TLB
+/// reach of 4 KiB pages), through DirectPmem's GetRef/GetSpan, System.IO.MemoryMappedFiles'
+/// view accessor, and a raw pointer into the same mapping (the floor: no bounds check at all).
 /// </summary>
+/// <remarks>
+/// Every benchmark draws its offsets from the same generator (an LCG over the whole file, not a
+/// small table of offsets that would fit in L2), continuing from invocation to invocation. The
+/// file lives on tmpfs (/dev/shm) so that no writeback runs during the measurement and no write
+/// fault re-dirties a cleaned page; every page is written once in the setup.
+/// </remarks>
 [MemoryDiagnoser]
 [GroupBenchmarksBy(BenchmarkDotNet.Configs.BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
-public sealed class RandomAccessBenchmarks : IDisposable
+public class RandomAccessBenchmarks : IDisposable
 {
-    private const long FileSize = 256L * 1024 * 1024;
-    private const int Accesses = 4096;
+    private const long FileSize = 2L << 30;
+    private const int Accesses = 1 << 16;
+    private const string Directory = "/dev/shm";
 
     private string _path = "";
     private PmemFile? _file;
@@ -23,31 +32,35 @@ public sealed class RandomAccessBenchmarks : IDisposable
     private FileStream? _stream;
     private MemoryMappedFile? _mmf;
     private MemoryMappedViewAccessor? _accessor;
-    private readonly long[] _offsets = new long[Accesses];
+    private ulong _state = 42;
 
     [GlobalSetup]
     public void Setup()
     {
-        _path = Path.Combine(Path.GetTempPath(), $"directpmem-bench-{Environment.ProcessId}.pmem");
+        if (!System.IO.Directory.Exists(Directory))
+        {
+            throw new InvalidOperationException($"{Directory} (tmpfs) is missing: the benchmark keeps its file off disk-backed storage.");
+        }
+        _path = Path.Combine(Directory, $"directpmem-bench-{Environment.ProcessId}.pmem");
         // Both sides open the file with a shared lock (FileShare.ReadWrite takes LOCK_SH in .NET).
         _file = PmemFile.Create(_path, FileSize, shared: true);
         _map = _file.Map(new DaxMappingOptions { Populate = true });
         _stream = new FileStream(_path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         _mmf = MemoryMappedFile.CreateFromFile(_stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
         _accessor = _mmf.CreateViewAccessor(0, FileSize);
-        var random = new Random(42);
-        for (int i = 0; i < Accesses; i++)
-        {
-            _offsets[i] = random.NextInt64(FileSize / 8) * 8;
-        }
-        // Touch every page through the accessor's view as well, so neither side pays first-touch faults.
+        // Write every page through both views, so neither side pays a first-touch or write fault.
         for (long offset = 0; offset < FileSize; offset += 4096)
         {
             _accessor.Write(offset, 0L);
+            _map.GetRef<long>(offset) = 0;
         }
     }
 
-    public void Dispose() => Cleanup();
+    public void Dispose()
+    {
+        Cleanup();
+        GC.SuppressFinalize(this);
+    }
 
     [GlobalCleanup]
     public void Cleanup()
@@ -68,15 +81,41 @@ public sealed class RandomAccessBenchmarks : IDisposable
         }
     }
 
+    // An LCG (Knuth's MMIX constants); the high bits pick an 8-byte-aligned offset anywhere in the file.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long Next(ref ulong state)
+    {
+        state = state * 6364136223846793005UL + 1442695040888963407UL;
+        return (long)(state >> 33) & (FileSize - 8) & ~7L;
+    }
+
+    [Benchmark(OperationsPerInvoke = Accesses)]
+    [BenchmarkCategory("read")]
+    public unsafe long ReadRawPointer()
+    {
+        byte* p = _map!.DangerousGetPointer();
+        ulong state = _state;
+        long sum = 0;
+        for (int i = 0; i < Accesses; i++)
+        {
+            sum += *(long*)(p + Next(ref state));
+        }
+        _state = state;
+        return sum;
+    }
+
     [Benchmark(Baseline = true, OperationsPerInvoke = Accesses)]
     [BenchmarkCategory("read")]
     public long ReadViewAccessor()
     {
+        MemoryMappedViewAccessor accessor = _accessor!;
+        ulong state = _state;
         long sum = 0;
-        foreach (long offset in _offsets)
+        for (int i = 0; i < Accesses; i++)
         {
-            sum += _accessor!.ReadInt64(offset);
+            sum += accessor.ReadInt64(Next(ref state));
         }
+        _state = state;
         return sum;
     }
 
@@ -85,11 +124,13 @@ public sealed class RandomAccessBenchmarks : IDisposable
     public long ReadGetRef()
     {
         DaxMapping map = _map!;
+        ulong state = _state;
         long sum = 0;
-        foreach (long offset in _offsets)
+        for (int i = 0; i < Accesses; i++)
         {
-            sum += map.GetReadOnlyRef<long>(offset);
+            sum += map.GetReadOnlyRef<long>(Next(ref state));
         }
+        _state = state;
         return sum;
     }
 
@@ -98,23 +139,40 @@ public sealed class RandomAccessBenchmarks : IDisposable
     public long ReadGetSpan()
     {
         DaxMapping map = _map!;
+        ulong state = _state;
         long sum = 0;
-        foreach (long offset in _offsets)
+        for (int i = 0; i < Accesses; i++)
         {
-            sum += BinaryPrimitives.ReadInt64LittleEndian(map.GetReadOnlySpan(offset, sizeof(long)));
+            sum += BinaryPrimitives.ReadInt64LittleEndian(map.GetReadOnlySpan(Next(ref state), sizeof(long)));
         }
+        _state = state;
         return sum;
+    }
+
+    [Benchmark(OperationsPerInvoke = Accesses)]
+    [BenchmarkCategory("write")]
+    public unsafe void WriteRawPointer()
+    {
+        byte* p = _map!.DangerousGetPointer();
+        ulong state = _state;
+        for (int i = 0; i < Accesses; i++)
+        {
+            *(long*)(p + Next(ref state)) = i;
+        }
+        _state = state;
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Accesses)]
     [BenchmarkCategory("write")]
     public void WriteViewAccessor()
     {
-        long i = 0;
-        foreach (long offset in _offsets)
+        MemoryMappedViewAccessor accessor = _accessor!;
+        ulong state = _state;
+        for (int i = 0; i < Accesses; i++)
         {
-            _accessor!.Write(offset, i++);
+            accessor.Write(Next(ref state), (long)i);
         }
+        _state = state;
     }
 
     [Benchmark(OperationsPerInvoke = Accesses)]
@@ -122,11 +180,12 @@ public sealed class RandomAccessBenchmarks : IDisposable
     public void WriteGetRef()
     {
         DaxMapping map = _map!;
-        long i = 0;
-        foreach (long offset in _offsets)
+        ulong state = _state;
+        for (int i = 0; i < Accesses; i++)
         {
-            map.GetRef<long>(offset) = i++;
+            map.GetRef<long>(Next(ref state)) = i;
         }
+        _state = state;
     }
 
     [Benchmark(OperationsPerInvoke = Accesses)]
@@ -134,10 +193,11 @@ public sealed class RandomAccessBenchmarks : IDisposable
     public void WriteGetSpan()
     {
         DaxMapping map = _map!;
-        long i = 0;
-        foreach (long offset in _offsets)
+        ulong state = _state;
+        for (int i = 0; i < Accesses; i++)
         {
-            BinaryPrimitives.WriteInt64LittleEndian(map.GetSpan(offset, sizeof(long)), i++);
+            BinaryPrimitives.WriteInt64LittleEndian(map.GetSpan(Next(ref state), sizeof(long)), i);
         }
+        _state = state;
     }
 }

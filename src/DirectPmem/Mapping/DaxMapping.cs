@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using DirectPmem.Diagnostics;
 using DirectPmem.Geometry;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
@@ -79,6 +80,7 @@ public sealed unsafe class DaxMapping : IDisposable
         Granularity = ops.Granularity;
         _root = new GCHandle<DaxMapping>(this);
         Interlocked.Increment(ref s_live);
+        Counters.OnMap(PageSize, request.Length);
     }
 
     /// <summary>
@@ -246,6 +248,7 @@ public sealed unsafe class DaxMapping : IDisposable
         try
         {
             // SAFETY: CheckRange put [offset, offset + length) inside the mapping, and Enter keeps it mapped.
+            Counters.OnPersist(length);
             _ops.Persist(_base + offset, (nuint)length);
         }
         finally
@@ -271,6 +274,7 @@ public sealed unsafe class DaxMapping : IDisposable
         OperationSlots slot = Enter();
         try
         {
+            Counters.OnFlush(length);
             _ops.Flush(_base + offset, (nuint)length);
         }
         finally
@@ -292,6 +296,7 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
         }
+        Counters.OnDrain();
         _ops.Drain();
     }
 
@@ -321,6 +326,7 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             fixed (byte* from = source)
             {
+                Counters.OnCopy(source.Length, flags, Granularity);
                 _ops.Copy(_base + destinationOffset, from, (nuint)source.Length, flags);
             }
         }
@@ -350,6 +356,7 @@ public sealed unsafe class DaxMapping : IDisposable
         OperationSlots slot = Enter();
         try
         {
+            Counters.OnCopy(length, flags, Granularity);
             _ops.Copy(_base + destinationOffset, _base + sourceOffset, (nuint)length, flags);
         }
         finally
@@ -374,6 +381,7 @@ public sealed unsafe class DaxMapping : IDisposable
         OperationSlots slot = Enter();
         try
         {
+            Counters.OnCopy(length, flags, Granularity);
             _ops.Fill(_base + offset, value, (nuint)length, flags);
         }
         finally
@@ -406,6 +414,7 @@ public sealed unsafe class DaxMapping : IDisposable
         try
         {
             Volatile.Write(ref *(ulong*)(_base + offset), value);
+            Counters.OnPersist(sizeof(ulong));
             _ops.Persist(_base + offset, sizeof(ulong));
         }
         finally
@@ -446,7 +455,7 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             return;
         }
-        Volatile.Write(ref _length, 0);
+        Counters.OnUnmap(PageSize, Interlocked.Exchange(ref _length, 0));
         // Operations that entered before _disposed was set finish on the live mapping; those
         // after it see _disposed and throw.
         OperationSlots.WaitForOperations(this);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
+using DirectPmem.Diagnostics;
 using DirectPmem.Internal;
 using DirectPmem.Interop;
 
@@ -295,6 +296,7 @@ internal sealed unsafe class PageOps : PersistOps
         {
             CheckNotTruncated(_sourceOffset + end);
         }
+        Counters.OnMSync(end - start);
         SyscallError.Check(Libc.MSync((nint)(_base + start), (nuint)(end - start), Libc.MS_SYNC),
             "msync(MS_SYNC)", _path, _sourceOffset + start, end - start);
     }

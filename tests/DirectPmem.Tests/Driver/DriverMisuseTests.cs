@@ -116,7 +116,7 @@ public sealed class DriverMisuseTests : IDisposable
     public void CreateEmulatedMemoryRefusesNamesTheKernelWouldAlterAndHugetlbAt4KiB()
     {
         Assert.Equal("name", Refused<ArgumentException>(() => DaxDevice.CreateEmulatedMemory("a\0b", 4 * Mib2, PageSize.Pmd), "NUL").ParamName);
-        Assert.Equal("name", Refused<ArgumentException>(() => DaxDevice.CreateEmulatedMemory(new string('n', 250), 4 * Mib2, PageSize.Pmd), "250 bytes", "249").ParamName);
+        Assert.Equal("name", Refused<ArgumentException>(() => DaxDevice.CreateEmulatedMemory(new string('n', 250), 4 * Mib2, PageSize.Pmd), "250 UTF-8 bytes", "249").ParamName);
         Assert.Equal("hugePages", Refused<ArgumentException>(() => DaxDevice.CreateEmulatedMemory("m", 4 * Mib2, PageSize.Pte, HugePages.Hugetlb), "4 KiB").ParamName);
         Assert.Equal("size", Assert.ThrowsAny<ArgumentException>(() => DaxDevice.CreateEmulatedMemory("m", Mib2 + 4096, PageSize.Pmd)).ParamName);
     }

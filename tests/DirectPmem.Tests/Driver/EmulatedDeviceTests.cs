@@ -1,4 +1,3 @@
-using System.Text.Json;
 using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
@@ -203,23 +202,6 @@ public sealed class EmulatedDeviceTests : IDisposable
         using DaxMapping map = dax.Map();
         Assert.Equal(Size, map.Length);
         Assert.Throws<ArgumentException>(() => dax.Map(new DaxMappingOptions { Offset = 4096, Length = Mib2 }));
-    }
-
-    [Fact]
-    public void EmulatedDeviceListsAsEmulatedWithItsPath()
-    {
-        string path = PageCacheDevicePath;
-        using DaxDevice dax = DaxDevice.CreateEmulated(path, Size, PageSize.Pmd);
-        using JsonDocument doc = JsonDocument.Parse(DaxListing.Serialize([dax]));
-        JsonElement e = doc.RootElement[0];
-        Assert.Equal("dax.emu", e.GetProperty("chardev").GetString());
-        Assert.Equal(Size, e.GetProperty("size").GetInt64());
-        Assert.Equal(Mib2, e.GetProperty("align").GetInt64());
-        Assert.Equal("devdax", e.GetProperty("mode").GetString());
-        Assert.True(e.GetProperty("emulated").GetBoolean());
-        Assert.Equal(path, e.GetProperty("path").GetString());
-        Assert.Equal("page_cache", e.GetProperty("persistence_domain").GetString());
-        Assert.False(e.TryGetProperty("target_node", out _));
     }
 
     internal static void FlipByte(string path, long offset)

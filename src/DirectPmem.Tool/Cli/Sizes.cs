@@ -1,7 +1,7 @@
 using System.Globalization;
 using DirectPmem.Geometry;
 
-namespace DirectPmem.Tool;
+namespace DirectPmem.Tool.Cli;
 
 /// <summary>Parses and prints byte sizes the way daxctl and ndctl users write them (4K, 2M, 1G, 512M).</summary>
 internal static class Sizes

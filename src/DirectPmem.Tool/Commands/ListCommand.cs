@@ -1,0 +1,80 @@
+using System.CommandLine;
+using System.Globalization;
+using DirectPmem.Driver;
+using DirectPmem.Geometry;
+using DirectPmem.Tool.Cli;
+using Spectre.Console;
+
+namespace DirectPmem.Tool.Commands;
+
+/// <summary><c>dpmem list</c>: device-DAX devices (and regions) found in sysfs, like <c>daxctl list</c>.</summary>
+internal static class ListCommand
+{
+    internal static Command Create()
+    {
+        var json = new Option<bool>("--json", "-j") { Description = "Print JSON shaped like `daxctl list` instead of a table." };
+        var regions = new Option<bool>("--regions", "-R") { Description = "Include NVDIMM regions (like `daxctl list -R -D`)." };
+        Option<string> sysfs = DeviceOpener.SysfsOption();
+        var command = new Command("list", "List device-DAX devices (and regions) found in sysfs.") { json, regions, sysfs };
+        CommandRunner.SetAction(command, parse => Run(parse.GetValue(sysfs)!, parse.GetValue(json), parse.GetValue(regions)));
+        return command;
+    }
+
+    private static int Run(string sysfsRoot, bool asJson, bool withRegions)
+    {
+        DaxTopology topology = new DaxBus(sysfsRoot).Scan();
+        if (asJson)
+        {
+            if (withRegions)
+            {
+                JsonOutput.Write(DaxListing.Regions(topology), ToolJsonContext.Default.DaxRegionListingArray);
+            }
+            else
+            {
+                JsonOutput.Write(DaxListing.Devices(topology.Devices), ToolJsonContext.Default.DaxDeviceListingArray);
+            }
+        }
+        else
+        {
+            WriteTables(sysfsRoot, topology, withRegions);
+        }
+        foreach (DaxConfigurationException error in topology.Errors)
+        {
+            Console.Error.WriteLine($"dpmem: warning: {error.Message}");
+        }
+        return 0;
+    }
+
+    private static void WriteTables(string sysfsRoot, DaxTopology topology, bool withRegions)
+    {
+        if (topology.Devices.Count == 0)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]no device-DAX devices under {sysfsRoot}/bus/dax/devices[/]");
+        }
+        else
+        {
+            var table = new Table().AddColumns("device", "chardev", "size", "align", "region", "persistence", "target node", "numa node");
+            foreach (DaxDevice device in topology.Devices)
+            {
+                table.AddRow(Markup.Escape(device.Name), Markup.Escape(device.DevicePath), Sizes.Format(device.Size), device.Align.ToDisplayString(),
+                    Markup.Escape(device.Region?.Name ?? "-"), device.Persistence.ToString(), Number(device.TargetNode), Number(device.NumaNode));
+            }
+            AnsiConsole.Write(table);
+        }
+        if (withRegions && topology.Regions.Count > 0)
+        {
+            var regionTable = new Table().AddColumns("region", "size", "persistence domain", "bad blocks", "deep flush", "numa node");
+            foreach (DaxRegion region in topology.Regions)
+            {
+                regionTable.AddRow(Markup.Escape(region.Name), Sizes.Format(region.Size),
+                    Markup.Escape(region.PersistenceDomainText.Length == 0 ? "unknown" : region.PersistenceDomainText),
+                    region.BadBlocks.Count.ToString(CultureInfo.InvariantCulture),
+                    region.DeepFlushPresent ? (region.DeepFlushWritable ? "writable" : "present") : "-",
+                    Number(region.NumaNode));
+            }
+            AnsiConsole.Write(regionTable);
+        }
+    }
+
+    private static string Number(int? value) => value?.ToString(CultureInfo.InvariantCulture) ?? "-";
+}

@@ -1,0 +1,63 @@
+using System.Text.Json;
+using DirectPmem.Tool.Tests.Support;
+using Xunit;
+
+namespace DirectPmem.Tool.Tests;
+
+[Collection(nameof(TimedChildProcesses))]
+public sealed class MonitorTests
+{
+    [Fact]
+    public void MonitorShowsTheCountersOfAProcessThatPersistsInALoop()
+    {
+        using var child = new Child("persist");
+        (int code, string output, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "4", "--json");
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        Assert.Equal(child.Id, doc.RootElement.GetProperty("process_id").GetInt32());
+        Dictionary<string, JsonElement> counters = doc.RootElement.GetProperty("counters").EnumerateArray()
+            .ToDictionary(c => c.GetProperty("name").GetString()!);
+        Assert.True(counters["persists"].GetProperty("is_rate").GetBoolean());
+        Assert.True(counters["persists"].GetProperty("value").GetDouble() > 0, output);
+        Assert.True(counters["bytes-copied"].GetProperty("value").GetDouble() > 0, output);
+        Assert.True(counters["open-mappings"].GetProperty("value").GetDouble() >= 1, output);
+        Assert.True(counters["mapped-bytes-4k"].GetProperty("value").GetDouble() >= 2 << 20, output);
+        Assert.Equal(0, counters["msyncs"].GetProperty("value").GetDouble());
+    }
+
+    [Fact]
+    public void MonitorFindsTheProcessByTheNameOfItsMainAssembly()
+    {
+        using var child = new Child("persist");
+        (int code, string output, string error) = Dpmem.Run("monitor", "DirectPmem.Tool.TestChild", "--duration", "3", "--json");
+        if (code != 0 && error.Contains("processes are named", StringComparison.Ordinal))
+        {
+            Assert.Skip("another test child runs at the same time: the name is ambiguous");
+        }
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        Assert.Equal(child.Id, doc.RootElement.GetProperty("process_id").GetInt32());
+        Assert.Equal("DirectPmem.Tool.TestChild", doc.RootElement.GetProperty("process_name").GetString());
+    }
+
+    [Fact]
+    public void MonitorSaysSoWhenTheProcessHasNotLoadedDirectPmem()
+    {
+        using var child = new Child("idle");
+        (int code, _, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "10", "--wait", "3", "--json");
+        Assert.Equal(1, code);
+        Assert.Contains("has not loaded DirectPmem", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MonitorSaysSoWhenTheProcessDoesNotExist()
+    {
+        (int code, _, string error) = Dpmem.Run("monitor", "2147483646", "--duration", "1", "--json");
+        Assert.Equal(1, code);
+        Assert.Contains("no process with id 2147483646", error, StringComparison.Ordinal);
+
+        (code, _, error) = Dpmem.Run("monitor", "no-such-dotnet-process", "--duration", "1", "--json");
+        Assert.Equal(1, code);
+        Assert.Contains("no running .NET process is named 'no-such-dotnet-process'", error, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using Xunit;
+
+namespace DirectPmem.Tool.Tests.Support;
+
+/// <summary>Runs dpmem (and other children) as separate processes, exactly as users run them.</summary>
+internal static class Dpmem
+{
+    internal static (int Code, string Output, string Error) Run(params string[] args) => RunWithInput(null, args);
+
+    internal static (int Code, string Output, string Error) RunWithInput(string? input, params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["COLUMNS"] = "200";
+        return Wait(start, input, TimeSpan.FromSeconds(180));
+    }
+
+    internal static (int Code, string Output, string Error) Wait(ProcessStartInfo start, string? input, TimeSpan timeout)
+    {
+        start.RedirectStandardInput = true;
+        using Process process = Process.Start(start)!;
+        Task<string> error = process.StandardError.ReadToEndAsync();
+        Task<string> output = process.StandardOutput.ReadToEndAsync();
+        if (input is not null)
+        {
+            process.StandardInput.Write(input);
+        }
+        process.StandardInput.Close();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{start.FileName} {string.Join(' ', start.ArgumentList)} did not exit within {timeout.TotalSeconds} s");
+        }
+        return (process.ExitCode, output.Result, error.Result);
+    }
+}
+
+/// <summary>The test child (tests/DirectPmem.Tool.TestChild): persists in a loop, or idles without DirectPmem.</summary>
+internal sealed class Child : IDisposable
+{
+    private readonly Process _process;
+
+    internal Child(string mode)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardInput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "DirectPmem.Tool.TestChild.dll"));
+        start.ArgumentList.Add(mode);
+        _process = Process.Start(start)!;
+        Task<string?> ready = _process.StandardOutput.ReadLineAsync();
+        if (!ready.Wait(TimeSpan.FromSeconds(60)) || ready.Result != "ready")
+        {
+            string error = _process.HasExited ? _process.StandardError.ReadToEnd() : "";
+            Dispose();
+            Assert.Fail($"the test child ({mode}) did not start: {ready.Status} {error}");
+        }
+    }
+
+    internal int Id => _process.Id;
+
+    public void Dispose()
+    {
+        try
+        {
+            // Closing stdin tells the child to stop.
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(10_000))
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+}
