@@ -131,6 +131,17 @@ internal readonly struct MapRequest
             RangeValidator.ValidateMapRange(options.Offset, length, pageSize, limit, what, nameof(options.Offset), nameof(options.Length));
         }
 
+        if (source.HasOffsets && windowLength is not null)
+        {
+            // A window (a device, an allocator range) has its own size; the file under it must still hold it.
+            long end = checked(windowOffset + options.Offset + length);
+            long now = source.CurrentSize();
+            if (end > now)
+            {
+                throw OptionOutOfRange(nameof(options.Length), length, string.Create(CultureInfo.InvariantCulture,
+                    $"the range of {what} ends at offset {end} of {source.What}, which holds only {now} bytes now (truncated by another program?): touching the missing pages would raise SIGBUS."));
+            }
+        }
         HugePages hugePages = source.ResolveHugePages(options.HugePages);
         bool verifyHugePages = false;
         if (options.RequirePageSize && pageSize > source.FaultGranularity)
@@ -149,17 +160,6 @@ internal readonly struct MapRequest
         }
 
         PersistGranularity granularity = source.ChooseGranularity(options.ForceCacheLineGranularity, options.RequiredGranularity);
-        if (source.HasOffsets && windowLength is not null)
-        {
-            // A window (a device, an allocator range) has its own size; the file under it must still hold it.
-            long end = checked(windowOffset + options.Offset + length);
-            long now = source.CurrentSize();
-            if (end > now)
-            {
-                throw OptionOutOfRange(nameof(options.Length), length, string.Create(CultureInfo.InvariantCulture,
-                    $"the range of {what} ends at offset {end} of {source.What}, which holds only {now} bytes now (truncated by another program?): touching the missing pages would raise SIGBUS."));
-            }
-        }
         return new MapRequest(source, checked(windowOffset + options.Offset), length, pageSize, options, hugePages, verifyHugePages, granularity, what);
     }
 

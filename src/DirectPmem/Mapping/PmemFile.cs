@@ -179,7 +179,7 @@ public sealed class PmemFile : IDisposable
         if (PathValidation.Utf8Length(name) > MaxMemoryNameBytes)
         {
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"memfd name '{name}' is {PathValidation.Utf8Length(name)} bytes (UTF-8); memfd_create takes at most {MaxMemoryNameBytes}."), nameof(name));
+                $"memfd name '{name}' is {PathValidation.Utf8Length(name)} UTF-8 bytes; memfd_create takes at most {MaxMemoryNameBytes}."), nameof(name));
         }
         if (!Enum.IsDefined(hugePages))
         {
