@@ -129,19 +129,19 @@ internal readonly struct MapRequest
             }
             length = options.Length ?? limit - options.Offset;
             RangeValidator.ValidateMapRange(options.Offset, length, pageSize, limit, what, nameof(options.Offset), nameof(options.Length));
-            if (windowLength is not null)
-            {
-                // A window (a device, an allocator range) has its own size; the file under it must still hold it.
-                long end = checked(windowOffset + options.Offset + length);
-                long now = source.CurrentSize();
-                if (end > now)
-                {
-                    throw OptionOutOfRange(nameof(options.Length), length, string.Create(CultureInfo.InvariantCulture,
-                        $"the range of {what} ends at offset {end} of {source.What}, which now holds only {now} bytes: it was truncated, and touching the missing pages would raise SIGBUS."));
-                }
-            }
         }
 
+        if (source.HasOffsets && windowLength is not null)
+        {
+            // A window (a device, an allocator range) has its own size; the file under it must still hold it.
+            long end = checked(windowOffset + options.Offset + length);
+            long now = source.CurrentSize();
+            if (end > now)
+            {
+                throw OptionOutOfRange(nameof(options.Length), length, string.Create(CultureInfo.InvariantCulture,
+                    $"the range of {what} ends at offset {end} of {source.What}, which holds only {now} bytes now (truncated by another program?): touching the missing pages would raise SIGBUS."));
+            }
+        }
         HugePages hugePages = source.ResolveHugePages(options.HugePages);
         bool verifyHugePages = false;
         if (options.RequirePageSize && pageSize > source.FaultGranularity)

@@ -108,7 +108,7 @@ public sealed class OutOfSpaceTests
             first.Persist(0, 4096);
         }
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => device.Map());
-        Assert.Contains("now holds only 2097152 bytes", e.Message, StringComparison.Ordinal);
+        Assert.Contains("holds only 2097152 bytes now", e.Message, StringComparison.Ordinal);
         Assert.Contains(path, e.Message, StringComparison.Ordinal);
     }
 }
