@@ -28,7 +28,7 @@ check() { # name, command...
 
 rm -rf "$packages"
 check pack dotnet pack "$repo/DirectPmem.sln" -c Release -o "$packages"
-version=$(ls "$packages" | sed -n 's/^DirectPmem\.\([0-9][^a-zA-Z]*[0-9]\)\.nupkg$/\1/p' | head -n 1)
+version=$(ls "$packages" | sed -n 's/^DirectPmem\.\([0-9][^/]*\)\.nupkg$/\1/p' | head -n 1)
 echo "consumer: packed version ${version:-none}: $(cd "$packages" && ls | tr '\n' ' ')"
 # IntelliSense docs ship beside each library (GenerateDocumentationFile must take effect before pack).
 has_docs() { # package id

@@ -35,7 +35,7 @@ internal static class LabelInspector
         {
             return [];
         }
-        using DaxMapping labels = device.Map(new DaxMappingOptions { Length = (long)device.Align, ReadOnly = true });
+        using DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align, ReadOnly = true });
         return [Inspect(labels.GetReadOnlySpan(0, SlotSize), 0, device), Inspect(labels.GetReadOnlySpan(SlotSize, SlotSize), 1, device)];
     }
 

@@ -178,7 +178,7 @@ internal static class CheckCommand
             notes.Add("repair declined: nothing was changed");
             return;
         }
-        using (DaxMapping labels = device.Map(new DaxMappingOptions { Length = (long)device.Align }))
+        using (DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align }))
         {
             foreach (int slot in unpublish)
             {

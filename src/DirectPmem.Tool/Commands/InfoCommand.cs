@@ -78,7 +78,7 @@ internal static class InfoCommand
     {
         // The granularity is what a mapping really gets: map the first page of the device and ask it.
         string granularity;
-        using (DaxMapping probe = device.Map(new DaxMappingOptions { Length = (long)device.Align, ReadOnly = true }))
+        using (DaxMapping probe = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align, ReadOnly = true }))
         {
             granularity = probe.Granularity.ToString();
         }
