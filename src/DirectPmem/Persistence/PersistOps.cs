@@ -135,17 +135,12 @@ internal sealed unsafe class CacheLineOps : PersistOps
     }
 }
 
-/// <summary>eADR persistent memory: the caches are persistent, so a drain (SFENCE) is all a persist needs.</summary>
-internal sealed unsafe class ByteOps : PersistOps
+/// <summary>
+/// Mappings whose stores need no write-back instruction: persist and drain are one store fence
+/// (durability on eADR persistent memory, ordering only on volatile memory).
+/// </summary>
+internal abstract unsafe class FenceOnlyOps : PersistOps
 {
-    internal static readonly ByteOps Instance = new();
-
-    private ByteOps()
-    {
-    }
-
-    internal override PersistGranularity Granularity => PersistGranularity.Byte;
-
     internal override void Flush(byte* address, nuint length)
     {
     }
@@ -173,8 +168,20 @@ internal sealed unsafe class ByteOps : PersistOps
     }
 }
 
+/// <summary>eADR persistent memory: the caches are persistent, so a drain (SFENCE) is all a persist needs.</summary>
+internal sealed class ByteOps : FenceOnlyOps
+{
+    internal static readonly ByteOps Instance = new();
+
+    private ByteOps()
+    {
+    }
+
+    internal override PersistGranularity Granularity => PersistGranularity.Byte;
+}
+
 /// <summary>Volatile memory: nothing to write back; persist and drain only order the stores (SFENCE).</summary>
-internal sealed unsafe class VolatileOps : PersistOps
+internal sealed class VolatileOps : FenceOnlyOps
 {
     internal static readonly VolatileOps Instance = new();
 
@@ -183,32 +190,6 @@ internal sealed unsafe class VolatileOps : PersistOps
     }
 
     internal override PersistGranularity Granularity => PersistGranularity.None;
-
-    internal override void Flush(byte* address, nuint length)
-    {
-    }
-
-    internal override void Drain() => StoreFence();
-
-    internal override void Persist(byte* address, nuint length) => StoreFence();
-
-    internal override void Copy(byte* destination, byte* source, nuint length, PmemCopyOptions flags)
-    {
-        CopyEngine.MoveNoDrain(destination, source, length, flags, null);
-        if ((flags & PmemCopyOptions.NoDrain) == 0)
-        {
-            StoreFence();
-        }
-    }
-
-    internal override void Fill(byte* destination, byte value, nuint length, PmemCopyOptions flags)
-    {
-        CopyEngine.FillNoDrain(destination, value, length, flags, null);
-        if ((flags & PmemCopyOptions.NoDrain) == 0)
-        {
-            StoreFence();
-        }
-    }
 }
 
 /// <summary>
