@@ -117,9 +117,16 @@ internal sealed class CrashSweep
     }
 
     private IEnumerable<(ImageStrategy, ulong)> Images(CrashState state, long point)
+        => ImagesAt(state, point, ExhaustiveLimit, RandomImages, Seed);
+
+    /// <summary>
+    /// The images checked at one crash point, shared by every sweep of this project: all of them when
+    /// there are at most <paramref name="exhaustiveLimit"/>, otherwise the fixed ones plus seeded random ones.
+    /// </summary>
+    internal static IEnumerable<(ImageStrategy, ulong)> ImagesAt(CrashState state, long point, long exhaustiveLimit, int randomImages, ulong seed)
     {
         long count = state.CountImages();
-        if (count <= ExhaustiveLimit)
+        if (count <= exhaustiveLimit)
         {
             for (long i = 0; i < count; i++)
             {
@@ -133,9 +140,9 @@ internal sealed class CrashSweep
             yield return (ImageStrategy.FlushedSurvived, 0);
         }
         yield return (ImageStrategy.EverythingSurvived, 0);
-        for (int i = 0; i < RandomImages; i++)
+        for (int i = 0; i < randomImages; i++)
         {
-            yield return (ImageStrategy.Random, Seed ^ ((ulong)point << 32) ^ (ulong)i * 0x9E3779B97F4A7C15);
+            yield return (ImageStrategy.Random, seed ^ ((ulong)point << 32) ^ (ulong)i * 0x9E3779B97F4A7C15);
         }
     }
 }

@@ -101,22 +101,5 @@ internal sealed class AckSweep
     }
 
     private IEnumerable<(ImageStrategy, ulong)> ImagesOf(CrashState state, long point)
-    {
-        long count = state.CountImages();
-        if (count <= ExhaustiveLimit)
-        {
-            for (long i = 0; i < count; i++)
-            {
-                yield return (ImageStrategy.Exhaustive, (ulong)i);
-            }
-            yield break;
-        }
-        yield return (ImageStrategy.NothingSurvived, 0);
-        yield return (ImageStrategy.FlushedSurvived, 0);
-        yield return (ImageStrategy.EverythingSurvived, 0);
-        for (int i = 0; i < RandomImages; i++)
-        {
-            yield return (ImageStrategy.Random, Seed ^ ((ulong)point << 20) ^ (ulong)i);
-        }
-    }
+        => CrashSweep.ImagesAt(state, point, ExhaustiveLimit, RandomImages, Seed);
 }
