@@ -32,10 +32,10 @@ namespace DirectPmem.Storage;
 /// nothing reserved). No lock. A crash leaves nothing: the tail was not moved.</item>
 /// <item>Copy: the appender writes its frame with the copy engine (non-temporal stores from 256
 /// bytes, temporal stores + flush below), without a drain, then drains (SFENCE) its own stores.
-/// A short frame is staged on the stack and written at once; a long one is written as its header
-/// with the payload's first bytes up to a cache-line boundary, then the rest of the payload
-/// straight from the caller's memory. Appenders copy in parallel. A crash leaves bytes after the
-/// durable tail, which recovery ignores and later appends overwrite.</item>
+/// A short frame is staged on the stack and written at once; a long one is written as the
+/// payload from a cache-line boundary on, straight from the caller's memory, then the header with
+/// the payload's first bytes. Appenders copy in parallel. A crash leaves bytes after the durable
+/// tail, which recovery ignores and later appends overwrite.</item>
 /// <item>Complete: the appender waits until the completion cursor reaches its start (every
 /// earlier record is durable) and moves it to its end with a plain store. Completion is in LSN
 /// order, so the cursor always marks a durable prefix.</item>
@@ -45,7 +45,9 @@ namespace DirectPmem.Storage;
 /// publisher reads the completion cursor and publishes it as the durable tail with one
 /// failure-atomic 8-byte store + flush + drain, covering every record completed so far (its own
 /// included), then one plain store of the published cursor shows the new tail and clears the
-/// flag. The others wait and look again. A crash before the publish leaves the old tail (the
+/// flag. Before it reads the completion cursor, a publisher that sees appenders still copying
+/// (reserved beyond the completion cursor) waits for them up to about 2 us, so that its publish
+/// covers them too. The others wait and look again. A crash before the publish leaves the old tail (the
 /// records are not acknowledged and are ignored); after it, the new tail, whose records were all
 /// durable first.</item>
 /// <item>Return: the append returns its LSN once the published tail covers its end.</item>
@@ -105,8 +107,9 @@ public sealed class PmemLog
     // predecessor that is running finishes its copy within a microsecond or two; one that is still
     // not done after this is almost certainly off the CPU, and spinning would only keep it off.
     private static readonly long s_spinTicks = Stopwatch.Frequency / 50_000; // 20 us
-    private static readonly long s_yieldTicks = Stopwatch.Frequency / 20_000; // 50 us
+    private static readonly long s_yieldTicks = Stopwatch.Frequency / 1_000; // 1 ms
     private const int SleepTimeoutMilliseconds = 1;
+    private static readonly long s_followerTicks = Stopwatch.Frequency / 500_000; // 2 us
 
     [StructLayout(LayoutKind.Explicit, Size = 384)]
     private struct Cursors
@@ -471,22 +474,21 @@ public sealed class PmemLog
     /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
     /// <remarks>
     /// A short frame is staged whole on the stack and written with one copy. A longer one is
-    /// written in two: its header and the payload's first bytes up to the next cache-line boundary
-    /// of the ring from a small stack buffer, then the rest of the payload straight from the
-    /// caller's memory, line-aligned at the destination so that the copy engine streams it with
-    /// non-temporal stores (no second copy of the payload). The padding after the payload is not
-    /// written: readers skip it by the length.
+    /// written in two: the payload from the next cache-line boundary of the ring on, straight from
+    /// the caller's memory, line-aligned at the destination so that the copy engine streams it
+    /// with non-temporal stores (no second copy of the payload); then, from a small stack buffer,
+    /// the header (its checksum computed while those stores drain) with the payload's first bytes
+    /// up to that boundary. The padding after the payload is not written: readers skip it by the length.
     /// </remarks>
     [SkipLocalsInit]
     internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload)
     {
         int frameLength = FrameLength(payload.Length);
-        uint checksum = Checksum(payload, lsn);
         if (frameLength <= StagedFrameLimit)
         {
             Span<byte> frame = stackalloc byte[StagedFrameLimit];
             frame = frame[..frameLength];
-            WriteFrameHeader(frame, payload.Length, checksum, lsn);
+            WriteFrameHeader(frame, payload.Length, Checksum(payload, lsn), lsn);
             payload.CopyTo(frame[FrameHeaderSize..]);
             frame[(FrameHeaderSize + payload.Length)..].Clear();
             WriteRing(lsn, frame);
@@ -495,12 +497,15 @@ public sealed class PmemLog
         {
             // LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity is a multiple of 4 KiB.
             int lead = (int)((CacheLine - ((lsn + FrameHeaderSize) & (CacheLine - 1))) & (CacheLine - 1));
+            // The payload's bulk goes first: its non-temporal stores are on their way to memory
+            // while the checksum is computed (over the payload, still in the cache); the first
+            // line with the header follows, and the caller's drain covers both.
+            WriteRing(lsn + FrameHeaderSize + lead, payload[lead..]);
             Span<byte> first = stackalloc byte[CacheLine];
             first = first[..(FrameHeaderSize + lead)];
-            WriteFrameHeader(first, payload.Length, checksum, lsn);
+            WriteFrameHeader(first, payload.Length, Checksum(payload, lsn), lsn);
             payload[..lead].CopyTo(first[FrameHeaderSize..]);
             WriteRing(lsn, first);
-            WriteRing(lsn + FrameHeaderSize + lead, payload[lead..]);
         }
     }
 
@@ -606,13 +611,39 @@ public sealed class PmemLog
             {
                 if (Interlocked.CompareExchange(ref _cursors.Published, published | PublishingFlag, published) == published)
                 {
-                    // This record is completed, so this publish covers it.
+                    // This record is completed, so this publish covers it; let it cover the
+                    // appenders copying right now too, if they finish within a moment.
+                    WaitForFollowers();
                     PublishHeld(published);
                     return;
                 }
                 continue;
             }
             backoff.Wait(this, end, forPublish: true);
+        }
+    }
+
+    /// <summary>
+    /// Group commit proper: the publisher waits (PAUSE, at most about 2 us, the time of a copy)
+    /// for the appenders that reserved space before it took the flag to complete, so that its one
+    /// publish covers them too and they return without publishing. Alone, it does not wait.
+    /// </summary>
+    private void WaitForFollowers()
+    {
+        long reserved = Volatile.Read(ref _cursors.Reserved);
+        if (Volatile.Read(ref _cursors.Completed) >= reserved)
+        {
+            return;
+        }
+        long since = Stopwatch.GetTimestamp();
+        int rounds = 0;
+        while (Volatile.Read(ref _cursors.Completed) < reserved)
+        {
+            if ((++rounds & 15) == 0 && Stopwatch.GetTimestamp() - since > s_followerTicks)
+            {
+                return;
+            }
+            Pause();
         }
     }
 
