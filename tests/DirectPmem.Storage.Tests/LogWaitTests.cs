@@ -53,7 +53,7 @@ public sealed class LogWaitTests
         Assert.Equal(first, records[0].Payload);
         Assert.Equal(second, records[1].Payload);
 
-        // The waiter slept (blocked once the predecessor had made no progress for 70 us):
+        // The waiter slept (blocked once the predecessor had made no progress for about 1 ms):
         // a spinning or yielding waiter uses about all of the 600 ms as CPU time.
         Assert.True(cpuMilliseconds < 300, string.Create(CultureInfo.InvariantCulture,
             $"the waiting appender used {cpuMilliseconds} ms of CPU while its predecessor was stalled for 600 ms"));

@@ -52,8 +52,8 @@ namespace DirectPmem.Storage;
 /// durable first.</item>
 /// <item>Return: the append returns its LSN once the published tail covers its end.</item>
 /// </list>
-/// <para>A waiting appender (steps 3 and 4) spins with PAUSE for about 20 us, then yields the CPU
-/// for about 50 us, then blocks until a completion or a publish wakes it: an appender that makes
+/// <para>A waiting appender (steps 3 and 4) spins with PAUSE for about 1 us, then yields the CPU
+/// for about 1 ms, then blocks until a completion or a publish wakes it: an appender that makes
 /// no progress for that long is off the CPU, and a spinning waiter would only keep it off. An
 /// appender whose copy failed marks the log failed and wakes the waiters, which then throw.</para>
 /// <para><b>Truncate</b> publishes a new head (one 8-byte publish) before the space is reused, so
@@ -103,10 +103,12 @@ public sealed class PmemLog
     private const int StagedFrameLimit = 256;
     private const int CacheLine = 64;
 
-    // How long a waiting appender spins (PAUSE) before it yields, and yields before it sleeps. A
-    // predecessor that is running finishes its copy within a microsecond or two; one that is still
-    // not done after this is almost certainly off the CPU, and spinning would only keep it off.
-    private static readonly long s_spinTicks = Stopwatch.Frequency / 50_000; // 20 us
+    // How long a waiting appender spins (PAUSE) before it yields, and yields before it blocks. A
+    // predecessor that is running finishes its copy in well under a microsecond at these sizes;
+    // with more appenders than CPUs one that is not done is usually off the CPU, and spinning
+    // keeps it off: the 4- and 8-thread concurrency tests on 2 CPUs ran 1M appends in 15 and 18 s
+    // with a 20 us spin, 6 and 7.5 s with 3 us, 3.8 and 6 s with 1 us (15:34-15:36 UTC, load 3-4).
+    private static readonly long s_spinTicks = Stopwatch.Frequency / 1_000_000; // 1 us
     private static readonly long s_yieldTicks = Stopwatch.Frequency / 1_000; // 1 ms
     private const int SleepTimeoutMilliseconds = 1;
     private static readonly long s_followerTicks = Stopwatch.Frequency / 500_000; // 2 us
@@ -648,8 +650,8 @@ public sealed class PmemLog
     }
 
     /// <summary>
-    /// Waiting for another appender: PAUSE while it is likely running (about 20 us), then yield
-    /// the CPU (about 50 us more), then block until a completion or a publish wakes this thread,
+    /// Waiting for another appender: PAUSE while it is likely running (about 1 us), then yield
+    /// the CPU (about 1 ms more), then block until a completion or a publish wakes this thread,
     /// so that a predecessor that was descheduled gets a CPU back instead of competing with a
     /// spinner (on a 2-CPU machine a spinning waiter takes the CPU the stalled appender needs).
     /// </summary>
