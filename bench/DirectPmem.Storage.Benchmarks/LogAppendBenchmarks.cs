@@ -16,7 +16,7 @@ namespace DirectPmem.Storage.Benchmarks;
 /// When a log is full it is emptied (DirectPmem: truncate to the tail, one 8-byte publish;
 /// pmemlog: pmemlog_rewind), once per hundreds of thousands of appends.
 /// </summary>
-/// <remarks>Run: <c>dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- bdn --filter '*'</c>.</remarks>
+/// <remarks>Run from bench/DirectPmem.Storage.Benchmarks: <c>dotnet run -c Release -- bdn --filter '*'</c>.</remarks>
 [Config(typeof(LogAppendConfig))]
 [RequiresLibPmemLogForBaseline]
 public unsafe class LogAppendBenchmarks : IDisposable

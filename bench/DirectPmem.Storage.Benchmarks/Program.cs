@@ -8,7 +8,9 @@
 //
 // Two more modes:
 //   ... -- parts [--rounds 9] [--block 20000] [--dir /dev/shm]   where one append's time goes (1 thread, interleaved)
-//   ... -- bdn --filter '*' [BenchmarkDotNet options]             BenchmarkDotNet detail (LogAppendBenchmarks)
+//   ... -- bdn --filter '*' [BenchmarkDotNet options]             BenchmarkDotNet detail (LogAppendBenchmarks);
+//        run it from bench/DirectPmem.Storage.Benchmarks (cd there; dotnet run -c Release -- bdn ...) so
+//        that BenchmarkDotNet finds this project through bench/DirectPmem.Benchmarks.sln
 using System.Diagnostics;
 using System.Globalization;
 using BenchmarkDotNet.Running;
