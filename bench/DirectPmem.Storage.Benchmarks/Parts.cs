@@ -66,7 +66,7 @@ internal static unsafe class Parts
                 Random.Shared.NextBytes(payload);
                 nint source = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(payload));
                 long pmemAt = 0;
-                int frame = PmemLog.FrameLength(size);
+                int frame = (PmemLog.FrameHeaderSize + size + 15) & ~15; // the v1 layout: every frame padded to 16 bytes
                 byte[] staged = new byte[frame];
                 int frame64 = (frame + 63) & ~63;
                 byte[] staged64 = new byte[frame64];
@@ -96,6 +96,29 @@ internal static unsafe class Parts
                     ("copy frame 64 B aligned, all non-temporal, Drain", Walk(map, raw, frame64, (at, _) =>
                     {
                         map.Write(staged64, at, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
+                        map.Drain();
+                    })),
+                    ("copy frame 64 B aligned as v2 writes it: middle lines from source, last + first line staged, all non-temporal, Drain", Walk(map, raw, frame64, (at, _) =>
+                    {
+                        const PmemCopyOptions streamed = PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal;
+                        if (size < 48)
+                        {
+                            map.Write(staged64, at, streamed);
+                        }
+                        else
+                        {
+                            int last = (size - 48) & 63;
+                            int middle = size - 48 - last;
+                            if (middle != 0)
+                            {
+                                map.Write(payload.AsSpan(48, middle), at + 64, streamed);
+                            }
+                            if (last != 0)
+                            {
+                                map.Write(staged64.AsSpan(frame64 - 64, 64), at + 64 + middle, streamed);
+                            }
+                            map.Write(staged64.AsSpan(0, 64), at, streamed);
+                        }
                         map.Drain();
                     })),
                     ("tail publish (8 B store + flush + drain)", n =>
