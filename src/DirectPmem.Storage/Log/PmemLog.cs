@@ -101,6 +101,7 @@ public sealed class PmemLog
         _cursors.Reserved = tail;
         _cursors.Completed = tail;
         _cursors.Published = tail;
+        Diagnostics.StorageCounts.Touch();
     }
 
     /// <summary>Where the log starts in the pool.</summary>
@@ -245,6 +246,7 @@ public sealed class PmemLog
             throw;
         }
         Commit(lsn, lsn + frame);
+        Diagnostics.StorageCounts.OnAppend(1, frame);
         return lsn;
     }
 
@@ -321,6 +323,7 @@ public sealed class PmemLog
             throw;
         }
         Commit(lsn, lsn + total);
+        Diagnostics.StorageCounts.OnAppend(batch.Count, total);
         return lsn;
     }
 
@@ -484,6 +487,7 @@ public sealed class PmemLog
                 long completed = Volatile.Read(ref _cursors.Completed);
                 if (completed > Volatile.Read(ref _cursors.Published))
                 {
+                    Diagnostics.StorageCounts.OnPublish(_mapping, _ringOffset, _capacity, Volatile.Read(ref _cursors.Published), completed);
                     _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
                     Volatile.Write(ref _cursors.Published, completed);
                 }
