@@ -73,6 +73,18 @@ internal static class PoolChecker
         => map.Length >= 2 * HeaderSize
             && (map.GetReadOnlySpan(0, 8).SequenceEqual(Signature) || map.GetReadOnlySpan(HeaderSize, 8).SequenceEqual(Signature));
 
+    /// <summary>Whether a device's data starts with a pool (then its first blocks are no label table).</summary>
+    internal static bool DeviceStartsWithPool(DirectPmem.Driver.DaxDevice device)
+    {
+        long length = DirectPmem.Driver.DaxRangeAllocator.LabelAreaLengthFor(device.Align);
+        if (device.Size < length)
+        {
+            return false;
+        }
+        using DaxMapping head = device.MapRaw(new DaxMappingOptions { Length = length, ReadOnly = true });
+        return LooksLikePool(head);
+    }
+
     /// <summary>Checks the pool in <paramref name="map"/>; problems go to <paramref name="problems"/> (area "pool", "log", "heap").</summary>
     internal static PoolReport Check(DaxMapping map, long poolOffset, long? logOffset, long? heapOffset, List<CheckProblem> problems, List<string> notes, out HeaderRepair repair)
     {

@@ -87,8 +87,12 @@ internal static class CheckCommand
             {
                 if (device is not null)
                 {
-                    CheckLabels(device, repair, yes, asJson, problems, notes, repaired);
-                    bool hasLabels = LabelInspector.Read(device).Any(s => s.Published);
+                    bool poolAtStart = where.Offset is null && PoolChecker.DeviceStartsWithPool(device);
+                    if (!poolAtStart)
+                    {
+                        CheckLabels(device, repair, yes, asJson, problems, notes, repaired);
+                    }
+                    bool hasLabels = !poolAtStart && LabelInspector.Read(device).Any(s => s.Published);
                     if (where.Offset is not null || !hasLabels)
                     {
                         long start = where.Offset ?? 0;
@@ -347,7 +351,7 @@ internal static class CheckCommand
             notes.Add("repair declined: nothing was changed");
             return;
         }
-        using (DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align }))
+        using (DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = DaxRangeAllocator.LabelAreaLengthFor(device.Align) }))
         {
             foreach (int slot in unpublish)
             {

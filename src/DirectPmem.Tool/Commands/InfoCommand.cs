@@ -160,15 +160,16 @@ internal static class InfoCommand
         {
             granularity = probe.Granularity.ToString();
         }
-        LabelSlotReport[] slots = LabelInspector.Read(device);
-        string table = slots.Length == 0 ? "none (no room for one)"
+        bool poolAtStart = PoolChecker.DeviceStartsWithPool(device);
+        LabelSlotReport[] slots = poolAtStart ? [] : LabelInspector.Read(device);
+        string table = poolAtStart ? "none (a pool starts at offset 0)"
+            : slots.Length == 0 ? "none (no room for one)"
             : slots.All(s => !s.Published) ? "none (not formatted)"
             : slots.Any(s => s.Published && s.Problems.Count > 0) ? "damaged (run dpmem check)"
             : string.Create(CultureInfo.InvariantCulture, $"slot {slots.Where(s => s.Published).MaxBy(s => s.Sequence)!.Slot}, {slots.Where(s => s.Published).MaxBy(s => s.Sequence)!.Count} ranges");
         PoolReport? pool = null;
-        if (slots.All(s => !s.Published))
+        if (poolAtStart)
         {
-            // No label table: a pool may start at the device's offset 0.
             using DaxMapping view = device.MapRaw(new DaxMappingOptions { ReadOnly = true });
             if (PoolChecker.LooksLikePool(view))
             {
