@@ -29,6 +29,8 @@ public sealed class StorageCountersTests
 
         using var listener = new StorageListener();
         Assert.True(StorageCounters.IsEnabled);
+        // The rate counters take their baseline at their first report: count from there.
+        Assert.True(listener.WaitForFirstReport(TimeSpan.FromSeconds(20)), "no EventCounters report within 20 s");
         byte[] record = new byte[100];
         for (int i = 0; i < 50; i++)
         {
@@ -74,6 +76,7 @@ public sealed class StorageCountersTests
         using PmemPool pool = PmemPool.Create(DaxMapping.CreateAnonymous(1 << 20, forced), "frames", ownsMapping: true);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 << 10);
         using var listener = new StorageListener();
+        Assert.True(listener.WaitForFirstReport(TimeSpan.FromSeconds(20)), "no EventCounters report within 20 s");
         // A record that wraps around the end of the ring still counts as one per publish.
         byte[] big = new byte[20_000];
         for (int i = 0; i < 9; i++)
@@ -120,6 +123,20 @@ public sealed class StorageCountersTests
         }
 
         internal long Sum(string name) => (long)_sums.GetValueOrDefault(name);
+
+        internal bool WaitForFirstReport(TimeSpan timeout)
+        {
+            DateTime end = DateTime.UtcNow + timeout;
+            while (!(_sums.ContainsKey("log-appends") && _sums.ContainsKey("tx-commits")))
+            {
+                if (DateTime.UtcNow > end)
+                {
+                    return false;
+                }
+                Thread.Sleep(50);
+            }
+            return true;
+        }
 
         internal bool WaitFor(Func<StorageListener, bool> condition, TimeSpan timeout)
         {
