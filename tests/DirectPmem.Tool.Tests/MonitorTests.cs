@@ -47,6 +47,20 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public void WithTheCountersCompiledOutTheStorageSourceReportsNothing()
+    {
+        using var child = new Child("storage", new Dictionary<string, string> { ["DIRECTPMEM_COUNTERS"] = "0" });
+        (int code, string output, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "3", "--json");
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        JsonElement[] storage = doc.RootElement.GetProperty("counters").EnumerateArray()
+            .Where(c => c.GetProperty("provider").GetString() == "DirectPmem.Storage").ToArray();
+        // The source exists (the child has a log and a heap) but counts nothing: the switch removed the counting.
+        Assert.Contains(storage, c => c.GetProperty("name").GetString() == "log-appends");
+        Assert.All(storage, c => Assert.Equal(0, c.GetProperty("value").GetDouble()));
+    }
+
+    [Fact]
     public void MonitorFindsTheProcessByTheNameOfItsMainAssembly()
     {
         using var child = new Child("persist");
