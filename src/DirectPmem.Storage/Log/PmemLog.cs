@@ -879,7 +879,7 @@ public sealed class PmemLog
                 $"The frame at LSN {lsn} carries LSN {storedLsn}: the durable log is damaged."));
         }
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        if (length > (ulong)(end - lsn - FrameHeaderSize))
+        if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
         {
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
                 $"The frame at LSN {lsn} claims {length} bytes, past the durable tail {end}: the durable log is damaged."));
