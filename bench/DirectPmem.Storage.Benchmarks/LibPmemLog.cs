@@ -40,6 +40,24 @@ internal static unsafe partial class LibPmemLog
     public static string LastError() => Marshal.PtrToStringUTF8((nint)ErrorMessage()) ?? "unknown error";
 }
 
+/// <summary>PMDK's libpmem (libpmemlog's own copy engine), for the breakdown of an append.</summary>
+internal static unsafe partial class LibPmem
+{
+    private const string Library = "libpmem.so.1";
+
+    [LibraryImport(Library, EntryPoint = "pmem_map_file", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial nint MapFile(string path, nuint length, int flags, uint mode, out nuint mappedLength, out int isPmem);
+
+    [LibraryImport(Library, EntryPoint = "pmem_unmap")]
+    public static partial int Unmap(nint address, nuint length);
+
+    [LibraryImport(Library, EntryPoint = "pmem_memcpy_nodrain")]
+    public static partial void* MemcpyNoDrain(void* destination, void* source, nuint length);
+
+    [LibraryImport(Library, EntryPoint = "pmem_drain")]
+    public static partial void Drain();
+}
+
 internal static partial class LibC
 {
     // libpmem reads PMEM_IS_PMEM_FORCE when it loads; .NET's Environment.SetEnvironmentVariable does not

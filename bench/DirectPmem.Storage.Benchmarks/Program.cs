@@ -5,24 +5,45 @@
 // libpmem with PMEM_IS_PMEM_FORCE=1, so both flush with CLWB + SFENCE instead of msync.
 //
 //   dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- [--rounds 10] [--records 200000] [--dir /dev/shm]
+//
+// Two more modes:
+//   ... -- parts [--rounds 9] [--block 20000] [--dir /dev/shm]   where one append's time goes (1 thread, interleaved)
+//   ... -- bdn --filter '*' [BenchmarkDotNet options]             BenchmarkDotNet detail (LogAppendBenchmarks);
+//        run it from bench/DirectPmem.Storage.Benchmarks (cd there; dotnet run -c Release -- bdn ...) so
+//        that BenchmarkDotNet finds this project through bench/DirectPmem.Benchmarks.sln
 using System.Diagnostics;
 using System.Globalization;
+using BenchmarkDotNet.Running;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Storage.Benchmarks;
 
-int rounds = 10;
+if (args.Length > 0 && args[0] == "bdn")
+{
+    BenchmarkSwitcher.FromAssembly(typeof(LogAppendBenchmarks).Assembly).Run(args[1..]);
+    return 0;
+}
+bool parts = args.Length > 0 && args[0] == "parts";
+int rounds = parts ? 9 : 10;
 int records = 200_000;
+int block = 20_000;
 string dir = "/dev/shm";
-for (int i = 0; i < args.Length; i++)
+for (int i = parts ? 1 : 0; i < args.Length; i++)
 {
     switch (args[i])
     {
         case "--rounds": rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-        case "--records": records = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--records" when !parts: records = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--block" when parts: block = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--dir": dir = args[++i]; break;
-        default: Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR]"); return 2;
+        default:
+            Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR] | parts [--rounds N] [--block N] [--dir DIR] | bdn [BenchmarkDotNet options]");
+            return 2;
     }
+}
+if (parts)
+{
+    return Parts.Run(dir, rounds, block);
 }
 
 LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
@@ -53,6 +74,14 @@ try
     }
     Console.WriteLine($"machine: {Machine()}; backing {dir}; DirectPmem granularity {pool.Mapping.Granularity}; {Environment.ProcessorCount} CPUs");
     Console.WriteLine($"{rounds} interleaved rounds of {records} appends per configuration");
+    // Warm-up until the JIT has tiered PmemLog.Append up (tier 1 needs 30 calls after 100 ms of no new
+    // tier-0 code, then a background compile): about a second of appends of both sizes.
+    var warm = Stopwatch.StartNew();
+    while (warm.ElapsedMilliseconds < 1000)
+    {
+        RunOurs(pool, log, 64, 1, 20_000);
+        RunOurs(pool, log, 1024, 1, 20_000);
+    }
     Console.WriteLine();
     Console.WriteLine("| record | threads | DirectPmem PmemLog (Mops/s, median [min-max]) | pmemlog_append (Mops/s, median [min-max]) | ratio (median of per-pair ratios [min-max]) |");
     Console.WriteLine("|---|---|---|---|---|");

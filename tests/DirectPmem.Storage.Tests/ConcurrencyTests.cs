@@ -88,4 +88,94 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         Assert.All(next, n => Assert.Equal(perThread, n));
         pool.Dispose();
     }
+
+    // 12 to 1400 bytes: short frames staged whole and long ones streamed from the caller, mixed.
+    private static int MixedLength(int id, int seq) => 12 + (seq * 613 + id * 97) % 1389;
+
+    private static void FillMixed(Span<byte> payload, int id, int seq)
+    {
+        for (int i = 12; i < payload.Length; i++)
+        {
+            payload[i] = (byte)(id * 41 + seq * 7 + i);
+        }
+        BinaryPrimitives.WriteInt32LittleEndian(payload, id);
+        BinaryPrimitives.WriteInt32LittleEndian(payload[4..], seq);
+        BinaryPrimitives.WriteInt32LittleEndian(payload[8..], payload.Length);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void ThreadsAppendingShortAndLongRecordsKeepEveryByteAndPerThreadOrder(int threads)
+    {
+        const int perThread = 40_000;
+        long ring = 0;
+        for (int id = 0; id < threads; id++)
+        {
+            for (int i = 0; i < perThread; i++)
+            {
+                ring += PmemLog.FrameLength(MixedLength(id, i));
+            }
+        }
+        long logLength = PmemLog.LengthFor((ring + 4095) / 4096 * 4096);
+        using DaxMapping mapping = DaxMapping.CreateAnonymous(logLength + 64 * 1024, new DaxMappingOptions { ForceCacheLineGranularity = true });
+        var (pool, log) = LogTests.NewLog(mapping, logLength);
+        long[][] lsns = new long[threads][];
+        using var start = new Barrier(threads);
+        Thread[] workers = new Thread[threads];
+        Exception? failure = null;
+        for (int t = 0; t < threads; t++)
+        {
+            int id = t;
+            lsns[id] = new long[perThread];
+            workers[t] = new Thread(() =>
+            {
+                try
+                {
+                    byte[] payload = new byte[1400];
+                    start.SignalAndWait();
+                    for (int i = 0; i < perThread; i++)
+                    {
+                        Span<byte> record = payload.AsSpan(0, MixedLength(id, i));
+                        FillMixed(record, id, i);
+                        lsns[id][i] = log.Append(record);
+                    }
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref failure, e, null);
+                }
+            });
+            workers[t].Start();
+        }
+        foreach (Thread worker in workers)
+        {
+            worker.Join();
+        }
+        Assert.Null(failure);
+
+        var recovered = PmemLog.Open(PmemPool.Open(mapping, LogTests.Layout, new PoolOpenOptions { ReadOnly = true }), log.Offset);
+        Assert.Equal(log.Tail, recovered.Tail);
+        int[] next = new int[threads];
+        byte[] expected = new byte[1400];
+        foreach (LogRecord record in recovered.ReadAll())
+        {
+            int id = BinaryPrimitives.ReadInt32LittleEndian(record.Payload);
+            int seq = BinaryPrimitives.ReadInt32LittleEndian(record.Payload[4..]);
+            Assert.InRange(id, 0, threads - 1);
+            if (seq != next[id] || seq >= perThread || lsns[id][seq] != record.Lsn)
+            {
+                Assert.Fail($"thread {id}: record {seq} at LSN {record.Lsn} where record {next[id]} was due");
+            }
+            Span<byte> want = expected.AsSpan(0, MixedLength(id, seq));
+            FillMixed(want, id, seq);
+            if (!record.Payload.SequenceEqual(want))
+            {
+                Assert.Fail($"thread {id} record {seq} at LSN {record.Lsn}: the payload read back differs from the one appended");
+            }
+            next[id]++;
+        }
+        Assert.All(next, n => Assert.Equal(perThread, n));
+        pool.Dispose();
+    }
 }

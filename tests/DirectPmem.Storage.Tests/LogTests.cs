@@ -181,6 +181,50 @@ public sealed class LogTests
     }
 
     [Fact]
+    public void LongRecordsAtEveryLineOffsetAndAcrossTheRingEndReadBackIntact()
+    {
+        // Frames longer than 256 bytes are written as a staged first line plus the payload straight
+        // from the caller: cover every start offset within a cache line (LSNs are multiples of 16),
+        // lengths around the line and staging boundaries, and frames that wrap around the ring end.
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = NewLog(mapping, 8192); // capacity 4096: the records wrap many times
+        int[] lengths = [239, 240, 241, 255, 256, 257, 300, 447, 448, 449, 1000, 1023, 1024, 1025, 1500];
+        var live = new Queue<(long Lsn, int Seq, int Length)>();
+        int seq = 0;
+        var startsInLine = new HashSet<long>();
+        bool wrapped = false;
+        for (int round = 0; round < 12; round++)
+        {
+            foreach (int length in lengths)
+            {
+                while (log.FreeBytes < PmemLog.FrameLength(length))
+                {
+                    live.Dequeue();
+                    log.Truncate(live.Count > 0 ? live.Peek().Lsn : log.Tail);
+                }
+                long lsn = log.Append(Payload(seq, length));
+                startsInLine.Add(lsn % 64);
+                wrapped |= lsn / log.Capacity != (lsn + PmemLog.FrameLength(length) - 1) / log.Capacity;
+                live.Enqueue((lsn, seq, length));
+                seq++;
+                foreach ((long at, int s, int n) in live)
+                {
+                    byte[] back = new byte[n];
+                    Assert.Equal(n, log.Read(at, back));
+                    Assert.Equal(Payload(s, n), back);
+                }
+            }
+        }
+        Assert.Equal(4, startsInLine.Count);
+        Assert.True(wrapped, "no record wrapped around the ring end");
+        pool.Dispose();
+        using PmemPool reopened = PmemPool.Open(mapping, Layout);
+        var again = ReadAll(PmemLog.Open(reopened, reopened.RootOffset));
+        Assert.Equal(live.Select(r => r.Lsn), again.Select(r => r.Lsn));
+        Assert.Equal(live.Select(r => Payload(r.Seq, r.Length)), again.Select(r => r.Payload));
+    }
+
+    [Fact]
     public void RecordLargerThanTheRingIsRefusedAndTheLargestFitsAnEmptyLog()
     {
         using DaxMapping mapping = PoolTests.NewMapping();
