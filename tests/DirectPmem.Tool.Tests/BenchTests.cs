@@ -14,7 +14,7 @@ public sealed class BenchTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Fact]
-    public void QuickJsonHasEveryOperationSizeAndContenderWithMediansSpreadAndRatios()
+    public void QuickJsonHasEveryOperationSizeAndContenderWithMediansSpreadRatiosAndTheLogAppendRate()
     {
         (int code, string output, string error) = Dpmem.Run("bench", "--quick", "--json", "--counters");
         Assert.True(code == 0, error);
@@ -36,7 +36,7 @@ public sealed class BenchTests : IDisposable
                 .Where(r => r.GetProperty("operation").GetString() == "copy-persist" && r.GetProperty("destination").GetString() == destination)
                 .Select(r => r.GetProperty("bytes").GetInt64()));
         }
-        foreach (JsonElement result in results)
+        foreach (JsonElement result in results.Where(r => r.GetProperty("operation").GetString() != "log-append"))
         {
             JsonElement[] contenders = result.GetProperty("contenders").EnumerateArray().ToArray();
             Assert.Equal("DirectPmem", contenders[0].GetProperty("name").GetString());
@@ -63,6 +63,58 @@ public sealed class BenchTests : IDisposable
                 Assert.Equal(ordered.Order(), ordered);
             });
         }
+        AssertLogAppendRows(doc);
+    }
+
+    // Part of the quick run above (one run of the tool for both): the log append rows.
+    private static void AssertLogAppendRows(JsonDocument doc)
+    {
+        Assert.True(doc.RootElement.GetProperty("storage_counters_supported").GetBoolean());
+        JsonElement[] logs = doc.RootElement.GetProperty("results").EnumerateArray().Where(r => r.GetProperty("operation").GetString() == "log-append").ToArray();
+        Assert.Equal([64L, 1024L], logs.Select(r => r.GetProperty("bytes").GetInt64()));
+        foreach (JsonElement result in logs)
+        {
+            long bytes = result.GetProperty("bytes").GetInt64();
+            JsonElement[] contenders = result.GetProperty("contenders").EnumerateArray().ToArray();
+            Assert.Equal(["DirectPmem", "DirectPmem + listener"], contenders.Select(c => c.GetProperty("name").GetString()));
+            foreach (JsonElement c in contenders)
+            {
+                double ns = c.GetProperty("median_ns").GetDouble();
+                double ops = c.GetProperty("median_ops_per_second").GetDouble();
+                double mbps = c.GetProperty("median_m_bps").GetDouble();
+                Assert.True(ns > 0 && ops > 0 && mbps > 0, c.ToString());
+                Assert.Equal(1e9 / ns, ops, 1e9 / ns * 0.01);
+                Assert.Equal(bytes / ns * 1e3, mbps, bytes / ns * 1e3 * 0.02 + 0.01);
+            }
+            JsonElement[] latency = result.GetProperty("latency").EnumerateArray().ToArray();
+            Assert.Equal(2, latency.Length);
+            Assert.All(latency, l =>
+            {
+                Assert.True(l.GetProperty("p50_ns").GetDouble() > 0, l.ToString());
+                Assert.True(l.GetProperty("p99_ns").GetDouble() >= l.GetProperty("p50_ns").GetDouble(), l.ToString());
+                Assert.True(l.GetProperty("samples").GetInt64() > 0);
+            });
+            Assert.Equal("DirectPmem + listener", Assert.Single(result.GetProperty("ratios").EnumerateArray()).GetProperty("versus").GetString());
+        }
+    }
+
+    [Fact]
+    public void CompareLibPmemLogPutsPmemlogAppendBesideTheLogAppend()
+    {
+        Assert.SkipUnless(NativeLibrary.TryLoad("libpmemlog.so.1", out nint handle) && Free(handle), "libpmemlog.so.1 is not installed (bench/setup-pmdk.sh installs it)");
+        (int code, string output, string error) = Dpmem.Run("bench", "--quick", "--json", "--compare", "libpmemlog");
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        Assert.Contains("PMEM_IS_PMEM_FORCE=1", doc.RootElement.GetProperty("lib_pmem_log").GetString(), StringComparison.Ordinal);
+        JsonElement[] logs = doc.RootElement.GetProperty("results").EnumerateArray().Where(r => r.GetProperty("operation").GetString() == "log-append").ToArray();
+        Assert.Equal(2, logs.Length);
+        Assert.All(logs, r =>
+        {
+            JsonElement pmemlog = Assert.Single(r.GetProperty("contenders").EnumerateArray(), c => c.GetProperty("name").GetString() == "pmemlog_append");
+            Assert.True(pmemlog.GetProperty("median_ops_per_second").GetDouble() > 0);
+            Assert.Contains(r.GetProperty("latency").EnumerateArray(), l => l.GetProperty("name").GetString() == "pmemlog_append");
+            Assert.True(Assert.Single(r.GetProperty("ratios").EnumerateArray()).GetProperty("median").GetDouble() > 0);
+        });
     }
 
     [Fact]
@@ -73,7 +125,7 @@ public sealed class BenchTests : IDisposable
         Assert.True(code == 0, error);
         using JsonDocument doc = JsonDocument.Parse(output);
         Assert.Contains("PMEM_AVX512F", doc.RootElement.GetProperty("lib_pmem").GetString(), StringComparison.Ordinal);
-        Assert.All(doc.RootElement.GetProperty("results").EnumerateArray(),
+        Assert.All(doc.RootElement.GetProperty("results").EnumerateArray().Where(r => r.GetProperty("operation").GetString() != "log-append"),
             r => Assert.Contains(r.GetProperty("ratios").EnumerateArray(), x => x.GetProperty("versus").GetString() == "libpmem"));
     }
 

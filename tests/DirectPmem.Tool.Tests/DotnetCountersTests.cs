@@ -42,6 +42,40 @@ public sealed class DotnetCountersTests
         }
     }
 
+    [Fact]
+    public void DotnetCountersCollectsTheStorageCountersOfAChildThatAppendsAndCommits()
+    {
+        (string? tool, string why) = s_tool.Value;
+        Assert.SkipWhen(tool is null, why);
+        using var child = new Child("storage");
+        string output = Path.Combine(Path.GetTempPath(), $"dpmem-counters-{Guid.NewGuid():N}.json");
+        try
+        {
+            var start = new ProcessStartInfo(tool!) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in new[] { "collect", "-p", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--counters", "DirectPmem.Storage", "--refresh-interval", "1", "--format", "json", "-o", output, "--duration", "00:00:00:05" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromSeconds(120));
+            Assert.True(code == 0, $"dotnet-counters exited {code}: {stdout} {stderr}");
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(output));
+            JsonElement[] events = doc.RootElement.GetProperty("Events").EnumerateArray()
+                .Where(e => e.GetProperty("provider").GetString() == "DirectPmem.Storage").ToArray();
+            Assert.NotEmpty(events);
+            bool Positive(string name) => events.Any(e => e.GetProperty("name").GetString()!.StartsWith(name, StringComparison.Ordinal) && e.GetProperty("value").GetDouble() > 0);
+            Assert.True(Positive("Log appends"), File.ReadAllText(output));
+            Assert.True(Positive("Log tail publishes"), File.ReadAllText(output));
+            Assert.True(Positive("Log group-commit batch size"), File.ReadAllText(output));
+            Assert.True(Positive("Transactions committed"), File.ReadAllText(output));
+            Assert.True(Positive("Transactions aborted"), File.ReadAllText(output));
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
     // dotnet tool install --tool-path: into the test output folder, once per run.
     private static (string? Path, string Why) Install()
     {

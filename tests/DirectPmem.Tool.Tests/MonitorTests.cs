@@ -26,6 +26,41 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public void MonitorShowsTheStorageCountersBesideTheCoreOnes()
+    {
+        using var child = new Child("storage");
+        (int code, string output, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "4", "--json");
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        JsonElement[] counters = doc.RootElement.GetProperty("counters").EnumerateArray().ToArray();
+        double Value(string provider, string name) => counters.Single(c => c.GetProperty("provider").GetString() == provider && c.GetProperty("name").GetString() == name).GetProperty("value").GetDouble();
+        Assert.True(Value("DirectPmem.Storage", "log-appends") > 0, output);
+        Assert.True(Value("DirectPmem.Storage", "log-publishes") > 0, output);
+        Assert.True(Value("DirectPmem.Storage", "log-bytes-appended") > 0, output);
+        // Single appends publish one record each and every tenth append is a batch of three.
+        Assert.InRange(Value("DirectPmem.Storage", "log-batch-size"), 1.0, 3.0);
+        Assert.True(Value("DirectPmem.Storage", "tx-commits") > 0, output);
+        Assert.True(Value("DirectPmem.Storage", "tx-aborts") > 0, output);
+        // The core's group is there too: the log and the transactions persist through it.
+        Assert.True(Value("DirectPmem", "persists") + Value("DirectPmem", "drains") > 0, output);
+        Assert.Equal("DirectPmem", counters[0].GetProperty("provider").GetString());
+    }
+
+    [Fact]
+    public void WithTheCountersCompiledOutTheStorageSourceReportsNothing()
+    {
+        using var child = new Child("storage", new Dictionary<string, string> { ["DIRECTPMEM_COUNTERS"] = "0" });
+        (int code, string output, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "3", "--json");
+        Assert.True(code == 0, error);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        JsonElement[] storage = doc.RootElement.GetProperty("counters").EnumerateArray()
+            .Where(c => c.GetProperty("provider").GetString() == "DirectPmem.Storage").ToArray();
+        // The source exists (the child has a log and a heap) but counts nothing: the switch removed the counting.
+        Assert.Contains(storage, c => c.GetProperty("name").GetString() == "log-appends");
+        Assert.All(storage, c => Assert.Equal(0, c.GetProperty("value").GetDouble()));
+    }
+
+    [Fact]
     public void MonitorFindsTheProcessByTheNameOfItsMainAssembly()
     {
         using var child = new Child("persist");

@@ -137,6 +137,7 @@ public sealed class PmemLog
         _cursors.Reserved = tail;
         _cursors.Completed = tail;
         _cursors.Published = tail;
+        Diagnostics.StorageCounts.Touch();
     }
 
     /// <summary>Where the log starts in the pool.</summary>
@@ -281,6 +282,7 @@ public sealed class PmemLog
             throw;
         }
         Commit(lsn, lsn + frame);
+        Diagnostics.StorageCounts.OnAppend(1, frame);
         return lsn;
     }
 
@@ -357,6 +359,7 @@ public sealed class PmemLog
             throw;
         }
         Commit(lsn, lsn + total);
+        Diagnostics.StorageCounts.OnAppend(batch.Count, total);
         return lsn;
     }
 
@@ -555,6 +558,7 @@ public sealed class PmemLog
             if (completed > previous)
             {
                 // The group commit: this one publish makes the records [previous, completed) acknowledged.
+                Diagnostics.StorageCounts.OnPublish(_mapping, _ringOffset, _capacity, previous, completed);
                 _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
                 tail = completed;
             }

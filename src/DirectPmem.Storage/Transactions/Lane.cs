@@ -206,6 +206,7 @@ internal sealed class Lane
             _finished = _generation;
         }
         _heap.PushFree(_freed.AsSpan(0, _freedCount));
+        Diagnostics.StorageCounts.OnCommit();
         End();
     }
 
@@ -227,6 +228,7 @@ internal sealed class Lane
             _finished = _generation;
         }
         _heap.PushFree(_allocated.AsSpan(0, _allocatedCount));
+        Diagnostics.StorageCounts.OnAbort();
         End();
     }
 

@@ -61,6 +61,7 @@ public sealed class TransactionalHeap : IDisposable
             _lanes[i] = new Lane(this, i, finished[i]);
         }
         _freeStack = new int[layout.ObjectCount];
+        Diagnostics.StorageCounts.Touch();
     }
 
     /// <summary>The mapping the heap lives in; read data through it, modify it only through a <see cref="Transaction"/>.</summary>

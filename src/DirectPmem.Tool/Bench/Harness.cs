@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace DirectPmem.Tool.Bench;
 
 /// <summary>A contender: a loop of <c>iterations</c> operations, timed as a whole.</summary>
-internal sealed record Contender(string Name, Action<long> Loop, Action? Before = null, Action? After = null);
+/// <remarks><c>Timed</c>, when given, runs <c>samples.Length</c> operations and stores each one's duration in Stopwatch ticks (for latency percentiles).</remarks>
+internal sealed record Contender(string Name, Action<long> Loop, Action? Before = null, Action? After = null, Action<long[]>? Timed = null);
 
 /// <summary>
 /// Runs contenders in interleaved rounds in this process: round r runs them in order when r is
@@ -34,6 +35,44 @@ internal static class Harness
             }
         }
         return results;
+    }
+
+    /// <summary>
+    /// Single-operation latency: <paramref name="blocks"/> blocks of <paramref name="perBlock"/>
+    /// operations per contender, interleaved (in order on even blocks, reversed on odd ones), each
+    /// operation timed on its own; the median and 99th percentile over every sample.
+    /// </summary>
+    internal static LatencyResult[] Latency(IReadOnlyList<Contender> contenders, int blocks, int perBlock)
+    {
+        var samples = new List<double>[contenders.Count];
+        var buffer = new long[perBlock];
+        for (int i = 0; i < contenders.Count; i++)
+        {
+            samples[i] = new List<double>(blocks * perBlock);
+        }
+        for (int block = 0; block < blocks; block++)
+        {
+            for (int k = 0; k < contenders.Count; k++)
+            {
+                int i = block % 2 == 0 ? k : contenders.Count - 1 - k;
+                Contender c = contenders[i];
+                if (c.Timed is null)
+                {
+                    continue;
+                }
+                c.Before?.Invoke();
+                c.Timed(buffer);
+                c.After?.Invoke();
+                foreach (long ticks in buffer)
+                {
+                    samples[i].Add(ticks * 1e9 / Stopwatch.Frequency);
+                }
+            }
+        }
+        return contenders.Select((c, i) => samples[i].Count == 0
+            ? null
+            : new LatencyResult(c.Name, Round(Quantile(samples[i], 0.5)), Round(Quantile(samples[i], 0.99)), samples[i].Count))
+            .OfType<LatencyResult>().ToArray();
     }
 
     private static double Time(Contender contender, long iterations)

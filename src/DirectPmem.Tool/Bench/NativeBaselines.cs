@@ -38,4 +38,48 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", EntryPoint = "msync", SetLastError = true)]
     internal static partial int MSync(void* address, nuint length, int flags);
+
+    // Environment.SetEnvironmentVariable does not reach the native environment that libpmem reads.
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial int SetEnv(string name, string value, int overwrite);
+}
+
+/// <summary>
+/// PMDK's libpmemlog (libpmemlog.so.1; Debian's libpmemlog1, PMDK 1.12, dropped in PMDK 2.0), loaded
+/// only for <c>--compare libpmemlog</c>. It links libpmem.so.1, which reads PMEM_IS_PMEM_FORCE when it
+/// loads: <see cref="LibC.SetEnv"/> sets it first, so that a log on tmpfs flushes with CLWB rather than msync.
+/// </summary>
+internal static unsafe partial class LibPmemLog
+{
+    private const string Library = "libpmemlog.so.1";
+
+    internal static bool TryLoad()
+    {
+        if (NativeLibrary.TryLoad(Library, out nint handle))
+        {
+            NativeLibrary.Free(handle);
+            return true;
+        }
+        return false;
+    }
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_create", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial nint Create(string path, nuint poolSize, uint mode);
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_append", SetLastError = true)]
+    internal static partial int Append(nint pool, byte* buffer, nuint count);
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_rewind")]
+    internal static partial void Rewind(nint pool);
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_nbyte")]
+    internal static partial nuint NByte(nint pool);
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_close")]
+    internal static partial void Close(nint pool);
+
+    [LibraryImport(Library, EntryPoint = "pmemlog_errormsg")]
+    private static partial byte* ErrorMessage();
+
+    internal static string LastError() => Marshal.PtrToStringUTF8((nint)ErrorMessage()) ?? "unknown error";
 }

@@ -35,7 +35,8 @@ internal static class LabelInspector
         {
             return [];
         }
-        using DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align, ReadOnly = true });
+        // The label area (two 4 KiB slots, rounded up to the align): not one align unit, which is a single slot with 4 KiB pages.
+        using DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = DaxRangeAllocator.LabelAreaLengthFor(device.Align), ReadOnly = true });
         return [Inspect(labels.GetReadOnlySpan(0, SlotSize), 0, device), Inspect(labels.GetReadOnlySpan(SlotSize, SlotSize), 1, device)];
     }
 

@@ -13,6 +13,7 @@ namespace DirectPmem.Tool.Cli;
 [JsonSerializable(typeof(DaxDeviceListing[]))]
 [JsonSerializable(typeof(DaxRegionListing[]))]
 [JsonSerializable(typeof(InfoReport))]
+[JsonSerializable(typeof(PoolInfoReport))]
 [JsonSerializable(typeof(PlatformReport))]
 [JsonSerializable(typeof(CheckReport))]
 [JsonSerializable(typeof(BenchReport))]

@@ -6,6 +6,8 @@ using System.Runtime.InteropServices;
 using DirectPmem.Diagnostics;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.Storage;
+using DirectPmem.Storage.Diagnostics;
 using DirectPmem.Tool.Bench;
 using DirectPmem.Tool.Cli;
 using Spectre.Console;
@@ -16,35 +18,38 @@ namespace DirectPmem.Tool.Commands;
 /// <c>dpmem bench [PATH]</c>: persist latency (8 B, 64 B) and copy-persist (64 B .. 16 MiB, to a
 /// fixed and to cold destinations) with DirectPmem, side by side in this process with msync on the
 /// same mapping, Buffer.MemoryCopy, and PMDK's libpmem (<c>--compare libpmem</c>), in interleaved
-/// rounds; medians, spread, and DirectPmem's time divided by each other contender's.
+/// rounds; then the durable log append rate (PmemLog, 64 B and 1 KiB, 1 thread) beside PMDK's
+/// pmemlog_append (<c>--compare libpmemlog</c>), with single-append latency percentiles; medians,
+/// spread, and DirectPmem's time divided by each other contender's.
 /// </summary>
 internal static unsafe class BenchCommand
 {
     private const long FixedArea = 16L << 20;
     private static readonly long[] s_persistSizes = [8, 64];
     private static readonly long[] s_copySizes = [64, 4096, 64 << 10, 1 << 20, 16 << 20];
+    private static readonly int[] s_logSizes = [64, 1024];
 
     internal static Command Create()
     {
         var path = new Argument<string?>("path") { Description = "A device-DAX device, a (DAX) file or an emulated device to write to; none: a memfd in forced cache-line mode.", Arity = ArgumentArity.ZeroOrOne };
         var quick = new Option<bool>("--quick", "-q") { Description = "Few rounds and short loops (a smoke test, not a measurement)." };
         var json = new Option<bool>("--json", "-j") { Description = "Print the results as JSON (progress goes to stderr)." };
-        var compare = new Option<string[]>("--compare") { Description = "Also run these baselines: libpmem (PMDK's libpmem.so.1).", AllowMultipleArgumentsPerToken = true };
-        compare.AcceptOnlyFromAmong("libpmem");
-        var counters = new Option<bool>("--counters") { Description = "Also run DirectPmem with a counter listener attached, and the raw-pointer floor (Pmem.Dangerous*): the cost of the counters." };
+        var compare = new Option<string[]>("--compare") { Description = "Also run these baselines: libpmem (PMDK's libpmem.so.1), libpmemlog (PMDK's libpmemlog.so.1, beside the log append).", AllowMultipleArgumentsPerToken = true };
+        compare.AcceptOnlyFromAmong("libpmem", "libpmemlog");
+        var counters = new Option<bool>("--counters") { Description = "Also run DirectPmem with a counter listener attached (DirectPmem and DirectPmem.Storage), and the raw-pointer floor (Pmem.Dangerous*): the cost of the counters." };
         var rounds = new Option<int>("--rounds", "-r") { Description = "Interleaved rounds per measurement (default 41, quick 3)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Required with PATH: the benchmark writes over the start of PATH (labels and data included)." };
         Option<string> sysfs = DeviceOpener.SysfsOption();
-        var command = new Command("bench", "Measure persist latency and copy-persist speed, side by side with msync, Buffer.MemoryCopy and libpmem.")
+        var command = new Command("bench", "Measure persist latency, copy-persist speed and durable log appends, side by side with msync, Buffer.MemoryCopy, libpmem and libpmemlog.")
         {
             path, quick, json, compare, counters, rounds, overwrite, sysfs,
         };
         CommandRunner.SetAction(command, parse => Run(new Settings(parse.GetValue(path), parse.GetValue(quick), parse.GetValue(json),
-            parse.GetValue(compare)?.Contains("libpmem") == true, parse.GetValue(counters), parse.GetValue(rounds), parse.GetValue(overwrite), parse.GetValue(sysfs)!)));
+            parse.GetValue(compare)?.Contains("libpmem") == true, parse.GetValue(compare)?.Contains("libpmemlog") == true, parse.GetValue(counters), parse.GetValue(rounds), parse.GetValue(overwrite), parse.GetValue(sysfs)!)));
         return command;
     }
 
-    private sealed record Settings(string? Path, bool Quick, bool Json, bool LibPmem, bool Counters, int Rounds, bool Overwrite, string Sysfs);
+    private sealed record Settings(string? Path, bool Quick, bool Json, bool LibPmem, bool LibPmemLog, bool Counters, int Rounds, bool Overwrite, string Sysfs);
 
     private static int Run(Settings settings)
     {
@@ -55,6 +60,21 @@ internal static unsafe class BenchCommand
         if (settings.Rounds < 0)
         {
             throw new ToolException($"--rounds {settings.Rounds} must be positive.");
+        }
+        var notes = new List<string>();
+        string? libpmemlog = null;
+        if (settings.LibPmemLog)
+        {
+            // Before anything loads libpmem.so.1 (libpmemlog links it): it reads this once, when it loads.
+            _ = LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
+            if (LibPmemLog.TryLoad())
+            {
+                libpmemlog = "libpmemlog: libpmemlog.so.1 (pmemlog_append), its pool a file in " + PmemlogDirectory() + " with PMEM_IS_PMEM_FORCE=1 (CLWB + SFENCE, no msync), rewound before each round";
+            }
+            else
+            {
+                notes.Add("--compare libpmemlog: libpmemlog.so.1 is not installed (bench/setup-pmdk.sh installs Debian's libpmemlog1): pmemlog_append skipped");
+            }
         }
         string? libpmem = null;
         if (settings.LibPmem)
@@ -68,7 +88,6 @@ internal static unsafe class BenchCommand
         int rounds = settings.Rounds > 0 ? settings.Rounds : settings.Quick ? 3 : 41;
         MachineReport machine = Machine.Describe();
         long llc = Machine.LastLevelCache(machine);
-        var notes = new List<string>();
         // Cold destinations: a walk over a region several times the last-level cache, so that a
         // destination is evicted before the walk comes back to it.
         long cold = settings.Quick ? 64L << 20 : llc > 0 ? Math.Max(3 * llc, 64L << 20) : 1L << 30;
@@ -101,6 +120,11 @@ internal static unsafe class BenchCommand
         {
             notes.Add(libpmem);
         }
+        if (libpmemlog is not null)
+        {
+            notes.Add(libpmemlog);
+        }
+        notes.Add("log-append: PmemLog.Append (DirectPmem.Storage) of 64 B and 1 KiB records from 1 thread, durable on return; a new empty log at the start of a pool on the target before each round; latency: each append timed on its own in interleaved blocks");
 
         byte* source = (byte*)NativeMemory.AlignedAlloc((nuint)FixedArea, 4096);
         try
@@ -123,7 +147,8 @@ internal static unsafe class BenchCommand
                 : AnsiConsole.Console;
             ui.Progress().AutoClear(true).Start(context =>
             {
-                ProgressTask task = context.AddTask("bench", maxValue: plan.Sum(p => (double)p.Contenders.Count * rounds));
+                int logContenders = 1 + (libpmemlog is null ? 0 : 1) + (listener is null ? 0 : 1);
+                ProgressTask task = context.AddTask("bench", maxValue: plan.Sum(p => (double)p.Contenders.Count * rounds) + (double)s_logSizes.Length * logContenders * rounds);
                 foreach (Measurement m in plan)
                 {
                     task.Description = $"{m.Operation} {Sizes.Format(m.Bytes)} {m.Destination}";
@@ -133,11 +158,12 @@ internal static unsafe class BenchCommand
                     var ratios = m.Contenders.Skip(1).Select((c, i) => Harness.Ratio(c.Name, times[0], times[i + 1])).ToArray();
                     results.Add(new BenchResult(m.Operation, m.Bytes, m.Destination, iterations, contenders, ratios));
                 }
+                RunLog(map, (nint)source, settings, libpmemlog is not null, listener, rounds, results, task);
             });
             var report = new BenchReport(machine,
                 new BenchTargetReport(target.Kind, target.Path, map.Length, map.Granularity.ToString(), target.ForcedCacheLine, coldRegion, coldExceedsLlc, target.Description),
                 settings.Quick ? "quick" : "full", rounds, "interleaved: contenders in order on even rounds, reversed on odd rounds, after one warm-up round",
-                libpmem, PmemCounters.IsSupported, results, notes);
+                libpmem, PmemCounters.IsSupported, libpmemlog, StorageCounters.IsSupported, results, notes);
             if (settings.Json)
             {
                 JsonOutput.Write(report, ToolJsonContext.Default.BenchReport);
@@ -151,6 +177,131 @@ internal static unsafe class BenchCommand
         finally
         {
             NativeMemory.AlignedFree(source);
+        }
+    }
+
+    private static string PmemlogDirectory() => Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+
+    /// <summary>The current log of a log-append contender: a new one is created before each round.</summary>
+    private sealed class LogBox(PmemLog log)
+    {
+        internal PmemLog Log { get; set; } = log;
+    }
+
+    // The log phase: a pool over the target (the persist and copy phases are done with it), one log in
+    // it, and per record size: DirectPmem, pmemlog_append, DirectPmem with the counters listening.
+    private static void RunLog(DaxMapping map, nint source, Settings settings, bool pmemlog, CounterListener? listener, int rounds, List<BenchResult> results, ProgressTask task)
+    {
+        using PmemPool pool = PmemPool.Create(map, "dpmem-bench", new PoolCreateOptions { Overwrite = true });
+        long logLength = Math.Min(pool.DataLength / 4096 * 4096, settings.Quick ? 32L << 20 : 256L << 20);
+        var box = new LogBox(PmemLog.Create(pool, pool.DataOffset, logLength));
+        void Renew() => box.Log = PmemLog.Create(pool, pool.DataOffset, logLength);
+        nint plp = 0;
+        string? pmdkPath = null;
+        if (pmemlog)
+        {
+            pmdkPath = Path.Combine(PmemlogDirectory(), $"dpmem-bench-pmemlog-{Environment.ProcessId}.pool");
+            File.Delete(pmdkPath);
+            plp = LibPmemLog.Create(pmdkPath, (nuint)(logLength + (2L << 20)), 0x180);
+            if (plp == 0)
+            {
+                File.Delete(pmdkPath);
+                throw new ToolException($"pmemlog_create('{pmdkPath}') failed: {LibPmemLog.LastError()}");
+            }
+        }
+        try
+        {
+            foreach (int size in s_logSizes)
+            {
+                var record = new ReadOnlySpanHolder(source, size);
+                long maxOps = box.Log.Capacity / PmemLog.FrameLength(size) - 1;
+                if (plp != 0)
+                {
+                    maxOps = Math.Min(maxOps, (long)LibPmemLog.NByte(plp) / size - 1);
+                }
+                var contenders = new List<Contender>
+                {
+                    new("DirectPmem", count => AppendLoop(box, record, count), Renew, null, samples => TimedAppend(box, record, samples)),
+                };
+                if (plp != 0)
+                {
+                    contenders.Add(new("pmemlog_append", count => PmemlogLoop(plp, (byte*)source, size, count), () => LibPmemLog.Rewind(plp), null, samples => TimedPmemlog(plp, (byte*)source, size, samples)));
+                }
+                if (listener is not null)
+                {
+                    contenders.Add(new("DirectPmem + listener", count => AppendLoop(box, record, count), () => { Renew(); listener.Enable(); }, listener.Disable, samples => TimedAppend(box, record, samples)));
+                }
+                var m = new Measurement("log-append", size, "log", contenders);
+                task.Description = $"log-append {Sizes.Format(size)}";
+                long iterations = Math.Min(Calibrate(m, settings.Quick), maxOps);
+                double[][] times = Harness.Run(contenders, iterations, rounds, () => task.Increment(1));
+                LatencyResult[] latency = Harness.Latency(contenders, settings.Quick ? 2 : 6, (int)Math.Min(settings.Quick ? 2_000 : 20_000, maxOps));
+                results.Add(new BenchResult(m.Operation, m.Bytes, m.Destination, iterations,
+                    contenders.Select((c, i) => Harness.Summarize(c.Name, times[i], size)).ToArray(),
+                    contenders.Skip(1).Select((c, i) => Harness.Ratio(c.Name, times[0], times[i + 1])).ToArray(),
+                    latency));
+            }
+        }
+        finally
+        {
+            if (plp != 0)
+            {
+                LibPmemLog.Close(plp);
+                File.Delete(pmdkPath!);
+            }
+        }
+    }
+
+    /// <summary>A record in native memory (a span cannot be captured by a lambda).</summary>
+    private readonly struct ReadOnlySpanHolder(nint pointer, int length)
+    {
+        internal ReadOnlySpan<byte> Span => new((void*)pointer, length);
+    }
+
+    private static void AppendLoop(LogBox box, ReadOnlySpanHolder record, long count)
+    {
+        PmemLog log = box.Log;
+        ReadOnlySpan<byte> payload = record.Span;
+        for (long i = 0; i < count; i++)
+        {
+            log.Append(payload);
+        }
+    }
+
+    private static void TimedAppend(LogBox box, ReadOnlySpanHolder record, long[] samples)
+    {
+        PmemLog log = box.Log;
+        ReadOnlySpan<byte> payload = record.Span;
+        for (int i = 0; i < samples.Length; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            log.Append(payload);
+            samples[i] = Stopwatch.GetTimestamp() - start;
+        }
+    }
+
+    private static void PmemlogLoop(nint plp, byte* record, int size, long count)
+    {
+        for (long i = 0; i < count; i++)
+        {
+            if (LibPmemLog.Append(plp, record, (nuint)size) != 0)
+            {
+                throw new ToolException("pmemlog_append failed: " + LibPmemLog.LastError());
+            }
+        }
+    }
+
+    private static void TimedPmemlog(nint plp, byte* record, int size, long[] samples)
+    {
+        for (int i = 0; i < samples.Length; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            int result = LibPmemLog.Append(plp, record, (nuint)size);
+            samples[i] = Stopwatch.GetTimestamp() - start;
+            if (result != 0)
+            {
+                throw new ToolException("pmemlog_append failed: " + LibPmemLog.LastError());
+            }
         }
     }
 
@@ -355,18 +506,30 @@ internal static unsafe class BenchCommand
         AnsiConsole.MarkupLineInterpolated($"[bold]machine[/] {report.Machine.CpuModel}, {report.Machine.LogicalCpus} CPUs, L1d {Sizes.Format(report.Machine.L1dBytes)}, L2 {Sizes.Format(report.Machine.L2Bytes)}, L3 {Sizes.Format(report.Machine.L3Bytes)} ({report.Machine.CacheSource}), Linux {report.Machine.Kernel}");
         AnsiConsole.MarkupLineInterpolated($"[bold]target[/] {report.Target.Path}: {report.Target.Description}");
         AnsiConsole.MarkupLineInterpolated($"[bold]rounds[/] {report.Rounds}, {report.Order}; cold destinations walk {Sizes.Format(report.Target.ColdRegionBytes)}");
-        var table = new Table().AddColumns("op", "size", "dest", "contender", "ns/op", "spread", "MB/s", "DirectPmem / this");
+        var table = new Table().AddColumns("op", "size", "dest", "contender", "ns/op", "spread", "MB/s", "ops/s", "DirectPmem / this");
         foreach (BenchResult result in report.Results)
         {
             foreach (ContenderResult c in result.Contenders)
             {
                 RatioResult? ratio = result.Ratios.FirstOrDefault(r => r.Versus == c.Name);
                 table.AddRow(result.Operation, Sizes.Format(result.Bytes), result.Destination, Markup.Escape(c.Name),
-                    F(c.MedianNs), $"{c.SpreadPercent:0} %", F(c.MedianMBps),
+                    F(c.MedianNs), $"{c.SpreadPercent:0} %", F(c.MedianMBps), F(c.MedianOpsPerSecond),
                     ratio is null ? "" : $"{ratio.Median:0.000} ({ratio.P25:0.000}..{ratio.P75:0.000})");
             }
         }
         AnsiConsole.Write(table);
+        var latency = new Table().AddColumns("op", "size", "contender", "p50 ns", "p99 ns", "samples");
+        foreach (BenchResult result in report.Results.Where(r => r.Latency is not null))
+        {
+            foreach (LatencyResult l in result.Latency!)
+            {
+                latency.AddRow(result.Operation, Sizes.Format(result.Bytes), Markup.Escape(l.Name), F(l.P50Ns), F(l.P99Ns), l.Samples.ToString(CultureInfo.InvariantCulture));
+            }
+        }
+        if (latency.Rows.Count > 0)
+        {
+            AnsiConsole.Write(latency);
+        }
         AnsiConsole.MarkupLine("[grey]ns/op: median of the rounds; spread: interquartile range of the rounds / median; DirectPmem / this: per-round time ratio, median (quartiles), below 1 = DirectPmem faster.[/]");
         foreach (string note in report.Notes)
         {
@@ -376,33 +539,47 @@ internal static unsafe class BenchCommand
 
     private static string F(double value) => value.ToString(value < 100 ? "0.00" : "0", CultureInfo.InvariantCulture);
 
-    /// <summary>An in-process listener that turns the DirectPmem counters on and off around a contender.</summary>
+    /// <summary>An in-process listener that turns the DirectPmem and DirectPmem.Storage counters on and off around a contender.</summary>
     private sealed class CounterListener : EventListener
     {
-        private EventSource? _source;
+        private volatile EventSource? _core;
+        private volatile EventSource? _storage;
 
         protected override void OnEventSourceCreated(EventSource eventSource)
         {
             if (eventSource.Name == PmemCounters.EventSourceName)
             {
-                _source = eventSource;
+                _core = eventSource;
+            }
+            else if (eventSource.Name == StorageCounters.EventSourceName)
+            {
+                _storage = eventSource;
             }
         }
 
         internal void Enable()
         {
-            if (_source is null)
+            if (_core is null)
             {
                 throw new InvalidOperationException("the DirectPmem EventSource does not exist: no mapping was made.");
             }
-            EnableEvents(_source, EventLevel.Informational, EventKeywords.All, new Dictionary<string, string?> { ["EventCounterIntervalSec"] = "1" });
+            var arguments = new Dictionary<string, string?> { ["EventCounterIntervalSec"] = "1" };
+            EnableEvents(_core, EventLevel.Informational, EventKeywords.All, arguments);
+            if (_storage is not null)
+            {
+                EnableEvents(_storage, EventLevel.Informational, EventKeywords.All, arguments);
+            }
         }
 
         internal void Disable()
         {
-            if (_source is not null)
+            if (_core is not null)
             {
-                DisableEvents(_source);
+                DisableEvents(_core);
+            }
+            if (_storage is not null)
+            {
+                DisableEvents(_storage);
             }
         }
     }

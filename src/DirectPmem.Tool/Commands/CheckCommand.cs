@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DirectPmem.Driver;
 using DirectPmem.Mapping;
+using DirectPmem.Storage;
 using DirectPmem.Tool.Cli;
 using Spectre.Console;
 
@@ -11,13 +12,15 @@ namespace DirectPmem.Tool.Commands;
 internal sealed record CheckProblem(string Area, string Message, string? Repair);
 
 /// <summary>What <c>dpmem check --json</c> prints.</summary>
-internal sealed record CheckReport(string Path, string Kind, IReadOnlyList<CheckProblem> Problems, IReadOnlyList<string> Notes, IReadOnlyList<string> Repaired, bool Clean);
+internal sealed record CheckReport(string Path, string Kind, IReadOnlyList<CheckProblem> Problems, IReadOnlyList<string> Notes, IReadOnlyList<string> Repaired, bool Clean, PoolReport? Pool = null);
 
 /// <summary>
-/// <c>dpmem check PATH [--repair [--yes]]</c>: validates an emulated device's descriptor and a
-/// device's label table, reporting every problem, and applies the repairs the library's formats
-/// allow after confirmation. Exit code 0: clean (or everything repaired); 2: problems remain; 1: the
-/// check itself failed. Pools and logs (DirectPmem.Storage) are checked here once that package lands.
+/// <c>dpmem check PATH [--repair [--yes]]</c>: validates an emulated device's descriptor, a
+/// device's label table, and a DirectPmem.Storage pool (a pool file, or a pool in a device at
+/// <c>--offset</c>): both header copies field by field, then the log or transactional heap its root
+/// points at (or that <c>--log</c>/<c>--heap</c> name). Every problem is reported; <c>--repair</c>
+/// applies the repairs the library's formats allow after confirmation. Exit code 0: clean (or
+/// everything repaired); 2: problems remain; 1: the check itself failed.
 /// </summary>
 internal static class CheckCommand
 {
@@ -26,12 +29,18 @@ internal static class CheckCommand
 
     internal static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "A device-DAX character device or an emulated device file." };
+        var path = new Argument<string>("path") { Description = "A device-DAX character device, an emulated device file or a pool file." };
         var repair = new Option<bool>("--repair") { Description = "Apply the repairs that are known, after confirmation." };
         var yes = new Option<bool>("--yes", "-y") { Description = "With --repair: do not ask for confirmation." };
         var json = new Option<bool>("--json", "-j") { Description = "Print JSON." };
+        var offset = new Option<string?>("--offset") { Description = "Where a pool starts in a device (a multiple of its align; default: look at 0 when the device has no label table)." };
+        var log = new Option<string?>("--log") { Description = "Check a log at this pool offset (default: the one the pool's root points at)." };
+        var heap = new Option<string?>("--heap") { Description = "Check a transactional heap at this pool offset (default: the one the pool's root points at)." };
         Option<string> sysfs = DeviceOpener.SysfsOption();
-        var command = new Command("check", "Validate an emulated device descriptor and a label table; report every problem; --repair fixes what can be fixed.") { path, repair, yes, json, sysfs };
+        var command = new Command("check", "Validate an emulated device descriptor, a label table, a pool's headers, log and heap; report every problem; --repair fixes what can be fixed.")
+        {
+            path, repair, yes, json, offset, log, heap, sysfs,
+        };
         command.Validators.Add(result =>
         {
             if (result.GetValue(yes) && !result.GetValue(repair))
@@ -39,29 +48,71 @@ internal static class CheckCommand
                 result.AddError("--yes is only meaningful with --repair.");
             }
         });
-        CommandRunner.SetAction(command, parse => Run(parse.GetValue(path)!, parse.GetValue(sysfs)!, parse.GetValue(repair), parse.GetValue(yes), parse.GetValue(json)));
+        CommandRunner.SetAction(command, parse =>
+        {
+            var where = new PoolTarget(Offset(parse.GetValue(offset), "--offset"), Offset(parse.GetValue(log), "--log"), Offset(parse.GetValue(heap), "--heap"), parse.GetValue(sysfs)!);
+            return Run(parse.GetValue(path)!, parse.GetValue(sysfs)!, parse.GetValue(repair), parse.GetValue(yes), parse.GetValue(json), where);
+        });
         return command;
     }
 
-    private static int Run(string path, string sysfsRoot, bool repair, bool yes, bool asJson)
+    /// <summary>Where to look for a pool in a device, and which log or heap to check in it.</summary>
+    private sealed record PoolTarget(long? Offset, long? Log, long? Heap, string Sysfs);
+
+    private static long? Offset(string? text, string option)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+        return Sizes.TryParse(text, out long value) ? value : throw new ToolException($"{option} '{text}' is not a byte offset (a number, optionally with K, M or G).");
+    }
+
+    private static int Run(string path, string sysfsRoot, bool repair, bool yes, bool asJson, PoolTarget where)
     {
         var problems = new List<CheckProblem>();
         var notes = new List<string>();
         var repaired = new List<string>();
-        DaxDevice? device = OpenForCheck(path, sysfsRoot, repair, problems, notes, out string kind);
-        try
+        PoolReport? pool = null;
+        string kind;
+        if (!Directory.Exists(path) && File.Exists(path) && !IsCharacterDevice(path, sysfsRoot) && IsPoolFile(path, where.Log is not null || where.Heap is not null))
         {
-            if (device is not null)
+            kind = "pool";
+            pool = CheckPool(writable => OpenPoolFile(path, writable), required: true, where with { Offset = 0 }, repair, yes, asJson, problems, notes, repaired);
+        }
+        else
+        {
+            DaxDevice? device = OpenForCheck(path, sysfsRoot, repair, problems, notes, out kind);
+            try
             {
-                CheckLabels(device, repair, yes, asJson, problems, notes, repaired);
+                if (device is not null)
+                {
+                    bool poolAtStart = where.Offset is null && PoolChecker.DeviceStartsWithPool(device);
+                    if (!poolAtStart)
+                    {
+                        CheckLabels(device, repair, yes, asJson, problems, notes, repaired);
+                    }
+                    bool hasLabels = !poolAtStart && LabelInspector.Read(device).Any(s => s.Published);
+                    if (where.Offset is not null || !hasLabels)
+                    {
+                        long start = where.Offset ?? 0;
+                        DaxDevice current = device;
+                        pool = CheckPool(writable => current.MapRaw(new DaxMappingOptions { Offset = start, ReadOnly = !writable }), required: where.Offset is not null || where.Log is not null || where.Heap is not null,
+                            where with { Offset = start }, repair, yes, asJson, problems, notes, repaired);
+                    }
+                    else
+                    {
+                        notes.Add("the device has a label table: name a pool in one of its ranges with --offset");
+                    }
+                }
+            }
+            finally
+            {
+                device?.Dispose();
             }
         }
-        finally
-        {
-            device?.Dispose();
-        }
         bool clean = problems.Count == 0;
-        var report = new CheckReport(path, kind, problems, notes, repaired, clean);
+        var report = new CheckReport(path, kind, problems, notes, repaired, clean, pool);
         if (asJson)
         {
             JsonOutput.Write(report, ToolJsonContext.Default.CheckReport);
@@ -126,6 +177,128 @@ internal static class CheckCommand
         }
     }
 
+    // .NET has no stat(2) file type: ask the device opener, which recognises character devices by type and sysfs.
+    internal static bool IsCharacterDevice(string path, string sysfsRoot)
+    {
+        try
+        {
+            bool isDevice = DeviceOpener.IsCharDevice(path, sysfsRoot, out DaxDevice? device);
+            device?.Dispose();
+            return isDevice;
+        }
+        catch (DaxConfigurationException)
+        {
+            return true; // a character device that is not device-DAX: OpenForCheck reports it
+        }
+    }
+
+    // A file without an emulated device's descriptor whose first or second 4 KiB block starts with the pool signature (or that --log/--heap name a structure in).
+    internal static bool IsPoolFile(string path, bool named)
+    {
+        if (DescriptorInspector.Read(path).DescriptorOffset >= 0)
+        {
+            return false;
+        }
+        if (named)
+        {
+            return true;
+        }
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        Span<byte> block = stackalloc byte[8];
+        foreach (long at in new long[] { 0, PoolChecker.HeaderSize })
+        {
+            if (stream.Length >= at + 8)
+            {
+                stream.Position = at;
+                stream.ReadExactly(block);
+                if (block.SequenceEqual("DPMPOOL\0"u8))
+                {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    internal static DaxMapping OpenPoolFile(string path, bool writable)
+    {
+        using PmemFile file = PmemFile.Open(path, writable);
+        if (file.Size % 4096 != 0)
+        {
+            throw new ToolException($"'{path}' has {file.Size} bytes, not a whole number of 4 KiB pages: it is not a pool (pools are created with a size that is a multiple of the page size).");
+        }
+        return file.Map(new DaxMappingOptions { ReadOnly = !writable });
+    }
+
+    // The pool in `open(false)`: headers, then the log or heap; --repair writes the intact header copy over the other through `open(true)`, then checks again.
+    private static PoolReport? CheckPool(Func<bool, DaxMapping> open, bool required, PoolTarget where, bool repair, bool yes, bool quiet,
+        List<CheckProblem> problems, List<string> notes, List<string> repaired)
+    {
+        var found = new List<CheckProblem>();
+        var poolNotes = new List<string>();
+        HeaderRepair fix;
+        PoolReport? report;
+        using (DaxMapping view = open(false))
+        {
+            if (!required && !PoolChecker.LooksLikePool(view))
+            {
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"no pool at offset {where.Offset} (no pool signature in either header block)"));
+                return null;
+            }
+            report = Inspect(view, where, found, poolNotes, out fix);
+        }
+        if (repair)
+        {
+            if (fix == HeaderRepair.None)
+            {
+                poolNotes.Add(found.Count == 0 ? "nothing to repair in the pool" : "no known repair for the pool's problems: nothing was changed");
+            }
+            else if (!yes && !Confirm(fix == HeaderRepair.PrimaryFromBackup ? "Restore the pool's primary header from its intact backup?" : "Restore the pool's backup header from its primary?", quiet))
+            {
+                poolNotes.Add("repair declined: nothing was changed");
+            }
+            else
+            {
+                using (DaxMapping writable = open(true))
+                {
+                    PoolChecker.Repair(writable, fix);
+                }
+                repaired.Add(fix == HeaderRepair.PrimaryFromBackup ? "pool: primary header (offset 0) restored from the backup" : "pool: backup header (offset 4096) restored from the primary");
+                found.Clear();
+                poolNotes.Clear();
+                using DaxMapping view = open(false);
+                report = Inspect(view, where, found, poolNotes, out _);
+            }
+        }
+        problems.AddRange(found);
+        notes.AddRange(poolNotes);
+        return report;
+    }
+
+    private static PoolReport Inspect(DaxMapping view, PoolTarget where, List<CheckProblem> problems, List<string> notes, out HeaderRepair fix)
+    {
+        PoolReport report = PoolChecker.Check(view, where.Offset ?? 0, where.Log, where.Heap, problems, notes, out fix);
+        if (report.Layout is null || problems.Any(p => p.Area == "pool" && p.Repair is null))
+        {
+            return report;
+        }
+        // The library is the judge of a header: open it read-only (nothing is written) and take its word and its dirty-shutdown reading.
+        try
+        {
+            using PmemPool pool = PmemPool.Open(view, report.Layout, new PoolOpenOptions { ReadOnly = true, SysfsRoot = where.Sysfs });
+            if (pool.DirtyShutdownDetected)
+            {
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"dirty shutdown detected: the NVDIMMs' count is {pool.DirtyShutdownCount}, the pool recorded {report.RecordedDirtyShutdownCount}; stores in flight at a power failure may be lost: the application runs its recovery"));
+            }
+            return report with { CurrentDirtyShutdownCount = pool.DirtyShutdownCount, DirtyShutdownDetected = pool.DirtyShutdownCount is null ? null : pool.DirtyShutdownDetected };
+        }
+        catch (PoolFormatException e)
+        {
+            problems.Add(new CheckProblem("pool", $"PmemPool.Open refuses it ({e.Field}): {e.Message}", null));
+            return report;
+        }
+    }
+
     private static DaxDevice? OpenReadOnly(string path, List<CheckProblem> problems)
     {
         try
@@ -178,7 +351,7 @@ internal static class CheckCommand
             notes.Add("repair declined: nothing was changed");
             return;
         }
-        using (DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = (long)device.Align }))
+        using (DaxMapping labels = device.MapRaw(new DaxMappingOptions { Length = DaxRangeAllocator.LabelAreaLengthFor(device.Align) }))
         {
             foreach (int slot in unpublish)
             {
@@ -228,6 +401,25 @@ internal static class CheckCommand
     private static void Print(CheckReport report)
     {
         Console.WriteLine($"{report.Path} ({report.Kind})");
+        if (report.Pool is PoolReport pool)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  pool at {pool.Offset}: primary header {pool.Primary}; backup header {pool.Backup}"));
+            if (pool.HeaderUsed is not null)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  pool: version {pool.Version}, layout \"{pool.Layout}\", {pool.PoolSize} bytes, state {pool.State}, dirty-shutdown count {(pool.RecordedDirtyShutdownCount is ulong d ? d.ToString(CultureInfo.InvariantCulture) : "not recorded")}, root {pool.RootOffset}: {pool.Root}"));
+            }
+            if (pool.Log is LogReport log)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  log at {log.Offset}: capacity {log.Capacity}, head {log.Head}, tail {log.Tail}, {log.Records} record(s) verified{(log.FirstBadLsn is long bad ? $", first bad frame at LSN {bad}" : "")}"));
+            }
+            if (pool.Heap is HeapReport heap)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  heap at {heap.Offset}: {heap.LaneCount} lanes of {heap.LaneLogSize} bytes, {heap.AllocatedObjects}/{heap.ObjectCount} objects of {heap.ObjectSize} bytes allocated, {heap.LanesToRollBack} lane(s) to roll back"));
+            }
+        }
         foreach (CheckProblem problem in report.Problems)
         {
             Console.WriteLine($"  problem {problem.Area}: {problem.Message}");

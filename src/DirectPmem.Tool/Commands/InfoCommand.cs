@@ -21,23 +21,35 @@ internal sealed record InfoReport(
     string? Region,
     long LabelAreaLength,
     string LabelTable,
-    IReadOnlyList<LabelSlotReport> LabelSlots);
+    IReadOnlyList<LabelSlotReport> LabelSlots,
+    PoolReport? Pool = null);
 
-/// <summary><c>dpmem info PATH</c>: geometry, the persistence granularity a mapping gets, and the label table.</summary>
+/// <summary>What <c>dpmem info --json</c> prints for a pool file.</summary>
+internal sealed record PoolInfoReport(string Path, string Kind, long Size, PoolReport Pool, int Problems);
+
+/// <summary>
+/// <c>dpmem info PATH</c>: a device's geometry, the persistence granularity a mapping gets, its label
+/// table and the pool at its start; a pool file's header fields (from the copy the library would
+/// use), clean/unclean state, and the log or transactional heap its root points at.
+/// </summary>
 internal static class InfoCommand
 {
     internal static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "A device-DAX character device or an emulated device file." };
+        var path = new Argument<string>("path") { Description = "A device-DAX character device, an emulated device file or a pool file." };
         var json = new Option<bool>("--json", "-j") { Description = "Print JSON." };
         Option<string> sysfs = DeviceOpener.SysfsOption();
-        var command = new Command("info", "Show a device's geometry, backing, persistence granularity and label table.") { path, json, sysfs };
+        var command = new Command("info", "Show a device's geometry, backing, persistence granularity and label table, or a pool's header, log and heap.") { path, json, sysfs };
         CommandRunner.SetAction(command, parse => Run(parse.GetValue(path)!, parse.GetValue(sysfs)!, parse.GetValue(json)));
         return command;
     }
 
     private static int Run(string path, string sysfsRoot, bool asJson)
     {
+        if (!Directory.Exists(path) && File.Exists(path) && !CheckCommand.IsCharacterDevice(path, sysfsRoot) && CheckCommand.IsPoolFile(path, named: false))
+        {
+            return RunPool(path, asJson);
+        }
         using DaxDevice device = DeviceOpener.Open(path, sysfsRoot, writable: false);
         InfoReport report = Describe(device);
         if (asJson)
@@ -71,7 +83,73 @@ internal static class InfoCommand
                 AnsiConsole.MarkupLineInterpolated($"[red]slot {slot.Slot}: {problem}[/]");
             }
         }
+        if (report.Pool is not null)
+        {
+            PrintPool(report.Pool, problems: -1);
+        }
         return 0;
+    }
+
+    private static int RunPool(string path, bool asJson)
+    {
+        var problems = new List<CheckProblem>();
+        using DaxMapping view = CheckCommand.OpenPoolFile(path, writable: false);
+        PoolReport pool = PoolChecker.Check(view, 0, null, null, problems, [], out _);
+        var report = new PoolInfoReport(path, "pool", view.Length, pool, problems.Count);
+        if (asJson)
+        {
+            JsonOutput.Write(report, ToolJsonContext.Default.PoolInfoReport);
+            return 0;
+        }
+        AnsiConsole.MarkupLineInterpolated($"[bold]{path}[/] (pool file, {Sizes.Format(report.Size)})");
+        PrintPool(pool, problems.Count);
+        return 0;
+    }
+
+    private static void PrintPool(PoolReport pool, int problems)
+    {
+        string F(long value) => value.ToString(CultureInfo.InvariantCulture);
+        var grid = new Grid().AddColumn().AddColumn();
+        grid.AddRow("pool at", F(pool.Offset));
+        grid.AddRow("primary header", Markup.Escape(pool.Primary));
+        grid.AddRow("backup header", Markup.Escape(pool.Backup));
+        if (pool.HeaderUsed is not null)
+        {
+            grid.AddRow("fields from", pool.HeaderUsed + " header");
+            grid.AddRow("signature, version", "DPMPOOL " + Markup.Escape(pool.Version ?? "?"));
+            grid.AddRow("features", Markup.Escape($"compat {pool.Compat}, incompat {pool.Incompat}, ro-compat {pool.RoCompat}"));
+            grid.AddRow("uuid", Markup.Escape(pool.Uuid ?? "?"));
+            grid.AddRow("layout", Markup.Escape(pool.Layout ?? "(invalid)"));
+            grid.AddRow("created", Markup.Escape(pool.CreationTime ?? "?"));
+            grid.AddRow("size", $"{Sizes.Format(pool.PoolSize)} ({F(pool.PoolSize)} bytes)");
+            grid.AddRow("page size", Sizes.Format(pool.PageSize));
+            grid.AddRow("architecture", Markup.Escape(pool.Architecture ?? "?"));
+            grid.AddRow("reserved area", $"{F(pool.ReservedOffset)}, {F(pool.ReservedLength)} bytes");
+            grid.AddRow("data offset", F(pool.DataOffset));
+            grid.AddRow("root offset", $"{F(pool.RootOffset)}: {Markup.Escape(pool.Root)}");
+            grid.AddRow("state", Markup.Escape(pool.State ?? "?"));
+            grid.AddRow("dirty-shutdown count", pool.RecordedDirtyShutdownCount is ulong d ? d.ToString(CultureInfo.InvariantCulture) : "not recorded (no NVDIMM count in sysfs at the last open)");
+            grid.AddRow("generation", pool.Generation.ToString(CultureInfo.InvariantCulture));
+        }
+        if (pool.Log is LogReport log)
+        {
+            grid.AddRow("log", $"at {F(log.Offset)}, capacity {Sizes.Format(log.Capacity)}, head {F(log.Head)}, tail {F(log.Tail)}, {F(log.Records)} record(s), {Sizes.Format(log.UsedBytes)} used");
+            if (log.FirstBadLsn is long bad)
+            {
+                grid.AddRow("log damage", Markup.Escape($"LSN {F(bad)}: {log.FirstBadProblem}"));
+            }
+        }
+        if (pool.Heap is HeapReport heap)
+        {
+            grid.AddRow("heap", $"at {F(heap.Offset)}, {Sizes.Format(heap.RegionLength)}, {heap.LaneCount} lanes of {Sizes.Format(heap.LaneLogSize)}, root {Sizes.Format(heap.RootSize)}");
+            grid.AddRow("objects", $"{heap.AllocatedObjects} of {heap.ObjectCount} allocated, {Sizes.Format(heap.ObjectSize)} each");
+            grid.AddRow("lanes to roll back", heap.LanesToRollBack.ToString(CultureInfo.InvariantCulture));
+        }
+        if (problems > 0)
+        {
+            grid.AddRow("problems", $"[red]{problems} (run dpmem check)[/]");
+        }
+        AnsiConsole.Write(grid);
     }
 
     internal static InfoReport Describe(DaxDevice device)
@@ -82,13 +160,24 @@ internal static class InfoCommand
         {
             granularity = probe.Granularity.ToString();
         }
-        LabelSlotReport[] slots = LabelInspector.Read(device);
-        string table = slots.Length == 0 ? "none (no room for one)"
+        bool poolAtStart = PoolChecker.DeviceStartsWithPool(device);
+        LabelSlotReport[] slots = poolAtStart ? [] : LabelInspector.Read(device);
+        string table = poolAtStart ? "none (a pool starts at offset 0)"
+            : slots.Length == 0 ? "none (no room for one)"
             : slots.All(s => !s.Published) ? "none (not formatted)"
             : slots.Any(s => s.Published && s.Problems.Count > 0) ? "damaged (run dpmem check)"
             : string.Create(CultureInfo.InvariantCulture, $"slot {slots.Where(s => s.Published).MaxBy(s => s.Sequence)!.Slot}, {slots.Where(s => s.Published).MaxBy(s => s.Sequence)!.Count} ranges");
+        PoolReport? pool = null;
+        if (poolAtStart)
+        {
+            using DaxMapping view = device.MapRaw(new DaxMappingOptions { ReadOnly = true });
+            if (PoolChecker.LooksLikePool(view))
+            {
+                pool = PoolChecker.Check(view, 0, null, null, [], [], out _);
+            }
+        }
         return new InfoReport(device.Name, device.DevicePath, device.Size, (long)device.Align, device.IsEmulated, device.Backing.ToString(),
             DaxListing.PersistenceName(device.Persistence), (long)device.FaultGranularity, granularity, device.Region?.Name,
-            DaxRangeAllocator.LabelAreaLengthFor(device.Align), table, slots);
+            DaxRangeAllocator.LabelAreaLengthFor(device.Align), table, slots, pool);
     }
 }

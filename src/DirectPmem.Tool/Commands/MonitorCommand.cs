@@ -12,11 +12,12 @@ namespace DirectPmem.Tool.Commands;
 internal sealed record MonitorReport(int ProcessId, string ProcessName, IReadOnlyList<MonitorCounter> Counters);
 
 /// <summary>One counter: rates are per second.</summary>
-internal sealed record MonitorCounter(string Name, string DisplayName, string Units, bool IsRate, double Value);
+internal sealed record MonitorCounter(string Provider, string Name, string DisplayName, string Units, bool IsRate, double Value);
 
 /// <summary>
 /// <c>dpmem monitor PID|NAME</c>: attaches to a running .NET process (EventPipe, through
-/// Microsoft.Diagnostics.NETCore.Client) and shows its DirectPmem counters, refreshing in place
+/// Microsoft.Diagnostics.NETCore.Client) and shows its DirectPmem counters (the core's
+/// <c>DirectPmem</c> and, when it uses a log or transactions, <c>DirectPmem.Storage</c>), refreshing in place
 /// until Ctrl+C, or for <c>--duration</c> seconds.
 /// </summary>
 internal static class MonitorCommand
@@ -28,7 +29,7 @@ internal static class MonitorCommand
         var duration = new Option<int>("--duration", "-d") { Description = "Stop after this many seconds and print the last values (default: until Ctrl+C)." };
         var json = new Option<bool>("--json", "-j") { Description = "With --duration: print the last values as JSON instead of a live display." };
         var wait = new Option<int>("--wait") { Description = "Seconds to wait for the first counters before deciding DirectPmem is not loaded.", DefaultValueFactory = _ => 5 };
-        var command = new Command("monitor", "Show a running process's DirectPmem counters live (like dotnet-counters monitor --counters DirectPmem).")
+        var command = new Command("monitor", "Show a running process's DirectPmem and DirectPmem.Storage counters live (like dotnet-counters monitor --counters DirectPmem,DirectPmem.Storage).")
         {
             target, interval, duration, json, wait,
         };
@@ -90,7 +91,7 @@ internal static class MonitorCommand
             }
             CheckLoaded(session, start, TimeSpan.Zero, pid, name);
             IReadOnlyList<CounterValue> last = session.Snapshot();
-            var report = new MonitorReport(pid, name, last.Select(v => new MonitorCounter(v.Name, v.DisplayName, v.Units, v.IsRate, v.Value)).ToArray());
+            var report = new MonitorReport(pid, name, last.Select(v => new MonitorCounter(v.Provider, v.Name, v.DisplayName, v.Units, v.IsRate, v.Value)).ToArray());
             if (asJson)
             {
                 JsonOutput.Write(report, ToolJsonContext.Default.MonitorReport);
@@ -99,7 +100,7 @@ internal static class MonitorCommand
             {
                 foreach (MonitorCounter c in report.Counters)
                 {
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Name}\t{c.Value:0.##}{(c.IsRate ? "/s" : "")}\t{c.DisplayName}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Provider}\t{c.Name}\t{c.Value:0.##}{(c.IsRate ? "/s" : "")}\t{c.DisplayName}"));
                 }
             }
             if (session.Ended && end is not null && DateTime.UtcNow < end && !cancel.IsCancellationRequested)
@@ -138,10 +139,16 @@ internal static class MonitorCommand
         {
             table.AddRow("[grey]waiting for the first counters...[/]", "", "");
         }
+        string? group = null;
         foreach (CounterValue v in values)
         {
+            if (v.Provider != group)
+            {
+                group = v.Provider;
+                table.AddRow($"[bold]{Markup.Escape(group)}[/]", "", "");
+            }
             string value = v.Units == "B" ? Sizes.Format((long)v.Value) : v.Value.ToString("0.##", CultureInfo.InvariantCulture);
-            table.AddRow(Markup.Escape(v.DisplayName), value, v.IsRate ? "/s" : "");
+            table.AddRow("  " + Markup.Escape(v.DisplayName), value, v.IsRate ? "/s" : "");
         }
         return table;
     }

@@ -1,16 +1,18 @@
 using System.Diagnostics.Tracing;
 using DirectPmem.Diagnostics;
+using DirectPmem.Storage.Diagnostics;
 using Microsoft.Diagnostics.NETCore.Client;
 using Microsoft.Diagnostics.Tracing;
 
 namespace DirectPmem.Tool.Monitor;
 
 /// <summary>The last value of one counter, as the EventCounters payload gives it.</summary>
-internal sealed record CounterValue(string Name, string DisplayName, string Units, bool IsRate, double Value, DateTime Received);
+internal sealed record CounterValue(string Provider, string Name, string DisplayName, string Units, bool IsRate, double Value, DateTime Received);
 
 /// <summary>
-/// An EventPipe session on another process's <c>DirectPmem</c> EventSource (the way
-/// dotnet-counters attaches): the EventCounters it publishes every interval are kept by name.
+/// An EventPipe session on another process's <c>DirectPmem</c> and <c>DirectPmem.Storage</c>
+/// EventSources (the way dotnet-counters attaches): the EventCounters they publish every interval
+/// are kept by provider and name.
 /// </summary>
 internal sealed class CounterSession : IDisposable
 {
@@ -24,13 +26,16 @@ internal sealed class CounterSession : IDisposable
     internal CounterSession(int processId, int intervalSeconds)
     {
         var client = new DiagnosticsClient(processId);
-        var provider = new EventPipeProvider(PmemCounters.EventSourceName, EventLevel.Informational, (long)EventKeywords.All,
-            new Dictionary<string, string> { ["EventCounterIntervalSec"] = intervalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        _session = client.StartEventPipeSession([provider], requestRundown: false);
+        var arguments = new Dictionary<string, string> { ["EventCounterIntervalSec"] = intervalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        EventPipeProvider[] providers = [.. Providers.Select(name => new EventPipeProvider(name, EventLevel.Informational, (long)EventKeywords.All, arguments))];
+        _session = client.StartEventPipeSession(providers, requestRundown: false);
         _source = new EventPipeEventSource(_session.EventStream);
         _source.Dynamic.All += OnEvent;
         _processing = Task.Run(() => _source.Process());
     }
+
+    /// <summary>The providers the session enables, in display order: the core's, then the storage package's.</summary>
+    internal static readonly string[] Providers = [PmemCounters.EventSourceName, StorageCounters.EventSourceName];
 
     /// <summary>How many counter values have arrived (0: the process has not published any).</summary>
     internal int Received => Volatile.Read(ref _batches);
@@ -42,7 +47,7 @@ internal sealed class CounterSession : IDisposable
     {
         lock (_gate)
         {
-            return _values.Values.OrderBy(v => v.Name, StringComparer.Ordinal).ToArray();
+            return _values.Values.OrderBy(v => Array.IndexOf(Providers, v.Provider)).ThenBy(v => v.Name, StringComparer.Ordinal).ToArray();
         }
     }
 
@@ -65,7 +70,7 @@ internal sealed class CounterSession : IDisposable
         }
         lock (_gate)
         {
-            _values[name] = new CounterValue(name, display, units, isRate, value, DateTime.UtcNow);
+            _values[data.ProviderName + "/" + name] = new CounterValue(data.ProviderName, name, display, units, isRate, value, DateTime.UtcNow);
         }
         Interlocked.Increment(ref _batches);
     }

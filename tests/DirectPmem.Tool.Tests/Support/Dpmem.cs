@@ -45,7 +45,7 @@ internal sealed class Child : IDisposable
 {
     private readonly Process _process;
 
-    internal Child(string mode)
+    internal Child(string mode, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -55,6 +55,10 @@ internal sealed class Child : IDisposable
         };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "DirectPmem.Tool.TestChild.dll"));
         start.ArgumentList.Add(mode);
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
         _process = Process.Start(start)!;
         Task<string?> ready = _process.StandardOutput.ReadLineAsync();
         if (!ready.Wait(TimeSpan.FromSeconds(60)) || ready.Result != "ready")

@@ -1,0 +1,473 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using System.Text;
+using DirectPmem.Geometry;
+using DirectPmem.Mapping;
+using DirectPmem.Storage;
+using DirectPmem.Tool.Commands;
+
+namespace DirectPmem.Tool.Cli;
+
+/// <summary>A pool as <c>dpmem check</c> and <c>dpmem info</c> read it (header fields from the copy the library would use).</summary>
+internal sealed record PoolReport(
+    long Offset,
+    string Primary,
+    string Backup,
+    string? HeaderUsed,
+    string? Version,
+    string? Compat,
+    string? Incompat,
+    string? RoCompat,
+    string? Uuid,
+    string? Layout,
+    string? CreationTime,
+    long PoolSize,
+    long PageSize,
+    string? Architecture,
+    long RootOffset,
+    long ReservedOffset,
+    long ReservedLength,
+    long DataOffset,
+    string? State,
+    bool? Clean,
+    ulong? RecordedDirtyShutdownCount,
+    ulong? CurrentDirtyShutdownCount,
+    bool? DirtyShutdownDetected,
+    ulong Generation,
+    string Root,
+    LogReport? Log,
+    HeapReport? Heap);
+
+/// <summary>A log: header, head and tail, and the frames walked from head to tail.</summary>
+internal sealed record LogReport(long Offset, long Capacity, long Head, long Tail, long Records, long UsedBytes, long? FirstBadLsn, string? FirstBadProblem);
+
+/// <summary>A transactional heap: geometry, allocation and what recovery would roll back.</summary>
+internal sealed record HeapReport(long Offset, long RegionLength, int LaneCount, int LaneLogSize, int RootSize, int ObjectSize, int ObjectCount, int AllocatedObjects, int LanesToRollBack, IReadOnlyList<HeapLaneReport> Lanes);
+
+/// <summary>One lane of a heap.</summary>
+internal sealed record HeapLaneReport(int Lane, ulong? Generation, int PendingEntries, long PendingBytes);
+
+/// <summary>The repair a header check found possible: which copy to write from which.</summary>
+internal enum HeaderRepair { None, PrimaryFromBackup, BackupFromPrimary }
+
+/// <summary>
+/// Reads a DirectPmem.Storage pool without trusting it: the primary and backup headers (format in
+/// the library's PoolHeader: signature, XxHash3 of bytes [0, 4088) at 4088, fields at fixed
+/// offsets), validated field by field in the order PmemPool.Open documents, every problem listed;
+/// then the log or transactional heap the root points at (or that the caller names). Every offset
+/// and length read from the media is checked before it is used; reads go through the bounds-checked
+/// span API of a read-only mapping.
+/// </summary>
+internal static class PoolChecker
+{
+    internal const int HeaderSize = PmemPool.HeaderSize;
+    internal const long MinimumSize = PmemPool.MinimumSize;
+    private const int ChecksumOffset = HeaderSize - 8;
+    private const ulong HeapSignature = 0x5041454858545044; // "DPTXHEAP"
+    private static ReadOnlySpan<byte> Signature => "DPMPOOL\0"u8;
+    private static ReadOnlySpan<byte> LogMagic => "DPMLOG01"u8;
+
+    /// <summary>Whether the mapping starts with a pool header (primary or backup signature).</summary>
+    internal static bool LooksLikePool(DaxMapping map)
+        => map.Length >= 2 * HeaderSize
+            && (map.GetReadOnlySpan(0, 8).SequenceEqual(Signature) || map.GetReadOnlySpan(HeaderSize, 8).SequenceEqual(Signature));
+
+    /// <summary>Whether a device's data starts with a pool (then its first blocks are no label table).</summary>
+    internal static bool DeviceStartsWithPool(DirectPmem.Driver.DaxDevice device)
+    {
+        long length = DirectPmem.Driver.DaxRangeAllocator.LabelAreaLengthFor(device.Align);
+        if (device.Size < length)
+        {
+            return false;
+        }
+        using DaxMapping head = device.MapRaw(new DaxMappingOptions { Length = length, ReadOnly = true });
+        return LooksLikePool(head);
+    }
+
+    /// <summary>Checks the pool in <paramref name="map"/>; problems go to <paramref name="problems"/> (area "pool", "log", "heap").</summary>
+    internal static PoolReport Check(DaxMapping map, long poolOffset, long? logOffset, long? heapOffset, List<CheckProblem> problems, List<string> notes, out HeaderRepair repair)
+    {
+        repair = HeaderRepair.None;
+        if (map.Length < MinimumSize)
+        {
+            problems.Add(new CheckProblem("pool", Invariant($"size: the pool has {map.Length} bytes, fewer than the smallest pool ({MinimumSize} bytes: two headers and a data page)"), null));
+            return Empty(poolOffset, "-", "-");
+        }
+        ReadOnlySpan<byte> primary = map.GetReadOnlySpan(0, HeaderSize);
+        ReadOnlySpan<byte> backup = map.GetReadOnlySpan(HeaderSize, HeaderSize);
+        string primaryState = CopyState(primary);
+        string backupState = CopyState(backup);
+        bool primaryIntact = primaryState == "intact";
+        bool backupIntact = backupState == "intact";
+
+        // Steps 2-3: signature and checksum of each copy pick the one the library uses.
+        if (!primaryIntact && !backupIntact)
+        {
+            problems.Add(new CheckProblem("pool", "primary header (offset 0): " + primaryState, null));
+            problems.Add(new CheckProblem("pool", "backup header (offset 4096): " + backupState, null));
+            notes.Add("neither header copy is intact: the library refuses the pool and there is no repair");
+            return Empty(poolOffset, primaryState, backupState);
+        }
+        if (!primaryIntact)
+        {
+            repair = HeaderRepair.PrimaryFromBackup;
+            problems.Add(new CheckProblem("pool", "primary header (offset 0): " + primaryState, "restore the primary header from the intact backup (what PmemPool.Open does on a writable open)"));
+        }
+        else if (!backupIntact)
+        {
+            repair = HeaderRepair.BackupFromPrimary;
+            problems.Add(new CheckProblem("pool", "backup header (offset 4096): " + backupState, "restore the backup header from the intact primary (what PmemPool.Open does on a writable open)"));
+        }
+        else if (!primary.SequenceEqual(backup))
+        {
+            repair = HeaderRepair.BackupFromPrimary;
+            problems.Add(new CheckProblem("pool", Invariant($"the backup header (generation {Generation(backup)}) differs from the primary (generation {Generation(primary)}): a header update was interrupted"),
+                "restore the backup header from the primary (what PmemPool.Open does on a writable open)"));
+        }
+        ReadOnlySpan<byte> h = primaryIntact ? primary : backup;
+        string used = primaryIntact ? "primary" : "backup";
+        string where = used + " header";
+
+        // Step 4: version and header size.
+        ushort major = BinaryPrimitives.ReadUInt16LittleEndian(h[8..]);
+        ushort minor = BinaryPrimitives.ReadUInt16LittleEndian(h[10..]);
+        uint headerSize = BinaryPrimitives.ReadUInt32LittleEndian(h[12..]);
+        if (major == 0 || major > 1)
+        {
+            Field(problems, where, "major version", Invariant($"the format version is {major}.{minor}; this library reads major version 1"));
+        }
+        if (headerSize != HeaderSize)
+        {
+            Field(problems, where, "header size", Invariant($"{headerSize}, expected {HeaderSize}"));
+        }
+        // Steps 5-6: features (this format version knows none).
+        ulong compat = BinaryPrimitives.ReadUInt64LittleEndian(h[16..]);
+        ulong incompat = BinaryPrimitives.ReadUInt64LittleEndian(h[24..]);
+        ulong roCompat = BinaryPrimitives.ReadUInt64LittleEndian(h[32..]);
+        if (incompat != 0)
+        {
+            Field(problems, where, "incompat features", $"unknown incompatible features {Hex(incompat)}: the library refuses the pool");
+        }
+        if (roCompat != 0)
+        {
+            notes.Add($"unknown read-only-compatible features {Hex(roCompat)}: the library opens the pool read-only");
+        }
+        if (compat != 0)
+        {
+            notes.Add($"compatible features {Hex(compat)} (ignored by this library)");
+        }
+        // Step 7: architecture.
+        byte endianness = h[144];
+        byte pointerSize = h[145];
+        ushort machine = BinaryPrimitives.ReadUInt16LittleEndian(h[146..]);
+        byte hostEndianness = BitConverter.IsLittleEndian ? (byte)1 : (byte)2;
+        if (endianness != hostEndianness)
+        {
+            Field(problems, where, "architecture", Invariant($"endianness {endianness}, this machine is {hostEndianness}"));
+        }
+        if (pointerSize != IntPtr.Size)
+        {
+            Field(problems, where, "architecture", Invariant($"pointer size {pointerSize}, this machine's is {IntPtr.Size}"));
+        }
+        if (machine != HostMachine)
+        {
+            Field(problems, where, "architecture", Invariant($"ELF machine {machine}, this machine is {HostMachine}"));
+        }
+        // Step 8: layout name.
+        string? layout = ReadLayout(h.Slice(56, 64), out string? layoutProblem);
+        if (layoutProblem is not null)
+        {
+            Field(problems, where, "layout", layoutProblem);
+        }
+        // Step 9: size and page size against the mapping.
+        long poolSize = BinaryPrimitives.ReadInt64LittleEndian(h[128..]);
+        long pageSize = BinaryPrimitives.ReadInt64LittleEndian(h[136..]);
+        if (poolSize != map.Length)
+        {
+            Field(problems, where, "size", Invariant($"the pool was created with {poolSize} bytes; the mapping has {map.Length}"));
+        }
+        if (pageSize != map.PageSize.ToBytes())
+        {
+            Field(problems, where, "page size", Invariant($"{pageSize}; the mapping's page size is {map.PageSize.ToBytes()}"));
+        }
+        // Step 10: reserved area, data offset, root offset, state.
+        long reservedOffset = BinaryPrimitives.ReadInt64LittleEndian(h[160..]);
+        long reservedLength = BinaryPrimitives.ReadInt64LittleEndian(h[168..]);
+        long dataOffset = BinaryPrimitives.ReadInt64LittleEndian(h[176..]);
+        long rootOffset = BinaryPrimitives.ReadInt64LittleEndian(h[152..]);
+        uint state = BinaryPrimitives.ReadUInt32LittleEndian(h[184..]);
+        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(h[188..]);
+        ulong dirty = BinaryPrimitives.ReadUInt64LittleEndian(h[192..]);
+        ulong generation = BinaryPrimitives.ReadUInt64LittleEndian(h[200..]);
+        long size = map.Length;
+        bool areaValid = reservedOffset == PmemPool.ReservedAreaOffset && reservedLength >= 0 && reservedLength % HeaderSize == 0 && reservedLength <= size - MinimumSize;
+        if (!areaValid)
+        {
+            Field(problems, where, "reserved area", Invariant($"[{reservedOffset}, +{reservedLength}) must start at {PmemPool.ReservedAreaOffset}, be a multiple of {HeaderSize} and leave a data page in {size} bytes"));
+        }
+        bool dataValid = areaValid && dataOffset == reservedOffset + reservedLength;
+        if (areaValid && !dataValid)
+        {
+            Field(problems, where, "data offset", Invariant($"{dataOffset} must follow the reserved area at {reservedOffset + reservedLength}"));
+        }
+        bool rootValid = dataValid && (rootOffset == 0 || (rootOffset >= dataOffset && rootOffset < size));
+        if (dataValid && !rootValid)
+        {
+            Field(problems, where, "root offset", Invariant($"{rootOffset} is neither 0 nor in the data area [{dataOffset}, {size})"));
+        }
+        if (state > 1)
+        {
+            Field(problems, where, "state", Invariant($"the state word is {state}; expected 0 (clean) or 1 (in use)"));
+        }
+        bool? clean = state switch { 0 => true, 1 => false, _ => null };
+        if (clean == false)
+        {
+            notes.Add("the pool was not closed cleanly (state: in use), or is open now: the application runs its recovery on the next open");
+        }
+
+        // The root: a log, a heap, or application data.
+        string root = "none (root offset 0)";
+        LogReport? log = null;
+        HeapReport? heap = null;
+        if (rootValid && rootOffset != 0 && rootOffset <= size - 8)
+        {
+            ReadOnlySpan<byte> at = map.GetReadOnlySpan(rootOffset, 8);
+            if (at.SequenceEqual(LogMagic))
+            {
+                root = "log";
+                logOffset ??= rootOffset;
+            }
+            else if (BinaryPrimitives.ReadUInt64LittleEndian(at) == HeapSignature)
+            {
+                root = "transactional heap";
+                heapOffset ??= rootOffset;
+            }
+            else
+            {
+                root = "application data (neither a log nor a transactional heap)";
+            }
+        }
+        long logDataOffset = dataValid ? dataOffset : PmemPool.ReservedAreaOffset;
+        if (logOffset is long lo)
+        {
+            log = LogChecker.Check(map, lo, logDataOffset, problems);
+        }
+        if (heapOffset is long ho)
+        {
+            // PoolTransactions puts the heap in the whole data area, rounded down to 64 bytes.
+            long? length = dataValid && ho == dataOffset ? (size - dataOffset) & ~63L : null;
+            heap = CheckHeap(map, ho, length, problems, notes);
+        }
+        return new PoolReport(poolOffset, primaryState, backupState, used, Invariant($"{major}.{minor}"), Hex(compat), Hex(incompat), Hex(roCompat),
+            new Guid(h.Slice(40, 16)).ToString(), layout,
+            DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(BinaryPrimitives.ReadInt64LittleEndian(h[120..]), -62135596800000, 253402300799999)).ToString("u", CultureInfo.InvariantCulture),
+            poolSize, pageSize, Invariant($"endianness {endianness} ({(endianness == 1 ? "little" : endianness == 2 ? "big" : "?")}), pointer size {pointerSize}, machine {machine}{(machine == 62 ? " (x86-64)" : machine == 183 ? " (AArch64)" : "")}"),
+            rootOffset, reservedOffset, reservedLength, dataOffset, clean switch { true => "clean", false => "in use (not closed cleanly, or open now)", _ => Invariant($"invalid ({state})") }, clean,
+            (flags & 1) != 0 ? dirty : null, null, null, generation, root, log, heap);
+    }
+
+    /// <summary>Writes the intact copy over the other one, durably (the repair PmemPool.Open makes on a writable open).</summary>
+    internal static void Repair(DaxMapping writable, HeaderRepair repair)
+    {
+        byte[] block = writable.GetReadOnlySpan(repair == HeaderRepair.PrimaryFromBackup ? HeaderSize : 0, HeaderSize).ToArray();
+        writable.Write(block, repair == HeaderRepair.PrimaryFromBackup ? 0 : HeaderSize);
+    }
+
+    private static HeapReport? CheckHeap(DaxMapping map, long offset, long? length, List<CheckProblem> problems, List<string> notes)
+    {
+        HeapInspection heap = PoolInspector.InspectHeap(map, offset, length);
+        foreach (string problem in heap.Problems)
+        {
+            problems.Add(new CheckProblem("heap", problem, null));
+        }
+        if (!heap.HeaderValid)
+        {
+            return null;
+        }
+        var lanes = heap.Lanes.Select(l => new HeapLaneReport(l.Lane, l.Generation, l.PendingEntries, l.PendingBytes)).ToArray();
+        foreach (HeapLaneReport lane in lanes.Where(l => l.PendingEntries > 0))
+        {
+            notes.Add(Invariant($"heap lane {lane.Lane}: a transaction of generation {lane.Generation + 1} did not finish; recovery (the next TransactionalHeap.Open) rolls back {lane.PendingEntries} undo entries, {lane.PendingBytes} bytes"));
+        }
+        return new HeapReport(offset, heap.RegionLength, heap.LaneCount, heap.LaneLogSize, heap.RootSize, heap.ObjectSize, heap.ObjectCount, heap.AllocatedObjects,
+            lanes.Count(l => l.PendingEntries > 0), lanes);
+    }
+
+    private static string CopyState(ReadOnlySpan<byte> block)
+    {
+        if (!block[..8].SequenceEqual(Signature))
+        {
+            return block.ContainsAnyExcept((byte)0) ? "no pool signature \"DPMPOOL\\0\" (overwritten, or not a pool)" : "no pool signature (all zero: never written, or wiped)";
+        }
+        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(block[ChecksumOffset..]);
+        ulong computed = XxHash3.HashToUInt64(block[..ChecksumOffset]);
+        return stored == computed ? "intact" : Invariant($"checksum 0x{stored:x16} does not match the contents (0x{computed:x16}): torn or damaged");
+    }
+
+    private static ulong Generation(ReadOnlySpan<byte> block) => BinaryPrimitives.ReadUInt64LittleEndian(block[200..]);
+
+    private static string? ReadLayout(ReadOnlySpan<byte> field, out string? problem)
+    {
+        int end = field.IndexOf((byte)0);
+        if (end < 0 || field[end..].ContainsAnyExcept((byte)0))
+        {
+            problem = "the layout name is not a NUL-padded UTF-8 string of at most 63 bytes";
+            return null;
+        }
+        try
+        {
+            problem = end == 0 ? "the layout name is empty" : null;
+            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(field[..end]);
+        }
+        catch (DecoderFallbackException)
+        {
+            problem = "the layout name is not valid UTF-8";
+            return null;
+        }
+    }
+
+    private static void Field(List<CheckProblem> problems, string where, string field, string message)
+        => problems.Add(new CheckProblem("pool", $"{where}, {field}: {message}", null));
+
+    private static ushort HostMachine => System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture switch
+    {
+        System.Runtime.InteropServices.Architecture.X64 => 62,
+        System.Runtime.InteropServices.Architecture.Arm64 => 183,
+        System.Runtime.InteropServices.Architecture.X86 => 3,
+        System.Runtime.InteropServices.Architecture.Arm => 40,
+        System.Runtime.InteropServices.Architecture.RiscV64 => 243,
+        System.Runtime.InteropServices.Architecture.LoongArch64 => 258,
+        _ => 0,
+    };
+
+    private static PoolReport Empty(long offset, string primary, string backup)
+        => new(offset, primary, backup, null, null, null, null, null, null, null, null, 0, 0, null, 0, 0, 0, 0, null, null, null, null, null, 0, "unknown", null, null);
+
+    internal static string Hex(ulong value) => "0x" + value.ToString("x", CultureInfo.InvariantCulture);
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Reads a PmemLog (format in the library's PmemLog remarks) without trusting it: the header in the
+/// order PmemLog.Open checks it, then every frame from head to tail (LSN, length within the tail,
+/// checksum), stopping at the first bad frame and saying what is wrong with it.
+/// </summary>
+internal static class LogChecker
+{
+    private const int HeaderLength = PmemLog.HeaderLength;
+    private const int FrameHeader = PmemLog.FrameHeaderSize;
+    private static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
+
+    internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems)
+    {
+        long size = map.Length;
+        if (offset % HeaderLength != 0 || offset < dataOffset || offset > size - 2 * HeaderLength)
+        {
+            problems.Add(Problem(Invariant($"location: a log cannot start at {offset}; it must be a multiple of {HeaderLength} in the data area [{dataOffset}, {size - 2 * HeaderLength}]")));
+            return null;
+        }
+        ReadOnlySpan<byte> header = map.GetReadOnlySpan(offset, HeaderLength);
+        if (!header[..8].SequenceEqual(Magic))
+        {
+            problems.Add(Problem(Invariant($"magic: no log at offset {offset} (the magic \"DPMLOG01\" is missing)")));
+            return null;
+        }
+        bool headerOk = true;
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
+        if (version != 1)
+        {
+            problems.Add(Problem(Invariant($"version: the log at {offset} has format version {version}; this library reads version 1")));
+            headerOk = false;
+        }
+        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[40..]);
+        ulong computed = XxHash3.HashToUInt64(header[..40]);
+        if (stored != computed)
+        {
+            problems.Add(Problem(Invariant($"checksum: the log header at {offset} stores 0x{stored:x16}, its contents hash to 0x{computed:x16}")));
+            headerOk = false;
+        }
+        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > size - offset - HeaderLength)
+        {
+            problems.Add(Problem(Invariant($"capacity: {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset} ({size - offset - HeaderLength} bytes)")));
+            return null;
+        }
+        long tail = BinaryPrimitives.ReadInt64LittleEndian(header[64..]);
+        long head = BinaryPrimitives.ReadInt64LittleEndian(header[128..]);
+        if (tail < 0 || tail % PmemLog.FrameAlignment != 0)
+        {
+            problems.Add(Problem(Invariant($"tail: the published tail {tail} is not a non-negative multiple of {PmemLog.FrameAlignment}")));
+            return new LogReport(offset, capacity, head, tail, 0, 0, null, null);
+        }
+        if (head < 0 || head % PmemLog.FrameAlignment != 0 || head > tail || tail - head > capacity)
+        {
+            problems.Add(Problem(Invariant($"head: the published head {head} must be a multiple of {PmemLog.FrameAlignment} in [tail - capacity, tail] = [{tail - capacity}, {tail}]")));
+            return new LogReport(offset, capacity, head, tail, 0, 0, null, null);
+        }
+        if (!headerOk)
+        {
+            return new LogReport(offset, capacity, head, tail, 0, tail - head, null, null);
+        }
+
+        long ring = offset + HeaderLength;
+        long records = 0;
+        for (long lsn = head; lsn < tail;)
+        {
+            string? bad = CheckFrame(map, ring, capacity, lsn, tail, out long next);
+            if (bad is not null)
+            {
+                problems.Add(Problem(Invariant($"frame at LSN {lsn}: {bad}; the {records} record(s) before it read back, the {tail - lsn} bytes from it to the tail do not (the log reader stops there with LogCorruptException)"), null));
+                return new LogReport(offset, capacity, head, tail, records, tail - head, lsn, bad);
+            }
+            records++;
+            lsn = next;
+        }
+        return new LogReport(offset, capacity, head, tail, records, tail - head, null, null);
+    }
+
+    private static string? CheckFrame(DaxMapping map, long ring, long capacity, long lsn, long tail, out long next)
+    {
+        next = lsn;
+        if (tail - lsn < FrameHeader)
+        {
+            return Invariant($"its {FrameHeader}-byte header would run past the durable tail {tail}");
+        }
+        // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+        ReadOnlySpan<byte> header = map.GetReadOnlySpan(ring + lsn % capacity, FrameHeader);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
+        uint storedChecksum = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+        long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
+        if (storedLsn != lsn)
+        {
+            return Invariant($"the frame carries LSN {storedLsn}");
+        }
+        if (length > (ulong)(tail - lsn - FrameHeader) || length > int.MaxValue - 2 * PmemLog.FrameAlignment)
+        {
+            return Invariant($"the frame claims {length} bytes, past the durable tail {tail}");
+        }
+        var hash = new XxHash3(lsn ^ ((long)length << 40));
+        long position = lsn + FrameHeader;
+        long left = length;
+        while (left > 0)
+        {
+            long physical = position % capacity;
+            int chunk = (int)Math.Min(Math.Min(left, capacity - physical), 1 << 30);
+            hash.Append(map.GetReadOnlySpan(ring + physical, chunk));
+            position += chunk;
+            left -= chunk;
+        }
+        uint computed = (uint)hash.GetCurrentHashAsUInt64();
+        if (computed != storedChecksum)
+        {
+            return Invariant($"the {length}-byte payload fails its checksum (stored 0x{storedChecksum:x8}, computed 0x{computed:x8})");
+        }
+        next = lsn + PmemLog.FrameLength((int)length);
+        return null;
+    }
+
+    private static CheckProblem Problem(string message, string? repair = null) => new("log", message, repair);
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
