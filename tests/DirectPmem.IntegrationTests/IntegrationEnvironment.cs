@@ -32,6 +32,9 @@ internal static class IntegrationEnvironment
     /// <summary>A random id shared by the boots of one run (DIRECTPMEM_VM_RUN_ID), so stale data cannot pass for fresh.</summary>
     public static string? RunId => Environment.GetEnvironmentVariable("DIRECTPMEM_VM_RUN_ID") is { Length: > 0 } p ? p : null;
 
+    /// <summary>The writable host folder shared with the guest (DIRECTPMEM_VM_SHARE): it survives the power-off between boots.</summary>
+    public static string? ShareDirectory => Environment.GetEnvironmentVariable("DIRECTPMEM_VM_SHARE") is { Length: > 0 } p && Directory.Exists(p) ? p : null;
+
     /// <summary>The device path, or skips: no device was named, or the named one does not exist.</summary>
     public static string RequireDevice()
     {

@@ -14,7 +14,7 @@ copy="$here/.garnet-run.sh"
 trap 'rm -f "$copy"' EXIT
 sed -e 's|tests/DirectPmem.IntegrationTests"|tests/DirectPmem.Garnet.Tests"|' \
     -e 's|DirectPmem.IntegrationTests/release/DirectPmem.IntegrationTests.dll|DirectPmem.Garnet.Tests/release/DirectPmem.Garnet.Tests.dll|' \
-    -e "s|DirectPmem.IntegrationTests.PersistenceAcrossBootsTests.Second_boot_\*|DirectPmem.Garnet.Tests.DevDaxGarnetTests.Second_boot_*|" \
+    -e "s|^second_boot=.*|second_boot=\"'DirectPmem.Garnet.Tests.DevDaxGarnetTests.Second_boot_*'\"|" \
     "$here/run.sh" > "$copy"
 grep -q 'DirectPmem.Garnet.Tests.dll' "$copy" && grep -q 'DevDaxGarnetTests.Second_boot_' "$copy" \
   || { echo "devdax-vm: ERROR: run.sh changed shape; update garnet.sh" >&2; exit 2; }

@@ -287,9 +287,16 @@ public sealed class PmemPool : IDisposable
     }
 
     /// <summary>
-    /// Closes the pool: deep-flushes the headers and reserved area (the seam for the core's DeepFlush; the application persists its own data), durably marks
-    /// the pool clean, and disposes the mapping and file it owns. Idempotent.
+    /// Closes the pool: deep-flushes the headers and reserved area (<see cref="DaxMapping.DeepFlush"/>:
+    /// persisted, then the NVDIMM region's write-pending queues flushed where the region has a
+    /// writable <c>deep_flush</c>; the application persists its own data), durably marks the pool
+    /// clean, and disposes the mapping and file it owns. Idempotent.
     /// </summary>
+    /// <exception cref="PmemException">
+    /// The deep flush or the clean mark failed (for example writing <c>deep_flush</c> was refused). The
+    /// mapping and file are disposed all the same; the pool is then not marked clean, so the next open
+    /// reports <see cref="WasCleanlyClosed"/> false and the application runs its recovery: nothing is lost.
+    /// </exception>
     public void Dispose()
     {
         lock (_gate)
@@ -303,7 +310,7 @@ public sealed class PmemPool : IDisposable
             {
                 if (!IsReadOnly && !_mapping.IsDisposed)
                 {
-                    DeepFlushSeam.Flush(_mapping, 0, DataOffset);
+                    _mapping.DeepFlush(0, DataOffset);
                     PoolHeader next = _header.Clone();
                     next.State = PoolHeader.StateClean;
                     UpdateHeader(next);

@@ -80,7 +80,7 @@ public sealed partial class DaxBus
         var devices = new List<DaxDevice>();
         foreach (string name in ListOrReport(DaxDevicesPath, "dax", errors))
         {
-            if (TryRead(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), DeviceRoot, regions), errors) is { } device)
+            if (TryRead(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions), errors) is { } device)
             {
                 devices.Add(device);
             }
@@ -104,7 +104,7 @@ public sealed partial class DaxBus
     {
         IReadOnlyList<DaxRegion> regions = GetRegions();
         return List(DaxDevicesPath, "dax")
-            .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), DeviceRoot, regions)))
+            .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions)))
             .ToList().AsReadOnly();
     }
 
@@ -122,7 +122,7 @@ public sealed partial class DaxBus
             throw new DaxConfigurationException(path, DaxConfigurationRule.NoSuchDevice, $"there is no device-DAX device '{name}' (names are daxX.Y).");
         }
         IReadOnlyList<DaxRegion> regions = GetRegions();
-        return Read(path, () => ReadDevice(name, path, DeviceRoot, regions));
+        return Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions));
     }
 
     /// <summary>
@@ -241,7 +241,7 @@ public sealed partial class DaxBus
     }
 
     /// <summary>Reads <c>bus/dax/devices/NAME</c>; every number is validated and nothing is built from a tree that breaks a rule.</summary>
-    private static DaxDevice ReadDevice(string name, string sysfsPath, string devRoot, IReadOnlyList<DaxRegion> regions)
+    private static DaxDevice ReadDevice(string name, string sysfsPath, string sysfsRoot, string devRoot, IReadOnlyList<DaxRegion> regions)
     {
         string resolved = SysfsReader.ResolvePath(sysfsPath);
         long size = SysfsReader.ReadSize(Path.Join(sysfsPath, "size"));
@@ -289,6 +289,7 @@ public sealed partial class DaxBus
             region?.PersistenceDomain ?? DaxPersistence.Unknown, align, file: null)
         {
             SysfsPath = sysfsPath,
+            SysfsRoot = sysfsRoot,
             TargetNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node")),
             NumaNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node")),
             Ranges = mappings,

@@ -38,7 +38,7 @@ public sealed partial class DaxDevice : IDisposable
         FaultGranularity = faultGranularity;
         _file = file;
         _source = file is null
-            ? new DeviceNodeSource(devicePath, size, align, OpenNode)
+            ? new DeviceNodeSource(devicePath, size, align, OpenNode, ResolveDeepFlush)
             : new EmulatedDeviceSource(file.Source, align, size);
         Ranges = [];
     }
@@ -75,6 +75,9 @@ public sealed partial class DaxDevice : IDisposable
 
     /// <summary>The NVDIMM region the device belongs to, where sysfs says so; null for CXL/soft-reserved memory and emulated devices.</summary>
     public DaxRegion? Region { get; internal init; }
+
+    /// <summary>The sysfs root the device was discovered under (its region's deep flush is found there).</summary>
+    internal string SysfsRoot { get; init; } = "/sys";
 
     /// <summary>The character device's major number (from <c>dev</c>), or null for an emulated device.</summary>
     public uint? Major { get; internal init; }
@@ -174,6 +177,13 @@ public sealed partial class DaxDevice : IDisposable
     /// </summary>
     internal DaxMapping MapRange(long baseOffset, long limit, PageSize minimum, DaxMappingOptions options, string what)
         => MappingFactory.Map(_source, options, baseOffset, limit, minimum, what);
+
+    /// <summary>The deep-flush control of the region behind the device, as its mappings get it (resolved once).</summary>
+    internal DeepFlushControl? RegionDeepFlush => _source.RegionDeepFlush;
+
+    // The region behind dev/char/MAJ:MIN (the node's number is checked against it at every open).
+    private DeepFlushControl? ResolveDeepFlush()
+        => Major is uint major && Minor is uint minor ? NdRegionLocator.ForDevice(SysfsRoot, block: false, major, minor) : null;
 
     internal unsafe SafeFileDescriptor OpenNode(bool readOnly)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Numerics;
 using DirectPmem.Geometry;
+using DirectPmem.Interop;
 
 namespace DirectPmem.Driver;
 
@@ -102,21 +103,7 @@ internal static class SysfsReader
     }
 
     /// <summary>The target of a symbolic link (as written in the link), or null when the path is not a link.</summary>
-    internal static string? ReadLink(string path)
-    {
-        try
-        {
-            return new FileInfo(path).LinkTarget;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    internal static string? ReadLink(string path) => Sysfs.ReadLink(path);
 
     /// <summary>The last component of a link target (<c>../../bus/dax</c> gives <c>dax</c>), or null.</summary>
     internal static string? LinkName(string path)
@@ -130,49 +117,8 @@ internal static class SysfsReader
     /// device in <c>/sys/devices</c> can be walked. At most 40 links are followed, like the kernel.
     /// </summary>
     internal static string ResolvePath(string path)
-    {
-        var pending = new Stack<string>();
-        string full = Path.GetFullPath(path);
-        foreach (string part in full.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
-        {
-            pending.Push(part);
-        }
-        string current = "/";
-        int hops = 0;
-        while (pending.Count > 0)
-        {
-            string part = pending.Pop();
-            if (part == ".")
-            {
-                continue;
-            }
-            if (part == "..")
-            {
-                current = Path.GetDirectoryName(current) ?? "/";
-                continue;
-            }
-            string next = Path.Join(current, part);
-            string? target = ReadLink(next);
-            if (target is null)
-            {
-                current = next;
-                continue;
-            }
-            if (++hops > 40)
-            {
-                throw new DaxConfigurationException(path, DaxConfigurationRule.InvalidRange, "more than 40 symbolic links (a loop).");
-            }
-            if (target.StartsWith('/'))
-            {
-                current = "/";
-            }
-            foreach (string t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
-            {
-                pending.Push(t);
-            }
-        }
-        return current;
-    }
+        => Sysfs.TryResolvePath(path)
+            ?? throw new DaxConfigurationException(path, DaxConfigurationRule.InvalidRange, "more than 40 symbolic links (a loop).");
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "...";
 }

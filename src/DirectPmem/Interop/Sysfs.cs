@@ -44,6 +44,72 @@ internal static class Sysfs
         }
     }
 
+    /// <summary>The target of a symbolic link (as written in the link), or null when the path is not a link.</summary>
+    internal static string? ReadLink(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Resolves every symbolic link in <paramref name="path"/> (realpath), so the ancestry of a
+    /// device in <c>/sys/devices</c> can be walked; null after more than 40 links (a loop), like the kernel.
+    /// </summary>
+    internal static string? TryResolvePath(string path)
+    {
+        var pending = new Stack<string>();
+        string full = Path.GetFullPath(path);
+        foreach (string part in full.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+        {
+            pending.Push(part);
+        }
+        string current = "/";
+        int hops = 0;
+        while (pending.Count > 0)
+        {
+            string part = pending.Pop();
+            if (part == ".")
+            {
+                continue;
+            }
+            if (part == "..")
+            {
+                current = Path.GetDirectoryName(current) ?? "/";
+                continue;
+            }
+            string next = Path.Join(current, part);
+            string? target = ReadLink(next);
+            if (target is null)
+            {
+                current = next;
+                continue;
+            }
+            if (++hops > 40)
+            {
+                return null;
+            }
+            if (target.StartsWith('/'))
+            {
+                current = "/";
+            }
+            foreach (string t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+            {
+                pending.Push(t);
+            }
+        }
+        return current;
+    }
+
     /// <summary>regionN, or daxX.Y: the names the kernel gives; anything else on a bus is not ours.</summary>
     internal static bool IsKernelName(string name, string prefix)
     {
@@ -157,7 +223,7 @@ internal static class NdRegionReader
             Sysfs.TryReadText(Path.Join(path, "persistence_domain")),
             Sysfs.TryReadText(Path.Join(path, "badblocks")),
             deepPresent,
-            deepPresent && Libc.Access(deepFlush, Libc.W_OK) == 0,
+            deepPresent && NdRegionLocator.IsWritable(deepFlush),
             deepPresent ? Sysfs.TryReadText(deepFlush) : null,
             Sysfs.TryReadText(Path.Join(path, "numa_node")),
             Sysfs.TryReadText(Path.Join(path, "target_node")),

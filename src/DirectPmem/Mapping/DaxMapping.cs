@@ -48,6 +48,10 @@ public sealed unsafe class DaxMapping : IDisposable
     // Chosen once at construction from the granularity (or supplied by the source): every flush,
     // drain, persist, copy and fill goes through it.
     private readonly PersistOps _ops;
+    // The region's deep_flush, resolved when the mapping was made (null: no region), and the one
+    // result every DeepFlush returns.
+    private readonly DeepFlushControl? _deepFlush;
+    private readonly DeepFlushResult _deepFlushResult;
     private int _disposed;
     // Keeps the mapping (and so its SafeHandle) reachable until Dispose: the GC must never unmap
     // memory a span may still point into.
@@ -65,7 +69,7 @@ public sealed unsafe class DaxMapping : IDisposable
         };
     }
 
-    internal DaxMapping(SafeMappingHandle handle, in MapRequest request, PersistOps ops)
+    internal DaxMapping(SafeMappingHandle handle, in MapRequest request, PersistOps ops, DeepFlushControl? deepFlush)
     {
         Debug.Assert((nuint)request.Length <= handle.ReservedLength);
         _handle = handle;
@@ -78,6 +82,13 @@ public sealed unsafe class DaxMapping : IDisposable
         Path = request.Path;
         SourceOffset = request.SourceOffset;
         Granularity = ops.Granularity;
+        _deepFlush = deepFlush;
+        _deepFlushResult = deepFlush is null
+            ? DeepFlushResult.NoRegion
+            : new DeepFlushResult(
+                deepFlush.AttributePath is null ? DeepFlushOutcome.AttributeAbsent
+                    : deepFlush.Writable ? DeepFlushOutcome.RegionFlushed : DeepFlushOutcome.AttributeReadOnly,
+                deepFlush.RegionName, deepFlush.RegionPath, deepFlush.AttributePath);
         _root = new GCHandle<DaxMapping>(this);
         Interlocked.Increment(ref s_live);
         Counters.OnMap(PageSize, request.Length);
@@ -255,6 +266,48 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             slot.Exit();
         }
+    }
+
+    /// <summary>
+    /// Persists <c>[offset, offset + length)</c> like <see cref="Persist"/> and then flushes the
+    /// memory controller's write-pending queues of the NVDIMM region behind the mapping (PMDK's
+    /// <c>pmem2_deep_flush</c>): it writes <c>1</c> to the region's <c>deep_flush</c> sysfs
+    /// attribute, which makes the kernel write the region's flush hints. Use it where data must
+    /// survive even on a platform whose persistence domain does not include those queues, and at
+    /// rare points (closing a pool): it costs a system call.
+    /// </summary>
+    /// <param name="offset">The first byte, from the start of the mapping.</param>
+    /// <param name="length">The number of bytes; 0 persists nothing but still flushes the region.</param>
+    /// <returns>What was done, and which region: the same object for every call on this mapping.</returns>
+    /// <remarks>
+    /// <para>The region is found once, when the mapping is made: for a device-DAX device through
+    /// <c>/sys/dev/char/MAJ:MIN</c>, for a file through <c>/sys/dev/block/MAJ:MIN</c> of its file
+    /// system's device (a partition's disk included), as the nearest <c>regionN</c> above it. The
+    /// attribute is written only when it exists and is writable: the kernel hides it when the
+    /// region's flush mechanism is unknown and makes it read-only (reading <c>0</c>) when the platform
+    /// has no flush hints, where the cache flush alone reaches the persistence domain. Without a
+    /// region (anonymous memory, tmpfs, hugetlb, a memfd, a file on a disk, an emulated device on
+    /// one of those) the range is persisted only. <see cref="DeepFlushResult.Outcome"/> says which.</para>
+    /// <para>On files PMDK relies on msync, whose fsync flushes the region through the block layer;
+    /// here a page-cache file is msynced (as <see cref="Persist"/> does), an fsdax file's cache lines
+    /// are flushed, and either way the region's <c>deep_flush</c> is written when it can be.</para>
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping; nothing was flushed.</exception>
+    /// <exception cref="PmemException">
+    /// The kernel refused to write the pages back (msync); or opening or writing <c>deep_flush</c>
+    /// failed (the message names the call, the errno and the attribute) after the range was
+    /// persisted: nothing durable is lost, the queues were not flushed.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
+    public DeepFlushResult DeepFlush(long offset, long length)
+    {
+        Persist(offset, length);
+        if (_deepFlush is { Writable: true } control)
+        {
+            // Only sysfs is touched from here on: the mapping may be disposed concurrently.
+            control.Write();
+        }
+        return _deepFlushResult;
     }
 
     /// <summary>

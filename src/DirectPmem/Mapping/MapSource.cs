@@ -89,6 +89,12 @@ internal abstract unsafe class MapSource
     /// <summary>The operations of a mapping of this source at <paramref name="mappingBase"/>; null takes the platform's for the granularity.</summary>
     internal virtual PersistOps? CreateOps(byte* mappingBase, long length) => null;
 
+    /// <summary>
+    /// The deep-flush control of the NVDIMM region behind the source, resolved once per source, or
+    /// null when no region is behind it (anonymous memory, tmpfs, a disk, an outside source).
+    /// </summary>
+    internal virtual DeepFlushControl? RegionDeepFlush => null;
+
     /// <summary>The granularity a mapping gets, or a refusal of a required one it cannot have.</summary>
     internal virtual PersistGranularity ChooseGranularity(bool forceCacheLine, PersistGranularity? required)
         => PersistencePlatform.Choose(Durability, forceCacheLine, required, What);
@@ -148,6 +154,9 @@ internal sealed class FileSource(PmemFile file) : MapSource
     internal override void EnsureBlocks(SafeFileDescriptor fd, long offset, long length) => PmemFile.EnsureBlocks(fd, file.Path, offset, length);
 
     internal override SafeFileDescriptor? TruncationWatch => file.Backing == MappingBacking.PageCacheFile ? file.Handle : null;
+
+    // The region behind the file system's block device (fsdax, or a page-cache file system on a pmem namespace).
+    internal override DeepFlushControl? RegionDeepFlush => file.RegionDeepFlush;
 }
 
 /// <summary>Shared anonymous memory: base pages, transparent huge pages (verified when required) or hugetlb pages.</summary>
@@ -215,11 +224,22 @@ internal sealed class EmulatedDeviceSource(FileSource file, PageSize align, long
     internal override void EnsureBlocks(SafeFileDescriptor fd, long offset, long length) => file.EnsureBlocks(fd, offset, length);
 
     internal override SafeFileDescriptor? TruncationWatch => file.TruncationWatch;
+
+    // The region behind the file the device is emulated on: none for memfd, tmpfs and hugetlbfs.
+    internal override DeepFlushControl? RegionDeepFlush => file.RegionDeepFlush;
 }
 
-/// <summary>A device-DAX character device; the node is opened for each mapping and closed after mmap.</summary>
-internal sealed class DeviceNodeSource(string devicePath, long size, PageSize align, Func<bool, SafeFileDescriptor> open) : MapSource
+/// <summary>
+/// A device-DAX character device; the node is opened for each mapping and closed after mmap. Its
+/// region's deep-flush control is resolved by <paramref name="resolveDeepFlush"/> at the first map.
+/// </summary>
+internal sealed class DeviceNodeSource(string devicePath, long size, PageSize align, Func<bool, SafeFileDescriptor> open,
+    Func<DeepFlushControl?> resolveDeepFlush) : MapSource
 {
+    private readonly Lazy<DeepFlushControl?> _deepFlush = new(resolveDeepFlush);
+
+    internal override DeepFlushControl? RegionDeepFlush => _deepFlush.Value;
+
     internal override MappingBacking Backing => MappingBacking.DeviceDax;
 
     internal override string? Path => devicePath;

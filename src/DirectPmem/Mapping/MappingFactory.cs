@@ -1,4 +1,5 @@
 using DirectPmem.Geometry;
+using DirectPmem.Interop;
 using DirectPmem.Persistence;
 
 namespace DirectPmem.Mapping;
@@ -21,6 +22,8 @@ internal static unsafe class MappingFactory
     /// <summary>Maps a validated request.</summary>
     internal static DaxMapping Map(in MapRequest request)
     {
+        // Resolved before mmap: a failure maps nothing.
+        DeepFlushControl? deepFlush = request.Source.RegionDeepFlush;
         SafeMappingHandle handle = Mapper.Map(in request);
         DaxMapping mapping;
         try
@@ -29,7 +32,7 @@ internal static unsafe class MappingFactory
             PersistOps ops = request.Source.CreateOps(address, request.Length) ?? (request.Granularity == PersistGranularity.Page
                 ? new PageOps(address, request.SourceOffset, request.Length, request.Path, request.Source.TruncationWatch)
                 : PersistOps.Shared(request.Granularity));
-            mapping = new DaxMapping(handle, in request, ops);
+            mapping = new DaxMapping(handle, in request, ops, deepFlush);
         }
         catch
         {

@@ -27,6 +27,7 @@ public sealed class PmemFile : IDisposable
     private const int MaxMemoryNameBytes = 249;
 
     private readonly SafeFileDescriptor _fd;
+    private readonly Lazy<DeepFlushControl?> _deepFlush;
 
     private PmemFile(SafeFileDescriptor fd, string path, long size, MappingBacking backing, PageSize minimumPageSize, bool writable, bool shared)
     {
@@ -38,6 +39,7 @@ public sealed class PmemFile : IDisposable
         MinimumPageSize = minimumPageSize;
         IsWritable = writable;
         IsShared = shared;
+        _deepFlush = new Lazy<DeepFlushControl?>(ResolveDeepFlush);
     }
 
     /// <summary>The path the file was opened by, or <c>memfd:NAME</c> for a memfd.</summary>
@@ -59,6 +61,12 @@ public sealed class PmemFile : IDisposable
     public bool IsShared { get; }
 
     internal SafeFileDescriptor Handle => _fd;
+
+    /// <summary>The sysfs root the region behind the file is looked up in; <c>/sys</c> unless a test set a fixture tree before the first map.</summary>
+    internal string SysfsRoot { get; set; } = "/sys";
+
+    /// <summary>The deep-flush control of the NVDIMM region behind the file's block device, resolved at the first map; null when there is none.</summary>
+    internal DeepFlushControl? RegionDeepFlush => _deepFlush.Value;
 
     /// <summary>
     /// Creates a new file of exactly <paramref name="size"/> bytes with its space allocated up front
@@ -310,6 +318,18 @@ public sealed class PmemFile : IDisposable
             throw new PmemException($"'{path}' is {kind}; PmemFile maps regular files.");
         }
         return st.st_size;
+    }
+
+    // Files on block-device file systems only: memfds, tmpfs and hugetlbfs have no region behind them.
+    private unsafe DeepFlushControl? ResolveDeepFlush()
+    {
+        if (Backing is not (MappingBacking.PageCacheFile or MappingBacking.FsDaxFile))
+        {
+            return null;
+        }
+        Libc.Stat st;
+        SyscallError.Check(Libc.FStat(_fd.Fd, &st), "fstat", Path);
+        return NdRegionLocator.ForDevice(SysfsRoot, block: true, Libc.Major(st.st_dev), Libc.Minor(st.st_dev));
     }
 
     private static void Lock(SafeFileDescriptor fd, bool writable, bool shared, string path)
