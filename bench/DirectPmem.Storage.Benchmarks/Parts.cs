@@ -20,6 +20,12 @@ internal static unsafe class Parts
 {
     private const long Window = 256L << 20;
 
+    // Each copy variant walks its own 48 MiB of the first window (5 of them, below the tail word
+    // at raw + Window), so that it does not write lines another variant has just written and may
+    // have left in the cache (a non-temporal store to a cached line must evict it first), as
+    // libpmem's copy variant walks its own mapping.
+    private const long WalkWindow = 48L << 20;
+
     public static int Run(string dir, int rounds, int block)
     {
         LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
@@ -66,7 +72,7 @@ internal static unsafe class Parts
                 Random.Shared.NextBytes(payload);
                 nint source = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(payload));
                 long pmemAt = 0;
-                int frame = PmemLog.FrameLength(size);
+                int frame = (PmemLog.FrameHeaderSize + size + 15) & ~15; // the v1 layout: every frame padded to 16 bytes
                 byte[] staged = new byte[frame];
                 int frame64 = (frame + 63) & ~63;
                 byte[] staged64 = new byte[frame64];
@@ -75,17 +81,17 @@ internal static unsafe class Parts
                     ("XxHash3 of the payload", n => Time(n, () => s_sink += XxHash3.HashToUInt64(payload, 12345))),
                     ("Crc32 of the payload", n => Time(n, () => s_sink += Crc32.HashToUInt32(payload))),
                     ("XxHash64 of the payload", n => Time(n, () => s_sink += XxHash64.HashToUInt64(payload, 12345))),
-                    ("copy payload, 64 B aligned (as pmemlog), NoDrain + Drain", Walk(map, raw, (size + 63) & ~63, (at, _) =>
+                    ("copy payload, 64 B aligned (as pmemlog), NoDrain + Drain", Walk(map, raw + 0 * WalkWindow, (size + 63) & ~63, (at, _) =>
                     {
                         map.Write(payload, at, PmemCopyOptions.NoDrain);
                         map.Drain();
                     })),
-                    ("copy staged frame, 16 B aligned (v1 layout), NoDrain + Drain", Walk(map, raw, frame, (at, _) =>
+                    ("copy staged frame, 16 B aligned (v1 layout), NoDrain + Drain", Walk(map, raw + 1 * WalkWindow, frame, (at, _) =>
                     {
                         map.Write(staged, at, PmemCopyOptions.NoDrain);
                         map.Drain();
                     })),
-                    ("copy frame 16 B aligned: head line staged + payload from source, Drain", Walk(map, raw, frame, (at, _) =>
+                    ("copy frame 16 B aligned: head line staged + payload from source, Drain", Walk(map, raw + 2 * WalkWindow, frame, (at, _) =>
                     {
                         int lead = (int)((64 - ((at + 16) & 63)) & 63);
                         lead = Math.Min(lead, size);
@@ -93,9 +99,32 @@ internal static unsafe class Parts
                         map.Write(payload.AsSpan(lead), at + 16 + lead, PmemCopyOptions.NoDrain);
                         map.Drain();
                     })),
-                    ("copy frame 64 B aligned, all non-temporal, Drain", Walk(map, raw, frame64, (at, _) =>
+                    ("copy frame 64 B aligned, all non-temporal, Drain", Walk(map, raw + 3 * WalkWindow, frame64, (at, _) =>
                     {
                         map.Write(staged64, at, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
+                        map.Drain();
+                    })),
+                    ("copy frame 64 B aligned as v2 writes it: middle lines from source, last + first line staged, all non-temporal, Drain", Walk(map, raw + 4 * WalkWindow, frame64, (at, _) =>
+                    {
+                        const PmemCopyOptions streamed = PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal;
+                        if (size < 48)
+                        {
+                            map.Write(staged64, at, streamed);
+                        }
+                        else
+                        {
+                            int last = (size - 48) & 63;
+                            int middle = size - 48 - last;
+                            if (middle != 0)
+                            {
+                                map.Write(payload.AsSpan(48, middle), at + 64, streamed);
+                            }
+                            if (last != 0)
+                            {
+                                map.Write(staged64.AsSpan(frame64 - 64, 64), at + 64 + middle, streamed);
+                            }
+                            map.Write(staged64.AsSpan(0, 64), at, streamed);
+                        }
                         map.Drain();
                     })),
                     ("tail publish (8 B store + flush + drain)", n =>
@@ -190,13 +219,13 @@ internal static unsafe class Parts
         return 0;
     }
 
-    // Writes at consecutive positions through the window, wrapping at its end.
+    // Writes at consecutive positions through its own window, wrapping at its end.
     private static Func<int, double> Walk(DaxMapping map, long start, int step, Action<long, int> write)
     {
         long at = 0;
         return n => Time(n, () =>
         {
-            if (at + step > Window)
+            if (at + step > WalkWindow)
             {
                 at = 0;
             }

@@ -197,9 +197,12 @@ public sealed class LogCrashTests(ITestOutputHelper output)
         Report($"concurrent{appenders}", sweep.Run(), 300);
     }
 
-    // 241 to 1340 bytes: frames past the 256-byte staging limit, whose payload is copied straight
-    // from the caller's buffer after a staged first line, at every offset within a cache line.
-    internal static byte[] LongRecord(int seq) => LogTests.Payload(seq, 241 + seq * 379 % 1100);
+    // Mostly 241 to 1340 bytes: frames past the 256-byte staging limit, padded to whole cache lines.
+    // Every third record is short (a 16-byte-aligned frame of 32 to 80 bytes), so that the long
+    // records after it start inside a cache line and take the other path (payload from the caller
+    // after a staged first line), while the others start on a line and are written as whole lines.
+    internal static byte[] LongRecord(int seq)
+        => LogTests.Payload(seq, seq % 3 == 2 ? 20 + seq * 16 % 64 : 241 + seq * 379 % 1100);
 
     [Fact]
     public void LongRecordsStreamedFromTheCallerWrappingAndTruncatedSurviveEveryCrash()

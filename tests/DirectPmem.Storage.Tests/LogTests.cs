@@ -188,7 +188,9 @@ public sealed class LogTests
         // lengths around the line and staging boundaries, and frames that wrap around the ring end.
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 8192); // capacity 4096: the records wrap many times
-        int[] lengths = [239, 240, 241, 255, 256, 257, 300, 447, 448, 449, 1000, 1023, 1024, 1025, 1500];
+        // Long frames are whole cache lines; the one short frame of 48 bytes (20) moves the next long
+        // records' start by 48 bytes a round, so they start at every 16-byte offset within a line.
+        int[] lengths = [239, 240, 241, 255, 20, 256, 257, 300, 447, 448, 449, 1000, 1023, 1024, 1025, 1500];
         var live = new Queue<(long Lsn, int Seq, int Length)>();
         int seq = 0;
         var startsInLine = new HashSet<long>();
@@ -222,6 +224,75 @@ public sealed class LogTests
         var again = ReadAll(PmemLog.Open(reopened, reopened.RootOffset));
         Assert.Equal(live.Select(r => r.Lsn), again.Select(r => r.Lsn));
         Assert.Equal(live.Select(r => Payload(r.Seq, r.Length)), again.Select(r => r.Payload));
+    }
+
+    [Theory]
+    [InlineData(0, 16)]
+    [InlineData(1, 32)]
+    [InlineData(240, 256)]
+    [InlineData(241, 320)]
+    [InlineData(304, 320)]
+    [InlineData(305, 384)]
+    [InlineData(1008, 1024)]
+    [InlineData(1024, 1088)]
+    public void FrameLengthPadsShortFramesTo16AndLongOnesToWholeCacheLines(int payload, int frame)
+        => Assert.Equal(frame, PmemLog.FrameLength(payload));
+
+    [Fact]
+    public void LongRecordsFromALineStayLineAlignedZeroPaddedAndWrap()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = NewLog(mapping, 8192); // capacity 4096
+        // Payloads whose last line is partial (several fills), exactly full (1008: 16 + 1008 = 1024), or only the first line's.
+        int[] lengths = [241, 1008, 1024, 1071, 1072, 1073, 300, 1500, 48 + 64 * 4];
+        var live = new Queue<(long Lsn, int Seq, int Length)>();
+        int seq = 0;
+        bool wrapped = false;
+        for (int round = 0; round < 8; round++)
+        {
+            foreach (int length in lengths)
+            {
+                while (log.FreeBytes < PmemLog.FrameLength(length))
+                {
+                    live.Dequeue();
+                    log.Truncate(live.Count > 0 ? live.Peek().Lsn : log.Tail);
+                }
+                long lsn = log.Append(Payload(seq, length));
+                Assert.Equal(0, lsn % 64);
+                wrapped |= lsn / log.Capacity != (lsn + PmemLog.FrameLength(length) - 1) / log.Capacity;
+                byte[] padding = new byte[PmemLog.FrameLength(length) - PmemLog.FrameHeaderSize - length];
+                log.CopyFromRing(lsn + PmemLog.FrameHeaderSize + length, padding);
+                Assert.All(padding, b => Assert.Equal(0, b));
+                live.Enqueue((lsn, seq, length));
+                seq++;
+                foreach ((long at, int s, int n) in live)
+                {
+                    byte[] back = new byte[n];
+                    Assert.Equal(n, log.Read(at, back));
+                    Assert.Equal(Payload(s, n), back);
+                }
+            }
+        }
+        Assert.True(wrapped, "no line-aligned record wrapped around the ring end");
+        pool.Dispose();
+        using PmemPool reopened = PmemPool.Open(mapping, Layout);
+        var again = ReadAll(PmemLog.Open(reopened, reopened.RootOffset));
+        Assert.Equal(live.Select(r => r.Lsn), again.Select(r => r.Lsn));
+        Assert.Equal(live.Select(r => Payload(r.Seq, r.Length)), again.Select(r => r.Payload));
+    }
+
+    [Fact]
+    public void AVersion1LogIsRefusedNamingItsVersion()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = NewLog(mapping, 16 * 1024);
+        Span<byte> header = mapping.GetSpan(log.Offset, PmemLog.StaticLength + 8);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[PmemLog.VersionOffset..], 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[PmemLog.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..PmemLog.StaticLength]));
+        LogFormatException e = Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, log.Offset));
+        Assert.Equal(LogHeaderField.Version, e.Field);
+        Assert.Contains("version 1;", e.Message, StringComparison.Ordinal);
+        pool.Dispose();
     }
 
     [Fact]

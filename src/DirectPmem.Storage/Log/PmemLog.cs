@@ -24,17 +24,21 @@ namespace DirectPmem.Storage;
 /// of <see cref="Capacity"/> bytes follows. An LSN is a byte position that only grows; it lives at
 /// ring offset LSN mod capacity. A record is a frame of 16 bytes (payload length u32, checksum u32 =
 /// low half of XxHash3 of the payload seeded with the LSN and length, the frame's own LSN u64) and the
-/// payload, padded to 16 bytes. A frame may wrap around the end of the ring.</para>
+/// payload, padded to 16 bytes, or to 64 (a cache line) when the frame is longer than 256 bytes
+/// (<see cref="FrameLength"/>), so that consecutive long records stay line-aligned. Format version 2;
+/// a version-1 log (16-byte padding throughout) is refused. A frame may wrap around the end of the ring.</para>
 /// <para><b>Append protocol</b> (who does what, and what a crash at each step leaves):</para>
 /// <list type="number">
 /// <item>Reserve: a compare-and-swap advances the volatile reservation cursor by the frame size,
 /// if the ring has room between the durable head and the new end (else <see cref="LogFullException"/>,
 /// nothing reserved). No lock. A crash leaves nothing: the tail was not moved.</item>
-/// <item>Copy: the appender writes its frame with the copy engine (non-temporal stores from 256
-/// bytes, temporal stores + flush below), without a drain, then drains (SFENCE) its own stores.
-/// A short frame is staged on the stack and written at once; a long one is written as the
-/// payload from a cache-line boundary on, straight from the caller's memory, then the header with
-/// the payload's first bytes. Appenders copy in parallel. A crash leaves bytes after the durable
+/// <item>Copy: the appender writes its frame with the copy engine, without a drain, then drains
+/// (SFENCE) its own stores. A short frame is staged on the stack and written at once (temporal
+/// stores + flush). A long frame that starts on a cache line is written as whole lines with
+/// non-temporal stores only (middle lines from the caller's memory, the last staged with zero
+/// padding, then the first with the header). A long frame that does not (it follows a short
+/// record) is written as the payload from a cache-line boundary on, straight from the caller's
+/// memory, then the header with the payload's first bytes. Appenders copy in parallel. A crash leaves bytes after the durable
 /// tail, which recovery ignores and later appends overwrite.</item>
 /// <item>Complete: the appender waits until the completion cursor reaches its start (every
 /// earlier record is durable) and moves it to its end with a plain store. Completion is in LSN
@@ -81,7 +85,7 @@ public sealed class PmemLog
     internal const int StaticLength = 40;
     internal const int TailWordOffset = 64;
     internal const int HeadWordOffset = 128;
-    internal const uint CurrentVersion = 1;
+    internal const uint CurrentVersion = 2;
 
     internal static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
 
@@ -159,13 +163,21 @@ public sealed class PmemLog
     public long FreeBytes => _capacity - (Volatile.Read(ref _cursors.Reserved) - Head);
 
     /// <summary>The largest payload one record can have: the capacity minus one frame header.</summary>
-    public int MaxRecordLength => (int)Math.Min(int.MaxValue - 2 * FrameAlignment, _capacity - FrameHeaderSize);
+    public int MaxRecordLength => (int)Math.Min(int.MaxValue - 2 * CacheLine, _capacity - FrameHeaderSize);
 
-    /// <summary>The bytes a record of <paramref name="payloadLength"/> takes in the ring: header, payload, padding.</summary>
+    /// <summary>
+    /// The bytes a record of <paramref name="payloadLength"/> takes in the ring: header, payload,
+    /// padding. A frame of at most 256 bytes is padded to a multiple of 16; a longer one to a
+    /// multiple of 64 (a cache line), so that consecutive long records stay line-aligned and are
+    /// written as whole lines.
+    /// </summary>
     /// <param name="payloadLength">The payload length.</param>
     /// <returns>The frame length, a multiple of <see cref="FrameAlignment"/>.</returns>
     public static int FrameLength(int payloadLength)
-        => (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
+    {
+        int frame = (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
+        return frame <= StagedFrameLimit ? frame : (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
+    }
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
     /// <param name="capacity">The ring capacity, a positive multiple of 4096.</param>
@@ -498,6 +510,10 @@ public sealed class PmemLog
             frame[(FrameHeaderSize + payload.Length)..].Clear();
             WriteRing(lsn, frame);
         }
+        else if ((lsn & (CacheLine - 1)) == 0)
+        {
+            WriteAlignedLongFrame(lsn, payload);
+        }
         else
         {
             // LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity is a multiple of 4 KiB.
@@ -512,6 +528,38 @@ public sealed class PmemLog
             payload[..lead].CopyTo(first[FrameHeaderSize..]);
             WriteRing(lsn, first);
         }
+    }
+
+    /// <summary>
+    /// A long frame that starts on a cache line (its length is a multiple of 64, so it ends on one
+    /// too) is written as whole lines with non-temporal stores only, no flush of a partial line:
+    /// the middle lines straight from the caller's memory, the last one staged on the stack with
+    /// the payload's tail and zero padding, then (its checksum computed while those stores drain)
+    /// the first line with the header and the payload's first 48 bytes. LSN and ring position
+    /// agree modulo the line size (the ring starts 4 KiB aligned, its capacity is a multiple of
+    /// 4 KiB), so a frame that wraps splits at a line boundary.
+    /// </summary>
+    [SkipLocalsInit]
+    private void WriteAlignedLongFrame(long lsn, ReadOnlySpan<byte> payload)
+    {
+        const int lead = CacheLine - FrameHeaderSize;
+        const PmemCopyOptions streamed = PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal;
+        int last = (payload.Length - lead) & (CacheLine - 1);
+        int middle = payload.Length - lead - last;
+        if (middle != 0)
+        {
+            WriteRing(lsn + CacheLine, payload.Slice(lead, middle), streamed);
+        }
+        Span<byte> line = stackalloc byte[CacheLine];
+        if (last != 0)
+        {
+            payload[^last..].CopyTo(line);
+            line[last..].Clear();
+            WriteRing(lsn + CacheLine + middle, line, streamed);
+        }
+        WriteFrameHeader(line, payload.Length, Checksum(payload, lsn), lsn);
+        payload[..lead].CopyTo(line[FrameHeaderSize..]);
+        WriteRing(lsn, line, streamed);
     }
 
     /// <summary>Step 2b: drain this thread's stores.</summary>
@@ -767,14 +815,14 @@ public sealed class PmemLog
         }
     }
 
-    private void WriteRing(long lsn, ReadOnlySpan<byte> data)
+    private void WriteRing(long lsn, ReadOnlySpan<byte> data, PmemCopyOptions flags = PmemCopyOptions.NoDrain)
     {
         long physical = lsn % _capacity;
         int first = (int)Math.Min(data.Length, _capacity - physical);
-        _mapping.Write(data[..first], _ringOffset + physical, PmemCopyOptions.NoDrain);
+        _mapping.Write(data[..first], _ringOffset + physical, flags);
         if (first < data.Length)
         {
-            _mapping.Write(data[first..], _ringOffset, PmemCopyOptions.NoDrain);
+            _mapping.Write(data[first..], _ringOffset, flags);
         }
     }
 
@@ -831,7 +879,7 @@ public sealed class PmemLog
                 $"The frame at LSN {lsn} carries LSN {storedLsn}: the durable log is damaged."));
         }
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        if (length > (ulong)(end - lsn - FrameHeaderSize))
+        if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
         {
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
                 $"The frame at LSN {lsn} claims {length} bytes, past the durable tail {end}: the durable log is damaged."));

@@ -358,6 +358,9 @@ internal static class LogChecker
 {
     private const int HeaderLength = PmemLog.HeaderLength;
     private const int FrameHeader = PmemLog.FrameHeaderSize;
+
+    // Version 2: frames longer than 256 bytes are padded to 64 bytes (PmemLog.FrameLength); version 1 logs are refused by PmemLog.Open.
+    private const uint LogFormatVersion = 2;
     private static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
 
     internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems)
@@ -376,9 +379,9 @@ internal static class LogChecker
         }
         bool headerOk = true;
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version != 1)
+        if (version != LogFormatVersion)
         {
-            problems.Add(Problem(Invariant($"version: the log at {offset} has format version {version}; this library reads version 1")));
+            problems.Add(Problem(Invariant($"version: the log at {offset} has format version {version}; this library reads version {LogFormatVersion}")));
             headerOk = false;
         }
         ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[40..]);
@@ -443,7 +446,7 @@ internal static class LogChecker
         {
             return Invariant($"the frame carries LSN {storedLsn}");
         }
-        if (length > (ulong)(tail - lsn - FrameHeader) || length > int.MaxValue - 2 * PmemLog.FrameAlignment)
+        if (length > (ulong)(tail - lsn - FrameHeader) || length > int.MaxValue - 128)
         {
             return Invariant($"the frame claims {length} bytes, past the durable tail {tail}");
         }
