@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using System.IO.Hashing;
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 
@@ -75,41 +74,20 @@ public static class PoolInspector
         return new HeapInspection(true, problems, layout, lanes, allocated);
     }
 
-    // TransactionalHeap.ScanLane without writing or throwing: the entries of the next generation that verify.
+    // Recovery's own lane scan (reads only): the entries of the next generation that recovery would roll back.
     private static (int Entries, long Bytes) ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, List<string> problems)
     {
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine;
-        long capacity = layout.LaneLogSize;
-        long seed = Lane.ChecksumSeed(lane);
-        int entries = 0;
-        long bytes = 0;
-        for (long position = 0; position + Lane.EntryHeader <= capacity;)
+        var entries = new List<(int Lane, long Entry, long Target, int Length)>();
+        if (!TransactionalHeap.ScanLane(mapping, offset, layout, lane, generation, entries, out var outside))
         {
-            ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log + position, Lane.EntryHeader);
-            if (BinaryPrimitives.ReadUInt64LittleEndian(header[8..]) != generation)
-            {
-                break;
-            }
-            long target = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
-            if (length == 0 || length > capacity - position - Lane.EntryHeader)
-            {
-                break; // torn before its drain: its range was never modified
-            }
-            if (XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + position + 8, Lane.EntryHeader - 8 + (int)length), seed) != BinaryPrimitives.ReadUInt64LittleEndian(header))
-            {
-                break;
-            }
-            if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
-            {
-                problems.Add(Invariant($"lane {lane}: the undo entry at offset {log + position} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
-                break;
-            }
-            entries++;
-            bytes += length;
-            position += Lane.EntryHeader + ((length + 7) & ~7L);
+            problems.Add(Invariant($"lane {lane}: the undo entry at offset {outside.Entry} verifies but names [0x{outside.Target:x}, +{outside.Length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
         }
-        return (entries, bytes);
+        long bytes = 0;
+        foreach (var entry in entries)
+        {
+            bytes += entry.Length;
+        }
+        return (entries.Count, bytes);
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

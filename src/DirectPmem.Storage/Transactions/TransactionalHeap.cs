@@ -184,7 +184,11 @@ public sealed class TransactionalHeap : IDisposable
                     $"The generation word of lane {lane} (0x{mapping.GetReadOnlyRef<ulong>(word):x16}) does not verify: it is damaged."));
             }
             finished[lane] = generation;
-            ScanLane(mapping, offset, layout, lane, generation + 1, rollbacks);
+            if (!ScanLane(mapping, offset, layout, lane, generation + 1, rollbacks, out var outside))
+            {
+                throw new TransactionalHeapFormatException(HeapField.UndoEntry, outside.Entry, string.Create(CultureInfo.InvariantCulture,
+                    $"An undo entry of lane {lane} verifies but names [0x{outside.Target:x}, +{outside.Length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x})."));
+            }
         }
 
         // Everything read has been validated: roll back, make it durable, then close each rolled-back generation.
@@ -339,9 +343,17 @@ public sealed class TransactionalHeap : IDisposable
         }
     }
 
-    private static void ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
-        List<(int Lane, long Entry, long Target, int Length)> rollbacks)
+    /// <summary>
+    /// Collects into <paramref name="rollbacks"/>, in order, the undo entries of <paramref name="lane"/>'s
+    /// next <paramref name="generation"/> that verify (recovery rolls exactly these back; the walk stops at
+    /// the first entry of another generation, torn or failing its checksum). Reads only. Returns false when
+    /// an entry verifies but names a range outside the transactional area, with it in <paramref name="outside"/>:
+    /// recovery refuses such a heap. Shared by recovery and <see cref="PoolInspector.InspectHeap"/>.
+    /// </summary>
+    internal static bool ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
+        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out (long Entry, long Target, uint Length) outside)
     {
+        outside = default;
         long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine;
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
@@ -350,27 +362,28 @@ public sealed class TransactionalHeap : IDisposable
             ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log + position, Lane.EntryHeader);
             if (BinaryPrimitives.ReadUInt64LittleEndian(header[8..]) != generation)
             {
-                return;
+                return true;
             }
             long target = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
             if (length == 0 || length > capacity - position - Lane.EntryHeader)
             {
-                return; // torn before its drain: its range was never modified
+                return true; // torn before its drain: its range was never modified
             }
             ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header);
             if (XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + position + 8, Lane.EntryHeader - 8 + (int)length), seed) != stored)
             {
-                return;
+                return true;
             }
             if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
             {
-                throw new TransactionalHeapFormatException(HeapField.UndoEntry, log + position, string.Create(CultureInfo.InvariantCulture,
-                    $"An undo entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x})."));
+                outside = (log + position, target, length);
+                return false;
             }
             rollbacks.Add((lane, log + position, target, (int)length));
             position += Lane.EntryHeader + ((length + 7) & ~7L);
         }
+        return true;
     }
 
     private static void CheckRegion(DaxMapping mapping, long offset, long length)
