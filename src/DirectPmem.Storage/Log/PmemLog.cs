@@ -932,7 +932,10 @@ public sealed class PmemLog
     }
 
     internal static uint Checksum(ReadOnlySpan<byte> payload, long lsn)
-        => (uint)XxHash3.HashToUInt64(payload, lsn ^ ((long)payload.Length << 40));
+        => (uint)XxHash3.HashToUInt64(payload, ChecksumSeed(lsn, payload.Length));
+
+    /// <summary>The XxHash3 seed of a frame's checksum: its LSN and payload length.</summary>
+    internal static long ChecksumSeed(long lsn, long length) => lsn ^ (length << 40);
 
     internal static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn)
     {

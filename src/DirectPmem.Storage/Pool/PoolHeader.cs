@@ -117,30 +117,7 @@ internal sealed class PoolHeader
     /// <summary>Parses a block whose signature and checksum were verified; the values are not yet validated.</summary>
     public static PoolHeader Parse(ReadOnlySpan<byte> block, string? path)
     {
-        var h = new PoolHeader
-        {
-            Major = BinaryPrimitives.ReadUInt16LittleEndian(block[8..]),
-            Minor = BinaryPrimitives.ReadUInt16LittleEndian(block[10..]),
-            HeaderSize = BinaryPrimitives.ReadUInt32LittleEndian(block[12..]),
-            Compat = BinaryPrimitives.ReadUInt64LittleEndian(block[16..]),
-            Incompat = BinaryPrimitives.ReadUInt64LittleEndian(block[24..]),
-            RoCompat = BinaryPrimitives.ReadUInt64LittleEndian(block[32..]),
-            Uuid = new Guid(block.Slice(40, 16)),
-            CreationTimeMs = BinaryPrimitives.ReadInt64LittleEndian(block[120..]),
-            PoolSize = BinaryPrimitives.ReadInt64LittleEndian(block[128..]),
-            PageSize = BinaryPrimitives.ReadInt64LittleEndian(block[136..]),
-            Endianness = block[144],
-            PointerSize = block[145],
-            Machine = BinaryPrimitives.ReadUInt16LittleEndian(block[146..]),
-            RootOffset = BinaryPrimitives.ReadInt64LittleEndian(block[152..]),
-            ReservedOffset = BinaryPrimitives.ReadInt64LittleEndian(block[160..]),
-            ReservedLength = BinaryPrimitives.ReadInt64LittleEndian(block[168..]),
-            DataOffset = BinaryPrimitives.ReadInt64LittleEndian(block[176..]),
-            State = BinaryPrimitives.ReadUInt32LittleEndian(block[184..]),
-            Flags = BinaryPrimitives.ReadUInt32LittleEndian(block[188..]),
-            DirtyShutdownCount = BinaryPrimitives.ReadUInt64LittleEndian(block[192..]),
-            Generation = BinaryPrimitives.ReadUInt64LittleEndian(block[200..]),
-        };
+        PoolHeader h = ReadFields(block);
         ReadOnlySpan<byte> layout = block.Slice(56, 64);
         int end = layout.IndexOf((byte)0);
         if (end < 0 || layout[end..].ContainsAnyExcept((byte)0))
@@ -157,6 +134,32 @@ internal sealed class PoolHeader
         }
         return h;
     }
+
+    /// <summary>Reads every fixed-size field of a block (not the layout name), without verifying or validating anything.</summary>
+    public static PoolHeader ReadFields(ReadOnlySpan<byte> block) => new()
+    {
+        Major = BinaryPrimitives.ReadUInt16LittleEndian(block[8..]),
+        Minor = BinaryPrimitives.ReadUInt16LittleEndian(block[10..]),
+        HeaderSize = BinaryPrimitives.ReadUInt32LittleEndian(block[12..]),
+        Compat = BinaryPrimitives.ReadUInt64LittleEndian(block[16..]),
+        Incompat = BinaryPrimitives.ReadUInt64LittleEndian(block[24..]),
+        RoCompat = BinaryPrimitives.ReadUInt64LittleEndian(block[32..]),
+        Uuid = new Guid(block.Slice(40, 16)),
+        CreationTimeMs = BinaryPrimitives.ReadInt64LittleEndian(block[120..]),
+        PoolSize = BinaryPrimitives.ReadInt64LittleEndian(block[128..]),
+        PageSize = BinaryPrimitives.ReadInt64LittleEndian(block[136..]),
+        Endianness = block[144],
+        PointerSize = block[145],
+        Machine = BinaryPrimitives.ReadUInt16LittleEndian(block[146..]),
+        RootOffset = BinaryPrimitives.ReadInt64LittleEndian(block[152..]),
+        ReservedOffset = BinaryPrimitives.ReadInt64LittleEndian(block[160..]),
+        ReservedLength = BinaryPrimitives.ReadInt64LittleEndian(block[168..]),
+        DataOffset = BinaryPrimitives.ReadInt64LittleEndian(block[176..]),
+        State = BinaryPrimitives.ReadUInt32LittleEndian(block[184..]),
+        Flags = BinaryPrimitives.ReadUInt32LittleEndian(block[188..]),
+        DirtyShutdownCount = BinaryPrimitives.ReadUInt64LittleEndian(block[192..]),
+        Generation = BinaryPrimitives.ReadUInt64LittleEndian(block[200..]),
+    };
 
     public static string Hex(ulong value) => "0x" + value.ToString("x", CultureInfo.InvariantCulture);
 }

@@ -5,6 +5,7 @@ using System.Text;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
+using DirectPmem.Storage.Transactions;
 using DirectPmem.Tool.Commands;
 
 namespace DirectPmem.Tool.Cli;
@@ -63,10 +64,7 @@ internal static class PoolChecker
 {
     internal const int HeaderSize = PmemPool.HeaderSize;
     internal const long MinimumSize = PmemPool.MinimumSize;
-    private const int ChecksumOffset = HeaderSize - 8;
-    private const ulong HeapSignature = 0x5041454858545044; // "DPTXHEAP"
-    private static ReadOnlySpan<byte> Signature => "DPMPOOL\0"u8;
-    private static ReadOnlySpan<byte> LogMagic => "DPMLOG01"u8;
+    private static ReadOnlySpan<byte> Signature => PoolHeader.Signature;
 
     /// <summary>Whether the mapping starts with a pool header (primary or backup signature).</summary>
     internal static bool LooksLikePool(DaxMapping map)
@@ -129,10 +127,13 @@ internal static class PoolChecker
         string used = primaryIntact ? "primary" : "backup";
         string where = used + " header";
 
+        // The fields as the library reads them (PoolHeader.ReadFields), validated here one by one.
+        PoolHeader fields = PoolHeader.ReadFields(h);
+
         // Step 4: version and header size.
-        ushort major = BinaryPrimitives.ReadUInt16LittleEndian(h[8..]);
-        ushort minor = BinaryPrimitives.ReadUInt16LittleEndian(h[10..]);
-        uint headerSize = BinaryPrimitives.ReadUInt32LittleEndian(h[12..]);
+        ushort major = fields.Major;
+        ushort minor = fields.Minor;
+        uint headerSize = fields.HeaderSize;
         if (major == 0 || major > 1)
         {
             Field(problems, where, "major version", Invariant($"the format version is {major}.{minor}; this library reads major version 1"));
@@ -142,9 +143,9 @@ internal static class PoolChecker
             Field(problems, where, "header size", Invariant($"{headerSize}, expected {HeaderSize}"));
         }
         // Steps 5-6: features (this format version knows none).
-        ulong compat = BinaryPrimitives.ReadUInt64LittleEndian(h[16..]);
-        ulong incompat = BinaryPrimitives.ReadUInt64LittleEndian(h[24..]);
-        ulong roCompat = BinaryPrimitives.ReadUInt64LittleEndian(h[32..]);
+        ulong compat = fields.Compat;
+        ulong incompat = fields.Incompat;
+        ulong roCompat = fields.RoCompat;
         if (incompat != 0)
         {
             Field(problems, where, "incompat features", $"unknown incompatible features {Hex(incompat)}: the library refuses the pool");
@@ -158,10 +159,10 @@ internal static class PoolChecker
             notes.Add($"compatible features {Hex(compat)} (ignored by this library)");
         }
         // Step 7: architecture.
-        byte endianness = h[144];
-        byte pointerSize = h[145];
-        ushort machine = BinaryPrimitives.ReadUInt16LittleEndian(h[146..]);
-        byte hostEndianness = BitConverter.IsLittleEndian ? (byte)1 : (byte)2;
+        byte endianness = fields.Endianness;
+        byte pointerSize = fields.PointerSize;
+        ushort machine = fields.Machine;
+        byte hostEndianness = PoolHeader.HostEndianness;
         if (endianness != hostEndianness)
         {
             Field(problems, where, "architecture", Invariant($"endianness {endianness}, this machine is {hostEndianness}"));
@@ -170,9 +171,9 @@ internal static class PoolChecker
         {
             Field(problems, where, "architecture", Invariant($"pointer size {pointerSize}, this machine's is {IntPtr.Size}"));
         }
-        if (machine != HostMachine)
+        if (machine != PoolHeader.HostMachine)
         {
-            Field(problems, where, "architecture", Invariant($"ELF machine {machine}, this machine is {HostMachine}"));
+            Field(problems, where, "architecture", Invariant($"ELF machine {machine}, this machine is {PoolHeader.HostMachine}"));
         }
         // Step 8: layout name.
         string? layout = ReadLayout(h.Slice(56, 64), out string? layoutProblem);
@@ -181,8 +182,8 @@ internal static class PoolChecker
             Field(problems, where, "layout", layoutProblem);
         }
         // Step 9: size and page size against the mapping.
-        long poolSize = BinaryPrimitives.ReadInt64LittleEndian(h[128..]);
-        long pageSize = BinaryPrimitives.ReadInt64LittleEndian(h[136..]);
+        long poolSize = fields.PoolSize;
+        long pageSize = fields.PageSize;
         if (poolSize != map.Length)
         {
             Field(problems, where, "size", Invariant($"the pool was created with {poolSize} bytes; the mapping has {map.Length}"));
@@ -192,14 +193,14 @@ internal static class PoolChecker
             Field(problems, where, "page size", Invariant($"{pageSize}; the mapping's page size is {map.PageSize.ToBytes()}"));
         }
         // Step 10: reserved area, data offset, root offset, state.
-        long reservedOffset = BinaryPrimitives.ReadInt64LittleEndian(h[160..]);
-        long reservedLength = BinaryPrimitives.ReadInt64LittleEndian(h[168..]);
-        long dataOffset = BinaryPrimitives.ReadInt64LittleEndian(h[176..]);
-        long rootOffset = BinaryPrimitives.ReadInt64LittleEndian(h[152..]);
-        uint state = BinaryPrimitives.ReadUInt32LittleEndian(h[184..]);
-        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(h[188..]);
-        ulong dirty = BinaryPrimitives.ReadUInt64LittleEndian(h[192..]);
-        ulong generation = BinaryPrimitives.ReadUInt64LittleEndian(h[200..]);
+        long reservedOffset = fields.ReservedOffset;
+        long reservedLength = fields.ReservedLength;
+        long dataOffset = fields.DataOffset;
+        long rootOffset = fields.RootOffset;
+        uint state = fields.State;
+        uint flags = fields.Flags;
+        ulong dirty = fields.DirtyShutdownCount;
+        ulong generation = fields.Generation;
         long size = map.Length;
         bool areaValid = reservedOffset == PmemPool.ReservedAreaOffset && reservedLength >= 0 && reservedLength % HeaderSize == 0 && reservedLength <= size - MinimumSize;
         if (!areaValid)
@@ -233,12 +234,12 @@ internal static class PoolChecker
         if (rootValid && rootOffset != 0 && rootOffset <= size - 8)
         {
             ReadOnlySpan<byte> at = map.GetReadOnlySpan(rootOffset, 8);
-            if (at.SequenceEqual(LogMagic))
+            if (at.SequenceEqual(PmemLog.Magic))
             {
                 root = "log";
                 logOffset ??= rootOffset;
             }
-            else if (BinaryPrimitives.ReadUInt64LittleEndian(at) == HeapSignature)
+            else if (BinaryPrimitives.ReadUInt64LittleEndian(at) == HeapLayout.Signature)
             {
                 root = "transactional heap";
                 heapOffset ??= rootOffset;
@@ -260,8 +261,8 @@ internal static class PoolChecker
             heap = CheckHeap(map, ho, length, problems, notes);
         }
         return new PoolReport(poolOffset, primaryState, backupState, used, Invariant($"{major}.{minor}"), Hex(compat), Hex(incompat), Hex(roCompat),
-            new Guid(h.Slice(40, 16)).ToString(), layout,
-            DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(BinaryPrimitives.ReadInt64LittleEndian(h[120..]), -62135596800000, 253402300799999)).ToString("u", CultureInfo.InvariantCulture),
+            fields.Uuid.ToString(), layout,
+            DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(fields.CreationTimeMs, -62135596800000, 253402300799999)).ToString("u", CultureInfo.InvariantCulture),
             poolSize, pageSize, Invariant($"endianness {endianness} ({(endianness == 1 ? "little" : endianness == 2 ? "big" : "?")}), pointer size {pointerSize}, machine {machine}{(machine == 62 ? " (x86-64)" : machine == 183 ? " (AArch64)" : "")}"),
             rootOffset, reservedOffset, reservedLength, dataOffset, clean switch { true => "clean", false => "in use (not closed cleanly, or open now)", _ => Invariant($"invalid ({state})") }, clean,
             (flags & 1) != 0 ? dirty : null, null, null, generation, root, log, heap);
@@ -300,12 +301,12 @@ internal static class PoolChecker
         {
             return block.ContainsAnyExcept((byte)0) ? "no pool signature \"DPMPOOL\\0\" (overwritten, or not a pool)" : "no pool signature (all zero: never written, or wiped)";
         }
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(block[ChecksumOffset..]);
-        ulong computed = XxHash3.HashToUInt64(block[..ChecksumOffset]);
+        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(block[PoolHeader.ChecksumOffset..]);
+        ulong computed = PoolHeader.ComputeChecksum(block);
         return stored == computed ? "intact" : Invariant($"checksum 0x{stored:x16} does not match the contents (0x{computed:x16}): torn or damaged");
     }
 
-    private static ulong Generation(ReadOnlySpan<byte> block) => BinaryPrimitives.ReadUInt64LittleEndian(block[200..]);
+    private static ulong Generation(ReadOnlySpan<byte> block) => PoolHeader.ReadFields(block).Generation;
 
     private static string? ReadLayout(ReadOnlySpan<byte> field, out string? problem)
     {
@@ -330,17 +331,6 @@ internal static class PoolChecker
     private static void Field(List<CheckProblem> problems, string where, string field, string message)
         => problems.Add(new CheckProblem("pool", $"{where}, {field}: {message}", null));
 
-    private static ushort HostMachine => System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture switch
-    {
-        System.Runtime.InteropServices.Architecture.X64 => 62,
-        System.Runtime.InteropServices.Architecture.Arm64 => 183,
-        System.Runtime.InteropServices.Architecture.X86 => 3,
-        System.Runtime.InteropServices.Architecture.Arm => 40,
-        System.Runtime.InteropServices.Architecture.RiscV64 => 243,
-        System.Runtime.InteropServices.Architecture.LoongArch64 => 258,
-        _ => 0,
-    };
-
     private static PoolReport Empty(long offset, string primary, string backup)
         => new(offset, primary, backup, null, null, null, null, null, null, null, null, 0, 0, null, 0, 0, 0, 0, null, null, null, null, null, 0, "unknown", null, null);
 
@@ -359,9 +349,8 @@ internal static class LogChecker
     private const int HeaderLength = PmemLog.HeaderLength;
     private const int FrameHeader = PmemLog.FrameHeaderSize;
 
-    // Version 2: frames longer than 256 bytes are padded to 64 bytes (PmemLog.FrameLength); version 1 logs are refused by PmemLog.Open.
-    private const uint LogFormatVersion = 2;
-    private static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
+    private const uint LogFormatVersion = PmemLog.CurrentVersion;
+    private static ReadOnlySpan<byte> Magic => PmemLog.Magic;
 
     internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems)
     {
@@ -378,27 +367,27 @@ internal static class LogChecker
             return null;
         }
         bool headerOk = true;
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[PmemLog.VersionOffset..]);
         if (version != LogFormatVersion)
         {
             problems.Add(Problem(Invariant($"version: the log at {offset} has format version {version}; this library reads version {LogFormatVersion}")));
             headerOk = false;
         }
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[40..]);
-        ulong computed = XxHash3.HashToUInt64(header[..40]);
+        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[PmemLog.ChecksumOffset..]);
+        ulong computed = XxHash3.HashToUInt64(header[..PmemLog.StaticLength]);
         if (stored != computed)
         {
             problems.Add(Problem(Invariant($"checksum: the log header at {offset} stores 0x{stored:x16}, its contents hash to 0x{computed:x16}")));
             headerOk = false;
         }
-        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.CapacityOffset..]);
         if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > size - offset - HeaderLength)
         {
             problems.Add(Problem(Invariant($"capacity: {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset} ({size - offset - HeaderLength} bytes)")));
             return null;
         }
-        long tail = BinaryPrimitives.ReadInt64LittleEndian(header[64..]);
-        long head = BinaryPrimitives.ReadInt64LittleEndian(header[128..]);
+        long tail = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.TailWordOffset..]);
+        long head = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.HeadWordOffset..]);
         if (tail < 0 || tail % PmemLog.FrameAlignment != 0)
         {
             problems.Add(Problem(Invariant($"tail: the published tail {tail} is not a non-negative multiple of {PmemLog.FrameAlignment}")));
@@ -450,7 +439,7 @@ internal static class LogChecker
         {
             return Invariant($"the frame claims {length} bytes, past the durable tail {tail}");
         }
-        var hash = new XxHash3(lsn ^ ((long)length << 40));
+        var hash = new XxHash3(PmemLog.ChecksumSeed(lsn, length));
         long position = lsn + FrameHeader;
         long left = length;
         while (left > 0)
