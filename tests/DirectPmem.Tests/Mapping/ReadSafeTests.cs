@@ -1,0 +1,404 @@
+using DirectPmem.Interop;
+using DirectPmem.Mapping;
+using DirectPmem.Tests.Support;
+using Xunit;
+
+namespace DirectPmem.Tests.Mapping;
+
+/// <summary>
+/// Issue 19, section 2: the poison-safe copy. A real SIGBUS comes from truncating the mapped file
+/// under the copy (<c>BUS_ADRERR</c>, any kernel, no root); the read ends with
+/// <see cref="PmemMediaErrorException"/> and the thread and process go on. Where a process must die
+/// (a plain span read) it is a child process (<see cref="ChildProcess"/>).
+/// </summary>
+public sealed unsafe class ReadSafeTests
+{
+    private const int MapLength = 64 * 1024;
+    private const int KeptLength = 16 * 1024;
+
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(0, 1)]
+    [InlineData(3, 7)]
+    [InlineData(0, 8)]
+    [InlineData(5, 9)]
+    [InlineData(1, 31)]
+    [InlineData(0, 32)]
+    [InlineData(7, 33)]
+    [InlineData(0, 64)]
+    [InlineData(13, 65)]
+    [InlineData(0, 2047)]
+    [InlineData(1, 2048)]
+    [InlineData(0, 2049)]
+    [InlineData(100, 4095)]
+    [InlineData(0, 4096)]
+    [InlineData(4095, 4097)]
+    [InlineData(4096, 65_536 - 4096)]
+    public void ReadSafeCopiesWhatTheSpanHolds(int offset, int length)
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(MapLength);
+        Fill(map.GetSpan(0, MapLength));
+        byte[] read = new byte[length];
+        map.ReadSafe(offset, read);
+        Assert.True(map.GetReadOnlySpan(offset, length).SequenceEqual(read));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2048)]
+    [InlineData(-1)]
+    public void BothCopyPathsCopyEveryLengthExactly(long threshold)
+    {
+        nuint repThreshold = threshold < 0 ? nuint.MaxValue : (nuint)threshold;
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        using DaxMapping map = DaxMapping.CreateAnonymous(MapLength);
+        Fill(map.GetSpan(0, MapLength));
+        byte* source = map.DangerousGetPointer();
+        byte[] guarded = new byte[300 + 2];
+        for (int length = 0; length <= 300; length++)
+        {
+            Array.Fill(guarded, (byte)0xEE);
+            fixed (byte* to = &guarded[1])
+            {
+                Assert.Equal(0u, SafeCopy.Copy(to, source + 3 + length, (nuint)length, out _, repThreshold));
+            }
+            Assert.True(map.GetReadOnlySpan(3 + length, length).SequenceEqual(guarded.AsSpan(1, length)), $"length {length}");
+            Assert.Equal(0xEE, guarded[0]);
+            Assert.Equal(0xEE, guarded[length + 1]);
+        }
+    }
+
+    [Theory]
+    [InlineData(0, MapLength)]                    // from the start, over the end of the file
+    [InlineData(KeptLength - 100, 300)]          // a short read crossing the end
+    [InlineData(KeptLength - 8, 64)]
+    [InlineData(KeptLength, 1)]                  // entirely past the end
+    [InlineData(KeptLength + 4096 + 5, 3000)]
+    public void ReadSafeOfATruncatedFileThrowsNamingTheOffset(int offset, int length)
+    {
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        byte[] read = new byte[length];
+        Array.Fill(read, (byte)0xEE);
+        PmemMediaErrorException e = Assert.Throws<PmemMediaErrorException>(() => t.Map.ReadSafe(offset, read));
+
+        long expectedRead = Math.Max(0, KeptLength - offset);
+        Assert.Equal(MediaErrorKind.BeyondEndOfFile, e.Kind);
+        Assert.Equal(offset, e.Offset);
+        Assert.Equal(length, e.Length);
+        Assert.Equal(expectedRead, e.BytesRead);
+        Assert.Equal(offset + expectedRead, e.BadOffset);
+        Assert.Equal(offset + length - e.BadOffset, e.BadLength);
+        Assert.Equal(e.BadOffset, e.BadSourceOffset); // mapped from offset 0 of the file
+        Assert.Equal(t.Path, e.Path);
+        Assert.Equal(0, e.Errno);
+        Assert.Contains($"mapping offset 0x{e.BadOffset:x}", e.Message, StringComparison.Ordinal);
+        Assert.Contains("truncated", e.Message, StringComparison.Ordinal);
+        Assert.Contains(t.Path, e.Message, StringComparison.Ordinal);
+        // What was read before the fault is the file's data.
+        Assert.True(Expected(offset, (int)expectedRead).SequenceEqual(read.AsSpan(0, (int)expectedRead)));
+        // The mapping is still usable below the new end, safely or not.
+        Assert.Equal(Expected(KeptLength - 1, 1)[0], t.Map.GetReadOnlySpan(KeptLength - 1, 1)[0]);
+    }
+
+    [Fact]
+    public void ReadSafeOverATruncatedFileSurvivesManyRoundsFromSeveralThreadsAtOnce()
+    {
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 2000);
+        int threads = Math.Max(4, Environment.ProcessorCount);
+        long faults = 0;
+        long good = 0;
+        var barrier = new Barrier(threads);
+        Thread[] workers = Enumerable.Range(0, threads).Select(w => new Thread(() =>
+        {
+            byte[] read = new byte[8192];
+            barrier.SignalAndWait();
+            for (int i = 0; i < rounds; i++)
+            {
+                // Alternate a read that crosses the end (fault) and one below it (no fault).
+                int offset = (i & 1) == 0 ? KeptLength - 4096 + (i % 512) : i % 4096;
+                try
+                {
+                    t.Map.ReadSafe(offset, read);
+                    Interlocked.Increment(ref good);
+                }
+                catch (PmemMediaErrorException e) when (e.BadOffset == KeptLength && e.BytesRead == KeptLength - offset)
+                {
+                    Interlocked.Increment(ref faults);
+                }
+            }
+        })).ToArray();
+        foreach (Thread worker in workers)
+        {
+            worker.Start();
+        }
+        foreach (Thread worker in workers)
+        {
+            worker.Join();
+        }
+        Assert.Equal((long)threads * rounds / 2, Interlocked.Read(ref faults));
+        Assert.Equal((long)threads * rounds / 2, Interlocked.Read(ref good));
+    }
+
+    [Fact]
+    public void BothCopyPathsStopAtTheFaultAndReportTheBytesNotCopied()
+    {
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        byte* source = t.Map.DangerousGetPointer();
+        byte[] read = new byte[8192];
+        foreach (nuint threshold in new nuint[] { 0, nuint.MaxValue })
+        {
+            foreach (int before in new[] { 0, 1, 7, 8, 31, 32, 33, 4095, 4096 })
+            {
+                nuint notCopied;
+                SafeCopy.Fault fault;
+                fixed (byte* to = read)
+                {
+                    notCopied = SafeCopy.Copy(to, source + KeptLength - before, 5000, out fault, threshold);
+                }
+                Assert.Equal((nuint)(5000 - before), notCopied);
+                Assert.Equal(Libc.BUS_ADRERR, fault.Code);
+                Assert.Equal((nuint)(source + KeptLength), fault.Address);
+                Assert.True(Expected(KeptLength - before, before).SequenceEqual(read.AsSpan(0, before)), $"threshold {threshold}, {before} bytes before the end");
+            }
+        }
+    }
+
+    [Fact]
+    public void ReadSafeRefusesARangeOutsideTheMappingAndUseAfterDispose()
+    {
+        DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(1, new byte[4096])).ParamName);
+        Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(-1, new byte[1])).ParamName);
+        map.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => map.ReadSafe(0, new byte[1]));
+    }
+
+    [Fact]
+    public void NullReferenceExceptionStillWorksWithTheHandlerInstalled()
+    {
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, CurrentSigbusHandler());
+        string? nothing = NullString();
+        Assert.Throws<NullReferenceException>(() => nothing!.Length);
+    }
+
+    [Fact]
+    public void APlainSpanReadOfATruncatedMappingKillsTheProcessWithSigbus()
+    {
+        ChildProcess.Result result = ChildProcess.Run(typeof(ReadSafeTests), nameof(PlainSpanReadChild));
+        AssertDiedOfSigbus(result, "truncated");
+    }
+
+    [Fact]
+    public void ASigbusTheSafeCopyDidNotCauseStillReachesTheRuntime()
+    {
+        // The handler is installed first (a safe read survives), then a plain span read of the same bad page.
+        ChildProcess.Result result = ChildProcess.Run(typeof(ReadSafeTests), nameof(PlainSpanReadChild), (InstallFirstVariable, "1"));
+        Assert.Contains("safe read survived", result.Report);
+        AssertDiedOfSigbus(result, "truncated");
+    }
+
+    [Fact]
+    public void WithoutAPreviousHandlerAForeignSigbusGetsTheDefaultAction()
+    {
+        // SIGBUS is reset to SIG_DFL before the handler is installed: the handler's own fallback
+        // (restore SIG_DFL, return, fault again) must end the process with the signal itself.
+        ChildProcess.Result result = ChildProcess.Run(typeof(ReadSafeTests), nameof(PlainSpanReadChild),
+            (InstallFirstVariable, "1"), (DefaultFirstVariable, "1"));
+        Assert.Contains("safe read survived", result.Report);
+        Assert.Contains("truncated", result.Report);
+        Assert.DoesNotContain("plain read did not fault", result.Report);
+        Assert.Equal(128 + Libc.SIGBUS, result.ExitCode);
+    }
+
+    [Fact]
+    public void TheHandlerKeepsThePreviousFlagsAndMask()
+    {
+        string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(HandlerInstallChild));
+        Assert.Contains("installed", report);
+    }
+
+    [Fact]
+    public void AStackOverflowStillEndsInTheRuntimesReportWithTheHandlerInstalled()
+    {
+        ChildProcess.Result result = ChildProcess.Run(typeof(ReadSafeTests), nameof(StackOverflowChild));
+        Assert.Contains("handler installed", result.Report);
+        Assert.DoesNotContain("recursion returned", result.Report);
+        Assert.Contains("Stack overflow", result.Output, StringComparison.Ordinal);
+        Assert.NotEqual(0, result.ExitCode);
+    }
+
+    [Fact]
+    public void WithGeneratedCodeDisabledReadSafeRefusesWithTheReason()
+    {
+        string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(DisabledChild), ("DIRECTPMEM_NO_GENERATED_CODE", "1"));
+        Assert.Contains("refused", report);
+    }
+
+    private const string InstallFirstVariable = "DIRECTPMEM_TEST_READSAFE_INSTALL_FIRST";
+    private const string DefaultFirstVariable = "DIRECTPMEM_TEST_READSAFE_DEFAULT_FIRST";
+
+    [Fact(Explicit = true)]
+    public void PlainSpanReadChild()
+    {
+        ChildProcess.RequireChild();
+        if (Environment.GetEnvironmentVariable(DefaultFirstVariable) == "1")
+        {
+            Libc.SigActionData dfl = default;
+            Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, &dfl, null));
+        }
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        if (Environment.GetEnvironmentVariable(InstallFirstVariable) == "1")
+        {
+            Assert.Throws<PmemMediaErrorException>(() => t.Map.ReadSafe(KeptLength, new byte[1]));
+            ChildProcess.Report("safe read survived");
+        }
+        ChildProcess.Report("truncated");
+        byte b = t.Map.GetReadOnlySpan(KeptLength, 1)[0];
+        ChildProcess.Report($"plain read did not fault ({b})");
+    }
+
+    [Fact(Explicit = true)]
+    public void HandlerInstallChild()
+    {
+        ChildProcess.RequireChild();
+        Libc.SigActionData before = default;
+        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &before));
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        Libc.SigActionData after = default;
+        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &after));
+        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, after.Handler);
+        Assert.NotEqual(before.Handler, after.Handler);
+        int kept = Libc.SA_ONSTACK | Libc.SA_RESTART | Libc.SA_NODEFER;
+        Assert.Equal(before.Flags & kept, after.Flags & kept);
+        Assert.Equal(Libc.SA_SIGINFO, after.Flags & Libc.SA_SIGINFO);
+        Assert.Equal(0, after.Flags & Libc.SA_RESETHAND);
+        // glibc passes and returns only the kernel's 64 signals: the first word of its 1024-bit sigset_t.
+        Assert.Equal(before.Mask[0], after.Mask[0]);
+        ChildProcess.Report("installed");
+        ChildProcess.Report("done");
+    }
+
+    [Fact(Explicit = true)]
+    public void StackOverflowChild()
+    {
+        ChildProcess.RequireChild();
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        ChildProcess.Report("handler installed");
+        Recurse(0);
+        ChildProcess.Report("recursion returned");
+    }
+
+    [Fact(Explicit = true)]
+    public void DisabledChild()
+    {
+        ChildProcess.RequireChild();
+        Assert.False(DaxMapping.IsReadSafeSupported);
+        using DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        PmemCapabilityException e = Assert.Throws<PmemCapabilityException>(() => map.ReadSafe(0, new byte[1]));
+        Assert.Contains("DIRECTPMEM_NO_GENERATED_CODE", e.Message, StringComparison.Ordinal);
+        ChildProcess.Report("refused");
+        ChildProcess.Report("done");
+    }
+
+    /// <summary>
+    /// The child died of the SIGBUS: the .NET runtime turns a SIGBUS in managed code into a fatal
+    /// AccessViolationException ("Fatal error." and the stack on stderr) and aborts (SIGABRT, exit status 134).
+    /// </summary>
+    internal static void AssertDiedOfSigbus(ChildProcess.Result result, string reached)
+    {
+        Assert.Contains(reached, result.Report);
+        Assert.DoesNotContain(result.Report, line => line.StartsWith("plain read did not fault", StringComparison.Ordinal));
+        Assert.True(result.ExitCode == 128 + SIGABRT && result.Output.Contains("Fatal error.", StringComparison.Ordinal)
+            && result.Output.Contains("System.AccessViolationException", StringComparison.Ordinal),
+            $"expected the runtime's fatal AccessViolationException and SIGABRT (exit status {128 + SIGABRT}), got {result.ExitCode}:\n{result.Output}");
+    }
+
+    private const int SIGABRT = 6;
+
+    internal static nint CurrentSigbusHandler()
+    {
+        Libc.SigActionData current = default;
+        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &current));
+        return current.Handler;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static string? NullString() => null;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static int Recurse(int depth)
+    {
+        Span<byte> frame = stackalloc byte[256];
+        frame[depth & 255] = (byte)depth;
+        return Recurse(depth + 1) + frame[(depth + 1) & 255];
+    }
+
+    private static void Fill(Span<byte> span)
+    {
+        for (int i = 0; i < span.Length; i++)
+        {
+            span[i] = Pattern(i);
+        }
+    }
+
+    private static byte Pattern(long offset) => (byte)((offset * 131) ^ (offset >> 8));
+
+    private static byte[] Expected(long offset, int length)
+    {
+        byte[] bytes = new byte[length];
+        for (int i = 0; i < length; i++)
+        {
+            bytes[i] = Pattern(offset + i);
+        }
+        return bytes;
+    }
+
+    /// <summary>A 64 KiB file mapped whole, filled with a pattern, then truncated to 16 KiB under the mapping.</summary>
+    internal sealed class TruncatedMapping : IDisposable
+    {
+        private readonly PmemFile _file;
+
+        private TruncatedMapping(string path, PmemFile file, DaxMapping map)
+        {
+            Path = path;
+            _file = file;
+            Map = map;
+        }
+
+        internal string Path { get; }
+
+        internal DaxMapping Map { get; }
+
+        internal static TruncatedMapping Create(string path)
+        {
+            PmemFile file = PmemFile.Create(path, MapLength);
+            DaxMapping map = file.Map();
+            Fill(map.GetSpan(0, MapLength));
+            // ftruncate through another descriptor, as another program would (FileStream would take a lock PmemFile holds).
+            int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+            Assert.True(fd >= 0, $"open {path}");
+            try
+            {
+                Assert.Equal(0, Libc.FTruncate(fd, KeptLength));
+            }
+            finally
+            {
+                Libc.Close(fd);
+            }
+            return new TruncatedMapping(path, file, map);
+        }
+
+        public void Dispose()
+        {
+            Map.Dispose();
+            _file.Dispose();
+        }
+    }
+}
