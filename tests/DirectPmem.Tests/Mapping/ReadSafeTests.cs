@@ -240,6 +240,59 @@ public sealed unsafe class ReadSafeTests
         Assert.Contains("refused", report);
     }
 
+    [Fact]
+    public void ReadSafeOfAHardwarePoisonedPageThrowsPoisonNamingThePage()
+    {
+        // MADV_HWPOISON (root, CONFIG_MEMORY_FAILURE) runs the kernel's memory-failure handling on a
+        // page of a memfd this child owns: the page is taken out of service and the next load of it
+        // is a real BUS_MCEERR_AR, as for an uncorrectable memory error. In a child, because the
+        // page stays poisoned (the memfd and the child go away; the frame stays retired).
+        ChildProcess.Result result = ChildProcess.Run(typeof(ReadSafeTests), nameof(HwPoisonChild));
+        string? skip = result.Report.FirstOrDefault(line => line.StartsWith("skip: ", StringComparison.Ordinal));
+        if (skip is not null)
+        {
+            Assert.Skip(skip["skip: ".Length..]);
+        }
+        Assert.True(result.ExitCode == 0 && result.Report.Contains("done"),
+            $"the child failed (exit code {result.ExitCode}, report [{string.Join("; ", result.Report)}]):\n{result.Output}");
+        Assert.Contains($"poison bad 0x{KeptLength:x} length 0x1000 read 100", result.Report);
+        Assert.Contains("again poison", result.Report);
+    }
+
+    private const int MADV_HWPOISON = 100;
+
+    [Fact(Explicit = true)]
+    public void HwPoisonChild()
+    {
+        ChildProcess.RequireChild();
+        using PmemFile file = PmemFile.CreateMemory("directpmem-hwpoison", MapLength);
+        using DaxMapping map = file.Map();
+        Fill(map.GetSpan(0, MapLength));
+        if (Environment.SystemPageSize != 4096)
+        {
+            ChildProcess.Report($"skip: the test poisons one 4 KiB page; the page size is {Environment.SystemPageSize}");
+            return;
+        }
+        if (Libc.MAdvise((nint)(map.DangerousGetPointer() + KeptLength), 4096, MADV_HWPOISON) != 0)
+        {
+            int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            ChildProcess.Report($"skip: madvise(MADV_HWPOISON) failed with {Errno.Name(errno)} (it needs CAP_SYS_ADMIN and a kernel with CONFIG_MEMORY_FAILURE; "
+                + $"/proc/sys/vm/memory_failure_recovery {(File.Exists("/proc/sys/vm/memory_failure_recovery") ? "exists" : "is absent")})");
+            return;
+        }
+        byte[] read = new byte[300];
+        PmemMediaErrorException e = Assert.Throws<PmemMediaErrorException>(() => map.ReadSafe(KeptLength - 100, read));
+        Assert.Equal(MediaErrorKind.Poison, e.Kind);
+        Assert.True(Expected(KeptLength - 100, 100).AsSpan().SequenceEqual(read.AsSpan(0, 100)));
+        ChildProcess.Report($"poison bad 0x{e.BadOffset:x} length 0x{e.BadLength:x} read {e.BytesRead}");
+        // No crash loop: the same read fails the same way, and the pages around it read fine.
+        e = Assert.Throws<PmemMediaErrorException>(() => map.ReadSafe(KeptLength + 64, read));
+        ChildProcess.Report(e.Kind == MediaErrorKind.Poison && e.BadOffset == KeptLength ? "again poison" : $"again {e.Kind} 0x{e.BadOffset:x}");
+        map.ReadSafe(KeptLength + 4096, read);
+        Assert.True(Expected(KeptLength + 4096, read.Length).AsSpan().SequenceEqual(read));
+        ChildProcess.Report("done");
+    }
+
     private const string InstallFirstVariable = "DIRECTPMEM_TEST_READSAFE_INSTALL_FIRST";
     private const string DefaultFirstVariable = "DIRECTPMEM_TEST_READSAFE_DEFAULT_FIRST";
 
