@@ -6,6 +6,7 @@ internal static unsafe partial class Libc
 {
     // <signal.h>, x86-64 values.
     internal const int SIGBUS = 7;                      // differs on mips/sparc/alpha
+    internal const int SIGSEGV = 11;
 
     // sa_flags
     internal const int SA_SIGINFO = 0x4;
@@ -21,6 +22,10 @@ internal static unsafe partial class Libc
     internal const int BUS_OBJERR = 3;
     internal const int BUS_MCEERR_AR = 4;                // hardware memory error consumed: action required
     internal const int BUS_MCEERR_AO = 5;                // hardware memory error found, not consumed: action optional
+
+    // si_code of SIGSEGV
+    internal const int SEGV_MAPERR = 1;                  // no mapping at the address
+    internal const int SEGV_ACCERR = 2;                  // the mapping forbids the access (PROT_NONE)
 
     internal static readonly nint SIG_DFL = 0;
     internal static readonly nint SIG_IGN = 1;

@@ -213,10 +213,10 @@ public sealed unsafe class DaxMapping : IDisposable
     /// validation, scrubbing, reads of data that came from another program.
     /// </para>
     /// <para>
-    /// The first call in a process installs a SIGBUS handler (machine code, chained to the handler
-    /// that was there before: every SIGBUS that did not come from this copy reaches the runtime or
-    /// the default action exactly as before). The copy costs one call through a function pointer;
-    /// bench/README.md has its cost against <see cref="Span{T}.CopyTo"/>.
+    /// The first call in a process installs a SIGBUS and SIGSEGV handler (machine code, chained to
+    /// the handlers that were there before: every signal that did not come from a load of this copy
+    /// reaches the runtime or the default action exactly as before). The copy costs one call
+    /// through a function pointer; bench/README.md has its cost against <see cref="Span{T}.CopyTo"/>.
     /// </para>
     /// </remarks>
     /// <exception cref="PmemMediaErrorException">
@@ -225,7 +225,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// </exception>
     /// <exception cref="ArgumentOutOfRangeException">The range does not lie within the mapping.</exception>
     /// <exception cref="PmemCapabilityException">The safe copy is unavailable in this process (<see cref="IsReadSafeSupported"/>; the message says why).</exception>
-    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
+    /// <exception cref="PmemException">The mapping's pages were unmapped or protected behind its back (through <see cref="DangerousGetPointer"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed, before or during the read.</exception>
     public void ReadSafe(long offset, Span<byte> destination)
     {
         CheckRange(offset, destination.Length);
@@ -235,30 +236,32 @@ public sealed unsafe class DaxMapping : IDisposable
         }
         nuint notCopied;
         SafeCopy.Fault fault;
-        OperationSlots slot = Enter();
-        try
+        fixed (byte* to = destination)
         {
-            fixed (byte* to = destination)
-            {
-                // SAFETY: CheckRange put the source inside the mapping and Enter keeps it mapped; the
-                // destination is pinned. A fault inside the routine returns here as a short copy.
-                notCopied = SafeCopy.Copy(to, _base + offset, (nuint)destination.Length, out fault);
-            }
+            // SAFETY: CheckRange put the source inside the mapping; the destination is pinned. No
+            // operation slot is taken (it would cost more than the copy at 64 B): a Dispose racing
+            // the copy leaves a PROT_NONE reservation, and a load from it faults inside the routine
+            // (SIGSEGV) and returns here as a short copy like any other fault.
+            notCopied = SafeCopy.Copy(to, _base + offset, (nuint)destination.Length, out fault);
         }
-        finally
+        // Dispose sets _disposed before it unmaps. The copy's loads come before this load (a call
+        // the JIT cannot move loads across, and x86 never reorders loads with loads): reading 0 here
+        // means the range was still mapped when the copy read it. Reading 1, the bytes may come
+        // from whatever was at the address by then, and they are thrown away.
+        if (Volatile.Read(ref _disposed) != 0)
         {
-            slot.Exit();
+            ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
         }
         if (notCopied != 0)
         {
-            ThrowMediaError(offset, destination.Length, (long)notCopied, fault);
+            ThrowFault(offset, destination.Length, (long)notCopied, fault);
         }
     }
 
     /// <summary>
     /// Whether <see cref="ReadSafe"/> works in this process: it needs x86-64, executable memory for
-    /// its generated code (not disabled with <c>DIRECTPMEM_NO_GENERATED_CODE=1</c>) and a SIGBUS handler.
-    /// Reading this property installs the handler.
+    /// its generated code (not disabled with <c>DIRECTPMEM_NO_GENERATED_CODE=1</c>) and its SIGBUS and
+    /// SIGSEGV handler. Reading this property installs the handler.
     /// </summary>
     public static bool IsReadSafeSupported => SafeCopy.Routine != null;
 
@@ -269,9 +272,17 @@ public sealed unsafe class DaxMapping : IDisposable
 
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void ThrowMediaError(long offset, long length, long notCopied, SafeCopy.Fault fault)
+    private void ThrowFault(long offset, long length, long notCopied, SafeCopy.Fault fault)
     {
         long bytesRead = length - notCopied;
+        if (fault.Signal == Libc.SIGSEGV)
+        {
+            // Not disposed (checked first), yet unmapped or inaccessible: the pages were unmapped or
+            // protected behind the mapping's back (munmap or mprotect through DangerousGetPointer).
+            throw new PmemException(string.Create(CultureInfo.InvariantCulture,
+                $"ReadSafe of {length} bytes at mapping offset 0x{offset:x} of '{Path ?? "anonymous memory"}' met memory that is unmapped or has no read access " +
+                $"(SIGSEGV code {fault.Code}) at mapping offset 0x{(long)((byte*)fault.Address - _base):x}: something unmapped or protected the mapping's pages; {bytesRead} bytes were read before it."));
+        }
         long faultOffset = (long)((byte*)fault.Address - _base);
         MediaErrorKind kind = fault.Code == Libc.BUS_MCEERR_AR ? MediaErrorKind.Poison : MediaErrorKind.BeyondEndOfFile;
         long badOffset;

@@ -44,29 +44,43 @@ public sealed unsafe class ReadSafeTests
     }
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    [InlineData(2048)]
-    [InlineData(-1)]
-    public void BothCopyPathsCopyEveryLengthExactly(long threshold)
+    [InlineData(false, 0)]
+    [InlineData(false, 1)]
+    [InlineData(false, 200)]
+    [InlineData(false, -1)]
+    [InlineData(true, 0)]
+    [InlineData(true, 200)]
+    [InlineData(true, -1)]
+    public void EveryCopyPathCopiesEveryLengthExactly(bool avx2, long threshold)
     {
+        nint routine = Routine(avx2);
         nuint repThreshold = threshold < 0 ? nuint.MaxValue : (nuint)threshold;
-        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
         using DaxMapping map = DaxMapping.CreateAnonymous(MapLength);
         Fill(map.GetSpan(0, MapLength));
         byte* source = map.DangerousGetPointer();
-        byte[] guarded = new byte[300 + 2];
-        for (int length = 0; length <= 300; length++)
+        byte[] guarded = new byte[600 + 2];
+        for (int length = 0; length <= 600; length++)
         {
             Array.Fill(guarded, (byte)0xEE);
             fixed (byte* to = &guarded[1])
             {
-                Assert.Equal(0u, SafeCopy.Copy(to, source + 3 + length, (nuint)length, out _, repThreshold));
+                Assert.Equal(0u, SafeCopy.CopyWith(routine, to, source + 3 + length, (nuint)length, out _, repThreshold));
             }
             Assert.True(map.GetReadOnlySpan(3 + length, length).SequenceEqual(guarded.AsSpan(1, length)), $"length {length}");
             Assert.Equal(0xEE, guarded[0]);
             Assert.Equal(0xEE, guarded[length + 1]);
         }
+    }
+
+    /// <summary>The routine to test, or a skip when this CPU cannot run it.</summary>
+    private static nint Routine(bool avx2)
+    {
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        if (avx2 && !System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            Assert.Skip("this CPU has no AVX2: the AVX2 copy cannot run here");
+        }
+        return SafeCopy.RoutineAddress(avx2);
     }
 
     [Theory]
@@ -143,29 +157,105 @@ public sealed unsafe class ReadSafeTests
         Assert.Equal((long)threads * rounds / 2, Interlocked.Read(ref good));
     }
 
-    [Fact]
-    public void BothCopyPathsStopAtTheFaultAndReportTheBytesNotCopied()
+    [Theory]
+    [InlineData(false, 0)]
+    [InlineData(false, -1)]
+    [InlineData(true, 0)]
+    [InlineData(true, -1)]
+    public void EveryCopyPathStopsAtTheFaultAndReportsTheBytesNotCopied(bool avx2, long threshold)
     {
+        nint routine = Routine(avx2);
+        nuint repThreshold = threshold < 0 ? nuint.MaxValue : (nuint)threshold;
         using TempDirectory dir = new();
         using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
         byte* source = t.Map.DangerousGetPointer();
         byte[] read = new byte[8192];
-        foreach (nuint threshold in new nuint[] { 0, nuint.MaxValue })
+        foreach (int before in new[] { 0, 1, 7, 8, 15, 16, 31, 32, 33, 127, 128, 129, 4095, 4096 })
         {
-            foreach (int before in new[] { 0, 1, 7, 8, 31, 32, 33, 4095, 4096 })
+            nuint notCopied;
+            SafeCopy.Fault fault;
+            fixed (byte* to = read)
             {
-                nuint notCopied;
-                SafeCopy.Fault fault;
-                fixed (byte* to = read)
-                {
-                    notCopied = SafeCopy.Copy(to, source + KeptLength - before, 5000, out fault, threshold);
-                }
-                Assert.Equal((nuint)(5000 - before), notCopied);
-                Assert.Equal(Libc.BUS_ADRERR, fault.Code);
-                Assert.Equal((nuint)(source + KeptLength), fault.Address);
-                Assert.True(Expected(KeptLength - before, before).SequenceEqual(read.AsSpan(0, before)), $"threshold {threshold}, {before} bytes before the end");
+                notCopied = SafeCopy.CopyWith(routine, to, source + KeptLength - before, 5000, out fault, repThreshold);
             }
+            Assert.Equal((nuint)(5000 - before), notCopied);
+            Assert.Equal(Libc.BUS_ADRERR, fault.Code);
+            Assert.Equal((nuint)(source + KeptLength), fault.Address);
+            Assert.True(Expected(KeptLength - before, before).SequenceEqual(read.AsSpan(0, before)), $"{before} bytes before the end");
         }
+    }
+
+    [Fact]
+    public void ReadSafeOfPagesProtectedBehindTheMappingsBackThrowsInsteadOfDying()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(MapLength);
+        Fill(map.GetSpan(0, MapLength));
+        byte* base_ = map.DangerousGetPointer();
+        Assert.Equal(0, Libc.MProtect((nint)(base_ + KeptLength), 4096, Libc.PROT_NONE));
+        try
+        {
+            byte[] read = new byte[200];
+            PmemException e = Assert.Throws<PmemException>(() => map.ReadSafe(KeptLength - 50, read));
+            Assert.IsNotType<PmemMediaErrorException>(e);
+            Assert.Contains("SIGSEGV", e.Message, StringComparison.Ordinal);
+            Assert.Contains($"mapping offset 0x{KeptLength:x}", e.Message, StringComparison.Ordinal);
+            Assert.True(Expected(KeptLength - 50, 50).AsSpan().SequenceEqual(read.AsSpan(0, 50)));
+        }
+        finally
+        {
+            Assert.Equal(0, Libc.MProtect((nint)(base_ + KeptLength), 4096, Libc.PROT_READ | Libc.PROT_WRITE));
+        }
+    }
+
+    [Fact]
+    public void ReadSafeRacingDisposeCompletesOrThrowsObjectDisposedNeverKillsTheProcess()
+    {
+        string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(DisposeRaceChild));
+        Assert.Contains(report, line => line.StartsWith("rounds ", StringComparison.Ordinal));
+    }
+
+    [Fact(Explicit = true)]
+    public void DisposeRaceChild()
+    {
+        ChildProcess.RequireChild();
+        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
+        byte[] read = new byte[4 << 20];
+        int completed = 0;
+        int disposed = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            DaxMapping map = DaxMapping.CreateAnonymous(4 << 20);
+            map.GetSpan(0, 4096).Fill(1);
+            using var started = new ManualResetEventSlim();
+            var reader = new Thread(() =>
+            {
+                started.Set();
+                for (int i = 0; i < 4; i++)
+                {
+                    try
+                    {
+                        map.ReadSafe(0, read);
+                        Interlocked.Increment(ref completed);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        Interlocked.Increment(ref disposed);
+                    }
+                    catch (ArgumentOutOfRangeException)
+                    {
+                        // Disposed before the range check read the length (0 after Dispose).
+                        Interlocked.Increment(ref disposed);
+                    }
+                }
+            });
+            reader.Start();
+            started.Wait(TestContext.Current.CancellationToken);
+            Thread.SpinWait(r * 97 % 20_000);
+            map.Dispose();
+            reader.Join();
+        }
+        ChildProcess.Report($"rounds {rounds} completed {completed} disposed {disposed}");
+        ChildProcess.Report("done");
     }
 
     [Fact]
@@ -182,7 +272,8 @@ public sealed unsafe class ReadSafeTests
     public void NullReferenceExceptionStillWorksWithTheHandlerInstalled()
     {
         Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
-        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, CurrentSigbusHandler());
+        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, CurrentHandler(Libc.SIGBUS));
+        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, CurrentHandler(Libc.SIGSEGV));
         string? nothing = NullString();
         Assert.Throws<NullReferenceException>(() => nothing!.Length);
     }
@@ -220,7 +311,8 @@ public sealed unsafe class ReadSafeTests
     public void TheHandlerKeepsThePreviousFlagsAndMask()
     {
         string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(HandlerInstallChild));
-        Assert.Contains("installed", report);
+        Assert.Contains($"installed {Libc.SIGBUS}", report);
+        Assert.Contains($"installed {Libc.SIGSEGV}", report);
     }
 
     [Fact]
@@ -321,20 +413,30 @@ public sealed unsafe class ReadSafeTests
     public void HandlerInstallChild()
     {
         ChildProcess.RequireChild();
-        Libc.SigActionData before = default;
-        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &before));
+        int[] signals = [Libc.SIGBUS, Libc.SIGSEGV];
+        var before = new Libc.SigActionData[signals.Length];
+        for (int i = 0; i < signals.Length; i++)
+        {
+            fixed (Libc.SigActionData* b = &before[i])
+            {
+                Assert.Equal(0, Libc.SigAction(signals[i], null, b));
+            }
+        }
         Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
-        Libc.SigActionData after = default;
-        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &after));
-        Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, after.Handler);
-        Assert.NotEqual(before.Handler, after.Handler);
-        int kept = Libc.SA_ONSTACK | Libc.SA_RESTART | Libc.SA_NODEFER;
-        Assert.Equal(before.Flags & kept, after.Flags & kept);
-        Assert.Equal(Libc.SA_SIGINFO, after.Flags & Libc.SA_SIGINFO);
-        Assert.Equal(0, after.Flags & Libc.SA_RESETHAND);
-        // glibc passes and returns only the kernel's 64 signals: the first word of its 1024-bit sigset_t.
-        Assert.Equal(before.Mask[0], after.Mask[0]);
-        ChildProcess.Report("installed");
+        for (int i = 0; i < signals.Length; i++)
+        {
+            Libc.SigActionData after = default;
+            Assert.Equal(0, Libc.SigAction(signals[i], null, &after));
+            Assert.Equal(SafeCopy.CodeAddress + SafeCopy.HandlerOffset, after.Handler);
+            Assert.NotEqual(before[i].Handler, after.Handler);
+            int kept = Libc.SA_ONSTACK | Libc.SA_RESTART | Libc.SA_NODEFER;
+            Assert.Equal(before[i].Flags & kept, after.Flags & kept);
+            Assert.Equal(Libc.SA_SIGINFO, after.Flags & Libc.SA_SIGINFO);
+            Assert.Equal(0, after.Flags & Libc.SA_RESETHAND);
+            // glibc passes and returns only the kernel's 64 signals: the first word of its 1024-bit sigset_t.
+            Assert.Equal(before[i].Mask[0], after.Mask[0]);
+            ChildProcess.Report($"installed {signals[i]}");
+        }
         ChildProcess.Report("done");
     }
 
@@ -375,10 +477,10 @@ public sealed unsafe class ReadSafeTests
 
     private const int SIGABRT = 6;
 
-    internal static nint CurrentSigbusHandler()
+    internal static nint CurrentHandler(int signal)
     {
         Libc.SigActionData current = default;
-        Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, null, &current));
+        Assert.Equal(0, Libc.SigAction(signal, null, &current));
         return current.Handler;
     }
 

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Globalization;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.Benchmarks.Mapping;
+
+/// <summary>
+/// The cost of the poison-safe read (issue 19): <see cref="DaxMapping.ReadSafe"/> against the plain
+/// copy a caller would write (<c>GetReadOnlySpan(offset, n).CopyTo(destination)</c>) on hot data, at
+/// 64 B, 4 KiB and 1 MiB, in ONE process with interleaved rounds (the order of the contenders is
+/// reversed every other round). Also the safe routine's two paths on their own (the 32-byte SSE2
+/// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
+/// </summary>
+/// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS] [BYTES_PER_ROUND_MIB]</c></remarks>
+internal static unsafe class SafeReadCost
+{
+    private static readonly nint s_routine = SafeCopy.RoutineAddress(DirectPmem.Persistence.CpuFeatures.Current.Avx2);
+
+    internal static int Run(string[] args)
+    {
+        int rounds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 41;
+        long bytesPerRound = (args.Length > 2 ? long.Parse(args[2], CultureInfo.InvariantCulture) : 64) << 20;
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            Console.Error.WriteLine($"the safe copy is unavailable: {SafeCopy.Failure}");
+            return 1;
+        }
+        using PmemFile file = PmemFile.CreateMemory("safe-read-bench", 4L << 20);
+        using DaxMapping map = file.Map();
+        map.GetSpan(0, 4 << 20).Fill(0x5A);
+
+        // plain, ReadSafe, the vector loop alone, rep movsb alone
+        const int Contenders = 4;
+        Console.WriteLine($"{rounds} rounds, {bytesPerRound >> 20} MiB per contender per round, order reversed every other round; "
+            + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
+        Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
+        Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
+        foreach (int size in new[] { 64, 4096, 1 << 20 })
+        {
+            byte[] destination = new byte[size];
+            long ops = Math.Max(16, bytesPerRound / size);
+            var times = Enumerable.Range(0, Contenders).Select(_ => new List<double>()).ToArray();
+            for (int warm = 0; warm < 3; warm++)
+            {
+                for (int c = 0; c < Contenders; c++)
+                {
+                    Measure(c, map, destination, ops);
+                }
+            }
+            for (int r = 0; r < rounds; r++)
+            {
+                for (int k = 0; k < Contenders; k++)
+                {
+                    int c = r % 2 == 0 ? k : Contenders - 1 - k;
+                    times[c].Add(Measure(c, map, destination, ops));
+                }
+            }
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {Size(size)} | {Median(times[0]):F2} | {Median(times[1]):F2} | {Ratio(times[1], times[0])} | {Median(times[2]):F2} | {Median(times[3]):F2} | {Ratio(times[3], times[2])} |"));
+        }
+        return 0;
+    }
+
+    // Hot data: the source cycles through 8 offsets (64 B apart for 64 B copies, 4 KiB apart otherwise);
+    // each contender's loop is written out so that all pay the same loop and nothing else.
+    private static double Measure(int contender, DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        int length = destination.Length;
+        byte* source = map.DangerousGetPointer();
+        long start = Stopwatch.GetTimestamp();
+        switch (contender)
+        {
+            case 0:
+                for (long i = 0; i < ops; i++)
+                {
+                    map.GetReadOnlySpan((i & 7) * step, length).CopyTo(destination);
+                }
+                break;
+            case 1:
+                for (long i = 0; i < ops; i++)
+                {
+                    map.ReadSafe((i & 7) * step, destination);
+                }
+                break;
+            default:
+                nuint threshold = contender == 2 ? nuint.MaxValue : 0;
+                fixed (byte* to = destination)
+                {
+                    for (long i = 0; i < ops; i++)
+                    {
+                        if (SafeCopy.CopyWith(s_routine, to, source + (i & 7) * step, (nuint)length, out _, threshold) != 0)
+                        {
+                            throw new InvalidOperationException("the benchmark's source faulted");
+                        }
+                    }
+                }
+                break;
+        }
+        return Stopwatch.GetElapsedTime(start).TotalNanoseconds / ops;
+    }
+
+    private static string Ratio(List<double> numerator, List<double> denominator)
+    {
+        double[] ratios = numerator.Zip(denominator, (a, b) => a / b).Order().ToArray();
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{Median(ratios):F3} [{ratios[ratios.Length / 4]:F3}, {ratios[ratios.Length * 3 / 4]:F3}]");
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static string Size(int bytes) => bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : bytes >= 1024 ? $"{bytes >> 10} KiB" : $"{bytes} B";
+}
