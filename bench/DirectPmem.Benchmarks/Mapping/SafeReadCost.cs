@@ -11,7 +11,7 @@ namespace DirectPmem.Benchmarks.Mapping;
 /// reversed every other round). Also the safe routine's two paths on their own (the 32-byte SSE2
 /// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
 /// </summary>
-/// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS] [BYTES_PER_ROUND_MIB]</c></remarks>
+/// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS] [MIB_PER_ROUND] [SIZES, comma-separated bytes]</c></remarks>
 internal static unsafe class SafeReadCost
 {
     private static readonly nint s_routine = SafeCopy.RoutineAddress(DirectPmem.Persistence.CpuFeatures.Current.Avx2);
@@ -35,7 +35,8 @@ internal static unsafe class SafeReadCost
             + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
         Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
         Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
-        foreach (int size in new[] { 64, 4096, 1 << 20 })
+        int[] sizes = args.Length > 3 ? args[3].Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture)).ToArray() : [64, 4096, 1 << 20];
+        foreach (int size in sizes)
         {
             byte[] destination = new byte[size];
             long ops = Math.Max(16, bytesPerRound / size);

@@ -279,18 +279,19 @@ internal static unsafe class SafeCopy
     /// </summary>
     internal static readonly nuint DefaultRepThreshold = nuint.MaxValue;
 
-    /// <summary>Copies from this length on are called with a GC transition: a long copy must not hold up a garbage collection.</summary>
-    internal const nuint SuppressTransitionLimit = 64 * 1024;
+    /// <summary>
+    /// The longest piece copied in one call. Every call suppresses the GC transition (it costs more
+    /// than a 64-byte copy), and a garbage collection cannot start while a thread is inside one, so
+    /// a long copy is cut into pieces with a GC poll between them: a 64 KiB piece takes a few
+    /// microseconds.
+    /// </summary>
+    internal const nuint MaxPiece = 64 * 1024;
 
     private static readonly SafeCopyState s_state = Install(PersistenceSettings.Current.NoGeneratedCode);
 
     /// <summary>The copy routine (AVX2 when the CPU has it, else SSE2), or null when it cannot be had (<see cref="Failure"/> says why).</summary>
     internal static readonly delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint> Routine =
         (delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint>)RoutineAddress(CpuFeatures.Current.Avx2);
-
-    /// <summary>The same routine, called with a GC transition (for long copies).</summary>
-    internal static readonly delegate* unmanaged<byte*, byte*, nuint, Fault*, nuint, nuint> RoutineWithTransition =
-        (delegate* unmanaged<byte*, byte*, nuint, Fault*, nuint, nuint>)Routine;
 
     /// <summary>The address of the AVX2 or the SSE2 routine (0 when the safe copy is unavailable).</summary>
     internal static nint RoutineAddress(bool avx2)
@@ -325,29 +326,43 @@ internal static unsafe class SafeCopy
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static nuint Copy(byte* destination, byte* source, nuint length, out Fault fault)
-    {
-        fault = default;
-        nuint notCopied;
-        fixed (Fault* record = &fault)
-        {
-            notCopied = length < SuppressTransitionLimit
-                ? Routine(destination, source, length, record, DefaultRepThreshold)
-                : RoutineWithTransition(destination, source, length, record, DefaultRepThreshold);
-        }
-        return notCopied == 0 ? 0 : CopyUpToFault(Routine, destination, source, length, notCopied, ref fault);
-    }
+        => CopyWith(Routine, destination, source, length, out fault, DefaultRepThreshold);
 
-    /// <summary>As <see cref="Copy"/>, through the routine at <paramref name="routine"/> (<see cref="RoutineAddress"/>): for the tests and the benchmark.</summary>
+    /// <summary>As <see cref="Copy"/>, through the routine at <paramref name="routine"/> (<see cref="RoutineAddress"/>) with a chosen <c>rep movsb</c> threshold: for the tests and the benchmark.</summary>
     internal static nuint CopyWith(nint routine, byte* destination, byte* source, nuint length, out Fault fault, nuint repThreshold)
+        => CopyWith((delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint>)routine, destination, source, length, out fault, repThreshold);
+
+    // One call through the function pointer for a copy up to MaxPiece; the JIT inlines all of it.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nuint CopyWith(delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint> copy,
+        byte* destination, byte* source, nuint length, out Fault fault, nuint repThreshold)
     {
-        var copy = (delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint>)routine;
         fault = default;
         nuint notCopied;
         fixed (Fault* record = &fault)
         {
-            notCopied = copy(destination, source, length, record, repThreshold);
+            notCopied = length <= MaxPiece
+                ? copy(destination, source, length, record, repThreshold)
+                : CopyPieces(copy, destination, source, length, record, repThreshold);
         }
         return notCopied == 0 ? 0 : CopyUpToFault(copy, destination, source, length, notCopied, ref fault);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nuint CopyPieces(delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint> copy,
+        byte* destination, byte* source, nuint length, Fault* fault, nuint repThreshold)
+    {
+        for (nuint done = 0; done < length;)
+        {
+            nuint piece = Math.Min(MaxPiece, length - done);
+            nuint notCopied = copy(destination + done, source + done, piece, fault, repThreshold);
+            if (notCopied != 0)
+            {
+                return length - done - (piece - notCopied);
+            }
+            done += piece;
+        }
+        return 0;
     }
 
     // A wide load that straddles the fault (a 32-byte load of which only the first bytes are

@@ -116,6 +116,23 @@ public sealed unsafe class ReadSafeTests
         Assert.Equal(Expected(KeptLength - 1, 1)[0], t.Map.GetReadOnlySpan(KeptLength - 1, 1)[0]);
     }
 
+    [Theory]
+    [InlineData(0, 1 << 20)]                      // pieces of 64 KiB: the fault is in the fourth
+    [InlineData(100, (1 << 20) - 100)]
+    [InlineData(200 * 1024, 300 * 1024)]          // past the end from the first byte
+    public void ALongReadSafeStopsAtTheFaultInALaterPiece(int offset, int length)
+    {
+        const int Kept = 200 * 1024;
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("long"), 1 << 20, Kept);
+        byte[] read = new byte[length];
+        PmemMediaErrorException e = Assert.Throws<PmemMediaErrorException>(() => t.Map.ReadSafe(offset, read));
+        long expectedRead = Math.Max(0, Kept - offset);
+        Assert.Equal(expectedRead, e.BytesRead);
+        Assert.Equal(offset + expectedRead, e.BadOffset);
+        Assert.True(Expected(offset, (int)expectedRead).AsSpan().SequenceEqual(read.AsSpan(0, (int)expectedRead)));
+    }
+
     [Fact]
     public void ReadSafeOverATruncatedFileSurvivesManyRoundsFromSeveralThreadsAtOnce()
     {
@@ -531,17 +548,17 @@ public sealed unsafe class ReadSafeTests
 
         internal DaxMapping Map { get; }
 
-        internal static TruncatedMapping Create(string path)
+        internal static TruncatedMapping Create(string path, int mapLength = MapLength, int keptLength = KeptLength)
         {
-            PmemFile file = PmemFile.Create(path, MapLength);
+            PmemFile file = PmemFile.Create(path, mapLength);
             DaxMapping map = file.Map();
-            Fill(map.GetSpan(0, MapLength));
+            Fill(map.GetSpan(0, mapLength));
             // ftruncate through another descriptor, as another program would (FileStream would take a lock PmemFile holds).
             int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
             Assert.True(fd >= 0, $"open {path}");
             try
             {
-                Assert.Equal(0, Libc.FTruncate(fd, KeptLength));
+                Assert.Equal(0, Libc.FTruncate(fd, keptLength));
             }
             finally
             {
