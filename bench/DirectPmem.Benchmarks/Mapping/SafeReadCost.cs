@@ -11,7 +11,7 @@ namespace DirectPmem.Benchmarks.Mapping;
 /// reversed every other round). Also the safe routine's two paths on their own (the 32-byte SSE2
 /// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
 /// </summary>
-/// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS] [MIB_PER_ROUND] [SIZES, comma-separated bytes]</c></remarks>
+/// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS (41)] [MS_PER_ROUND (20)] [SIZES, comma-separated bytes (64,4096,1048576)]</c></remarks>
 internal static unsafe class SafeReadCost
 {
     private static readonly nint s_routine = SafeCopy.RoutineAddress(DirectPmem.Persistence.CpuFeatures.Current.Avx2);
@@ -19,7 +19,7 @@ internal static unsafe class SafeReadCost
     internal static int Run(string[] args)
     {
         int rounds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 41;
-        long bytesPerRound = (args.Length > 2 ? long.Parse(args[2], CultureInfo.InvariantCulture) : 64) << 20;
+        double roundMilliseconds = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 20;
         if (!DaxMapping.IsReadSafeSupported)
         {
             Console.Error.WriteLine($"the safe copy is unavailable: {SafeCopy.Failure}");
@@ -31,7 +31,7 @@ internal static unsafe class SafeReadCost
 
         // plain, ReadSafe, the vector loop alone, rep movsb alone
         const int Contenders = 4;
-        Console.WriteLine($"{rounds} rounds, {bytesPerRound >> 20} MiB per contender per round, order reversed every other round; "
+        Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round; "
             + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
         Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
         Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
@@ -39,7 +39,7 @@ internal static unsafe class SafeReadCost
         foreach (int size in sizes)
         {
             byte[] destination = new byte[size];
-            long ops = Math.Max(16, bytesPerRound / size);
+            long ops = 1000;
             var times = Enumerable.Range(0, Contenders).Select(_ => new List<double>()).ToArray();
             for (int warm = 0; warm < 3; warm++)
             {
@@ -47,6 +47,7 @@ internal static unsafe class SafeReadCost
                 {
                     Measure(c, map, destination, ops);
                 }
+                ops = Math.Max(8, (long)(roundMilliseconds * 1e6 / Measure(0, map, destination, ops)));
             }
             for (int r = 0; r < rounds; r++)
             {
