@@ -53,8 +53,9 @@ namespace DirectPmem.Mapping;
 /// </remarks>
 internal static unsafe class SafeCopy
 {
-    // The image below was assembled with GNU as from the listing in the comments and checked byte
-    // for byte against it (the tests check the layout constants). Offsets are from the page start.
+    // The image below is GNU as output for the listing in the comments (`gcc -c`, then objdump),
+    // checked byte for byte when it was written; ReadSafeTests check the offsets the handler and
+    // Assemble rely on. Offsets are from the page start.
     private static readonly byte[] s_copySse =
     [
         // copy_sse:
@@ -390,7 +391,7 @@ internal static unsafe class SafeCopy
         return length - faultIndex + gapNotCopied;
     }
 
-    /// <summary>Builds the code page image (exposed for the tests that check the encoding).</summary>
+    /// <summary>Builds the code page image, the data page starting <paramref name="dataOffset"/> bytes after it (exposed for the tests that check the layout).</summary>
     internal static void Assemble(Span<byte> code, int dataOffset)
     {
         code.Fill(0xCC); // int3 everywhere else

@@ -83,6 +83,34 @@ public sealed unsafe class ReadSafeTests
         return SafeCopy.RoutineAddress(avx2);
     }
 
+    [Fact]
+    public void TheCodePageLayoutMatchesTheOffsetsTheHandlerUses()
+    {
+        byte[] page = new byte[4096];
+        SafeCopy.Assemble(page, 4096);
+        Span<byte> code = page;
+        // Each copy starts with mov r9, rcx; the fixup with mov [r9], rdx; the handler with mov eax, [rsi+8].
+        Assert.Equal(new byte[] { 0x49, 0x89, 0xC9 }, code.Slice(SafeCopy.SseOffset, 3).ToArray());
+        Assert.Equal(new byte[] { 0x49, 0x89, 0xC9 }, code.Slice(SafeCopy.Avx2Offset, 3).ToArray());
+        Assert.Equal(new byte[] { 0x49, 0x89, 0x11 }, code.Slice(SafeCopy.FixupOffset, 3).ToArray());
+        Assert.Equal(new byte[] { 0x8B, 0x46, 0x08 }, code.Slice(SafeCopy.HandlerOffset, 3).ToArray());
+        // The handler's range check compares with FixupOffset (cmp rax, imm32), and its RIP-relative
+        // operands reach the first copy, the fixup and the data page.
+        byte[] cmp = [0x48, 0x3D, .. BitConverter.GetBytes(SafeCopy.FixupOffset)];
+        Assert.True(code[SafeCopy.HandlerOffset..].IndexOf(cmp) > 0, "the handler's range check");
+        int Target(byte[] opcode)
+        {
+            int at = SafeCopy.HandlerOffset + page.AsSpan(SafeCopy.HandlerOffset).IndexOf(opcode);
+            Assert.True(at > SafeCopy.HandlerOffset, $"no {Convert.ToHexString(opcode)} in the handler");
+            return at + opcode.Length + 4 + BitConverter.ToInt32(page, at + opcode.Length);
+        }
+        Assert.Equal(SafeCopy.SseOffset, Target([0x48, 0x8D, 0x0D]));  // lea rcx, [rip+copy]
+        Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
+        Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
+        // Nothing but int3 between the pieces.
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x1CB..SafeCopy.HandlerOffset]).Concat(page[0x27E..]), b => Assert.Equal(0xCC, b));
+    }
+
     [Theory]
     [InlineData(0, MapLength)]                    // from the start, over the end of the file
     [InlineData(KeptLength - 100, 300)]          // a short read crossing the end
