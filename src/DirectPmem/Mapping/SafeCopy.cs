@@ -27,9 +27,11 @@ namespace DirectPmem.Mapping;
 /// not copied and stores the fault address, code and signal. Every other signal goes to the
 /// handler that was installed before (the .NET runtime's, which turns a SIGSEGV in managed code
 /// into NullReferenceException and detects stack overflow): a jump to it with the same three
-/// arguments and stack; when there was none (SIG_DFL or SIG_IGN) it restores SIG_DFL and
-/// returns, so the faulting instruction runs again and the default action ends the process,
-/// exactly as without this handler. The routines touch no stack (no push, no call), so a stack
+/// arguments and stack. When there was none it does what the kernel would have done: under
+/// SIG_DFL it restores SIG_DFL and raises the signal again with the same siginfo
+/// (rt_tgsigqueueinfo), so the default action ends the process at the handler's return; under
+/// SIG_IGN a fault is treated the same way (the kernel never lets a fault be ignored), and a
+/// signal sent by a process or a <c>BUS_MCEERR_AO</c> is ignored. The routines touch no stack (no push, no call), so a stack
 /// overflow never faults inside them. <c>BUS_MCEERR_AO</c> (the kernel telling a process that a
 /// page it maps went bad, not that an instruction consumed it) is not a fault of the copy and is
 /// always passed on.
@@ -238,13 +240,34 @@ internal static unsafe class SafeCopy
         0x48, 0x8B, 0x00,                           // 0x25C mov rax,[rax] ; the previous handler
         0x48, 0x83, 0xF8, 0x01,                     // 0x25F cmp rax,0x1 ; SIG_DFL (0) or SIG_IGN (1)?
         0x76, 0x02,                                 // 0x263 jbe handler+0x87
-        0xFF, 0xE0,                                 // 0x265 jmp rax ; same rdi, rsi, rdx and stack
-        0x48, 0x8D, 0x35, 0xD2, 0x0D, 0x00, 0x00,   // 0x267 lea rsi,[rip+disp] ; a zeroed kernel sigaction = SIG_DFL (data page)
-        0x31, 0xD2,                                 // 0x26E xor edx,edx ; no old action
-        0x41, 0xBA, 0x08, 0x00, 0x00, 0x00,         // 0x270 mov r10d,0x8 ; sizeof(kernel sigset_t)
-        0xB8, 0x0D, 0x00, 0x00, 0x00,               // 0x276 mov eax,0xd ; rt_sigaction (edi is still the signal)
-        0x0F, 0x05,                                 // 0x27B syscall ; then return: the access runs again and the default action ends the process
-        0xC3,                                       // 0x27D ret
+        0xFF, 0xE0,                                 // 0x265 jmp rax ; a handler: same rdi, rsi, rdx and stack
+        0x49, 0x89, 0xF0,                           // 0x267 mov r8,rsi ; none: r8 = siginfo
+        0x41, 0x89, 0xF9,                           // 0x26A mov r9d,edi ; r9d = signal
+        0x48, 0x85, 0xC0,                           // 0x26D test rax,rax ; SIG_DFL: raise it again under SIG_DFL
+        0x74, 0x11,                                 // 0x270 je handler+0xa3
+        0x8B, 0x4E, 0x08,                           // 0x272 mov ecx,[rsi+0x8] ; SIG_IGN: si_code
+        0x85, 0xC9,                                 // 0x275 test ecx,ecx
+        0x7E, 0x41,                                 // 0x277 jle handler+0xda ; sent by a process: ignored
+        0x83, 0xFF, 0x07,                           // 0x279 cmp edi,0x7
+        0x75, 0x05,                                 // 0x27C jne handler+0xa3 ; SIGSEGV: a fault
+        0x83, 0xF9, 0x05,                           // 0x27E cmp ecx,0x5 ; BUS_MCEERR_AO: asynchronous: ignored
+        0x74, 0x37,                                 // 0x281 je handler+0xda
+        0x48, 0x8D, 0x35, 0xB6, 0x0D, 0x00, 0x00,   // 0x283 lea rsi,[rip+disp] ; a fault under SIG_IGN: the kernel forces SIG_DFL, and so does this
+        0x31, 0xD2,                                 // 0x28A xor edx,edx
+        0x41, 0xBA, 0x08, 0x00, 0x00, 0x00,         // 0x28C mov r10d,0x8 ; sizeof(kernel sigset_t)
+        0xB8, 0x0D, 0x00, 0x00, 0x00,               // 0x292 mov eax,0xd ; rt_sigaction(signal, SIG_DFL, NULL)
+        0x0F, 0x05,                                 // 0x297 syscall
+        0xB8, 0x27, 0x00, 0x00, 0x00,               // 0x299 mov eax,0x27 ; getpid
+        0x0F, 0x05,                                 // 0x29E syscall
+        0x48, 0x89, 0xC7,                           // 0x2A0 mov rdi,rax ; tgid
+        0xB8, 0xBA, 0x00, 0x00, 0x00,               // 0x2A3 mov eax,0xba ; gettid
+        0x0F, 0x05,                                 // 0x2A8 syscall
+        0x48, 0x89, 0xC6,                           // 0x2AA mov rsi,rax ; tid
+        0x44, 0x89, 0xCA,                           // 0x2AD mov edx,r9d ; the signal
+        0x4D, 0x89, 0xC2,                           // 0x2B0 mov r10,r8 ; the same siginfo
+        0xB8, 0x29, 0x01, 0x00, 0x00,               // 0x2B3 mov eax,0x129 ; rt_tgsigqueueinfo: pending, delivered at sigreturn (or at once under SA_NODEFER): the default action ends the process
+        0x0F, 0x05,                                 // 0x2B8 syscall
+        0xC3,                                       // 0x2BA ret
     ];
 
     /// <summary>Where the SSE2 copy starts.</summary>
@@ -262,8 +285,8 @@ internal static unsafe class SafeCopy
     // Where in the handler the two data displacements go, and the offset of the instruction after each.
     private const int PreviousHandlersDisplacement = 0x24F - HandlerOffset;
     private const int PreviousHandlersNext = 0x253;
-    private const int DefaultActionDisplacement = 0x26A - HandlerOffset;
-    private const int DefaultActionNext = 0x26E;
+    private const int DefaultActionDisplacement = 0x286 - HandlerOffset;
+    private const int DefaultActionNext = 0x28A;
 
     // The data page: the previous SIGBUS handler at 0, the previous SIGSEGV handler at 8, the zeroed
     // kernel sigaction (handler, flags, restorer, mask: 32 bytes) at 64.

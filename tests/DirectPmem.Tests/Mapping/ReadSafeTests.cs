@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Tests.Support;
@@ -11,7 +12,7 @@ namespace DirectPmem.Tests.Mapping;
 /// <see cref="PmemMediaErrorException"/> and the thread and process go on. Where a process must die
 /// (a plain span read) it is a child process (<see cref="ChildProcess"/>).
 /// </summary>
-public sealed unsafe class ReadSafeTests
+public sealed unsafe partial class ReadSafeTests
 {
     private const int MapLength = 64 * 1024;
     private const int KeptLength = 16 * 1024;
@@ -108,7 +109,7 @@ public sealed unsafe class ReadSafeTests
         Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
         Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
         // Nothing but int3 between the pieces.
-        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x1CB..SafeCopy.HandlerOffset]).Concat(page[0x27E..]), b => Assert.Equal(0xCC, b));
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x1CB..SafeCopy.HandlerOffset]).Concat(page[0x2BB..]), b => Assert.Equal(0xCC, b));
     }
 
     [Theory]
@@ -350,6 +351,65 @@ public sealed unsafe class ReadSafeTests
         Assert.Contains("truncated", result.Report);
         Assert.DoesNotContain("plain read did not fault", result.Report);
         Assert.Equal(128 + Libc.SIGBUS, result.ExitCode);
+    }
+
+    [Theory]
+    [InlineData(Libc.BUS_MCEERR_AO, false)]
+    [InlineData(Libc.BUS_MCEERR_AR, false)]
+    [InlineData(Libc.BUS_ADRERR, false)]
+    [InlineData(Libc.BUS_MCEERR_AO, true)]
+    [InlineData(Libc.BUS_MCEERR_AR, true)]
+    [InlineData(-1, true)]  // SI_QUEUE: sent by a process
+    public void ASigbusThatTheCopyDidNotRaiseEndsAsItDoesWithoutTheHandler(int code, bool defaultFirst)
+    {
+        // The child sends itself a SIGBUS carrying the code (rt_tgsigqueueinfo allows any si_code to
+        // oneself); it arrives outside the copy, so the handler must pass it on: the child ends the
+        // same way with the handler installed as without it. Before the handler the child has the
+        // runtime's handler, or SIG_DFL (defaultFirst), where the handler must do what the kernel does.
+        string text = code.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string dfl = defaultFirst ? "1" : "0";
+        ChildProcess.Result without = ChildProcess.Run(typeof(ReadSafeTests), nameof(ForeignSigbusChild), (CodeVariable, text), (InstallFirstVariable, "0"), (DefaultFirstVariable, dfl));
+        ChildProcess.Result with = ChildProcess.Run(typeof(ReadSafeTests), nameof(ForeignSigbusChild), (CodeVariable, text), (DefaultFirstVariable, dfl));
+        Assert.Contains("handler installed", with.Report);
+        Assert.DoesNotContain("handler installed", without.Report);
+        Assert.Equal(without.ExitCode, with.ExitCode);
+        Assert.Equal(without.Report.Contains("survived"), with.Report.Contains("survived"));
+        if (defaultFirst)
+        {
+            Assert.Equal(128 + Libc.SIGBUS, with.ExitCode); // the default action: death by SIGBUS
+        }
+    }
+
+    private const string CodeVariable = "DIRECTPMEM_TEST_READSAFE_CODE";
+    private const long SYS_gettid = 186;
+    private const long SYS_rt_tgsigqueueinfo = 297;
+
+    [LibraryImport("libc.so.6", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall(long number, long a, long b, long c, void* d);
+
+    [Fact(Explicit = true)]
+    public void ForeignSigbusChild()
+    {
+        ChildProcess.RequireChild();
+        if (Environment.GetEnvironmentVariable(DefaultFirstVariable) == "1")
+        {
+            Libc.SigActionData dfl = default;
+            Assert.Equal(0, Libc.SigAction(Libc.SIGBUS, &dfl, null));
+        }
+        if (Environment.GetEnvironmentVariable(InstallFirstVariable) != "0")
+        {
+            Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+            ChildProcess.Report("handler installed");
+        }
+        byte* info = stackalloc byte[128];
+        new Span<byte>(info, 128).Clear();
+        *(int*)info = Libc.SIGBUS;                                                       // si_signo
+        *(int*)(info + 8) = int.Parse(Environment.GetEnvironmentVariable(CodeVariable)!, System.Globalization.CultureInfo.InvariantCulture); // si_code
+        *(nint*)(info + 16) = 0x1000;                                                    // si_addr
+        long tid = Syscall(SYS_gettid, 0, 0, 0, null);
+        Assert.Equal(0, Syscall(SYS_rt_tgsigqueueinfo, Environment.ProcessId, tid, Libc.SIGBUS, info));
+        Thread.Sleep(2000);
+        ChildProcess.Report("survived");
     }
 
     [Fact]
