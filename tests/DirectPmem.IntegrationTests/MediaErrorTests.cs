@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Tests.Mapping;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -20,8 +20,6 @@ namespace DirectPmem.IntegrationTests;
 [Collection(DeviceTestGroup.Name)]
 public sealed class MediaErrorTests
 {
-    private const string ChildVariable = "DIRECTPMEM_IT_MEDIA_CHILD";
-    private const string ReportVariable = "DIRECTPMEM_IT_MEDIA_REPORT";
     private const string DirectoryVariable = "DIRECTPMEM_IT_MEDIA_DIR";
     private const int MADV_HWPOISON = 100;
     private const int Length = 64 * 1024;
@@ -35,20 +33,20 @@ public sealed class MediaErrorTests
     public void A_hardware_poisoned_memfd_page_is_a_typed_error_and_the_process_survives()
     {
         RequireGuest();
-        AssertPoisonReported(RunChild(nameof(Child_poisons_a_memfd_page_and_reads_it_safely)));
+        AssertPoisonReported(ChildProcess.Run(typeof(MediaErrorTests), nameof(Child_poisons_a_memfd_page_and_reads_it_safely)));
     }
 
     [Fact]
     public void A_hardware_poisoned_page_of_an_fsdax_file_is_a_typed_error_and_the_process_survives()
     {
         string directory = IntegrationEnvironment.RequireFsDaxDirectory();
-        AssertPoisonReported(RunChild(nameof(Child_poisons_an_fsdax_file_page_and_reads_it_safely), (DirectoryVariable, directory)));
+        AssertPoisonReported(ChildProcess.Run(typeof(MediaErrorTests), nameof(Child_poisons_an_fsdax_file_page_and_reads_it_safely), (DirectoryVariable, directory)));
     }
 
     [Fact(Explicit = true)]
     public void Child_poisons_a_memfd_page_and_reads_it_safely()
     {
-        RequireChild();
+        ChildProcess.RequireChild();
         using PmemFile file = PmemFile.CreateMemory("directpmem-it-hwpoison", Length);
         PoisonAndRead(file, "memfd");
     }
@@ -56,7 +54,7 @@ public sealed class MediaErrorTests
     [Fact(Explicit = true)]
     public void Child_poisons_an_fsdax_file_page_and_reads_it_safely()
     {
-        RequireChild();
+        ChildProcess.RequireChild();
         string path = Path.Combine(Environment.GetEnvironmentVariable(DirectoryVariable)!, "media-error-poisoned-" + Guid.NewGuid().ToString("N")[..8]);
         using PmemFile file = PmemFile.Create(path, Length);
         PoisonAndRead(file, "fsdax file " + path);
@@ -115,7 +113,7 @@ public sealed class MediaErrorTests
         Report("done");
     }
 
-    private void AssertPoisonReported((int ExitCode, string Output, string[] Report) result)
+    private void AssertPoisonReported(ChildProcess.Result result)
     {
         foreach (string line in result.Report)
         {
@@ -133,39 +131,6 @@ public sealed class MediaErrorTests
         Assert.DoesNotContain(result.Report, l => l.Contains("differs", StringComparison.Ordinal));
     }
 
-    private static (int ExitCode, string Output, string[] Report) RunChild(string method, params (string Name, string Value)[] variables)
-    {
-        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
-        {
-            start.ArgumentList.Add(typeof(MediaErrorTests).Assembly.Location);
-        }
-        foreach (string arg in new[] { "-method", typeof(MediaErrorTests).FullName + "." + method, "-explicit", "only", "-noLogo", "-noColor" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        string report = Path.Combine(Path.GetTempPath(), "directpmem-it-media-" + Guid.NewGuid().ToString("N"));
-        start.Environment[ChildVariable] = "1";
-        start.Environment[ReportVariable] = report;
-        start.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        foreach ((string name, string value) in variables)
-        {
-            start.Environment[name] = value;
-        }
-        using Process child = Process.Start(start)!;
-        Task<string> stdout = child.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = child.StandardError.ReadToEndAsync();
-        Assert.True(child.WaitForExit(600_000), "the child did not finish in 10 minutes");
-        string[] lines = File.Exists(report) ? File.ReadAllLines(report) : [];
-        File.Delete(report);
-        return (child.ExitCode, stdout.Result + "\n" + stderr.Result, lines);
-    }
-
     // MADV_HWPOISON retires a physical page for good: only in the qemu guest, never on a host a plain `dotnet test` runs on.
     private static void RequireGuest()
     {
@@ -175,13 +140,5 @@ public sealed class MediaErrorTests
         }
     }
 
-    private static void RequireChild()
-    {
-        if (Environment.GetEnvironmentVariable(ChildVariable) != "1")
-        {
-            Assert.Skip("runs only in the child process its parent test starts");
-        }
-    }
-
-    private static void Report(string line) => File.AppendAllLines(Environment.GetEnvironmentVariable(ReportVariable)!, [line]);
+    private static void Report(string line) => ChildProcess.Report(line);
 }
