@@ -38,7 +38,7 @@ public sealed partial class DaxDevice : IDisposable
         FaultGranularity = faultGranularity;
         _file = file;
         _source = file is null
-            ? new DeviceNodeSource(devicePath, size, align, OpenNode, ResolveDeepFlush)
+            ? new DeviceNodeSource(devicePath, size, align, OpenNode, ResolveDeepFlush, GetBadRanges)
             : new EmulatedDeviceSource(file.Source, align, size);
         Ranges = [];
     }

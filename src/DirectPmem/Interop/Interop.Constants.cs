@@ -52,6 +52,17 @@ internal static partial class Libc
 
     // fallocate modes
     internal const int FALLOC_FL_KEEP_SIZE = 0x01;
+    internal const int FALLOC_FL_PUNCH_HOLE = 0x02;
+
+    // FIEMAP (linux/fiemap.h, linux/fs.h): FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap)
+    internal const nuint FS_IOC_FIEMAP = 0xC020660B;
+    internal const uint FIEMAP_FLAG_SYNC = 0x1;
+    internal const uint FIEMAP_EXTENT_LAST = 0x1;
+    internal const uint FIEMAP_EXTENT_UNKNOWN = 0x2;
+    internal const uint FIEMAP_EXTENT_DELALLOC = 0x4;
+    internal const uint FIEMAP_EXTENT_ENCODED = 0x8;
+    internal const uint FIEMAP_EXTENT_DATA_INLINE = 0x200;
+    internal const uint FIEMAP_EXTENT_DATA_TAIL = 0x400;
 
     // memfd_create flags
     internal const uint MFD_CLOEXEC = 0x1;

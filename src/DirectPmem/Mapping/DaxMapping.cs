@@ -52,6 +52,8 @@ public sealed unsafe class DaxMapping : IDisposable
     // result every DeepFlush returns.
     private readonly DeepFlushControl? _deepFlush;
     private readonly DeepFlushResult _deepFlushResult;
+    // What the mapping was made from: asked for the source's bad ranges.
+    private readonly MapSource _source;
     private int _disposed;
     // Keeps the mapping (and so its SafeHandle) reachable until Dispose: the GC must never unmap
     // memory a span may still point into.
@@ -82,6 +84,7 @@ public sealed unsafe class DaxMapping : IDisposable
         Path = request.Path;
         SourceOffset = request.SourceOffset;
         Granularity = ops.Granularity;
+        _source = request.Source;
         _deepFlush = deepFlush;
         _deepFlushResult = deepFlush is null
             ? DeepFlushResult.NoRegion
@@ -133,6 +136,22 @@ public sealed unsafe class DaxMapping : IDisposable
 
     /// <summary>The offset in the source of the first mapped byte.</summary>
     public long SourceOffset { get; }
+
+    /// <summary>
+    /// The known bad ranges (media errors) of the mapped window, in offsets from the mapping's first
+    /// byte: the source's list (<see cref="PmemFile.GetBadRanges"/>, or the device's) cut to
+    /// <c>[SourceOffset, SourceOffset + Length)</c>. Read fresh at every call; a load from a listed
+    /// range raises SIGBUS.
+    /// </summary>
+    /// <returns>The ranges and how complete they are; anonymous memory and memfds have no list.</returns>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed, or it maps a file whose <see cref="PmemFile"/> is closed (the file's extents are read through its descriptor).</exception>
+    /// <exception cref="PmemException">A system call failed.</exception>
+    public BadRangeReport GetBadRanges()
+    {
+        ThrowIfDisposed();
+        return _source.BadRanges().Window(SourceOffset, Length,
+            string.Create(System.Globalization.CultureInfo.InvariantCulture, $"offsets from the mapping's first byte (source offset 0x{SourceOffset:x})"));
+    }
 
     /// <summary>Whether <see cref="Dispose"/> has run.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;

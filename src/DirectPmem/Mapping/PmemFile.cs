@@ -18,7 +18,7 @@ namespace DirectPmem.Mapping;
 /// a file it has opened; a file truncated by another program under a live mapping makes access
 /// past its new end raise SIGBUS.
 /// </remarks>
-public sealed class PmemFile : IDisposable
+public sealed partial class PmemFile : IDisposable
 {
     /// <summary>The mode of files DirectPmem creates unless the caller gives one: read and write for the owner only (0600).</summary>
     public const UnixFileMode DefaultCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
