@@ -143,8 +143,8 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <c>[SourceOffset, SourceOffset + Length)</c>. Read fresh at every call; a load from a listed
     /// range raises SIGBUS.
     /// </summary>
-    /// <returns>The ranges and how complete they are; anonymous memory and memfds have no list.</returns>
-    /// <exception cref="ObjectDisposedException">The mapping has been disposed, or it maps a file whose <see cref="PmemFile"/> is closed (the file's extents are read through its descriptor).</exception>
+    /// <returns>The ranges and how complete they are; anonymous memory and memfds have no list. A file's list is read through the descriptor the mapping keeps open, also after its <see cref="PmemFile"/> was disposed.</returns>
+    /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     /// <exception cref="PmemException">A system call failed.</exception>
     public BadRangeReport GetBadRanges()
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using DirectPmem.Geometry;
+using DirectPmem.Internal;
 using DirectPmem.Interop;
 
 namespace DirectPmem.Mapping;
@@ -15,12 +16,18 @@ public sealed partial class PmemFile
     /// tmpfs and files on disks; <see cref="BadRangeCoverage.Unknown"/> when the file is on persistent
     /// memory but its blocks cannot be placed (the report says why).
     /// </returns>
+    /// <param name="sysfsRoot">The directory that plays <c>/sys</c> (a fixture tree in tests, as for <see cref="Driver.DaxBus"/>); <c>/sys</c> when null.</param>
     /// <exception cref="ObjectDisposedException">The file is closed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="sysfsRoot"/> is empty or holds a NUL.</exception>
     /// <exception cref="PmemException">fstat failed.</exception>
-    public BadRangeReport GetBadRanges()
+    public BadRangeReport GetBadRanges(string? sysfsRoot = null)
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
-        return FileBadRanges.Read(_fd.Fd, Path, Backing, Size, SysfsRoot);
+        if (sysfsRoot is not null)
+        {
+            PathValidation.Validate(sysfsRoot, nameof(sysfsRoot));
+        }
+        return FileBadRanges.Read(_fd.Fd, Path, Backing, Size, sysfsRoot ?? SysfsRoot);
     }
 
     /// <summary>
@@ -65,10 +72,11 @@ public sealed partial class PmemFile
     /// </summary>
     /// <returns>One result per cleared page range; empty when nothing is listed.</returns>
     /// <exception cref="InvalidOperationException">The list is <see cref="BadRangeCoverage.Unknown"/> (nothing is written then), the file is read-only, or it is memory.</exception>
+    /// <param name="sysfsRoot">The directory that plays <c>/sys</c>; <c>/sys</c> when null.</param>
     /// <exception cref="PmemException">A clear failed; the ranges before it were cleared.</exception>
-    public IReadOnlyList<PoisonClearResult> ClearBadRanges()
+    public IReadOnlyList<PoisonClearResult> ClearBadRanges(string? sysfsRoot = null)
     {
-        BadRangeReport report = GetBadRanges();
+        BadRangeReport report = GetBadRanges(sysfsRoot);
         if (report.Coverage == BadRangeCoverage.Unknown)
         {
             throw new InvalidOperationException($"the bad ranges of '{Path}' are not known ({report.Detail}); nothing was cleared. Clear named ranges with ClearBadRange.");
@@ -76,7 +84,7 @@ public sealed partial class PmemFile
         var results = new List<PoisonClearResult>();
         foreach (PmemRange page in PageRanges(report.Ranges, Environment.SystemPageSize, Size))
         {
-            results.Add(ClearBadRange(page.Offset, page.Length));
+            results.Add(ClearCore(page.Offset, page.Length, default, sysfsRoot));
         }
         return results.AsReadOnly();
     }
@@ -97,12 +105,12 @@ public sealed partial class PmemFile
         return BadBlockMath.Merge(pages);
     }
 
-    private PoisonClearResult ClearCore(long offset, long length, ReadOnlySpan<byte> data)
+    private PoisonClearResult ClearCore(long offset, long length, ReadOnlySpan<byte> data, string? sysfsRoot = null)
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
         CheckClearable(offset, length);
         PoisonClearMethod method = PoisonClearer.Clear(new DescriptorClearCalls(_fd.Fd), Path, offset, length, data);
-        return new PoisonClearResult(Path, new PmemRange(offset, length), method, GetBadRanges());
+        return new PoisonClearResult(Path, new PmemRange(offset, length), method, GetBadRanges(sysfsRoot));
     }
 
     /// <summary>The argument and state checks of a clear, before anything is written.</summary>
