@@ -17,6 +17,14 @@ public class DeviceBadRangeTests
     private const string Region1 = "devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region1";
     private static readonly DaxBus s_tree = new(FixturePaths.Sysfs("badblocks"));
 
+    /// <summary>The report of <paramref name="device"/> in a private copy of the tree after <paramref name="change"/> (given the copy's root).</summary>
+    private static BadRangeReport After(Action<string> change, string device = "dax0.0")
+    {
+        using TempDirectory copy = FixtureCopy.Of("badblocks");
+        change(copy.Path);
+        return new DaxBus(copy.Path).GetDevice(device).GetBadRanges();
+    }
+
     [Fact]
     public void RegionBadBlocksAreTranslatedThroughTheDataOffsetIntoDeviceOffsets()
     {
@@ -69,9 +77,7 @@ public class DeviceBadRangeTests
     [InlineData("\n")]
     public void AnEmptyRegionListIsCompleteAndEmpty(string text)
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
-        File.WriteAllText(Path.Join(copy.Path, Region0, "badblocks"), text);
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax0.0").GetBadRanges();
+        BadRangeReport report = After(root => File.WriteAllText(Path.Join(root, Region0, "badblocks"), text));
         Assert.Equal(BadRangeCoverage.Complete, report.Coverage);
         Assert.Empty(report.Ranges);
         Assert.True(report.IsKnownClean);
@@ -80,9 +86,7 @@ public class DeviceBadRangeTests
     [Fact]
     public void AnAbsentRegionListIsUnknownNotClean()
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
-        File.Delete(Path.Join(copy.Path, Region0, "badblocks"));
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax0.0").GetBadRanges();
+        BadRangeReport report = After(root => File.Delete(Path.Join(root, Region0, "badblocks")));
         Assert.Equal(BadRangeCoverage.Unknown, report.Coverage);
         Assert.False(report.IsKnownClean);
         Assert.Contains("badblocks cannot be read", report.Detail, StringComparison.Ordinal);
@@ -91,9 +95,7 @@ public class DeviceBadRangeTests
     [Fact]
     public void BadRangesThatCannotBePlacedWithoutTheRegionResourceAreUnknown()
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
-        File.Delete(Path.Join(copy.Path, Region0, "resource"));
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax0.0").GetBadRanges();
+        BadRangeReport report = After(root => File.Delete(Path.Join(root, Region0, "resource")));
         Assert.Equal(BadRangeCoverage.Unknown, report.Coverage);
         Assert.Empty(report.Ranges);
         Assert.Contains("region0/resource (root-only) cannot be read", report.Detail, StringComparison.Ordinal);
@@ -102,12 +104,13 @@ public class DeviceBadRangeTests
     [Fact]
     public void BadRangesThatCannotBePlacedWithoutTheDevicesPhysicalRangesAreUnknown()
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
-        string device = Path.Join(copy.Path, Region1, "dax1.0", "dax1.1");
-        Directory.Delete(Path.Join(device, "mapping0"), recursive: true);
-        Directory.Delete(Path.Join(device, "mapping1"), recursive: true);
-        File.Delete(Path.Join(device, "resource"));
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax1.1").GetBadRanges();
+        BadRangeReport report = After(root =>
+        {
+            string device = Path.Join(root, Region1, "dax1.0", "dax1.1");
+            Directory.Delete(Path.Join(device, "mapping0"), recursive: true);
+            Directory.Delete(Path.Join(device, "mapping1"), recursive: true);
+            File.Delete(Path.Join(device, "resource"));
+        }, "dax1.1");
         Assert.Equal(BadRangeCoverage.Unknown, report.Coverage);
         Assert.Contains("physical ranges", report.Detail, StringComparison.Ordinal);
     }
@@ -115,9 +118,7 @@ public class DeviceBadRangeTests
     [Fact]
     public void ASingleRangeDeviceWithoutMappingFilesIsPlacedByItsResource()
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
-        Directory.Delete(Path.Join(copy.Path, Region0, "dax0.0", "dax0.0", "mapping0"), recursive: true);
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax0.0").GetBadRanges();
+        BadRangeReport report = After(root => Directory.Delete(Path.Join(root, Region0, "dax0.0", "dax0.0", "mapping0"), recursive: true));
         Assert.Equal(BadRangeCoverage.Complete, report.Coverage);
         Assert.Equal([new PmemRange(0, 0x1000), new PmemRange(0x200000, 0x1000)], report.Ranges);
     }
@@ -144,14 +145,12 @@ public class DeviceBadRangeTests
     [Fact]
     public void AListThatFillsAPageMayBeCutShortAndIsUnknown()
     {
-        using TempDirectory copy = FixtureCopy.Of("badblocks");
         var text = new System.Text.StringBuilder();
         for (int i = 0; text.Length < 4096 - 16; i++)
         {
             text.Append(20480 + (i * 16)).Append(" 8\n");
         }
-        File.WriteAllText(Path.Join(copy.Path, Region0, "badblocks"), text.ToString());
-        BadRangeReport report = new DaxBus(copy.Path).GetDevice("dax0.0").GetBadRanges();
+        BadRangeReport report = After(root => File.WriteAllText(Path.Join(root, Region0, "badblocks"), text.ToString()));
         Assert.True(text.Length < 4096, "the fixture text itself fits a page");
         Assert.Equal(BadRangeCoverage.Unknown, report.Coverage);
         Assert.NotEmpty(report.Ranges);

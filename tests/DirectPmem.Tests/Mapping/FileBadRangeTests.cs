@@ -69,10 +69,16 @@ public sealed class FileBadRangeTests : IDisposable
             File.WriteAllText(Path.Combine(device, "partition"), "1\n");
             File.WriteAllText(Path.Combine(device, "start"), start.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n");
         }
+        DevBlockLink(major, minor, device);
+        return device;
+    }
+
+    /// <summary>dev/block/MAJ:MIN as a relative link to <paramref name="device"/>, as the kernel lays it out.</summary>
+    private void DevBlockLink(uint major, uint minor, string device)
+    {
         string dir = Path.Combine(_sys.Path, "dev", "block");
         Directory.CreateDirectory(dir);
         File.CreateSymbolicLink(Path.Combine(dir, $"{major}:{minor}"), Path.GetRelativePath(dir, device));
-        return device;
     }
 
     // Through a mapping: the file holds DirectPmem's exclusive lock, which File.ReadAllBytes's shared flock would wait for.
@@ -211,9 +217,7 @@ public sealed class FileBadRangeTests : IDisposable
         (uint major, uint minor) = DeviceOf(file.Path);
         string disk = Path.Combine(_sys.Path, "devices", "pci0000:00", "block", "sda");
         Directory.CreateDirectory(disk);
-        string dir = Path.Combine(_sys.Path, "dev", "block");
-        Directory.CreateDirectory(dir);
-        File.CreateSymbolicLink(Path.Combine(dir, $"{major}:{minor}"), Path.GetRelativePath(dir, disk));
+        DevBlockLink(major, minor, disk);
         BadRangeReport report = file.GetBadRanges(_sys.Path);
         Assert.Equal(BadRangeCoverage.NoBadBlockList, report.Coverage);
         Assert.Contains("not on an NVDIMM region", report.Detail, StringComparison.Ordinal);

@@ -32,6 +32,26 @@ hmem_tree() {
   echo "$dir"
 }
 
+# region0's links and its dax0.0 (the nd dax personality and the device) as the real guest has them: tree
+real_region0_dax0() {
+  local t=$1 r0=$1/$NDBUS/region0 nd d0
+  link ../../../../../../bus/nd "$r0/subsystem"
+  link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
+  nd=$r0/dax0.0
+  mkdir -p "$nd/dax_region"
+  for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
+  for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
+  d0=$nd/dax0.0
+  mkdir -p "$d0/mapping0"
+  for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
+  for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
+  link ../../../../../../../../bus/dax "$d0/subsystem"
+  link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
+  link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
+  link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
+  link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+}
+
 rm -rf good badblocks missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
 
 # ---- good: region0/dax0.0 (pmem, 2 MiB, ADR, one bad block), dax1.0 (hmem), region1/dax2.0 (1 GiB, eADR)
@@ -44,21 +64,7 @@ done
 put "$r0/persistence_domain" "memory_controller"
 put "$r0/badblocks" "2048 8"           # 8 sectors (4 KiB) at 1 MiB into the region
 chmod 0644 "$r0/deep_flush"
-link ../../../../../../bus/nd "$r0/subsystem"
-link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
-nd=$r0/dax0.0
-mkdir -p "$nd/dax_region"
-for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
-for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
-d0=$nd/dax0.0
-mkdir -p "$d0/mapping0"
-for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
-for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
-link ../../../../../../../../bus/dax "$d0/subsystem"
-link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
-link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
-link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
-link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+real_region0_dax0 "$t"
 
 hmem=$(hmem_tree $t dax1.0 1073741824 2097152 252:1 1 -1)
 mapping "$hmem" 0 0x1080000000 0x10bfffffff 0x0
@@ -110,22 +116,8 @@ put "$r0/persistence_domain" "memory_controller"
 # 2048 8: in namespace0.0's info block (not dax0.0's); 20472 16: straddles dax0.0's first byte;
 # 24576 8: 2 MiB into dax0.0; 1069096 8: 0x5000 into pmem0.1's data (the same block pmem0.1 lists as 40 8).
 printf '2048 8\n20472 16\n24576 8\n1069096 8\n' > "$r0/badblocks"
-link ../../../../../../bus/nd "$r0/subsystem"
-link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
-nd=$r0/dax0.0
-mkdir -p "$nd/dax_region"
-for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
-for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
-link ../../../../../../../bus/nd "$nd/subsystem"
-d0=$nd/dax0.0
-mkdir -p "$d0/mapping0"
-for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
-for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
-link ../../../../../../../../bus/dax "$d0/subsystem"
-link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
-link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
-link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
-link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+real_region0_dax0 "$t"
+link ../../../../../../../bus/nd "$r0/dax0.0/subsystem"
 for ns in namespace0.0 namespace0.1; do
   mkdir -p "$r0/$ns"
   for f in size resource mode holder; do cp "$REAL/$ns/$f" "$r0/$ns/$f"; done
