@@ -36,6 +36,9 @@ internal sealed record NdBlockDevice(
 
         /// <summary>A stacked device (device-mapper, md) with <c>slaves</c>: its sectors are not the pmem device's.</summary>
         Stacked,
+
+        /// <summary>A sector-mode namespace (<c>.../bttN.M/block/pmemN.Ms</c>): the BTT remaps its sectors, and its disk lists no bad blocks.</summary>
+        SectorMode,
     }
 
     /// <summary>Finds the pmem disk behind block device <c>MAJ:MIN</c> under <paramref name="sysfsRoot"/>.</summary>
@@ -64,6 +67,12 @@ internal sealed record NdBlockDevice(
         }
         bool partition = File.Exists(Path.Join(resolved, "partition"));
         string disk = partition ? Path.GetDirectoryName(resolved) ?? resolved : resolved;
+        // .../bttN.M/block/pmemN.Ms: the disk's parent's parent is the BTT personality.
+        string? personality = Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(disk)) ?? "");
+        if (personality is not null && personality.StartsWith("btt", StringComparison.Ordinal))
+        {
+            return Lookup.SectorMode;
+        }
         string startPath = Path.Join(resolved, "start");
         string sizePath = Path.Join(disk, "size");
         string badPath = Path.Join(disk, "badblocks");

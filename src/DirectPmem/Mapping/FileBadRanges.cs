@@ -30,6 +30,8 @@ internal static class FileBadRanges
                 return BadRangeReport.None($"the file system of '{path}' is on device {dev}, which is not a block device in sysfs ({node}): not persistent memory");
             case NdBlockDevice.Lookup.NotOnNvdimm:
                 return BadRangeReport.None($"the file system of '{path}' is on block device {dev}, which is not on an NVDIMM region");
+            case NdBlockDevice.Lookup.SectorMode:
+                return BadRangeReport.Unknown($"the file system of '{path}' is on block device {dev}, a sector-mode (BTT) namespace: the BTT remaps its sectors and lists no bad blocks, so the region's cannot be placed in the file");
             case NdBlockDevice.Lookup.Stacked:
                 return BadRangeReport.Unknown($"the file system of '{path}' is on block device {dev}, a stacked device (device-mapper or md): its sectors are not translated to the bad blocks of the devices below it");
         }

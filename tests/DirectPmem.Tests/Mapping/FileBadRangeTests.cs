@@ -211,6 +211,23 @@ public sealed class FileBadRangeTests : IDisposable
     }
 
     [Fact]
+    public void ASectorModeNamespaceIsUnknownNotClean()
+    {
+        using PmemFile file = PmemFile.Create(_data.File("btt"), 4096);
+        (uint major, uint minor) = DeviceOf(file.Path);
+        string region = Path.Combine(_sys.Path, "devices", "ndbus0", "region0");
+        string disk = Path.Combine(region, "btt0.1", "block", "pmem0.2s");
+        Directory.CreateDirectory(disk);
+        Directory.CreateDirectory(Path.Combine(_sys.Path, "bus", "nd"));
+        File.CreateSymbolicLink(Path.Combine(region, "subsystem"), "../../../bus/nd");
+        File.WriteAllText(Path.Combine(disk, "badblocks"), "\n");
+        DevBlockLink(major, minor, disk);
+        BadRangeReport report = file.GetBadRanges(_sys.Path);
+        Assert.Equal(BadRangeCoverage.Unknown, report.Coverage);
+        Assert.Contains("sector-mode (BTT)", report.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ABlockDeviceOutsideEveryRegionHasNoList()
     {
         using PmemFile file = PmemFile.Create(_data.File("plain"), 4096);
