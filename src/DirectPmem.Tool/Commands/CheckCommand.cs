@@ -164,8 +164,8 @@ internal static class CheckCommand
     /// <summary>
     /// Lists the source's bad ranges as problems; with --repair clears those a program can clear
     /// (files: the recovery write) and says what the operator does for the rest (device-DAX).
-    /// Returns whether the source's structures may be read: not while a listed (or unknown) bad
-    /// range remains, because a load from one raises SIGBUS and kills the check.
+    /// Returns whether the source's structures may be read: not while a listed bad range remains,
+    /// because a load from one raises SIGBUS and kills the check (an unknown list is noted and read past).
     /// </summary>
     private static bool CheckBadRanges(string what, MediaCheck media, bool repair, bool yes, bool quiet,
         List<CheckProblem> problems, List<string> notes, List<string> repaired, out BadRangeListing listing)
@@ -179,9 +179,9 @@ internal static class CheckCommand
         }
         if (report.Ranges.Count == 0)
         {
-            problems.Add(new CheckProblem("bad blocks", $"the bad ranges of {what} are not known: {report.Detail}", null));
-            notes.Add(NotRead);
-            return false;
+            // Nothing known is bad: checking blind is what a check without the list would do, and it says so.
+            notes.Add($"the bad ranges of {what} are not known ({report.Detail}): the structures are read anyway, and a poisoned line among them would end the check with SIGBUS");
+            return true;
         }
         string? steps = media.OperatorSteps?.Invoke();
         string? fix = media.Clear is null ? null

@@ -100,7 +100,7 @@ internal static class InfoCommand
         {
             bad = file.GetBadRanges(sysfsRoot);
         }
-        if (!bad.IsKnownClean)
+        if (bad.Ranges.Count > 0)
         {
             // A load from a bad range raises SIGBUS: show where they are instead of reading the pool.
             var unread = new PoolInfoReport(path, "pool", new FileInfo(path).Length, null, 0, BadRangeListing.From(bad));
@@ -209,7 +209,7 @@ internal static class InfoCommand
             granularity = probe.Granularity.ToString();
         }
         BadRangeReport bad = device.GetBadRanges();
-        if (!bad.IsKnownClean)
+        if (bad.Ranges.Count > 0)
         {
             // A load from a bad range raises SIGBUS: the label table and a pool are not read over them.
             return new InfoReport(device.Name, device.DevicePath, device.Size, (long)device.Align, device.IsEmulated, device.Backing.ToString(),

@@ -84,6 +84,7 @@ public sealed class BadRangeReport
     {
         BadRangeCoverage.NoBadBlockList => "no bad-block list (" + Detail + ")",
         BadRangeCoverage.Unknown when Ranges.Count == 0 => "unknown (" + Detail + ")",
+        _ when Ranges.Count == 0 => "no bad ranges (" + Detail + ")",
         _ => string.Create(CultureInfo.InvariantCulture, $"{Ranges.Count} bad range(s){(Coverage == BadRangeCoverage.Unknown ? " at least" : "")}: {string.Join(", ", Ranges)} ({Detail})"),
     };
 
