@@ -45,9 +45,11 @@ public sealed class PoisonClearResult
     public PoisonClearMethod Method { get; }
 
     /// <summary>
-    /// The parts of <see cref="Range"/> the kernel still lists as bad after the clear (file offsets):
-    /// empty when it dropped them. Non-empty means the platform did not clear the media (the data
-    /// was written, but a load there may still raise SIGBUS).
+    /// The parts of <see cref="Range"/> the kernel still lists as bad after the clear (file offsets,
+    /// re-read through the file's extents): empty when the range is clean now. Non-empty means the
+    /// platform did not clear the media (the data was written, but a load there may still raise
+    /// SIGBUS). After <see cref="PoisonClearMethod.PunchHoleAndReallocate"/> the range may have moved
+    /// to new blocks while the old sector stays listed on the device, in the file system's free space.
     /// </summary>
     public IReadOnlyList<PmemRange> StillListed { get; }
 
