@@ -103,6 +103,35 @@ public sealed class BadBlocksTests : IDisposable
         Assert.False(doc.RootElement.TryGetProperty("pool", out _));
     }
 
+    [Fact]
+    public void CheckRepairOfADeviceDaxDeviceWithBadRangesChangesNothingAndGivesTheOperatorsSteps()
+    {
+        // A node for 252:0, which the fixture tree says is dax0.0: with bad ranges listed, check never opens it.
+        string node = Path.Combine(_sys, "dax0.0");
+        var mknod = new ProcessStartInfo("mknod") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in new[] { node, "c", "252", "0" })
+        {
+            mknod.ArgumentList.Add(arg);
+        }
+        (int made, _, string why) = Dpmem.Wait(mknod, null, TimeSpan.FromSeconds(30));
+        if (made != 0)
+        {
+            Assert.Skip("a character device node cannot be made here (mknod needs root): " + why.Trim());
+        }
+        (int code, string output, _) = Dpmem.Run("check", node, "--json", "--repair", "--yes", "--sysfs", Path.Combine(s_fixtures, "badblocks"));
+        Assert.Equal(2, code);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        Assert.Equal("device-dax", doc.RootElement.GetProperty("kind").GetString());
+        Assert.Equal([[0, 4096], [0x200000, 4096]], Ranges(doc.RootElement.GetProperty("bad_ranges")));
+        JsonElement[] problems = [.. doc.RootElement.GetProperty("problems").EnumerateArray()];
+        Assert.Equal(2, problems.Length);
+        Assert.All(problems, p => Assert.False(p.TryGetProperty("repair", out _), "device-DAX bad ranges have no repair a program can do"));
+        Assert.Empty(doc.RootElement.GetProperty("repaired").EnumerateArray());
+        string[] notes = [.. doc.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()!)];
+        Assert.Contains(notes, n => n.Contains("ndctl clear-errors namespace0.0", StringComparison.Ordinal) && n.Contains("ndctl start-scrub", StringComparison.Ordinal));
+        Assert.Contains(notes, n => n.Contains("nothing was changed", StringComparison.Ordinal));
+    }
+
     private static long[][] Ranges(JsonElement badRanges)
         => badRanges.GetProperty("ranges").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt64()).ToArray()).ToArray();
 

@@ -184,6 +184,10 @@ internal static class CheckCommand
             return true;
         }
         string? steps = media.OperatorSteps?.Invoke();
+        if (!string.IsNullOrEmpty(steps))
+        {
+            notes.Add("the operator's steps for device-DAX bad ranges: " + steps);
+        }
         string? fix = media.Clear is null ? null
             : "rewrite the range with zeros through the kernel's recovery write, which clears the poison (its bytes are already lost); the structures over it are then checked and repaired";
         AddBadProblems(report, "is listed bad", steps, fix, problems);
@@ -191,7 +195,7 @@ internal static class CheckCommand
         {
             if (repair)
             {
-                notes.Add("device-DAX bad ranges cannot be cleared by a program: nothing was changed; the operator's steps are in the problems");
+                notes.Add("device-DAX bad ranges cannot be cleared by a program: nothing was changed");
             }
             notes.Add(NotRead);
             return false;
@@ -222,7 +226,7 @@ internal static class CheckCommand
     {
         foreach (Geometry.PmemRange range in report.Ranges)
         {
-            string message = $"{range} {state} ({report.Detail})" + (string.IsNullOrEmpty(steps) ? "" : "; device-DAX has no clear path a program can reach: " + steps);
+            string message = $"{range} {state} ({report.Detail})" + (string.IsNullOrEmpty(steps) ? "" : "; device-DAX has no clear path a program can reach (see the operator's steps)");
             problems.Add(new CheckProblem("bad blocks", message, fix));
         }
         if (report.Coverage == BadRangeCoverage.Unknown)
