@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using DirectPmem.Diagnostics;
 using DirectPmem.Geometry;
@@ -39,12 +40,22 @@ namespace DirectPmem.Mapping;
 public sealed unsafe class DaxMapping : IDisposable
 {
     private static long s_live;
+    private static long s_lastId;
 
     private readonly SafeMappingHandle _handle;
     private readonly byte* _base;
-    // The exposed length; set to 0 on dispose so the single bounds check also refuses use after dispose.
+    // The exposed length; 0 after dispose.
     private long _length;
+    // What the hot paths check a range against, as the exposed length + 1 so that 0 refuses every
+    // range, the empty one included: _readLimit is 0 after dispose, _writeLimit also for a
+    // read-only mapping. One unsigned compare pair checks bounds, use after dispose and (for
+    // writers) read-only at once; the out-of-line thrower sorts out which it was.
+    private long _readLimit;
+    private long _writeLimit;
     private readonly bool _readOnly;
+    // Names this mapping in the operation slots (a number, not a reference: publishing it is a
+    // plain store, without the GC write barrier a reference store needs).
+    private readonly long _id;
     // Chosen once at construction from the granularity (or supplied by the source): every flush,
     // drain, persist, copy and fill goes through it.
     private readonly PersistOps _ops;
@@ -76,6 +87,9 @@ public sealed unsafe class DaxMapping : IDisposable
         _base = (byte*)handle.DangerousGetHandle();
         _length = request.Length;
         _readOnly = request.ReadOnly;
+        _readLimit = request.Length + 1;
+        _writeLimit = request.ReadOnly ? 0 : request.Length + 1;
+        _id = Interlocked.Increment(ref s_lastId);
         _ops = ops;
         PageSize = request.PageSize;
         Backing = request.Source.Backing;
@@ -146,11 +160,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Span<byte> GetSpan(long offset, int length)
     {
-        CheckRange(offset, length);
-        if (_readOnly)
-        {
-            ThrowHelper.ThrowReadOnly();
-        }
+        CheckWritableRange(offset, length);
         return new Span<byte>(_base + offset, length);
     }
 
@@ -175,11 +185,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref T GetRef<T>(long offset) where T : unmanaged
     {
-        CheckRef<T>(offset);
-        if (_readOnly)
-        {
-            ThrowHelper.ThrowReadOnly();
-        }
+        CheckWritableRef<T>(offset);
         return ref Unsafe.AsRef<T>(_base + offset);
     }
 
@@ -205,11 +211,7 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="InvalidOperationException">The mapping is read-only (use <see cref="GetReadOnlyMemory"/>).</exception>
     public Memory<byte> GetMemory(long offset, int length)
     {
-        CheckRange(offset, length);
-        if (_readOnly)
-        {
-            ThrowHelper.ThrowReadOnly();
-        }
+        CheckWritableRange(offset, length);
         return new DaxMemoryManager(this, _base + offset, length).Memory;
     }
 
@@ -458,11 +460,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Publish(long offset, ulong value)
     {
-        CheckRef<ulong>(offset);
-        if (_readOnly)
-        {
-            ThrowHelper.ThrowReadOnly();
-        }
+        CheckWritableRef<ulong>(offset);
         OperationSlots slot = Enter();
         try
         {
@@ -473,16 +471,6 @@ public sealed unsafe class DaxMapping : IDisposable
         finally
         {
             slot.Exit();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void CheckWritableRange(long offset, long length)
-    {
-        CheckRange(offset, length);
-        if (_readOnly)
-        {
-            ThrowHelper.ThrowReadOnly();
         }
     }
 
@@ -508,10 +496,12 @@ public sealed unsafe class DaxMapping : IDisposable
         {
             return;
         }
+        Volatile.Write(ref _readLimit, 0);
+        Volatile.Write(ref _writeLimit, 0);
         Counters.OnUnmap(PageSize, Interlocked.Exchange(ref _length, 0));
         // Operations that entered before _disposed was set finish on the live mapping; those
         // after it see _disposed and throw.
-        OperationSlots.WaitForOperations(this);
+        OperationSlots.WaitForOperations(_id);
         _ops.Release();
         _handle.Dispose();
         _root.Dispose();
@@ -523,7 +513,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private OperationSlots Enter()
     {
-        OperationSlots slot = OperationSlots.Enter(this);
+        OperationSlots slot = OperationSlots.Enter(_id);
         if (Volatile.Read(ref _disposed) != 0)
         {
             EnterDisposed(slot);
@@ -538,33 +528,79 @@ public sealed unsafe class DaxMapping : IDisposable
         ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
     }
 
+    // Bounds, use after dispose and read-only in one check against a limit of length + 1 (0 refuses
+    // everything, the empty range included): offset and count are not negative (a constant count
+    // folds away), and their sum (which cannot wrap as an unsigned number) stays below the limit.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void CheckRange(long offset, long length)
     {
-        // Two unsigned compares: a negative offset or length becomes huge and fails; after
-        // dispose _length is 0 and every non-empty range fails too.
-        long limit = _length;
-        if ((ulong)offset > (ulong)limit || (ulong)length > (ulong)(limit - offset))
+        // The field is read first: that load is also the null check (a check after the sign
+        // test would be an extra load in every iteration of a caller's loop).
+        long limit = _readLimit;
+        if (offset < 0 || length < 0 || (ulong)(offset + length) >= (ulong)limit)
         {
-            ThrowRangeOrDisposed(offset, length);
+            ThrowBadRange(offset, length, writable: false);
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckWritableRange(long offset, long length)
+    {
+        // The field is read first: that load is also the null check (a check after the sign
+        // test would be an extra load in every iteration of a caller's loop).
+        long limit = _writeLimit;
+        if (offset < 0 || length < 0 || (ulong)(offset + length) >= (ulong)limit)
+        {
+            ThrowBadRange(offset, length, writable: true);
+        }
+    }
+
+    // As CheckRange for a T at offset, with the alignment check folded into the sign test: one test
+    // of the offset against a constant mask (sign bit | alignment - 1), one add and one compare.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void CheckRef<T>(long offset) where T : unmanaged
     {
-        CheckRange(offset, sizeof(T));
-        int alignment = NaturalAlignment<T>();
-        if ((offset & (alignment - 1)) != 0)
+        long limit = _readLimit;
+        if ((offset & (long.MinValue | (long)(NaturalAlignment<T>() - 1))) != 0 || (ulong)offset + (ulong)sizeof(T) >= (ulong)limit)
         {
-            ThrowHelper.ThrowMisalignedRef(offset, alignment, typeof(T).Name);
+            ThrowBadRef<T>(offset, writable: false);
         }
     }
 
-    // The largest power of two dividing sizeof(T), capped at 8 (the x86-64 atomicity unit).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckWritableRef<T>(long offset) where T : unmanaged
+    {
+        long limit = _writeLimit;
+        if ((offset & (long.MinValue | (long)(NaturalAlignment<T>() - 1))) != 0 || (ulong)offset + (ulong)sizeof(T) >= (ulong)limit)
+        {
+            ThrowBadRef<T>(offset, writable: true);
+        }
+    }
+
+    // The largest power of two dividing sizeof(T), capped at 8 (the x86-64 atomicity unit); a JIT-time constant.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int NaturalAlignment<T>() where T : unmanaged
         => Math.Min(8, 1 << System.Numerics.BitOperations.TrailingZeroCount(sizeof(T)));
+
+    // A ref check failed: disposed, out of range, misaligned or (for a writer) read-only, in that
+    // order. Out of line, so that the type-name lookup is not inlined into every caller's loop.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [DoesNotReturn]
+    private void ThrowBadRef<T>(long offset, bool writable) where T : unmanaged
+    {
+        ThrowIfDisposed();
+        long limit = Volatile.Read(ref _length);
+        if ((ulong)offset > (ulong)limit || (ulong)sizeof(T) > (ulong)(limit - offset))
+        {
+            ThrowHelper.ThrowOutOfRange(offset, sizeof(T), limit);
+        }
+        if ((offset & (NaturalAlignment<T>() - 1)) != 0)
+        {
+            ThrowHelper.ThrowMisalignedRef(offset, NaturalAlignment<T>(), typeof(T).Name);
+        }
+        Debug.Assert(writable && _readOnly, "an aligned ref inside a live mapping fails only a write to a read-only one");
+        ThrowHelper.ThrowReadOnly();
+    }
 
     private void ThrowIfDisposed()
     {
@@ -574,10 +610,19 @@ public sealed unsafe class DaxMapping : IDisposable
         }
     }
 
+    // A range check failed: the mapping is disposed, or the range lies outside it, or (for a
+    // writer) the mapping is read-only, in that order.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void ThrowRangeOrDisposed(long offset, long length)
+    [DoesNotReturn]
+    private void ThrowBadRange(long offset, long length, bool writable)
     {
         ThrowIfDisposed();
-        ThrowHelper.ThrowOutOfRange(offset, length, _length);
+        long limit = Volatile.Read(ref _length);
+        if ((ulong)offset > (ulong)limit || (ulong)length > (ulong)(limit - offset))
+        {
+            ThrowHelper.ThrowOutOfRange(offset, length, limit);
+        }
+        Debug.Assert(writable && _readOnly, "a range inside a live mapping fails only a write to a read-only one");
+        ThrowHelper.ThrowReadOnly();
     }
 }

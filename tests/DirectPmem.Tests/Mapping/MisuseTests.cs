@@ -175,6 +175,73 @@ public sealed class MisuseTests : IDisposable
     }
 
     [Fact]
+    public void EveryZeroLengthOperationAfterDisposeThrowsObjectDisposed()
+    {
+        // Issue 24: an empty range passed the bounds check of a disposed mapping (length 0).
+        DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        long end = map.Length;
+        map.Dispose();
+        Action[] uses =
+        [
+            () => map.GetSpan(0, 0), () => map.GetReadOnlySpan(0, 0), () => map.GetMemory(0, 0), () => map.GetReadOnlyMemory(0, 0),
+            () => map.GetSpan(end, 0), () => map.GetReadOnlySpan(end, 0), () => map.Persist(0, 0), () => map.Flush(0, 0),
+            () => map.DeepFlush(0, 0), () => map.Write(ReadOnlySpan<byte>.Empty, 0), () => map.Move(0, 0, 0), () => map.Fill(0, 0, 1),
+        ];
+        foreach (Action use in uses)
+        {
+            Refused<ObjectDisposedException>(use, nameof(DaxMapping));
+        }
+    }
+
+    [Fact]
+    public void RangeChecksAcceptTheLastBytesAndRefuseOneMoreAtEveryEdge()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        Assert.Equal(0, map.GetSpan(8192, 0).Length);
+        Assert.Equal(0, map.GetReadOnlySpan(8192, 0).Length);
+        Assert.Equal(1, map.GetSpan(8191, 1).Length);
+        Assert.Equal(8192, map.GetReadOnlySpan(0, 8192).Length);
+        map.GetRef<long>(8184) = 42;
+        Assert.Equal(42, map.GetReadOnlyRef<long>(8184));
+        Assert.Equal(42, map.GetReadOnlySpan(8184, 8)[0]);
+        map.GetRef<byte>(8191) = 7;
+        Assert.Equal(7, map.GetReadOnlyRef<byte>(8191));
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8192, 1), "offset 0x2000 length 0x1");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8191, 2), "offset 0x1fff length 0x2");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlySpan(8193, 0), "offset 0x2001 length 0x0");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(0, -1), "length 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(-1, 0), "offset 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(long.MaxValue, 1), "offset 0x7fffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(8192), "offset 0x2000 length 0x8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(-8), "offset 0xfffffffffffffff8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<byte>(-1), "offset 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<long>(long.MaxValue - 7), "offset 0x7ffffffffffffff8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<Block16K>(0), "offset 0x0 length 0x4000");
+        Refused<ArgumentException>(() => map.GetReadOnlyRef<int>(8186), "0x1ffa", "4 bytes", "Int32");
+        Refused<ArgumentException>(() => map.GetRef<short>(8189), "0x1ffd", "2 bytes", "Int16");
+    }
+
+    [Fact]
+    public void AReadOnlyMappingSaysReadOnlyOnlyForAnInRangeAlignedWrite()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(4096, new DaxMappingOptions { ReadOnly = true });
+        Refused<InvalidOperationException>(() => map.GetSpan(0, 0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetSpan(4096, 0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<long>(4088), "read-only");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(4096, 1), "offset 0x1000 length 0x1");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(4096), "offset 0x1000 length 0x8");
+        Refused<ArgumentException>(() => map.GetRef<long>(4), "0x4", "8 bytes");
+        Assert.Equal(0, map.GetReadOnlyRef<long>(4088));
+        Assert.Equal(4096, map.GetReadOnlySpan(0, 4096).Length);
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential, Size = 16384)]
+    private struct Block16K
+    {
+        public long First;
+    }
+
+    [Fact]
     public unsafe void PointerLevelCopiesRefuseUndefinedFlags()
     {
         using DaxMapping map = DaxMapping.CreateAnonymous(4096);
