@@ -282,6 +282,11 @@ internal static unsafe partial class FloorKernels
             new("raw pointer", n => RawReadWrite(pointer, offsets, n), false),
             new("GetRef<long>", n => RefReadWrite(map, offsets, n), true),
             new("GetSpan + BinaryPrimitives", n => SpanReadWrite(map, offsets, n), true),
+            // What the gap is made of: the same loop with the base pointer read from an object each
+            // time (as a safe accessor must: the store may alias it), and with GetRef's checks on
+            // values held in registers.
+            new("raw pointer, base read from an object", n => RawBaseFromObject(new Holder(pointer, RandomSize + 1), offsets, n), false),
+            new("raw pointer + GetRef's checks, hoisted", n => RawHoistedCheck(new Holder(pointer, RandomSize + 1), offsets, n), false),
         ], map, file);
     }
 
@@ -292,6 +297,37 @@ internal static unsafe partial class FloorKernels
         {
             long* p = (long*)(pointer + offsets[i & (RandomOffsets - 1)]);
             *p += 1;
+        }
+    }
+
+    internal sealed class Holder(byte* pointer, long limit)
+    {
+        internal readonly byte* Pointer = pointer;
+        internal readonly long Limit = limit;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void RawBaseFromObject(Holder m, long[] offsets, long n)
+    {
+        for (long i = 0; i < n; i++)
+        {
+            *(long*)(m.Pointer + offsets[i & (RandomOffsets - 1)]) += 1;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void RawHoistedCheck(Holder m, long[] offsets, long n)
+    {
+        byte* p = m.Pointer;
+        long limit = m.Limit;
+        for (long i = 0; i < n; i++)
+        {
+            long o = offsets[i & (RandomOffsets - 1)];
+            if ((o & (long.MinValue | 7L)) != 0 || (ulong)o + 8 >= (ulong)limit)
+            {
+                throw new InvalidOperationException();
+            }
+            *(long*)(p + o) += 1;
         }
     }
 
@@ -327,6 +363,8 @@ internal static unsafe partial class FloorKernels
             contenders.Add(new("pmem_memcpy_persist", n => LibPmemCopy(destination, source, (nuint)size, n), false));
         }
         contenders.Add(new("DaxMapping.Write", n => DirectPmemWrite(map, source, size, n), true));
+        // The same copy engine without the mapping's range check and dispose guard.
+        contenders.Add(new("Pmem.DangerousCopy", n => DirectPmemDangerousCopy(destination, source, (nuint)size, n), true));
         return new FloorCase(ops, "pmem_memcpy_persist", contenders, map, file, owner);
     }
 
@@ -336,6 +374,15 @@ internal static unsafe partial class FloorKernels
         for (long i = 0; i < n; i++)
         {
             LibPmem.MemcpyPersist(destination, source, size);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void DirectPmemDangerousCopy(byte* destination, byte* source, nuint size, long n)
+    {
+        for (long i = 0; i < n; i++)
+        {
+            DirectPmem.Persistence.Pmem.DangerousCopy(destination, source, size);
         }
     }
 
