@@ -24,8 +24,9 @@ namespace DirectPmem.Benchmarks;
 /// With <c>--baseline</c>, this assembly is loaded a second time in its own
 /// <see cref="AssemblyLoadContext"/> bound to <c>DIR/DirectPmem.dll</c> (say, a build of main), and
 /// its DirectPmem contenders run in the same rounds as the current ones, named "(baseline)".</para>
-/// <para>Each contender's loop is warmed up until the JIT has compiled it at tier 1 (about 60 short
-/// calls with pauses for the background compiler), so the rounds time the code a user's
+/// <para>Each contender's loop is warmed up until the JIT has compiled it at tier 1 (128 short
+/// calls with pauses for the background compiler; check with <c>DOTNET_JitStdOutFile</c> and
+/// <c>DOTNET_JitDisasmSummary=1</c>), so the rounds time the code a user's
 /// long-running loop gets, not tier 0 or on-stack replacement.</para>
 /// <para>Ratios are per round (contender / reference of the same round); the table gives their
 /// median and quartiles, and each contender's median ns/op.</para>
@@ -126,8 +127,8 @@ internal static class Floor
     {
         // Warm up to tier 1: short calls (each a tier-0 or OSR call at first), pauses for the
         // background compiler, then one full-size call each.
-        long small = Math.Max(1, ops / 64);
-        for (int pass = 0; pass < 4; pass++)
+        long small = Math.Max(1, ops / 256);
+        for (int pass = 0; pass < 8; pass++)
         {
             foreach (FloorContender c in contenders)
             {
@@ -136,7 +137,7 @@ internal static class Floor
                     c.Loop(small);
                 }
             }
-            Thread.Sleep(150);
+            Thread.Sleep(250);
         }
         foreach (FloorContender c in contenders)
         {

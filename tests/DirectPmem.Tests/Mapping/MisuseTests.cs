@@ -221,6 +221,68 @@ public sealed class MisuseTests : IDisposable
         Refused<ArgumentException>(() => map.GetRef<short>(8189), "0x1ffd", "2 bytes", "Int16");
     }
 
+    [Theory]
+    [InlineData(-8L)]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue)]
+    [InlineData(long.MinValue + 8)]
+    [InlineData(long.MaxValue)]
+    [InlineData(long.MaxValue - 7)]
+    [InlineData(8192L)]
+    [InlineData(8190L)]
+    [InlineData(1L << 60)]
+    [InlineData(1L << 61)]
+    public void EightByteRefsRefuseEveryOffsetOutsideTheMappingAsOutOfRange(long offset)
+    {
+        // The 8-byte ref check is one rotate and one compare: every negative, huge or past-the-end
+        // offset must still fail, and say it is out of range (not misaligned).
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        string named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"offset 0x{offset:x} length 0x8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<double>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<ulong>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.Publish(offset, 1), named);
+    }
+
+    [Theory]
+    [InlineData(1L)]
+    [InlineData(4L)]
+    [InlineData(7L)]
+    [InlineData(8180L)]
+    public void EightByteRefsRefuseAMisalignedOffsetInsideTheMapping(long offset)
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        string named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"0x{offset:x}");
+        Refused<ArgumentException>(() => map.GetRef<long>(offset), named, "8 bytes", "Int64");
+        Refused<ArgumentException>(() => map.GetReadOnlyRef<double>(offset), named, "8 bytes", "Double");
+    }
+
+    [Fact]
+    public void EightByteRefsReachEveryWordAndNothingAfterDispose()
+    {
+        DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        for (long offset = 0; offset < 8192; offset += 8)
+        {
+            map.GetRef<long>(offset) = offset;
+        }
+        Assert.Equal(8184, map.GetReadOnlyRef<long>(8184));
+        Assert.Equal(0, map.GetReadOnlyRef<long>(0));
+        map.Dispose();
+        Refused<ObjectDisposedException>(() => map.GetRef<long>(0), nameof(DaxMapping));
+        Refused<ObjectDisposedException>(() => map.GetReadOnlyRef<double>(8184), nameof(DaxMapping));
+    }
+
+    [Fact]
+    public void EightByteRefsOfAReadOnlyMappingAreReadableAndRefuseWrites()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(4096, new DaxMappingOptions { ReadOnly = true });
+        Assert.Equal(0, map.GetReadOnlyRef<long>(4088));
+        Refused<InvalidOperationException>(() => map.GetRef<long>(0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<double>(4088), "read-only");
+        Refused<ArgumentException>(() => map.GetRef<long>(12), "0xc", "8 bytes");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(4096), "offset 0x1000 length 0x8");
+    }
+
     [Fact]
     public void AReadOnlyMappingSaysReadOnlyOnlyForAnInRangeAlignedWrite()
     {
