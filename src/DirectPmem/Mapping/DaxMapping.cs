@@ -590,6 +590,17 @@ public sealed unsafe class DaxMapping : IDisposable
             }
             return;
         }
+        if (sizeof(T) is sizeof(int) or sizeof(short))
+        {
+            // The same with units of sizeof(T): (length + 1) >> k is length / sizeof(T) (the length
+            // is a multiple of the page size), and 0 stays 0.
+            int k = System.Numerics.BitOperations.TrailingZeroCount(sizeof(T));
+            if (System.Numerics.BitOperations.RotateRight((ulong)offset, k) >= (ulong)(_readLimit >> k))
+            {
+                ThrowBadRef<T>(offset, writable: false);
+            }
+            return;
+        }
         long limit = _readLimit;
         if ((offset & (long.MinValue | (long)(NaturalAlignment<T>() - 1))) != 0 || (ulong)offset + (ulong)sizeof(T) >= (ulong)limit)
         {
@@ -603,6 +614,15 @@ public sealed unsafe class DaxMapping : IDisposable
         if (sizeof(T) == sizeof(long))
         {
             if (System.Numerics.BitOperations.RotateRight((ulong)offset, 3) >= (ulong)_writeWords)
+            {
+                ThrowBadRef<T>(offset, writable: true);
+            }
+            return;
+        }
+        if (sizeof(T) is sizeof(int) or sizeof(short))
+        {
+            int k = System.Numerics.BitOperations.TrailingZeroCount(sizeof(T));
+            if (System.Numerics.BitOperations.RotateRight((ulong)offset, k) >= (ulong)(_writeLimit >> k))
             {
                 ThrowBadRef<T>(offset, writable: true);
             }

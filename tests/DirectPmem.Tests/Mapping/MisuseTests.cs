@@ -242,6 +242,11 @@ public sealed class MisuseTests : IDisposable
         Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<double>(offset), named);
         Refused<ArgumentOutOfRangeException>(() => map.GetRef<ulong>(offset), named);
         Refused<ArgumentOutOfRangeException>(() => map.Publish(offset, 1), named);
+        // 4- and 2-byte refs take the same path in their own units.
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<int>(offset == 8190 ? 8190 : offset), "length 0x4");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<float>(offset == 8190 ? 8190 : offset), "length 0x4");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<short>(offset == 8190 ? 8191 : offset), "length 0x2");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<char>(offset == 8190 ? 8191 : offset), "length 0x2");
     }
 
     [Theory]
@@ -255,10 +260,18 @@ public sealed class MisuseTests : IDisposable
         string named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"0x{offset:x}");
         Refused<ArgumentException>(() => map.GetRef<long>(offset), named, "8 bytes", "Int64");
         Refused<ArgumentException>(() => map.GetReadOnlyRef<double>(offset), named, "8 bytes", "Double");
+        if (offset % 4 != 0)
+        {
+            Refused<ArgumentException>(() => map.GetRef<int>(offset), named, "4 bytes", "Int32");
+        }
+        if (offset % 2 != 0)
+        {
+            Refused<ArgumentException>(() => map.GetReadOnlyRef<short>(offset), named, "2 bytes", "Int16");
+        }
     }
 
     [Fact]
-    public void EightByteRefsReachEveryWordAndNothingAfterDispose()
+    public void NaturallySizedRefsReachTheLastUnitAndNothingAfterDispose()
     {
         DaxMapping map = DaxMapping.CreateAnonymous(8192);
         for (long offset = 0; offset < 8192; offset += 8)
@@ -267,7 +280,13 @@ public sealed class MisuseTests : IDisposable
         }
         Assert.Equal(8184, map.GetReadOnlyRef<long>(8184));
         Assert.Equal(0, map.GetReadOnlyRef<long>(0));
+        map.GetRef<int>(8188) = 5;
+        map.GetRef<short>(8186) = 6;
+        Assert.Equal(5, map.GetReadOnlyRef<int>(8188));
+        Assert.Equal(6, map.GetReadOnlyRef<short>(8186));
         map.Dispose();
+        Refused<ObjectDisposedException>(() => map.GetRef<int>(0), nameof(DaxMapping));
+        Refused<ObjectDisposedException>(() => map.GetReadOnlyRef<short>(0), nameof(DaxMapping));
         Refused<ObjectDisposedException>(() => map.GetRef<long>(0), nameof(DaxMapping));
         Refused<ObjectDisposedException>(() => map.GetReadOnlyRef<double>(8184), nameof(DaxMapping));
     }
@@ -279,6 +298,9 @@ public sealed class MisuseTests : IDisposable
         Assert.Equal(0, map.GetReadOnlyRef<long>(4088));
         Refused<InvalidOperationException>(() => map.GetRef<long>(0), "read-only");
         Refused<InvalidOperationException>(() => map.GetRef<double>(4088), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<int>(4092), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<short>(4094), "read-only");
+        Assert.Equal(0, map.GetReadOnlyRef<short>(4094));
         Refused<ArgumentException>(() => map.GetRef<long>(12), "0xc", "8 bytes");
         Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(4096), "offset 0x1000 length 0x8");
     }
