@@ -15,7 +15,8 @@ namespace DirectPmem.Benchmarks;
 /// process, with interleaved rounds (A B C, C B A, ...)? Random 8-byte read+write through a raw
 /// pointer, <c>GetRef</c> and <c>GetSpan</c> + BinaryPrimitives over a 256 MiB shared-memory
 /// mapping; <c>DaxMapping.Write</c> of 64 B and 256 B to a hot line against libpmem's
-/// <c>pmem_memcpy_persist</c>; and the "nothing else slower" set: persist 8 B against
+/// <c>pmem_memcpy_persist</c> (called without the GC transition, as C calls it; the ordinary
+/// P/Invoke is shown beside it); and the "nothing else slower" set: persist 8 B against
 /// <c>pmem_persist</c>, copies of 4 KiB and 1 MiB, and map + prefault of 64 MiB against libc's
 /// mmap(MAP_POPULATE).
 /// </summary>
@@ -362,6 +363,7 @@ internal static unsafe partial class FloorKernels
         if (LibPmem.IsAvailable)
         {
             contenders.Add(new("pmem_memcpy_persist", n => LibPmemCopy(destination, source, (nuint)size, n), false));
+            contenders.Add(new("pmem_memcpy_persist, P/Invoke with GC transition", n => LibPmemCopyWithTransition(destination, source, (nuint)size, n), false));
         }
         contenders.Add(new("DaxMapping.Write", n => DirectPmemWrite(map, source, size, n), true));
         // The same copy engine without the mapping's range check and dispose guard.
@@ -369,8 +371,18 @@ internal static unsafe partial class FloorKernels
         return new FloorCase(ops, "pmem_memcpy_persist", contenders, map, file, owner);
     }
 
+    // The reference: libpmem called as C calls it, without the runtime's GC transition.
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void LibPmemCopy(byte* destination, byte* source, nuint size, long n)
+    {
+        for (long i = 0; i < n; i++)
+        {
+            LibPmem.MemcpyPersistNoTransition(destination, source, size);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static void LibPmemCopyWithTransition(byte* destination, byte* source, nuint size, long n)
     {
         for (long i = 0; i < n; i++)
         {
@@ -416,7 +428,7 @@ internal static unsafe partial class FloorKernels
         for (long i = 0; i < n; i++)
         {
             *(long*)destination = i;
-            LibPmem.Persist(destination, 8);
+            LibPmem.PersistNoTransition(destination, 8);
         }
     }
 

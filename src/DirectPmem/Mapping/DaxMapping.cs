@@ -550,90 +550,59 @@ public sealed unsafe class DaxMapping : IDisposable
     // Bounds, use after dispose and read-only in one check against a limit of length + 1 (0 refuses
     // everything, the empty range included): offset and count are not negative (a constant count
     // folds away), and their sum (which cannot wrap as an unsigned number) stays below the limit.
+    // Writers check against _writeLimit, 0 for a read-only mapping. writable is always a constant,
+    // so the JIT keeps one field load.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void CheckRange(long offset, long length)
+    private void CheckRange(long offset, long length, bool writable = false)
     {
         // The field is read first: that load is also the null check (a check after the sign
         // test would be an extra load in every iteration of a caller's loop).
-        long limit = _readLimit;
+        long limit = writable ? _writeLimit : _readLimit;
         if (offset < 0 || length < 0 || (ulong)(offset + length) >= (ulong)limit)
         {
-            ThrowBadRange(offset, length, writable: false);
+            ThrowBadRange(offset, length, writable);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void CheckWritableRange(long offset, long length)
-    {
-        // The field is read first: that load is also the null check (a check after the sign
-        // test would be an extra load in every iteration of a caller's loop).
-        long limit = _writeLimit;
-        if (offset < 0 || length < 0 || (ulong)(offset + length) >= (ulong)limit)
-        {
-            ThrowBadRange(offset, length, writable: true);
-        }
-    }
+    private void CheckWritableRange(long offset, long length) => CheckRange(offset, length, writable: true);
 
-    // As CheckRange for a T at offset, with the alignment check folded into the sign test: one test
-    // of the offset against a constant mask (sign bit | alignment - 1), one add and one compare.
+    // As CheckRange for a T at offset, aligned to NaturalAlignment<T>().
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void CheckRef<T>(long offset) where T : unmanaged
+    private void CheckRef<T>(long offset, bool writable = false) where T : unmanaged
     {
         if (sizeof(T) == sizeof(long))
         {
             // Rotating the offset right by 3 moves a misalignment into the top bits and turns a
             // negative offset into one of at least 2^60: either way at least the word count of any
             // mapping. So one unsigned compare checks sign, alignment, bounds and dispose.
-            if (System.Numerics.BitOperations.RotateRight((ulong)offset, 3) >= (ulong)_readWords)
+            if (System.Numerics.BitOperations.RotateRight((ulong)offset, 3) >= (ulong)(writable ? _writeWords : _readWords))
             {
-                ThrowBadRef<T>(offset, writable: false);
+                ThrowBadRef<T>(offset, writable);
             }
             return;
         }
+        long limit = writable ? _writeLimit : _readLimit;
         if (sizeof(T) is sizeof(int) or sizeof(short))
         {
-            // The same with units of sizeof(T): (length + 1) >> k is length / sizeof(T) (the length
+            // The same in units of sizeof(T): (length + 1) >> k is length / sizeof(T) (the length
             // is a multiple of the page size), and 0 stays 0.
             int k = System.Numerics.BitOperations.TrailingZeroCount(sizeof(T));
-            if (System.Numerics.BitOperations.RotateRight((ulong)offset, k) >= (ulong)(_readLimit >> k))
+            if (System.Numerics.BitOperations.RotateRight((ulong)offset, k) >= (ulong)(limit >> k))
             {
-                ThrowBadRef<T>(offset, writable: false);
+                ThrowBadRef<T>(offset, writable);
             }
             return;
         }
-        long limit = _readLimit;
+        // Any other size: the sign and alignment in one test of a constant mask, then the bounds.
         if ((offset & (long.MinValue | (long)(NaturalAlignment<T>() - 1))) != 0 || (ulong)offset + (ulong)sizeof(T) >= (ulong)limit)
         {
-            ThrowBadRef<T>(offset, writable: false);
+            ThrowBadRef<T>(offset, writable);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void CheckWritableRef<T>(long offset) where T : unmanaged
-    {
-        if (sizeof(T) == sizeof(long))
-        {
-            if (System.Numerics.BitOperations.RotateRight((ulong)offset, 3) >= (ulong)_writeWords)
-            {
-                ThrowBadRef<T>(offset, writable: true);
-            }
-            return;
-        }
-        if (sizeof(T) is sizeof(int) or sizeof(short))
-        {
-            int k = System.Numerics.BitOperations.TrailingZeroCount(sizeof(T));
-            if (System.Numerics.BitOperations.RotateRight((ulong)offset, k) >= (ulong)(_writeLimit >> k))
-            {
-                ThrowBadRef<T>(offset, writable: true);
-            }
-            return;
-        }
-        long limit = _writeLimit;
-        if ((offset & (long.MinValue | (long)(NaturalAlignment<T>() - 1))) != 0 || (ulong)offset + (ulong)sizeof(T) >= (ulong)limit)
-        {
-            ThrowBadRef<T>(offset, writable: true);
-        }
-    }
+    private void CheckWritableRef<T>(long offset) where T : unmanaged => CheckRef<T>(offset, writable: true);
 
     // The largest power of two dividing sizeof(T), capped at 8 (the x86-64 atomicity unit); a JIT-time constant.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
