@@ -21,10 +21,14 @@ namespace DirectPmem.Benchmarks;
 /// mmap(MAP_POPULATE).
 /// </summary>
 /// <remarks>
-/// <para><c>dotnet DirectPmem.Benchmarks.dll --floor [--baseline DIR] [--rounds N] [--cases a,b]</c>.
+/// <para><c>dotnet DirectPmem.Benchmarks.dll --floor [--baseline DIR] [--rounds N] [--wall] [--cases a,b]</c>.
 /// With <c>--baseline</c>, this assembly is loaded a second time in its own
 /// <see cref="AssemblyLoadContext"/> bound to <c>DIR/DirectPmem.dll</c> (say, a build of main), and
-/// its DirectPmem contenders run in the same rounds as the current ones, named "(baseline)".</para>
+/// its DirectPmem contenders run in the same rounds as the current ones, named "(baseline)", on the
+/// same tmpfs pages (both sides map one file in /dev/shm).</para>
+/// <para>Rounds are timed with the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that on a
+/// shared machine the time another process had the CPU is not counted; <c>--wall</c> uses
+/// wall-clock time instead.</para>
 /// <para>Each contender's loop is warmed up until the JIT has compiled it at tier 1 (128 short
 /// calls with pauses for the background compiler; check with <c>DOTNET_JitStdOutFile</c> and
 /// <c>DOTNET_JitDisasmSummary=1</c>), so the rounds time the code a user's

@@ -48,8 +48,8 @@ public sealed unsafe class DaxMapping : IDisposable
     private long _length;
     // What the hot paths check a range against, as the exposed length + 1 so that 0 refuses every
     // range, the empty one included: _readLimit is 0 after dispose, _writeLimit also for a
-    // read-only mapping. One unsigned compare pair checks bounds, use after dispose and (for
-    // writers) read-only at once; the out-of-line thrower sorts out which it was.
+    // read-only mapping. One sign test and one unsigned compare check bounds, use after dispose
+    // and (for writers) read-only at once; the out-of-line thrower sorts out which it was.
     private long _readLimit;
     private long _writeLimit;
     // The same limits counted in 8-byte words ((length + 1) / 8 = length / 8, since the length is a
@@ -190,9 +190,10 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
     /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
     /// <remarks>
-    /// The check (sign, alignment and bounds, which also refuses a disposed mapping) is one test and
-    /// one compare against a field, inlined into the caller. In a loop of random accesses bound by
-    /// cache misses it still costs some memory-level parallelism (about 15 % on an AMD EPYC Zen 2,
+    /// The check (sign, alignment and bounds, which also refuses a disposed or read-only mapping) is
+    /// inlined into the caller: for a 2-, 4- or 8-byte <typeparamref name="T"/> one rotate and one
+    /// compare against a field. In a loop of random accesses bound by cache misses it still costs
+    /// some memory-level parallelism (about 9 % for <c>GetRef&lt;long&gt;</c> on an AMD EPYC Zen 2,
     /// see bench/README.md); a loop that cannot afford it can take <see cref="DangerousGetPointer"/>
     /// and check its own offsets.
     /// </remarks>
