@@ -87,6 +87,9 @@ public sealed unsafe class DaxMapping : IDisposable
     internal DaxMapping(SafeMappingHandle handle, in MapRequest request, PersistOps ops, DeepFlushControl? deepFlush)
     {
         Debug.Assert((nuint)request.Length <= handle.ReservedLength);
+        // The ref checks count the length in units of 2, 4 and 8 bytes: Mapper validated it to be a
+        // multiple of the page size, so those divisions are exact.
+        Debug.Assert(request.Length > 0 && request.Length % Environment.SystemPageSize == 0, "a mapping's length is a multiple of the page size");
         _handle = handle;
         _base = (byte*)handle.DangerousGetHandle();
         _length = request.Length;
