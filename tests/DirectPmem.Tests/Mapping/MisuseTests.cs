@@ -206,6 +206,15 @@ public sealed class MisuseTests : IDisposable
         Assert.Equal(42, map.GetReadOnlySpan(8184, 8)[0]);
         map.GetRef<byte>(8191) = 7;
         Assert.Equal(7, map.GetReadOnlyRef<byte>(8191));
+        // Empty ranges at the very end of a live mapping are accepted by every operation.
+        map.Persist(8192, 0);
+        map.Flush(8192, 0);
+        map.Write(ReadOnlySpan<byte>.Empty, 8192);
+        map.Move(8192, 8192, 0);
+        map.Fill(8192, 0, 1);
+        Assert.Equal(0, map.GetMemory(8192, 0).Length);
+        Assert.Equal(0, map.GetReadOnlyMemory(8192, 0).Length);
+        Assert.Equal(7, map.GetReadOnlyRef<byte>(8191));
         Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8192, 1), "offset 0x2000 length 0x1");
         Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8191, 2), "offset 0x1fff length 0x2");
         Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlySpan(8193, 0), "offset 0x2001 length 0x0");
