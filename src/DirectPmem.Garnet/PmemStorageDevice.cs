@@ -16,6 +16,9 @@ namespace DirectPmem.Garnet;
 /// paths); the callback then runs under the same protection, which Tsavorite's callbacks allow
 /// because a completion from a real device can arrive on any thread. The device never takes or
 /// releases epoch protection itself, and never blocks on another I/O.</para>
+/// <para>Every method is safe to call concurrently with any other and with the volume's
+/// <c>Dispose</c>; I/O racing a delete of its segment or the volume's Dispose behaves as
+/// <see cref="PmemVolume"/> describes.</para>
 /// <para>Errors (misalignment, a full volume, a closed volume) are reported through the
 /// callback's error code (an errno: EINVAL 22, ENOSPC 28, EIO 5) with the exception as
 /// <c>ioException</c>; <c>ReadAsync</c>/<c>WriteAsync</c> never throw.</para>
@@ -52,8 +55,12 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         try
         {
             Check(segmentId, destinationAddress, numBytesToWrite, "write");
-            VolumeSegment segment = Resolve(segmentId, create: true)!;
-            _volume.Write(segment, (long)destinationAddress, new ReadOnlySpan<byte>((void*)sourceAddress, (int)numBytesToWrite));
+            var source = new ReadOnlySpan<byte>((void*)sourceAddress, (int)numBytesToWrite);
+            // A segment deleted between the lookup and the write is looked up again: the write
+            // then begins the segment anew, as a write after the delete.
+            while (!_volume.TryWrite(Resolve(segmentId, create: true)!, (long)destinationAddress, source))
+            {
+            }
         }
 #pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
         catch (Exception e)
@@ -73,8 +80,10 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         try
         {
             Check(segmentId, sourceAddress, readLength, "read");
-            VolumeSegment? segment = Resolve(segmentId, create: false);
-            _volume.Read(segment, (long)sourceAddress, new Span<byte>((void*)destinationAddress, (int)readLength));
+            var destination = new Span<byte>((void*)destinationAddress, (int)readLength);
+            while (!_volume.TryRead(Resolve(segmentId, create: false), (long)sourceAddress, destination))
+            {
+            }
         }
 #pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
         catch (Exception e)
