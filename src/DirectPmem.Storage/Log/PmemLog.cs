@@ -187,7 +187,16 @@ public sealed class PmemLog
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
     /// <param name="capacity">The ring capacity, a positive multiple of 4096.</param>
     /// <returns>The log length.</returns>
-    public static long LengthFor(long capacity) => checked(HeaderLength + capacity);
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="capacity"/> is not a positive multiple of 4096, or the log would be longer than <see cref="long.MaxValue"/>.</exception>
+    public static long LengthFor(long capacity)
+    {
+        if (capacity <= 0 || capacity % HeaderLength != 0 || capacity > long.MaxValue - HeaderLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(capacity), capacity, string.Create(CultureInfo.InvariantCulture,
+                $"The ring capacity {capacity} must be a positive multiple of {HeaderLength} that leaves room for the {HeaderLength}-byte header below {long.MaxValue}."));
+        }
+        return HeaderLength + capacity;
+    }
 
     /// <summary>
     /// Creates an empty log at <paramref name="offset"/> in the pool's data area, durably. Create it,

@@ -125,6 +125,11 @@ internal sealed class Lane
         {
             return [];
         }
+        if (length > 0)
+        {
+            // Outside the heap's transactional area is a bad argument, not a missing declaration.
+            _heap.CheckTransactional(offset, length);
+        }
         if (length < 0 || !_declared.Covers(offset, offset + length))
         {
             throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,

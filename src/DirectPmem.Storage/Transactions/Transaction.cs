@@ -66,6 +66,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <param name="offset">The mapping offset.</param>
     /// <param name="length">The number of bytes.</param>
     /// <returns>The span; its old contents are durable in the undo log.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the transactional area.</exception>
     /// <exception cref="InvalidOperationException">The range was not declared in this transaction.</exception>
     public Span<byte> GetSpan(long offset, int length) => Current.GetSpan(offset, length);
 
