@@ -39,6 +39,9 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
     {
         // Called at start-up on the caller's thread, not on an I/O path: a refusal here is the
         // "error at start-up" a too-small volume must give.
+        if (segmentSize < -1)
+            throw new PmemVolumeException(PmemVolumeError.OutOfRange,
+                $"'{FileName}': segment size {segmentSize} is negative (Tsavorite passes -1 for segments of any size).");
         if (segmentSize > _volume.DataCapacity)
             throw new PmemVolumeException(PmemVolumeError.TooSmall,
                 $"'{FileName}' asks for {segmentSize}-byte segments but {PmemVolume.Describe(_volume.Mapping)} holds only {_volume.DataCapacity} bytes of data; use a larger device or a smaller segment size (Garnet: --segment / --aof-segment-size).");
@@ -134,7 +137,9 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         if (address % PmemVolume.SectorSize != 0 || length % PmemVolume.SectorSize != 0)
             throw new PmemVolumeException(PmemVolumeError.Unaligned,
                 $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} is not aligned to the {PmemVolume.SectorSize}-byte sector (offset and length must both be multiples).");
-        if (length > int.MaxValue || (segmentSize > 0 && address + length > (ulong)segmentSize) || address + length > (ulong)_volume.DataCapacity)
+        // Compared without adding: an address near 2^64 plus a length would wrap around and pass.
+        ulong limit = segmentSize > 0 ? Math.Min((ulong)segmentSize, (ulong)_volume.DataCapacity) : (ulong)_volume.DataCapacity;
+        if (length > int.MaxValue || address > limit || length > limit - address)
             throw new PmemVolumeException(PmemVolumeError.OutOfRange,
                 $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} ends beyond the segment ({segmentSize} bytes) or the volume's data area ({_volume.DataCapacity} bytes).");
     }
