@@ -1,5 +1,6 @@
 using System.Globalization;
 using DirectPmem.Garnet.Tests.Support;
+using DirectPmem.Tests.Support;
 using DirectPmem.Mapping;
 using Tsavorite.core;
 using Xunit;
@@ -80,7 +81,7 @@ public sealed class SizeSweepTests
                     break;
             }
         });
-        AssertNamesValue(e, entry, value.ToString(CultureInfo.InvariantCulture));
+        SizeRefusal.AssertNamesValue(e, entry, value.ToString(CultureInfo.InvariantCulture));
         Assert.True(e is ArgumentException or PmemVolumeException, $"{entry} with {value} threw {e.GetType()}: {e}");
     }
 
@@ -107,7 +108,7 @@ public sealed class SizeSweepTests
         Assert.Equal(1, calls);
         Assert.NotEqual(0u, error);
         Assert.IsType<PmemVolumeException>(failure);
-        AssertNamesValue(failure, $"{(write ? "write" : "read")} at {address}", address.ToString(CultureInfo.InvariantCulture));
+        SizeRefusal.AssertNamesValue(failure, $"{(write ? "write" : "read")} at {address}", address.ToString(CultureInfo.InvariantCulture));
         Assert.Equal(free, volume.FreeBytes);
         Assert.Equal(0, device.GetFileSize(0));
     }
@@ -124,14 +125,5 @@ public sealed class SizeSweepTests
             data.Add(write, 0, uint.MaxValue - 511);
         }
         return data;
-    }
-
-    private static void AssertNamesValue(Exception? e, string what, string value)
-    {
-        Assert.NotNull(e);
-        Assert.IsNotType<OverflowException>(e);
-        if (e is ArgumentException argument)
-            Assert.False(string.IsNullOrEmpty(argument.ParamName), $"{what}: the ArgumentException names no parameter: {e.Message}");
-        Assert.True(e.Message.Contains(value, StringComparison.Ordinal), $"{what}: the message does not name {value}: {e.GetType().Name}: {e.Message}");
     }
 }
