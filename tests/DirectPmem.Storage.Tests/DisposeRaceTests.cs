@@ -146,6 +146,66 @@ public sealed class DisposeRaceTests : IDisposable
     }
 
     [Fact]
+    public void HeapTransactionsRacingThePoolsDisposeCommitDurablyOrThrowObjectDisposedAndRollBack()
+    {
+        const int Workers = 3;
+        int rounds = Rounds;
+        var failures = new ConcurrentQueue<string>();
+        for (int round = 0; round < rounds && failures.IsEmpty; round++)
+        {
+            string path = _dir.File($"heap{round}");
+            PmemPool pool = PmemPool.CreateFile(path, 4L << 20, Layout);
+            TransactionalHeap heap = pool.CreateTransactionalHeap();
+            long[] committed = new long[Workers];
+            using var started = new CountdownEvent(Workers);
+            Thread[] threads = [.. Enumerable.Range(0, Workers).Select(w => new Thread(() =>
+            {
+                started.Signal();
+                byte[] value = new byte[64];
+                try
+                {
+                    for (long n = 1; ; n++)
+                    {
+                        using Transaction tx = heap.Begin();
+                        BinaryPrimitives.WriteInt64LittleEndian(value, n);
+                        value.AsSpan(8).Fill((byte)n);
+                        tx.Write(heap.RootOffset + w * 64, value);
+                        tx.Commit();
+                        Volatile.Write(ref committed[w], n);
+                    }
+                }
+                catch (ObjectDisposedException e) when (e.ObjectName == nameof(PmemPool))
+                {
+                }
+                catch (Exception e)
+                {
+                    failures.Enqueue($"round {round}, worker {w}: {e}");
+                }
+            }))];
+            foreach (Thread thread in threads)
+                thread.Start();
+            started.Wait(TestContext.Current.CancellationToken);
+            Thread.Sleep(round % 4);
+            pool.Dispose();
+            foreach (Thread thread in threads)
+                thread.Join();
+
+            // Every commit that returned survived; the one in flight was rolled back whole.
+            using PmemPool reopened = Reopen(path);
+            using TransactionalHeap recovered = reopened.OpenTransactionalHeap();
+            for (int w = 0; w < Workers; w++)
+            {
+                ReadOnlySpan<byte> slot = reopened.Mapping.GetReadOnlySpan(recovered.RootOffset + w * 64, 64);
+                long n = BinaryPrimitives.ReadInt64LittleEndian(slot);
+                if (n != committed[w] || (n > 0 && slot[8..].IndexOfAnyExcept((byte)n) >= 0))
+                    failures.Enqueue($"round {round}, worker {w}: the heap holds {n} (torn: {slot[8..].IndexOfAnyExcept((byte)n) >= 0}), the last commit that returned wrote {committed[w]}");
+            }
+            File.Delete(path);
+        }
+        Assert.True(failures.IsEmpty, string.Join(Environment.NewLine, failures.Take(5)));
+    }
+
+    [Fact]
     public void TheLogRefusesUseAfterThePoolIsDisposedNamingThePool()
     {
         using var mapping = DirectPmem.Mapping.DaxMapping.CreateAnonymous(4L << 20);

@@ -377,6 +377,18 @@ public sealed class PmemPool : IDisposable
         }
     }
 
+    /// <summary>Like <see cref="EnterRead"/>, but false instead of an exception once the pool is disposed.</summary>
+    internal bool TryEnterRead()
+    {
+        Interlocked.Increment(ref _reads);
+        if (_disposed)
+        {
+            Interlocked.Decrement(ref _reads);
+            return false;
+        }
+        return true;
+    }
+
     /// <summary>Ends a read begun with <see cref="EnterRead"/>.</summary>
     internal void ExitRead() => Interlocked.Decrement(ref _reads);
 
