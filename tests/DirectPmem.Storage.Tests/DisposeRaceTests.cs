@@ -118,13 +118,7 @@ public sealed class DisposeRaceTests : IDisposable
                 }),
                 new(() => Worker(3, n => pool.SetRoot(n % 2 == 0 ? log.Offset : 0))),
             ];
-            foreach (Thread thread in threads)
-                thread.Start();
-            started.Wait(TestContext.Current.CancellationToken);
-            Thread.Sleep(round % 4);
-            pool.Dispose();
-            foreach (Thread thread in threads)
-                thread.Join();
+            DisposeWhileRunning(pool, threads, started, round);
 
             // Nothing acknowledged is lost: every record at or after the durable head reads back.
             using PmemPool reopened = Reopen(path);
@@ -182,13 +176,7 @@ public sealed class DisposeRaceTests : IDisposable
                     failures.Enqueue($"round {round}, worker {w}: {e}");
                 }
             }))];
-            foreach (Thread thread in threads)
-                thread.Start();
-            started.Wait(TestContext.Current.CancellationToken);
-            Thread.Sleep(round % 4);
-            pool.Dispose();
-            foreach (Thread thread in threads)
-                thread.Join();
+            DisposeWhileRunning(pool, threads, started, round);
 
             // Every commit that returned survived; the one in flight was rolled back whole.
             using PmemPool reopened = Reopen(path);
@@ -242,6 +230,18 @@ public sealed class DisposeRaceTests : IDisposable
         Assert.Equal(nameof(PmemPool), Assert.Throws<ObjectDisposedException>(() => PoolTransactions.CreateTransactionalHeap(pool)).ObjectName);
         Assert.Equal(nameof(PmemPool), Assert.Throws<ObjectDisposedException>(() => PmemLog.Create(pool, pool.DataOffset, LogLength)).ObjectName);
         Assert.Equal(nameof(PmemPool), Assert.Throws<ObjectDisposedException>(() => PmemLog.Open(pool, pool.DataOffset)).ObjectName);
+    }
+
+    // Starts the workers, lets them run a moment that varies by round, disposes the pool under them and waits for them to stop.
+    private static void DisposeWhileRunning(PmemPool pool, Thread[] threads, CountdownEvent started, int round)
+    {
+        foreach (Thread thread in threads)
+            thread.Start();
+        started.Wait(TestContext.Current.CancellationToken);
+        Thread.Sleep(round % 4);
+        pool.Dispose();
+        foreach (Thread thread in threads)
+            thread.Join();
     }
 
     // A test in another class that starts a child process forks while this file is open: until the
