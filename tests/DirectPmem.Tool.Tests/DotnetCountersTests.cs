@@ -27,7 +27,7 @@ public sealed class DotnetCountersTests
             {
                 start.ArgumentList.Add(arg);
             }
-            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromSeconds(120));
+            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromMinutes(5));
             Assert.True(code == 0, $"dotnet-counters exited {code}: {stdout} {stderr}");
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(output));
             JsonElement[] events = doc.RootElement.GetProperty("Events").EnumerateArray()
@@ -57,7 +57,7 @@ public sealed class DotnetCountersTests
             {
                 start.ArgumentList.Add(arg);
             }
-            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromSeconds(120));
+            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromMinutes(5));
             Assert.True(code == 0, $"dotnet-counters exited {code}: {stdout} {stderr}");
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(output));
             JsonElement[] events = doc.RootElement.GetProperty("Events").EnumerateArray()
