@@ -241,7 +241,7 @@ public sealed class StorageAcrossBootsTests(ITestOutputHelper output)
         string log = Path.Combine(share, "tx-child.log");
         File.Delete(marker);
         var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        foreach (string arg in new[] { "-c", "exec \"$0\" \"$@\" >\"$DIRECTPMEM_IT_TX_LOG\" 2>&1", Environment.ProcessPath ?? "dotnet",
+        foreach (string arg in new[] { "-c", "exec \"$0\" \"$@\" >\"$DIRECTPMEM_IT_TX_LOG\" 2>&1", DotnetHost.Path,
             typeof(StorageAcrossBootsTests).Assembly.Location, "-method", typeof(StorageAcrossBootsTests).FullName + "." + nameof(Child_holds_a_transaction_open_until_the_power_off),
             "-explicit", "only", "-noLogo", "-noColor" })
         {

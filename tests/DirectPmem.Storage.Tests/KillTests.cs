@@ -99,7 +99,7 @@ public sealed class KillTests(ITestOutputHelper output)
 
     private static Process Start(string child, string arguments, List<string> lines)
     {
-        var info = new ProcessStartInfo("dotnet", $"\"{child}\" {arguments}")
+        var info = new ProcessStartInfo(DotnetHost.Path, $"\"{child}\" {arguments}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 
@@ -85,7 +86,7 @@ public sealed class DotnetCountersTests
         {
             return (tool, "");
         }
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string arg in new[] { "tool", "install", "dotnet-counters", "--version", Version, "--tool-path", dir })
         {
             start.ArgumentList.Add(arg);

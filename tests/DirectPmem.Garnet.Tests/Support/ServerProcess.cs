@@ -31,7 +31,7 @@ public sealed class ServerProcess : IDisposable
     public static ServerProcess Start(params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "DirectPmem.GarnetServer.dll");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(dll);
         foreach (string arg in args)
             info.ArgumentList.Add(arg);

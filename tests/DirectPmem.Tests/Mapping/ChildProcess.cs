@@ -22,7 +22,7 @@ internal static class ChildProcess
 
     internal static Result Run(Type type, string method, params (string Name, string Value)[] variables)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -49,7 +49,7 @@ public sealed class EnvironmentOverrideTests
     {
         string dll = typeof(EnvironmentOverrideTests).Assembly.Location;
         string output = Path.Combine(Path.GetTempPath(), "directpmem-probe-" + Guid.NewGuid().ToString("N"));
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

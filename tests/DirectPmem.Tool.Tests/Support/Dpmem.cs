@@ -11,7 +11,7 @@ internal static class Dpmem
 
     internal static (int Code, string Output, string Error) RunWithInput(string? input, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        var start = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
         foreach (string arg in args)
         {
@@ -45,7 +45,7 @@ internal sealed class Child : IDisposable
 
     internal Child(string mode, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardInput = true,
