@@ -33,7 +33,7 @@ internal static class FileSystemTypes
     };
 
     /// <summary>
-    /// Whether a failed shared writable mmap (EINVAL or ENODEV) of a file on this file system is the file
+    /// Whether a failed shared writable mmap (EINVAL or ENODEV) of a file on this file system may be the file
     /// system refusing such mappings, rather than a bad argument: false for the local file systems known to
     /// support them.
     /// </summary>
@@ -44,9 +44,58 @@ internal static class FileSystemTypes
         _ => true,
     };
 
+    /// <summary>The same judgement from the type name in /proc/self/mountinfo.</summary>
+    internal static bool MayRefuseSharedWritableMapping(string mountType)
+        => mountType is not ("ext2" or "ext3" or "ext4" or "xfs" or "btrfs" or "f2fs" or "tmpfs" or "hugetlbfs" or "ramfs" or "rootfs");
+
+    /// <summary>
+    /// The hint for a shared writable mapping of the file open as <paramref name="fd"/> that failed with EINVAL or
+    /// ENODEV, or <see langword="null"/> when its file system is one known to take such mappings (the failure then
+    /// has another cause). The type comes from /proc/self/mountinfo (the mount whose device is the file's): statfs
+    /// cannot tell, because 9p passes the host file system's f_type through.
+    /// </summary>
+    internal static unsafe string? SharedWritableRefusalHint(int fd, string path)
+    {
+        // Best effort throughout: a call that fails leaves the plain errno message.
+        Libc.StatFs fs;
+        Libc.Stat st;
+        if (Libc.FStatFs(fd, &fs) != 0 || Libc.FStat(fd, &st) != 0)
+        {
+            return null;
+        }
+        string? mountType;
+        try
+        {
+            mountType = MountType(File.ReadLines("/proc/self/mountinfo"), Libc.Major(st.st_dev), Libc.Minor(st.st_dev));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            mountType = null;
+        }
+        bool mayRefuse = mountType is not null ? MayRefuseSharedWritableMapping(mountType) : MayRefuseSharedWritableMapping(fs.f_type);
+        return mayRefuse ? SharedWritableMappingRefused(path, mountType ?? Name(fs.f_type), fs.f_type) : null;
+    }
+
+    /// <summary>The file system type of the first mount in <paramref name="mountInfo"/> (lines of /proc/self/mountinfo) on device major:minor.</summary>
+    internal static string? MountType(IEnumerable<string> mountInfo, uint major, uint minor)
+    {
+        string device = string.Create(CultureInfo.InvariantCulture, $"{major}:{minor}");
+        foreach (string line in mountInfo)
+        {
+            // id parent major:minor root mount-point options [optional...] - fstype source super-options
+            string[] fields = line.Split(' ');
+            int separator = Array.IndexOf(fields, "-");
+            if (fields.Length > 2 && fields[2] == device && separator > 0 && separator + 1 < fields.Length)
+            {
+                return fields[separator + 1];
+            }
+        }
+        return null;
+    }
+
     /// <summary>The hint for a shared writable mapping the file system at <paramref name="path"/> refused.</summary>
-    internal static string SharedWritableMappingRefused(string path, long fType)
-        => $"The file system holding '{path}' ({Name(fType)}, statfs f_type 0x{(fType & 0xFFFFFFFFL).ToString("x", CultureInfo.InvariantCulture)}) "
+    internal static string SharedWritableMappingRefused(string path, string fileSystem, long fType)
+        => $"The file system holding '{path}' ({fileSystem}; statfs f_type 0x{(fType & 0xFFFFFFFFL).ToString("x", CultureInfo.InvariantCulture)}) "
             + "refuses shared writable memory mappings (MAP_SHARED with PROT_WRITE), as 9p shares (WSL2's /mnt/c, many VM shared "
             + "folders), some FUSE and network file systems do. Put the file on a local ext4 or xfs file system (page cache, made "
             + "durable with msync), or on ext4 or xfs mounted with -o dax on persistent memory for byte-addressable persistence.";

@@ -274,19 +274,16 @@ internal static class Mapper
         return aligned;
     }
 
-    private static unsafe PmemException MapFailure(int errno, int fd, in MapRequest request)
+    private static PmemException MapFailure(int errno, int fd, in MapRequest request)
     {
         string? hint = null;
         if ((errno == Errno.EINVAL || errno == Errno.ENODEV) && fd >= 0 && !request.ReadOnly)
         {
-            // Best effort: a failed fstatfs leaves the plain errno message.
-            Libc.StatFs fs;
-            if (Libc.FStatFs(fd, &fs) == 0 && FileSystemTypes.MayRefuseSharedWritableMapping(fs.f_type))
+            string path = request.Path ?? request.What;
+            if (FileSystemTypes.SharedWritableRefusalHint(fd, path) is { } refused)
             {
-                string path = request.Path ?? request.What;
                 return new PmemCapabilityException(
-                    SyscallError.Describe(errno, "mmap(MAP_SHARED, PROT_WRITE)", path, request.SourceOffset, request.Length,
-                        FileSystemTypes.SharedWritableMappingRefused(path, fs.f_type)),
+                    SyscallError.Describe(errno, "mmap(MAP_SHARED, PROT_WRITE)", path, request.SourceOffset, request.Length, refused),
                     "mmap", errno, path);
             }
         }
