@@ -151,7 +151,7 @@ public sealed class StorageCountersTests
                 Thread.Sleep(100);
             }
             // One more interval, so that nothing still in flight is missed by the exact assertions.
-            Thread.Sleep(1500);
+            Thread.Sleep(TestTime.Limit(TimeSpan.FromMilliseconds(1500)));
             return true;
         }
 
