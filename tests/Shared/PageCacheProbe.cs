@@ -107,11 +107,26 @@ internal static class PageCacheProbe
         return null;
     }
 
-    /// <summary>The file system type and the mount and super-block options of the mount holding <paramref name="path"/>, from /proc/self/mountinfo.</summary>
+    /// <summary>The file system type and the mount and super-block options of the mount holding <paramref name="path"/>.</summary>
     public static (string Type, string Options) Mount(string path)
     {
         string best = "";
         (string Type, string Options) found = ("unknown", "");
+        foreach ((string mountPoint, string type, string options) in Mounts())
+        {
+            bool contains = mountPoint == "/" || path == mountPoint || path.StartsWith(mountPoint + "/", StringComparison.Ordinal);
+            if (contains && mountPoint.Length >= best.Length)
+            {
+                best = mountPoint;
+                found = (type, options);
+            }
+        }
+        return found;
+    }
+
+    /// <summary>Every mount of this process, from /proc/self/mountinfo: its mount point, type, and mount plus super-block options.</summary>
+    public static IEnumerable<(string MountPoint, string Type, string Options)> Mounts()
+    {
         foreach (string line in File.ReadLines("/proc/self/mountinfo"))
         {
             // id parent major:minor root mount-point options [optional...] - fstype source super-options
@@ -121,15 +136,8 @@ internal static class PageCacheProbe
             {
                 continue;
             }
-            string mountPoint = fields[4].Replace("\\040", " ", StringComparison.Ordinal);
-            bool contains = mountPoint == "/" || path == mountPoint || path.StartsWith(mountPoint + "/", StringComparison.Ordinal);
-            if (contains && mountPoint.Length >= best.Length)
-            {
-                best = mountPoint;
-                string super = separator + 3 < fields.Length ? fields[separator + 3] : "";
-                found = (fields[separator + 1], fields[5] + "," + super);
-            }
+            string super = separator + 3 < fields.Length ? fields[separator + 3] : "";
+            yield return (fields[4].Replace("\\040", " ", StringComparison.Ordinal), fields[separator + 1], fields[5] + "," + super);
         }
-        return found;
     }
 }

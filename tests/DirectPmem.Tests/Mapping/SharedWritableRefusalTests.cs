@@ -119,21 +119,8 @@ public sealed class SharedWritableRefusalTests
     }
 
     private static IEnumerable<string> CandidateMounts()
-    {
-        foreach (string line in File.ReadLines("/proc/self/mountinfo"))
-        {
-            string[] fields = line.Split(' ');
-            int separator = Array.IndexOf(fields, "-");
-            if (fields.Length < 6 || separator < 0 || separator + 1 >= fields.Length)
-            {
-                continue;
-            }
-            string type = fields[separator + 1];
-            bool writable = fields[5].Split(',').Contains("rw");
-            if (writable && (type is "9p" or "nfs" or "nfs4" or "cifs" or "smb3" or "vboxsf" or "virtiofs" || type.StartsWith("fuse", StringComparison.Ordinal)))
-            {
-                yield return fields[4].Replace("\\040", " ", StringComparison.Ordinal);
-            }
-        }
-    }
+        => PageCacheProbe.Mounts()
+            .Where(m => m.Options.Split(',').Contains("rw")
+                && (m.Type is "9p" or "nfs" or "nfs4" or "cifs" or "smb3" or "vboxsf" or "virtiofs" || m.Type.StartsWith("fuse", StringComparison.Ordinal)))
+            .Select(m => m.MountPoint);
 }
