@@ -65,8 +65,8 @@ public sealed class ServerProcess : IDisposable
                 text = output.ToString();
             int exitCode = process.ExitCode;
             process.Dispose();
-            string why = timedOut ? $"did not print READY {TestTime.Describe(limit)} and was killed" : $"exited with {exitCode} before printing READY";
-            throw new InvalidOperationException($"The server {why}:\n{text}");
+            string why = timedOut ? $"did not print READY {TestTime.Describe(limit)} and was killed" : "exited before printing READY";
+            throw new InvalidOperationException($"The server {why} (exit {exitCode}):\n{text}");
         }
         var server = new ServerProcess(process, ready.Task.Result);
         lock (output)
