@@ -134,6 +134,11 @@ internal static class CheckCommand
         {
             Print(report);
         }
+        if (!clean)
+        {
+            // The exit code is not the only word: one line on stderr, whatever went to stdout.
+            Console.Error.WriteLine($"dpmem: {problems.Count} problem{(problems.Count == 1 ? "" : "s")} remain{(problems.Count == 1 ? "s" : "")} in {path} (exit code {ProblemsFound}){(repair ? "" : "; --repair applies the repairs the format allows")}.");
+        }
         return clean ? 0 : ProblemsFound;
     }
 

@@ -2,6 +2,7 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.TestSupport;
 using DirectPmem.Tests.Support;
 using Xunit;
 
@@ -57,7 +58,7 @@ public sealed class MisuseTests : IDisposable
         }
         // A blocking open would hang this task; the timeout turns that into a failure.
         PmemException e = await Task.Run(() => Assert.Throws<PmemException>(() => PmemFile.Open(fifo)), TestContext.Current.CancellationToken)
-            .WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+            .WaitAsync(TestTime.Limit(TimeSpan.FromMinutes(1)), TestContext.Current.CancellationToken);
         Assert.Contains("FIFO", e.Message, StringComparison.Ordinal);
         Assert.Contains(fifo, e.Message, StringComparison.Ordinal);
         Refused<PmemException>(() => PmemFile.Open(fifo, writable: false), "FIFO");
