@@ -212,7 +212,7 @@ ENV
   t0=$(date +%s)
   set +e
   timeout --kill-after=10s "$timeout_s" qemu-system-x86_64 \
-    -machine pc,accel=tcg,nvdimm=on -cpu max -smp 2 -m 2G,slots=2,maxmem=8G \
+    -machine pc,accel=tcg,nvdimm=on -cpu max,-smap -smp 2 -m 2G,slots=2,maxmem=8G \
     -object memory-backend-file,id=mem1,share=on,mem-path="$nvdimm",size=1026M,align=2M \
     -device nvdimm,id=nvdimm1,memdev=mem1,label-size=128K \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
