@@ -9,5 +9,9 @@ if (args.Length >= 1 && args[0] == "--safe-read")
 {
     return DirectPmem.Benchmarks.Mapping.SafeReadCost.Run(args);
 }
+if (args.Length >= 1 && args[0] == "--floor")
+{
+    return DirectPmem.Benchmarks.Floor.Run(args);
+}
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -4,7 +4,7 @@ namespace DirectPmem.Garnet;
 
 /// <summary>
 /// Creates <see cref="PmemNamedDeviceFactory"/> instances over one <see cref="PmemVolume"/>:
-/// set it as <c>GarnetServerOptions.DeviceFactoryCreator</c>.
+/// set it as <c>GarnetServerOptions.DeviceFactoryCreator</c>. Safe to use from several threads.
 /// </summary>
 public sealed class PmemNamedDeviceFactoryCreator : INamedDeviceFactoryCreator
 {
@@ -26,6 +26,12 @@ public sealed class PmemNamedDeviceFactoryCreator : INamedDeviceFactoryCreator
 /// Named devices on a <see cref="PmemVolume"/> under one base name: Tsavorite's view of a
 /// directory tree. A device name is "base/directory/file"; its segments are separate slots.
 /// </summary>
+/// <remarks>
+/// Every method is safe to call concurrently with any other, with I/O on the devices it hands out
+/// and with the volume's <see cref="PmemVolume.Dispose"/> (after which it throws
+/// <see cref="ObjectDisposedException"/> naming the volume, except <see cref="GetSectorSize"/>, which reads no state).
+/// A <see cref="Delete"/> racing I/O on the deleted devices behaves as <see cref="PmemVolume"/> describes.
+/// </remarks>
 public sealed class PmemNamedDeviceFactory : INamedDeviceFactory
 {
     private readonly PmemVolume _volume;
@@ -44,8 +50,10 @@ public sealed class PmemNamedDeviceFactory : INamedDeviceFactory
     /// <param name="fileInfo">The directory (relative to the base name) and file name.</param>
     /// <returns>The device.</returns>
     /// <exception cref="PmemVolumeException">The name is empty, holds "..", or is longer than <see cref="PmemVolume.MaxNameBytes"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The volume has been disposed.</exception>
     public IDevice Get(FileDescriptor fileInfo)
     {
+        _volume.ThrowIfDisposed();
         string name = Join(_baseName, Canonical(fileInfo.directoryName ?? ""), Canonical(fileInfo.fileName ?? ""));
         if (name.Length == 0 || string.IsNullOrEmpty(fileInfo.fileName))
             throw new PmemVolumeException(PmemVolumeError.BadName, $"A device needs a file name (directory '{fileInfo.directoryName}', file '{fileInfo.fileName}').");

@@ -16,6 +16,9 @@ namespace DirectPmem.Garnet;
 /// paths); the callback then runs under the same protection, which Tsavorite's callbacks allow
 /// because a completion from a real device can arrive on any thread. The device never takes or
 /// releases epoch protection itself, and never blocks on another I/O.</para>
+/// <para>Every method is safe to call concurrently with any other and with the volume's
+/// <c>Dispose</c>; I/O racing a delete of its segment or the volume's Dispose behaves as
+/// <see cref="PmemVolume"/> describes.</para>
 /// <para>Errors (misalignment, a full volume, a closed volume) are reported through the
 /// callback's error code (an errno: EINVAL 22, ENOSPC 28, EIO 5) with the exception as
 /// <c>ioException</c>; <c>ReadAsync</c>/<c>WriteAsync</c> never throw.</para>
@@ -36,6 +39,9 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
     {
         // Called at start-up on the caller's thread, not on an I/O path: a refusal here is the
         // "error at start-up" a too-small volume must give.
+        if (segmentSize < -1)
+            throw new PmemVolumeException(PmemVolumeError.OutOfRange,
+                $"'{FileName}': segment size {segmentSize} is negative (Tsavorite passes -1 for segments of any size).");
         if (segmentSize > _volume.DataCapacity)
             throw new PmemVolumeException(PmemVolumeError.TooSmall,
                 $"'{FileName}' asks for {segmentSize}-byte segments but {PmemVolume.Describe(_volume.Mapping)} holds only {_volume.DataCapacity} bytes of data; use a larger device or a smaller segment size (Garnet: --segment / --aof-segment-size).");
@@ -52,8 +58,12 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         try
         {
             Check(segmentId, destinationAddress, numBytesToWrite, "write");
-            VolumeSegment segment = Resolve(segmentId, create: true)!;
-            _volume.Write(segment, (long)destinationAddress, new ReadOnlySpan<byte>((void*)sourceAddress, (int)numBytesToWrite));
+            var source = new ReadOnlySpan<byte>((void*)sourceAddress, (int)numBytesToWrite);
+            // A segment deleted between the lookup and the write is looked up again: the write
+            // then begins the segment anew, as a write after the delete.
+            while (!_volume.TryWrite(Resolve(segmentId, create: true)!, (long)destinationAddress, source))
+            {
+            }
         }
 #pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
         catch (Exception e)
@@ -73,8 +83,10 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         try
         {
             Check(segmentId, sourceAddress, readLength, "read");
-            VolumeSegment? segment = Resolve(segmentId, create: false);
-            _volume.Read(segment, (long)sourceAddress, new Span<byte>((void*)destinationAddress, (int)readLength));
+            var destination = new Span<byte>((void*)destinationAddress, (int)readLength);
+            while (!_volume.TryRead(Resolve(segmentId, create: false), (long)sourceAddress, destination))
+            {
+            }
         }
 #pragma warning disable CA1031 // Every failure goes to the callback: nothing may escape onto a Tsavorite thread.
         catch (Exception e)
@@ -125,7 +137,9 @@ internal sealed class PmemStorageDevice : StorageDeviceBase
         if (address % PmemVolume.SectorSize != 0 || length % PmemVolume.SectorSize != 0)
             throw new PmemVolumeException(PmemVolumeError.Unaligned,
                 $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} is not aligned to the {PmemVolume.SectorSize}-byte sector (offset and length must both be multiples).");
-        if (length > int.MaxValue || (segmentSize > 0 && address + length > (ulong)segmentSize) || address + length > (ulong)_volume.DataCapacity)
+        // Compared without adding: an address near 2^64 plus a length would wrap around and pass.
+        ulong limit = segmentSize > 0 ? Math.Min((ulong)segmentSize, (ulong)_volume.DataCapacity) : (ulong)_volume.DataCapacity;
+        if (length > int.MaxValue || address > limit || length > limit - address)
             throw new PmemVolumeException(PmemVolumeError.OutOfRange,
                 $"'{FileName}': {what} of {length} bytes at offset {address} of segment {segmentId} ends beyond the segment ({segmentSize} bytes) or the volume's data area ({_volume.DataCapacity} bytes).");
     }

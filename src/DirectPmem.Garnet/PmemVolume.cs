@@ -26,7 +26,15 @@ namespace DirectPmem.Garnet;
 /// its owner word is published; a delete publishes 0 to the slot first and then to its chunks.
 /// On open, chunk words whose owner slot is not live are reclaimed, so a crash leaks nothing.</para>
 /// <para>A write is durable when the call that made it returns (non-temporal copy + persist by
-/// the mapping's granularity); reads copy out. All methods are safe to call concurrently.</para>
+/// the mapping's granularity); reads copy out.</para>
+/// <para>Every public method, and every method of the factories and devices it hands out, is safe
+/// to call concurrently with any other, <see cref="Dispose"/> included. I/O racing a delete of its
+/// segment either lands in the old segment before the delete takes it (a write is then gone with
+/// the segment, as if it had finished first; a read sees the old bytes) or runs after the delete
+/// (a write begins the segment again, a read sees zeros): a deleted segment's chunks are given to
+/// another segment only once no I/O is inside it, so no I/O ever reads or writes another segment's
+/// data. I/O racing <see cref="Dispose"/> completes before the mapping is unmapped (Dispose waits
+/// for it) or fails through its callback with EIO and an <see cref="ObjectDisposedException"/>.</para>
 /// </remarks>
 public sealed class PmemVolume : IDisposable
 {
@@ -59,8 +67,13 @@ public sealed class PmemVolume : IDisposable
     private readonly Stack<int> _freeChunks;
     private readonly Stack<int> _freeSlots;
     private readonly Dictionary<(string Name, int Segment), VolumeSegment> _segments = [];
+
+    // Deleted segments whose chunks wait for the I/O still inside them (see VolumeSegment).
+    private readonly HashSet<VolumeSegment> _draining = [];
     private long _sequence;
-    private bool _disposed;
+
+    // Written under _lock, read without it by I/O after entering a segment (see Enter and Dispose).
+    private volatile bool _disposed;
 
     private PmemVolume(DaxMapping map, bool ownsMapping, long chunkSize, long chunkCount, int slotCount,
         long slotsOffset, long tableOffset, long dataOffset)
@@ -294,14 +307,30 @@ public sealed class PmemVolume : IDisposable
         }
     }
 
-    /// <summary>Disposes the mapping if the volume owns it. Devices handed out fail their I/O afterwards.</summary>
+    /// <summary>
+    /// Closes the volume and disposes the mapping if the volume owns it. I/O already in progress
+    /// on other threads completes first (Dispose waits for it; device I/O is inline and short);
+    /// devices handed out fail later I/O through the callback with EIO and an
+    /// <see cref="ObjectDisposedException"/>. Safe to call more than once and from several threads.
+    /// </summary>
     public void Dispose()
     {
+        List<VolumeSegment> inside;
         lock (_lock)
         {
             if (_disposed)
                 return;
             _disposed = true;
+            inside = [.. _segments.Values, .. _draining];
+        }
+        // Pairs with the interlocked increment in Enter: either the I/O sees _disposed, or this
+        // loop sees its count and waits for it.
+        Interlocked.MemoryBarrier();
+        foreach (VolumeSegment segment in inside)
+        {
+            var wait = new SpinWait();
+            while (segment.Users != 0)
+                wait.SpinOnce();
         }
         if (_ownsMapping)
             _map.Dispose();
@@ -347,8 +376,51 @@ public sealed class PmemVolume : IDisposable
         }
     }
 
-    /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/> of the segment and makes it durable.</summary>
-    internal void Write(VolumeSegment segment, long offset, ReadOnlySpan<byte> source)
+    /// <summary>
+    /// Writes <paramref name="source"/> at <paramref name="offset"/> of the segment and makes it
+    /// durable. False when the segment was deleted before the write entered it: look it up again.
+    /// </summary>
+    internal bool TryWrite(VolumeSegment segment, long offset, ReadOnlySpan<byte> source)
+    {
+        if (!Enter(segment))
+            return false;
+        try
+        {
+            WriteEntered(segment, offset, source);
+        }
+        finally
+        {
+            Exit(segment);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Copies bytes at <paramref name="offset"/> of the segment out; holes read as zeros. False
+    /// when the segment was deleted before the read entered it: look it up again.
+    /// </summary>
+    internal bool TryRead(VolumeSegment? segment, long offset, Span<byte> destination)
+    {
+        if (segment is null)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            destination.Clear();
+            return true;
+        }
+        if (!Enter(segment))
+            return false;
+        try
+        {
+            ReadEntered(segment, offset, destination);
+        }
+        finally
+        {
+            Exit(segment);
+        }
+        return true;
+    }
+
+    private void WriteEntered(VolumeSegment segment, long offset, ReadOnlySpan<byte> source)
     {
         long mask = ChunkSize - 1;
         while (!source.IsEmpty)
@@ -367,8 +439,7 @@ public sealed class PmemVolume : IDisposable
         _map.Drain();
     }
 
-    /// <summary>Copies bytes at <paramref name="offset"/> of the segment out; holes read as zeros.</summary>
-    internal void Read(VolumeSegment? segment, long offset, Span<byte> destination)
+    private void ReadEntered(VolumeSegment segment, long offset, Span<byte> destination)
     {
         long mask = ChunkSize - 1;
         while (!destination.IsEmpty)
@@ -376,7 +447,7 @@ public sealed class PmemVolume : IDisposable
             long index = offset >> _chunkShift;
             long within = offset & mask;
             int length = (int)Math.Min(destination.Length, ChunkSize - within);
-            int chunk = segment is null ? -1 : segment.ChunkAt(index);
+            int chunk = segment.ChunkAt(index);
             if (chunk >= 0)
                 _map.GetReadOnlySpan(ChunkOffset(chunk) + within, length).CopyTo(destination);
             else
@@ -448,6 +519,40 @@ public sealed class PmemVolume : IDisposable
 
     private const PmemCopyOptions PmemCopyOptionsNoDrain = PmemCopyOptions.NoDrain;
 
+    /// <summary>
+    /// Counts an I/O into <paramref name="segment"/>: until <see cref="Exit"/> its chunks stay
+    /// its own and the mapping stays mapped. False when the segment was deleted.
+    /// </summary>
+    private bool Enter(VolumeSegment segment)
+    {
+        if (!segment.TryEnter())
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return false;
+        }
+        // The interlocked increment above is a full fence: Dispose either sees this I/O's count
+        // (and waits) or set _disposed before this read.
+        if (_disposed)
+        {
+            Exit(segment);
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+        return true;
+    }
+
+    private void Exit(VolumeSegment segment)
+    {
+        if (!segment.Exit())
+            return;
+        // The last I/O left a deleted segment: its chunks may now be given to another.
+        lock (_lock)
+        {
+            _draining.Remove(segment);
+            if (!_disposed)
+                ReleaseChunks(segment);
+        }
+    }
+
     private long ChunkOffset(int chunk) => _dataOffset + ((long)chunk << _chunkShift);
 
     private long TableOffset(int chunk) => _tableOffset + (long)chunk * sizeof(ulong);
@@ -463,7 +568,11 @@ public sealed class PmemVolume : IDisposable
         {
             ThrowIfDisposed();
             if (segment.Removed)
-                throw new PmemVolumeException(PmemVolumeError.OutOfRange, $"segment {segment.Segment} of '{segment.Name}' was removed while a write to it was in flight.");
+            {
+                // The segment was deleted while this write was inside it: the bytes go with it, as
+                // if the write had finished before the delete. A deleted segment gets no new chunk.
+                return;
+            }
             int existing = segment.ChunkAt(index);
             if (existing >= 0)
             {
@@ -488,21 +597,37 @@ public sealed class PmemVolume : IDisposable
         }
     }
 
-    /// <summary>Publishes 0 to the slot (the segment is gone), then to each chunk; caller holds the lock.</summary>
+    /// <summary>
+    /// Publishes 0 to the slot (the segment is gone), then to each chunk; caller holds the lock.
+    /// The chunks return to the free list now if no I/O is inside the segment, else when the last leaves.
+    /// </summary>
     private void Free(VolumeSegment segment)
     {
-        segment.Removed = true;
+        bool idle = segment.MarkRemoved();
         _map.Publish(_slotsOffset + (long)segment.Slot * SlotSize, 0);
         int[] chunks = segment.Chunks;
         for (int i = chunks.Length - 1; i >= 0; i--)
         {
-            int chunk = chunks[i];
-            if (chunk < 0)
-                continue;
-            _map.Publish(TableOffset(chunk), 0);
-            _freeChunks.Push(chunk);
+            if (chunks[i] >= 0)
+                _map.Publish(TableOffset(chunks[i]), 0);
         }
+        // The slot is free at once: I/O inside a removed segment never publishes an owner word.
         _freeSlots.Push(segment.Slot);
+        if (idle)
+            ReleaseChunks(segment);
+        else
+            _draining.Add(segment);
+    }
+
+    /// <summary>Returns a removed segment's chunks to the free list; caller holds the lock and no I/O is inside it.</summary>
+    private void ReleaseChunks(VolumeSegment segment)
+    {
+        int[] chunks = segment.Chunks;
+        for (int i = chunks.Length - 1; i >= 0; i--)
+        {
+            if (chunks[i] >= 0)
+                _freeChunks.Push(chunks[i]);
+        }
     }
 
     private void Load()
@@ -587,5 +712,5 @@ public sealed class PmemVolume : IDisposable
     private static PmemVolumeException Corrupt(DaxMapping map, long offset, string what) =>
         new(PmemVolumeError.Corrupt, $"{Describe(map)} holds a corrupt DirectPmem.Garnet volume at offset {offset}: {what}.");
 
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

@@ -3,6 +3,9 @@ using DirectPmem.Tool.Cli;
 using DirectPmem.Tool.Commands;
 
 // dpmem: one file per command under Commands/, shared plumbing under Cli/.
+// Every non-zero exit says why on stderr: commands report their failures (CommandRunner), the parser its usage
+// errors, and StandardError.Finish whatever reached the exit in silence.
+StandardError stderr = StandardError.Install();
 var root = new RootCommand("dpmem: device-DAX devices, emulated devices, label tables, persistence cost and live counters, from DirectPmem.")
 {
     CommandRunner.Verbose,
@@ -14,4 +17,13 @@ root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(PlatformCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(MonitorCommand.Create());
-return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+int code;
+try
+{
+    code = await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+}
+catch (Exception e) when (e is not OutOfMemoryException)
+{
+    code = CommandRunner.Report(e, args.Contains("--verbose") || args.Contains("-v"));
+}
+return stderr.Finish(code, args);

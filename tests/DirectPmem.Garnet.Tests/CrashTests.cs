@@ -83,7 +83,7 @@ public sealed class CrashTests : IDisposable
     }
 
     private static ConnectionMultiplexer Connect(int port) =>
-        ConnectionMultiplexer.Connect($"127.0.0.1:{port},abortConnect=true,connectTimeout=10000,syncTimeout=10000,connectRetry=0");
+        ConnectionMultiplexer.Connect($"127.0.0.1:{port},abortConnect=true,{RedisTimeouts.Options},connectRetry=0");
 
     private static void Verify(IDatabase db, Dictionary<string, string> acknowledged, long counterAcked, int round, ServerProcess server)
     {

@@ -53,7 +53,7 @@ public sealed class DevDaxGarnetTests
         int port = Ports.FreeLoopbackPort();
         using (StartServer(volume, port))
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,syncTimeout=60000,connectTimeout=60000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             Assert.True(db.StringSet("run-id", RunId()));
             GarnetServerTests.WriteKeys(db, 0, Keys / 2);
@@ -81,7 +81,7 @@ public sealed class DevDaxGarnetTests
         int port = Ports.FreeLoopbackPort();
         using (StartServer(volume, port))
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,syncTimeout=60000,connectTimeout=60000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             Assert.True(db.StringSet("run-id", RunId()));
             GarnetServerTests.WriteKeys(db, 0, 500);
@@ -100,7 +100,7 @@ public sealed class DevDaxGarnetTests
         int port = Ports.FreeLoopbackPort();
         using (StartServer(volume, port))
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,syncTimeout=60000,connectTimeout=60000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             Assert.Equal(RunId(), (string?)db.StringGet("run-id"));
             GarnetServerTests.AssertKeys(db, 0, 1000);
@@ -117,7 +117,7 @@ public sealed class DevDaxGarnetTests
         int port = Ports.FreeLoopbackPort();
         using (StartServer(volume, port))
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,syncTimeout=60000,connectTimeout=60000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             Assert.Equal(RunId(), (string?)db.StringGet("run-id"));
             GarnetServerTests.AssertKeys(db, 0, Keys);

@@ -52,7 +52,7 @@ public sealed class MisuseTests : IDisposable
         });
         try
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{garnet.Port},abortConnect=true,connectTimeout=10000,syncTimeout=5000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{garnet.Port},abortConnect=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             string filler = new('f', 1000);
             for (int i = 0; i < 200_000 && failure is null; i++)
@@ -91,7 +91,7 @@ public sealed class MisuseTests : IDisposable
         });
         using (garnet)
         {
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{garnet.Port},abortConnect=true,connectTimeout=10000,syncTimeout=5000");
+            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{garnet.Port},abortConnect=true,{RedisTimeouts.Options}");
             IDatabase db = redis.GetDatabase();
             int missing = acknowledged.Count(kv => db.StringGet(kv.Key) != kv.Value);
             Assert.Equal(0, missing);

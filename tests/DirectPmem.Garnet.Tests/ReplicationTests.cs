@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using DirectPmem.Garnet.Tests.Support;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Garnet.Tests;
@@ -102,8 +103,8 @@ public sealed class ReplicationTests : IDisposable
         var clock = Stopwatch.StartNew();
         while (!condition())
         {
-            if (clock.Elapsed > TimeSpan.FromSeconds(60))
-                throw new TimeoutException($"waited 60 s for {what}");
+            if (clock.Elapsed > TestTime.Limit(TimeSpan.FromMinutes(3)))
+                throw new TimeoutException($"{what} did not happen {TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(3)))}");
             Thread.Sleep(200);
         }
     }

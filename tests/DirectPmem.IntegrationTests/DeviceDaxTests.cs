@@ -3,6 +3,7 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -216,7 +217,7 @@ public sealed class DeviceDaxTests(ITestOutputHelper output)
     // The dpmem tool, run by the same dotnet host as these tests.
     private static string RunDpmem(params string[] arguments)
     {
-        var info = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var info = new System.Diagnostics.ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
         foreach (string argument in arguments)
         {
@@ -226,7 +227,7 @@ public sealed class DeviceDaxTests(ITestOutputHelper output)
         Task<string> stderr = process.StandardError.ReadToEndAsync();
         string stdout = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"dpmem {string.Join(' ', arguments)} exited with {process.ExitCode}: {stderr.Result}");
+        Assert.True(process.ExitCode == 0, $"{info.FileName} dpmem.dll {string.Join(' ', arguments)} exited with {process.ExitCode}; stderr: {stderr.Result}; stdout: {stdout}");
         return stdout;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -55,10 +56,15 @@ internal static class IntegrationEnvironment
         => FsDaxDirectory is { } dir && Directory.Exists(dir) ? dir
             : SkipString($"no file system mounted -o dax: DIRECTPMEM_FSDAX_DIR is not set or does not exist ({HowToRun}).");
 
-    /// <summary>The page-cache directory, or skips.</summary>
+    /// <summary>The page-cache directory the guest names (it must pass <see cref="PageCacheProbe"/>), or skips.</summary>
     public static string RequirePageCacheDirectory()
-        => PageCacheDirectory is { } dir && Directory.Exists(dir) ? dir
+        => PageCacheDirectory is { } dir && Directory.Exists(dir)
+            ? (PageCacheProbe.Problem(dir) is { } problem ? throw new InvalidOperationException($"DIRECTPMEM_PAGECACHE_DIR='{dir}' {problem}") : dir)
             : SkipString($"no non-DAX block file system: DIRECTPMEM_PAGECACHE_DIR is not set or does not exist ({HowToRun}).");
+
+    /// <summary>Any directory that proved it holds page-cache files (DIRECTPMEM_PAGECACHE_DIR first, then the usual candidates), or skips with every candidate's reason.</summary>
+    public static string RequireAnyPageCacheDirectory()
+        => PageCacheProbe.Found is { Path: { } dir } ? dir : SkipString(PageCacheProbe.Found.Reason);
 
     /// <summary>The sysfs directory of a device-DAX device: /sys/bus/dax/devices/NAME.</summary>
     public static string SysfsDirectory(string devicePath) => "/sys/bus/dax/devices/" + Path.GetFileName(devicePath);

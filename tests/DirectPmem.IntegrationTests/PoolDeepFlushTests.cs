@@ -22,7 +22,7 @@ public sealed partial class PoolDeepFlushTests
     [Fact]
     public unsafe void Clean_close_of_a_pool_writes_its_regions_deep_flush_exactly_once()
     {
-        string dataRoot = IntegrationEnvironment.PageCacheDirectory ?? AppContext.BaseDirectory;
+        string dataRoot = IntegrationEnvironment.RequireAnyPageCacheDirectory();
         string data = Path.Combine(dataRoot, "pool-deep-flush-" + Guid.NewGuid().ToString("N"));
         string sys = Directory.CreateTempSubdirectory("directpmem-sysfs-").FullName;
         Directory.CreateDirectory(data);

@@ -5,8 +5,9 @@ using System.Text;
 using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
-using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
+using DirectPmem.Storage;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -240,7 +241,7 @@ public sealed class StorageAcrossBootsTests(ITestOutputHelper output)
         string log = Path.Combine(share, "tx-child.log");
         File.Delete(marker);
         var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        foreach (string arg in new[] { "-c", "exec \"$0\" \"$@\" >\"$DIRECTPMEM_IT_TX_LOG\" 2>&1", Environment.ProcessPath ?? "dotnet",
+        foreach (string arg in new[] { "-c", "exec \"$0\" \"$@\" >\"$DIRECTPMEM_IT_TX_LOG\" 2>&1", DotnetHost.Path,
             typeof(StorageAcrossBootsTests).Assembly.Location, "-method", typeof(StorageAcrossBootsTests).FullName + "." + nameof(Child_holds_a_transaction_open_until_the_power_off),
             "-explicit", "only", "-noLogo", "-noColor" })
         {
@@ -253,12 +254,12 @@ public sealed class StorageAcrossBootsTests(ITestOutputHelper output)
         start.Environment["DIRECTPMEM_IT_TX_LENGTH"] = range.Length.ToString(CultureInfo.InvariantCulture);
         using Process child = Process.Start(start) ?? throw new InvalidOperationException("could not start the child");
         var clock = Stopwatch.StartNew();
-        while (!File.Exists(marker) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(4))
+        while (!File.Exists(marker) && !child.HasExited && clock.Elapsed < TestTime.Limit(TimeSpan.FromMinutes(4)))
         {
             Thread.Sleep(200);
         }
         string ChildLog() => File.Exists(log) ? File.ReadAllText(log) : "(no log)";
-        Assert.True(File.Exists(marker), $"the child wrote no marker in {clock.Elapsed.TotalSeconds:F0} s (exited: {child.HasExited}):\n{ChildLog()}");
+        Assert.True(File.Exists(marker), $"the child wrote no marker {TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(4)))} (exited: {child.HasExited}):\n{ChildLog()}");
         Assert.False(child.HasExited, $"the child must still be inside its transaction:\n{ChildLog()}");
         output.WriteLine($"boot 1: child {child.Id} is inside its transaction after {clock.Elapsed.TotalSeconds:F0} s: {File.ReadAllText(marker).Trim()}");
 

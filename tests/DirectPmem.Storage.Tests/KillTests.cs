@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using DirectPmem.Samples.WriteAheadLog;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;
@@ -33,7 +34,7 @@ public sealed class KillTests(ITestOutputHelper output)
                 using var process = Start(child, $"--pool {pool} --transactions 100000000 --ack --seed {round} --checkpoint-every {50 + round * 37 % 400}", lines);
                 // Let it get going, then kill it at a random moment.
                 var watch = Stopwatch.StartNew();
-                while (Count(lines) < 2 && !process.HasExited && watch.ElapsedMilliseconds < 30_000)
+                while (Count(lines) < 2 && !process.HasExited && watch.Elapsed < TestTime.Limit(TimeSpan.FromMinutes(2)))
                 {
                     Thread.Sleep(1);
                 }
@@ -98,7 +99,7 @@ public sealed class KillTests(ITestOutputHelper output)
 
     private static Process Start(string child, string arguments, List<string> lines)
     {
-        var info = new ProcessStartInfo("dotnet", $"\"{child}\" {arguments}")
+        var info = new ProcessStartInfo(DotnetHost.Path, $"\"{child}\" {arguments}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -37,7 +37,7 @@ internal static class Knobs
 
     private static readonly Lock s_gate = new();
 
-    private static int Get(string name, int normal, int longRun)
+    internal static int Get(string name, int normal, int longRun)
     {
         string? text = Environment.GetEnvironmentVariable(name);
         if (text is not null && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value))

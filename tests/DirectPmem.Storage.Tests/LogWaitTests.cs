@@ -1,5 +1,6 @@
 using System.Globalization;
 using DirectPmem.Mapping;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;
@@ -44,7 +45,7 @@ public sealed class LogWaitTests
         log.WriteFrame(stalled, first);
         log.DrainWrites();
         Assert.True(log.TryComplete(stalled, stalled + PmemLog.FrameLength(first.Length)));
-        Assert.True(waiter.Join(TimeSpan.FromSeconds(30)), "the waiting append did not finish after its predecessor completed");
+        Assert.True(waiter.Join(TestTime.Limit(TimeSpan.FromMinutes(2))), "the waiting append did not finish after its predecessor completed " + TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(2))));
         Assert.Null(failure);
         Assert.Equal(stalled + PmemLog.FrameLength(first.Length), lsn);
         Assert.Equal(lsn + PmemLog.FrameLength(second.Length), log.Tail);

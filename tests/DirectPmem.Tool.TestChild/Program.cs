@@ -8,7 +8,8 @@ using DirectPmem.Storage.Transactions;
 //          appends records (some in batches), commits transactions and aborts every fourth one.
 // Prints "ready" once the work has started.
 string mode = args.Length > 0 ? args[0] : "persist";
-var deadline = DateTime.UtcNow.AddSeconds(120);
+// A safety net if the parent dies without closing stdin: the parent's own limit, scaled the same way.
+var deadline = DateTime.UtcNow + DirectPmem.TestSupport.TestTime.ChildProcess;
 var stop = new ManualResetEventSlim();
 _ = Task.Run(() =>
 {
@@ -18,7 +19,7 @@ _ = Task.Run(() =>
 if (mode == "idle")
 {
     Console.WriteLine("ready");
-    stop.Wait(TimeSpan.FromSeconds(120));
+    stop.Wait(DirectPmem.TestSupport.TestTime.ChildProcess);
     return 0;
 }
 var forced = new DaxMappingOptions { ForceCacheLineGranularity = true };

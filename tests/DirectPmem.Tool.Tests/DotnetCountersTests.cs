@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 
@@ -27,7 +28,7 @@ public sealed class DotnetCountersTests
             {
                 start.ArgumentList.Add(arg);
             }
-            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromSeconds(120));
+            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromMinutes(5));
             Assert.True(code == 0, $"dotnet-counters exited {code}: {stdout} {stderr}");
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(output));
             JsonElement[] events = doc.RootElement.GetProperty("Events").EnumerateArray()
@@ -57,7 +58,7 @@ public sealed class DotnetCountersTests
             {
                 start.ArgumentList.Add(arg);
             }
-            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromSeconds(120));
+            (int code, string stdout, string stderr) = Dpmem.Wait(start, null, TimeSpan.FromMinutes(5));
             Assert.True(code == 0, $"dotnet-counters exited {code}: {stdout} {stderr}");
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(output));
             JsonElement[] events = doc.RootElement.GetProperty("Events").EnumerateArray()
@@ -85,7 +86,7 @@ public sealed class DotnetCountersTests
         {
             return (tool, "");
         }
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string arg in new[] { "tool", "install", "dotnet-counters", "--version", Version, "--tool-path", dir })
         {
             start.ArgumentList.Add(arg);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 
@@ -73,7 +74,23 @@ public sealed class DpmemTests : IDisposable
     [Fact]
     public void CreateThenInfoReportsTheGeometryGranularityAndLabelTable()
     {
-        string path = Path.Combine(_dir, "dev.dax");
+        // The temporary directory may be a tmpfs or DAX: "Page" is only the answer on a directory that proved it is page cache.
+        (string? pageCache, string why) = PageCacheProbe.Found;
+        Assert.SkipWhen(pageCache is null, why);
+        string dir = Path.Combine(pageCache!, "dpmem-test-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            CreateThenInfo(Path.Combine(dir, "dev.dax"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static void CreateThenInfo(string path)
+    {
         (int code, string output, _) = Dpmem.Run("create", path, "--size", "8M", "--align", "2M", "--labels");
         Assert.Equal(0, code);
         Assert.Contains("8 MiB", output, StringComparison.Ordinal);

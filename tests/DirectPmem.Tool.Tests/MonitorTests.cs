@@ -82,6 +82,7 @@ public sealed class MonitorTests
         (int code, _, string error) = Dpmem.Run("monitor", child.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "10", "--wait", "3", "--json");
         Assert.Equal(1, code);
         Assert.Contains("has not loaded DirectPmem", error, StringComparison.Ordinal);
+        Assert.Contains("--wait 3 s", error, StringComparison.Ordinal); // the message names the option that bounds the wait
     }
 
     [Fact]

@@ -331,7 +331,8 @@ public sealed class PoolCheckTests : IDisposable
             }
             (int code, string output, string error) = Dpmem.Run("check", path, "--json");
             Assert.True(code is 0 or 2, $"round {round}: exit {code}: {error}");
-            Assert.Equal("", error);
+            // Nothing crashed: stderr is empty, or the one line that says problems remain.
+            Assert.True(code == 0 ? error == "" : error.TrimEnd().Split('\n').Single().StartsWith("dpmem: ", StringComparison.Ordinal) && error.Contains("remain", StringComparison.Ordinal), error);
             using JsonDocument doc = JsonDocument.Parse(output);
             Assert.Equal(code == 0, doc.RootElement.GetProperty("clean").GetBoolean());
         }

@@ -1,9 +1,10 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Tracing;
 using DirectPmem.Mapping;
-using DirectPmem.Storage;
 using DirectPmem.Storage.Diagnostics;
 using DirectPmem.Storage.Transactions;
+using DirectPmem.Storage;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests;
@@ -30,7 +31,7 @@ public sealed class StorageCountersTests
         using var listener = new StorageListener();
         Assert.True(StorageCounters.IsEnabled);
         // The rate counters take their baseline at their first report: count from there.
-        Assert.True(listener.WaitForFirstReport(TimeSpan.FromSeconds(20)), "no EventCounters report within 20 s");
+        Assert.True(listener.WaitForFirstReport(TestTime.Limit(TimeSpan.FromMinutes(2))), "no EventCounters report " + TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(2))));
         byte[] record = new byte[100];
         for (int i = 0; i < 50; i++)
         {
@@ -54,7 +55,7 @@ public sealed class StorageCountersTests
             }
         }
 
-        Assert.True(listener.WaitFor(t => t.Sum("log-appends") >= 54 && t.Sum("tx-commits") >= 4 && t.Sum("tx-aborts") >= 3 && t.BatchMax > 0, TimeSpan.FromSeconds(20)),
+        Assert.True(listener.WaitFor(t => t.Sum("log-appends") >= 54 && t.Sum("tx-commits") >= 4 && t.Sum("tx-aborts") >= 3 && t.BatchMax > 0, TestTime.Limit(TimeSpan.FromMinutes(2))),
             listener.Describe());
         Assert.Equal(54, listener.Sum("log-appends"));
         Assert.Equal(51, listener.Sum("log-publishes"));
@@ -76,7 +77,7 @@ public sealed class StorageCountersTests
         using PmemPool pool = PmemPool.Create(DaxMapping.CreateAnonymous(1 << 20, forced), "frames", ownsMapping: true);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 << 10);
         using var listener = new StorageListener();
-        Assert.True(listener.WaitForFirstReport(TimeSpan.FromSeconds(20)), "no EventCounters report within 20 s");
+        Assert.True(listener.WaitForFirstReport(TestTime.Limit(TimeSpan.FromMinutes(2))), "no EventCounters report " + TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(2))));
         // A record that wraps around the end of the ring still counts as one per publish.
         byte[] big = new byte[20_000];
         for (int i = 0; i < 9; i++)
@@ -87,7 +88,7 @@ public sealed class StorageCountersTests
             }
             log.Append(big);
         }
-        Assert.True(listener.WaitFor(t => t.Sum("log-publishes") >= 9 && t.BatchMax > 0, TimeSpan.FromSeconds(20)), listener.Describe());
+        Assert.True(listener.WaitFor(t => t.Sum("log-publishes") >= 9 && t.BatchMax > 0, TestTime.Limit(TimeSpan.FromMinutes(2))), listener.Describe());
         Assert.Equal(1, listener.BatchMax);
         Assert.Equal(1, listener.BatchMin);
     }
@@ -150,7 +151,7 @@ public sealed class StorageCountersTests
                 Thread.Sleep(100);
             }
             // One more interval, so that nothing still in flight is missed by the exact assertions.
-            Thread.Sleep(1500);
+            Thread.Sleep(TestTime.Limit(TimeSpan.FromMilliseconds(1500)));
             return true;
         }
 

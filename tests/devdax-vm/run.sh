@@ -6,8 +6,12 @@
 # them. The guest boots twice on the same NVDIMM file: data persisted in the first boot is read
 # back in the second. See tests/devdax-vm/README.md.
 #
-# Usage: tests/devdax-vm/run.sh [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
-#   --no-build         use the integration tests as already built (Release)
+# Usage: tests/devdax-vm/run.sh [--core] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
+#   --core             instead, run the core tests (tests/DirectPmem.Tests) once, in the layout of a machine
+#                      with no disk file system: the artifacts folder on a writable 9p share (refuses shared
+#                      writable mappings), /tmp tmpfs, /var/tmp ext4 -o dax, HOME on the initramfs. They must
+#                      pass or skip with reasons. DIRECTPMEM_TEST_TIME_SCALE (default 4 here) scales their limits.
+#   --no-build         use the tests as already built (Release)
 #   --timeout SECONDS  bound on each guest boot (default 900)
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
 #                      -class DirectPmem.IntegrationTests.DeviceDaxTests (no spaces inside an argument)
@@ -22,13 +26,15 @@ work="$here/work"
 share="$work/share"
 timeout_s=900
 build=1
+mode=integration
 extra_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --core) mode=core ;;
     --no-build) build=0 ;;
     --timeout) timeout_s="$2"; shift ;;
     --) shift; extra_args=("$@"); break ;;
-    *) echo "usage: $0 [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--core] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -160,8 +166,13 @@ else
 fi
 
 # ---------------------------------------------------------------- 3. the tests (built on the host)
-project="$repo/tests/DirectPmem.IntegrationTests"
-dll="$repo/artifacts/bin/DirectPmem.IntegrationTests/release/DirectPmem.IntegrationTests.dll"
+if [ "$mode" = core ]; then
+  project="$repo/tests/DirectPmem.Tests"
+  dll="$repo/artifacts/bin/DirectPmem.Tests/release/DirectPmem.Tests.dll"
+else
+  project="$repo/tests/DirectPmem.IntegrationTests"
+  dll="$repo/artifacts/bin/DirectPmem.IntegrationTests/release/DirectPmem.IntegrationTests.dll"
+fi
 if [ "$build" -eq 1 ]; then
   log "building $project (Release)"
   dotnet build "$project" -c Release -v q -nologo >"$work/build.log" 2>&1 \
@@ -175,25 +186,33 @@ rm -f "$nvdimm" "$work"/console-*.log
 truncate -s 1026M "$nvdimm"   # sparse; 1026M leaves a region the kernel can align (see README)
 rm -rf "$share"
 mkdir -p "$share/fsdax" "$share/pagecache"
+if [ "$mode" = core ]; then
+  # The guest binds this writable 9p copy over the checkout's artifacts folder: the tests run from 9p.
+  mkdir -p "$share/artifacts/bin/DirectPmem.Tests"
+  cp -a "$(dirname "$dll")" "$share/artifacts/bin/DirectPmem.Tests/"
+fi
 run_id=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 
 boot() {
   local phase="$1"; shift
   local console="$work/console-$phase.log" args="$*"
+  # Quoted: the checkout may live under a path with spaces (~/src/my projects/).
   cat > "$share/guest.env" <<ENV
 DPMEM_PHASE=$phase
+DPMEM_MODE=$mode
+DPMEM_TIME_SCALE='${DIRECTPMEM_TEST_TIME_SCALE:-4}'
 DPMEM_RUN_ID=$run_id
-DPMEM_SHARE=$share
-DPMEM_REPO=$repo
-DPMEM_TEST_DLL=$dll
-DPMEM_TEST_ARGS="-noLogo -noColor -reporter verbose -showLiveOutput -result-xml $share/results-$phase.xml $args"
+DPMEM_SHARE='$share'
+DPMEM_REPO='$repo'
+DPMEM_TEST_DLL='$dll'
+DPMEM_TEST_ARGS="-noLogo -noColor -reporter verbose -showLiveOutput -result-xml '$share/results-$phase.xml' $args"
 ENV
   log "boot $phase: qemu (TCG), NVDIMM $nvdimm, bounded by ${timeout_s}s"
   local t0 rc
   t0=$(date +%s)
   set +e
   timeout --kill-after=10s "$timeout_s" qemu-system-x86_64 \
-    -machine pc,accel=tcg,nvdimm=on -cpu max -smp 2 -m 2G,slots=2,maxmem=8G \
+    -machine pc,accel=tcg,nvdimm=on -cpu max,-smap -smp 2 -m 2G,slots=2,maxmem=8G \
     -object memory-backend-file,id=mem1,share=on,mem-path="$nvdimm",size=1026M,align=2M \
     -device nvdimm,id=nvdimm1,memdev=mem1,label-size=128K \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
@@ -216,9 +235,13 @@ ENV
 # NVDIMM); boot 2 runs only those, of every class. xunit's -method takes a * at either end only.
 second_boot="'*.Second_boot_*'"
 status=0
-boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?
-if [ "$status" -eq 0 ]; then
-  boot 2 -method "$second_boot" || status=$?
+if [ "$mode" = core ]; then
+  boot 1 "${extra_args[@]}" || status=$?
+else
+  boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?
+  if [ "$status" -eq 0 ]; then
+    boot 2 -method "$second_boot" || status=$?
+  fi
 fi
 
 # ---------------------------------------------------------------- 5. the verdict from the consoles

@@ -29,6 +29,16 @@ internal static unsafe partial class LibPmem
     // The flushing variant of the copy: non-temporal stores from PMEM_MOVNT_THRESHOLD (256) up, then SFENCE.
     [LibraryImport(Library, EntryPoint = "pmem_memcpy_persist")]
     internal static partial void* MemcpyPersist(void* destination, void* source, nuint length);
+
+    // The same calls without the GC transition (as C calls them): libpmem's persist and copy never
+    // block, allocate or call back, so the strictest comparison leaves the transition out.
+    [LibraryImport(Library, EntryPoint = "pmem_persist")]
+    [SuppressGCTransition]
+    internal static partial void PersistNoTransition(void* address, nuint length);
+
+    [LibraryImport(Library, EntryPoint = "pmem_memcpy_persist")]
+    [SuppressGCTransition]
+    internal static partial void* MemcpyPersistNoTransition(void* destination, void* source, nuint length);
 }
 
 /// <summary>Drops the benchmarks whose name starts with "LibPmem" when libpmem.so.1 is missing, and says so.</summary>

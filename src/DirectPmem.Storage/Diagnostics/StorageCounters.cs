@@ -78,15 +78,15 @@ internal static class StorageCounts
 
     /// <summary>
     /// A tail publish from <paramref name="from"/> to <paramref name="to"/> of the log whose ring of
-    /// <paramref name="capacity"/> bytes starts at <paramref name="ringOffset"/> of <paramref name="mapping"/>.
+    /// <paramref name="capacity"/> bytes starts at <paramref name="ringOffset"/> of the mapping of <paramref name="pool"/>.
     /// Called by the publisher before its publish: the frames in [from, to) are complete and nobody writes them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void OnPublish(DaxMapping mapping, long ringOffset, long capacity, long from, long to)
+    internal static void OnPublish(PmemPool pool, long ringOffset, long capacity, long from, long to)
     {
         if (IsSupported && s_enabled)
         {
-            CountPublish(mapping, ringOffset, capacity, from, to);
+            CountPublish(pool, ringOffset, capacity, from, to);
         }
     }
 
@@ -118,10 +118,19 @@ internal static class StorageCounts
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void CountPublish(DaxMapping mapping, long ringOffset, long capacity, long from, long to)
+    private static void CountPublish(PmemPool pool, long ringOffset, long capacity, long from, long to)
     {
         Interlocked.Increment(ref s_publishes);
-        StorageEventSource.Log.OnBatch(CountFrames(mapping, ringOffset, capacity, from, to));
+        // The walk reads the ring: inside the pool's read guard, so a Dispose racing it waits.
+        pool.EnterRead();
+        try
+        {
+            StorageEventSource.Log.OnBatch(CountFrames(pool.Mapping, ringOffset, capacity, from, to));
+        }
+        finally
+        {
+            pool.ExitRead();
+        }
     }
 
     /// <summary>

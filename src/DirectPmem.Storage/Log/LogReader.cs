@@ -29,7 +29,9 @@ public readonly ref struct LogRecord
 /// <summary>
 /// A struct enumerator over a log's records from a start LSN to the durable tail at its creation.
 /// No allocation per record (a record that wraps around the ring is copied into one pooled buffer,
-/// returned by <see cref="Dispose"/>, which <c>foreach</c> calls).
+/// returned by <see cref="Dispose"/>, which <c>foreach</c> calls). <see cref="Current"/>'s payload
+/// points into the pool's mapping: it is valid until the pool is disposed, like any span of a
+/// <c>DaxMapping</c>, and reading it after that is a bug the library cannot catch.
 /// </summary>
 public ref struct LogReader
 {
@@ -64,6 +66,7 @@ public ref struct LogReader
     /// <exception cref="LogCorruptException">The next frame is damaged; it is not returned.</exception>
     /// <exception cref="ArgumentException">The start LSN given to <see cref="PmemLog.ReadFrom"/> is not the LSN of a record.</exception>
     /// <exception cref="InvalidOperationException">The log was truncated past the reader.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed (a MoveNext racing the pool's Dispose finishes first or throws this).</exception>
     public bool MoveNext()
     {
         if (_next >= _end)
@@ -71,10 +74,21 @@ public ref struct LogReader
             return false;
         }
         _log.CheckReaderPosition(_next);
-        int length = _log.ReadFrameHeader(_next, _end, _firstIsBoundary);
-        _firstIsBoundary = true;
-        ReadOnlySpan<byte> payload = _log.GetPayload(_next, length, ref _scratch);
-        _log.VerifyChecksum(_next, payload);
+        PmemPool pool = _log.Pool;
+        pool.EnterRead();
+        ReadOnlySpan<byte> payload;
+        int length;
+        try
+        {
+            length = _log.ReadFrameHeader(_next, _end, _firstIsBoundary);
+            _firstIsBoundary = true;
+            payload = _log.GetPayload(_next, length, ref _scratch);
+            _log.VerifyChecksum(_next, payload);
+        }
+        finally
+        {
+            pool.ExitRead();
+        }
         _lsn = _next;
         _payload = payload;
         _next += PmemLog.FrameLength(length);

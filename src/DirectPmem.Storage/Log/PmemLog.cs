@@ -66,6 +66,11 @@ namespace DirectPmem.Storage;
 /// frame (LSN, length within the tail, checksum) and never return a damaged one.</para>
 /// <para>The log is circular: appends fail with <see cref="LogFullException"/> when the records
 /// between head and tail plus the new ones would exceed <see cref="Capacity"/>; truncate to make room.</para>
+/// <para><b>Disposal.</b> The log belongs to its pool. Every operation racing the pool's
+/// <see cref="PmemPool.Dispose"/> completes (an append that returns is durable) or throws
+/// <see cref="ObjectDisposedException"/> naming the pool, never a full log or a damaged one; reads
+/// in progress finish before the pool unmaps. After the pool is disposed every operation throws it,
+/// even when the mapping was the caller's and is still mapped.</para>
 /// </remarks>
 public sealed class PmemLog
 {
@@ -182,7 +187,16 @@ public sealed class PmemLog
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
     /// <param name="capacity">The ring capacity, a positive multiple of 4096.</param>
     /// <returns>The log length.</returns>
-    public static long LengthFor(long capacity) => checked(HeaderLength + capacity);
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="capacity"/> is not a positive multiple of 4096, or the log would be longer than <see cref="long.MaxValue"/>.</exception>
+    public static long LengthFor(long capacity)
+    {
+        if (capacity <= 0 || capacity % HeaderLength != 0 || capacity > long.MaxValue - HeaderLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(capacity), capacity, string.Create(CultureInfo.InvariantCulture,
+                $"The ring capacity {capacity} must be a positive multiple of {HeaderLength} that leaves room for the {HeaderLength}-byte header below {long.MaxValue}."));
+        }
+        return HeaderLength + capacity;
+    }
 
     /// <summary>
     /// Creates an empty log at <paramref name="offset"/> in the pool's data area, durably. Create it,
@@ -227,9 +241,24 @@ public sealed class PmemLog
     /// <param name="offset">Where the log was created.</param>
     /// <returns>The log.</returns>
     /// <exception cref="LogFormatException">A header check failed; <see cref="LogFormatException.Field"/> names the field.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public static PmemLog Open(PmemPool pool, long offset)
     {
         ArgumentNullException.ThrowIfNull(pool);
+        // The header is read through spans: inside the pool's read guard, so a Dispose racing the open waits.
+        pool.EnterRead();
+        try
+        {
+            return OpenCore(pool, offset);
+        }
+        finally
+        {
+            pool.ExitRead();
+        }
+    }
+
+    private static PmemLog OpenCore(PmemPool pool, long offset)
+    {
         if (offset % HeaderLength != 0 || offset < pool.DataOffset || offset > pool.Size - 2 * HeaderLength)
         {
             throw new LogFormatException(LogHeaderField.Location, string.Create(CultureInfo.InvariantCulture,
@@ -291,6 +320,7 @@ public sealed class PmemLog
         catch (Exception e)
         {
             Fail(e);
+            ThrowIfPoolDisposed();
             throw;
         }
         Commit(lsn, lsn + frame);
@@ -368,6 +398,7 @@ public sealed class PmemLog
         catch (Exception e)
         {
             Fail(e);
+            ThrowIfPoolDisposed();
             throw;
         }
         Commit(lsn, lsn + total);
@@ -377,7 +408,12 @@ public sealed class PmemLog
 
     /// <summary>Reads the records from the head to the durable tail (as of this call), without allocating per record.</summary>
     /// <returns>A struct enumerator for <c>foreach</c>.</returns>
-    public LogReader ReadAll() => new(this, Head, Tail, firstIsBoundary: true);
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public LogReader ReadAll()
+    {
+        _pool.ThrowIfDisposed();
+        return new(this, Head, Tail, firstIsBoundary: true);
+    }
 
     /// <summary>Reads the records from <paramref name="lsn"/> to the durable tail (as of this call).</summary>
     /// <param name="lsn">The LSN of a record (from <see cref="Append(ReadOnlySpan{byte})"/> or <see cref="LogRecord.NextLsn"/>), or the tail.</param>
@@ -386,6 +422,7 @@ public sealed class PmemLog
     /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
     public LogReader ReadFrom(long lsn)
     {
+        _pool.ThrowIfDisposed();
         long tail = Tail;
         CheckLsn(lsn, tail);
         return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head);
@@ -401,7 +438,15 @@ public sealed class PmemLog
     {
         long tail = Tail;
         CheckRecordLsn(lsn, tail);
-        return ReadFrameHeader(lsn, tail, lsn == Head);
+        _pool.EnterRead();
+        try
+        {
+            return ReadFrameHeader(lsn, tail, lsn == Head);
+        }
+        finally
+        {
+            _pool.ExitRead();
+        }
     }
 
     /// <summary>Copies the payload of the record at <paramref name="lsn"/> into <paramref name="destination"/>, after checking its frame and checksum.</summary>
@@ -415,15 +460,23 @@ public sealed class PmemLog
     {
         long tail = Tail;
         CheckRecordLsn(lsn, tail);
-        int length = ReadFrameHeader(lsn, tail, lsn == Head);
-        if (destination.Length < length)
+        _pool.EnterRead();
+        try
         {
-            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"The record at LSN {lsn} holds {length} bytes; the destination has {destination.Length}."), nameof(destination));
+            int length = ReadFrameHeader(lsn, tail, lsn == Head);
+            if (destination.Length < length)
+            {
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                    $"The record at LSN {lsn} holds {length} bytes; the destination has {destination.Length}."), nameof(destination));
+            }
+            CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
+            VerifyChecksum(lsn, destination[..length]);
+            return length;
         }
-        CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
-        VerifyChecksum(lsn, destination[..length]);
-        return length;
+        finally
+        {
+            _pool.ExitRead();
+        }
     }
 
     /// <summary>
@@ -448,7 +501,15 @@ public sealed class PmemLog
             CheckLsn(lsn, tail);
             if (lsn < tail)
             {
-                ReadFrameHeader(lsn, tail, boundaryKnown: false);
+                _pool.EnterRead();
+                try
+                {
+                    ReadFrameHeader(lsn, tail, boundaryKnown: false);
+                }
+                finally
+                {
+                    _pool.ExitRead();
+                }
             }
             _mapping.Publish(Offset + HeadWordOffset, (ulong)lsn);
             Volatile.Write(ref _cursors.Head, lsn);
@@ -479,6 +540,8 @@ public sealed class PmemLog
             long head = Volatile.Read(ref _cursors.Head);
             if (end - head > _capacity)
             {
+                // A disposed pool is never reported as a full log.
+                ThrowIfPoolDisposed();
                 throw new LogFullException(frameBytes, _capacity - (start - head), _capacity);
             }
             if (Interlocked.CompareExchange(ref _cursors.Reserved, end, start) == start)
@@ -606,7 +669,7 @@ public sealed class PmemLog
             if (completed > previous)
             {
                 // The group commit: this one publish makes the records [previous, completed) acknowledged.
-                Diagnostics.StorageCounts.OnPublish(_mapping, _ringOffset, _capacity, previous, completed);
+                Diagnostics.StorageCounts.OnPublish(_pool, _ringOffset, _capacity, previous, completed);
                 _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
                 tail = completed;
             }
@@ -614,6 +677,7 @@ public sealed class PmemLog
         catch (Exception e)
         {
             Fail(e);
+            ThrowIfPoolDisposed();
             throw;
         }
         finally
@@ -897,6 +961,9 @@ public sealed class PmemLog
         }
     }
 
+    /// <summary>The pool the log lives in (a reader enters it around its reads).</summary>
+    internal PmemPool Pool => _pool;
+
     internal void CheckReaderPosition(long lsn)
     {
         if (lsn < Head)
@@ -944,6 +1011,9 @@ public sealed class PmemLog
         BinaryPrimitives.WriteInt64LittleEndian(frame[8..], lsn);
     }
 
+    /// <summary>Throws the pool's <see cref="ObjectDisposedException"/> if it was disposed: what any operation racing its Dispose reports.</summary>
+    private void ThrowIfPoolDisposed() => _pool.ThrowIfDisposed();
+
     private void Fail(Exception e)
     {
         Interlocked.CompareExchange(ref _failure, e, null);
@@ -954,6 +1024,8 @@ public sealed class PmemLog
     {
         if (Volatile.Read(ref _failure) is Exception failure)
         {
+            // An append that failed because the pool was disposed under it is not a damaged log.
+            ThrowIfPoolDisposed();
             throw new PmemException("An earlier append failed while writing, so later records cannot become durable in order; reopen the log to recover.", failure);
         }
     }

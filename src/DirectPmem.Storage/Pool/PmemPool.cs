@@ -61,7 +61,13 @@ public sealed class PmemPool : IDisposable
     private readonly string _sysfsRoot;
     private readonly byte[] _block = new byte[PoolHeader.Size];
     private PoolHeader _header;
-    private bool _disposed;
+
+    // Set under _gate by Dispose, read without it by the structures in the pool (see EnterRead).
+    private volatile bool _disposed;
+
+    // Reads of the mapping in progress by the structures in the pool (a log's Read, a reader's
+    // MoveNext): Dispose waits for them before it unmaps, so a read racing it never touches unmapped memory.
+    private int _reads;
 
     private PmemPool(DaxMapping mapping, bool ownsMapping, PmemFile? file, PoolHeader header, string sysfsRoot)
     {
@@ -290,7 +296,11 @@ public sealed class PmemPool : IDisposable
     /// Closes the pool: deep-flushes the headers and reserved area (<see cref="DaxMapping.DeepFlush"/>:
     /// persisted, then the NVDIMM region's write-pending queues flushed where the region has a
     /// writable <c>deep_flush</c>; the application persists its own data), durably marks the pool
-    /// clean, and disposes the mapping and file it owns. Idempotent.
+    /// clean, and disposes the mapping and file it owns. Idempotent. Reads of the mapping by the
+    /// structures in the pool that are in progress on other threads finish first; from then on the
+    /// structures (logs, heaps made by <see cref="Transactions.PoolTransactions"/>) and the pool
+    /// refuse use with <see cref="ObjectDisposedException"/> naming the pool. Spans the application
+    /// took from <see cref="Mapping"/> are its own to stop using.
     /// </summary>
     /// <exception cref="PmemException">
     /// The deep flush or the clean mark failed (for example writing <c>deep_flush</c> was refused). The
@@ -306,6 +316,14 @@ public sealed class PmemPool : IDisposable
                 return;
             }
             _disposed = true;
+            // Pairs with the interlocked increment in EnterRead: a read either sees _disposed or is
+            // counted here and waited for (reads are short and take no lock).
+            Interlocked.MemoryBarrier();
+            var wait = new SpinWait();
+            while (Volatile.Read(ref _reads) != 0)
+            {
+                wait.SpinOnce();
+            }
             try
             {
                 if (!IsReadOnly && !_mapping.IsDisposed)
@@ -327,9 +345,56 @@ public sealed class PmemPool : IDisposable
         }
     }
 
+    /// <summary>Whether <see cref="Dispose"/> has begun; structures in the pool then refuse use.</summary>
+    internal bool IsDisposed => _disposed;
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> naming the pool if it has been disposed.</summary>
+    internal void ThrowIfDisposed()
+    {
+        if (_disposed)
+        {
+            ThrowDisposed();
+        }
+    }
+
+    /// <summary>The exception a structure in the pool throws once the pool is disposed: it names the pool.</summary>
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    internal void ThrowDisposed() => throw new ObjectDisposedException(nameof(PmemPool),
+        $"The pool{(Mapping.Path is string path ? " on '" + path + "'" : "")} has been disposed; the structures in it (logs, heaps, the root) can no longer be used.");
+
+    /// <summary>
+    /// Begins a read of the mapping by a structure in the pool: until <see cref="ExitRead"/>,
+    /// <see cref="Dispose"/> does not unmap. Throws <see cref="ObjectDisposedException"/> once the pool is disposed.
+    /// </summary>
+    internal void EnterRead()
+    {
+        Interlocked.Increment(ref _reads);
+        // The interlocked increment is a full fence: Dispose either sees the count or set _disposed before this read.
+        if (_disposed)
+        {
+            Interlocked.Decrement(ref _reads);
+            ThrowDisposed();
+        }
+    }
+
+    /// <summary>Like <see cref="EnterRead"/>, but false instead of an exception once the pool is disposed.</summary>
+    internal bool TryEnterRead()
+    {
+        Interlocked.Increment(ref _reads);
+        if (_disposed)
+        {
+            Interlocked.Decrement(ref _reads);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Ends a read begun with <see cref="EnterRead"/>.</summary>
+    internal void ExitRead() => Interlocked.Decrement(ref _reads);
+
     internal void ThrowIfUnwritable()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDisposed();
         if (IsReadOnly)
         {
             throw new InvalidOperationException("The pool is open read-only: " + ReadOnlyReason);

@@ -84,59 +84,97 @@ internal sealed class Lane
 
     public void AddRange(long offset, long length)
     {
-        _heap.CheckTransactional(offset, length);
-        if (length == 0)
+        // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
+        PmemPool? pool = EnterPool();
+        try
         {
-            return;
-        }
-        long end = offset + length;
-        int gaps = _declared.FindGaps(offset, end);
-        if (gaps == 0)
-        {
-            return;
-        }
-        // The whole declaration must fit before anything is written.
-        long required = 0;
-        for (int i = 0; i < gaps; i++)
-        {
-            if (_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+            _heap.CheckTransactional(offset, length);
+            if (length == 0)
             {
-                continue; // a new object needs no snapshot
+                return;
             }
-            required += EntryHeader + ((_declared.GapEnd(i) - _declared.GapStart(i) + 7) & ~7L);
-        }
-        if (required > _capacity - _used)
-        {
-            throw new TransactionLogFullException(Index, _capacity, _used, required);
-        }
-        for (int i = 0; i < gaps; i++)
-        {
-            if (!_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+            long end = offset + length;
+            int gaps = _declared.FindGaps(offset, end);
+            if (gaps == 0)
             {
-                WriteEntry(_declared.GapStart(i), (int)(_declared.GapEnd(i) - _declared.GapStart(i)));
+                return;
             }
+            // The whole declaration must fit before anything is written.
+            long required = 0;
+            for (int i = 0; i < gaps; i++)
+            {
+                if (_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+                {
+                    continue; // a new object needs no snapshot
+                }
+                required += EntryHeader + ((_declared.GapEnd(i) - _declared.GapStart(i) + 7) & ~7L);
+            }
+            if (required > _capacity - _used)
+            {
+                throw new TransactionLogFullException(Index, _capacity, _used, required);
+            }
+            for (int i = 0; i < gaps; i++)
+            {
+                if (!_fresh.Covers(_declared.GapStart(i), _declared.GapEnd(i)))
+                {
+                    WriteEntry(_declared.GapStart(i), (int)(_declared.GapEnd(i) - _declared.GapStart(i)));
+                }
+            }
+            _declared.Add(offset, end);
         }
-        _declared.Add(offset, end);
+        finally
+        {
+            pool?.ExitRead();
+        }
     }
 
     public Span<byte> GetSpan(long offset, int length)
     {
-        if (length == 0)
+        // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
+        PmemPool? pool = EnterPool();
+        try
         {
-            return [];
+            if (length == 0)
+            {
+                return [];
+            }
+            if (length > 0)
+            {
+                // Outside the heap's transactional area is a bad argument, not a missing declaration.
+                _heap.CheckTransactional(offset, length);
+            }
+            if (length < 0 || !_declared.Covers(offset, offset + length))
+            {
+                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                    $"[0x{offset:x}, +{length}) was not declared in this transaction: call AddRange (or Allocate) first, so that its old contents are logged."));
+            }
+            // New objects need no durable snapshot before they are written.
+            if (_drainPending && !_fresh.Covers(offset, offset + length))
+            {
+                _mapping.Drain();
+                _drainPending = false;
+            }
+            return _mapping.GetSpan(offset, length);
         }
-        if (length < 0 || !_declared.Covers(offset, offset + length))
+        finally
         {
-            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
-                $"[0x{offset:x}, +{length}) was not declared in this transaction: call AddRange (or Allocate) first, so that its old contents are logged."));
+            pool?.ExitRead();
         }
-        // New objects need no durable snapshot before they are written.
-        if (_drainPending && !_fresh.Covers(offset, offset + length))
+    }
+
+    /// <summary>Declares the range and copies <paramref name="source"/> into it, inside the pool's read guard.</summary>
+    public void Write(long offset, ReadOnlySpan<byte> source)
+    {
+        PmemPool? pool = EnterPool();
+        try
         {
-            _mapping.Drain();
-            _drainPending = false;
+            AddRange(offset, source.Length);
+            source.CopyTo(GetSpan(offset, source.Length));
         }
-        return _mapping.GetSpan(offset, length);
+        finally
+        {
+            pool?.ExitRead();
+        }
     }
 
     public long Allocate()
@@ -160,57 +198,102 @@ internal sealed class Lane
 
     public void Free(long objectOffset)
     {
-        int index = _heap.ObjectIndex(objectOffset);
-        if (Array.IndexOf(_freed, index, 0, _freedCount) >= 0)
+        // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
+        PmemPool? pool = EnterPool();
+        try
         {
-            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is freed twice in this transaction."));
+            int index = _heap.ObjectIndex(objectOffset);
+            if (Array.IndexOf(_freed, index, 0, _freedCount) >= 0)
+            {
+                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is freed twice in this transaction."));
+            }
+            bool allocatedHere = Array.IndexOf(_allocated, index, 0, _allocatedCount) >= 0;
+            if (!allocatedHere && _mapping.GetReadOnlyRef<byte>(_mapOffset + index) != 1)
+            {
+                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is not allocated: it cannot be freed."));
+            }
+            AddRange(_mapOffset + index, 1);
+            Append(ref _freed, ref _freedCount, index);
         }
-        bool allocatedHere = Array.IndexOf(_allocated, index, 0, _allocatedCount) >= 0;
-        if (!allocatedHere && _mapping.GetReadOnlyRef<byte>(_mapOffset + index) != 1)
+        finally
         {
-            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Object 0x{objectOffset:x} is not allocated: it cannot be freed."));
+            pool?.ExitRead();
         }
-        AddRange(_mapOffset + index, 1);
-        Append(ref _freed, ref _freedCount, index);
     }
 
     public void Commit()
     {
-        if (_allocatedCount + _freedCount > 0)
+        // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
+        PmemPool? pool = EnterPool();
+        try
         {
-            // The map bytes were declared (logged) when allocated or freed; they change only now.
-            if (_drainPending)
+            if (_allocatedCount + _freedCount > 0)
             {
+                // The map bytes were declared (logged) when allocated or freed; they change only now.
+                if (_drainPending)
+                {
+                    _mapping.Drain();
+                    _drainPending = false;
+                }
+                Span<byte> map = _mapping.GetSpan(_mapOffset, _heap.ObjectCount);
+                for (int i = 0; i < _allocatedCount; i++)
+                {
+                    map[_allocated[i]] = 1;
+                }
+                for (int i = 0; i < _freedCount; i++)
+                {
+                    map[_freed[i]] = 0;
+                }
+            }
+            if (_entries > 0)
+            {
+                for (int i = 0; i < _declared.Count; i++)
+                {
+                    _mapping.Flush(_declared.StartAt(i), _declared.EndAt(i) - _declared.StartAt(i));
+                }
                 _mapping.Drain();
-                _drainPending = false;
+                // The commit point: one failure-atomic 8-byte store makes every entry of this generation stale.
+                _mapping.Publish(_word, LaneWord.Encode(_generation));
+                _finished = _generation;
             }
-            Span<byte> map = _mapping.GetSpan(_mapOffset, _heap.ObjectCount);
-            for (int i = 0; i < _allocatedCount; i++)
-            {
-                map[_allocated[i]] = 1;
-            }
-            for (int i = 0; i < _freedCount; i++)
-            {
-                map[_freed[i]] = 0;
-            }
+            _heap.PushFree(_freed.AsSpan(0, _freedCount));
+            Diagnostics.StorageCounts.OnCommit();
+            End();
         }
-        if (_entries > 0)
+        finally
         {
-            for (int i = 0; i < _declared.Count; i++)
-            {
-                _mapping.Flush(_declared.StartAt(i), _declared.EndAt(i) - _declared.StartAt(i));
-            }
-            _mapping.Drain();
-            // The commit point: one failure-atomic 8-byte store makes every entry of this generation stale.
-            _mapping.Publish(_word, LaneWord.Encode(_generation));
-            _finished = _generation;
+            pool?.ExitRead();
         }
-        _heap.PushFree(_freed.AsSpan(0, _freedCount));
-        Diagnostics.StorageCounts.OnCommit();
-        End();
     }
 
     public void Abort()
+    {
+        PmemPool? pool = _heap.Owner;
+        if (pool is not null && !pool.TryEnterRead())
+        {
+            // The pool was disposed first: its mapping may be gone. The lane's generation was not
+            // published, so the next open rolls this transaction back from its undo log.
+            End();
+            return;
+        }
+        try
+        {
+            AbortEntered();
+        }
+        finally
+        {
+            pool?.ExitRead();
+        }
+    }
+
+    private PmemPool? EnterPool()
+    {
+        PmemPool? pool = _heap.Owner;
+        pool?.EnterRead();
+        return pool;
+    }
+
+    private void AbortEntered()
     {
         if (_entries > 0)
         {

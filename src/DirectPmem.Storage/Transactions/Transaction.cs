@@ -17,6 +17,14 @@ namespace DirectPmem.Storage.Transactions;
 /// (<see cref="AddRange"/>) or objects it allocated (<see cref="Allocate"/>). Those calls make sure
 /// the old contents are durable in the undo log before handing out a writable span. Declaring a
 /// range twice, or ranges that overlap or touch, logs every byte once.</para>
+/// <para>Racing the <see cref="PmemPool.Dispose"/> of the pool the heap was made in
+/// (<see cref="PoolTransactions"/>), every step (<see cref="AddRange"/>, <see cref="Write"/>,
+/// <see cref="Commit"/>, ...) completes before the pool unmaps or throws
+/// <see cref="ObjectDisposedException"/> naming the pool; a commit that returned is durable, one that
+/// threw is rolled back by the next open, and <see cref="Dispose"/> never throws for it. Spans and
+/// references from <see cref="GetSpan"/>, <see cref="GetRef{T}"/> and <see cref="Modify"/> are
+/// valid until the pool is disposed: using one after is a bug the library cannot catch, so a thread
+/// that may race the pool's Dispose writes with <see cref="Write"/>, which copies inside the step.</para>
 /// </remarks>
 public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 {
@@ -66,6 +74,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <param name="offset">The mapping offset.</param>
     /// <param name="length">The number of bytes.</param>
     /// <returns>The span; its old contents are durable in the undo log.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the transactional area.</exception>
     /// <exception cref="InvalidOperationException">The range was not declared in this transaction.</exception>
     public Span<byte> GetSpan(long offset, int length) => Current.GetSpan(offset, length);
 
@@ -94,10 +103,10 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
         return ref MemoryMarshal.AsRef<T>(Modify(offset, size));
     }
 
-    /// <summary>Declares the destination range and copies <paramref name="source"/> into it.</summary>
+    /// <summary>Declares the destination range and copies <paramref name="source"/> into it, as one step (see the remarks on the pool's Dispose).</summary>
     /// <param name="offset">The mapping offset of the destination.</param>
     /// <param name="source">The bytes to write.</param>
-    public void Write(long offset, ReadOnlySpan<byte> source) => source.CopyTo(Modify(offset, source.Length));
+    public void Write(long offset, ReadOnlySpan<byte> source) => Current.Write(offset, source);
 
     /// <summary>
     /// Allocates one fixed-size object. Its contents are undefined (whatever the object held last)

@@ -119,6 +119,9 @@ public sealed class TransactionalHeap : IDisposable
 
     internal HeapLayout Layout => _layout;
 
+    /// <summary>The pool the heap was made in by <see cref="PoolTransactions"/>, or null: once it is disposed, <see cref="Begin"/> refuses.</summary>
+    internal PmemPool? Owner { get; set; }
+
     internal long Base => _base;
 
     /// <summary>
@@ -224,9 +227,13 @@ public sealed class TransactionalHeap : IDisposable
     /// leaves the block, rolls it back.
     /// </summary>
     /// <returns>The transaction, a small handle that allocates nothing.</returns>
-    /// <exception cref="ObjectDisposedException">The heap or its mapping has been disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The heap, its mapping or the pool it was made in (<see cref="PoolTransactions"/>) has been disposed; the exception names which.</exception>
     public Transaction Begin()
     {
+        if (Owner is { IsDisposed: true } owner)
+        {
+            owner.ThrowDisposed();
+        }
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0 || _mapping.IsDisposed, this);
         Lane lane = AcquireLane();
         return new Transaction(lane, lane.Start());

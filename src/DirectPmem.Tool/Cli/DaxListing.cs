@@ -13,7 +13,8 @@ internal sealed record DaxDeviceListing(
     string? Region,
     string PersistenceDomain,
     bool? Emulated,
-    string? Path);
+    string? Path,
+    BadRangeListing? BadRanges = null);
 
 /// <summary>One NVDIMM region with its devices, as <c>daxctl list -R -D</c> prints it.</summary>
 internal sealed record DaxRegionListing(
@@ -31,7 +32,8 @@ internal static class DaxListing
 {
     internal static DaxDeviceListing ToListing(DaxDevice device)
         => new(device.Name, device.Size, device.TargetNode, (long)device.Align, device.Mode, device.NumaNode,
-            device.Region?.Name, PersistenceName(device.Persistence), device.IsEmulated ? true : null, device.IsEmulated ? device.DevicePath : null);
+            device.Region?.Name, PersistenceName(device.Persistence), device.IsEmulated ? true : null, device.IsEmulated ? device.DevicePath : null,
+            BadRangeListing.From(device.GetBadRanges()));
 
     internal static DaxRegionListing ToListing(DaxRegion region, IEnumerable<DaxDevice> devices)
         => new(region.Name, region.Size, region.Align, region.NumaNode, PersistenceName(region.PersistenceDomain),

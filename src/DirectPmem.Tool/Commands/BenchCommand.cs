@@ -493,12 +493,27 @@ internal static unsafe class BenchCommand
         }
         string? avx512 = Environment.GetEnvironmentVariable("PMEM_AVX512F");
         string? threshold = Environment.GetEnvironmentVariable("PMEM_MOVNT_THRESHOLD");
-        bool cpuHasAvx512 = System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        // libpmem asks CPUID itself, not the .NET runtime (DOTNET_EnableAVX512F=0 does not reach it): read the
+        // kernel's view of the same bits.
+        bool cpuHasAvx512 = CpuInfoHasFlag("avx512f");
         // What libpmem 1.12's debug build logs at startup ("using movnt AVX512F" / "using movnt AVX").
         string isa = avx512 == "0" ? "256-bit AVX non-temporal stores (PMEM_AVX512F=0)"
             : cpuHasAvx512 ? "AVX-512F non-temporal stores (the default of libpmem 1.9 and later on an AVX-512F CPU; PMEM_AVX512F=0 turns it off)"
             : "256-bit AVX or SSE2 non-temporal stores (the CPU has no AVX-512F)";
         return $"libpmem: {file}; {isa}; PMEM_MOVNT_THRESHOLD={threshold ?? "unset (256)"}";
+    }
+
+    /// <summary>Whether /proc/cpuinfo lists <paramref name="flag"/> among the first processor's flags.</summary>
+    internal static bool CpuInfoHasFlag(string flag)
+    {
+        foreach (string line in File.ReadLines("/proc/cpuinfo"))
+        {
+            if (line.StartsWith("flags", StringComparison.Ordinal))
+            {
+                return line.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries).Contains(flag, StringComparer.Ordinal);
+            }
+        }
+        return false;
     }
 
     private static void Print(BenchReport report)

@@ -12,7 +12,8 @@ namespace DirectPmem.Tool.Commands;
 internal sealed record CheckProblem(string Area, string Message, string? Repair);
 
 /// <summary>What <c>dpmem check --json</c> prints.</summary>
-internal sealed record CheckReport(string Path, string Kind, IReadOnlyList<CheckProblem> Problems, IReadOnlyList<string> Notes, IReadOnlyList<string> Repaired, bool Clean, PoolReport? Pool = null);
+internal sealed record CheckReport(string Path, string Kind, IReadOnlyList<CheckProblem> Problems, IReadOnlyList<string> Notes, IReadOnlyList<string> Repaired, bool Clean, PoolReport? Pool = null,
+    BadRangeListing? BadRanges = null);
 
 /// <summary>
 /// <c>dpmem check PATH [--repair [--yes]]</c>: validates an emulated device's descriptor, a
@@ -74,18 +75,30 @@ internal static class CheckCommand
         var notes = new List<string>();
         var repaired = new List<string>();
         PoolReport? pool = null;
+        BadRangeListing? bad = null;
         string kind;
         if (!Directory.Exists(path) && File.Exists(path) && !IsCharacterDevice(path, sysfsRoot) && IsPoolFile(path, where.Log is not null || where.Heap is not null))
         {
             kind = "pool";
-            pool = CheckPool(writable => OpenPoolFile(path, writable), required: true, where with { Offset = 0 }, repair, yes, asJson, problems, notes, repaired);
+            var media = new MediaCheck(
+                () => { using PmemFile file = PmemFile.Open(path, writable: false, shared: true); return file.GetBadRanges(sysfsRoot); },
+                () => { using PmemFile file = PmemFile.Open(path, writable: true); return file.ClearBadRanges(sysfsRoot); },
+                null);
+            if (CheckBadRanges($"'{path}'", media, repair, yes, asJson, problems, notes, repaired, out bad))
+            {
+                pool = CheckPool(writable => OpenPoolFile(path, writable), required: true, where with { Offset = 0 }, repair, yes, asJson, problems, notes, repaired);
+            }
         }
         else
         {
             DaxDevice? device = OpenForCheck(path, sysfsRoot, repair, problems, notes, out kind);
             try
             {
-                if (device is not null)
+                if (device is not null && !CheckBadRanges(device.DevicePath, MediaCheckOf(device), repair, yes, asJson, problems, notes, repaired, out bad))
+                {
+                    // Nothing more is read from a device with bad ranges left (see CheckBadRanges).
+                }
+                else if (device is not null)
                 {
                     bool poolAtStart = where.Offset is null && PoolChecker.DeviceStartsWithPool(device);
                     if (!poolAtStart)
@@ -112,7 +125,7 @@ internal static class CheckCommand
             }
         }
         bool clean = problems.Count == 0;
-        var report = new CheckReport(path, kind, problems, notes, repaired, clean, pool);
+        var report = new CheckReport(path, kind, problems, notes, repaired, clean, pool, bad);
         if (asJson)
         {
             JsonOutput.Write(report, ToolJsonContext.Default.CheckReport);
@@ -121,7 +134,110 @@ internal static class CheckCommand
         {
             Print(report);
         }
+        if (!clean)
+        {
+            // The exit code is not the only word: one line on stderr, whatever went to stdout.
+            Console.Error.WriteLine($"dpmem: {problems.Count} problem{(problems.Count == 1 ? "" : "s")} remain{(problems.Count == 1 ? "s" : "")} in {path} (exit code {ProblemsFound}){(repair ? "" : "; --repair applies the repairs the format allows")}.");
+        }
         return clean ? 0 : ProblemsFound;
+    }
+
+    /// <summary>How a source's bad ranges are listed and cleared; <c>OperatorSteps</c> for device-DAX, which no program can clear.</summary>
+    private sealed record MediaCheck(Func<BadRangeReport> List, Func<IReadOnlyList<PoisonClearResult>>? Clear, Func<string>? OperatorSteps);
+
+    private static MediaCheck MediaCheckOf(DaxDevice device)
+    {
+        if (device.IsEmulated)
+        {
+            return new MediaCheck(device.GetBadRanges, device.ClearBadRanges, null);
+        }
+        // For a real device ClearBadRanges changes nothing: it throws with what is bad and the operator's steps.
+        return new MediaCheck(device.GetBadRanges, null, () =>
+        {
+            try
+            {
+                device.ClearBadRanges();
+                return "";
+            }
+            catch (BadBlocksNotClearableException e)
+            {
+                return e.OperatorSteps;
+            }
+        });
+    }
+
+    /// <summary>
+    /// Lists the source's bad ranges as problems; with --repair clears those a program can clear
+    /// (files: the recovery write) and says what the operator does for the rest (device-DAX).
+    /// Returns whether the source's structures may be read: not while a listed bad range remains,
+    /// because a load from one raises SIGBUS and kills the check (an unknown list is noted and read past).
+    /// </summary>
+    private static bool CheckBadRanges(string what, MediaCheck media, bool repair, bool yes, bool quiet,
+        List<CheckProblem> problems, List<string> notes, List<string> repaired, out BadRangeListing listing)
+    {
+        const string NotRead = "the label table and pool were not read: a load from a bad range raises SIGBUS (BUS_MCEERR_AR), which would end the check";
+        BadRangeReport report = media.List();
+        listing = BadRangeListing.From(report);
+        if (report.IsKnownClean)
+        {
+            return true;
+        }
+        if (report.Ranges.Count == 0)
+        {
+            // Nothing known is bad: checking blind is what a check without the list would do, and it says so.
+            notes.Add($"the bad ranges of {what} are not known ({report.Detail}): the structures are read anyway, and a poisoned line among them would end the check with SIGBUS");
+            return true;
+        }
+        string? steps = media.OperatorSteps?.Invoke();
+        if (!string.IsNullOrEmpty(steps))
+        {
+            notes.Add("the operator's steps for device-DAX bad ranges: " + steps);
+        }
+        string? fix = media.Clear is null ? null
+            : "rewrite the range with zeros through the kernel's recovery write, which clears the poison (its bytes are already lost); the structures over it are then checked and repaired";
+        AddBadProblems(report, "is listed bad", steps, fix, problems);
+        if (!repair || media.Clear is null)
+        {
+            if (repair)
+            {
+                notes.Add("device-DAX bad ranges cannot be cleared by a program: nothing was changed");
+            }
+            notes.Add(NotRead);
+            return false;
+        }
+        if (!yes && !Confirm($"Rewrite {report.Ranges.Count} bad range(s) of {what} with zeros to clear the poison (the data there is already lost)?", quiet))
+        {
+            notes.Add("repair declined: nothing was changed");
+            notes.Add(NotRead);
+            return false;
+        }
+        foreach (PoisonClearResult result in media.Clear())
+        {
+            repaired.Add(string.Create(CultureInfo.InvariantCulture, $"bad blocks: {result.Range} rewritten with zeros ({(result.Method == PoisonClearMethod.RecoveryWrite ? "recovery write" : "hole punched and reallocated")})"));
+        }
+        problems.RemoveAll(p => p.Area == "bad blocks");
+        BadRangeReport after = media.List();
+        listing = BadRangeListing.From(after);
+        if (after.IsKnownClean)
+        {
+            return true;
+        }
+        AddBadProblems(after, "is still listed bad after the rewrite (the platform did not clear the media)", steps, null, problems);
+        notes.Add(NotRead);
+        return false;
+    }
+
+    private static void AddBadProblems(BadRangeReport report, string state, string? steps, string? fix, List<CheckProblem> problems)
+    {
+        foreach (Geometry.PmemRange range in report.Ranges)
+        {
+            string message = $"{range} {state} ({report.Detail})" + (string.IsNullOrEmpty(steps) ? "" : "; device-DAX has no clear path a program can reach (see the operator's steps)");
+            problems.Add(new CheckProblem("bad blocks", message, fix));
+        }
+        if (report.Coverage == BadRangeCoverage.Unknown)
+        {
+            problems.Add(new CheckProblem("bad blocks", "the list may be incomplete: " + report.Detail, null));
+        }
     }
 
     private static DaxDevice? OpenForCheck(string path, string sysfsRoot, bool repair, List<CheckProblem> problems, List<string> notes, out string kind)
@@ -401,6 +517,10 @@ internal static class CheckCommand
     private static void Print(CheckReport report)
     {
         Console.WriteLine($"{report.Path} ({report.Kind})");
+        if (report.BadRanges is BadRangeListing badRanges)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  bad ranges: {badRanges.Coverage}, {badRanges.Ranges.Length} listed ({badRanges.Detail})"));
+        }
         if (report.Pool is PoolReport pool)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  pool at {pool.Offset}: primary header {pool.Primary}; backup header {pool.Backup}"));

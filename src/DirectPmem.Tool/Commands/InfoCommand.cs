@@ -22,10 +22,11 @@ internal sealed record InfoReport(
     long LabelAreaLength,
     string LabelTable,
     IReadOnlyList<LabelSlotReport> LabelSlots,
-    PoolReport? Pool = null);
+    PoolReport? Pool = null,
+    BadRangeListing? BadRanges = null);
 
 /// <summary>What <c>dpmem info --json</c> prints for a pool file.</summary>
-internal sealed record PoolInfoReport(string Path, string Kind, long Size, PoolReport Pool, int Problems);
+internal sealed record PoolInfoReport(string Path, string Kind, long Size, PoolReport? Pool, int Problems, BadRangeListing? BadRanges = null);
 
 /// <summary>
 /// <c>dpmem info PATH</c>: a device's geometry, the persistence granularity a mapping gets, its label
@@ -48,7 +49,7 @@ internal static class InfoCommand
     {
         if (!Directory.Exists(path) && File.Exists(path) && !CheckCommand.IsCharacterDevice(path, sysfsRoot) && CheckCommand.IsPoolFile(path, named: false))
         {
-            return RunPool(path, asJson);
+            return RunPool(path, sysfsRoot, asJson);
         }
         using DaxDevice device = DeviceOpener.Open(path, sysfsRoot, writable: false);
         InfoReport report = Describe(device);
@@ -69,6 +70,7 @@ internal static class InfoCommand
         grid.AddRow("persist granularity", Markup.Escape(report.Granularity));
         grid.AddRow("region", Markup.Escape(report.Region ?? "-"));
         grid.AddRow("label table", Markup.Escape(report.LabelTable));
+        AddBadRanges(grid, report.BadRanges);
         AnsiConsole.Write(grid);
         foreach (LabelSlotReport slot in report.LabelSlots.Where(s => s.Published))
         {
@@ -90,12 +92,34 @@ internal static class InfoCommand
         return 0;
     }
 
-    private static int RunPool(string path, bool asJson)
+    private static int RunPool(string path, string sysfsRoot, bool asJson)
     {
         var problems = new List<CheckProblem>();
+        BadRangeReport bad;
+        using (PmemFile file = PmemFile.Open(path, writable: false, shared: true))
+        {
+            bad = file.GetBadRanges(sysfsRoot);
+        }
+        if (bad.Ranges.Count > 0)
+        {
+            // A load from a bad range raises SIGBUS: show where they are instead of reading the pool.
+            var unread = new PoolInfoReport(path, "pool", new FileInfo(path).Length, null, 0, BadRangeListing.From(bad));
+            if (asJson)
+            {
+                JsonOutput.Write(unread, ToolJsonContext.Default.PoolInfoReport);
+            }
+            else
+            {
+                AnsiConsole.MarkupLineInterpolated($"[bold]{path}[/] (pool file, {Sizes.Format(unread.Size)}): [red]not read: bad ranges, see dpmem check[/]");
+                var grid = new Grid().AddColumn().AddColumn();
+                AddBadRanges(grid, unread.BadRanges);
+                AnsiConsole.Write(grid);
+            }
+            return 0;
+        }
         using DaxMapping view = CheckCommand.OpenPoolFile(path, writable: false);
         PoolReport pool = PoolChecker.Check(view, 0, null, null, problems, [], out _);
-        var report = new PoolInfoReport(path, "pool", view.Length, pool, problems.Count);
+        var report = new PoolInfoReport(path, "pool", view.Length, pool, problems.Count, BadRangeListing.From(bad));
         if (asJson)
         {
             JsonOutput.Write(report, ToolJsonContext.Default.PoolInfoReport);
@@ -103,7 +127,31 @@ internal static class InfoCommand
         }
         AnsiConsole.MarkupLineInterpolated($"[bold]{path}[/] (pool file, {Sizes.Format(report.Size)})");
         PrintPool(pool, problems.Count);
+        var badGrid = new Grid().AddColumn().AddColumn();
+        AddBadRanges(badGrid, report.BadRanges);
+        AnsiConsole.Write(badGrid);
         return 0;
+    }
+
+    private static void AddBadRanges(Grid grid, BadRangeListing? bad)
+    {
+        if (bad is null)
+        {
+            return;
+        }
+        string summary = bad.Coverage switch
+        {
+            "no_list" => "none listed (no bad-block list: not on persistent memory)",
+            "complete" when bad.Ranges.Length == 0 => "none",
+            "complete" => $"[red]{bad.Ranges.Length}[/]",
+            _ => $"[yellow]unknown[/]{(bad.Ranges.Length > 0 ? $", at least [red]{bad.Ranges.Length}[/]" : "")}",
+        };
+        grid.AddRow("bad ranges", summary);
+        foreach (long[] range in bad.Ranges)
+        {
+            grid.AddRow("", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"[0x{range[0]:x}, 0x{range[0] + range[1]:x}) ({range[1]} bytes)")));
+        }
+        grid.AddRow("", Markup.Escape(bad.Detail));
     }
 
     private static void PrintPool(PoolReport pool, int problems)
@@ -160,6 +208,14 @@ internal static class InfoCommand
         {
             granularity = probe.Granularity.ToString();
         }
+        BadRangeReport bad = device.GetBadRanges();
+        if (bad.Ranges.Count > 0)
+        {
+            // A load from a bad range raises SIGBUS: the label table and a pool are not read over them.
+            return new InfoReport(device.Name, device.DevicePath, device.Size, (long)device.Align, device.IsEmulated, device.Backing.ToString(),
+                DaxListing.PersistenceName(device.Persistence), (long)device.FaultGranularity, granularity, device.Region?.Name,
+                DaxRangeAllocator.LabelAreaLengthFor(device.Align), "not read (bad ranges: see dpmem check)", [], null, BadRangeListing.From(bad));
+        }
         bool poolAtStart = PoolChecker.DeviceStartsWithPool(device);
         LabelSlotReport[] slots = poolAtStart ? [] : LabelInspector.Read(device);
         string table = poolAtStart ? "none (a pool starts at offset 0)"
@@ -178,6 +234,6 @@ internal static class InfoCommand
         }
         return new InfoReport(device.Name, device.DevicePath, device.Size, (long)device.Align, device.IsEmulated, device.Backing.ToString(),
             DaxListing.PersistenceName(device.Persistence), (long)device.FaultGranularity, granularity, device.Region?.Name,
-            DaxRangeAllocator.LabelAreaLengthFor(device.Align), table, slots, pool);
+            DaxRangeAllocator.LabelAreaLengthFor(device.Align), table, slots, pool, BadRangeListing.From(bad));
     }
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DirectPmem.Driver;
 using DirectPmem.Geometry;
+using DirectPmem.Mapping;
 using DirectPmem.Tool.Cli;
 using Spectre.Console;
 
@@ -53,13 +54,24 @@ internal static class ListCommand
         }
         else
         {
-            var table = new Table().AddColumns("device", "chardev", "size", "align", "region", "persistence", "target node", "numa node");
+            var table = new Table().AddColumns("device", "chardev", "size", "align", "region", "persistence", "target node", "numa node", "bad ranges");
+            var bad = new List<(DaxDevice Device, BadRangeReport Report)>();
             foreach (DaxDevice device in topology.Devices)
             {
+                BadRangeReport report = device.GetBadRanges();
                 table.AddRow(Markup.Escape(device.Name), Markup.Escape(device.DevicePath), Sizes.Format(device.Size), device.Align.ToDisplayString(),
-                    Markup.Escape(device.Region?.Name ?? "-"), device.Persistence.ToString(), Number(device.TargetNode), Number(device.NumaNode));
+                    Markup.Escape(device.Region?.Name ?? "-"), device.Persistence.ToString(), Number(device.TargetNode), Number(device.NumaNode),
+                    BadRangeListing.Cell(report));
+                if (report.Ranges.Count > 0 || report.Coverage == BadRangeCoverage.Unknown)
+                {
+                    bad.Add((device, report));
+                }
             }
             AnsiConsole.Write(table);
+            foreach ((DaxDevice device, BadRangeReport report) in bad)
+            {
+                Console.WriteLine($"{device.Name}: {report}");
+            }
         }
         if (withRegions && topology.Regions.Count > 0)
         {

@@ -22,13 +22,20 @@ internal sealed record MonitorCounter(string Provider, string Name, string Displ
 /// </summary>
 internal static class MonitorCommand
 {
+    /// <summary>
+    /// How long to wait for the first counters: generous, because attaching EventPipe and the first report
+    /// take a few seconds on a fast machine and far longer under emulation; a process without DirectPmem is
+    /// only known once this has passed (--wait lowers it).
+    /// </summary>
+    internal const int DefaultWaitSeconds = 60;
+
     internal static Command Create()
     {
         var target = new Argument<string>("process") { Description = "The process id, or the name of a .NET process (its executable or main assembly)." };
         var interval = new Option<int>("--interval", "-i") { Description = "Seconds between counter updates.", DefaultValueFactory = _ => 1 };
-        var duration = new Option<int>("--duration", "-d") { Description = "Stop after this many seconds and print the last values (default: until Ctrl+C)." };
+        var duration = new Option<int>("--duration", "-d") { Description = "Stop this many seconds after the first counters arrived and print the last values (default: until Ctrl+C)." };
         var json = new Option<bool>("--json", "-j") { Description = "With --duration: print the last values as JSON instead of a live display." };
-        var wait = new Option<int>("--wait") { Description = "Seconds to wait for the first counters before deciding DirectPmem is not loaded.", DefaultValueFactory = _ => 5 };
+        var wait = new Option<int>("--wait") { Description = "Seconds to wait for the first counters before deciding DirectPmem is not loaded (raise it on a slow or emulated machine, where attaching takes longer).", DefaultValueFactory = _ => DefaultWaitSeconds };
         var command = new Command("monitor", "Show a running process's DirectPmem and DirectPmem.Storage counters live (like dotnet-counters monitor --counters DirectPmem,DirectPmem.Storage).")
         {
             target, interval, duration, json, wait,
@@ -50,6 +57,10 @@ internal static class MonitorCommand
         {
             throw new ToolException($"--interval {interval} must be at least 1 second.");
         }
+        if (wait <= 0)
+        {
+            throw new ToolException($"--wait {wait} must be at least 1 second.");
+        }
         (int pid, string name) = Resolve(target);
         CounterSession session;
         try
@@ -63,17 +74,26 @@ internal static class MonitorCommand
         using (session)
         {
             DateTime start = DateTime.UtcNow;
-            DateTime? end = duration > 0 ? start.AddSeconds(duration) : null;
+            // --duration counts from the first counters, so a slow attach never eats the time asked for.
+            DateTime? end = null;
+            bool Running()
+            {
+                if (duration > 0 && end is null && session.Received > 0)
+                {
+                    end = DateTime.UtcNow.AddSeconds(duration);
+                }
+                return !cancel.IsCancellationRequested && (duration <= 0 || end is null || DateTime.UtcNow < end) && !session.Ended;
+            }
             TimeSpan firstWait = TimeSpan.FromSeconds(Math.Max(wait, interval + 1));
             if (!asJson)
             {
-                AnsiConsole.MarkupLineInterpolated($"monitoring [bold]{name}[/] ({pid}), DirectPmem counters every {interval} s{(end is null ? "; Ctrl+C to stop" : "")}");
+                AnsiConsole.MarkupLineInterpolated($"monitoring [bold]{name}[/] ({pid}), DirectPmem counters every {interval} s{(duration <= 0 ? "; Ctrl+C to stop" : "")}");
             }
             if (asJson || Console.IsOutputRedirected)
             {
-                while (!cancel.IsCancellationRequested && (end is null || DateTime.UtcNow < end) && !session.Ended)
+                while (Running())
                 {
-                    CheckLoaded(session, start, firstWait, pid, name);
+                    CheckLoaded(session, start, firstWait, wait, pid, name);
                     await Delay(200, cancel).ConfigureAwait(false);
                 }
             }
@@ -81,15 +101,15 @@ internal static class MonitorCommand
             {
                 await AnsiConsole.Live(Render(session, pid, name)).StartAsync(async context =>
                 {
-                    while (!cancel.IsCancellationRequested && (end is null || DateTime.UtcNow < end) && !session.Ended)
+                    while (Running())
                     {
-                        CheckLoaded(session, start, firstWait, pid, name);
+                        CheckLoaded(session, start, firstWait, wait, pid, name);
                         context.UpdateTarget(Render(session, pid, name));
                         await Delay(250, cancel).ConfigureAwait(false);
                     }
                 }).ConfigureAwait(false);
             }
-            CheckLoaded(session, start, TimeSpan.Zero, pid, name);
+            CheckLoaded(session, start, TimeSpan.Zero, wait, pid, name);
             IReadOnlyList<CounterValue> last = session.Snapshot();
             var report = new MonitorReport(pid, name, last.Select(v => new MonitorCounter(v.Provider, v.Name, v.DisplayName, v.Units, v.IsRate, v.Value)).ToArray());
             if (asJson)
@@ -123,11 +143,11 @@ internal static class MonitorCommand
         }
     }
 
-    private static void CheckLoaded(CounterSession session, DateTime start, TimeSpan wait, int pid, string name)
+    private static void CheckLoaded(CounterSession session, DateTime start, TimeSpan wait, int waitOption, int pid, string name)
     {
         if (session.Received == 0 && DateTime.UtcNow - start >= wait)
         {
-            throw new ToolException($"process {pid} ({name}) published no DirectPmem counters in {(DateTime.UtcNow - start).TotalSeconds:0} s: it has not loaded DirectPmem, or has not mapped anything yet (the \"DirectPmem\" EventSource is created with the first mapping).");
+            throw new ToolException($"process {pid} ({name}) published no DirectPmem counters in {(DateTime.UtcNow - start).TotalSeconds:0} s (--wait {waitOption} s; raise it on a slow machine): it has not loaded DirectPmem, or has not mapped anything yet (the \"DirectPmem\" EventSource is created with the first mapping).");
         }
     }
 

@@ -63,7 +63,8 @@ public sealed partial class DaxDevice
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"alignment {align.ToDisplayString()} is smaller than the {trailer}-byte pages of the hugetlbfs directory '{directory}'."), nameof(align));
         }
-        PmemFile file = PmemFile.Create(path, checked(size + trailer));
+        CheckRoomForDescriptor(size, trailer);
+        PmemFile file = WithDeviceSize(() => PmemFile.Create(path, size + trailer), size, trailer);
         try
         {
             return Initialize(file, size, align, trailer);
@@ -97,7 +98,8 @@ public sealed partial class DaxDevice
             throw new ArgumentException("hugetlb pages are 2 MiB or 1 GiB; a 4 KiB-aligned device cannot use them.", nameof(hugePages));
         }
         long trailer = hugetlb ? (long)align : Environment.SystemPageSize;
-        PmemFile file = PmemFile.CreateMemory(name, checked(size + trailer), hugetlb ? HugePages.Hugetlb : HugePages.None, hugetlb ? align : PageSize.Pmd);
+        CheckRoomForDescriptor(size, trailer);
+        PmemFile file = WithDeviceSize(() => PmemFile.CreateMemory(name, size + trailer, hugetlb ? HugePages.Hugetlb : HugePages.None, hugetlb ? align : PageSize.Pmd), size, trailer);
         try
         {
             return Initialize(file, size, align, trailer);
@@ -191,6 +193,30 @@ public sealed partial class DaxDevice
         PageSizes.Validate(align, nameof(align));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         RangeValidator.ValidateAligned(size, align, nameof(size));
+    }
+
+    // The descriptor page follows the data: size + trailer must still be a file size.
+    private static void CheckRoomForDescriptor(long size, long trailer)
+    {
+        if (size > long.MaxValue - trailer)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, string.Create(CultureInfo.InvariantCulture,
+                $"size {size} plus the {trailer}-byte descriptor page passes {long.MaxValue}, the largest file size."));
+        }
+    }
+
+    // The file is the device plus its descriptor page: a refusal for room names the size the caller gave.
+    private static PmemFile WithDeviceSize(Func<PmemFile> create, long size, long trailer)
+    {
+        try
+        {
+            return create();
+        }
+        catch (PmemOutOfSpaceException e)
+        {
+            throw new PmemOutOfSpaceException(string.Create(CultureInfo.InvariantCulture,
+                $"an emulated device of size {size} (a file of {size} + {trailer} bytes for its descriptor page) does not fit: {e.Message}"), e.Call, e.Errno, e.Path);
+        }
     }
 
     private static DaxDevice Initialize(PmemFile file, long size, PageSize align, long trailer)

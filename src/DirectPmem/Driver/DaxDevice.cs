@@ -17,7 +17,10 @@ namespace DirectPmem.Driver;
 /// mmap of a real device-DAX device does not check the device size: touching a page past the
 /// end raises SIGBUS. <see cref="Map"/> checks every range against <see cref="Size"/> (from sysfs,
 /// because <c>fstat</c> reports 0 for a character device) before it calls mmap.
-/// Disposing an emulated device closes its file; mappings made from it stay valid.
+/// Disposing the device ends its use: <see cref="Map"/>, <see cref="MapRaw"/> and everything
+/// handed out that still works through the device (a <see cref="DaxRangeAllocator"/>) then throw
+/// <see cref="ObjectDisposedException"/> naming it. Mappings already made stay valid until they are
+/// disposed themselves; disposing an emulated device also closes its file.
 /// </remarks>
 public sealed partial class DaxDevice : IDisposable
 {
@@ -25,6 +28,7 @@ public sealed partial class DaxDevice : IDisposable
     // How this device becomes a map source: the device node (real backend) or a window of the
     // emulated device's file (emulated backend). Every map goes through it and MapRequest.Create.
     private readonly MapSource _source;
+    private volatile bool _disposed;
 
     internal DaxDevice(string name, string devicePath, long size, PageSize align, MappingBacking backing, DaxPersistence persistence,
         PageSize faultGranularity, PmemFile? file)
@@ -38,7 +42,7 @@ public sealed partial class DaxDevice : IDisposable
         FaultGranularity = faultGranularity;
         _file = file;
         _source = file is null
-            ? new DeviceNodeSource(devicePath, size, align, OpenNode, ResolveDeepFlush)
+            ? new DeviceNodeSource(devicePath, size, align, OpenNode, ResolveDeepFlush, GetBadRanges)
             : new EmulatedDeviceSource(file.Source, align, size);
         Ranges = [];
     }
@@ -138,6 +142,7 @@ public sealed partial class DaxDevice : IDisposable
     /// <exception cref="DaxLabelException">The range reaches into the label area of a device that holds a label table (<see cref="DaxLabelRule.LabelAreaProtected"/>).</exception>
     /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> is set and the device faults in smaller pages.</exception>
     /// <exception cref="PmemException">open or mmap failed.</exception>
+    /// <exception cref="ObjectDisposedException">The device has been disposed.</exception>
     public DaxMapping Map(DaxMappingOptions? options = null) => MapOutsideLabels(options ?? DaxMappingOptions.Default);
 
     /// <summary>
@@ -151,10 +156,28 @@ public sealed partial class DaxDevice : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The range is empty or ends past <see cref="Size"/>.</exception>
     /// <exception cref="PmemCapabilityException"><see cref="DaxMappingOptions.RequirePageSize"/> is set and the device faults in smaller pages.</exception>
     /// <exception cref="PmemException">open or mmap failed.</exception>
+    /// <exception cref="ObjectDisposedException">The device has been disposed.</exception>
     public DaxMapping MapRaw(DaxMappingOptions? options = null) => MapRange(0, Size, Align, options ?? DaxMappingOptions.Default, "'" + DevicePath + "'");
 
-    /// <summary>Closes an emulated device's file (mappings made from it stay valid); nothing for a real device.</summary>
-    public void Dispose() => _file?.Dispose();
+    /// <summary>
+    /// Ends the device's use: later maps, and every method of an allocator opened on it, throw
+    /// <see cref="ObjectDisposedException"/>. Closes an emulated device's file. Mappings made from
+    /// the device or its allocators stay valid until they are disposed themselves. Idempotent.
+    /// </summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        _file?.Dispose();
+    }
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> naming the device if it was disposed.</summary>
+    internal void ThrowIfDisposed()
+    {
+        if (_disposed)
+        {
+            throw new ObjectDisposedException(nameof(DaxDevice), $"the device '{DevicePath}' has been disposed; reopen it to map it or to use its DaxRangeAllocator.");
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
@@ -166,6 +189,7 @@ public sealed partial class DaxDevice : IDisposable
     /// <summary>Builds and validates the request <see cref="MapRange"/> would map, without mapping it.</summary>
     internal MapPlan Plan(long baseOffset, long limit, PageSize minimum, DaxMappingOptions options, string what)
     {
+        ThrowIfDisposed();
         MapRequest request = MapRequest.Create(_source, options, baseOffset, limit, minimum, what);
         return new MapPlan(request.SourceOffset, request.Length, request.PageSize, request.Source.MapFlags, request.Source.Backing);
     }
@@ -176,7 +200,10 @@ public sealed partial class DaxDevice : IDisposable
     /// range of a <see cref="DaxRangeAllocator"/>). The one entry point of both backends.
     /// </summary>
     internal DaxMapping MapRange(long baseOffset, long limit, PageSize minimum, DaxMappingOptions options, string what)
-        => MappingFactory.Map(_source, options, baseOffset, limit, minimum, what);
+    {
+        ThrowIfDisposed();
+        return MappingFactory.Map(_source, options, baseOffset, limit, minimum, what);
+    }
 
     /// <summary>The deep-flush control of the region behind the device, as its mappings get it (resolved once).</summary>
     internal DeepFlushControl? RegionDeepFlush => _source.RegionDeepFlush;

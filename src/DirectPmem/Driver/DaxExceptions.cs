@@ -1,3 +1,5 @@
+using DirectPmem.Geometry;
+
 namespace DirectPmem.Driver;
 
 /// <summary>The rule a sysfs tree, an emulated device descriptor or a device request broke.</summary>
@@ -159,4 +161,30 @@ public sealed class DaxLabelException : PmemException
 
     /// <summary>The rule that was broken.</summary>
     public DaxLabelRule Rule { get; }
+}
+
+/// <summary>
+/// A device-DAX device has bad ranges that no program can clear: the kernel offers no recovery
+/// write for a character device. <see cref="Ranges"/> names them (device offsets) and
+/// <see cref="OperatorSteps"/> what the operator does (ndctl). Nothing was changed.
+/// </summary>
+public sealed class BadBlocksNotClearableException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What is bad and what the operator does.</param>
+    /// <param name="path">The device node.</param>
+    /// <param name="ranges">The bad ranges, in device offsets.</param>
+    /// <param name="operatorSteps">The steps an operator takes to clear them.</param>
+    public BadBlocksNotClearableException(string message, string? path, IReadOnlyList<PmemRange> ranges, string operatorSteps)
+        : base(message, null, 0, path)
+    {
+        Ranges = ranges;
+        OperatorSteps = operatorSteps;
+    }
+
+    /// <summary>The bad ranges, in device offsets.</summary>
+    public IReadOnlyList<PmemRange> Ranges { get; }
+
+    /// <summary>What the operator does to clear them (restore, <c>ndctl clear-errors</c> or recreate the namespace, scrub).</summary>
+    public string OperatorSteps { get; }
 }

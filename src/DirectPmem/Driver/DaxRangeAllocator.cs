@@ -22,12 +22,22 @@ namespace DirectPmem.Driver;
 /// simulated device at every drain point.
 /// </para>
 /// <para>
-/// Instances are thread-safe, and one allocator at a time owns a device's labels: a second open
-/// on the same <see cref="DaxDevice"/> is refused, other processes are kept out by the emulated
-/// device's file lock or by flock on the real device's node (shared for
-/// <see cref="OpenReadOnly"/>). <see cref="Free"/> refuses a range that a mapping made by
+/// Instances are thread-safe. A device's labels are owned by one writable allocator or by any
+/// number of read-only ones (<see cref="OpenReadOnly"/>), in this process and others together:
+/// an open that breaks that rule is refused with <see cref="PmemInUseException"/>. Within the
+/// process the rule is kept per <see cref="DaxDevice"/> instance; across instances and processes
+/// by the emulated device's file lock (exclusive when it was opened writable), or by flock on the
+/// real device's node, which each allocator opens for itself: flock belongs to the open file
+/// description, so LOCK_SH (read-only) holders coexist and LOCK_EX (writable) excludes every other
+/// open, even one in the same process. <see cref="Free"/> refuses a range that a mapping made by
 /// <see cref="Map"/> still covers: dispose those mappings first. Mappings made otherwise
 /// (<see cref="DaxDevice.Map"/>, another process) are not tracked.
+/// </para>
+/// <para>
+/// The allocator belongs to its <see cref="Device"/>: once the device is disposed, every method
+/// and <see cref="Ranges"/> throw <see cref="ObjectDisposedException"/> naming the device (its file
+/// lock, which kept other writers out, is gone). Mappings already made by <see cref="Map"/> stay
+/// valid until they are disposed themselves, as mappings made by <see cref="DaxDevice.Map"/> do.
 /// </para>
 /// </remarks>
 public sealed class DaxRangeAllocator : IDisposable
@@ -101,12 +111,14 @@ public sealed class DaxRangeAllocator : IDisposable
     }
 
     /// <summary>The ranges, ordered by offset.</summary>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     public IReadOnlyList<DaxAllocation> Ranges
     {
         get
         {
             lock (_gate)
             {
+                ThrowIfDeviceDisposed();
                 return _entries.ToArray();
             }
         }
@@ -127,7 +139,8 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <returns>The allocator, with no ranges.</returns>
     /// <exception cref="DaxLabelException">The device already holds a table (<see cref="DaxLabelRule.AlreadyFormatted"/>), or has no room after the label area (<see cref="DaxLabelRule.OutOfBounds"/>).</exception>
     /// <exception cref="ArgumentException">The device was opened read-only.</exception>
-    /// <exception cref="PmemInUseException">Another allocator owns the device's labels.</exception>
+    /// <exception cref="PmemInUseException">Another allocator (writable or read-only) owns the device's labels.</exception>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     public static DaxRangeAllocator Format(DaxDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -141,7 +154,8 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <returns>The allocator, with the ranges of the newer published slot.</returns>
     /// <exception cref="DaxLabelException">No table (<see cref="DaxLabelRule.NotFormatted"/>), or a published slot breaks a rule (the exception names the slot).</exception>
     /// <exception cref="ArgumentException">The device was opened read-only: use <see cref="OpenReadOnly"/>.</exception>
-    /// <exception cref="PmemInUseException">Another allocator owns the device's labels.</exception>
+    /// <exception cref="PmemInUseException">Another allocator (writable or read-only) owns the device's labels.</exception>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     public static DaxRangeAllocator Open(DaxDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -160,7 +174,8 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <param name="device">The device.</param>
     /// <returns>The allocator.</returns>
     /// <exception cref="DaxLabelException">No table (<see cref="DaxLabelRule.NotFormatted"/>), or a published slot breaks a rule.</exception>
-    /// <exception cref="PmemInUseException">Another allocator owns the device's labels for writing.</exception>
+    /// <exception cref="PmemInUseException">A writable allocator owns the device's labels (other read-only allocators are fine, in this process or another).</exception>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     public static DaxRangeAllocator OpenReadOnly(DaxDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -220,6 +235,7 @@ public sealed class DaxRangeAllocator : IDisposable
 
     private static DaxRangeAllocator WithDevice(DaxDevice device, bool shared, Action<DaxRangeAllocator> start)
     {
+        device.ThrowIfDisposed();
         LabelLock labelLock = LabelLock.Acquire(device, shared);
         DaxMapping? labels = null;
         try
@@ -320,12 +336,13 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <returns>The range.</returns>
     /// <exception cref="DaxLabelException">No range has that name (<see cref="DaxLabelRule.NoSuchRange"/>).</exception>
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
-    /// <exception cref="ObjectDisposedException">The allocator was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The allocator or its device was disposed.</exception>
     public DaxAllocation Get(string name)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDeviceDisposed();
             ArgumentNullException.ThrowIfNull(name);
             return FindOrThrow(name);
         }
@@ -339,7 +356,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="DaxLabelException">The name is bad or taken, the length misaligned, the page size too small, or no space or entry is free (<see cref="DaxLabelRule.Full"/>).</exception>
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
     /// <exception cref="InvalidOperationException">The allocator was opened read-only.</exception>
-    /// <exception cref="ObjectDisposedException">The allocator was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The allocator or its device was disposed.</exception>
     public DaxAllocation Allocate(string name, long length, PageSize? pageSize = null)
     {
         lock (_gate)
@@ -379,7 +396,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="DaxLabelException">The request is misaligned, out of bounds, overlaps a range, or the name is bad or taken.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
     /// <exception cref="InvalidOperationException">The allocator was opened read-only.</exception>
-    /// <exception cref="ObjectDisposedException">The allocator was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The allocator or its device was disposed.</exception>
     public DaxAllocation AllocateAt(string name, long offset, long length, PageSize? pageSize = null)
     {
         lock (_gate)
@@ -407,7 +424,7 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="DaxLabelException">No range has that name (<see cref="DaxLabelRule.NoSuchRange"/>), or a mapping of it is not disposed (<see cref="DaxLabelRule.RangeInUse"/>).</exception>
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
     /// <exception cref="InvalidOperationException">The allocator was opened read-only.</exception>
-    /// <exception cref="ObjectDisposedException">The allocator was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The allocator or its device was disposed.</exception>
     public void Free(string name)
     {
         lock (_gate)
@@ -439,12 +456,13 @@ public sealed class DaxRangeAllocator : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
     /// <exception cref="ArgumentException">The offset or length is misaligned, or the page size is smaller than the range's.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The sub-range ends past the range.</exception>
-    /// <exception cref="ObjectDisposedException">The allocator was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The allocator or its device was disposed.</exception>
     public DaxMapping Map(string name, DaxMappingOptions? options = null)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDeviceDisposed();
             ArgumentNullException.ThrowIfNull(name);
             DaxAllocation entry = FindOrThrow(name);
             DaxMapping mapping = Device.MapRange(entry.Offset, entry.Length, entry.PageSize, options ?? DaxMappingOptions.Default,
@@ -500,9 +518,14 @@ public sealed class DaxRangeAllocator : IDisposable
         throw new DaxLabelException(-1, DaxLabelRule.NoSuchRange, $"there is no range named '{LabelSlot.Escape(name)}'.", _path);
     }
 
+    // The device owns the allocator: once it is disposed (an emulated device's file and its lock
+    // are closed) nothing more is read from, written to or mapped on its behalf.
+    private void ThrowIfDeviceDisposed() => _device?.ThrowIfDisposed();
+
     private void ThrowIfNotWritable()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDeviceDisposed();
         if (IsReadOnly)
         {
             throw new InvalidOperationException($"the allocator of '{_path}' was opened read-only (DaxRangeAllocator.OpenReadOnly); open it with DaxRangeAllocator.Open to change ranges.");

@@ -147,32 +147,14 @@ public sealed class DaxRegion
         };
     }
 
-    /// <summary>Parses <c>badblocks</c>: one <c>sector count</c> pair per line, in 512-byte sectors.</summary>
+    /// <summary>Parses <c>badblocks</c>: one <c>sector count</c> pair per line, in 512-byte sectors (the one parser, <see cref="BadBlockMath.TryParse"/>).</summary>
     internal static IReadOnlyList<PmemRange> ParseBadBlocks(string path, string text, long regionSize)
     {
         var ranges = new List<PmemRange>();
-        foreach (string rawLine in text.Split('\n'))
+        string? problem = BadBlockMath.TryParse(text, regionSize, ranges);
+        if (problem is not null)
         {
-            string line = rawLine.Trim();
-            if (line.Length == 0)
-            {
-                continue;
-            }
-            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length != 2
-                || !ulong.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out ulong sector)
-                || !ulong.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong count))
-            {
-                throw new DaxConfigurationException(path, DaxConfigurationRule.BadBlockSyntax, $"'{line}' is not 'sector count'.");
-            }
-            const ulong SectorSize = 512;
-            ulong limit = (ulong)regionSize / SectorSize;
-            if (count == 0 || sector >= limit || count > limit - sector)
-            {
-                throw new DaxConfigurationException(path, DaxConfigurationRule.BadBlockSyntax,
-                    string.Create(CultureInfo.InvariantCulture, $"bad range '{line}' is empty or lies outside the region of {regionSize} bytes."));
-            }
-            ranges.Add(new PmemRange((long)(sector * SectorSize), (long)(count * SectorSize)));
+            throw new DaxConfigurationException(path, DaxConfigurationRule.BadBlockSyntax, problem + ".");
         }
         return ranges.AsReadOnly();
     }

@@ -32,6 +32,22 @@ internal static class RangeValidator
     /// <exception cref="OverflowException">The rounded value does not fit in a <see cref="long"/>.</exception>
     internal static long AlignUp(long value, long alignment) => checked(value + (alignment - 1)) & ~(alignment - 1);
 
+    /// <summary>Rounds <paramref name="value"/> up like <see cref="AlignUp"/>; false when the result would pass <see cref="long.MaxValue"/>.</summary>
+    /// <param name="value">A non-negative value.</param>
+    /// <param name="alignment">A power of two.</param>
+    /// <param name="aligned">The rounded value, or 0.</param>
+    /// <returns>Whether it fits.</returns>
+    internal static bool TryAlignUp(long value, long alignment, out long aligned)
+    {
+        if (value > long.MaxValue - (alignment - 1))
+        {
+            aligned = 0;
+            return false;
+        }
+        aligned = (value + (alignment - 1)) & ~(alignment - 1);
+        return true;
+    }
+
     /// <summary>Checks that <paramref name="offset"/> is not negative, <paramref name="length"/> is positive and their sum does not overflow.</summary>
     /// <param name="offset">The first byte.</param>
     /// <param name="length">The number of bytes.</param>

@@ -22,6 +22,7 @@ internal static class Errno
     internal const int EINVAL = 22;
     internal const int ENFILE = 23;
     internal const int EMFILE = 24;
+    internal const int ENOTTY = 25;
     internal const int ETXTBSY = 26;
     internal const int EFBIG = 27;
     internal const int ENOSPC = 28;
@@ -53,6 +54,7 @@ internal static class Errno
         ENOTDIR => "ENOTDIR",
         EISDIR => "EISDIR",
         EINVAL => "EINVAL",
+        ENOTTY => "ENOTTY",
         ENFILE => "ENFILE",
         EMFILE => "EMFILE",
         ETXTBSY => "ETXTBSY",

@@ -52,6 +52,17 @@ internal static partial class Libc
 
     // fallocate modes
     internal const int FALLOC_FL_KEEP_SIZE = 0x01;
+    internal const int FALLOC_FL_PUNCH_HOLE = 0x02;
+
+    // FIEMAP (linux/fiemap.h, linux/fs.h): FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap)
+    internal const nuint FS_IOC_FIEMAP = 0xC020660B;
+    internal const uint FIEMAP_FLAG_SYNC = 0x1;
+    internal const uint FIEMAP_EXTENT_LAST = 0x1;
+    internal const uint FIEMAP_EXTENT_UNKNOWN = 0x2;
+    internal const uint FIEMAP_EXTENT_DELALLOC = 0x4;
+    internal const uint FIEMAP_EXTENT_ENCODED = 0x8;
+    internal const uint FIEMAP_EXTENT_DATA_INLINE = 0x200;
+    internal const uint FIEMAP_EXTENT_DATA_TAIL = 0x400;
 
     // memfd_create flags
     internal const uint MFD_CLOEXEC = 0x1;
@@ -75,9 +86,25 @@ internal static partial class Libc
     internal const uint S_IFSOCK = 0xC000;
     internal const uint S_IFLNK = 0xA000;
 
-    // statfs f_type
+    // statfs f_type (include/uapi/linux/magic.h); FileSystemTypes names them.
     internal const long TMPFS_MAGIC = 0x01021994;
     internal const long HUGETLBFS_MAGIC = 0x958458f6;
+    internal const long RAMFS_MAGIC = 0x858458f6;
+    internal const long EXT4_SUPER_MAGIC = 0xEF53; // also ext2 and ext3
+    internal const long XFS_SUPER_MAGIC = 0x58465342;
+    internal const long BTRFS_SUPER_MAGIC = 0x9123683E;
+    internal const long F2FS_SUPER_MAGIC = 0xF2F52010;
+    internal const long OVERLAYFS_SUPER_MAGIC = 0x794c7630;
+    internal const long V9FS_MAGIC = 0x01021997;
+    internal const long FUSE_SUPER_MAGIC = 0x65735546; // also virtiofs
+    internal const long NFS_SUPER_MAGIC = 0x6969;
+    internal const long SMB2_MAGIC_NUMBER = 0xFE534D42;
+    internal const long CIFS_MAGIC_NUMBER = 0xFF534D42;
+    internal const long VBOXSF_MAGIC = 0x786f4256;
+    internal const long SQUASHFS_MAGIC = 0x73717368;
+    internal const long ISOFS_SUPER_MAGIC = 0x9660;
+    internal const long PROC_SUPER_MAGIC = 0x9fa0;
+    internal const long SYSFS_MAGIC = 0x62656572;
 
     // statx
     internal const int AT_EMPTY_PATH = 0x1000;

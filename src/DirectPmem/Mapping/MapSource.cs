@@ -95,6 +95,9 @@ internal abstract unsafe class MapSource
     /// </summary>
     internal virtual DeepFlushControl? RegionDeepFlush => null;
 
+    /// <summary>The known bad ranges of the whole source, in source offsets, read fresh; memory has no list.</summary>
+    internal virtual BadRangeReport BadRanges() => BadRangeReport.None(What + " is memory, which has no bad-block list");
+
     /// <summary>The granularity a mapping gets, or a refusal of a required one it cannot have.</summary>
     internal virtual PersistGranularity ChooseGranularity(bool forceCacheLine, PersistGranularity? required)
         => PersistencePlatform.Choose(Durability, forceCacheLine, required, What);
@@ -157,6 +160,8 @@ internal sealed class FileSource(PmemFile file) : MapSource
 
     // The region behind the file system's block device (fsdax, or a page-cache file system on a pmem namespace).
     internal override DeepFlushControl? RegionDeepFlush => file.RegionDeepFlush;
+
+    internal override BadRangeReport BadRanges() => file.GetBadRanges();
 }
 
 /// <summary>Shared anonymous memory: base pages, transparent huge pages (verified when required) or hugetlb pages.</summary>
@@ -227,6 +232,9 @@ internal sealed class EmulatedDeviceSource(FileSource file, PageSize align, long
 
     // The region behind the file the device is emulated on: none for memfd, tmpfs and hugetlbfs.
     internal override DeepFlushControl? RegionDeepFlush => file.RegionDeepFlush;
+
+    // Device offsets are the file's offsets; the descriptor block after the device is not the device's.
+    internal override BadRangeReport BadRanges() => file.BadRanges().Window(0, size, "device offsets are the emulated device's file offsets");
 }
 
 /// <summary>
@@ -234,8 +242,11 @@ internal sealed class EmulatedDeviceSource(FileSource file, PageSize align, long
 /// region's deep-flush control is resolved by <paramref name="resolveDeepFlush"/> at the first map.
 /// </summary>
 internal sealed class DeviceNodeSource(string devicePath, long size, PageSize align, Func<bool, SafeFileDescriptor> open,
-    Func<DeepFlushControl?> resolveDeepFlush) : MapSource
+    Func<DeepFlushControl?> resolveDeepFlush, Func<BadRangeReport> badRanges) : MapSource
 {
+    // The device (a layer above) knows its region and physical ranges: it supplies the list.
+    internal override BadRangeReport BadRanges() => badRanges();
+
     private readonly Lazy<DeepFlushControl?> _deepFlush = new(resolveDeepFlush);
 
     internal override DeepFlushControl? RegionDeepFlush => _deepFlush.Value;

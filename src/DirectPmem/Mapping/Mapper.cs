@@ -235,7 +235,7 @@ internal static class Mapper
         nint mapped = Libc.MMap(0, length, prot, flags, fd, request.SourceOffset);
         if (mapped == Libc.MAP_FAILED)
         {
-            throw MapFailure(SyscallError.LastErrno, in request);
+            throw MapFailure(SyscallError.LastErrno, fd, in request);
         }
         return mapped;
     }
@@ -256,7 +256,7 @@ internal static class Mapper
         {
             int errno = SyscallError.LastErrno;
             Libc.MUnmap(reservation, reserveLength);
-            throw MapFailure(errno, in request);
+            throw MapFailure(errno, fd, in request);
         }
         Debug.Assert(mapped == aligned);
 
@@ -274,9 +274,19 @@ internal static class Mapper
         return aligned;
     }
 
-    private static PmemException MapFailure(int errno, in MapRequest request)
+    private static PmemException MapFailure(int errno, int fd, in MapRequest request)
     {
         string? hint = null;
+        if ((errno == Errno.EINVAL || errno == Errno.ENODEV) && fd >= 0 && !request.ReadOnly)
+        {
+            string path = request.Path ?? request.What;
+            if (FileSystemTypes.SharedWritableRefusalHint(fd, path) is { } refused)
+            {
+                return new PmemCapabilityException(
+                    SyscallError.Describe(errno, "mmap(MAP_SHARED, PROT_WRITE)", path, request.SourceOffset, request.Length, refused),
+                    "mmap", errno, path);
+            }
+        }
         if (request.Source.Backing == MappingBacking.Hugetlb)
         {
             if (errno == Errno.ENOMEM)

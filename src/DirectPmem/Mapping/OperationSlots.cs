@@ -9,8 +9,9 @@ namespace DirectPmem.Mapping;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Each thread that runs a mapping operation owns one slot. An operation publishes the mapping in
-/// its slot with a plain store, then reads the mapping's disposed flag with a plain load; it clears
+/// Each thread that runs a mapping operation owns one slot. An operation publishes the mapping's id
+/// in its slot with a plain store (a number, not a reference: a reference store would call the GC
+/// write barrier on every operation), then reads the mapping's disposed flag with a plain load; it clears
 /// the slot when done. Dispose sets the flag (interlocked), then runs
 /// <see cref="Interlocked.MemoryBarrierProcessWide"/> (membarrier: every other CPU drains its store
 /// buffer), then waits until no slot names the mapping. After the process-wide barrier, a thread
@@ -32,16 +33,17 @@ internal sealed class OperationSlots
     private static readonly Lock s_gate = new();
     private static OperationSlots[] s_all = [];
 
-    // The mapping whose operation this thread is running, or null.
-    private object? _active;
+    // The id of the mapping whose operation this thread is running, or 0.
+    private long _active;
     private Thread? _owner;
 
-    /// <summary>Publishes <paramref name="mapping"/> in the calling thread's slot; the caller checks its disposed flag next.</summary>
+    /// <summary>Publishes <paramref name="mapping"/> (a mapping's id, never 0) in the calling thread's slot; the caller checks its disposed flag next.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static OperationSlots Enter(object mapping)
+    internal static OperationSlots Enter(long mapping)
     {
+        Debug.Assert(mapping != 0);
         OperationSlots slot = t_slot ?? Register();
-        Debug.Assert(slot._active is null, "mapping operations do not nest");
+        Debug.Assert(slot._active == 0, "mapping operations do not nest");
         // Volatile accesses: neither the JIT nor the CPU moves the later load of the disposed flag
         // above this store, except the CPU's store-load reordering, which Dispose's process-wide
         // barrier closes.
@@ -51,17 +53,17 @@ internal sealed class OperationSlots
 
     /// <summary>Clears the slot: the operation has finished with the mapping.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void Exit() => Volatile.Write(ref _active, null);
+    internal void Exit() => Volatile.Write(ref _active, 0);
 
     /// <summary>After the caller set the mapping's disposed flag: waits until no thread runs an operation on it.</summary>
-    internal static void WaitForOperations(object mapping)
+    internal static void WaitForOperations(long mapping)
     {
         Interlocked.MemoryBarrierProcessWide();
         OperationSlots[] all = Volatile.Read(ref s_all);
         foreach (OperationSlots slot in all)
         {
             var wait = new SpinWait();
-            while (ReferenceEquals(Volatile.Read(ref slot._active), mapping))
+            while (Volatile.Read(ref slot._active) == mapping)
             {
                 // Operations are short (a flush, a copy, an msync): spin, then yield.
                 wait.SpinOnce();

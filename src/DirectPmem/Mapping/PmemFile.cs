@@ -18,7 +18,7 @@ namespace DirectPmem.Mapping;
 /// a file it has opened; a file truncated by another program under a live mapping makes access
 /// past its new end raise SIGBUS.
 /// </remarks>
-public sealed class PmemFile : IDisposable
+public sealed partial class PmemFile : IDisposable
 {
     /// <summary>The mode of files DirectPmem creates unless the caller gives one: read and write for the owner only (0600).</summary>
     public const UnixFileMode DefaultCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
@@ -107,8 +107,12 @@ public sealed class PmemFile : IDisposable
                 string pages = backing == MappingBacking.Hugetlb
                     ? $"the {minimum.ToDisplayString()} pages of the hugetlbfs file '{path}'"
                     : $"the {minimum.ToDisplayString()} page size: '{path}' is {MapSources.Describe(backing)}, and mappings cover whole pages";
+                // The multiple above may not exist: a size near long.MaxValue has none.
+                string nearest = RangeValidator.TryAlignUp(size, (long)minimum, out long above)
+                    ? string.Create(CultureInfo.InvariantCulture, $"the nearest multiples are {RangeValidator.AlignDown(size, (long)minimum)} and {above}")
+                    : string.Create(CultureInfo.InvariantCulture, $"the nearest multiple is {RangeValidator.AlignDown(size, (long)minimum)}; the next would pass {long.MaxValue}");
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"size {size} is not a multiple of {pages} (the nearest multiples are {RangeValidator.AlignDown(size, (long)minimum)} and {RangeValidator.AlignUp(size, (long)minimum)})."), nameof(size));
+                    $"size {size} is not a multiple of {pages} ({nearest})."), nameof(size));
             }
             if (Libc.FAllocate(fd, 0, 0, size) != 0)
             {
@@ -180,6 +184,7 @@ public sealed class PmemFile : IDisposable
     /// <param name="hugePageSize">The hugetlb page size (2 MiB or 1 GiB) when <paramref name="hugePages"/> is <see cref="HugePages.Hugetlb"/>.</param>
     /// <returns>The memfd, opened for reading and writing.</returns>
     /// <exception cref="PmemCapabilityException">Hugetlb pages were asked for and not enough are reserved.</exception>
+    /// <exception cref="PmemOutOfSpaceException"><paramref name="size"/> is more than the machine's memory and swap.</exception>
     /// <exception cref="PmemException">memfd_create, ftruncate or fallocate failed.</exception>
     public static PmemFile CreateMemory(string name, long size, HugePages hugePages = HugePages.None, PageSize hugePageSize = PageSize.Pmd)
     {
@@ -205,7 +210,16 @@ public sealed class PmemFile : IDisposable
         if (!RangeValidator.IsAligned(size, minimum))
         {
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"size {size} is not a multiple of the hugetlb page size {minimum.ToDisplayString()}."), nameof(size));
+                $"size {size} is not a multiple of the {(hugetlb ? "hugetlb " : "")}page size {minimum.ToDisplayString()}."), nameof(size));
+        }
+
+        if (!hugetlb && MemoryLimit() is long limit && size > limit)
+        {
+            // A memfd is memory: fallocate of more than the machine has would run it out of memory
+            // page by page (the kernel does not refuse it up front) instead of failing.
+            throw new PmemOutOfSpaceException(string.Create(CultureInfo.InvariantCulture,
+                $"memfd '{name}': size {size} is more than this machine's memory and swap ({limit} bytes, MemTotal + SwapTotal in /proc/meminfo)."),
+                "memfd_create", Errno.ENOMEM, path);
         }
 
         uint flags = Libc.MFD_CLOEXEC;
@@ -241,6 +255,38 @@ public sealed class PmemFile : IDisposable
         {
             handle.Dispose();
             throw;
+        }
+    }
+
+    // MemTotal + SwapTotal from /proc/meminfo, in bytes; null when it cannot be read (the check is then skipped).
+    private static long? MemoryLimit()
+    {
+        try
+        {
+            long total = 0;
+            int found = 0;
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+            {
+                if (line.StartsWith("MemTotal:", StringComparison.Ordinal) || line.StartsWith("SwapTotal:", StringComparison.Ordinal))
+                {
+                    string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long kib) && kib < long.MaxValue / 2048)
+                    {
+                        total += kib * 1024;
+                        found++;
+                    }
+                }
+            }
+            return found == 2 ? total : null;
+        }
+        catch (IOException)
+        {
+            // Best effort: without /proc the kernel's own answer (ENOMEM or ENOSPC) is what the caller gets.
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 

@@ -58,7 +58,7 @@ public sealed class GarnetOnPmem : IDisposable
     }
 
     public ConnectionMultiplexer Connect() =>
-        ConnectionMultiplexer.Connect($"127.0.0.1:{Port},allowAdmin=true,abortConnect=true,connectTimeout=10000,syncTimeout=20000");
+        ConnectionMultiplexer.Connect($"127.0.0.1:{Port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
 
     public void Dispose()
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Garnet.Tests.Support;
 
@@ -30,7 +31,7 @@ public sealed class ServerProcess : IDisposable
     public static ServerProcess Start(params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "DirectPmem.GarnetServer.dll");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(dll);
         foreach (string arg in args)
             info.ArgumentList.Add(arg);
@@ -54,17 +55,18 @@ public sealed class ServerProcess : IDisposable
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        if (!ready.Task.Wait(TimeSpan.FromSeconds(90)) || ready.Task.Result < 0)
+        TimeSpan limit = TestTime.Limit(TimeSpan.FromMinutes(5));
+        bool timedOut = !ready.Task.Wait(limit);
+        if (timedOut || ready.Task.Result < 0)
         {
-            if (!process.HasExited)
-                process.Kill();
-            process.WaitForExit();
+            TestTime.KillAndWait(process);
             string text;
             lock (output)
                 text = output.ToString();
             int exitCode = process.ExitCode;
             process.Dispose();
-            throw new InvalidOperationException($"The server did not become ready (exit {exitCode}):\n{text}");
+            string why = timedOut ? $"did not print READY {TestTime.Describe(limit)} and was killed" : "exited before printing READY";
+            throw new InvalidOperationException($"The server {why} (exit {exitCode}):\n{text}");
         }
         var server = new ServerProcess(process, ready.Task.Result);
         lock (output)

@@ -4,6 +4,7 @@ using DirectPmem.Diagnostics;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Diagnostics;
@@ -129,7 +130,8 @@ public sealed class PmemCountersTests
 
         internal IDictionary<string, object> WaitFor(string name, Func<IDictionary<string, object>, bool> match, Action? keepBusy)
         {
-            DateTime end = DateTime.UtcNow.AddSeconds(20);
+            TimeSpan limit = TestTime.Limit(TimeSpan.FromMinutes(2));
+            DateTime end = DateTime.UtcNow + limit;
             while (DateTime.UtcNow < end)
             {
                 keepBusy?.Invoke();
@@ -142,7 +144,7 @@ public sealed class PmemCountersTests
                 }
                 Thread.Sleep(20);
             }
-            Assert.Fail($"no EventCounters payload for '{name}' matched within 20 s ({_payloads.Count} payloads)");
+            Assert.Fail($"no EventCounters payload for '{name}' matched {TestTime.Describe(limit)} ({_payloads.Count} payloads)");
             return null!;
         }
 

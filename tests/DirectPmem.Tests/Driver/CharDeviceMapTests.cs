@@ -95,7 +95,19 @@ public sealed class CharDeviceMapTests : IDisposable
         using (LabelLock.Acquire(first, shared: true))
         {
             LabelLock.Acquire(second, shared: true).Dispose();
+            // Each take opens the node for itself, so flock sees two lockers even on one instance:
+            // readers share it, and a writer is refused by the in-process count before flock.
+            using (LabelLock.Acquire(first, shared: true))
+            {
+                Assert.Contains("2 read-only", Assert.Throws<PmemInUseException>(() => LabelLock.Acquire(first, shared: false)).Message, StringComparison.Ordinal);
+            }
+            Assert.Equal("flock(LOCK_EX|LOCK_NB)", Assert.Throws<PmemInUseException>(() => LabelLock.Acquire(second, shared: false)).Call);
         }
+        // A disposed device takes no lock and maps nothing.
+        DaxDevice closed = bus.GetDevice("dax9.0");
+        closed.Dispose();
+        Assert.Equal(nameof(DaxDevice), Assert.Throws<ObjectDisposedException>(() => closed.Map()).ObjectName);
+        Assert.Equal(nameof(DaxDevice), Assert.Throws<ObjectDisposedException>(() => DaxRangeAllocator.OpenReadOnly(closed)).ObjectName);
         // The allocator gives the lock back when the label area cannot be mapped (no MAP_SYNC on /dev/zero).
         Assert.Equal("EOPNOTSUPP", Assert.Throws<PmemException>(() => DaxRangeAllocator.Open(first)).ErrnoName);
         LabelLock.Acquire(first, shared: false).Dispose();

@@ -320,11 +320,97 @@ public sealed class DriverMisuseTests : IDisposable
     }
 
     [Fact]
-    public void OneAllocatorPerDeviceInstanceEvenReadOnly()
+    public void AWritableAllocatorExcludesEveryOtherAllocatorOnTheDevice()
     {
         using DaxDevice dax = Emulated();
         using DaxRangeAllocator writer = DaxRangeAllocator.Format(dax);
-        Refused<PmemInUseException>(() => DaxRangeAllocator.OpenReadOnly(dax), dax.DevicePath);
-        Refused<PmemInUseException>(() => DaxRangeAllocator.Open(dax), dax.DevicePath);
+        Refused<PmemInUseException>(() => DaxRangeAllocator.OpenReadOnly(dax), dax.DevicePath, "writable");
+        Refused<PmemInUseException>(() => DaxRangeAllocator.Open(dax), dax.DevicePath, "writable");
+    }
+
+    [Fact]
+    public void ReadOnlyAllocatorsCoexistOnOneDeviceAndKeepAWriterOutUntilTheLastIsDisposed()
+    {
+        using DaxDevice dax = Emulated();
+        using (DaxRangeAllocator writer = DaxRangeAllocator.Format(dax))
+        {
+            writer.Allocate("data", Mib2);
+        }
+        DaxRangeAllocator first = DaxRangeAllocator.OpenReadOnly(dax);
+        DaxRangeAllocator second = DaxRangeAllocator.OpenReadOnly(dax);
+        Assert.Equal("data", Assert.Single(first.Ranges).Name);
+        Assert.Equal(first.Ranges, second.Ranges);
+        using (DaxMapping a = first.Map("data", new() { ReadOnly = true }))
+        using (DaxMapping b = second.Map("data", new() { ReadOnly = true }))
+        {
+            Assert.Equal(a.Length, b.Length);
+        }
+        Refused<PmemInUseException>(() => DaxRangeAllocator.Open(dax), dax.DevicePath, "2 read-only");
+        first.Dispose();
+        Refused<PmemInUseException>(() => DaxRangeAllocator.Open(dax), dax.DevicePath, "1 read-only");
+        second.Dispose();
+        second.Dispose(); // twice gives nothing back twice
+        using DaxRangeAllocator again = DaxRangeAllocator.Open(dax);
+        Refused<PmemInUseException>(() => DaxRangeAllocator.OpenReadOnly(dax), dax.DevicePath, "writable");
+    }
+
+    [Fact]
+    public void ReadOnlyAllocatorsCoexistAcrossDeviceInstancesOpenedReadOnly()
+    {
+        string path;
+        using (DaxDevice dax = Emulated())
+        {
+            path = dax.DevicePath;
+            using DaxRangeAllocator writer = DaxRangeAllocator.Format(dax);
+            writer.Allocate("data", Mib2);
+        }
+        using DaxDevice one = DaxDevice.OpenEmulated(path, writable: false);
+        using DaxDevice two = DaxDevice.OpenEmulated(path, writable: false);
+        using DaxRangeAllocator a = DaxRangeAllocator.OpenReadOnly(one);
+        using DaxRangeAllocator b = DaxRangeAllocator.OpenReadOnly(two);
+        using DaxRangeAllocator c = DaxRangeAllocator.OpenReadOnly(two);
+        Assert.Equal(a.Ranges, c.Ranges);
+    }
+
+    [Fact]
+    public void AnAllocatorRefusesUseAfterItsDeviceIsDisposedNamingTheDeviceAndItsMappingsStayValid()
+    {
+        DaxDevice dax = Emulated();
+        DaxRangeAllocator allocator = DaxRangeAllocator.Format(dax);
+        allocator.Allocate("data", Mib2);
+        DaxMapping mapped = allocator.Map("data");
+        DaxMapping whole = dax.Map();
+        dax.Dispose();
+
+        void Gone(Action action)
+        {
+            var error = Assert.Throws<ObjectDisposedException>(action);
+            Assert.Equal(nameof(DaxDevice), error.ObjectName);
+            Assert.Contains(dax.DevicePath, error.Message, StringComparison.Ordinal);
+        }
+        Gone(() => allocator.Map("data"));
+        Gone(() => allocator.Get("data"));
+        Gone(() => allocator.Allocate("more", Mib2));
+        Gone(() => allocator.AllocateAt("more", 4 * Mib2, Mib2));
+        Gone(() => allocator.Free("data"));
+        Gone(() => _ = allocator.Ranges);
+        Gone(() => dax.Map());
+        Gone(() => dax.MapRaw());
+        Gone(() => DaxRangeAllocator.OpenReadOnly(dax));
+        dax.Dispose(); // twice is fine
+
+        // What was mapped before stays mapped until disposed itself.
+        mapped.Publish(0, 0xFEED);
+        Assert.Equal(0xFEEDUL, mapped.GetReadOnlyRef<ulong>(0));
+        whole.Publish(0, 0xBEEF);
+        Assert.Equal(0xBEEFUL, whole.GetReadOnlyRef<ulong>(0));
+        mapped.Dispose();
+        whole.Dispose();
+        allocator.Dispose();
+
+        // The labels were written before the device went: a new device and allocator find them.
+        using DaxDevice reopened = DaxDevice.OpenEmulated(_temp.File("dev.emu"));
+        using DaxRangeAllocator back = DaxRangeAllocator.Open(reopened);
+        Assert.Equal("data", Assert.Single(back.Ranges).Name);
     }
 }

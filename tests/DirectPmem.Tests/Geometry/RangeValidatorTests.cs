@@ -187,6 +187,27 @@ public class RangeValidatorTests
     [Fact]
     public void AlignUpThrowsOnOverflow() => Assert.Throws<OverflowException>(() => RangeValidator.AlignUp(long.MaxValue - 10, 4096));
 
+    [Theory]
+    [InlineData(long.MaxValue, 4096)]
+    [InlineData(long.MaxValue - 4094, 4096)]
+    [InlineData(long.MaxValue - 2097150, 2097152)]
+    public void TryAlignUpSaysSoWhenTheMultipleAbovePassesLongMaxValue(long value, long alignment)
+    {
+        Assert.False(RangeValidator.TryAlignUp(value, alignment, out long aligned));
+        Assert.Equal(0, aligned);
+    }
+
+    [Theory]
+    [InlineData(0, 4096, 0)]
+    [InlineData(1, 4096, 4096)]
+    [InlineData(long.MaxValue - 4095, 4096, long.MaxValue - 4095)]
+    [InlineData(long.MaxValue - 8190, 4096, long.MaxValue - 4095)]
+    public void TryAlignUpRoundsUpWhenItFits(long value, long alignment, long expected)
+    {
+        Assert.True(RangeValidator.TryAlignUp(value, alignment, out long aligned));
+        Assert.Equal(expected, aligned);
+    }
+
     [Fact]
     public void RangesOverlapOnlyWhenTheyShareAByte()
     {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Mapping;
@@ -21,7 +22,7 @@ internal static class ChildProcess
 
     internal static Result Run(Type type, string method, params (string Name, string Value)[] variables)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -43,7 +44,7 @@ internal static class ChildProcess
         using Process child = Process.Start(start)!;
         Task<string> stdout = child.StandardOutput.ReadToEndAsync();
         Task<string> stderr = child.StandardError.ReadToEndAsync();
-        Assert.True(child.WaitForExit(300_000), "the child test process did not finish in 5 minutes");
+        TestTime.WaitForExit(child, $"the child test process ({method})");
         string[] lines = File.Exists(report) ? File.ReadAllLines(report) : [];
         File.Delete(report);
         return new Result(child.ExitCode, stdout.Result + "\n" + stderr.Result, lines);

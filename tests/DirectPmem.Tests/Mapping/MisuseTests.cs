@@ -2,6 +2,7 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.TestSupport;
 using DirectPmem.Tests.Support;
 using Xunit;
 
@@ -57,7 +58,7 @@ public sealed class MisuseTests : IDisposable
         }
         // A blocking open would hang this task; the timeout turns that into a failure.
         PmemException e = await Task.Run(() => Assert.Throws<PmemException>(() => PmemFile.Open(fifo)), TestContext.Current.CancellationToken)
-            .WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+            .WaitAsync(TestTime.Limit(TimeSpan.FromMinutes(1)), TestContext.Current.CancellationToken);
         Assert.Contains("FIFO", e.Message, StringComparison.Ordinal);
         Assert.Contains(fifo, e.Message, StringComparison.Ordinal);
         Refused<PmemException>(() => PmemFile.Open(fifo, writable: false), "FIFO");
@@ -172,6 +173,166 @@ public sealed class MisuseTests : IDisposable
             Refused<ObjectDisposedException>(use, nameof(DaxMapping));
         }
         Assert.Equal(0, map.Length);
+    }
+
+    [Fact]
+    public void EveryZeroLengthOperationAfterDisposeThrowsObjectDisposed()
+    {
+        // Issue 24: an empty range passed the bounds check of a disposed mapping (length 0).
+        DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        long end = map.Length;
+        map.Dispose();
+        Action[] uses =
+        [
+            () => map.GetSpan(0, 0), () => map.GetReadOnlySpan(0, 0), () => map.GetMemory(0, 0), () => map.GetReadOnlyMemory(0, 0),
+            () => map.GetSpan(end, 0), () => map.GetReadOnlySpan(end, 0), () => map.Persist(0, 0), () => map.Flush(0, 0),
+            () => map.DeepFlush(0, 0), () => map.Write(ReadOnlySpan<byte>.Empty, 0), () => map.Move(0, 0, 0), () => map.Fill(0, 0, 1),
+        ];
+        foreach (Action use in uses)
+        {
+            Refused<ObjectDisposedException>(use, nameof(DaxMapping));
+        }
+    }
+
+    [Fact]
+    public void RangeChecksAcceptTheLastBytesAndRefuseOneMoreAtEveryEdge()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        Assert.Equal(0, map.GetSpan(8192, 0).Length);
+        Assert.Equal(0, map.GetReadOnlySpan(8192, 0).Length);
+        Assert.Equal(1, map.GetSpan(8191, 1).Length);
+        Assert.Equal(8192, map.GetReadOnlySpan(0, 8192).Length);
+        map.GetRef<long>(8184) = 42;
+        Assert.Equal(42, map.GetReadOnlyRef<long>(8184));
+        Assert.Equal(42, map.GetReadOnlySpan(8184, 8)[0]);
+        map.GetRef<byte>(8191) = 7;
+        Assert.Equal(7, map.GetReadOnlyRef<byte>(8191));
+        // Empty ranges at the very end of a live mapping are accepted by every operation.
+        map.Persist(8192, 0);
+        map.Flush(8192, 0);
+        map.Write(ReadOnlySpan<byte>.Empty, 8192);
+        map.Move(8192, 8192, 0);
+        map.Fill(8192, 0, 1);
+        Assert.Equal(0, map.GetMemory(8192, 0).Length);
+        Assert.Equal(0, map.GetReadOnlyMemory(8192, 0).Length);
+        Assert.Equal(7, map.GetReadOnlyRef<byte>(8191));
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8192, 1), "offset 0x2000 length 0x1");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(8191, 2), "offset 0x1fff length 0x2");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlySpan(8193, 0), "offset 0x2001 length 0x0");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(0, -1), "length 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(-1, 0), "offset 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(long.MaxValue, 1), "offset 0x7fffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(8192), "offset 0x2000 length 0x8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(-8), "offset 0xfffffffffffffff8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<byte>(-1), "offset 0xffffffffffffffff");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<long>(long.MaxValue - 7), "offset 0x7ffffffffffffff8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<Block16K>(0), "offset 0x0 length 0x4000");
+        Refused<ArgumentException>(() => map.GetReadOnlyRef<int>(8186), "0x1ffa", "4 bytes", "Int32");
+        Refused<ArgumentException>(() => map.GetRef<short>(8189), "0x1ffd", "2 bytes", "Int16");
+    }
+
+    [Theory]
+    [InlineData(-8L)]
+    [InlineData(-1L)]
+    [InlineData(long.MinValue)]
+    [InlineData(long.MinValue + 8)]
+    [InlineData(long.MaxValue)]
+    [InlineData(long.MaxValue - 7)]
+    [InlineData(8192L)]
+    [InlineData(8190L)]
+    [InlineData(1L << 60)]
+    [InlineData(1L << 61)]
+    public void EightByteRefsRefuseEveryOffsetOutsideTheMappingAsOutOfRange(long offset)
+    {
+        // The 8-byte ref check is one rotate and one compare: every negative, huge or past-the-end
+        // offset must still fail, and say it is out of range (not misaligned).
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        string named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"offset 0x{offset:x} length 0x8");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<double>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<ulong>(offset), named);
+        Refused<ArgumentOutOfRangeException>(() => map.Publish(offset, 1), named);
+        // 4- and 2-byte refs take the same path in their own units.
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<int>(offset == 8190 ? 8190 : offset), "length 0x4");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<float>(offset == 8190 ? 8190 : offset), "length 0x4");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<short>(offset == 8190 ? 8191 : offset), "length 0x2");
+        Refused<ArgumentOutOfRangeException>(() => map.GetReadOnlyRef<char>(offset == 8190 ? 8191 : offset), "length 0x2");
+    }
+
+    [Theory]
+    [InlineData(1L)]
+    [InlineData(4L)]
+    [InlineData(7L)]
+    [InlineData(8180L)]
+    public void EightByteRefsRefuseAMisalignedOffsetInsideTheMapping(long offset)
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        string named = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"0x{offset:x}");
+        Refused<ArgumentException>(() => map.GetRef<long>(offset), named, "8 bytes", "Int64");
+        Refused<ArgumentException>(() => map.GetReadOnlyRef<double>(offset), named, "8 bytes", "Double");
+        if (offset % 4 != 0)
+        {
+            Refused<ArgumentException>(() => map.GetRef<int>(offset), named, "4 bytes", "Int32");
+        }
+        if (offset % 2 != 0)
+        {
+            Refused<ArgumentException>(() => map.GetReadOnlyRef<short>(offset), named, "2 bytes", "Int16");
+        }
+    }
+
+    [Fact]
+    public void NaturallySizedRefsReachTheLastUnitAndNothingAfterDispose()
+    {
+        DaxMapping map = DaxMapping.CreateAnonymous(8192);
+        for (long offset = 0; offset < 8192; offset += 8)
+        {
+            map.GetRef<long>(offset) = offset;
+        }
+        Assert.Equal(8184, map.GetReadOnlyRef<long>(8184));
+        Assert.Equal(0, map.GetReadOnlyRef<long>(0));
+        map.GetRef<int>(8188) = 5;
+        map.GetRef<short>(8186) = 6;
+        Assert.Equal(5, map.GetReadOnlyRef<int>(8188));
+        Assert.Equal(6, map.GetReadOnlyRef<short>(8186));
+        map.Dispose();
+        Refused<ObjectDisposedException>(() => map.GetRef<int>(0), nameof(DaxMapping));
+        Refused<ObjectDisposedException>(() => map.GetReadOnlyRef<short>(0), nameof(DaxMapping));
+        Refused<ObjectDisposedException>(() => map.GetRef<long>(0), nameof(DaxMapping));
+        Refused<ObjectDisposedException>(() => map.GetReadOnlyRef<double>(8184), nameof(DaxMapping));
+    }
+
+    [Fact]
+    public void EightByteRefsOfAReadOnlyMappingAreReadableAndRefuseWrites()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(4096, new DaxMappingOptions { ReadOnly = true });
+        Assert.Equal(0, map.GetReadOnlyRef<long>(4088));
+        Refused<InvalidOperationException>(() => map.GetRef<long>(0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<double>(4088), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<int>(4092), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<short>(4094), "read-only");
+        Assert.Equal(0, map.GetReadOnlyRef<short>(4094));
+        Refused<ArgumentException>(() => map.GetRef<long>(12), "0xc", "8 bytes");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(4096), "offset 0x1000 length 0x8");
+    }
+
+    [Fact]
+    public void AReadOnlyMappingSaysReadOnlyOnlyForAnInRangeAlignedWrite()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(4096, new DaxMappingOptions { ReadOnly = true });
+        Refused<InvalidOperationException>(() => map.GetSpan(0, 0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetSpan(4096, 0), "read-only");
+        Refused<InvalidOperationException>(() => map.GetRef<long>(4088), "read-only");
+        Refused<ArgumentOutOfRangeException>(() => map.GetSpan(4096, 1), "offset 0x1000 length 0x1");
+        Refused<ArgumentOutOfRangeException>(() => map.GetRef<long>(4096), "offset 0x1000 length 0x8");
+        Refused<ArgumentException>(() => map.GetRef<long>(4), "0x4", "8 bytes");
+        Assert.Equal(0, map.GetReadOnlyRef<long>(4088));
+        Assert.Equal(4096, map.GetReadOnlySpan(0, 4096).Length);
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential, Size = 16384)]
+    private struct Block16K
+    {
+        public long First;
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Persistence;
@@ -48,7 +49,7 @@ public sealed class EnvironmentOverrideTests
     {
         string dll = typeof(EnvironmentOverrideTests).Assembly.Location;
         string output = Path.Combine(Path.GetTempPath(), "directpmem-probe-" + Guid.NewGuid().ToString("N"));
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -70,7 +71,7 @@ public sealed class EnvironmentOverrideTests
         using Process child = Process.Start(start)!;
         Task<string> stdout = child.StandardOutput.ReadToEndAsync();
         Task<string> stderr = child.StandardError.ReadToEndAsync();
-        Assert.True(child.WaitForExit(120_000), "the child test process did not finish in 2 minutes");
+        TestTime.WaitForExit(child, "the child test process (Probe)");
         try
         {
             Assert.True(child.ExitCode == 0 && File.Exists(output),

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests.Support;
@@ -10,16 +11,17 @@ internal static class Dpmem
 
     internal static (int Code, string Output, string Error) RunWithInput(string? input, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        var start = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
         foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);
         }
         start.Environment["COLUMNS"] = "200";
-        return Wait(start, input, TimeSpan.FromSeconds(180));
+        return Wait(start, input, TestTime.ChildProcessDefault);
     }
 
+    /// <summary>Runs the child to its end; <paramref name="timeout"/> is scaled by <see cref="TestTime.Scale"/>.</summary>
     internal static (int Code, string Output, string Error) Wait(ProcessStartInfo start, string? input, TimeSpan timeout)
     {
         start.RedirectStandardInput = true;
@@ -31,11 +33,7 @@ internal static class Dpmem
             process.StandardInput.Write(input);
         }
         process.StandardInput.Close();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{start.FileName} {string.Join(' ', start.ArgumentList)} did not exit within {timeout.TotalSeconds} s");
-        }
+        TestTime.WaitForExit(process, $"{start.FileName} {string.Join(' ', start.ArgumentList)}", timeout);
         return (process.ExitCode, output.Result, error.Result);
     }
 }
@@ -47,7 +45,7 @@ internal sealed class Child : IDisposable
 
     internal Child(string mode, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost.Path)
         {
             RedirectStandardOutput = true,
             RedirectStandardInput = true,
@@ -61,11 +59,12 @@ internal sealed class Child : IDisposable
         }
         _process = Process.Start(start)!;
         Task<string?> ready = _process.StandardOutput.ReadLineAsync();
-        if (!ready.Wait(TimeSpan.FromSeconds(60)) || ready.Result != "ready")
+        TimeSpan limit = TestTime.Limit(TimeSpan.FromMinutes(5));
+        if (!ready.Wait(limit) || ready.Result != "ready")
         {
             string error = _process.HasExited ? _process.StandardError.ReadToEnd() : "";
             Dispose();
-            Assert.Fail($"the test child ({mode}) did not start: {ready.Status} {error}");
+            Assert.Fail($"the test child ({mode}) did not say ready {TestTime.Describe(limit)}: {ready.Status} {error}");
         }
     }
 
@@ -77,9 +76,10 @@ internal sealed class Child : IDisposable
         {
             // Closing stdin tells the child to stop.
             _process.StandardInput.Close();
-            if (!_process.WaitForExit(10_000))
+            if (!_process.WaitForExit(TestTime.Limit(TimeSpan.FromSeconds(30))))
             {
-                _process.Kill(entireProcessTree: true);
+                // It is past its use: kill it and wait, so it holds nothing when the next case starts.
+                TestTime.KillAndWait(_process);
             }
         }
         finally

@@ -32,7 +32,27 @@ hmem_tree() {
   echo "$dir"
 }
 
-rm -rf good missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
+# region0's links and its dax0.0 (the nd dax personality and the device) as the real guest has them: tree
+real_region0_dax0() {
+  local t=$1 r0=$1/$NDBUS/region0 nd d0
+  link ../../../../../../bus/nd "$r0/subsystem"
+  link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
+  nd=$r0/dax0.0
+  mkdir -p "$nd/dax_region"
+  for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
+  for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
+  d0=$nd/dax0.0
+  mkdir -p "$d0/mapping0"
+  for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
+  for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
+  link ../../../../../../../../bus/dax "$d0/subsystem"
+  link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
+  link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
+  link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
+  link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+}
+
+rm -rf good badblocks missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
 
 # ---- good: region0/dax0.0 (pmem, 2 MiB, ADR, one bad block), dax1.0 (hmem), region1/dax2.0 (1 GiB, eADR)
 t=good
@@ -44,21 +64,7 @@ done
 put "$r0/persistence_domain" "memory_controller"
 put "$r0/badblocks" "2048 8"           # 8 sectors (4 KiB) at 1 MiB into the region
 chmod 0644 "$r0/deep_flush"
-link ../../../../../../bus/nd "$r0/subsystem"
-link ../../../../../../bus/nd/drivers/nd_region "$r0/driver"
-nd=$r0/dax0.0
-mkdir -p "$nd/dax_region"
-for f in size align mode namespace resource; do cp "$REAL/dax0.0/$f" "$nd/$f"; done
-for f in align id size; do cp "$REAL/dax0.0/dax_region/$f" "$nd/dax_region/$f"; done
-d0=$nd/dax0.0
-mkdir -p "$d0/mapping0"
-for f in align numa_node dev resource size target_node modalias; do cp "$REAL/dax0.0/dax0.0/$f" "$d0/$f"; done
-for f in start end page_offset; do cp "$REAL/dax0.0/dax0.0/mapping0/$f" "$d0/mapping0/$f"; done
-link ../../../../../../../../bus/dax "$d0/subsystem"
-link ../../../../../../../../bus/dax/drivers/device_dax "$d0/driver"
-link ../../../$NDBUS/region0/dax0.0/dax0.0 "$t/bus/dax/devices/dax0.0"
-link ../../../$NDBUS/region0 "$t/bus/nd/devices/region0"
-link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
+real_region0_dax0 "$t"
 
 hmem=$(hmem_tree $t dax1.0 1073741824 2097152 252:1 1 -1)
 mapping "$hmem" 0 0x1080000000 0x10bfffffff 0x0
@@ -95,3 +101,59 @@ d=$(hmem_tree mapping-unaligned dax0.0 1073741824 2097152 252:0)
 mapping "$d" 0 0x100001000 0x140000fff 0x0
 d=$(hmem_tree mappings-do-not-add-up dax0.0 1073741824 2097152 252:0)
 mapping "$d" 0 0x100000000 0x11fffffff 0x0
+
+# ---- badblocks: region bad blocks placed in device and file offsets.
+# region0 (the real capture's shape, resource 0x100000000): namespace0.0 -> nd dax0.0 (info block,
+# data at 0x100a00000) -> dax0.0; namespace0.1 -> pfn0.0 (fsdax, data at 0x120a00000) -> block
+# device pmem0.1 (259:0) with partition pmem0.1p1 (259:1, starting at sector 2048).
+# region1 (resource 0x140000000): nd dax1.0 -> dax1.1, a dynamic device of two physical ranges
+# whose device order is the reverse of their physical order (mapping1 ends where mapping0 begins).
+t=badblocks
+r0=$t/$NDBUS/region0
+mkdir -p "$r0"
+for f in size align numa_node target_node deep_flush resource devtype nstype; do cp "$REAL/$f" "$r0/$f"; done
+put "$r0/persistence_domain" "memory_controller"
+# 2048 8: in namespace0.0's info block (not dax0.0's); 20472 16: straddles dax0.0's first byte;
+# 24576 8: 2 MiB into dax0.0; 1069096 8: 0x5000 into pmem0.1's data (the same block pmem0.1 lists as 40 8).
+printf '2048 8\n20472 16\n24576 8\n1069096 8\n' > "$r0/badblocks"
+real_region0_dax0 "$t"
+link ../../../../../../../bus/nd "$r0/dax0.0/subsystem"
+for ns in namespace0.0 namespace0.1; do
+  mkdir -p "$r0/$ns"
+  for f in size resource mode holder; do cp "$REAL/$ns/$f" "$r0/$ns/$f"; done
+  link ../../../../../../../bus/nd "$r0/$ns/subsystem"
+done
+pfn=$r0/pfn0.0
+mkdir -p "$pfn"
+for f in align mode namespace resource size; do cp "$REAL/pfn0.0/$f" "$pfn/$f"; done
+link ../../../../../../../bus/nd "$pfn/subsystem"
+disk=$pfn/block/pmem0.1
+put "$disk/dev" "259:0"; put "$disk/size" 1028096    # 526385152 bytes in sectors
+printf '40 8\n4096 16\n' > "$disk/badblocks"            # 0x5000 and 2 MiB into the data
+part=$disk/pmem0.1p1
+put "$part/dev" "259:1"; put "$part/partition" 1; put "$part/start" 2048; put "$part/size" 1026048
+link ../../$NDBUS/region0/pfn0.0/block/pmem0.1 "$t/dev/block/259:0"
+link ../../$NDBUS/region0/pfn0.0/block/pmem0.1/pmem0.1p1 "$t/dev/block/259:1"
+
+r1=$t/$NDBUS/region1
+put "$r1/size" 1073741824; put "$r1/align" 0x1000000; put "$r1/resource" 0x140000000
+put "$r1/numa_node" 0; put "$r1/target_node" 0; put "$r1/persistence_domain" "memory_controller"
+# 0 8: dax1.0's info block; 10240 1: 1 MiB into mapping1; 532472 16: straddles the physical
+# boundary between mapping1's end and mapping0's start.
+printf '0 8\n10240 1\n532472 16\n' > "$r1/badblocks"
+link ../../../../../../bus/nd "$r1/subsystem"
+nd1=$r1/dax1.0
+put "$nd1/namespace" "namespace1.0"; put "$nd1/resource" 0x140200000; put "$nd1/mode" pmem
+put "$nd1/dax_region/align" 2097152; put "$nd1/dax_region/id" 1; put "$nd1/dax_region/size" 1071644672
+link ../../../../../../../bus/nd "$nd1/subsystem"
+d11=$nd1/dax1.1
+dax_device "$d11" 536870912 2097152 252:1
+put "$d11/resource" 0x150400000
+mapping "$d11" 0 0x150400000 0x1603fffff 0x0
+mapping "$d11" 1 0x140400000 0x1503fffff 0x10000
+link ../../../../../../../../bus/dax "$d11/subsystem"
+link ../../../../../../../../bus/dax/drivers/device_dax "$d11/driver"
+link ../../../$NDBUS/region1/dax1.0/dax1.1 "$t/bus/dax/devices/dax1.1"
+link ../../../$NDBUS/region1 "$t/bus/nd/devices/region1"
+link ../../$NDBUS/region1/dax1.0/dax1.1 "$t/dev/char/252:1"
+mkdir -p "$t/bus/nd/drivers/nd_region" "$t/bus/dax/drivers/device_dax" "$t/class/block"
