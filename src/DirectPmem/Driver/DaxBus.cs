@@ -293,19 +293,19 @@ public sealed partial class DaxBus
         }
 
         string driver = SysfsReader.LinkName(Path.Join(sysfsPath, "driver")) ?? "";
-        string mode = driver switch
-        {
-            "device_dax" => "devdax",
-            "kmem" => "system-ram",
-            "" => "unbound",
-            _ => driver,
-        };
         DaxDeviceMode deviceMode = driver switch
         {
             "device_dax" => DaxDeviceMode.DeviceDax,
             "kmem" => DaxDeviceMode.SystemRam,
             "" => DaxDeviceMode.Unbound,
             _ => DaxDeviceMode.Other,
+        };
+        string mode = deviceMode switch
+        {
+            DaxDeviceMode.DeviceDax => "devdax",
+            DaxDeviceMode.SystemRam => "system-ram",
+            DaxDeviceMode.Unbound => "unbound",
+            _ => driver,
         };
         int? targetNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node"));
         int? numaNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node"));

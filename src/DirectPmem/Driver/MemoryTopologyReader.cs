@@ -95,7 +95,7 @@ internal sealed class MemoryTopologyReader
         }
         if (!ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out ulong value))
         {
-            throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{Shorten(text)}' is not a decimal HMAT figure.");
+            throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{SysfsReader.Shorten(text)}' is not a decimal HMAT figure.");
         }
         if (value > uint.MaxValue)
         {
@@ -164,12 +164,12 @@ internal sealed class MemoryTopologyReader
             if (!int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out int from)
                 || !int.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out int to))
             {
-                throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{Shorten(text)}' is not a node list (such as 0-2,5).");
+                throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{SysfsReader.Shorten(text)}' is not a node list (such as 0-2,5).");
             }
             if (to < from || to >= MaxNodeId)
             {
                 throw new DaxConfigurationException(path, DaxConfigurationRule.OutOfRange,
-                    string.Create(CultureInfo.InvariantCulture, $"'{Shorten(part)}' is not a node range below {MaxNodeId}."));
+                    string.Create(CultureInfo.InvariantCulture, $"'{SysfsReader.Shorten(part)}' is not a node range below {MaxNodeId}."));
             }
             for (int n = from; n <= to; n++)
             {
@@ -190,7 +190,7 @@ internal sealed class MemoryTopologyReader
         }
         if (!TryParseHex(text, out ulong value))
         {
-            throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{Shorten(text)}' is not a hexadecimal block size.");
+            throw new DaxConfigurationException(path, DaxConfigurationRule.NotANumber, $"'{SysfsReader.Shorten(text)}' is not a hexadecimal block size.");
         }
         if (value < 4096 || value > long.MaxValue || !BitOperations.IsPow2(value))
         {
@@ -239,7 +239,7 @@ internal sealed class MemoryTopologyReader
         string indexText = SysfsReader.ReadText(indexPath);
         if (!TryParseHex(indexText, out ulong index))
         {
-            throw new DaxConfigurationException(indexPath, DaxConfigurationRule.NotANumber, $"'{Shorten(indexText)}' is not a hexadecimal block index.");
+            throw new DaxConfigurationException(indexPath, DaxConfigurationRule.NotANumber, $"'{SysfsReader.Shorten(indexText)}' is not a hexadecimal block index.");
         }
         if (index != (ulong)id)
         {
@@ -260,7 +260,7 @@ internal sealed class MemoryTopologyReader
         {
             "1" => true,
             "0" => false,
-            string other => throw new DaxConfigurationException(onlinePath, DaxConfigurationRule.NotANumber, $"'{Shorten(other)}' is not 0 or 1."),
+            string other => throw new DaxConfigurationException(onlinePath, DaxConfigurationRule.NotANumber, $"'{SysfsReader.Shorten(other)}' is not 0 or 1."),
         };
         string zones = SysfsReader.TryReadText(Path.Join(dir, "valid_zones")) ?? "";
         IReadOnlyList<string> validZones = zones is "" or "none"
@@ -366,6 +366,4 @@ internal sealed class MemoryTopologyReader
     private static bool TryParseHex(string text, out ulong value)
         => ulong.TryParse(text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? text.AsSpan(2) : text,
             NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value) && text.Length > 0;
-
-    private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "...";
 }

@@ -35,13 +35,8 @@ public sealed class TierDiscoveryTests
     public void NvdimmDeviceIsPersistentOnANodeWithoutHmatInTheDramTier()
     {
         DaxDevice dax = Device("dax0.0");
-        Assert.NotNull(dax.Source);
-        Assert.Equal(DaxMemoryKind.Nvdimm, dax.Source.Kind);
-        Assert.Equal("dax0.0", dax.Source.Provider);
-        Assert.Equal("dax_pmem", dax.Source.ProviderDriver);
-        Assert.Null(dax.Source.CxlRegion);
-        Assert.Equal(DaxMemoryPersistence.Persistent, dax.MemoryPersistence);
-        Assert.Equal(DaxDeviceMode.DeviceDax, dax.DeviceMode);
+        AssertWhat(dax, DaxMemoryKind.Nvdimm, "dax0.0", "dax_pmem", DaxMemoryPersistence.Persistent, DaxDeviceMode.DeviceDax);
+        Assert.Null(dax.Source?.CxlRegion);
         Assert.Equal(0, dax.TargetNode);
         Assert.Equal(0, dax.NumaNode);
         MemoryNode node = Assert.IsType<MemoryNode>(dax.TargetMemoryNode);
@@ -64,11 +59,7 @@ public sealed class TierDiscoveryTests
     public void HmemDeviceInSystemRamModeHasItsBlocksAndAccess0Only()
     {
         DaxDevice dax = Device("dax1.0");
-        Assert.Equal(DaxMemoryKind.SoftReserved, dax.Source?.Kind);
-        Assert.Equal("hmem.1", dax.Source?.Provider);
-        Assert.Equal("hmem", dax.Source?.ProviderDriver);
-        Assert.Equal(DaxMemoryPersistence.Volatile, dax.MemoryPersistence);
-        Assert.Equal(DaxDeviceMode.SystemRam, dax.DeviceMode);
+        AssertWhat(dax, DaxMemoryKind.SoftReserved, "hmem.1", "hmem", DaxMemoryPersistence.Volatile, DaxDeviceMode.SystemRam);
         Assert.Equal("system-ram", dax.Mode);
         Assert.Null(dax.Region);
         Assert.Equal(2, dax.TargetNode);
@@ -103,18 +94,8 @@ public sealed class TierDiscoveryTests
     public void CxlRamRegionIsVolatileWithItsRegionRootDecoderAndBothAccessClasses()
     {
         DaxDevice dax = Device("dax2.0");
-        Assert.Equal(DaxMemoryKind.Cxl, dax.Source?.Kind);
-        Assert.Equal("dax_region2", dax.Source?.Provider);
-        Assert.Equal("cxl_dax_region", dax.Source?.ProviderDriver);
-        CxlRegion cxl = Assert.IsType<CxlRegion>(dax.Source?.CxlRegion);
-        Assert.Equal("region2", cxl.Name);
-        Assert.Equal("decoder0.0", cxl.RootDecoder);
-        Assert.Equal(CxlRegionMode.Ram, cxl.Mode);
-        Assert.Equal("ram", cxl.ModeText);
-        Assert.Equal(0x10000000L, cxl.Size);
-        Assert.Equal(0x1080000000UL, cxl.Resource);
-        Assert.Equal(DaxMemoryPersistence.Volatile, dax.MemoryPersistence);
-        Assert.Equal(DaxDeviceMode.DeviceDax, dax.DeviceMode);
+        AssertWhat(dax, DaxMemoryKind.Cxl, "dax_region2", "cxl_dax_region", DaxMemoryPersistence.Volatile, DaxDeviceMode.DeviceDax);
+        AssertCxlRegion(dax.Source?.CxlRegion, "region2", "decoder0.0", CxlRegionMode.Ram, "ram", 0x10000000L, 0x1080000000UL);
         Assert.Null(dax.Region);
         MemoryNode node = Assert.IsType<MemoryNode>(dax.TargetMemoryNode);
         Assert.Equal(3, node.Id);
@@ -131,18 +112,9 @@ public sealed class TierDiscoveryTests
     public void CxlPmemRegionThroughTheNvdimmBridgeIsPersistentAndNamesItsCxlRegion()
     {
         DaxDevice dax = Device("dax3.0");
-        Assert.Equal(DaxMemoryKind.Cxl, dax.Source?.Kind);
-        Assert.Equal("dax3.0", dax.Source?.Provider);
-        Assert.Equal("dax_pmem", dax.Source?.ProviderDriver);
-        CxlRegion cxl = Assert.IsType<CxlRegion>(dax.Source?.CxlRegion);
-        Assert.Equal("region3", cxl.Name);
-        Assert.Equal("decoder0.1", cxl.RootDecoder);
-        Assert.Equal(CxlRegionMode.Pmem, cxl.Mode);
-        Assert.Equal(0x20000000L, cxl.Size);
-        Assert.Equal(0x10c0000000UL, cxl.Resource);
-        Assert.Equal(DaxMemoryPersistence.Persistent, dax.MemoryPersistence);
+        AssertWhat(dax, DaxMemoryKind.Cxl, "dax3.0", "dax_pmem", DaxMemoryPersistence.Persistent, DaxDeviceMode.DeviceDax);
+        AssertCxlRegion(dax.Source?.CxlRegion, "region3", "decoder0.1", CxlRegionMode.Pmem, "pmem", 0x20000000L, 0x10c0000000UL);
         Assert.Equal(DaxPersistence.MemoryController, dax.Persistence);
-        Assert.Equal(DaxDeviceMode.DeviceDax, dax.DeviceMode);
         DaxRegion region = Assert.IsType<DaxRegion>(dax.Region);
         Assert.Equal("region3", region.Name);
         Assert.Equal(DaxMemoryKind.Cxl, region.Source.Kind);
@@ -229,6 +201,19 @@ public sealed class TierDiscoveryTests
     {
         DaxConfigurationException e = Assert.Throws<DaxConfigurationException>(() => MemoryTopologyReader.ParseNodeList("nodelist", text));
         Assert.Equal("nodelist", e.FilePath);
+    }
+
+    private static void AssertWhat(DaxDevice dax, DaxMemoryKind kind, string provider, string driver, DaxMemoryPersistence persistence, DaxDeviceMode mode)
+    {
+        Assert.NotNull(dax.Source);
+        Assert.Equal((kind, provider, driver, persistence, mode),
+            (dax.Source.Kind, dax.Source.Provider, dax.Source.ProviderDriver, dax.MemoryPersistence, dax.DeviceMode));
+    }
+
+    private static void AssertCxlRegion(CxlRegion? cxl, string name, string rootDecoder, CxlRegionMode mode, string modeText, long size, ulong resource)
+    {
+        Assert.NotNull(cxl);
+        Assert.Equal((name, rootDecoder, mode, modeText, (long?)size, (ulong?)resource), (cxl.Name, cxl.RootDecoder, cxl.Mode, cxl.ModeText, cxl.Size, cxl.Resource));
     }
 
     private static (uint?, uint?, uint?, uint?) Figures(HmatPerformance? p)
