@@ -90,4 +90,20 @@ public sealed class TierListTests
         Assert.Contains("hmem", hmem, StringComparison.Ordinal);
         Assert.Contains("unknown", hmem, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void TierJsonOfTheRunningKernelSucceedsWithOrWithoutTiersAndDevices()
+    {
+        (int code, string output, string error) = Dpmem.Run("list", "--tiers", "--json");
+        Assert.Equal(0, code);
+        Assert.DoesNotContain("memory_tier", error, StringComparison.Ordinal);
+        using JsonDocument doc = JsonDocument.Parse(output);
+        // What the machine has is its own business; what it reports must be the kernel's shape.
+        foreach (JsonElement tier in doc.RootElement.GetProperty("tiers").EnumerateArray())
+        {
+            Assert.True(tier.GetProperty("id").GetInt32() >= 0);
+            Assert.All(tier.GetProperty("nodes").EnumerateArray(), n => Assert.True(n.GetInt32() >= 0));
+        }
+        Assert.Equal(JsonValueKind.Array, doc.RootElement.GetProperty("devices").ValueKind);
+    }
 }
