@@ -304,11 +304,12 @@ internal sealed class MemoryTopologyReader
     {
         string bus = Path.GetDirectoryName(resolvedRegion) ?? resolvedRegion;
         string busDriver = SysfsReader.LinkName(Path.Join(bus, "driver")) ?? "";
-        CxlRegion? cxl = HasAncestor(resolvedRegion, "nvdimm-bridge")
-            ? ReadCxlRegion(Path.Join(_sysfsRoot, "bus", "cxl", "devices", string.Create(CultureInfo.InvariantCulture, $"region{id}")))
-            : null;
-        return new DaxMemorySource(cxl is null && !HasAncestor(resolvedRegion, "nvdimm-bridge") ? DaxMemoryKind.Nvdimm : DaxMemoryKind.Cxl,
-            Path.GetFileName(bus), busDriver, cxl);
+        if (!HasAncestor(resolvedRegion, "nvdimm-bridge"))
+        {
+            return new DaxMemorySource(DaxMemoryKind.Nvdimm, Path.GetFileName(bus), busDriver, null);
+        }
+        CxlRegion? cxl = ReadCxlRegion(Path.Join(_sysfsRoot, "bus", "cxl", "devices", string.Create(CultureInfo.InvariantCulture, $"region{id}")));
+        return new DaxMemorySource(DaxMemoryKind.Cxl, Path.GetFileName(bus), busDriver, cxl);
     }
 
     /// <summary>Where a dax device's memory comes from, from its parent (the dax region provider) and the driver bound to it.</summary>

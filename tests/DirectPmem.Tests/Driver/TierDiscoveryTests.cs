@@ -144,6 +144,31 @@ public sealed class TierDiscoveryTests
     }
 
     [Fact]
+    public void ADeviceWhoseNdRegionBrokeARuleStillSaysItIsCxlPmem()
+    {
+        using TempDirectory copy = FixtureCopy.Of("tiers");
+        File.WriteAllText(Path.Join(copy.Path, "bus/nd/devices/region3/size"), "abc\n");
+        DaxTopology topology = new DaxBus(copy.Path).Scan();
+        Assert.EndsWith("region3/size", Assert.Single(topology.Errors).FilePath, StringComparison.Ordinal);
+        DaxDevice dax = topology.Devices.Single(d => d.Name == "dax3.0");
+        Assert.Null(dax.Region);
+        Assert.Equal(DaxPersistence.Unknown, dax.Persistence);
+        AssertWhat(dax, DaxMemoryKind.Cxl, "dax3.0", "dax_pmem", DaxMemoryPersistence.Persistent, DaxDeviceMode.DeviceDax);
+        Assert.Equal("region3", dax.Source?.CxlRegion?.Name);
+    }
+
+    [Fact]
+    public void ACxlRegionModeThatIsNeitherRamNorPmemIsUnknownPersistence()
+    {
+        using TempDirectory copy = FixtureCopy.Of("tiers");
+        File.WriteAllText(Path.Join(copy.Path, "bus/cxl/devices/region2/mode"), "mixed\n");
+        DaxDevice dax = new DaxBus(copy.Path).GetDevice("dax2.0");
+        Assert.Equal(CxlRegionMode.Unknown, dax.Source?.CxlRegion?.Mode);
+        Assert.Equal("mixed", dax.Source?.CxlRegion?.ModeText);
+        Assert.Equal(DaxMemoryPersistence.Unknown, dax.MemoryPersistence);
+    }
+
+    [Fact]
     public void AnHmatFigureOfZeroIsNotReported()
     {
         using TempDirectory copy = FixtureCopy.Of("tiers");
