@@ -78,6 +78,17 @@ public sealed class TierListTests
         Assert.Equal("persistent", cxlPmem.GetProperty("persistence").GetString());
         Assert.Equal("pmem", cxlPmem.GetProperty("cxl_region").GetProperty("mode").GetString());
         Assert.Equal("region3", cxlPmem.GetProperty("region").GetString());
+
+        JsonElement[] regions = doc.RootElement.GetProperty("regions").EnumerateArray().ToArray();
+        Assert.Equal(["region0", "region3"], regions.Select(r => r.GetProperty("dev").GetString()));
+        Assert.Equal("nvdimm", regions[0].GetProperty("kind").GetString());
+        Assert.Equal("ndbus0", regions[0].GetProperty("provider").GetString());
+        Assert.Equal(4, regions[0].GetProperty("tier").GetInt32());
+        Assert.Equal("cxl", regions[1].GetProperty("kind").GetString());
+        Assert.Equal("persistent", regions[1].GetProperty("persistence").GetString());
+        Assert.Equal("decoder0.1", regions[1].GetProperty("cxl_region").GetProperty("root_decoder").GetString());
+        Assert.Equal(4, regions[1].GetProperty("target_node").GetInt32());
+        Assert.Equal(JsonValueKind.Null, regions[1].GetProperty("tier").ValueKind);
     }
 
     [Fact]

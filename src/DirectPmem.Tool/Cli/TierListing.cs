@@ -5,7 +5,19 @@ using DirectPmem.Driver;
 namespace DirectPmem.Tool.Cli;
 
 /// <summary><c>dpmem list --tiers --json</c>: the memory tiers and every device with what it is and where it sits.</summary>
-internal sealed record TierReport(IReadOnlyList<TierListing> Tiers, IReadOnlyList<TierDeviceListing> Devices);
+internal sealed record TierReport(IReadOnlyList<TierListing> Tiers, IReadOnlyList<TierDeviceListing> Devices, IReadOnlyList<TierRegionListing> Regions);
+
+/// <summary>One NVDIMM region (an NVDIMM's or a CXL pmem region's): its kind, node and tier.</summary>
+internal sealed record TierRegionListing(
+    string Dev,
+    string Kind,
+    string Persistence,
+    long Size,
+    int? TargetNode,
+    int? NumaNode,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Tier,
+    string? Provider,
+    CxlRegionListing? CxlRegion);
 
 /// <summary>One memory tier (<c>memory_tierN</c>).</summary>
 internal sealed record TierListing(int Id, IReadOnlyList<int> Nodes, long AbstractDistanceStart, long AbstractDistanceEnd);
@@ -59,7 +71,9 @@ internal static class TierView
 
     internal static TierReport Report(DaxTopology topology)
         => new(topology.Tiers.Select(t => new TierListing(t.Id, t.Nodes, t.AbstractDistanceStart, t.AbstractDistanceEnd)).ToArray(),
-            Ordered(topology).Select(ToListing).ToArray());
+            Ordered(topology).Select(ToListing).ToArray(),
+            topology.Regions.Select(r => new TierRegionListing(r.Name, KindName(r.Source), PersistenceName(r.Source.Persistence), r.Size, r.TargetNode,
+                r.NumaNode, r.TargetMemoryNode?.Tier?.Id, NullIfEmpty(r.Source.Provider), Cxl(r.Source.CxlRegion))).ToArray());
 
     internal static TierDeviceListing ToListing(DaxDevice device)
     {
@@ -68,11 +82,14 @@ internal static class TierView
         return new TierDeviceListing(device.Name, KindName(device.Source), PersistenceName(device.MemoryPersistence), device.Mode, device.Size,
             (long)device.Align, device.TargetNode, device.NumaNode, node?.Tier?.Id, NullIfEmpty(device.Source?.Provider),
             NullIfEmpty(device.Source?.ProviderDriver), device.Region?.Name,
-            cxl is null ? null : new CxlRegionListing(cxl.Name, cxl.RootDecoder, cxl.ModeText.Length == 0 ? "unknown" : cxl.ModeText, cxl.Size),
+            Cxl(cxl),
             Hmat(node?.Access0), Hmat(node?.Access1), device.MemoryBlockSize,
             device.MemoryBlocks?.Select(b => new MemoryBlockListing(b.Id, Hex(b.Start), b.StateText, b.IsOnline, b.ValidZones)).ToArray(),
             device.Ranges.Select(r => new MappingListing(r.Index, Hex(r.Start), Hex(r.End), (long)r.PageOffset)).ToArray());
     }
+
+    private static CxlRegionListing? Cxl(CxlRegion? cxl)
+        => cxl is null ? null : new CxlRegionListing(cxl.Name, cxl.RootDecoder, cxl.ModeText.Length == 0 ? "unknown" : cxl.ModeText, cxl.Size);
 
     private static HmatListing? Hmat(HmatPerformance? p)
         => p is null ? null : new HmatListing(p.Initiators, p.ReadLatencyNanoseconds, p.WriteLatencyNanoseconds, p.ReadBandwidthMBps, p.WriteBandwidthMBps);
