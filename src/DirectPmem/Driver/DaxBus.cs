@@ -27,7 +27,11 @@ public sealed class DaxTopology
     /// <summary>The NUMA nodes the devices and regions name as their target or CPU node, ordered by id.</summary>
     public IReadOnlyList<MemoryNode> Nodes { get; }
 
-    /// <summary>Every memory tier the kernel reports (<c>devices/virtual/memory_tiering</c>), ordered by id (lower is faster).</summary>
+    /// <summary>
+    /// Every memory tier the kernel reports (<c>devices/virtual/memory_tiering</c>), ordered by id
+    /// (lower is faster); empty when the kernel has none, or when the list is broken (then one
+    /// error in <see cref="Errors"/>, and no node has a tier).
+    /// </summary>
     public IReadOnlyList<MemoryTier> Tiers { get; }
 
     /// <summary>The NVDIMM regions, ordered by name.</summary>
@@ -120,9 +124,11 @@ public sealed partial class DaxBus
         CheckRoot();
         var memory = new MemoryTopologyReader(SysfsRoot);
         IReadOnlyList<DaxRegion> regions = GetRegions(memory);
-        return List(DaxDevicesPath, "dax")
+        ReadOnlyCollection<DaxDevice> devices = List(DaxDevicesPath, "dax")
             .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions, memory)))
             .ToList().AsReadOnly();
+        _ = memory.Tiers; // a broken tier list raises its error here, as Scan reports it
+        return devices;
     }
 
     /// <summary>One device by name (<c>dax0.0</c>).</summary>
@@ -140,7 +146,9 @@ public sealed partial class DaxBus
         }
         var memory = new MemoryTopologyReader(SysfsRoot);
         IReadOnlyList<DaxRegion> regions = GetRegions(memory);
-        return Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
+        DaxDevice device = Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
+        _ = memory.Tiers; // a broken tier list raises its error here, as Scan reports it
+        return device;
     }
 
     /// <summary>

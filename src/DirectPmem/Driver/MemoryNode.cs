@@ -116,7 +116,10 @@ public sealed class MemoryNode
     /// <summary>HMAT figures from the best CPU initiators (<c>access1</c>), or null when the node reports none.</summary>
     public HmatPerformance? Access1 { get; }
 
-    /// <summary>The memory tier the node is in, or null when it is in none (a node without online memory is in no tier).</summary>
+    /// <summary>
+    /// The memory tier the node is in, or null when it is in none (a node without online memory is
+    /// in no tier) or the tier list is broken (reported once in <see cref="DaxTopology.Errors"/>).
+    /// </summary>
     public MemoryTier? Tier { get; }
 
     /// <inheritdoc/>

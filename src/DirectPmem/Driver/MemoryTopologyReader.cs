@@ -23,6 +23,8 @@ internal sealed class MemoryTopologyReader
     private readonly Dictionary<int, MemoryNode> _nodes = [];
     private Dictionary<int, MemoryTier>? _tierOfNode;
     private List<MemoryTier>? _tiers;
+    // A broken tier list is one error for the scan, not one per device: nodes then have no tier.
+    private DaxConfigurationException? _tierError;
     private (HashSet<int>? Cpu, HashSet<int>? Memory)? _has;
 
     internal MemoryTopologyReader(string sysfsRoot) => _sysfsRoot = sysfsRoot;
@@ -35,12 +37,13 @@ internal sealed class MemoryTopologyReader
     internal IReadOnlyList<MemoryNode> Nodes => _nodes.Values.OrderBy(n => n.Id).ToList().AsReadOnly();
 
     /// <summary>Every memory tier, ordered by id.</summary>
+    /// <exception cref="DaxConfigurationException">The tier list is broken (a node list that is not one, a node in two tiers, a directory that cannot be listed).</exception>
     internal IReadOnlyList<MemoryTier> Tiers
     {
         get
         {
             LoadTiers();
-            return _tiers!.AsReadOnly();
+            return _tierError is null ? _tiers!.AsReadOnly() : throw _tierError;
         }
     }
 
@@ -111,9 +114,23 @@ internal sealed class MemoryTopologyReader
         {
             return;
         }
+        string root = Path.Join(_sysfsRoot, "devices", "virtual", "memory_tiering");
+        try
+        {
+            (_tiers, _tierOfNode) = ReadTiers(root);
+        }
+        catch (Exception e) when (e is DaxConfigurationException or IOException or UnauthorizedAccessException)
+        {
+            _tierError = e as DaxConfigurationException
+                ?? new DaxConfigurationException(root, DaxConfigurationRule.MissingAttribute, $"the memory tiers cannot be read ({e.Message}).");
+            (_tiers, _tierOfNode) = ([], []);
+        }
+    }
+
+    private static (List<MemoryTier> Tiers, Dictionary<int, MemoryTier> OfNode) ReadTiers(string root)
+    {
         var tiers = new List<MemoryTier>();
         var ofNode = new Dictionary<int, MemoryTier>();
-        string root = Path.Join(_sysfsRoot, "devices", "virtual", "memory_tiering");
         if (Directory.Exists(root))
         {
             foreach (string dir in Directory.EnumerateDirectories(root, "memory_tier*"))
@@ -138,8 +155,7 @@ internal sealed class MemoryTopologyReader
             }
         }
         tiers.Sort((a, b) => a.Id.CompareTo(b.Id));
-        _tiers = tiers;
-        _tierOfNode = ofNode;
+        return (tiers, ofNode);
     }
 
     private static HashSet<int>? ReadOptionalNodeList(string path)

@@ -183,8 +183,18 @@ public sealed class TierDiscoveryTests
     {
         using TempDirectory copy = FixtureCopy.Of("tiers");
         File.WriteAllText(Path.Join(copy.Path, "devices/virtual/memory_tiering/memory_tier22/nodelist"), "0,2\n");
-        DaxTopology topology = new DaxBus(copy.Path).Scan();
-        Assert.Contains(topology.Errors, e => e.Rule == DaxConfigurationRule.OutOfRange && e.Message.Contains("node 0 is also in memory_tier", StringComparison.Ordinal));
+        var bus = new DaxBus(copy.Path);
+        DaxTopology topology = bus.Scan();
+        // One error for the scan; every device is still there, and no node has a tier.
+        DaxConfigurationException error = Assert.Single(topology.Errors);
+        Assert.Equal(DaxConfigurationRule.OutOfRange, error.Rule);
+        Assert.Contains("node 0 is also in memory_tier", error.Message, StringComparison.Ordinal);
+        Assert.EndsWith("nodelist", error.FilePath, StringComparison.Ordinal);
+        Assert.Equal(4, topology.Devices.Count);
+        Assert.Empty(topology.Tiers);
+        Assert.All(topology.Nodes, n => Assert.Null(n.Tier));
+        Assert.Equal(error.Message, Assert.Throws<DaxConfigurationException>(bus.GetDevices).Message);
+        Assert.Equal(error.Message, Assert.Throws<DaxConfigurationException>(() => bus.GetDevice("dax0.0")).Message);
     }
 
     [Fact]
