@@ -100,8 +100,8 @@ public sealed partial class DaxBus
                 devices.Add(device);
             }
         }
-        IReadOnlyList<MemoryTier> tiers = TryRead(Path.Join(SysfsRoot, "devices", "virtual", "memory_tiering"), () => memory.Tiers, errors) ?? [];
-        return new DaxTopology(regions.AsReadOnly(), devices.AsReadOnly(), errors.AsReadOnly(), memory.Nodes, tiers);
+        errors.AddRange(memory.Errors);
+        return new DaxTopology(regions.AsReadOnly(), devices.AsReadOnly(), errors.AsReadOnly(), memory.Nodes, memory.Tiers);
     }
 
     /// <summary>The NVDIMM regions; the first broken one raises its error.</summary>
@@ -110,7 +110,10 @@ public sealed partial class DaxBus
     public IReadOnlyList<DaxRegion> GetRegions()
     {
         CheckRoot();
-        return GetRegions(new MemoryTopologyReader(SysfsRoot));
+        var memory = new MemoryTopologyReader(SysfsRoot);
+        ReadOnlyCollection<DaxRegion> regions = GetRegions(memory);
+        memory.ThrowIfBroken();
+        return regions;
     }
 
     private ReadOnlyCollection<DaxRegion> GetRegions(MemoryTopologyReader memory)
@@ -127,7 +130,7 @@ public sealed partial class DaxBus
         ReadOnlyCollection<DaxDevice> devices = List(DaxDevicesPath, "dax")
             .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions, memory)))
             .ToList().AsReadOnly();
-        _ = memory.Tiers; // a broken tier list raises its error here, as Scan reports it
+        memory.ThrowIfBroken(); // a broken tier list or block size raises its error here, as Scan reports it
         return devices;
     }
 
@@ -147,7 +150,7 @@ public sealed partial class DaxBus
         var memory = new MemoryTopologyReader(SysfsRoot);
         IReadOnlyList<DaxRegion> regions = GetRegions(memory);
         DaxDevice device = Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
-        _ = memory.Tiers; // a broken tier list raises its error here, as Scan reports it
+        memory.ThrowIfBroken(); // a broken tier list or block size raises its error here, as Scan reports it
         return device;
     }
 

@@ -103,7 +103,8 @@ public sealed partial class DaxDevice : IDisposable
     /// <summary>
     /// The system RAM memory blocks inside the device's physical ranges (<c>devices/system/memory</c>,
     /// found as daxctl finds them): online or offline in <see cref="DaxDeviceMode.SystemRam"/> mode,
-    /// none in device-DAX mode; null when the ranges (root-only) or the block size are unknown.
+    /// none in device-DAX mode; null when the ranges (root-only) or the block size are unknown (a
+    /// broken <c>block_size_bytes</c> is one error in <see cref="DaxTopology.Errors"/>).
     /// </summary>
     public IReadOnlyList<MemoryBlock>? MemoryBlocks { get; internal init; }
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace DirectPmem.Driver;
 
@@ -25,6 +26,8 @@ internal sealed class MemoryTopologyReader
     private List<MemoryTier>? _tiers;
     // A broken tier list is one error for the scan, not one per device: nodes then have no tier.
     private DaxConfigurationException? _tierError;
+    private StrongBox<long?>? _blockSize;
+    private DaxConfigurationException? _blockSizeError;
     private (HashSet<int>? Cpu, HashSet<int>? Memory)? _has;
 
     internal MemoryTopologyReader(string sysfsRoot) => _sysfsRoot = sysfsRoot;
@@ -36,14 +39,37 @@ internal sealed class MemoryTopologyReader
     /// <summary>The nodes read so far (every node a device or region named), ordered by id.</summary>
     internal IReadOnlyList<MemoryNode> Nodes => _nodes.Values.OrderBy(n => n.Id).ToList().AsReadOnly();
 
-    /// <summary>Every memory tier, ordered by id.</summary>
-    /// <exception cref="DaxConfigurationException">The tier list is broken (a node list that is not one, a node in two tiers, a directory that cannot be listed).</exception>
+    /// <summary>Every memory tier, ordered by id; empty when the tier list is broken (see <see cref="Errors"/>).</summary>
     internal IReadOnlyList<MemoryTier> Tiers
     {
         get
         {
             LoadTiers();
-            return _tierError is null ? _tiers!.AsReadOnly() : throw _tierError;
+            return _tiers!.AsReadOnly();
+        }
+    }
+
+    /// <summary>
+    /// The system-wide files that were broken: the tier list (a node list that is not one, a node in
+    /// two tiers) and the memory block size. Each is one error for the scan, not one per device:
+    /// nodes then have no tier, devices unknown memory blocks.
+    /// </summary>
+    internal IEnumerable<DaxConfigurationException> Errors
+    {
+        get
+        {
+            LoadTiers();
+            BlockSize();
+            return new[] { _tierError, _blockSizeError }.OfType<DaxConfigurationException>();
+        }
+    }
+
+    /// <summary>Raises the first of <see cref="Errors"/>, for the calls that throw instead of collecting.</summary>
+    internal void ThrowIfBroken()
+    {
+        if (Errors.FirstOrDefault() is { } error)
+        {
+            throw error;
         }
     }
 
@@ -195,8 +221,27 @@ internal sealed class MemoryTopologyReader
         return nodes;
     }
 
-    /// <summary>The memory block size (<c>block_size_bytes</c>, hexadecimal without a prefix), or null when not exposed.</summary>
+    /// <summary>The memory block size (<c>block_size_bytes</c>, hexadecimal without a prefix), or null when not exposed or broken (see <see cref="Errors"/>).</summary>
     internal long? BlockSize()
+    {
+        if (_blockSize is { } known)
+        {
+            return known.Value;
+        }
+        long? size = null;
+        try
+        {
+            size = ReadBlockSize();
+        }
+        catch (DaxConfigurationException e)
+        {
+            _blockSizeError = e;
+        }
+        _blockSize = new StrongBox<long?>(size);
+        return size;
+    }
+
+    private long? ReadBlockSize()
     {
         string path = Path.Join(MemoryRoot, "block_size_bytes");
         string? text = SysfsReader.TryReadText(path);

@@ -197,6 +197,24 @@ public sealed class TierDiscoveryTests
         Assert.Equal(error.Message, Assert.Throws<DaxConfigurationException>(() => bus.GetDevice("dax0.0")).Message);
     }
 
+    [Theory]
+    [InlineData("8000001")]
+    [InlineData("zz")]
+    [InlineData("0")]
+    public void ABrokenBlockSizeIsOneErrorAndUnknownBlocks(string text)
+    {
+        using TempDirectory copy = FixtureCopy.Of("tiers");
+        File.WriteAllText(Path.Join(copy.Path, "devices/system/memory/block_size_bytes"), text + "\n");
+        var bus = new DaxBus(copy.Path);
+        DaxTopology topology = bus.Scan();
+        DaxConfigurationException error = Assert.Single(topology.Errors);
+        Assert.EndsWith("block_size_bytes", error.FilePath, StringComparison.Ordinal);
+        Assert.Equal(4, topology.Devices.Count);
+        Assert.All(topology.Devices, d => Assert.Null(d.MemoryBlocks));
+        Assert.Equal(error.Message, Assert.Throws<DaxConfigurationException>(bus.GetDevices).Message);
+        Assert.Equal(error.Message, Assert.Throws<DaxConfigurationException>(bus.GetRegions).Message);
+    }
+
     [Fact]
     public void ABlockWhosePhysIndexIsNotItsDirectoryIsATypedError()
     {
