@@ -137,7 +137,8 @@ public sealed partial class DaxBus
     /// <summary>One device by name (<c>dax0.0</c>).</summary>
     /// <param name="name">The device's name.</param>
     /// <returns>The device.</returns>
-    /// <exception cref="DaxConfigurationException">No such device (<see cref="DaxConfigurationRule.NoSuchDevice"/>), or it breaks a rule.</exception>
+    /// <exception cref="DaxConfigurationException">No such device (<see cref="DaxConfigurationRule.NoSuchDevice"/>), or it breaks a rule.
+    /// A broken tier list or <c>block_size_bytes</c> is not raised here: the device then has no tier or unknown memory blocks.</exception>
     public DaxDevice GetDevice(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -149,9 +150,9 @@ public sealed partial class DaxBus
         }
         var memory = new MemoryTopologyReader(SysfsRoot);
         IReadOnlyList<DaxRegion> regions = GetRegions(memory);
-        DaxDevice device = Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
-        memory.ThrowIfBroken(); // a broken tier list or block size raises its error here, as Scan reports it
-        return device;
+        // A broken system-wide file (the tier list, block_size_bytes) leaves this device without a
+        // tier or memory blocks rather than failing it: opening a device to map it must not depend on them.
+        return Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
     }
 
     /// <summary>
