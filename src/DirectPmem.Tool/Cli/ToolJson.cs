@@ -12,6 +12,7 @@ namespace DirectPmem.Tool.Cli;
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = true)]
 [JsonSerializable(typeof(DaxDeviceListing[]))]
 [JsonSerializable(typeof(DaxRegionListing[]))]
+[JsonSerializable(typeof(TierReport))]
 [JsonSerializable(typeof(InfoReport))]
 [JsonSerializable(typeof(PoolInfoReport))]
 [JsonSerializable(typeof(PlatformReport))]

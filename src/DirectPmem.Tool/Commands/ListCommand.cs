@@ -15,16 +15,28 @@ internal static class ListCommand
     {
         var json = new Option<bool>("--json", "-j") { Description = "Print JSON shaped like `daxctl list` instead of a table." };
         var regions = new Option<bool>("--regions", "-R") { Description = "Include NVDIMM regions (like `daxctl list -R -D`)." };
+        var tiers = new Option<bool>("--tiers", "-T")
+        {
+            Description = "Group devices by memory tier and node: kind (NVDIMM, hmem, CXL region), persistence, HMAT latency and bandwidth, mode and memory blocks.",
+        };
         Option<string> sysfs = DeviceOpener.SysfsOption();
-        var command = new Command("list", "List device-DAX devices (and regions) found in sysfs.") { json, regions, sysfs };
-        CommandRunner.SetAction(command, parse => Run(parse.GetValue(sysfs)!, parse.GetValue(json), parse.GetValue(regions)));
+        var command = new Command("list", "List device-DAX devices (and regions) found in sysfs.") { json, regions, tiers, sysfs };
+        CommandRunner.SetAction(command, parse => Run(parse.GetValue(sysfs)!, parse.GetValue(json), parse.GetValue(regions), parse.GetValue(tiers)));
         return command;
     }
 
-    private static int Run(string sysfsRoot, bool asJson, bool withRegions)
+    private static int Run(string sysfsRoot, bool asJson, bool withRegions, bool byTier)
     {
         DaxTopology topology = new DaxBus(sysfsRoot).Scan();
-        if (asJson)
+        if (byTier && asJson)
+        {
+            JsonOutput.Write(TierView.Report(topology), ToolJsonContext.Default.TierReport);
+        }
+        else if (byTier)
+        {
+            WriteTierTable(sysfsRoot, topology);
+        }
+        else if (asJson)
         {
             if (withRegions)
             {
@@ -85,6 +97,51 @@ internal static class ListCommand
                     Number(region.NumaNode));
             }
             AnsiConsole.Write(regionTable);
+        }
+    }
+
+    private static void WriteTierTable(string sysfsRoot, DaxTopology topology)
+    {
+        if (topology.Devices.Count == 0)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]no device-DAX devices under {sysfsRoot}/bus/dax/devices[/]");
+        }
+        else
+        {
+            // The table is wider than 80 columns: where stdout is not a terminal (a file, a pipe) Spectre
+            // assumes 80 and would wrap every cell, so give it the width the rows need.
+            if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
+            {
+                AnsiConsole.Profile.Width = 160;
+            }
+            var table = new Table().AddColumns("tier", "node", "device", "kind", "persistence", "mode", "size",
+                "access0 r/w ns, MB/s", "access1 r/w ns, MB/s", "memory blocks");
+            int? previousTier = null;
+            bool first = true;
+            foreach (DaxDevice device in TierView.Ordered(topology))
+            {
+                MemoryNode? node = device.TargetMemoryNode;
+                int? tier = node?.Tier?.Id;
+                if (!first && tier != previousTier)
+                {
+                    table.AddEmptyRow();
+                }
+                first = false;
+                previousTier = tier;
+                table.AddRow(Number(tier), Number(device.TargetNode), Markup.Escape(device.Name), Markup.Escape(TierView.KindCell(device.Source)),
+                    TierView.PersistenceName(device.MemoryPersistence), Markup.Escape(device.Mode), Sizes.Format(device.Size),
+                    TierView.HmatCell(node?.Access0), TierView.HmatCell(node?.Access1), TierView.BlocksCell(device));
+            }
+            AnsiConsole.Write(table);
+        }
+        foreach (MemoryTier tier in topology.Tiers)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"memory_tier{tier.Id}: nodes {(tier.Nodes.Count == 0 ? "-" : string.Join(',', tier.Nodes))} (abstract distance {tier.AbstractDistanceStart}-{tier.AbstractDistanceEnd - 1})"));
+        }
+        if (topology.Tiers.Count == 0)
+        {
+            Console.WriteLine("no memory tiers (the kernel has no devices/virtual/memory_tiering)");
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Collections.ObjectModel;
 using System.Globalization;
 using DirectPmem.Geometry;
 using DirectPmem.Internal;
@@ -13,12 +14,25 @@ namespace DirectPmem.Driver;
 /// </summary>
 public sealed class DaxTopology
 {
-    internal DaxTopology(IReadOnlyList<DaxRegion> regions, IReadOnlyList<DaxDevice> devices, IReadOnlyList<DaxConfigurationException> errors)
+    internal DaxTopology(IReadOnlyList<DaxRegion> regions, IReadOnlyList<DaxDevice> devices, IReadOnlyList<DaxConfigurationException> errors,
+        IReadOnlyList<MemoryNode> nodes, IReadOnlyList<MemoryTier> tiers)
     {
         Regions = regions;
         Devices = devices;
         Errors = errors;
+        Nodes = nodes;
+        Tiers = tiers;
     }
+
+    /// <summary>The NUMA nodes the devices and regions name as their target or CPU node, ordered by id.</summary>
+    public IReadOnlyList<MemoryNode> Nodes { get; }
+
+    /// <summary>
+    /// Every memory tier the kernel reports (<c>devices/virtual/memory_tiering</c>), ordered by id
+    /// (lower is faster); empty when the kernel has none, or when the list is broken (then one
+    /// error in <see cref="Errors"/>, and no node has a tier).
+    /// </summary>
+    public IReadOnlyList<MemoryTier> Tiers { get; }
 
     /// <summary>The NVDIMM regions, ordered by name.</summary>
     public IReadOnlyList<DaxRegion> Regions { get; }
@@ -70,9 +84,10 @@ public sealed partial class DaxBus
         CheckRoot();
         var errors = new List<DaxConfigurationException>();
         var regions = new List<DaxRegion>();
+        var memory = new MemoryTopologyReader(SysfsRoot);
         foreach (string name in ListOrReport(NdDevicesPath, "region", errors))
         {
-            if (TryRead(Path.Join(NdDevicesPath, name), () => ReadRegion(name), errors) is { } region)
+            if (TryRead(Path.Join(NdDevicesPath, name), () => ReadRegion(name, memory), errors) is { } region)
             {
                 regions.Add(region);
             }
@@ -80,12 +95,13 @@ public sealed partial class DaxBus
         var devices = new List<DaxDevice>();
         foreach (string name in ListOrReport(DaxDevicesPath, "dax", errors))
         {
-            if (TryRead(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions), errors) is { } device)
+            if (TryRead(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions, memory), errors) is { } device)
             {
                 devices.Add(device);
             }
         }
-        return new DaxTopology(regions.AsReadOnly(), devices.AsReadOnly(), errors.AsReadOnly());
+        errors.AddRange(memory.Errors);
+        return new DaxTopology(regions.AsReadOnly(), devices.AsReadOnly(), errors.AsReadOnly(), memory.Nodes, memory.Tiers);
     }
 
     /// <summary>The NVDIMM regions; the first broken one raises its error.</summary>
@@ -94,24 +110,35 @@ public sealed partial class DaxBus
     public IReadOnlyList<DaxRegion> GetRegions()
     {
         CheckRoot();
-        return List(NdDevicesPath, "region").Select(name => Read(Path.Join(NdDevicesPath, name), () => ReadRegion(name))).ToList().AsReadOnly();
+        var memory = new MemoryTopologyReader(SysfsRoot);
+        ReadOnlyCollection<DaxRegion> regions = GetRegions(memory);
+        memory.ThrowIfBroken();
+        return regions;
     }
+
+    private ReadOnlyCollection<DaxRegion> GetRegions(MemoryTopologyReader memory)
+        => List(NdDevicesPath, "region").Select(name => Read(Path.Join(NdDevicesPath, name), () => ReadRegion(name, memory))).ToList().AsReadOnly();
 
     /// <summary>The device-DAX devices; the first broken one raises its error.</summary>
     /// <returns>The devices, ordered by name.</returns>
     /// <exception cref="DaxConfigurationException">The sysfs root is bad, or a device or region breaks a rule.</exception>
     public IReadOnlyList<DaxDevice> GetDevices()
     {
-        IReadOnlyList<DaxRegion> regions = GetRegions();
-        return List(DaxDevicesPath, "dax")
-            .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions)))
+        CheckRoot();
+        var memory = new MemoryTopologyReader(SysfsRoot);
+        IReadOnlyList<DaxRegion> regions = GetRegions(memory);
+        ReadOnlyCollection<DaxDevice> devices = List(DaxDevicesPath, "dax")
+            .Select(name => Read(Path.Join(DaxDevicesPath, name), () => ReadDevice(name, Path.Join(DaxDevicesPath, name), SysfsRoot, DeviceRoot, regions, memory)))
             .ToList().AsReadOnly();
+        memory.ThrowIfBroken(); // a broken tier list or block size raises its error here, as Scan reports it
+        return devices;
     }
 
     /// <summary>One device by name (<c>dax0.0</c>).</summary>
     /// <param name="name">The device's name.</param>
     /// <returns>The device.</returns>
-    /// <exception cref="DaxConfigurationException">No such device (<see cref="DaxConfigurationRule.NoSuchDevice"/>), or it breaks a rule.</exception>
+    /// <exception cref="DaxConfigurationException">No such device (<see cref="DaxConfigurationRule.NoSuchDevice"/>), or it breaks a rule.
+    /// A broken tier list or <c>block_size_bytes</c> is not raised here: the device then has no tier or unknown memory blocks.</exception>
     public DaxDevice GetDevice(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -121,8 +148,11 @@ public sealed partial class DaxBus
         {
             throw new DaxConfigurationException(path, DaxConfigurationRule.NoSuchDevice, $"there is no device-DAX device '{name}' (names are daxX.Y).");
         }
-        IReadOnlyList<DaxRegion> regions = GetRegions();
-        return Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions));
+        var memory = new MemoryTopologyReader(SysfsRoot);
+        IReadOnlyList<DaxRegion> regions = GetRegions(memory);
+        // A broken system-wide file (the tier list, block_size_bytes) leaves this device without a
+        // tier or memory blocks rather than failing it: opening a device to map it must not depend on them.
+        return Read(path, () => ReadDevice(name, path, SysfsRoot, DeviceRoot, regions, memory));
     }
 
     /// <summary>
@@ -182,7 +212,14 @@ public sealed partial class DaxBus
             $"the sysfs root {problem}; a DaxBus reads a directory laid out like /sys (bus/dax/devices, bus/nd/devices).");
     }
 
-    private DaxRegion ReadRegion(string name) => DaxRegion.FromAttributes(NdRegionReader.Read(SysfsRoot, name));
+    private DaxRegion ReadRegion(string name, MemoryTopologyReader memory)
+    {
+        DaxRegion region = DaxRegion.FromAttributes(NdRegionReader.Read(SysfsRoot, name));
+        region.Source = memory.RegionSource(region.ResolvedPath, region.Id);
+        region.TargetMemoryNode = memory.Node(region.TargetNode);
+        memory.Node(region.NumaNode);
+        return region;
+    }
 
     private static List<string> List(string directory, string prefix)
     {
@@ -241,7 +278,8 @@ public sealed partial class DaxBus
     }
 
     /// <summary>Reads <c>bus/dax/devices/NAME</c>; every number is validated and nothing is built from a tree that breaks a rule.</summary>
-    private static DaxDevice ReadDevice(string name, string sysfsPath, string sysfsRoot, string devRoot, IReadOnlyList<DaxRegion> regions)
+    private static DaxDevice ReadDevice(string name, string sysfsPath, string sysfsRoot, string devRoot, IReadOnlyList<DaxRegion> regions,
+        MemoryTopologyReader memory)
     {
         string resolved = SysfsReader.ResolvePath(sysfsPath);
         long size = SysfsReader.ReadSize(Path.Join(sysfsPath, "size"));
@@ -267,13 +305,23 @@ public sealed partial class DaxBus
         }
 
         string driver = SysfsReader.LinkName(Path.Join(sysfsPath, "driver")) ?? "";
-        string mode = driver switch
+        DaxDeviceMode deviceMode = driver switch
         {
-            "device_dax" => "devdax",
-            "kmem" => "system-ram",
-            "" => "unbound",
+            "device_dax" => DaxDeviceMode.DeviceDax,
+            "kmem" => DaxDeviceMode.SystemRam,
+            "" => DaxDeviceMode.Unbound,
+            _ => DaxDeviceMode.Other,
+        };
+        string mode = deviceMode switch
+        {
+            DaxDeviceMode.DeviceDax => "devdax",
+            DaxDeviceMode.SystemRam => "system-ram",
+            DaxDeviceMode.Unbound => "unbound",
             _ => driver,
         };
+        int? targetNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node"));
+        int? numaNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node"));
+        memory.Node(numaNode);
 
         // The dax_region attributes hang off the device's parent (the nd "dax" personality or the
         // hmem platform device), as daxctl reads them.
@@ -290,8 +338,13 @@ public sealed partial class DaxBus
         {
             SysfsPath = sysfsPath,
             SysfsRoot = sysfsRoot,
-            TargetNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "target_node")),
-            NumaNode = SysfsReader.TryReadNode(Path.Join(sysfsPath, "numa_node")),
+            TargetNode = targetNode,
+            NumaNode = numaNode,
+            TargetMemoryNode = memory.Node(targetNode),
+            Source = memory.DeviceSource(resolved, region),
+            DeviceMode = deviceMode,
+            MemoryBlockSize = memory.BlockSize(),
+            MemoryBlocks = memory.Blocks(mappings),
             Ranges = mappings,
             Resource = SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "resource")),
             RegionAlign = (long?)regionAlign,

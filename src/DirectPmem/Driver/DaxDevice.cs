@@ -92,6 +92,29 @@ public sealed partial class DaxDevice : IDisposable
     /// <summary><c>devdax</c> when bound to device_dax (or emulated), <c>system-ram</c> when bound to kmem, otherwise the driver's name or <c>unbound</c>.</summary>
     public string Mode { get; internal init; } = "devdax";
 
+    /// <summary>The mode as a type: device-DAX (<c>device_dax</c>), system RAM (<c>kmem</c>), unbound, or another driver; <see cref="DaxDeviceMode.DeviceDax"/> for an emulated device.</summary>
+    public DaxDeviceMode DeviceMode { get; internal init; } = DaxDeviceMode.DeviceDax;
+
+    /// <summary>Where the memory comes from (NVDIMM, soft-reserved, a CXL region), or null for an emulated device.</summary>
+    public DaxMemorySource? Source { get; internal init; }
+
+    /// <summary>Persistent or volatile, from <see cref="Source"/>; <see cref="DaxMemoryPersistence.Unknown"/> for an emulated device.</summary>
+    public DaxMemoryPersistence MemoryPersistence => Source?.Persistence ?? DaxMemoryPersistence.Unknown;
+
+    /// <summary>The node the memory joins as system RAM (<see cref="TargetNode"/>) with its HMAT figures and memory tier; null when the device names none.</summary>
+    public MemoryNode? TargetMemoryNode { get; internal init; }
+
+    /// <summary>
+    /// The system RAM memory blocks inside the device's physical ranges (<c>devices/system/memory</c>,
+    /// found as daxctl finds them): online or offline in <see cref="DaxDeviceMode.SystemRam"/> mode,
+    /// none in device-DAX mode; null when the ranges (root-only) or the block size are unknown (a
+    /// broken <c>block_size_bytes</c> is one error in <see cref="DaxTopology.Errors"/>).
+    /// </summary>
+    public IReadOnlyList<MemoryBlock>? MemoryBlocks { get; internal init; }
+
+    /// <summary>The system's memory block size (<c>block_size_bytes</c>), or null when not exposed.</summary>
+    public long? MemoryBlockSize { get; internal init; }
+
     /// <summary>Whether the device is emulated on a file or memfd rather than a kernel device-DAX device.</summary>
     public bool IsEmulated => _file is not null;
 

@@ -107,6 +107,12 @@ public sealed class DaxRegion
     /// <summary>The physical start address (<c>resource</c>, root-only), or null when not readable.</summary>
     public ulong? Resource { get; }
 
+    /// <summary>Where the region's memory comes from: an NVDIMM, or a CXL pmem region (and which one).</summary>
+    public DaxMemorySource Source { get; internal set; } = new(DaxMemoryKind.Unknown, "", "", null);
+
+    /// <summary>The node the memory joins as system RAM (<see cref="TargetNode"/>) with its HMAT figures and memory tier; null when the region names none.</summary>
+    public MemoryNode? TargetMemoryNode { get; internal set; }
+
     /// <inheritdoc/>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"{Name}: {Size} bytes, persistence {PersistenceDomain}, {BadBlocks.Count} bad range(s)");

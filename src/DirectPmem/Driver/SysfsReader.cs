@@ -120,5 +120,6 @@ internal static class SysfsReader
         => Sysfs.TryResolvePath(path)
             ?? throw new DaxConfigurationException(path, DaxConfigurationRule.InvalidRange, "more than 40 symbolic links (a loop).");
 
-    private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "...";
+    /// <summary>At most 64 characters of a bad attribute, for an error message.</summary>
+    internal static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "...";
 }

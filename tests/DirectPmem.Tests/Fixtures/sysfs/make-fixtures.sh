@@ -52,7 +52,7 @@ real_region0_dax0() {
   link ../../$NDBUS/region0/dax0.0/dax0.0 "$t/dev/char/252:0"
 }
 
-rm -rf good badblocks missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
+rm -rf good badblocks tiers missing-size align-not-numeric align-not-power-of-two align-not-page-size mappings-overlap mapping-unaligned mappings-do-not-add-up
 
 # ---- good: region0/dax0.0 (pmem, 2 MiB, ADR, one bad block), dax1.0 (hmem), region1/dax2.0 (1 GiB, eADR)
 t=good
@@ -157,3 +157,107 @@ link ../../../$NDBUS/region1/dax1.0/dax1.1 "$t/bus/dax/devices/dax1.1"
 link ../../../$NDBUS/region1 "$t/bus/nd/devices/region1"
 link ../../$NDBUS/region1/dax1.0/dax1.1 "$t/dev/char/252:1"
 mkdir -p "$t/bus/nd/drivers/nd_region" "$t/bus/dax/drivers/device_dax" "$t/class/block"
+
+# ---- tiers: one device of each kind the kernel exposes, on nodes with and without HMAT, in memory tiers.
+# dax0.0: the real guest's NVDIMM namespace (dax_pmem under ndbus0) on node0, which reports no HMAT
+#   (the guest booted without -machine hmat=on) and is the DRAM tier (memory_tier4).
+# dax1.0: soft-reserved memory (platform device hmem.1, driver hmem) in system-ram mode (kmem) on
+#   node2, whose HMAT covers access0 only; memory520 online, memory521 offline (128 MiB blocks);
+#   node2 is in kmem's default tier for dax memory (memory_tier22).
+# dax2.0: a CXL ram region (region2 under root decoder decoder0.0, cxl_dax_region) in devdax mode on node3.
+# dax3.0: a CXL pmem region (region3 under decoder0.1) through the CXL nvdimm bridge (ndbus1,
+#   nd region3, as drivers/cxl/pmem.c numbers it) in devdax mode on node4.
+t=tiers
+CXL=devices/platform/ACPI0017:00/root0
+r0=$t/$NDBUS/region0
+mkdir -p "$r0"
+for f in size align numa_node target_node resource devtype nstype; do cp "$REAL/$f" "$r0/$f"; done
+real_region0_dax0 "$t"
+link ../../../../../../../bus/nd/drivers/dax_pmem "$r0/dax0.0/driver"
+link ../../../../../bus/nd/drivers/nd_bus "$t/$NDBUS/driver"
+
+hmem=$(hmem_tree $t dax1.0 268435456 2097152 252:1 2 0)
+link ../../../../bus/dax/drivers/kmem "$hmem/driver"
+link ../../../bus/platform/drivers/hmem "$t/devices/platform/hmem.1/driver"
+put "$t/devices/platform/hmem.1/dax_region/id" 1; put "$t/devices/platform/hmem.1/dax_region/align" 2097152
+mapping "$hmem" 0 0x1040000000 0x104fffffff 0x0
+link ../../devices/platform/hmem.1/dax1.0 "$t/dev/char/252:1"
+mkdir -p "$t/bus/dax/drivers/kmem" "$t/bus/platform/drivers/hmem"
+
+# memory blocks: block size 0x8000000 (128 MiB, printed in hex without 0x); memory0 is boot DRAM.
+mem=$t/devices/system/memory
+put "$mem/block_size_bytes" 8000000
+block() { put "$mem/memory$1/phys_index" "$2"; put "$mem/memory$1/state" "$3"; put "$mem/memory$1/online" "$4"; put "$mem/memory$1/valid_zones" "$5"; }
+block 0 00000000 online 1 Normal
+block 520 00000208 online 1 Movable
+block 521 00000209 offline 0 "Normal Movable"
+
+# CXL ram region2 -> dax_region2 -> dax2.0
+cr2=$t/$CXL/decoder0.0/region2
+put "$cr2/mode" ram; put "$cr2/size" 0x10000000; put "$cr2/resource" 0x1080000000
+link ../../../../../../bus/cxl "$cr2/subsystem"
+link ../../../../../../bus/cxl/drivers/cxl_region "$cr2/driver"
+dr2=$cr2/dax_region2
+put "$dr2/dax_region/id" 2; put "$dr2/dax_region/align" 2097152; put "$dr2/dax_region/size" 268435456
+link ../../../../../../../bus/cxl "$dr2/subsystem"
+link ../../../../../../../bus/cxl/drivers/cxl_dax_region "$dr2/driver"
+d2=$dr2/dax2.0
+dax_device "$d2" 268435456 2097152 252:2 3 0
+mapping "$d2" 0 0x1080000000 0x108fffffff 0x0
+link ../../../../../../../../bus/dax "$d2/subsystem"
+link ../../../../../../../../bus/dax/drivers/device_dax "$d2/driver"
+link ../../../$CXL/decoder0.0/region2/dax_region2/dax2.0 "$t/bus/dax/devices/dax2.0"
+link ../../$CXL/decoder0.0/region2/dax_region2/dax2.0 "$t/dev/char/252:2"
+link ../../../$CXL/decoder0.0/region2 "$t/bus/cxl/devices/region2"
+link ../../../$CXL/decoder0.0 "$t/bus/cxl/devices/decoder0.0"
+
+# CXL pmem region3 -> pmem_region3 -> (nvdimm bridge) ndbus1/region3 -> dax3.0 (dax_pmem) -> dax3.0
+cr3=$t/$CXL/decoder0.1/region3
+put "$cr3/mode" pmem; put "$cr3/size" 0x20000000; put "$cr3/resource" 0x10c0000000
+link ../../../../../../bus/cxl "$cr3/subsystem"
+link ../../../../../../bus/cxl/drivers/cxl_region "$cr3/driver"
+mkdir -p "$cr3/pmem_region3"
+link ../../../../../../../bus/cxl/drivers/cxl_pmem_region "$cr3/pmem_region3/driver"
+nb=$t/$CXL/nvdimm-bridge0/ndbus1
+link ../../../../../../bus/nd/drivers/nd_bus "$nb/driver"
+r3=$nb/region3
+put "$r3/size" 536870912; put "$r3/align" 0x1000000; put "$r3/numa_node" 0; put "$r3/target_node" 4
+put "$r3/persistence_domain" memory_controller; put "$r3/badblocks" ""
+link ../../../../../../../bus/nd "$r3/subsystem"
+link ../../../../../../../bus/nd/drivers/nd_region "$r3/driver"
+nd3=$r3/dax3.0
+put "$nd3/namespace" namespace3.0; put "$nd3/mode" pmem
+put "$nd3/dax_region/id" 3; put "$nd3/dax_region/align" 2097152; put "$nd3/dax_region/size" 534773760
+link ../../../../../../../../bus/nd "$nd3/subsystem"
+link ../../../../../../../../bus/nd/drivers/dax_pmem "$nd3/driver"
+d3=$nd3/dax3.0
+dax_device "$d3" 534773760 2097152 252:3 4 0
+mapping "$d3" 0 0x10c0200000 0x10dfffffff 0x0
+link ../../../../../../../../../bus/dax "$d3/subsystem"
+link ../../../../../../../../../bus/dax/drivers/device_dax "$d3/driver"
+link ../../../$CXL/nvdimm-bridge0/ndbus1/region3/dax3.0/dax3.0 "$t/bus/dax/devices/dax3.0"
+link ../../../$CXL/nvdimm-bridge0/ndbus1/region3 "$t/bus/nd/devices/region3"
+link ../../$CXL/nvdimm-bridge0/ndbus1/region3/dax3.0/dax3.0 "$t/dev/char/252:3"
+link ../../../$CXL/decoder0.1/region3 "$t/bus/cxl/devices/region3"
+mkdir -p "$t/bus/nd/drivers/nd_region" "$t/bus/nd/drivers/dax_pmem" "$t/bus/nd/drivers/nd_bus" "$t/bus/dax/drivers/device_dax" \
+  "$t/bus/cxl/drivers/cxl_region" "$t/bus/cxl/drivers/cxl_dax_region" "$t/bus/cxl/drivers/cxl_pmem_region"
+
+# NUMA nodes: node0 has the CPUs and DRAM and no HMAT; HMAT figures (latency ns, bandwidth MB/s) from node0.
+node=$t/devices/system/node
+put "$node/has_cpu" 0; put "$node/has_memory" 0,2; put "$node/online" 0,2-4; put "$node/possible" 0-4
+mkdir -p "$node/node0"
+# hmat node access read_lat write_lat read_bw write_bw
+hmat() {
+  local d=$node/node$1/access$2/initiators
+  put "$d/read_latency" "$3"; put "$d/write_latency" "$4"; put "$d/read_bandwidth" "$5"; put "$d/write_bandwidth" "$6"
+  link ../../../node0 "$d/node0"
+}
+hmat 2 0 250 300 8000 6000
+hmat 3 0 170 180 24000 20000
+hmat 3 1 190 200 22000 18000
+hmat 4 0 350 500 12000 4000
+hmat 4 1 380 520 11000 3500
+
+tiering=$t/devices/virtual/memory_tiering
+put "$tiering/memory_tier4/nodelist" 0
+put "$tiering/memory_tier22/nodelist" 2
