@@ -245,7 +245,7 @@ mkdir -p "$t/bus/nd/drivers/nd_region" "$t/bus/nd/drivers/dax_pmem" "$t/bus/nd/d
 # NUMA nodes: node0 has the CPUs and DRAM and no HMAT; HMAT figures (latency ns, bandwidth MB/s) from node0.
 node=$t/devices/system/node
 put "$node/has_cpu" 0; put "$node/has_memory" 0,2; put "$node/online" 0,2-4; put "$node/possible" 0-4
-mkdir -p "$node/node0"
+put "$node/node0/cpulist" 0-1   # a real attribute, so that git keeps the directory (an empty one is not tracked)
 # hmat node access read_lat write_lat read_bw write_bw
 hmat() {
   local d=$node/node$1/access$2/initiators
