@@ -21,6 +21,13 @@ namespace DirectPmem.Storage;
 /// <para>Validation order on open (each failure is a <see cref="PoolFormatException"/> naming
 /// the field; nothing is written before validation succeeds):
 /// 1. the mapping is large enough for both headers (<see cref="PoolHeaderField.Size"/>);
+/// 1b. before anything in the pool is loaded, the kernel's bad-block list for its range: a listed
+///    range refuses the open with a <see cref="PoolMediaErrorException"/> naming it in pool offsets, unless
+///    <see cref="PoolOpenOptions.BadBlockPolicy"/> opens read-only or proceeds (<see cref="KnownBadRanges"/>);
+///    a list that cannot be read (<see cref="DirectPmem.Mapping.BadRangeCoverage.Unknown"/>) does not stop the open and is reported in <see cref="BadRangeCoverage"/>;
+/// 1c. each header copy is read with the poison-safe <see cref="DaxMapping.ReadSafe"/> (a copy in a listed range
+///    is not loaded): a copy that meets poison counts as lost and is restored from the other, as a torn copy is;
+///    both lost, or a page past the end of a truncated file, is a <see cref="PoolMediaErrorException"/>, never a crash;
 /// 2-3. a copy is intact when it carries the signature and its checksum matches; with no intact
 ///    copy, a primary without the signature is no pool or an unfinished creation
 ///    (<see cref="PoolHeaderField.Signature"/>), one with it is damaged (<see cref="PoolHeaderField.Checksum"/>) —
@@ -146,6 +153,21 @@ public sealed class PmemPool : IDisposable
 
     /// <summary>The current dirty-shutdown count (sum over nmem devices), or <see langword="null"/> when sysfs exposes none.</summary>
     public ulong? DirtyShutdownCount { get; private init; }
+
+    /// <summary>
+    /// The bad ranges (media errors) the kernel listed inside the pool at open, in pool offsets; empty
+    /// when none (see <see cref="BadRangeCoverage"/> for how far that can be trusted). Non-empty only
+    /// when <see cref="PoolOpenOptions.BadBlockPolicy"/> let the open go on; a load from one of them raises SIGBUS.
+    /// </summary>
+    public IReadOnlyList<PmemRange> KnownBadRanges { get; private init; } = [];
+
+    /// <summary>
+    /// How complete the bad-block list read at open was, or <see langword="null"/> for a pool this process
+    /// created. <see cref="DirectPmem.Mapping.BadRangeCoverage.Unknown"/> means the pool is (or may be) on
+    /// persistent memory but its list could not be read: the open goes on as with an empty list, and
+    /// reports it here. <see cref="DirectPmem.Mapping.BadRangeCoverage.NoBadBlockList"/> for memory and files off pmem.
+    /// </summary>
+    public BadRangeCoverage? BadRangeCoverage { get; private init; }
 
     /// <summary>Whether the application must run its recovery: not closed cleanly, or a dirty shutdown detected.</summary>
     public bool NeedsRecovery => !WasCleanlyClosed || DirtyShutdownDetected;
@@ -451,12 +473,45 @@ public sealed class PmemPool : IDisposable
             throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
                 $"The mapping is {mapping.Length} bytes, smaller than the smallest pool ({MinimumSize} bytes)."), path);
         }
-        ReadOnlySpan<byte> primary = mapping.GetReadOnlySpan(PrimaryHeaderOffset, PoolHeader.Size);
-        ReadOnlySpan<byte> backup = mapping.GetReadOnlySpan(BackupHeaderOffset, PoolHeader.Size);
+        // 1b: the kernel's bad-block list, before anything in the pool is loaded.
+        BadRangeReport report = file is not null ? file.GetBadRanges(options.SysfsRoot) : mapping.GetBadRanges();
+        List<PmemRange> bad = InPoolOffsets(report.Ranges, file is not null ? mapping.SourceOffset : 0, mapping.Length);
+        if (bad.Count > 0 && options.BadBlockPolicy == PoolBadBlockPolicy.Refuse)
+        {
+            throw new PoolMediaErrorException(
+                $"Known bad ranges (media errors) overlap the pool: {DescribeRanges(bad)}. The open was refused before anything was read; " +
+                "clear them (PmemFile.ClearBadRange, dpmem check --repair, or ndctl clear-errors on device-DAX) or open with PoolOpenOptions.BadBlockPolicy OpenReadOnly or Proceed.",
+                path, bad);
+        }
 
-        // 2-3: signature and checksum pick the intact copy.
-        bool primaryIntact = Intact(primary);
-        bool backupIntact = Intact(backup);
+        // 2-3: each copy is read poison-safe (a copy in a listed range is not loaded at all); signature and checksum pick the intact copy.
+        byte[] primary = new byte[PoolHeader.Size];
+        byte[] backup = new byte[PoolHeader.Size];
+        PmemRange primaryRange = new(PrimaryHeaderOffset, PoolHeader.Size);
+        PmemRange backupRange = new(BackupHeaderOffset, PoolHeader.Size);
+        string? primaryLost = ReadHeader(mapping, primaryRange, primary, bad, out PmemMediaErrorException? primaryError);
+        string? backupLost = ReadHeader(mapping, backupRange, backup, bad, out PmemMediaErrorException? backupError);
+        if (primaryError?.Kind == MediaErrorKind.BeyondEndOfFile || backupError?.Kind == MediaErrorKind.BeyondEndOfFile)
+        {
+            PmemMediaErrorException e = (primaryError?.Kind == MediaErrorKind.BeyondEndOfFile ? primaryError : backupError)!;
+            throw new PoolMediaErrorException(string.Create(CultureInfo.InvariantCulture,
+                $"The file was truncated under the pool's mapping: {(primaryLost ?? backupLost)}. A pool of {mapping.Length} bytes no longer fits its file; nothing was written."),
+                path, [new PmemRange(e.BadOffset, e.BadLength)], e);
+        }
+        if (primaryLost is not null && backupLost is not null)
+        {
+            throw new PoolMediaErrorException(
+                $"Neither header copy can be read: {primaryLost}; {backupLost}. Nothing was written; the pool cannot be opened until one copy is readable.",
+                path, [primaryRange, backupRange], primaryError ?? backupError);
+        }
+        bool primaryIntact = primaryLost is null && Intact(primary);
+        bool backupIntact = backupLost is null && Intact(backup);
+        if (!primaryIntact && !backupIntact && (primaryLost ?? backupLost) is string lost)
+        {
+            throw new PoolMediaErrorException(
+                $"The only readable header copy is not intact (no signature or a failed checksum), and the other cannot be read: {lost}. Nothing was written.",
+                path, [primaryLost is null ? backupRange : primaryRange], primaryError ?? backupError);
+        }
         if (!primaryIntact && !backupIntact)
         {
             if (!PoolHeader.HasSignature(primary))
@@ -469,9 +524,9 @@ public sealed class PmemPool : IDisposable
             throw new PoolFormatException(PoolHeaderField.Checksum,
                 "Neither header copy (offsets 0 and 4096) is intact: the primary fails its checksum and the backup its signature or checksum; the pool cannot be trusted.", path);
         }
-        ReadOnlySpan<byte> chosen = primaryIntact ? primary : backup;
+        byte[] chosen = primaryIntact ? primary : backup;
         PoolHeaderRepair repair = primaryIntact
-            ? (backupIntact && primary.SequenceEqual(backup) ? PoolHeaderRepair.None : PoolHeaderRepair.BackupRestoredFromPrimary)
+            ? (backupIntact && primary.AsSpan().SequenceEqual(backup) ? PoolHeaderRepair.None : PoolHeaderRepair.BackupRestoredFromPrimary)
             : PoolHeaderRepair.PrimaryRestoredFromBackup;
         PoolHeader header = PoolHeader.Parse(chosen, path);
 
@@ -479,6 +534,10 @@ public sealed class PmemPool : IDisposable
         if (options.ReadOnly)
         {
             readOnly = "opened read-only as asked";
+        }
+        else if (bad.Count > 0 && options.BadBlockPolicy == PoolBadBlockPolicy.OpenReadOnly)
+        {
+            readOnly = "known bad ranges overlap the pool (" + DescribeRanges(bad) + ") and PoolBadBlockPolicy.OpenReadOnly was chosen";
         }
         else if (mapping.IsReadOnly)
         {
@@ -494,14 +553,15 @@ public sealed class PmemPool : IDisposable
             WasCleanlyClosed = header.State == PoolHeader.StateClean,
             DirtyShutdownDetected = dirtyDetected,
             DirtyShutdownCount = dirty,
+            KnownBadRanges = bad,
+            BadRangeCoverage = report.Coverage,
         };
         if (readOnly is null)
         {
             if (repair != PoolHeaderRepair.None)
             {
-                // Restore the damaged copy from the intact one before anything else is written.
-                byte[] copy = chosen.ToArray();
-                mapping.Write(copy, primaryIntact ? BackupHeaderOffset : PrimaryHeaderOffset);
+                // Restore the damaged or unreadable copy from the intact one before anything else is written.
+                mapping.Write(chosen, primaryIntact ? BackupHeaderOffset : PrimaryHeaderOffset);
             }
             PoolHeader next = header.Clone();
             next.State = PoolHeader.StateInUse;
@@ -578,6 +638,81 @@ public sealed class PmemPool : IDisposable
                 $"The state word is {h.State}; expected 0 (clean) or 1 (in use)."), path);
         }
         return readOnly;
+    }
+
+    // A header copy into block: not loaded when a listed range covers it, else through the poison-safe
+    // read (a plain copy where that is unavailable). Returns why the copy is lost, or null when it was read.
+    private static string? ReadHeader(DaxMapping mapping, PmemRange range, byte[] block, List<PmemRange> bad, out PmemMediaErrorException? error)
+    {
+        error = null;
+        string which = range.Offset == PrimaryHeaderOffset ? "the primary header" : "the backup header";
+        foreach (PmemRange r in bad)
+        {
+            if (r.Overlaps(range))
+            {
+                return string.Create(CultureInfo.InvariantCulture, $"{which} (offset {range.Offset}) lies in the known bad range [0x{r.Offset:x}, +0x{r.Length:x}) and was not read");
+            }
+        }
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            mapping.GetReadOnlySpan(range.Offset, PoolHeader.Size).CopyTo(block);
+            return null;
+        }
+        try
+        {
+            mapping.ReadSafe(range.Offset, block);
+            return null;
+        }
+        catch (PmemMediaErrorException e)
+        {
+            error = e;
+            string what = e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file";
+            return string.Create(CultureInfo.InvariantCulture, $"{which} (offset {range.Offset}) met {what} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
+        }
+    }
+
+    // The source's ranges cut to the pool's window and moved to pool offsets.
+    private static List<PmemRange> InPoolOffsets(IReadOnlyList<PmemRange> ranges, long sourceOffset, long length)
+    {
+        var result = new List<PmemRange>();
+        foreach (PmemRange r in ranges)
+        {
+            long start = Math.Max(r.Offset, sourceOffset);
+            long end = Math.Min(r.End, sourceOffset + length);
+            if (start < end)
+            {
+                result.Add(new PmemRange(start - sourceOffset, end - start));
+            }
+        }
+        return result;
+    }
+
+    // "[0x0, +0x1000) (primary header), ..." in pool offsets; past the headers the header is not yet read, so the area is named broadly.
+    private static string DescribeRanges(List<PmemRange> ranges)
+    {
+        var text = new StringBuilder();
+        foreach (PmemRange r in ranges)
+        {
+            var hits = new List<string>(3);
+            if (r.Overlaps(new PmemRange(PrimaryHeaderOffset, PoolHeader.Size)))
+            {
+                hits.Add("primary header");
+            }
+            if (r.Overlaps(new PmemRange(BackupHeaderOffset, PoolHeader.Size)))
+            {
+                hits.Add("backup header");
+            }
+            if (r.End > ReservedAreaOffset)
+            {
+                hits.Add("reserved or data area");
+            }
+            if (text.Length > 0)
+            {
+                text.Append(", ");
+            }
+            text.Append(CultureInfo.InvariantCulture, $"[0x{r.Offset:x}, +0x{r.Length:x}) ({string.Join(" and ", hits)})");
+        }
+        return text.ToString();
     }
 
     private static bool Intact(ReadOnlySpan<byte> block) => PoolHeader.HasSignature(block) && PoolHeader.ChecksumMatches(block);

@@ -1,3 +1,5 @@
+using DirectPmem.Geometry;
+
 namespace DirectPmem.Storage;
 
 /// <summary>The header field a pool validation failure is about.</summary>
@@ -52,4 +54,33 @@ public sealed class PoolFormatException : PmemException
 
     /// <summary>The header field that failed validation.</summary>
     public PoolHeaderField Field { get; }
+}
+
+/// <summary>
+/// A pool cannot be opened because of media errors in its range: known bad ranges refused by
+/// <see cref="PoolBadBlockPolicy.Refuse"/>, or header copies that could not be read. <see cref="BadRanges"/>
+/// names them in pool offsets and the message says which structure each hits (primary header,
+/// backup header, reserved area, data area). Nothing on the media is changed, and the process lives:
+/// an open that meets poison never loads it outside the poison-safe read.
+/// </summary>
+public sealed class PoolMediaErrorException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What was found and what the operator can do.</param>
+    /// <param name="path">The file or device of the pool, if known.</param>
+    /// <param name="badRanges">The bad or unreadable ranges, in pool offsets.</param>
+    /// <param name="mediaError">The media error a header read met, if one did.</param>
+    public PoolMediaErrorException(string message, string? path, IReadOnlyList<PmemRange> badRanges, PmemMediaErrorException? mediaError = null)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        ArgumentNullException.ThrowIfNull(badRanges);
+        BadRanges = badRanges;
+        MediaError = mediaError;
+    }
+
+    /// <summary>The media error a header read met (poison, or a page past the end of a truncated file), or <see langword="null"/> when the open refused listed ranges.</summary>
+    public PmemMediaErrorException? MediaError { get; }
+
+    /// <summary>The bad or unreadable ranges, in pool offsets, sorted.</summary>
+    public IReadOnlyList<PmemRange> BadRanges { get; }
 }

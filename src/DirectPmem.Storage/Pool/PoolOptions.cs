@@ -28,8 +28,38 @@ public sealed class PoolOpenOptions
     /// <summary>Open read-only: nothing is written (no repair, no in-use mark). Off by default.</summary>
     public bool ReadOnly { get; init; }
 
-    /// <summary>The sysfs root the NVDIMM dirty-shutdown counts are read from; <c>/sys</c> by default (tests use fixture trees).</summary>
+    /// <summary>
+    /// The sysfs root the NVDIMM dirty-shutdown counts are read from, and, for <see cref="PmemPool.OpenFile"/>,
+    /// the file's bad-block list; <c>/sys</c> by default (tests use fixture trees).
+    /// </summary>
     public string SysfsRoot { get; init; } = "/sys";
+
+    /// <summary>What an open does when known bad ranges (media errors) overlap the pool; <see cref="PoolBadBlockPolicy.Refuse"/> by default.</summary>
+    public PoolBadBlockPolicy BadBlockPolicy { get; init; }
+}
+
+/// <summary>
+/// What <see cref="PmemPool"/> does when the kernel lists bad ranges (media errors) inside the pool's
+/// range at open. The list is read before anything in the pool is read; a header copy inside a
+/// listed range is never loaded (a load would meet the poison) and counts as lost.
+/// </summary>
+public enum PoolBadBlockPolicy
+{
+    /// <summary>Refuse the open with a <see cref="PoolMediaErrorException"/> naming every bad range in pool offsets (the default, as PMDK's pools do).</summary>
+    Refuse,
+
+    /// <summary>
+    /// Open read-only: nothing is written (no repair, no in-use mark). A header copy in a bad range is
+    /// read from the other copy and the repair it needs is reported in <see cref="PmemPool.HeaderRepair"/>, not done.
+    /// </summary>
+    OpenReadOnly,
+
+    /// <summary>
+    /// Open as if the ranges were not listed, except that a header copy in a bad range is restored from
+    /// the other copy by a store (reported in <see cref="PmemPool.HeaderRepair"/>); the kernel keeps listing
+    /// the range until it is cleared. The application must keep its own loads out of <see cref="PmemPool.KnownBadRanges"/>.
+    /// </summary>
+    Proceed,
 }
 
 /// <summary>Which copy of the header an open repaired from the other.</summary>
@@ -37,8 +67,8 @@ public enum PoolHeaderRepair
 {
     /// <summary>Both copies were intact and equal.</summary>
     None,
-    /// <summary>The primary header was torn or damaged and was restored from the intact backup.</summary>
+    /// <summary>The primary header was torn, damaged or unreadable (a media error) and was restored from the intact backup.</summary>
     PrimaryRestoredFromBackup,
-    /// <summary>The backup header was torn, damaged or stale and was restored from the intact primary.</summary>
+    /// <summary>The backup header was torn, damaged, stale or unreadable (a media error) and was restored from the intact primary.</summary>
     BackupRestoredFromPrimary,
 }
