@@ -68,8 +68,36 @@ internal static class PoolChecker
 
     /// <summary>Whether the mapping starts with a pool header (primary or backup signature).</summary>
     internal static bool LooksLikePool(DaxMapping map)
-        => map.Length >= 2 * HeaderSize
-            && (map.GetReadOnlySpan(0, 8).SequenceEqual(Signature) || map.GetReadOnlySpan(HeaderSize, 8).SequenceEqual(Signature));
+        => map.Length >= 2 * HeaderSize && (HasSignatureAt(map, 0) || HasSignatureAt(map, HeaderSize));
+
+    // A poison-safe look at a signature: a block that cannot be read has none.
+    private static bool HasSignatureAt(DaxMapping map, long offset)
+    {
+        Span<byte> block = stackalloc byte[8];
+        return ReadHeaderSafe(map, offset, block) is null && block.SequenceEqual(Signature);
+    }
+
+    /// <summary>
+    /// Reads header bytes through the poison-safe <see cref="DaxMapping.ReadSafe"/> (a plain copy where it is
+    /// unavailable); returns what a media error made unreadable, or null when the bytes were read.
+    /// </summary>
+    private static string? ReadHeaderSafe(DaxMapping map, long offset, Span<byte> destination)
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            map.GetReadOnlySpan(offset, destination.Length).CopyTo(destination);
+            return null;
+        }
+        try
+        {
+            map.ReadSafe(offset, destination);
+            return null;
+        }
+        catch (PmemMediaErrorException e)
+        {
+            return Invariant($"unreadable: {(e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
+        }
+    }
 
     /// <summary>Whether a device's data starts with a pool (then its first blocks are no label table).</summary>
     internal static bool DeviceStartsWithPool(DirectPmem.Driver.DaxDevice device)
@@ -92,10 +120,11 @@ internal static class PoolChecker
             problems.Add(new CheckProblem("pool", Invariant($"size: the pool has {map.Length} bytes, fewer than the smallest pool ({MinimumSize} bytes: two headers and a data page)"), null));
             return Empty(poolOffset, "-", "-");
         }
-        ReadOnlySpan<byte> primary = map.GetReadOnlySpan(0, HeaderSize);
-        ReadOnlySpan<byte> backup = map.GetReadOnlySpan(HeaderSize, HeaderSize);
-        string primaryState = CopyState(primary);
-        string backupState = CopyState(backup);
+        // Each copy through the poison-safe read: a copy that meets poison is reported unreadable, and the check lives.
+        byte[] primary = new byte[HeaderSize];
+        byte[] backup = new byte[HeaderSize];
+        string primaryState = ReadHeaderSafe(map, 0, primary) ?? CopyState(primary);
+        string backupState = ReadHeaderSafe(map, HeaderSize, backup) ?? CopyState(backup);
         bool primaryIntact = primaryState == "intact";
         bool backupIntact = backupState == "intact";
 
@@ -117,7 +146,7 @@ internal static class PoolChecker
             repair = HeaderRepair.BackupFromPrimary;
             problems.Add(new CheckProblem("pool", "backup header (offset 4096): " + backupState, "restore the backup header from the intact primary (what PmemPool.Open does on a writable open)"));
         }
-        else if (!primary.SequenceEqual(backup))
+        else if (!primary.AsSpan().SequenceEqual(backup))
         {
             repair = HeaderRepair.BackupFromPrimary;
             problems.Add(new CheckProblem("pool", Invariant($"the backup header (generation {Generation(backup)}) differs from the primary (generation {Generation(primary)}): a header update was interrupted"),

@@ -399,9 +399,10 @@ internal static class CheckCommand
             return report;
         }
         // The library is the judge of a header: open it read-only (nothing is written) and take its word and its dirty-shutdown reading.
+        // The check lists bad ranges itself, so they do not stop this open; a header copy in one is not loaded.
         try
         {
-            using PmemPool pool = PmemPool.Open(view, report.Layout, new PoolOpenOptions { ReadOnly = true, SysfsRoot = where.Sysfs });
+            using PmemPool pool = PmemPool.Open(view, report.Layout, new PoolOpenOptions { ReadOnly = true, SysfsRoot = where.Sysfs, BadBlockPolicy = PoolBadBlockPolicy.OpenReadOnly });
             if (pool.DirtyShutdownDetected)
             {
                 notes.Add(string.Create(CultureInfo.InvariantCulture, $"dirty shutdown detected: the NVDIMMs' count is {pool.DirtyShutdownCount}, the pool recorded {report.RecordedDirtyShutdownCount}; stores in flight at a power failure may be lost: the application runs its recovery"));
@@ -411,6 +412,11 @@ internal static class CheckCommand
         catch (PoolFormatException e)
         {
             problems.Add(new CheckProblem("pool", $"PmemPool.Open refuses it ({e.Field}): {e.Message}", null));
+            return report;
+        }
+        catch (PoolMediaErrorException e)
+        {
+            problems.Add(new CheckProblem("pool", $"PmemPool.Open refuses it (media error): {e.Message}", null));
             return report;
         }
     }
