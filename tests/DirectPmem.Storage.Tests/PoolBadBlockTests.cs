@@ -2,6 +2,7 @@ using System.Globalization;
 using DirectPmem.Geometry;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
+using DirectPmem.Tests.Support;
 using DirectPmem.TestSupport;
 using Xunit;
 
@@ -28,7 +29,8 @@ public sealed class PoolBadBlockTests : IDisposable
     }
 
     /// <summary>A closed pool file on a page-cache file system, and the disk byte offset of its first extent (skips where FIEMAP cannot place it).</summary>
-    private (string Path, long Physical) NewPoolFile()
+    /// <summary>A path for a pool in a fresh directory on a page-cache file system (removed on dispose), or a skip saying why there is none.</summary>
+    private string NewPoolPath()
     {
         (string? root, string reason) = PageCacheProbe.Found;
         if (root is null)
@@ -38,7 +40,12 @@ public sealed class PoolBadBlockTests : IDisposable
         string dir = Path.Combine(root, "directpmem-poolbad-" + Guid.NewGuid().ToString("n"));
         Directory.CreateDirectory(dir);
         _owned.Add(new DirectoryRemover(dir));
-        string path = Path.Combine(dir, "pool");
+        return Path.Combine(dir, "pool");
+    }
+
+    private (string Path, long Physical) NewPoolFile()
+    {
+        string path = NewPoolPath();
         using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, PoolTests.Layout))
         {
             pool.Mapping.Fill(pool.DataOffset, pool.DataLength, 0x5A);
@@ -181,6 +188,17 @@ public sealed class PoolBadBlockTests : IDisposable
     }
 
     [Fact]
+    public void AnUnreadableBadBlockListDoesNotStopTheOpenAndTheCoverageSaysUnknown()
+    {
+        (string path, _) = NewPoolFile();
+        Disk(path, "x 8\n");
+        using PmemPool pool = PmemPool.OpenFile(path, PoolTests.Layout, Options(PoolBadBlockPolicy.Refuse));
+        Assert.Equal(BadRangeCoverage.Unknown, pool.BadRangeCoverage);
+        Assert.Empty(pool.KnownBadRanges);
+        Assert.False(pool.IsReadOnly);
+    }
+
+    [Fact]
     public void APoolWithNoBadBlockListOpensNormallyAndSaysSo()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(64 * 1024);
@@ -200,29 +218,11 @@ public sealed class PoolBadBlockTests : IDisposable
         {
             Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a header read of a truncated file raises SIGBUS");
         }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-poolbad-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
-        _owned.Add(new DirectoryRemover(dir));
-        string path = Path.Combine(dir, "pool");
+        string path = NewPoolPath();
         PmemPool.CreateFile(path, PoolSize, PoolTests.Layout).Dispose();
         using PmemFile file = PmemFile.Open(path, writable: true);
         using DaxMapping mapping = file.Map();
-        // ftruncate through another descriptor, as another program would.
-        int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
-        Assert.True(fd >= 0, $"open {path}");
-        try
-        {
-            Assert.Equal(0, Libc.FTruncate(fd, keptLength));
-        }
-        finally
-        {
-            Libc.Close(fd);
-        }
+        Truncation.Truncate(path, keptLength);
         for (int attempt = 0; attempt < 2; attempt++)
         {
             PoolMediaErrorException e = Assert.Throws<PoolMediaErrorException>(() => PmemPool.Open(mapping, PoolTests.Layout));

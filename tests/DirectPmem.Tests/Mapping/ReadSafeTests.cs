@@ -641,17 +641,7 @@ public sealed unsafe partial class ReadSafeTests
             PmemFile file = PmemFile.Create(path, mapLength);
             DaxMapping map = file.Map();
             Fill(map.GetSpan(0, mapLength));
-            // ftruncate through another descriptor, as another program would (FileStream would take a lock PmemFile holds).
-            int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
-            Assert.True(fd >= 0, $"open {path}");
-            try
-            {
-                Assert.Equal(0, Libc.FTruncate(fd, keptLength));
-            }
-            finally
-            {
-                Libc.Close(fd);
-            }
+            Truncation.Truncate(path, keptLength);
             return new TruncatedMapping(path, file, map);
         }
 
