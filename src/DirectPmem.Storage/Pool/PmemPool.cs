@@ -237,6 +237,7 @@ public sealed class PmemPool : IDisposable
     /// <param name="ownsMapping">Whether <see cref="Dispose"/> (or a failed open) disposes <paramref name="mapping"/>.</param>
     /// <returns>The open pool; check <see cref="NeedsRecovery"/>.</returns>
     /// <exception cref="PoolFormatException">A header check failed; <see cref="PoolFormatException.Field"/> names the field.</exception>
+    /// <exception cref="PoolMediaErrorException">Known bad ranges overlap the pool (<see cref="PoolOpenOptions.BadBlockPolicy"/> <see cref="PoolBadBlockPolicy.Refuse"/>), or no header copy could be read.</exception>
     public static PmemPool Open(DaxMapping mapping, string layout, PoolOpenOptions? options = null, bool ownsMapping = false)
     {
         ArgumentNullException.ThrowIfNull(mapping);
@@ -259,6 +260,7 @@ public sealed class PmemPool : IDisposable
     /// <param name="mappingOptions">How to map the file (granularity, page size).</param>
     /// <returns>The open pool, which owns the file and the mapping.</returns>
     /// <exception cref="PoolFormatException">A header check failed.</exception>
+    /// <exception cref="PoolMediaErrorException">Known bad ranges overlap the pool (the file's list is read under <see cref="PoolOpenOptions.SysfsRoot"/>) and the policy refuses them, or no header copy could be read.</exception>
     /// <exception cref="PmemException">The file cannot be opened or mapped.</exception>
     public static PmemPool OpenFile(string path, string layout, PoolOpenOptions? options = null, DaxMappingOptions? mappingOptions = null)
     {
@@ -493,9 +495,10 @@ public sealed class PmemPool : IDisposable
         string? backupLost = ReadHeader(mapping, backupRange, backup, bad, out PmemMediaErrorException? backupError);
         if (primaryError?.Kind == MediaErrorKind.BeyondEndOfFile || backupError?.Kind == MediaErrorKind.BeyondEndOfFile)
         {
-            PmemMediaErrorException e = (primaryError?.Kind == MediaErrorKind.BeyondEndOfFile ? primaryError : backupError)!;
+            bool primaryGone = primaryError?.Kind == MediaErrorKind.BeyondEndOfFile;
+            PmemMediaErrorException e = (primaryGone ? primaryError : backupError)!;
             throw new PoolMediaErrorException(string.Create(CultureInfo.InvariantCulture,
-                $"The file was truncated under the pool's mapping: {(primaryLost ?? backupLost)}. A pool of {mapping.Length} bytes no longer fits its file; nothing was written."),
+                $"The file was truncated under the pool's mapping: {(primaryGone ? primaryLost : backupLost)}. A pool of {mapping.Length} bytes no longer fits its file; nothing was written."),
                 path, [new PmemRange(e.BadOffset, e.BadLength)], e);
         }
         if (primaryLost is not null && backupLost is not null)
