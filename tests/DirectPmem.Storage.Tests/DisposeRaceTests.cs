@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using DirectPmem.Storage.Transactions;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;
@@ -255,7 +256,7 @@ public sealed class DisposeRaceTests : IDisposable
             {
                 return PmemPool.OpenFile(path, Layout);
             }
-            catch (PmemInUseException) when (since.Elapsed < TimeSpan.FromSeconds(30))
+            catch (PmemInUseException) when (since.Elapsed < TestTime.Limit(TimeSpan.FromSeconds(30)))
             {
                 Thread.Sleep(10);
             }

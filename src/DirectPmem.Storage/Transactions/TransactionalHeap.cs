@@ -230,10 +230,7 @@ public sealed class TransactionalHeap : IDisposable
     /// <exception cref="ObjectDisposedException">The heap, its mapping or the pool it was made in (<see cref="PoolTransactions"/>) has been disposed; the exception names which.</exception>
     public Transaction Begin()
     {
-        if (Owner is { IsDisposed: true } owner)
-        {
-            owner.ThrowDisposed();
-        }
+        Owner?.ThrowIfDisposed();
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0 || _mapping.IsDisposed, this);
         Lane lane = AcquireLane();
         return new Transaction(lane, lane.Start());

@@ -28,7 +28,4 @@ internal sealed record BadRangeListing(string Coverage, long[][] Ranges, string 
         BadRangeCoverage.Unknown => report.Ranges.Count == 0 ? "?" : report.Ranges.Count.ToString(CultureInfo.InvariantCulture) + "+?",
         _ => report.Ranges.Count.ToString(CultureInfo.InvariantCulture),
     };
-
-    /// <summary>One line per range for people: <c>[0x200000, 0x201000) (4096 bytes)</c>.</summary>
-    internal static string Describe(PmemRange range) => range.ToString();
 }

@@ -344,7 +344,7 @@ public sealed partial class DaxBus
             Source = memory.DeviceSource(resolved, region),
             DeviceMode = deviceMode,
             MemoryBlockSize = memory.BlockSize(),
-            MemoryBlocks = memory.Blocks(mappings),
+            MemoryBlocks = memory.Blocks(mappings, deviceMode),
             Ranges = mappings,
             Resource = SysfsReader.TryReadUInt64(Path.Join(sysfsPath, "resource")),
             RegionAlign = (long?)regionAlign,

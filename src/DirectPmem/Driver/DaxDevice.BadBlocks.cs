@@ -135,9 +135,10 @@ public sealed partial class DaxDevice
         string what = ranges.Count == 0
             ? $"no listed bad range overlaps the request ({report})"
             : "bad: " + string.Join(", ", ranges.Select(r => string.Create(CultureInfo.InvariantCulture, $"device offsets {r}{Physical(r)}")));
+        string steps = OperatorSteps();
         string message = $"{DevicePath} ({Name}): {what}. A program cannot clear poison on device-DAX: the kernel has no recovery write for a character device, " +
-            $"and nothing was changed. The operator's steps: {OperatorSteps()}.";
-        return new BadBlocksNotClearableException(message, DevicePath, ranges, OperatorSteps());
+            $"and nothing was changed. The operator's steps: {steps}.";
+        return new BadBlocksNotClearableException(message, DevicePath, ranges, steps);
     }
 
     // " (physical 0x..)" for a device offset range that lies in one physical range, else "".

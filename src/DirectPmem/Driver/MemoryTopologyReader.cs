@@ -263,14 +263,20 @@ internal sealed class MemoryTopologyReader
 
     /// <summary>
     /// The memory blocks whose start lies in one of the ranges (daxctl's rule for a device's
-    /// blocks), in address order; null when the ranges or the block size are unknown.
+    /// blocks), in address order; null when the ranges or the block size are unknown. A device bound
+    /// to device_dax has none (only kmem hot-adds blocks): they are not looked for, which would take
+    /// a stat per block-sized step of its ranges at every scan and open.
     /// </summary>
-    internal IReadOnlyList<MemoryBlock>? Blocks(IReadOnlyList<DaxDeviceRange> ranges)
+    internal IReadOnlyList<MemoryBlock>? Blocks(IReadOnlyList<DaxDeviceRange> ranges, DaxDeviceMode mode)
     {
         long? blockSize = BlockSize();
         if (ranges.Count == 0 || blockSize is not long size)
         {
             return null;
+        }
+        if (mode == DaxDeviceMode.DeviceDax)
+        {
+            return [];
         }
         var blocks = new List<MemoryBlock>();
         foreach (DaxDeviceRange range in ranges.OrderBy(r => r.Start))
