@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using DirectPmem.Storage;
 using DirectPmem.Tool.Tests.Support;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests;
@@ -18,13 +19,17 @@ public sealed class BadBlocksTests : IDisposable
     private static readonly string s_fixtures = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory,
         "..", "..", "..", "..", "tests", "DirectPmem.Tests", "Fixtures", "sysfs"));
     private readonly string _sys = Directory.CreateTempSubdirectory("dpmem-sys-").FullName;
-    // Beside the test binaries: a page-cache file system on every build machine (the temporary directory may be tmpfs).
-    private readonly string _dir = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "badblocks-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+    // In a directory that proved it is page cache and takes a shared writable mapping (PageCacheProbe), made by the
+    // first test that needs it: the temporary directory may be tmpfs and the artifacts folder 9p.
+    private string? _dir;
 
     public void Dispose()
     {
         Directory.Delete(_sys, recursive: true);
-        Directory.Delete(_dir, recursive: true);
+        if (_dir is not null)
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -147,6 +152,9 @@ public sealed class BadBlocksTests : IDisposable
     /// <summary>A pool file, and a sysfs tree in which the file system's block device is a pmem disk whose every sector is listed bad.</summary>
     private string PoolOnBadDisk()
     {
+        (string? pageCache, string why) = PageCacheProbe.Found;
+        Assert.SkipWhen(pageCache is null, why);
+        _dir ??= Directory.CreateDirectory(Path.Combine(pageCache!, "dpmem-badblocks-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         string path = Path.Combine(_dir, "pool");
         using (PmemPool.CreateFile(path, PoolSize, "badblocks"))
         {
