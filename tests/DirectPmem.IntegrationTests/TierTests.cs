@@ -1,0 +1,117 @@
+using System.Globalization;
+using DirectPmem.Driver;
+using DirectPmem.Mapping;
+using DirectPmem.Placement;
+
+namespace DirectPmem.IntegrationTests;
+
+/// <summary>
+/// Issue 20 in the qemu guest booted by <c>tests/devdax-vm/run.sh --tiers</c>: two NUMA nodes with
+/// HMAT (CPUs on node 0, memory-only node 1), the NVDIMM on node 1. Discovery must report node 1,
+/// its HMAT figures, its tier and the device as persistent; placement on node 1 must land every page
+/// there (checked with move_pages).
+/// </summary>
+[Collection(DeviceTestGroup.Name)]
+public sealed class TierTests(ITestOutputHelper output)
+{
+    private const long SixtyFourMiB = 64L << 20;
+
+    /// <summary>The memory-only node the guest put the NVDIMM on (DIRECTPMEM_TIERS_NODE), or skips.</summary>
+    private static int RequireTierNode()
+    {
+        string? text = Environment.GetEnvironmentVariable("DIRECTPMEM_TIERS_NODE");
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int node))
+        {
+            Assert.Skip("no HMAT guest: DIRECTPMEM_TIERS_NODE is not set (run tests/devdax-vm/run.sh --tiers).");
+        }
+        return node;
+    }
+
+    [Fact]
+    public void Discovery_reports_the_device_on_the_memory_only_node_with_its_HMAT_figures_tier_and_persistence()
+    {
+        int node = RequireTierNode();
+        string path = IntegrationEnvironment.RequireDevice();
+        DaxTopology topology = DaxBus.Default.Scan();
+        Assert.Empty(topology.Errors);
+        DaxDevice device = Assert.Single(topology.Devices, d => d.DevicePath == path);
+        output.WriteLine($"{device.Name}: target node {device.TargetNode}, numa node {device.NumaNode}, {device.Source}, {device.MemoryPersistence}, mode {device.DeviceMode}");
+        MemoryNode target = Assert.IsType<MemoryNode>(device.TargetMemoryNode);
+        output.WriteLine($"node{target.Id}: cpu {target.HasCpu}, memory {target.HasMemory}, tier {target.Tier}, {target.Access0}, {target.Access1}");
+        foreach (MemoryTier tier in topology.Tiers)
+        {
+            output.WriteLine(tier.ToString());
+        }
+
+        Assert.Equal(node, device.TargetNode);
+        Assert.Equal(DaxMemoryKind.Nvdimm, device.Source?.Kind);
+        Assert.Equal(DaxMemoryPersistence.Persistent, device.MemoryPersistence);
+        Assert.Equal(DaxDeviceMode.DeviceDax, device.DeviceMode);
+        Assert.False(target.HasCpu);
+        Assert.True(target.HasMemory);
+        // The kernel's own figures for the node, as the guest's HMAT gives them (run.sh: node 1 is 320 ns, 4 GB/s from node 0).
+        HmatPerformance hmat = Assert.IsType<HmatPerformance>(target.Access0);
+        Assert.Equal([0], hmat.Initiators);
+        Assert.Equal(ReadFigure(node, "read_latency"), hmat.ReadLatencyNanoseconds);
+        Assert.Equal(ReadFigure(node, "read_bandwidth"), hmat.ReadBandwidthMBps);
+        Assert.NotNull(hmat.ReadLatencyNanoseconds);
+        Assert.NotNull(hmat.ReadBandwidthMBps);
+        // The node with CPUs is faster by the same table.
+        MemoryNode cpuNode = Assert.Single(NodesOf(topology), n => n.HasCpu == true);
+        Assert.True(cpuNode.Access0?.ReadLatencyNanoseconds < hmat.ReadLatencyNanoseconds, $"node{cpuNode.Id} {cpuNode.Access0} vs node{node} {hmat}");
+        MemoryTier tierOfNode = Assert.IsType<MemoryTier>(target.Tier);
+        Assert.Contains(node, tierOfNode.Nodes);
+        Assert.Contains(tierOfNode, topology.Tiers);
+    }
+
+    [Fact]
+    public void Memory_placed_on_the_memory_only_node_lands_every_page_there_by_move_pages()
+    {
+        int node = RequireTierNode();
+        using DaxMapping mapping = NodeMemory.Map([node], SixtyFourMiB);
+        mapping.GetSpan(0, 4096).Fill(0xA5);
+        PagePlacement placement = NodeMemory.QueryPlacement(mapping);
+        output.WriteLine(placement.ToString());
+        Assert.True(placement.IsEntirelyOn(node), placement.ToString());
+        Assert.Equal(SixtyFourMiB / Environment.SystemPageSize, placement.PageCount);
+        Assert.Equal(0, placement.PagesNotPresent);
+
+        // And the other node gets its own: placement is not an accident of where free memory was.
+        using DaxMapping other = NodeMemory.Map([0], SixtyFourMiB);
+        PagePlacement onZero = NodeMemory.QueryPlacement(other);
+        output.WriteLine(onZero.ToString());
+        Assert.True(onZero.IsEntirelyOn(0), onZero.ToString());
+    }
+
+    [Fact]
+    public void Preferred_many_on_the_memory_only_node_puts_pages_there_and_reports_where_they_went()
+    {
+        int node = RequireTierNode();
+        using DaxMapping mapping = NodeMemory.Map([node], SixtyFourMiB, NodePolicy.PreferredMany);
+        PagePlacement placement = NodeMemory.QueryPlacement(mapping);
+        output.WriteLine(placement.ToString());
+        Assert.True(placement.IsEntirelyOn(node), placement.ToString());
+    }
+
+    [Fact]
+    public void Placement_on_a_node_that_does_not_exist_is_a_typed_error_listing_both_nodes_and_maps_nothing()
+    {
+        int node = RequireTierNode();
+        long live = DaxMapping.LiveCount;
+        MemoryPlacementException e = Assert.Throws<MemoryPlacementException>(() => NodeMemory.Map([node + 6], SixtyFourMiB));
+        output.WriteLine(e.Message);
+        Assert.Equal(MemoryPlacementFailure.NoSuchNode, e.Failure);
+        Assert.Equal(2, e.Available.Count);
+        Assert.Contains(e.Available, line => line.StartsWith($"node{node}, no cpus, memory", StringComparison.Ordinal));
+        Assert.Equal(live, DaxMapping.LiveCount);
+    }
+
+    private static IEnumerable<MemoryNode> NodesOf(DaxTopology topology)
+    {
+        _ = topology;
+        return new MemoryTopologyReader(DaxBus.Default.SysfsRoot).AllNodes();
+    }
+
+    private static uint? ReadFigure(int node, string name)
+        => MemoryTopologyReader.ReadFigure($"/sys/devices/system/node/node{node}/access0/initiators/{name}");
+}
