@@ -106,6 +106,82 @@ public sealed class TierTests(ITestOutputHelper output)
         Assert.Equal(live, DaxMapping.LiveCount);
     }
 
+    [Fact]
+    public void A_device_reconfigured_to_system_ram_is_node_memory_then_round_trips_back_to_devdax()
+    {
+        int node = RequireTierNode();
+        string path = IntegrationEnvironment.RequireDevice();
+        DaxDevice before = DaxBus.Default.GetDevice(Path.GetFileName(path));
+        Assert.Equal(DaxDeviceMode.DeviceDax, before.DeviceMode);
+        long totalBefore = NodeMemTotalKiB(node);
+
+        DaxDevice ram = DaxReconfiguration.ToSystemRam(before);
+        try
+        {
+            IReadOnlyList<MemoryBlock> blocks = Assert.IsAssignableFrom<IReadOnlyList<MemoryBlock>>(ram.MemoryBlocks);
+            output.WriteLine($"{ram.Name}: {ram.Mode}, {blocks.Count} blocks: {string.Join("; ", blocks)}; auto_online_blocks {File.ReadAllText("/sys/devices/system/memory/auto_online_blocks").Trim()}");
+            long totalRam = NodeMemTotalKiB(node);
+            output.WriteLine($"node{node} MemTotal {totalBefore} kB -> {totalRam} kB");
+            Assert.Equal(DaxDeviceMode.SystemRam, ram.DeviceMode);
+            Assert.NotEmpty(blocks);
+            Assert.All(blocks, b => Assert.True(b.IsOnline && b.ValidZones.Contains("Movable"), b.ToString()));
+            // The blocks are node memory now: the node grew by exactly them, and they are node<N>'s in sysfs.
+            Assert.Equal(blocks.Sum(b => b.Size) / 1024, totalRam - totalBefore);
+            Assert.All(blocks, b => Assert.True(Directory.Exists($"/sys/devices/system/node/node{node}/memory{b.Id}"), $"memory{b.Id} is not under node{node}"));
+            Assert.False(File.Exists(path), $"{path} still exists in system-ram mode");
+
+            // Misuse: the old devdax snapshot and the system-ram device itself cannot be mapped as devdax; typed errors.
+            DaxConfigurationException stale = Assert.Throws<DaxConfigurationException>(() => before.MapRaw());
+            output.WriteLine(stale.Message);
+            Assert.Equal(DaxConfigurationRule.NotInDeviceDaxMode, stale.Rule);
+            Assert.Equal(DaxConfigurationRule.NotInDeviceDaxMode, Assert.Throws<DaxConfigurationException>(() => ram.Map()).Rule);
+
+            // Placement on the node now can use the device's memory: more than node 1's own 512 MiB of RAM is there to bind to.
+            using DaxMapping placed = NodeMemory.Map([node], SixtyFourMiB);
+            Assert.True(NodeMemory.QueryPlacement(placed).IsEntirelyOn(node));
+        }
+        finally
+        {
+            DaxDevice back = DaxReconfiguration.ToDeviceDax(DaxBus.Default.GetDevice(before.Name));
+            output.WriteLine($"{back.Name}: {back.Mode}; node{node} MemTotal {NodeMemTotalKiB(node)} kB");
+            Assert.Equal(DaxDeviceMode.DeviceDax, back.DeviceMode);
+        }
+        Assert.Equal(totalBefore, NodeMemTotalKiB(node));
+        using DaxDevice reopened = DaxDevice.Open(path);
+        using DaxMapping mapping = reopened.MapRaw(new DaxMappingOptions { Length = 2L << 20 });
+        mapping.GetSpan(0, 64).Fill(0x5A);
+        Assert.Equal(0x5A, mapping.GetReadOnlySpan(63, 1)[0]);
+    }
+
+    [Fact]
+    public void Reconfiguring_a_device_under_a_live_mapping_is_refused_and_the_mapping_keeps_its_data()
+    {
+        RequireTierNode();
+        string path = IntegrationEnvironment.RequireDevice();
+        using DaxDevice device = DaxDevice.Open(path);
+        using DaxMapping mapping = device.MapRaw(new DaxMappingOptions { Length = 2L << 20 });
+        mapping.GetSpan(4096, 16).Fill(0xC3);
+        DaxReconfigurationException e = Assert.Throws<DaxReconfigurationException>(() => DaxReconfiguration.ToSystemRam(DaxBus.Default.GetDevice(device.Name)));
+        output.WriteLine(e.Message);
+        Assert.Equal(DaxReconfigurationProblem.DeviceInUse, e.Problem);
+        Assert.Contains(Environment.ProcessId.ToString(CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);
+        Assert.Equal(DaxDeviceMode.DeviceDax, DaxBus.Default.GetDevice(device.Name).DeviceMode);
+        Assert.True(mapping.GetReadOnlySpan(4096, 16).IndexOfAnyExcept((byte)0xC3) < 0);
+    }
+
+    private static long NodeMemTotalKiB(int node)
+    {
+        foreach (string line in File.ReadLines($"/sys/devices/system/node/node{node}/meminfo"))
+        {
+            // "Node 1 MemTotal:         524288 kB"
+            if (line.Contains("MemTotal:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3], CultureInfo.InvariantCulture);
+            }
+        }
+        throw new InvalidOperationException($"node{node}/meminfo has no MemTotal");
+    }
+
     private static IEnumerable<MemoryNode> NodesOf(DaxTopology topology)
     {
         _ = topology;
