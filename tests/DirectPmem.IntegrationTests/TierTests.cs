@@ -107,6 +107,40 @@ public sealed class TierTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_lowest_latency_persistent_device_is_chosen_and_mapped_through_its_range_allocator()
+    {
+        int node = RequireTierNode();
+        string path = IntegrationEnvironment.RequireDevice();
+        TierCandidate chosen = TierPlacement.Select(DaxBus.Default.Scan(), new TierRequest { Persistence = DaxMemoryPersistence.Persistent, MinimumBytes = SixtyFourMiB, Initiator = 0 });
+        output.WriteLine($"chosen: {chosen}");
+        Assert.Equal(path, chosen.Device.DevicePath);
+        Assert.Equal(node, chosen.Node?.Id);
+        Assert.Equal(chosen.Node?.Access1?.ReadLatencyNanoseconds ?? chosen.Node?.Access0?.ReadLatencyNanoseconds, chosen.Performance?.ReadLatencyNanoseconds);
+        using (DaxDevice device = DaxDevice.Open(path))
+        {
+            // The device this tier may overwrite gets a range table if it has none (run.sh --tiers makes a fresh NVDIMM).
+            try
+            {
+                DaxRangeAllocator.Open(device).Dispose();
+            }
+            catch (DaxLabelException notFormatted) when (notFormatted.Rule == DaxLabelRule.NotFormatted)
+            {
+                DaxRangeAllocator.Format(device).Dispose();
+            }
+        }
+        using DaxMapping mapping = TierPlacement.Map(chosen, SixtyFourMiB, "tier-index");
+        Assert.Equal(MappingBacking.DeviceDax, mapping.Backing);
+        Assert.Equal(SixtyFourMiB, mapping.Length);
+        mapping.GetSpan(0, 8).Fill(1);
+
+        // Volatile memory is not there: the error lists the device and why it was passed over.
+        MemoryPlacementException e = Assert.Throws<MemoryPlacementException>(() => TierPlacement.Select(DaxBus.Default.Scan(), new TierRequest { Persistence = DaxMemoryPersistence.Volatile }));
+        output.WriteLine(e.Message);
+        Assert.Equal(MemoryPlacementFailure.NoMatchingMemory, e.Failure);
+        Assert.Contains(e.Available, a => a.StartsWith("dax0.0 (Nvdimm, Persistent, devdax, node1", StringComparison.Ordinal) && a.EndsWith("Persistent memory, Volatile asked for", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_device_reconfigured_to_system_ram_is_node_memory_then_round_trips_back_to_devdax()
     {
         int node = RequireTierNode();
@@ -128,7 +162,8 @@ public sealed class TierTests(ITestOutputHelper output)
             // The blocks are node memory now: the node grew by exactly them, and they are node<N>'s in sysfs.
             Assert.Equal(blocks.Sum(b => b.Size) / 1024, totalRam - totalBefore);
             Assert.All(blocks, b => Assert.True(Directory.Exists($"/sys/devices/system/node/node{node}/memory{b.Id}"), $"memory{b.Id} is not under node{node}"));
-            Assert.False(File.Exists(path), $"{path} still exists in system-ram mode");
+            // The node stays (it belongs to the dax device, which stays on the bus), but its cdev went with device_dax.
+            Assert.ThrowsAny<IOException>(() => File.OpenHandle(path, FileMode.Open, FileAccess.Read).Dispose());
 
             // Misuse: the old devdax snapshot and the system-ram device itself cannot be mapped as devdax; typed errors.
             DaxConfigurationException stale = Assert.Throws<DaxConfigurationException>(() => before.MapRaw());
@@ -136,8 +171,12 @@ public sealed class TierTests(ITestOutputHelper output)
             Assert.Equal(DaxConfigurationRule.NotInDeviceDaxMode, stale.Rule);
             Assert.Equal(DaxConfigurationRule.NotInDeviceDaxMode, Assert.Throws<DaxConfigurationException>(() => ram.Map()).Rule);
 
-            // Placement on the node now can use the device's memory: more than node 1's own 512 MiB of RAM is there to bind to.
-            using DaxMapping placed = NodeMemory.Map([node], SixtyFourMiB);
+            // Asked for by what it is, the device is now reached through its node: bound memory, checked page by page.
+            TierCandidate chosen = TierPlacement.Select(DaxBus.Default.Scan(), new TierRequest { Persistence = DaxMemoryPersistence.Persistent, MinimumBytes = SixtyFourMiB, Initiator = 0 });
+            output.WriteLine($"chosen: {chosen}");
+            Assert.True(chosen.IsSystemRam);
+            using DaxMapping placed = TierPlacement.Map(chosen, SixtyFourMiB, "unused");
+            Assert.Equal(MappingBacking.Anonymous, placed.Backing);
             Assert.True(NodeMemory.QueryPlacement(placed).IsEntirelyOn(node));
         }
         finally

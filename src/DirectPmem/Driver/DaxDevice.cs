@@ -240,13 +240,13 @@ public sealed partial class DaxDevice : IDisposable
         if (mode == DaxDeviceMode.SystemRam)
         {
             throw new DaxConfigurationException(SysfsPath ?? DevicePath, DaxConfigurationRule.NotInDeviceDaxMode,
-                $"{Name} is in system-ram mode (bound to kmem): its memory belongs to the kernel and {DevicePath} does not exist. "
+                $"{Name} is in system-ram mode (bound to kmem): its memory belongs to the kernel and {DevicePath} cannot be opened. "
                 + $"Place memory on its node (NodeMemory.Map with node {TargetNode?.ToString(CultureInfo.InvariantCulture) ?? "?"}), or reconfigure it to devdax (dpmem reconfigure {Name} --mode devdax).");
         }
         if (mode == DaxDeviceMode.Unbound)
         {
             throw new DaxConfigurationException(SysfsPath ?? DevicePath, DaxConfigurationRule.NotInDeviceDaxMode,
-                $"{Name} is bound to no driver, so {DevicePath} does not exist; bind it to device_dax (dpmem reconfigure {Name} --mode devdax).");
+                $"{Name} is bound to no driver, so {DevicePath} cannot be opened; bind it to device_dax (dpmem reconfigure {Name} --mode devdax).");
         }
     }
 
@@ -263,9 +263,10 @@ public sealed partial class DaxDevice : IDisposable
         if (fd < 0)
         {
             int errno = SyscallError.LastErrno;
-            if (errno == Errno.ENOENT && SysfsPath is not null)
+            if (errno is Errno.ENOENT or Errno.ENXIO or Errno.ENODEV && SysfsPath is not null)
             {
-                // The node goes away when device_dax lets go of the device: say which mode it is in now.
+                // When device_dax lets go of the device its cdev goes (open gives ENXIO; the node itself stays
+                // until the device is deleted): say which mode it is in now.
                 ThrowIfNotDeviceDax(SysfsReader.LinkName(Path.Join(SysfsPath, "driver")) switch
                 {
                     "kmem" => DaxDeviceMode.SystemRam,
