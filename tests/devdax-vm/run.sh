@@ -13,7 +13,8 @@
 #                      pass or skip with reasons. DIRECTPMEM_TEST_TIME_SCALE (default 4 here) scales their limits.
 #   --tiers            instead, boot once as a two-node NUMA machine with HMAT (-machine hmat=on: CPUs and 1.5 GiB on
 #                      node 0, a memory-only node 1 of 512 MiB, HMAT latency/bandwidth for both, the NVDIMM on node 1),
-#                      print `dpmem list --tiers` and run the integration tests' TierTests (discovery, placement, mode changes)
+#                      print `dpmem list --tiers` and run the integration tests' TierTests (discovery, placement, mode changes);
+#                      with DIRECTPMEM_VM_TIERS_BENCH=1 also `dpmem bench --tiers` (not in CI: a measurement, not a test)
 #   --no-build         use the tests as already built (Release)
 #   --timeout SECONDS  bound on each guest boot (default 900)
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
@@ -210,6 +211,7 @@ DPMEM_SHARE='$share'
 DPMEM_REPO='$repo'
 DPMEM_TEST_DLL='$dll'
 DPMEM_TOOL_DLL='$(dirname "$dll")/dpmem.dll'
+DPMEM_TIERS_BENCH='${DIRECTPMEM_VM_TIERS_BENCH:-0}'
 DPMEM_TEST_ARGS="-noLogo -noColor -reporter verbose -showLiveOutput -result-xml '$share/results-$phase.xml' $args"
 ENV
   log "boot $phase: qemu (TCG), NVDIMM $nvdimm, bounded by ${timeout_s}s"
