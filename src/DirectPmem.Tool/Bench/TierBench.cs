@@ -23,21 +23,28 @@ internal static class TierBench
 {
     private const int Line = 64;
 
-    internal static IReadOnlyList<TierMeasurement> Run(string sysfsRoot, long workingSet, long chaseSteps, int passes, Action<string> progress)
+    // Affinity masks of up to 1024 CPUs (glibc's cpu_set_t).
+    private const int MaskWords = 1024 / 64;
+
+    internal static unsafe IReadOnlyList<TierMeasurement> Run(string sysfsRoot, long workingSet, long chaseSteps, int passes, Action<string> progress)
     {
         IReadOnlyList<MemoryNode> nodes = new DaxBus(sysfsRoot).GetNodes();
         var cpuNodes = nodes.Where(n => n.HasCpu == true).ToList();
         var memoryNodes = nodes.Where(n => n.HasMemory != false).ToList();
         var results = new List<TierMeasurement>();
-        Process self = Process.GetCurrentProcess();
-        nint affinity = self.ProcessorAffinity;
+        ulong* saved = stackalloc ulong[MaskWords];
+        bool restore = LibC.SchedGetAffinity(0, MaskWords * 8, saved) == 0;
         try
         {
             foreach (MemoryNode from in cpuNodes)
             {
-                if (CpuMask(sysfsRoot, from.Id) is { } mask && mask != 0)
+                // Pinned to the node's CPUs when sysfs lists them and the kernel takes the mask; otherwise measured from wherever it runs.
+                if (CpuMask(sysfsRoot, from.Id) is { } mask)
                 {
-                    self.ProcessorAffinity = mask;
+                    fixed (ulong* m = mask)
+                    {
+                        _ = LibC.SchedSetAffinity(0, MaskWords * 8, m);
+                    }
                 }
                 foreach (MemoryNode to in memoryNodes)
                 {
@@ -48,7 +55,10 @@ internal static class TierBench
         }
         finally
         {
-            self.ProcessorAffinity = affinity;
+            if (restore)
+            {
+                _ = LibC.SchedSetAffinity(0, MaskWords * 8, saved);
+            }
         }
         return results;
     }
@@ -137,29 +147,31 @@ internal static class TierBench
         return Vector.Sum(acc);
     }
 
-    // The node's CPUs (cpulist) as an affinity mask; null when not exposed or beyond a mask's bits.
-    private static nint? CpuMask(string sysfsRoot, int node)
+    // The node's CPUs (cpulist) as an affinity mask; null when not exposed, empty or beyond the mask's CPUs.
+    private static ulong[]? CpuMask(string sysfsRoot, int node)
     {
         string path = Path.Join(sysfsRoot, "devices", "system", "node", string.Create(CultureInfo.InvariantCulture, $"node{node}"), "cpulist");
         if (!File.Exists(path))
         {
             return null;
         }
-        long mask = 0;
+        var mask = new ulong[MaskWords];
+        bool any = false;
         foreach (string part in File.ReadAllText(path).Trim().Split(',', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] ends = part.Split('-');
             int first = int.Parse(ends[0], CultureInfo.InvariantCulture);
             int last = int.Parse(ends[^1], CultureInfo.InvariantCulture);
-            if (last >= 8 * nint.Size)
+            if (last >= MaskWords * 64)
             {
                 return null;
             }
             for (int cpu = first; cpu <= last; cpu++)
             {
-                mask |= 1L << cpu;
+                mask[cpu / 64] |= 1UL << (cpu % 64);
+                any = true;
             }
         }
-        return (nint)mask;
+        return any ? mask : null;
     }
 }
