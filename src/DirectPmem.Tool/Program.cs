@@ -17,6 +17,7 @@ root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(PlatformCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(MonitorCommand.Create());
+root.Subcommands.Add(ReconfigureCommand.Create());
 int code;
 try
 {

@@ -6,11 +6,15 @@
 # them. The guest boots twice on the same NVDIMM file: data persisted in the first boot is read
 # back in the second. See tests/devdax-vm/README.md.
 #
-# Usage: tests/devdax-vm/run.sh [--core] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
+# Usage: tests/devdax-vm/run.sh [--core|--tiers] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
 #   --core             instead, run the core tests (tests/DirectPmem.Tests) once, in the layout of a machine
 #                      with no disk file system: the artifacts folder on a writable 9p share (refuses shared
 #                      writable mappings), /tmp tmpfs, /var/tmp ext4 -o dax, HOME on the initramfs. They must
 #                      pass or skip with reasons. DIRECTPMEM_TEST_TIME_SCALE (default 4 here) scales their limits.
+#   --tiers            instead, boot once as a two-node NUMA machine with HMAT (-machine hmat=on: CPUs and 1.5 GiB on
+#                      node 0, a memory-only node 1 of 512 MiB, HMAT latency/bandwidth for both, the NVDIMM on node 1),
+#                      print `dpmem list --tiers` and run the integration tests' TierTests (discovery, placement, mode changes);
+#                      with DIRECTPMEM_VM_TIERS_BENCH=1 also `dpmem bench --tiers` (not in CI: a measurement, not a test)
 #   --no-build         use the tests as already built (Release)
 #   --timeout SECONDS  bound on each guest boot (default 900)
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
@@ -31,10 +35,11 @@ extra_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --core) mode=core ;;
+    --tiers) mode=tiers ;;
     --no-build) build=0 ;;
     --timeout) timeout_s="$2"; shift ;;
     --) shift; extra_args=("$@"); break ;;
-    *) echo "usage: $0 [--core] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--core|--tiers] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -205,16 +210,31 @@ DPMEM_RUN_ID=$run_id
 DPMEM_SHARE='$share'
 DPMEM_REPO='$repo'
 DPMEM_TEST_DLL='$dll'
+DPMEM_TOOL_DLL='$(dirname "$dll")/dpmem.dll'
+DPMEM_TIERS_BENCH='${DIRECTPMEM_VM_TIERS_BENCH:-0}'
 DPMEM_TEST_ARGS="-noLogo -noColor -reporter verbose -showLiveOutput -result-xml '$share/results-$phase.xml' $args"
 ENV
   log "boot $phase: qemu (TCG), NVDIMM $nvdimm, bounded by ${timeout_s}s"
   local t0 rc
   t0=$(date +%s)
   set +e
+  # --tiers: node 0 has the CPUs and 1.5 GiB, node 1 is memory only (512 MiB) and holds the NVDIMM; HMAT gives
+  # node 1 four times node 0's latency and a third of its bandwidth, as CXL or persistent memory would have.
+  local machine=pc,accel=tcg,nvdimm=on numa=() node=()
+  if [ "$mode" = tiers ]; then
+    machine=$machine,hmat=on
+    numa=(-object memory-backend-ram,id=ram0,size=1536M -object memory-backend-ram,id=ram1,size=512M
+      -numa node,nodeid=0,cpus=0-1,memdev=ram0,initiator=0 -numa node,nodeid=1,memdev=ram1,initiator=0
+      -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-latency,latency=80
+      -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-bandwidth,bandwidth=12G
+      -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-latency,latency=320
+      -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-bandwidth,bandwidth=4G)
+    node=(,node=1)
+  fi
   timeout --kill-after=10s "$timeout_s" qemu-system-x86_64 \
-    -machine pc,accel=tcg,nvdimm=on -cpu max,-smap -smp 2 -m 2G,slots=2,maxmem=8G \
+    -machine "$machine" -cpu max,-smap -smp 2 -m 2G,slots=2,maxmem=8G "${numa[@]}" \
     -object memory-backend-file,id=mem1,share=on,mem-path="$nvdimm",size=1026M,align=2M \
-    -device nvdimm,id=nvdimm1,memdev=mem1,label-size=128K \
+    -device "nvdimm,id=nvdimm1,memdev=mem1,label-size=128K${node[*]}" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$share",mount_tag=share,security_model=none,multidevs=remap \
     -kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" \
@@ -236,6 +256,9 @@ ENV
 second_boot="'*.Second_boot_*'"
 status=0
 if [ "$mode" = core ]; then
+  boot 1 "${extra_args[@]}" || status=$?
+elif [ "$mode" = tiers ]; then
+  if [ ${#extra_args[@]} -eq 0 ]; then extra_args=(-class DirectPmem.IntegrationTests.TierTests); fi
   boot 1 "${extra_args[@]}" || status=$?
 else
   boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?

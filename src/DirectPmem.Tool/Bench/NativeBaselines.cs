@@ -47,6 +47,13 @@ internal static unsafe partial class LibC
     // Environment.SetEnvironmentVariable does not reach the native environment that libpmem reads.
     [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static partial int SetEnv(string name, string value, int overwrite);
+
+    // Pid 0 is the calling thread: Process.ProcessorAffinity pins the process's main thread only.
+    [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
+    internal static partial int SchedSetAffinity(int pid, nuint size, ulong* mask);
+
+    [LibraryImport("libc", EntryPoint = "sched_getaffinity", SetLastError = true)]
+    internal static partial int SchedGetAffinity(int pid, nuint size, ulong* mask);
 }
 
 /// <summary>

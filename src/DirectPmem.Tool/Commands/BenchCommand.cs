@@ -39,12 +39,16 @@ internal static unsafe class BenchCommand
         var counters = new Option<bool>("--counters") { Description = "Also run DirectPmem with a counter listener attached (DirectPmem and DirectPmem.Storage), and the raw-pointer floor (Pmem.Dangerous*): the cost of the counters." };
         var rounds = new Option<int>("--rounds", "-r") { Description = "Interleaved rounds per measurement (default 41, quick 3)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Required with PATH: the benchmark writes over the start of PATH (labels and data included)." };
+        var tiers = new Option<bool>("--tiers", "-T")
+        {
+            Description = "Instead, measure every node with memory from every CPU node: pointer-chase latency over a working set larger than the last-level cache, read and write bandwidth, beside HMAT (a disagreement over 2x is flagged).",
+        };
         Option<string> sysfs = DeviceOpener.SysfsOption();
         var command = new Command("bench", "Measure persist latency, copy-persist speed and durable log appends, side by side with msync, Buffer.MemoryCopy, libpmem and libpmemlog.")
         {
-            path, quick, json, compare, counters, rounds, overwrite, sysfs,
+            path, quick, json, compare, counters, rounds, overwrite, tiers, sysfs,
         };
-        CommandRunner.SetAction(command, parse => Run(new Settings(parse.GetValue(path), parse.GetValue(quick), parse.GetValue(json),
+        CommandRunner.SetAction(command, parse => parse.GetValue(tiers) ? RunTiers(parse.GetValue(sysfs)!, parse.GetValue(quick), parse.GetValue(json)) : Run(new Settings(parse.GetValue(path), parse.GetValue(quick), parse.GetValue(json),
             parse.GetValue(compare)?.Contains("libpmem") == true, parse.GetValue(compare)?.Contains("libpmemlog") == true, parse.GetValue(counters), parse.GetValue(rounds), parse.GetValue(overwrite), parse.GetValue(sysfs)!)));
         return command;
     }
@@ -178,6 +182,46 @@ internal static unsafe class BenchCommand
         {
             NativeMemory.AlignedFree(source);
         }
+    }
+
+    private static int RunTiers(string sysfsRoot, bool quick, bool json)
+    {
+        if (json)
+        {
+            throw new ToolException("--tiers prints a table; --json is not supported with it.");
+        }
+        MachineReport machine = Machine.Describe();
+        long llc = Machine.LastLevelCache(machine);
+        long workingSet = Math.Max(quick ? 2 * llc : 4 * llc, quick ? 32L << 20 : 128L << 20);
+        workingSet = (workingSet + (2L << 20) - 1) & ~((2L << 20) - 1);
+        long steps = quick ? 200_000 : 2_000_000;
+        int passes = quick ? 2 : 5;
+        IReadOnlyList<TierMeasurement> results = TierBench.Run(sysfsRoot, workingSet, steps, passes, what => Console.Error.WriteLine($"dpmem bench --tiers: {what}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"machine: {machine.CpuModel}, {machine.LogicalCpus} CPUs, L2 {Sizes.Format(machine.L2Bytes)}, L3 {Sizes.Format(machine.L3Bytes)} ({machine.CacheSource}), kernel {machine.Kernel}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"working set {Sizes.Format(workingSet)} per node ({(llc > 0 ? $"{(double)workingSet / llc:0.#}x the last-level cache" : "last-level cache unknown")}), {steps} dependent loads and {passes} passes each, best pass{(quick ? "; quick mode: a smoke test" : "")}"));
+        if (results.Count == 0)
+        {
+            Console.WriteLine($"no node with CPUs and memory under {sysfsRoot}/devices/system/node");
+            return 0;
+        }
+        var table = new Table().AddColumns("from", "to", "latency ns", "HMAT ns", "read MB/s", "HMAT read", "write MB/s", "HMAT write", "HMAT class", "check");
+        foreach (TierMeasurement m in results)
+        {
+            table.AddRow(Node(m.FromNode), Node(m.ToNode), m.LatencyNs.ToString("0.0", CultureInfo.InvariantCulture), Figure(m.HmatReadLatencyNs),
+                m.ReadMBps.ToString("0", CultureInfo.InvariantCulture), Figure(m.HmatReadMBps), m.WriteMBps.ToString("0", CultureInfo.InvariantCulture), Figure(m.HmatWriteMBps),
+                m.HmatAccessClass ?? "-", m.HmatAccessClass is null ? "no HMAT" : m.Disagreements.Count == 0 ? "within 2x" : "DISAGREES: " + string.Join(", ", m.Disagreements));
+        }
+        if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
+        {
+            AnsiConsole.Profile.Width = 160;
+        }
+        AnsiConsole.Write(table);
+        return 0;
+
+        static string Node(int id) => string.Create(CultureInfo.InvariantCulture, $"node{id}");
+        static string Figure(uint? value) => value?.ToString(CultureInfo.InvariantCulture) ?? "-";
     }
 
     private static string PmemlogDirectory() => Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();

@@ -104,6 +104,18 @@ public sealed partial class DaxBus
         return new DaxTopology(regions.AsReadOnly(), devices.AsReadOnly(), errors.AsReadOnly(), memory.Nodes, memory.Tiers);
     }
 
+    /// <summary>
+    /// Every NUMA node the kernel has (<c>devices/system/node/online</c>), with its CPUs, memory,
+    /// HMAT figures and tier, whether or not a dax device names it.
+    /// </summary>
+    /// <returns>The nodes, ordered by id; empty when the tree has no node directory.</returns>
+    /// <exception cref="DaxConfigurationException">The sysfs root is bad, or a node list or HMAT figure is malformed.</exception>
+    public IReadOnlyList<MemoryNode> GetNodes()
+    {
+        CheckRoot();
+        return new MemoryTopologyReader(SysfsRoot).AllNodes();
+    }
+
     /// <summary>The NVDIMM regions; the first broken one raises its error.</summary>
     /// <returns>The regions, ordered by name.</returns>
     /// <exception cref="DaxConfigurationException">The sysfs root is bad, or a region breaks a rule.</exception>

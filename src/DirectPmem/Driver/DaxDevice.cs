@@ -235,10 +235,47 @@ public sealed partial class DaxDevice : IDisposable
     private DeepFlushControl? ResolveDeepFlush()
         => Major is uint major && Minor is uint minor ? NdRegionLocator.ForDevice(SysfsRoot, block: false, major, minor) : null;
 
+    private void ThrowIfNotDeviceDax(DaxDeviceMode mode)
+    {
+        if (mode == DaxDeviceMode.SystemRam)
+        {
+            throw new DaxConfigurationException(SysfsPath ?? DevicePath, DaxConfigurationRule.NotInDeviceDaxMode,
+                $"{Name} is in system-ram mode (bound to kmem): its memory belongs to the kernel and {DevicePath} cannot be opened. "
+                + $"Place memory on its node (NodeMemory.Map with node {TargetNode?.ToString(CultureInfo.InvariantCulture) ?? "?"}), or reconfigure it to devdax (dpmem reconfigure {Name} --mode devdax).");
+        }
+        if (mode == DaxDeviceMode.Unbound)
+        {
+            throw new DaxConfigurationException(SysfsPath ?? DevicePath, DaxConfigurationRule.NotInDeviceDaxMode,
+                $"{Name} is bound to no driver, so {DevicePath} cannot be opened; bind it to device_dax (dpmem reconfigure {Name} --mode devdax).");
+        }
+    }
+
     internal unsafe SafeFileDescriptor OpenNode(bool readOnly)
     {
+        // A snapshot in system-ram mode is refused at once; an unbound one (fixture trees often have no driver
+        // links) only when its node is missing.
+        if (DeviceMode == DaxDeviceMode.SystemRam)
+        {
+            ThrowIfNotDeviceDax(DeviceMode);
+        }
         int flags = (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC;
-        int fd = SyscallError.Check(Libc.Open(DevicePath, flags, 0), readOnly ? "open(O_RDONLY)" : "open(O_RDWR)", DevicePath);
+        int fd = Libc.Open(DevicePath, flags, 0);
+        if (fd < 0)
+        {
+            int errno = SyscallError.LastErrno;
+            if (errno is Errno.ENOENT or Errno.ENXIO or Errno.ENODEV && SysfsPath is not null)
+            {
+                // When device_dax lets go of the device its cdev goes (open gives ENXIO; the node itself stays
+                // until the device is deleted): say which mode it is in now.
+                ThrowIfNotDeviceDax(SysfsReader.LinkName(Path.Join(SysfsPath, "driver")) switch
+                {
+                    "kmem" => DaxDeviceMode.SystemRam,
+                    null => DaxDeviceMode.Unbound,
+                    _ => DaxDeviceMode.DeviceDax,
+                });
+            }
+            SyscallError.Throw(errno, readOnly ? "open(O_RDONLY)" : "open(O_RDWR)", DevicePath);
+        }
         var handle = new SafeFileDescriptor(fd);
         try
         {

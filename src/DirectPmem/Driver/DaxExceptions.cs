@@ -49,6 +49,9 @@ public enum DaxConfigurationRule
 
     /// <summary>The sysfs root does not exist, is not a directory, or cannot be read.</summary>
     BadSysfsRoot,
+
+    /// <summary>The device is not bound to <c>device_dax</c> (it is in system-ram mode or unbound), so it has no device node to map.</summary>
+    NotInDeviceDaxMode,
 }
 
 /// <summary>

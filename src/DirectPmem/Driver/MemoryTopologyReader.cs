@@ -93,6 +93,37 @@ internal sealed class MemoryTopologyReader
         return node;
     }
 
+    /// <summary>
+    /// Every node the kernel has: the <c>online</c> list, or the <c>nodeN</c> directories when the
+    /// list is not exposed; ordered by id. Empty when there is no node directory at all.
+    /// </summary>
+    internal IReadOnlyList<MemoryNode> AllNodes()
+    {
+        string listPath = Path.Join(NodeRoot, "online");
+        IEnumerable<int> ids;
+        if (SysfsReader.TryReadText(listPath) is { } list)
+        {
+            ids = ParseNodeList(listPath, list);
+        }
+        else if (Directory.Exists(NodeRoot))
+        {
+            var found = new List<int>();
+            foreach (string dir in Directory.EnumerateDirectories(NodeRoot, "node*"))
+            {
+                if (TryNodeId(Path.GetFileName(dir), out int id))
+                {
+                    found.Add(id);
+                }
+            }
+            ids = found;
+        }
+        else
+        {
+            ids = [];
+        }
+        return ids.Order().Select(id => Node(id)!).ToList().AsReadOnly();
+    }
+
     private static HmatPerformance? ReadAccess(string nodeDir, int accessClass)
     {
         string dir = Path.Join(nodeDir, string.Create(CultureInfo.InvariantCulture, $"access{accessClass}"), "initiators");
