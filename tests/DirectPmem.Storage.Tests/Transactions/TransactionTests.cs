@@ -270,7 +270,11 @@ public sealed class TransactionTests
         map.GetRef<byte>(40) ^= 1;
         map.GetRef<byte>(8) = 9;                            // major version
         Assert.Equal(HeapField.Version, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
-        map.GetRef<byte>(8) = 1;
+        map.GetRef<byte>(8) = 1;                            // format 1 (eager commit words): refused, saying so
+        TransactionalHeapFormatException old = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.Version, old.Field);
+        Assert.Contains("Heap format 1", old.Message, StringComparison.Ordinal);
+        map.GetRef<byte>(8) = 2;
         TransactionalHeap heap = Open(map);
         map.GetRef<byte>(HeapLayout.HeaderBlock + 2) ^= 0x40; // lane 0's generation word
         TransactionalHeapFormatException lane = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
