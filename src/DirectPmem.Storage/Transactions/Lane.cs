@@ -43,6 +43,7 @@ internal sealed class Lane
     private int _used;
     private int _entries;
     private bool _drainPending;
+    private int _flushed;
 
     // 0 free, 1 taken by a transaction (Interlocked).
     public int Busy;
@@ -83,6 +84,7 @@ internal sealed class Lane
         _generation = _finished + 1;
         _log = _logs + HalfOffset(_heap.Layout, _generation);
         _used = 0;
+        _flushed = 0;
         _entries = 0;
         _drainPending = false;
         _declared.Clear();
@@ -269,6 +271,9 @@ internal sealed class Lane
                 {
                     _mapping.Flush(_declared.StartAt(i), _declared.EndAt(i) - _declared.StartAt(i));
                 }
+                // Entries declared after the last snapshot drain (nothing was changed in place under
+                // them) become durable with the record, which counts them.
+                FlushEntries();
                 CommitRecord.Write(_mapping.GetSpan(_word, HeapLayout.LaneLine), _generation, _entries, hash, _seed);
                 _mapping.Flush(_word, HeapLayout.LaneLine);
                 // The commit point: after this fence the data and the record are durable. The lane
@@ -351,10 +356,24 @@ internal sealed class Lane
     /// </summary>
     private void DrainSnapshots()
     {
+        FlushEntries();
         _heap.ConfirmOtherLanes(Index);
-        _mapping.Drain();
+        if (!_heap.SkipSnapshotDrainForTest)
+        {
+            _mapping.Drain();
+        }
         _heap.ClearConfirmPending(Index);
         _drainPending = false;
+    }
+
+    /// <summary>Flushes the undo entries written since the last flush (without draining).</summary>
+    private void FlushEntries()
+    {
+        if (_flushed < _used)
+        {
+            _mapping.Flush(_log + _flushed, _used - _flushed);
+            _flushed = _used;
+        }
     }
 
     private void End()
@@ -374,7 +393,8 @@ internal sealed class Lane
         BinaryPrimitives.WriteUInt32LittleEndian(entry[28..], 0);
         _mapping.GetReadOnlySpan(target, length).CopyTo(entry[EntryHeader..]);
         BinaryPrimitives.WriteUInt64LittleEndian(entry, XxHash3.HashToUInt64(entry[8..], _seed));
-        _mapping.Flush(position, EntryHeader + length);
+        // Whole lines are flushed now; the last, partial line with the entries after it before the
+        // next drain (FlushEntries): it is often the next entry's first, and a flush may evict it.
         if (_entries == _entryPositions.Length)
         {
             Array.Resize(ref _entryPositions, _entries * 2);
@@ -386,6 +406,12 @@ internal sealed class Lane
         _entryLengths[_entries] = length;
         _used += EntryHeader + ((length + 7) & ~7);
         _entries++;
+        int whole = _used & ~63;
+        if (whole > _flushed)
+        {
+            _mapping.Flush(_log + _flushed, whole - _flushed);
+            _flushed = whole;
+        }
         _drainPending = true;
     }
 

@@ -347,6 +347,9 @@ public sealed class TransactionalHeap : IDisposable
         }
     }
 
+    /// <summary>Test hook for the sweeps' negative control: snapshots are flushed but not drained before in-place changes.</summary>
+    internal bool SkipSnapshotDrainForTest { get; set; }
+
     internal void MarkConfirmPending(int lane, ulong generation) => Volatile.Write(ref _confirmPending[lane], (long)generation);
 
     internal void ClearConfirmPending(int lane) => Volatile.Write(ref _confirmPending[lane], 0);
