@@ -13,20 +13,25 @@ namespace DirectPmem.Storage.Transactions;
 /// </summary>
 /// <remarks>
 /// <para><b>Layout</b> (see the format in the project README): a 4 KiB checksummed header, a fixed
-/// number of lanes (each a 64-byte generation word line and a bounded undo log), a root area, an
+/// number of lanes (each a 64-byte line with the generation word and the commit record, and two bounded undo logs), a root area, an
 /// allocation map (one byte per object) and the fixed-size objects. Transactions may modify the
 /// root, the objects and nothing else (<see cref="TransactionalAreaOffset"/>,
 /// <see cref="TransactionalAreaLength"/>).</para>
-/// <para><b>Protocol.</b> A transaction takes a free lane and the generation g = last finished
-/// generation of the lane + 1. Declaring a range writes an undo entry (checksum, g, target,
-/// length, old bytes) into the lane's log and flushes it; the first writable span handed out
-/// after a declaration drains first, so every snapshot is durable before its range is modified.
-/// Commit flushes every declared range, drains (the changes are durable), then publishes g in the
-/// lane's generation word with one failure-atomic 8-byte store and persist: that store is the
-/// commit point, and it invalidates the whole log without zeroing it (an entry counts only while
-/// its generation is the lane's generation + 1). Abort writes the snapshots back, persists them
-/// and publishes g the same way. Opening the heap rolls back every lane whose log holds valid
-/// entries of the next generation, then publishes it: a crash during recovery is recovered again.</para>
+/// <para><b>Protocol</b> (heap format 2; the README's transaction section says what a crash leaves
+/// at each step). A transaction takes a free lane and the generation g = last finished generation
+/// of the lane + 1. Declaring a range writes an undo entry (checksum, g, target, length, old bytes)
+/// into the lane's log for g's parity (a lane has two, so the entries of the last committed
+/// transaction survive while the next one writes) and flushes it; the first writable span handed
+/// out after a declaration drains first (fence 1), so every snapshot is durable before its range
+/// is modified. Commit hashes the new contents of the logged ranges (and of the objects it
+/// allocates) into a commit record in the lane line, flushes the ranges and the record and drains
+/// once (fence 2): the commit point. Recovery keeps g only if the record verifies for g and the
+/// media hashes to it; otherwise it rolls g back from its entries. The lane word is raised lazily:
+/// the lane's next transaction confirms g by its first entry (a later generation), another lane
+/// raises it before changing data in place, Abort and <see cref="Dispose"/> raise it. Abort writes
+/// the snapshots back, persists them and raises the word to g. Opening the heap rolls back every
+/// lane's unfinished transaction, then publishes the resolved generations: a crash during recovery
+/// is recovered again.</para>
 /// <para><b>Concurrency.</b> Up to <see cref="LaneCount"/> transactions run at once, one per lane;
 /// <see cref="Begin"/> waits (spinning) while every lane is busy. Transactions do not nest. The
 /// heap does not lock user data: two transactions that may touch the same bytes must be
