@@ -143,10 +143,16 @@ public sealed class TransactionalHeap : IDisposable
     /// <param name="options">The geometry; <see cref="TransactionalHeapOptions.Default"/> when null.</param>
     /// <returns>The new, empty heap.</returns>
     /// <exception cref="ArgumentException">The region is misaligned, outside the mapping, read-only or too small for the options.</exception>
+    /// <exception cref="TransactionalHeapExistsException">A valid heap header is at <paramref name="offset"/> and <see cref="TransactionalHeapOptions.ReplaceExisting"/> is not set; nothing was written.</exception>
     public static TransactionalHeap Create(DaxMapping mapping, long offset, long length, TransactionalHeapOptions? options = null)
     {
         CheckRegion(mapping, offset, length);
-        HeapLayout layout = HeapLayout.Compute(length, options ?? TransactionalHeapOptions.Default);
+        options ??= TransactionalHeapOptions.Default;
+        HeapLayout layout = HeapLayout.Compute(length, options);
+        if (!options.ReplaceExisting)
+        {
+            ThrowIfHeapExists(mapping, offset);
+        }
         // Invalidate an old header first, then format, then write the new header.
         mapping.Fill(offset, HeapLayout.HeaderBlock, 0);
         mapping.Fill(offset + layout.LanesOffset, layout.ObjectsOffset - layout.LanesOffset, 0, PmemCopyOptions.NoDrain);
@@ -559,6 +565,21 @@ public sealed class TransactionalHeap : IDisposable
             position += Lane.EntryHeader + ((length + 7) & ~7L);
         }
         return true;
+    }
+
+    // A header whose signature and checksum verify (any format version) is a live heap: Create refuses to wipe it.
+    private static void ThrowIfHeapExists(DaxMapping mapping, long offset)
+    {
+        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength);
+        if (BinaryPrimitives.ReadUInt64LittleEndian(header) != HeapLayout.Signature
+            || BinaryPrimitives.ReadUInt64LittleEndian(header[HeapLayout.ChecksumOffset..]) != XxHash3.HashToUInt64(header[..HeapLayout.ChecksumOffset]))
+        {
+            return;
+        }
+        int major = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
+        long region = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        throw new TransactionalHeapExistsException(offset, major, region, string.Create(CultureInfo.InvariantCulture,
+            $"TransactionalHeap.Create: a transactional heap (format {major}, a region of {region} bytes, {BinaryPrimitives.ReadInt32LittleEndian(header[24..])} lanes, {BinaryPrimitives.ReadInt64LittleEndian(header[40..])} objects of {BinaryPrimitives.ReadInt32LittleEndian(header[36..])} bytes) is at mapping offset 0x{offset:x}; creating would wipe it. Open it with TransactionalHeap.Open, or set TransactionalHeapOptions.ReplaceExisting to replace it."));
     }
 
     private static void CheckRegion(DaxMapping mapping, long offset, long length)

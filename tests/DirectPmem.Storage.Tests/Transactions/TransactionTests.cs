@@ -290,6 +290,32 @@ public sealed class TransactionTests
     }
 
     [Fact]
+    public void CreateRefusesToWipeALiveHeapUnlessToldTo()
+    {
+        using SimulatedDevice device = NewDevice();
+        DaxMapping map = device.Mapping;
+        TransactionalHeap heap = Create(map);
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(heap.RootOffset, 8), 0x5A);
+            tx.Commit();
+        }
+        TransactionalHeapExistsException exists = Assert.Throws<TransactionalHeapExistsException>(() => Create(map));
+        Assert.Equal(0, exists.Offset);
+        Assert.Equal(2, exists.FormatVersion);
+        Assert.Equal(Length, exists.RegionLength);
+        Assert.Contains("TransactionalHeap.Create", exists.Message, StringComparison.Ordinal);
+        Assert.Contains("ReplaceExisting", exists.Message, StringComparison.Ordinal);
+        // Nothing was written: the heap opens with its data.
+        Assert.Equal(0x5A, Open(map).Mapping.GetReadOnlyRef<byte>(heap.RootOffset));
+        TransactionalHeap replaced = TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions
+        {
+            LaneCount = Options.LaneCount, LaneLogSize = Options.LaneLogSize, RootSize = Options.RootSize, ObjectSize = Options.ObjectSize, ReplaceExisting = true,
+        });
+        Assert.Equal(0, map.GetReadOnlyRef<byte>(replaced.RootOffset));
+    }
+
+    [Fact]
     public void CreateRefusesBadRegionsAndGeometry()
     {
         using SimulatedDevice device = NewDevice();
