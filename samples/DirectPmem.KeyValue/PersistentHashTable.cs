@@ -141,8 +141,13 @@ public sealed class PersistentHashTable : IDisposable
             long entry = Find(bucket, key, hash, out _);
             if (entry != 0)
             {
-                // Replace in place: the undo log holds the old length and value until commit.
-                BinaryPrimitives.WriteUInt16LittleEndian(tx.Modify(entry + 10, 2), (ushort)value.Length);
+                // Replace in place: the undo log holds the old length and value until commit. Both
+                // ranges are declared before either is written, so their snapshots share one fence.
+                tx.AddRange(entry + 10, 2);
+                tx.AddRange(entry + ValueAt, value.Length);
+                Span<byte> length = stackalloc byte[2];
+                BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)value.Length);
+                tx.Write(entry + 10, length);
                 tx.Write(entry + ValueAt, value);
             }
             else

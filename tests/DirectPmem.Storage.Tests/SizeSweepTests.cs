@@ -56,6 +56,9 @@ public sealed class SizeSweepTests : IDisposable
         "Transaction.GetSpan(offset)",
     ];
 
+    // The sweep creates heaps again and again in one mapping: replacing the last one is intended.
+    private static readonly TransactionalHeapOptions s_replace = new() { ReplaceExisting = true };
+
     private static readonly HashSet<string> s_zeroIsValid = ["PmemPool.SetRoot(offset)", "PoolCreateOptions.ReservedLength", "PmemLog.Read(lsn)", "PmemLog.ReadFrom(lsn)", "PmemLog.Truncate(lsn)", "TransactionalHeap.Create(offset)", "TransactionalHeap.Open(offset)", "Transaction.AddRange(length)"];
 
     public static TheoryData<string, long> Cases()
@@ -133,21 +136,21 @@ public sealed class SizeSweepTests : IDisposable
         switch (entry)
         {
             case "TransactionalHeap.Create(offset)":
-                TransactionalHeap.Create(mapping, value, 1L << 20).Dispose();
+                TransactionalHeap.Create(mapping, value, 1L << 20, s_replace).Dispose();
                 return;
             case "TransactionalHeap.Create(length)":
-                TransactionalHeap.Create(mapping, 0, value).Dispose();
+                TransactionalHeap.Create(mapping, 0, value, s_replace).Dispose();
                 return;
             case "TransactionalHeap.Open(offset)":
-                TransactionalHeap.Create(mapping, 0, 1L << 20).Dispose();
+                TransactionalHeap.Create(mapping, 0, 1L << 20, s_replace).Dispose();
                 TransactionalHeap.Open(mapping, value, 1L << 20).Dispose();
                 return;
             case "TransactionalHeap.Open(length)":
-                TransactionalHeap.Create(mapping, 0, 1L << 20).Dispose();
+                TransactionalHeap.Create(mapping, 0, 1L << 20, s_replace).Dispose();
                 TransactionalHeap.Open(mapping, 0, value).Dispose();
                 return;
         }
-        using TransactionalHeap heap = TransactionalHeap.Create(mapping, 0, 1L << 20);
+        using TransactionalHeap heap = TransactionalHeap.Create(mapping, 0, 1L << 20, s_replace);
         switch (entry)
         {
             case "TransactionalHeap.IsAllocated(objectOffset)":

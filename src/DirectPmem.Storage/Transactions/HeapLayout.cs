@@ -8,7 +8,7 @@ namespace DirectPmem.Storage.Transactions;
 /// The on-media layout of a transactional heap, relative to the start of its region:
 /// <code>
 ///   0                 header block (4 KiB; the fields below, XxHash3 of bytes [0, 120) at 120)
-///   4096              lanes: LaneCount x (64-byte lane line + LaneLogSize bytes of undo log)
+///   4096              lanes: LaneCount x (64-byte lane line + two undo logs of LaneLogSize bytes, for even and odd generations)
 ///   RootOffset        root area (RootSize rounded up to 64), zeroed at creation
 ///   MapOffset         allocation map: one byte per object, 0 free / 1 allocated (rounded up to 64)
 ///   ObjectsOffset     ObjectCount objects of ObjectSize bytes
@@ -23,7 +23,7 @@ internal readonly record struct HeapLayout(
     long LanesOffset, long RootOffset, long MapOffset, long ObjectsOffset)
 {
     public const ulong Signature = 0x5041454858545044; // "DPTXHEAP" little-endian
-    public const ushort Major = 1;
+    public const ushort Major = 2;
     public const ushort Minor = 0;
     public const int HeaderLength = 128;
     public const int HeaderBlock = 4096;
@@ -35,7 +35,7 @@ internal readonly record struct HeapLayout(
     public const int MaxRoot = 64 << 20;
     public const int MaxObjectSize = 1 << 20;
 
-    public long LaneStride => LaneLine + (long)LaneLogSize;
+    public long LaneStride => LaneLine + 2L * LaneLogSize;
 
     public long ObjectsEnd => ObjectsOffset + (long)ObjectCount * ObjectSize;
 
@@ -62,7 +62,7 @@ internal readonly record struct HeapLayout(
         ArgumentOutOfRangeException.ThrowIfNegative(options.ObjectCount, nameof(options));
         int rootSize = (int)Align64(options.RootSize);
         long lanes = HeaderBlock;
-        long root = checked(lanes + options.LaneCount * (LaneLine + (long)options.LaneLogSize));
+        long root = checked(lanes + options.LaneCount * (LaneLine + 2L * options.LaneLogSize));
         long map = root + rootSize;
         long count = options.ObjectCount;
         if (count == 0)
@@ -122,6 +122,10 @@ internal readonly record struct HeapLayout(
         }
         ushort major = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
         uint headerLength = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
+        if (major == 1 && headerLength == HeaderLength)
+        {
+            throw Bad(HeapField.Version, regionOffset + 8, $"Heap format 1 (an undo log with a commit word published after a fence of its own): this library reads format {Major} only, whose lanes confirm commits lazily and which format 1's readers would misread. Open the heap with the DirectPmem release that made it and copy its data into a new heap.");
+        }
         if (major != Major || headerLength != HeaderLength)
         {
             throw Bad(HeapField.Version, regionOffset + 8, $"Heap format {major} with a {headerLength}-byte header; this library reads format {Major} with a {HeaderLength}-byte header.");

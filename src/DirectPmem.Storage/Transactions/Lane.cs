@@ -20,14 +20,19 @@ internal sealed class Lane
     private readonly TransactionalHeap _heap;
     private readonly DaxMapping _mapping;
     private readonly long _word;
-    private readonly long _log;
+    private readonly long _logs;
     private readonly int _capacity;
+    private long _log;
     private readonly long _mapOffset;
     private readonly long _seed;
+    private readonly XxHash3 _hasher;
     private readonly RangeSet _declared = new();
     private readonly RangeSet _fresh = new();
     private int[] _allocated = new int[4];
     private int _allocatedCount;
+    private long[] _entryPositions = new long[8];
+    private long[] _entryTargets = new long[8];
+    private int[] _entryLengths = new int[8];
     private int[] _freed = new int[4];
     private int _freedCount;
 
@@ -38,6 +43,7 @@ internal sealed class Lane
     private int _used;
     private int _entries;
     private bool _drainPending;
+    private int _flushed;
 
     // 0 free, 1 taken by a transaction (Interlocked).
     public int Busy;
@@ -48,10 +54,12 @@ internal sealed class Lane
         _mapping = heap.MappingInternal;
         Index = index;
         _word = heap.Base + heap.Layout.LanesOffset + index * heap.Layout.LaneStride;
-        _log = _word + HeapLayout.LaneLine;
+        _logs = _word + HeapLayout.LaneLine;
         _capacity = heap.Layout.LaneLogSize;
+        _log = _logs;
         _mapOffset = heap.Base + heap.Layout.MapOffset;
         _seed = ChecksumSeed(index);
+        _hasher = new XxHash3(_seed);
         _finished = finished;
     }
 
@@ -60,6 +68,9 @@ internal sealed class Lane
     public int LogUsed => _used;
 
     public static long ChecksumSeed(int lane) => 0x4450_5458 + lane;
+
+    /// <summary>Where generation <paramref name="generation"/>'s undo entries start, relative to the lane's log: odd generations use the second of the lane's two logs.</summary>
+    public static long HalfOffset(HeapLayout layout, ulong generation) => (long)(generation & 1) * layout.LaneLogSize;
 
     public bool IsCurrent(ulong token) => _active && _token == token;
 
@@ -71,7 +82,9 @@ internal sealed class Lane
             throw new InvalidOperationException($"Lane {Index} has used all 2^48 generations.");
         }
         _generation = _finished + 1;
+        _log = _logs + HalfOffset(_heap.Layout, _generation);
         _used = 0;
+        _flushed = 0;
         _entries = 0;
         _drainPending = false;
         _declared.Clear();
@@ -151,8 +164,7 @@ internal sealed class Lane
             // New objects need no durable snapshot before they are written.
             if (_drainPending && !_fresh.Covers(offset, offset + length))
             {
-                _mapping.Drain();
-                _drainPending = false;
+                DrainSnapshots();
             }
             return _mapping.GetSpan(offset, length);
         }
@@ -232,8 +244,7 @@ internal sealed class Lane
                 // The map bytes were declared (logged) when allocated or freed; they change only now.
                 if (_drainPending)
                 {
-                    _mapping.Drain();
-                    _drainPending = false;
+                    DrainSnapshots();
                 }
                 Span<byte> map = _mapping.GetSpan(_mapOffset, _heap.ObjectCount);
                 for (int i = 0; i < _allocatedCount; i++)
@@ -247,13 +258,30 @@ internal sealed class Lane
             }
             if (_entries > 0)
             {
+                // The commit record says "this generation committed" only together with the data it
+                // hashes, so it needs no fence of its own before it: data and record share one fence.
+                // Hashed before the flushes, while the lines are still in the cache (a CLWB may evict).
+                _hasher.Reset();
+                for (int i = 0; i < _entries; i++)
+                {
+                    CommitRecord.AppendEntry(_hasher, _mapping, _heap.Base, _heap.Layout, _entryPositions[i], _entryTargets[i], _entryLengths[i]);
+                }
+                ulong hash = _hasher.GetCurrentHashAsUInt64();
                 for (int i = 0; i < _declared.Count; i++)
                 {
                     _mapping.Flush(_declared.StartAt(i), _declared.EndAt(i) - _declared.StartAt(i));
                 }
+                // Entries declared after the last snapshot drain (nothing was changed in place under
+                // them) become durable with the record, which counts them.
+                FlushEntries();
+                CommitRecord.Write(_mapping.GetSpan(_word, HeapLayout.LaneLine), _generation, _entries, hash, _seed);
+                _mapping.Flush(_word, HeapLayout.LaneLine);
+                // The commit point: after this fence the data and the record are durable. The lane
+                // word is not written: the next transaction of this lane confirms this one by writing
+                // its first undo entry (a later generation at the start of the log), and a transaction
+                // of another lane that changes data in place first raises this lane's word (DrainSnapshots).
                 _mapping.Drain();
-                // The commit point: one failure-atomic 8-byte store makes every entry of this generation stale.
-                _mapping.Publish(_word, LaneWord.Encode(_generation));
+                _heap.MarkConfirmPending(Index, _generation);
                 _finished = _generation;
             }
             _heap.PushFree(_freed.AsSpan(0, _freedCount));
@@ -307,12 +335,45 @@ internal sealed class Lane
                 position += EntryHeader + ((length + 7) & ~7);
             }
             _mapping.Drain();
-            _mapping.Publish(_word, LaneWord.Encode(_generation));
+            // Durable before Abort returns: recovery must not roll this generation back again over
+            // changes made after it (its undo entries stay in the log).
+            _heap.RaiseLaneWord(Index, _generation);
+            _mapping.Drain();
+            _heap.ClearConfirmPending(Index);
             _finished = _generation;
         }
         _heap.PushFree(_allocated.AsSpan(0, _allocatedCount));
         Diagnostics.StorageCounts.OnAbort();
         End();
+    }
+
+    /// <summary>
+    /// Makes this transaction's snapshots durable before the first in-place change (the first of the
+    /// commit's two fences). The same fence confirms the last commit of every lane: this lane's by
+    /// the undo entry it makes durable (a later generation at the start of the log), other lanes' by
+    /// raising their words first. So once any transaction changes data in place after a commit
+    /// returned, that commit no longer depends on its data hash, which the change would break.
+    /// </summary>
+    private void DrainSnapshots()
+    {
+        FlushEntries();
+        _heap.ConfirmOtherLanes(Index);
+        if (!_heap.SkipSnapshotDrainForTest)
+        {
+            _mapping.Drain();
+        }
+        _heap.ClearConfirmPending(Index);
+        _drainPending = false;
+    }
+
+    /// <summary>Flushes the undo entries written since the last flush (without draining).</summary>
+    private void FlushEntries()
+    {
+        if (_flushed < _used)
+        {
+            _mapping.Flush(_log + _flushed, _used - _flushed);
+            _flushed = _used;
+        }
     }
 
     private void End()
@@ -332,9 +393,25 @@ internal sealed class Lane
         BinaryPrimitives.WriteUInt32LittleEndian(entry[28..], 0);
         _mapping.GetReadOnlySpan(target, length).CopyTo(entry[EntryHeader..]);
         BinaryPrimitives.WriteUInt64LittleEndian(entry, XxHash3.HashToUInt64(entry[8..], _seed));
-        _mapping.Flush(position, EntryHeader + length);
+        // Whole lines are flushed now; the last, partial line with the entries after it before the
+        // next drain (FlushEntries): it is often the next entry's first, and a flush may evict it.
+        if (_entries == _entryPositions.Length)
+        {
+            Array.Resize(ref _entryPositions, _entries * 2);
+            Array.Resize(ref _entryTargets, _entries * 2);
+            Array.Resize(ref _entryLengths, _entries * 2);
+        }
+        _entryPositions[_entries] = position;
+        _entryTargets[_entries] = target - _heap.Base;
+        _entryLengths[_entries] = length;
         _used += EntryHeader + ((length + 7) & ~7);
         _entries++;
+        int whole = _used & ~63;
+        if (whole > _flushed)
+        {
+            _mapping.Flush(_log + _flushed, whole - _flushed);
+            _flushed = whole;
+        }
         _drainPending = true;
     }
 

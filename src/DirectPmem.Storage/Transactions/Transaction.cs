@@ -127,8 +127,8 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     public void Free(long objectOffset) => Current.Free(objectOffset);
 
     /// <summary>
-    /// Commits: flushes and drains every declared range, then publishes the lane's new generation
-    /// with one failure-atomic 8-byte store. Durable on return.
+    /// Commits: hashes the logged ranges into the lane's commit record, flushes the declared ranges
+    /// and the record, and drains once. Durable on return.
     /// </summary>
     public void Commit() => Current.Commit();
 

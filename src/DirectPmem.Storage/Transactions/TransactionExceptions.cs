@@ -103,3 +103,33 @@ public sealed class HeapFullException : PmemException
     /// <summary>The size of one object in bytes.</summary>
     public int ObjectSize { get; }
 }
+
+/// <summary>
+/// <see cref="TransactionalHeap.Create"/> found a valid heap header at the region's start and did not
+/// wipe it: open it with <see cref="TransactionalHeap.Open"/>, or create with
+/// <see cref="TransactionalHeapOptions.ReplaceExisting"/> to replace it. The message names what is there.
+/// </summary>
+public sealed class TransactionalHeapExistsException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="offset">The mapping offset of the existing heap.</param>
+    /// <param name="formatVersion">The existing heap's format major version.</param>
+    /// <param name="regionLength">The region length recorded in the existing heap's header.</param>
+    /// <param name="message">What is there.</param>
+    public TransactionalHeapExistsException(long offset, int formatVersion, long regionLength, string message)
+        : base(message)
+    {
+        Offset = offset;
+        FormatVersion = formatVersion;
+        RegionLength = regionLength;
+    }
+
+    /// <summary>The mapping offset of the existing heap.</summary>
+    public long Offset { get; }
+
+    /// <summary>The existing heap's format major version.</summary>
+    public int FormatVersion { get; }
+
+    /// <summary>The region length recorded in the existing heap's header.</summary>
+    public long RegionLength { get; }
+}

@@ -13,20 +13,25 @@ namespace DirectPmem.Storage.Transactions;
 /// </summary>
 /// <remarks>
 /// <para><b>Layout</b> (see the format in the project README): a 4 KiB checksummed header, a fixed
-/// number of lanes (each a 64-byte generation word line and a bounded undo log), a root area, an
+/// number of lanes (each a 64-byte line with the generation word and the commit record, and two bounded undo logs), a root area, an
 /// allocation map (one byte per object) and the fixed-size objects. Transactions may modify the
 /// root, the objects and nothing else (<see cref="TransactionalAreaOffset"/>,
 /// <see cref="TransactionalAreaLength"/>).</para>
-/// <para><b>Protocol.</b> A transaction takes a free lane and the generation g = last finished
-/// generation of the lane + 1. Declaring a range writes an undo entry (checksum, g, target,
-/// length, old bytes) into the lane's log and flushes it; the first writable span handed out
-/// after a declaration drains first, so every snapshot is durable before its range is modified.
-/// Commit flushes every declared range, drains (the changes are durable), then publishes g in the
-/// lane's generation word with one failure-atomic 8-byte store and persist: that store is the
-/// commit point, and it invalidates the whole log without zeroing it (an entry counts only while
-/// its generation is the lane's generation + 1). Abort writes the snapshots back, persists them
-/// and publishes g the same way. Opening the heap rolls back every lane whose log holds valid
-/// entries of the next generation, then publishes it: a crash during recovery is recovered again.</para>
+/// <para><b>Protocol</b> (heap format 2; the README's transaction section says what a crash leaves
+/// at each step). A transaction takes a free lane and the generation g = last finished generation
+/// of the lane + 1. Declaring a range writes an undo entry (checksum, g, target, length, old bytes)
+/// into the lane's log for g's parity (a lane has two, so the entries of the last committed
+/// transaction survive while the next one writes) and flushes it; the first writable span handed
+/// out after a declaration drains first (fence 1), so every snapshot is durable before its range
+/// is modified. Commit hashes the new contents of the logged ranges (and of the objects it
+/// allocates) into a commit record in the lane line, flushes the ranges and the record and drains
+/// once (fence 2): the commit point. Recovery keeps g only if the record verifies for g and the
+/// media hashes to it; otherwise it rolls g back from its entries. The lane word is raised lazily:
+/// the lane's next transaction confirms g by its first entry (a later generation), another lane
+/// raises it before changing data in place, Abort and <see cref="Dispose"/> raise it. Abort writes
+/// the snapshots back, persists them and raises the word to g. Opening the heap rolls back every
+/// lane's unfinished transaction, then publishes the resolved generations: a crash during recovery
+/// is recovered again.</para>
 /// <para><b>Concurrency.</b> Up to <see cref="LaneCount"/> transactions run at once, one per lane;
 /// <see cref="Begin"/> waits (spinning) while every lane is busy. Transactions do not nest. The
 /// heap does not lock user data: two transactions that may touch the same bytes must be
@@ -47,6 +52,8 @@ public sealed class TransactionalHeap : IDisposable
     private readonly Lane[] _lanes;
     private readonly Lock _allocLock = new();
     private readonly int[] _freeStack;
+    // Per lane: the generation of its last commit while nothing on the media confirms it but its commit record (0 otherwise).
+    private readonly long[] _confirmPending;
     private int _freeCount;
     private int _disposed;
 
@@ -61,6 +68,7 @@ public sealed class TransactionalHeap : IDisposable
             _lanes[i] = new Lane(this, i, finished[i]);
         }
         _freeStack = new int[layout.ObjectCount];
+        _confirmPending = new long[layout.LaneCount];
         Diagnostics.StorageCounts.Touch();
     }
 
@@ -135,10 +143,16 @@ public sealed class TransactionalHeap : IDisposable
     /// <param name="options">The geometry; <see cref="TransactionalHeapOptions.Default"/> when null.</param>
     /// <returns>The new, empty heap.</returns>
     /// <exception cref="ArgumentException">The region is misaligned, outside the mapping, read-only or too small for the options.</exception>
+    /// <exception cref="TransactionalHeapExistsException">A valid heap header is at <paramref name="offset"/> and <see cref="TransactionalHeapOptions.ReplaceExisting"/> is not set; nothing was written.</exception>
     public static TransactionalHeap Create(DaxMapping mapping, long offset, long length, TransactionalHeapOptions? options = null)
     {
         CheckRegion(mapping, offset, length);
-        HeapLayout layout = HeapLayout.Compute(length, options ?? TransactionalHeapOptions.Default);
+        options ??= TransactionalHeapOptions.Default;
+        HeapLayout layout = HeapLayout.Compute(length, options);
+        if (!options.ReplaceExisting)
+        {
+            ThrowIfHeapExists(mapping, offset);
+        }
         // Invalidate an old header first, then format, then write the new header.
         mapping.Fill(offset, HeapLayout.HeaderBlock, 0);
         mapping.Fill(offset + layout.LanesOffset, layout.ObjectsOffset - layout.LanesOffset, 0, PmemCopyOptions.NoDrain);
@@ -177,43 +191,47 @@ public sealed class TransactionalHeap : IDisposable
         CheckRegion(mapping, offset, length);
         HeapLayout layout = HeapLayout.ReadHeader(mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength), length, offset);
         var finished = new ulong[layout.LaneCount];
+        var resolved = new ulong[layout.LaneCount];
+        var rolledBack = new bool[layout.LaneCount];
         var rollbacks = new List<(int Lane, long Entry, long Target, int Length)>();
         for (int lane = 0; lane < layout.LaneCount; lane++)
         {
             long word = offset + layout.LanesOffset + lane * layout.LaneStride;
-            if (!LaneWord.TryDecode(mapping.GetReadOnlyRef<ulong>(word), out ulong generation) || generation == LaneWord.MaxGeneration)
+            if (!LaneWord.TryDecode(mapping.GetReadOnlyRef<ulong>(word), out ulong generation) || generation >= LaneWord.MaxGeneration - 1)
             {
                 throw new TransactionalHeapFormatException(HeapField.LaneGeneration, word, string.Create(CultureInfo.InvariantCulture,
                     $"The generation word of lane {lane} (0x{mapping.GetReadOnlyRef<ulong>(word):x16}) does not verify: it is damaged."));
             }
             finished[lane] = generation;
-            if (!ScanLane(mapping, offset, layout, lane, generation + 1, rollbacks, out var outside))
+            int before = rollbacks.Count;
+            if (!ResolveLane(mapping, offset, layout, lane, generation, rollbacks, out resolved[lane], out var outside))
             {
                 throw new TransactionalHeapFormatException(HeapField.UndoEntry, outside.Entry, string.Create(CultureInfo.InvariantCulture,
                     $"An undo entry of lane {lane} verifies but names [0x{outside.Target:x}, +{outside.Length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x})."));
             }
+            rolledBack[lane] = rollbacks.Count > before;
         }
 
-        // Everything read has been validated: roll back, make it durable, then close each rolled-back generation.
+        // Everything read has been validated: roll back, make it durable, then close each resolved generation.
         long bytes = 0;
         foreach ((int _, long entry, long target, int entryLength) in rollbacks)
         {
             mapping.Write(mapping.GetReadOnlySpan(entry + Lane.EntryHeader, entryLength), offset + target, PmemCopyOptions.NoDrain);
             bytes += entryLength;
         }
-        int lanesRolledBack = 0;
         if (rollbacks.Count > 0)
         {
             mapping.Drain();
-            for (int lane = 0; lane < layout.LaneCount; lane++)
+        }
+        int lanesRolledBack = 0;
+        for (int lane = 0; lane < layout.LaneCount; lane++)
+        {
+            if (resolved[lane] != finished[lane])
             {
-                if (rollbacks.Exists(r => r.Lane == lane))
-                {
-                    finished[lane]++;
-                    mapping.Publish(offset + layout.LanesOffset + lane * layout.LaneStride, LaneWord.Encode(finished[lane]));
-                    lanesRolledBack++;
-                }
+                finished[lane] = resolved[lane];
+                mapping.Publish(offset + layout.LanesOffset + lane * layout.LaneStride, LaneWord.Encode(finished[lane]));
             }
+            lanesRolledBack += rolledBack[lane] ? 1 : 0;
         }
         var heap = new TransactionalHeap(mapping, offset, layout, finished);
         int allocated = heap.RebuildFreeList();
@@ -253,8 +271,44 @@ public sealed class TransactionalHeap : IDisposable
         return ObjectsOffset + (long)index * _layout.ObjectSize;
     }
 
-    /// <summary>Stops new transactions; the mapping stays open (it belongs to the caller).</summary>
-    public void Dispose() => Volatile.Write(ref _disposed, 1);
+    /// <summary>
+    /// Stops new transactions and, while the mapping is still open, confirms every lane's last commit
+    /// in its lane word (so that the heap at rest no longer depends on the commit records and undo
+    /// logs); the mapping stays open (it belongs to the caller).
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0 || _mapping.IsDisposed)
+        {
+            return;
+        }
+        // Inside the pool's read guard: a pool disposed first (or racing) leaves the words as they are.
+        PmemPool? pool = Owner;
+        if (pool is not null && !pool.TryEnterRead())
+        {
+            return;
+        }
+        try
+        {
+            bool raised = false;
+            for (int lane = 0; lane < _confirmPending.Length; lane++)
+            {
+                long generation = Volatile.Read(ref _confirmPending[lane]);
+                if (generation != 0)
+                {
+                    raised |= RaiseLaneWord(lane, (ulong)generation);
+                }
+            }
+            if (raised)
+            {
+                _mapping.Drain();
+            }
+        }
+        finally
+        {
+            pool?.ExitRead();
+        }
+    }
 
     internal int ObjectIndex(long objectOffset)
     {
@@ -304,6 +358,52 @@ public sealed class TransactionalHeap : IDisposable
         }
     }
 
+    /// <summary>Test hook for the sweeps' negative control: snapshots are flushed but not drained before in-place changes.</summary>
+    internal bool SkipSnapshotDrainForTest { get; set; }
+
+    internal void MarkConfirmPending(int lane, ulong generation) => Volatile.Write(ref _confirmPending[lane], (long)generation);
+
+    internal void ClearConfirmPending(int lane) => Volatile.Write(ref _confirmPending[lane], 0);
+
+    /// <summary>
+    /// Raises the word of every other lane whose last commit is not yet confirmed on the media to that
+    /// commit's generation, and flushes it (the caller's drain makes it durable).
+    /// </summary>
+    internal void ConfirmOtherLanes(int self)
+    {
+        long[] pending = _confirmPending;
+        for (int i = 0; i < pending.Length; i++)
+        {
+            long generation = Volatile.Read(ref pending[i]);
+            if (generation != 0 && i != self && RaiseLaneWord(i, (ulong)generation))
+            {
+                _mapping.Flush(_base + _layout.LanesOffset + i * _layout.LaneStride, 8);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets a lane's word to <paramref name="generation"/> unless it already says as much or more
+    /// (a compare-and-swap: another lane may raise it at the same time); flushes it, without draining.
+    /// Returns whether the word changed.
+    /// </summary>
+    internal bool RaiseLaneWord(int lane, ulong generation)
+    {
+        ref ulong word = ref _mapping.GetRef<ulong>(_base + _layout.LanesOffset + lane * _layout.LaneStride);
+        ulong current = Volatile.Read(ref word);
+        while (LaneWord.TryDecode(current, out ulong now) && now < generation)
+        {
+            ulong seen = Interlocked.CompareExchange(ref word, LaneWord.Encode(generation), current);
+            if (seen == current)
+            {
+                _mapping.Flush(_base + _layout.LanesOffset + lane * _layout.LaneStride, 8);
+                return true;
+            }
+            current = seen;
+        }
+        return false;
+    }
+
     private int RebuildFreeList()
     {
         ReadOnlySpan<byte> map = _mapping.GetReadOnlySpan(_base + _layout.MapOffset, _layout.ObjectCount);
@@ -348,17 +448,94 @@ public sealed class TransactionalHeap : IDisposable
     }
 
     /// <summary>
-    /// Collects into <paramref name="rollbacks"/>, in order, the undo entries of <paramref name="lane"/>'s
-    /// next <paramref name="generation"/> that verify (recovery rolls exactly these back; the walk stops at
-    /// the first entry of another generation, torn or failing its checksum). Reads only. Returns false when
-    /// an entry verifies but names a range outside the transactional area, with it in <paramref name="outside"/>:
-    /// recovery refuses such a heap. Shared by recovery and <see cref="PoolInspector.InspectHeap"/>.
+    /// Collects into <paramref name="rollbacks"/>, in order, the undo entries recovery rolls back for
+    /// <paramref name="lane"/> when its word says <paramref name="generation"/> - 1 finished (see
+    /// <see cref="ResolveLane"/>). Reads only. Returns false when an entry verifies but names a range
+    /// outside the transactional area, with it in <paramref name="outside"/>: recovery refuses such a
+    /// heap. Shared by recovery and <see cref="PoolInspector.InspectHeap"/>.
     /// </summary>
     internal static bool ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
         List<(int Lane, long Entry, long Target, int Length)> rollbacks, out (long Entry, long Target, uint Length) outside)
+        => ResolveLane(mapping, offset, layout, lane, generation - 1, rollbacks, out _, out outside);
+
+    /// <summary>
+    /// Decides what recovery does with a lane whose durable word says <paramref name="word"/> finished
+    /// (reads only). Format 2 writes the word only on abort, on recovery and when another lane
+    /// confirms a commit, so it may lag; the log and the commit record say the rest:
+    /// <list type="number">
+    /// <item>If the first undo entry of the log verifies with a generation g above the word, every
+    /// generation before g finished (a transaction writes its first entry only after the one before
+    /// it returned), and g is the one in flight: if the lane's commit record verifies for g, counts
+    /// as many entries as the log holds for g and its data hash matches the media, g committed and
+    /// nothing is rolled back; otherwise g's verified entries go to <paramref name="rollbacks"/>, in order.</item>
+    /// <item>Otherwise nothing in flight changed data in place (its first entry would be durable
+    /// before it did), and every transaction that wrote entries has finished.</item>
+    /// </list>
+    /// <paramref name="resolved"/> is the generation to publish as finished: g, or the highest of the
+    /// word and a verifying record's generation. Returns false when an entry verifies but names a
+    /// range outside the transactional area, with it in <paramref name="outside"/>.
+    /// </summary>
+    internal static bool ResolveLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong word,
+        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out ulong resolved, out (long Entry, long Target, uint Length) outside)
     {
         outside = default;
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine;
+        long line = offset + layout.LanesOffset + lane * layout.LaneStride;
+        long seed = Lane.ChecksumSeed(lane);
+        bool recordValid = CommitRecord.TryRead(mapping.GetReadOnlySpan(line, HeapLayout.LaneLine), seed, out ulong recorded, out int entries, out ulong dataHash)
+            && recorded < LaneWord.MaxGeneration - 1;
+        resolved = recordValid ? Math.Max(word, recorded) : word;
+        long logs = line + HeapLayout.LaneLine;
+        long half = layout.LaneLogSize;
+        ulong first = 0;
+        for (int h = 0; h < 2; h++)
+        {
+            if (TryReadEntry(mapping, logs + h * half, half, seed, out ulong generation)
+                && (int)(generation & 1) == h && generation > first && generation < LaneWord.MaxGeneration - 1)
+            {
+                first = generation;
+            }
+        }
+        if (first <= word || (recordValid && recorded > first))
+        {
+            // Nothing in flight changed data in place, or the record names a later transaction whose
+            // first entry never became durable (so it changed nothing in place before its commit fence).
+            return true;
+        }
+        int start = rollbacks.Count;
+        if (!ScanEntries(mapping, offset, layout, lane, first, rollbacks, out outside))
+        {
+            return false;
+        }
+        resolved = first;
+        int found = rollbacks.Count - start;
+        if (recordValid && recorded == first && entries == found
+            && CommitRecord.DataHash(mapping, offset, layout, lane, first, found, new XxHash3(seed)) == dataHash)
+        {
+            rollbacks.RemoveRange(start, found);
+        }
+        return true;
+    }
+
+    // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation.
+    private static bool TryReadEntry(DaxMapping mapping, long log, long capacity, long seed, out ulong generation)
+    {
+        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log, Lane.EntryHeader);
+        generation = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
+        if (length == 0 || length > capacity - Lane.EntryHeader)
+        {
+            return false;
+        }
+        return XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + 8, Lane.EntryHeader - 8 + (int)length), seed) == BinaryPrimitives.ReadUInt64LittleEndian(header);
+    }
+
+    // The verified undo entries of one generation, in order; the walk stops at the first entry of
+    // another generation, torn or failing its checksum.
+    private static bool ScanEntries(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
+        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out (long Entry, long Target, uint Length) outside)
+    {
+        outside = default;
+        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine + Lane.HalfOffset(layout, generation);
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
         for (long position = 0; position + Lane.EntryHeader <= capacity;)
@@ -388,6 +565,21 @@ public sealed class TransactionalHeap : IDisposable
             position += Lane.EntryHeader + ((length + 7) & ~7L);
         }
         return true;
+    }
+
+    // A header whose signature and checksum verify (any format version) is a live heap: Create refuses to wipe it.
+    private static void ThrowIfHeapExists(DaxMapping mapping, long offset)
+    {
+        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength);
+        if (BinaryPrimitives.ReadUInt64LittleEndian(header) != HeapLayout.Signature
+            || BinaryPrimitives.ReadUInt64LittleEndian(header[HeapLayout.ChecksumOffset..]) != XxHash3.HashToUInt64(header[..HeapLayout.ChecksumOffset]))
+        {
+            return;
+        }
+        int major = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
+        long region = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        throw new TransactionalHeapExistsException(offset, major, region, string.Create(CultureInfo.InvariantCulture,
+            $"TransactionalHeap.Create: a transactional heap (format {major}, a region of {region} bytes, {BinaryPrimitives.ReadInt32LittleEndian(header[24..])} lanes, {BinaryPrimitives.ReadInt64LittleEndian(header[40..])} objects of {BinaryPrimitives.ReadInt32LittleEndian(header[36..])} bytes) is at mapping offset 0x{offset:x}; creating would wipe it. Open it with TransactionalHeap.Open, or set TransactionalHeapOptions.ReplaceExisting to replace it."));
     }
 
     private static void CheckRegion(DaxMapping mapping, long offset, long length)

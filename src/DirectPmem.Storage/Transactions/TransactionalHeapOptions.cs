@@ -26,4 +26,11 @@ public sealed class TransactionalHeapOptions
 
     /// <summary>The number of objects; 0 (the default) takes as many as fit in the region.</summary>
     public int ObjectCount { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="TransactionalHeap.Create"/> may format over a region whose header is a valid
+    /// heap's (of any format version); false by default, and Create then refuses with
+    /// <see cref="TransactionalHeapExistsException"/> instead of wiping it.
+    /// </summary>
+    public bool ReplaceExisting { get; init; }
 }

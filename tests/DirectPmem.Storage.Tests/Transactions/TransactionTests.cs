@@ -270,7 +270,11 @@ public sealed class TransactionTests
         map.GetRef<byte>(40) ^= 1;
         map.GetRef<byte>(8) = 9;                            // major version
         Assert.Equal(HeapField.Version, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
-        map.GetRef<byte>(8) = 1;
+        map.GetRef<byte>(8) = 1;                            // format 1 (eager commit words): refused, saying so
+        TransactionalHeapFormatException old = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.Version, old.Field);
+        Assert.Contains("Heap format 1", old.Message, StringComparison.Ordinal);
+        map.GetRef<byte>(8) = 2;
         TransactionalHeap heap = Open(map);
         map.GetRef<byte>(HeapLayout.HeaderBlock + 2) ^= 0x40; // lane 0's generation word
         TransactionalHeapFormatException lane = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
@@ -283,6 +287,32 @@ public sealed class TransactionTests
         TransactionalHeapFormatException objects = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
         Assert.Equal(HeapField.ObjectMap, objects.Field);
         Assert.Equal(mapByte, objects.Offset);
+    }
+
+    [Fact]
+    public void CreateRefusesToWipeALiveHeapUnlessToldTo()
+    {
+        using SimulatedDevice device = NewDevice();
+        DaxMapping map = device.Mapping;
+        TransactionalHeap heap = Create(map);
+        using (Transaction tx = heap.Begin())
+        {
+            Fill(tx.Modify(heap.RootOffset, 8), 0x5A);
+            tx.Commit();
+        }
+        TransactionalHeapExistsException exists = Assert.Throws<TransactionalHeapExistsException>(() => Create(map));
+        Assert.Equal(0, exists.Offset);
+        Assert.Equal(2, exists.FormatVersion);
+        Assert.Equal(Length, exists.RegionLength);
+        Assert.Contains("TransactionalHeap.Create", exists.Message, StringComparison.Ordinal);
+        Assert.Contains("ReplaceExisting", exists.Message, StringComparison.Ordinal);
+        // Nothing was written: the heap opens with its data.
+        Assert.Equal(0x5A, Open(map).Mapping.GetReadOnlyRef<byte>(heap.RootOffset));
+        TransactionalHeap replaced = TransactionalHeap.Create(map, 0, Length, new TransactionalHeapOptions
+        {
+            LaneCount = Options.LaneCount, LaneLogSize = Options.LaneLogSize, RootSize = Options.RootSize, ObjectSize = Options.ObjectSize, ReplaceExisting = true,
+        });
+        Assert.Equal(0, map.GetReadOnlyRef<byte>(replaced.RootOffset));
     }
 
     [Fact]

@@ -11,7 +11,7 @@ internal static class TxKnobs
     private static bool Long => Environment.GetEnvironmentVariable("DIRECTPMEM_STORAGE_LONG") == "1";
 
     /// <summary>Random images per crash point when a point has more than <see cref="ExhaustiveLimit"/>.</summary>
-    public static int RandomImages => Get("DIRECTPMEM_TX_CRASH_RANDOM", 64, 512);
+    public static int RandomImages => Get("DIRECTPMEM_TX_CRASH_RANDOM", 96, 512);
 
     /// <summary>A crash point with at most this many images is enumerated exhaustively.</summary>
     public static int ExhaustiveLimit => Get("DIRECTPMEM_TX_CRASH_EXHAUSTIVE", 256, 1024);

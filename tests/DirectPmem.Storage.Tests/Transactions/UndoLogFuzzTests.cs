@@ -11,16 +11,17 @@ namespace DirectPmem.Storage.Tests.Transactions;
 /// </summary>
 public sealed class UndoLogFuzzTests(ITestOutputHelper output)
 {
-    private static readonly long LanesEnd = HeapLayout.HeaderBlock + Options.LaneCount * (64L + Options.LaneLogSize);
+    private static readonly long LanesEnd = HeapLayout.HeaderBlock + Options.LaneCount * (64L + 2L * Options.LaneLogSize);
 
     private sealed record Image(byte[] Media, string Expected, long InFlightStart, long InFlightEnd);
 
-    /// <summary>A heap at rest after the allocator workload (its logs full of stale entries).</summary>
+    /// <summary>A heap at rest (disposed, so every lane word confirms its last commit) after the allocator workload (its logs full of stale entries).</summary>
     private static Image AtRest()
     {
         using SimulatedDevice device = SimulatedDevice.Create(Length);
         TransactionalHeap heap = Create(device.Mapping);
         TransactionCrashTests.Objects(heap, () => { });
+        heap.Dispose();
         return new Image(device.GetMediaCopy(), Describe(heap), 0, 0);
     }
 
@@ -39,7 +40,11 @@ public sealed class UndoLogFuzzTests(ITestOutputHelper output)
         Fill(tx.GetSpan(o, 64), 0xDD);
         tx.GetRef<long>(r + 8) = o;
         Fill(tx.Modify(r + 400, 100), 0xCC);
-        long log = HeapLayout.HeaderBlock + tx.Lane * (64L + Options.LaneLogSize) + 64;
+        // Generations alternate between the lane's two logs: the one in flight is the
+        // log whose first entry has the higher generation.
+        long logs = HeapLayout.HeaderBlock + tx.Lane * (64L + 2L * Options.LaneLogSize) + 64;
+        long other = logs + Options.LaneLogSize;
+        long log = device.Mapping.GetReadOnlyRef<long>(other + 8) > device.Mapping.GetReadOnlyRef<long>(logs + 8) ? other : logs;
         long end = log + tx.LogBytesUsed;
         device.Mapping.Persist(0, Length);
         return new Image(device.GetMediaCopy(), before, log, end);
@@ -105,8 +110,8 @@ public sealed class UndoLogFuzzTests(ITestOutputHelper output)
             byte[] mutated = (byte[])image.Media.Clone();
             for (int lane = 0; lane < Options.LaneCount; lane++)
             {
-                long log = HeapLayout.HeaderBlock + lane * (64L + Options.LaneLogSize) + 64;
-                random.NextBytes(mutated.AsSpan((int)log, Options.LaneLogSize));
+                long log = HeapLayout.HeaderBlock + lane * (64L + 2L * Options.LaneLogSize) + 64;
+                random.NextBytes(mutated.AsSpan((int)log, 2 * Options.LaneLogSize));
             }
             using SimulatedDevice device = SimulatedDevice.FromImage(mutated);
             TransactionalHeap heap = Open(device.Mapping);
