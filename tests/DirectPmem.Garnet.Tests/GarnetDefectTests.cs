@@ -98,7 +98,7 @@ public sealed class GarnetDefectTests : IDisposable
         for (int boot = 0; boot < 5; boot++)
         {
             using ServerProcess server = ServerProcess.Start([.. where, .. (boot == 0 ? size : []), "--port", "0", "--commit-per-op", "--memory", "2m", "--page", "64k", "--segment", "8m", "--index", "1m", "--checkpoint-secs", "0"]);
-            using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{server.Port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
+            using ConnectionMultiplexer redis = GarnetOnPmem.Connect(server.Port);
             IDatabase db = redis.GetDatabase();
             int lost = 0;
             foreach ((string key, string value) in acked)
@@ -121,7 +121,7 @@ public sealed class GarnetDefectTests : IDisposable
                 int client = c;
                 tasks.Add(Task.Run(async () =>
                 {
-                    using ConnectionMultiplexer mine = ConnectionMultiplexer.Connect($"127.0.0.1:{server.Port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
+                    using ConnectionMultiplexer mine = GarnetOnPmem.Connect(server.Port);
                     IDatabase d = mine.GetDatabase();
                     try
                     {
@@ -188,7 +188,7 @@ public sealed class GarnetDefectTests : IDisposable
     public void LargeHashesWithATinyLogMemoryReadBackFromTheDevice(GarnetDevice device)
     {
         using GarnetNode node = GarnetNode.Start(device, Where(device), o => o.EnableAOF = false);
-        using ConnectionMultiplexer redis = ConnectionMultiplexer.Connect($"127.0.0.1:{node.Port},abortConnect=true,syncTimeout=20000");
+        using ConnectionMultiplexer redis = node.Connect(); // a hang ends at the scaled sync timeout
         IDatabase db = redis.GetDatabase();
         string big = new('h', 1000);
         const int Hashes = 10, Fields = 500;

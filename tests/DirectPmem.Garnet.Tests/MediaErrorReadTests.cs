@@ -18,11 +18,14 @@ public sealed class MediaErrorReadTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static IDevice Device(PmemVolume volume)
+    // Skips where the safe copy is missing; otherwise a volume on an emulated device in a file.
+    private (string Path, EmulatedVolume Volume, long FileLength) NewVolume()
     {
-        IDevice device = volume.CreateDeviceFactoryCreator().Create("base").Get(new FileDescriptor("Store", "hlog"));
-        device.Initialize(-1);
-        return device;
+        if (!DaxMapping.IsReadSafeSupported)
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64 and generated code): without it a read of a truncated range raises SIGBUS and ends the process");
+        string path = _dir.File("dev.dax");
+        EmulatedVolume volume = EmulatedVolume.Create(path, 8L << 20, new PmemVolumeOptions { ChunkSize = Chunk });
+        return (path, volume, new FileInfo(path).Length);
     }
 
     [Theory]
@@ -31,12 +34,9 @@ public sealed class MediaErrorReadTests : IDisposable
     [InlineData(Chunk - 4096)]
     public void AReadOfATruncatedRangeCompletesWithEioThroughTheCallbackAndTheProcessLives(long readOffset)
     {
-        if (!DaxMapping.IsReadSafeSupported)
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64 and generated code): without it a read of a truncated range raises SIGBUS and ends the process");
-        string path = _dir.File("dev.dax");
-        using EmulatedVolume v = EmulatedVolume.Create(path, 8L << 20, new PmemVolumeOptions { ChunkSize = Chunk });
-        long fileLength = new FileInfo(path).Length;
-        using IDevice device = Device(v.Volume);
+        (string path, EmulatedVolume v, long fileLength) = NewVolume();
+        using EmulatedVolume owned = v;
+        using IDevice device = PmemVolumeTests.Device(v.Volume);
         byte[] data = DeviceIo.Pattern((int)(2 * Chunk), 7);
         Assert.Equal(0u, DeviceIo.Write(device, 0, 0, data).ErrorCode);
         (DeviceIo.Completion before, byte[] back) = DeviceIo.Read(device, 0, (ulong)readOffset, 4096);
@@ -79,12 +79,9 @@ public sealed class MediaErrorReadTests : IDisposable
     [Fact]
     public void AReadThatStartsInAGoodChunkAndEndsInATruncatedOneFailsWholeWithEio()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64 and generated code): without it a read of a truncated range raises SIGBUS and ends the process");
-        string path = _dir.File("dev.dax");
-        using EmulatedVolume v = EmulatedVolume.Create(path, 8L << 20, new PmemVolumeOptions { ChunkSize = Chunk });
-        long fileLength = new FileInfo(path).Length;
-        using IDevice device = Device(v.Volume);
+        (string path, EmulatedVolume v, long fileLength) = NewVolume();
+        using EmulatedVolume owned = v;
+        using IDevice device = PmemVolumeTests.Device(v.Volume);
         Assert.Equal(0u, DeviceIo.Write(device, 0, 0, DeviceIo.Pattern((int)(2 * Chunk), 8)).ErrorCode);
         // Cut the file 4 KiB into the segment's first chunk, found in the mapping (which starts at
         // file offset 0) by the pattern's first page.

@@ -51,22 +51,20 @@ public sealed class GarnetNode : IDisposable
             options.DeviceType = DeviceType.RandomAccess;
         }
         configure?.Invoke(options);
-        var server = new GarnetServer(options);
+        GarnetServer server;
         try
         {
-            server.Start();
+            server = GarnetOnPmem.StartServer(options);
         }
         catch
         {
-            server.Dispose();
             volume?.Dispose();
             throw;
         }
         return new GarnetNode(server, volume, port);
     }
 
-    public ConnectionMultiplexer Connect() =>
-        ConnectionMultiplexer.Connect($"127.0.0.1:{Port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
+    public ConnectionMultiplexer Connect() => GarnetOnPmem.Connect(Port);
 
     public void Dispose()
     {
