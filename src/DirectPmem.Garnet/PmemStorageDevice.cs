@@ -26,9 +26,9 @@ namespace DirectPmem.Garnet;
 /// process has it: a read of poisoned media or of a page past the end of a truncated backing file
 /// completes with EIO and a <see cref="PmemVolumeException"/> (<see cref="PmemVolumeError.MediaError"/>)
 /// naming the device, segment and offsets, and the process goes on.</para>
-/// <para>Inline completion is inside Tsavorite's contract: its own <c>LocalMemoryDevice</c> completes
-/// inline when configured so, and every caller waits on what the callback signals rather than on
-/// <c>ReadAsync</c> returning. The callback is Tsavorite's code and runs outside the device's error
+/// <para>Inline completion is inside Tsavorite's contract: <see cref="IDevice"/> promises only that the
+/// callback runs once, on some thread, and Tsavorite's own <c>LocalMemoryDevice</c> completes inline
+/// when configured so. The callback is Tsavorite's code and runs outside the device's error
 /// handling: an exception it throws (a deserialization failure of a record it read, say) is not a
 /// device error and is not turned into one. It reaches the caller of <c>ReadAsync</c>, as with
 /// <c>LocalMemoryDevice</c>; an asynchronous device such as the <c>RandomAccess</c> file device
