@@ -21,7 +21,18 @@ namespace DirectPmem.Garnet;
 /// <see cref="PmemVolume"/> describes.</para>
 /// <para>Errors (misalignment, a full volume, a closed volume) are reported through the
 /// callback's error code (an errno: EINVAL 22, ENOSPC 28, EIO 5) with the exception as
-/// <c>ioException</c>; <c>ReadAsync</c>/<c>WriteAsync</c> never throw.</para>
+/// <c>ioException</c>; the device's own work in <c>ReadAsync</c>/<c>WriteAsync</c> never throws.
+/// Reads copy through the poison-safe <see cref="DirectPmem.Mapping.DaxMapping.ReadSafe"/> where the
+/// process has it: a read of poisoned media or of a page past the end of a truncated backing file
+/// completes with EIO and a <see cref="PmemVolumeException"/> (<see cref="PmemVolumeError.MediaError"/>)
+/// naming the device, segment and offsets, and the process goes on.</para>
+/// <para>Inline completion is inside Tsavorite's contract: <see cref="IDevice"/> promises only that the
+/// callback runs once, on some thread, and Tsavorite's own <c>LocalMemoryDevice</c> completes inline
+/// when configured so. The callback is Tsavorite's code and runs outside the device's error
+/// handling: an exception it throws (a deserialization failure of a record it read, say) is not a
+/// device error and is not turned into one. It reaches the caller of <c>ReadAsync</c>, as with
+/// <c>LocalMemoryDevice</c>; an asynchronous device such as the <c>RandomAccess</c> file device
+/// drops it in a discarded task and the waiter hangs instead (docs/garnet-known-defects.md).</para>
 /// </remarks>
 internal sealed class PmemStorageDevice : StorageDeviceBase
 {

@@ -55,6 +55,11 @@ public sealed class PmemVolume : IDisposable
     private const long MinChunkSize = 4096;
     private const long MaxChunkSize = 64L << 20;
 
+    // Whether reads go through the poison-safe copy (DaxMapping.ReadSafe): decided once per
+    // process. Where it is unavailable (not x86-64, generated code disabled) a read of poison or of
+    // a truncated file raises SIGBUS as any load from a mapping does.
+    private static readonly bool s_readSafe = DaxMapping.IsReadSafeSupported;
+
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly DaxMapping _map;
@@ -448,12 +453,29 @@ public sealed class PmemVolume : IDisposable
             long within = offset & mask;
             int length = (int)Math.Min(destination.Length, ChunkSize - within);
             int chunk = segment.ChunkAt(index);
-            if (chunk >= 0)
-                _map.GetReadOnlySpan(ChunkOffset(chunk) + within, length).CopyTo(destination);
-            else
+            if (chunk < 0)
                 destination[..length].Clear();
+            else if (s_readSafe)
+                ReadChunkSafe(segment, offset, ChunkOffset(chunk) + within, destination[..length]);
+            else
+                _map.GetReadOnlySpan(ChunkOffset(chunk) + within, length).CopyTo(destination);
             destination = destination[length..];
             offset += length;
+        }
+    }
+
+    private void ReadChunkSafe(VolumeSegment segment, long segmentOffset, long mapOffset, Span<byte> destination)
+    {
+        try
+        {
+            _map.ReadSafe(mapOffset, destination);
+        }
+        catch (PmemMediaErrorException e)
+        {
+            throw new PmemVolumeException(PmemVolumeError.MediaError,
+                $"'{segment.Name}' segment {segment.Segment}: reading {destination.Length} bytes at segment offset {segmentOffset} " +
+                $"(offset {mapOffset} of {Describe(_map)}) met {(e.Kind == MediaErrorKind.Poison ? "a media error (poison)" : "a page past the end of the truncated file")} " +
+                $"at mapping offset {e.BadOffset} ({e.BadLength} bytes).", e);
         }
     }
 

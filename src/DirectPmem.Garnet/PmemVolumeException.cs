@@ -26,6 +26,13 @@ public enum PmemVolumeError
 
     /// <summary>The mapping already holds a volume and formatting it was not asked for.</summary>
     AlreadyFormatted = 7,
+
+    /// <summary>
+    /// A read met memory it could not read: poison (a media error) or a page past the end of a
+    /// truncated backing file. The inner exception is the <see cref="PmemMediaErrorException"/>
+    /// that names the bad range. The device reports it to Tsavorite as EIO.
+    /// </summary>
+    MediaError = 8,
 }
 
 /// <summary>
@@ -39,6 +46,15 @@ public sealed class PmemVolumeException : IOException
     /// <param name="error">Which rule was broken.</param>
     /// <param name="message">What was wrong, naming the device, offset and required alignment where they apply.</param>
     public PmemVolumeException(PmemVolumeError error, string message) : base(message)
+    {
+        Error = error;
+    }
+
+    /// <summary>Creates the exception with the error that caused it.</summary>
+    /// <param name="error">Which rule was broken.</param>
+    /// <param name="message">What was wrong, naming the device, offset and required alignment where they apply.</param>
+    /// <param name="innerException">The error underneath, such as the <see cref="PmemMediaErrorException"/> of a read.</param>
+    public PmemVolumeException(PmemVolumeError error, string message, Exception? innerException) : base(message, innerException)
     {
         Error = error;
     }

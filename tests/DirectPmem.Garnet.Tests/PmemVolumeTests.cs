@@ -15,7 +15,7 @@ public sealed class PmemVolumeTests : IDisposable
     private EmulatedVolume NewVolume(long size = 8L << 20, PmemVolumeOptions? options = null) =>
         EmulatedVolume.Create(_dir.File("dev.dax"), size, options);
 
-    private static IDevice Device(PmemVolume volume, string dir = "Store", string file = "hlog", long segmentSize = -1)
+    internal static IDevice Device(PmemVolume volume, string dir = "Store", string file = "hlog", long segmentSize = -1)
     {
         IDevice device = volume.CreateDeviceFactoryCreator().Create("base").Get(new FileDescriptor(dir, file));
         device.Initialize(segmentSize);

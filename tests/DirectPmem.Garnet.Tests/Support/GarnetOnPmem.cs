@@ -44,6 +44,12 @@ public sealed class GarnetOnPmem : IDisposable
             port = Ports.FreeLoopbackPort();
         GarnetServerOptions options = DefaultOptions(port).UsePmemVolume(volume.Volume);
         configure?.Invoke(options);
+        return new GarnetOnPmem(volume, StartServer(options), port);
+    }
+
+    /// <summary>Creates and starts a server; one that fails to start is disposed before the exception leaves.</summary>
+    public static GarnetServer StartServer(GarnetServerOptions options)
+    {
         var server = new GarnetServer(options);
         try
         {
@@ -54,11 +60,14 @@ public sealed class GarnetOnPmem : IDisposable
             server.Dispose();
             throw;
         }
-        return new GarnetOnPmem(volume, server, port);
+        return server;
     }
 
-    public ConnectionMultiplexer Connect() =>
-        ConnectionMultiplexer.Connect($"127.0.0.1:{Port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
+    /// <summary>An admin-enabled StackExchange.Redis connection to a loopback port, with the tests' timeouts.</summary>
+    public static ConnectionMultiplexer Connect(int port) =>
+        ConnectionMultiplexer.Connect($"127.0.0.1:{port},allowAdmin=true,abortConnect=true,{RedisTimeouts.Options}");
+
+    public ConnectionMultiplexer Connect() => Connect(Port);
 
     public void Dispose()
     {

@@ -8,12 +8,14 @@ namespace DirectPmem.Garnet.Tests.Support;
 public sealed class ServerProcess : IDisposable
 {
     private readonly Process _process;
-    private readonly StringBuilder _output = new();
+    // Every line the child printed, appended as it comes (also after READY).
+    private readonly StringBuilder _output;
 
-    private ServerProcess(Process process, int port)
+    private ServerProcess(Process process, int port, StringBuilder output)
     {
         _process = process;
         Port = port;
+        _output = output;
     }
 
     public int Port { get; }
@@ -30,13 +32,7 @@ public sealed class ServerProcess : IDisposable
     /// <summary>Starts the server and waits for its READY line; a start-up failure throws with the child's output.</summary>
     public static ServerProcess Start(params string[] args)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, "DirectPmem.GarnetServer.dll");
-        var info = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(dll);
-        foreach (string arg in args)
-            info.ArgumentList.Add(arg);
-        info.Environment["DOTNET_gcServer"] = "0";
-        Process process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
+        Process process = Process.Start(Info(args)) ?? throw new InvalidOperationException("dotnet did not start");
         var ready = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new StringBuilder();
         void OnLine(string? line)
@@ -68,10 +64,33 @@ public sealed class ServerProcess : IDisposable
             string why = timedOut ? $"did not print READY {TestTime.Describe(limit)} and was killed" : "exited before printing READY";
             throw new InvalidOperationException($"The server {why} (exit {exitCode}):\n{text}");
         }
-        var server = new ServerProcess(process, ready.Task.Result);
-        lock (output)
-            server._output.Append(output);
-        return server;
+        return new ServerProcess(process, ready.Task.Result, output);
+    }
+
+    /// <summary>Runs the server to its exit (a refused start), returning its exit code, stdout and stderr.</summary>
+    public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    {
+        using Process process = Process.Start(Info(args)) ?? throw new InvalidOperationException("dotnet did not start");
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        TimeSpan limit = TestTime.Limit(TimeSpan.FromMinutes(2));
+        if (!process.WaitForExit(limit))
+        {
+            TestTime.KillAndWait(process);
+            throw new TimeoutException($"The server did not exit {TestTime.Describe(limit)} with arguments '{string.Join(' ', args)}' and was killed.");
+        }
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static ProcessStartInfo Info(string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "DirectPmem.GarnetServer.dll");
+        var info = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(dll);
+        foreach (string arg in args)
+            info.ArgumentList.Add(arg);
+        info.Environment["DOTNET_gcServer"] = "0";
+        return info;
     }
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>
