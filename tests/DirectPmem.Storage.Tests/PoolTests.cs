@@ -14,7 +14,7 @@ public sealed class PoolTests
     /// <summary>Rewrites both header copies with a field changed and a valid checksum.</summary>
     internal static void Tamper(DaxMapping mapping, Action<PoolHeader> change)
     {
-        PoolHeader header = PoolHeader.Parse(mapping.GetReadOnlySpan(0, PoolHeader.Size), null);
+        PoolHeader header = PoolHeader.Read(mapping.GetReadOnlySpan(0, PoolHeader.Size), new CollectingPoolSink());
         change(header);
         byte[] block = new byte[PoolHeader.Size];
         header.WriteTo(block);
@@ -34,20 +34,21 @@ public sealed class PoolTests
             Assert.Equal(64 * 1024, pool.Size);
             Assert.Equal(4096, pool.PageSize);
             Assert.Equal(8192, pool.ReservedOffset);
-            Assert.Equal(8192, pool.ReservedLength);
-            Assert.Equal(16384, pool.DataOffset);
+            Assert.Equal(8192 + 8192, pool.ReservedLength); // the directory's two blocks, then the 8 KiB asked for
+            Assert.Equal(24576, pool.DataOffset);
             Assert.Equal(0, pool.RootOffset);
             Assert.True(pool.WasCleanlyClosed);
             Assert.False(pool.IsReadOnly);
-            pool.SetRoot(20480);
+            pool.SetRoot(28672);
         }
         using PmemPool reopened = PmemPool.Open(mapping, Layout);
         Assert.Equal(uuid, reopened.Uuid);
-        Assert.Equal(20480, reopened.RootOffset);
+        Assert.Equal(28672, reopened.RootOffset);
         Assert.True(reopened.WasCleanlyClosed);
         Assert.False(reopened.NeedsRecovery);
         Assert.Equal(PoolHeaderRepair.None, reopened.HeaderRepair);
-        Assert.Equal(new Version(1, 0), reopened.FormatVersion);
+        Assert.Equal(new Version(1, 1), reopened.FormatVersion);
+        Assert.Equal(PoolFeatures.Directory | PoolFeatures.DurabilityRecorded, reopened.Features);
         Assert.True(Math.Abs((DateTimeOffset.UtcNow - reopened.CreationTime).TotalMinutes) < 5);
     }
 
@@ -152,7 +153,7 @@ public sealed class PoolTests
                 case "size": h.PoolSize = 128 * 1024; break;
                 case "pagesize": h.PageSize = 2 << 20; break;
                 case "reserved": h.ReservedLength = 100; break;
-                case "data": h.DataOffset = 12288 + 4096; break;
+                case "data": h.DataOffset += 4096; break;
                 case "root": h.RootOffset = 4096; break;
                 case "state": h.State = 7; break;
             }
@@ -186,10 +187,10 @@ public sealed class PoolTests
     {
         using DaxMapping mapping = NewMapping();
         PmemPool.Create(mapping, Layout).Dispose();
-        Tamper(mapping, h => h.Compat = 0xFF);
+        Tamper(mapping, h => h.Compat |= 0xF0);
         using PmemPool pool = PmemPool.Open(mapping, Layout);
         Assert.False(pool.IsReadOnly);
-        Assert.Equal(0xFFUL, pool.CompatFeatures);
+        Assert.Equal(PoolFeatures.Directory | PoolFeatures.DurabilityRecorded, pool.Features);
     }
 
     [Fact]
@@ -213,7 +214,7 @@ public sealed class PoolTests
     {
         using DaxMapping mapping = NewMapping();
         PmemPool.Create(mapping, Layout).Dispose();
-        mapping.GetSpan(PmemPool.BackupHeaderOffset + 3000, 1)[0] ^= 1;
+        mapping.GetSpan(PoolHeader.BackupOffset + 3000, 1)[0] ^= 1;
         using (PmemPool pool = PmemPool.Open(mapping, Layout))
         {
             Assert.Equal(PoolHeaderRepair.BackupRestoredFromPrimary, pool.HeaderRepair);
