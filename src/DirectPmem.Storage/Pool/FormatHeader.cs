@@ -97,7 +97,7 @@ internal static class FormatHeader
     {
         FormatCopyState.Intact => "intact",
         FormatCopyState.Zero => "no signature (all zero: never written, or wiped)",
-        FormatCopyState.NoSignature => "no " + rules.Name + " signature \"" + SignatureText(rules) + "\" (overwritten, or not this format)",
+        FormatCopyState.NoSignature => "no signature \"" + SignatureText(rules) + "\" (overwritten, or not a " + rules.Name + ")",
         _ => string.Create(CultureInfo.InvariantCulture,
             $"checksum 0x{StoredChecksum(block):x16} does not match the contents (0x{ComputeChecksum(block):x16}): torn or damaged"),
     };

@@ -29,7 +29,7 @@ public static class PoolInspector
     {
         ArgumentNullException.ThrowIfNull(mapping);
         var sink = new CollectingPoolSink();
-        if (mapping.Length < PmemPool.MinimumOpenSize)
+        if (mapping.Length < 2 * PoolHeader.Size)
         {
             sink.Report(PoolHeaderField.Size, PoolProblemSeverity.Error, Invariant($"the mapping has {mapping.Length} bytes, fewer than the smallest pool ({PmemPool.MinimumOpenSize} bytes: two headers and a data page)"));
             return new PoolInspection(sink.Problems, "-", "-");
@@ -41,6 +41,11 @@ public static class PoolInspector
         string primaryState = primaryLost ?? FormatHeader.Describe(primary, PoolHeader.Rules);
         string backupState = backupLost ?? FormatHeader.Describe(backup, PoolHeader.Rules);
         bool signature = (primaryLost is null && PoolHeader.HasSignature(primary)) || (backupLost is null && PoolHeader.HasSignature(backup));
+        if (mapping.Length < PmemPool.MinimumOpenSize)
+        {
+            sink.Report(PoolHeaderField.Size, PoolProblemSeverity.Error, Invariant($"the mapping has {mapping.Length} bytes, fewer than the smallest pool ({PmemPool.MinimumOpenSize} bytes: two headers and a data page)"));
+            return new PoolInspection(sink.Problems, primaryState, backupState) { LooksLikePool = signature };
+        }
         if (!FormatHeader.Choose(primaryLost is null ? primary : null, backupLost is null ? backup : null, PoolHeader.Rules, out bool primaryChosen, out PoolHeaderRepair repair))
         {
             sink.Report(PoolHeaderField.Checksum, PoolProblemSeverity.Error, "primary header (offset 0): " + primaryState);
