@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Storage;
 
@@ -93,6 +94,17 @@ public sealed partial class PmemPool : IDisposable
 
     /// <summary>When the pool was created.</summary>
     public DateTimeOffset CreationTime => DateTimeOffset.FromUnixTimeMilliseconds(_header.CreationTimeMs);
+
+    /// <summary>
+    /// The durability the pool was created with (the mapping's <see cref="DaxMapping.Granularity"/> then), or
+    /// <see langword="null"/> for a format 1.0 pool, which did not record it. A writable open with weaker
+    /// durability is refused unless <see cref="PoolOpenOptions.AllowWeakerDurability"/> is set.
+    /// </summary>
+    public PersistGranularity? Durability => RecordedDurability(_header);
+
+    /// <summary>The backing the pool was created on, or <see langword="null"/> for a format 1.0 pool.</summary>
+    public MappingBacking? CreatedOnBacking => (_header.Compat & PoolHeader.CompatDurability) != 0 && _header.Backing is >= 1 and <= (byte)MappingBacking.DeviceDax + 1
+        ? (MappingBacking)(_header.Backing - 1) : null;
 
     /// <summary>The format version the pool was written with.</summary>
     public Version FormatVersion => new(_header.Major, _header.Minor);
@@ -557,6 +569,14 @@ public sealed partial class PmemPool : IDisposable
             readOnly = "the mapping is read-only";
         }
 
+        // 12: a writable open must not run with weaker durability than the pool was created with, unless asked.
+        if (readOnly is null && !options.AllowWeakerDurability && RecordedDurability(header) is PersistGranularity recorded && mapping.Granularity < recorded)
+        {
+            throw new PoolDurabilityException(recorded, mapping.Granularity,
+                $"The pool was created with {recorded} durability on {(MappingBacking)(header.Backing - 1)}; this mapping ({mapping.Backing}) gives {mapping.Granularity}, which is weaker. " +
+                "Map it as it was created (for example with DaxMappingOptions.ForceCacheLineGranularity if it was created so), open it read-only, or set PoolOpenOptions.AllowWeakerDurability.", path);
+        }
+
         ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
         bool dirtyDetected = dirty.HasValue && (header.Flags & PoolHeader.FlagDirtyShutdownKnown) != 0 && dirty.Value != header.DirtyShutdownCount;
         var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot, directory, directoryGeneration)
@@ -668,6 +688,10 @@ public sealed partial class PmemPool : IDisposable
     }
 
     private static bool Intact(ReadOnlySpan<byte> block) => PoolHeader.Intact(block);
+
+    private static PersistGranularity? RecordedDurability(PoolHeader header)
+        => (header.Compat & PoolHeader.CompatDurability) != 0 && header.Durability is >= 1 and <= (byte)PersistGranularity.Byte + 1
+            ? (PersistGranularity)(header.Durability - 1) : null;
 
     // Backup first, then primary, each durable before the next: a crash leaves at least one intact copy.
     private void UpdateHeader(PoolHeader next)

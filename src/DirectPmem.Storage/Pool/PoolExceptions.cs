@@ -1,4 +1,5 @@
 using DirectPmem.Geometry;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Storage;
 
@@ -137,4 +138,31 @@ public sealed class PoolDirectoryException : PmemException
 
     /// <summary>What the directory holds under <see cref="Name"/>, or <see langword="null"/>.</summary>
     public PoolDirectoryEntry? Existing { get; }
+}
+
+/// <summary>
+/// A writable open was refused because the mapping makes data durable more weakly than the pool was created
+/// with (for example a pool created with forced cache-line flushing, reopened with page-cache msync, or a pool
+/// created on persistent memory reopened on a copy in volatile memory). Open with
+/// <see cref="PoolOpenOptions.AllowWeakerDurability"/> to accept it, or map the pool as it was created.
+/// </summary>
+public sealed class PoolDurabilityException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="recorded">The durability the pool was created with.</param>
+    /// <param name="actual">The durability of the mapping it was opened with.</param>
+    /// <param name="message">What was found and what the caller can do.</param>
+    /// <param name="path">The file or device of the pool, if known.</param>
+    public PoolDurabilityException(PersistGranularity recorded, PersistGranularity actual, string message, string? path)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        Recorded = recorded;
+        Actual = actual;
+    }
+
+    /// <summary>The durability the pool was created with.</summary>
+    public PersistGranularity Recorded { get; }
+
+    /// <summary>The durability of the mapping the open was given.</summary>
+    public PersistGranularity Actual { get; }
 }

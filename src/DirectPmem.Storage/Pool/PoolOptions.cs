@@ -7,8 +7,8 @@ public sealed class PoolCreateOptions
     public static PoolCreateOptions Default { get; } = new();
 
     /// <summary>
-    /// Bytes reserved after the two header blocks for the library's own structures (transaction
-    /// lanes, allocator metadata), a multiple of 4096; zeroed at creation. 0 by default.
+    /// Bytes reserved for the library's own future structures after the pool directory (which takes the first
+    /// 8 KiB of the reserved area whatever this says), a multiple of 4096; zeroed at creation. 0 by default.
     /// </summary>
     public long ReservedLength { get; init; }
 
@@ -36,6 +36,13 @@ public sealed class PoolOpenOptions
 
     /// <summary>What an open does when known bad ranges (media errors) overlap the pool; <see cref="PoolBadBlockPolicy.Refuse"/> by default.</summary>
     public PoolBadBlockPolicy BadBlockPolicy { get; init; }
+
+    /// <summary>
+    /// Accept a writable open whose mapping makes data durable more weakly than the pool records it was created
+    /// with (<see cref="PmemPool.Durability"/>; the order is volatile, page, cache line, byte). Off by default:
+    /// such an open throws <see cref="PoolDurabilityException"/>. Read-only opens write nothing and are never refused for it.
+    /// </summary>
+    public bool AllowWeakerDurability { get; init; }
 }
 
 /// <summary>
