@@ -264,43 +264,83 @@ public sealed class PoolTests
     {
         using var dir = new TempDirectory();
         string sys = dir.File("sys");
-        WriteCount(sys, "nmem0", "3");
-        WriteCount(sys, "nmem1", "10");
-        Directory.CreateDirectory(Path.Combine(sys, "bus", "nd", "devices", "nmem2")); // no nfit: not counted
+        TwoRegions(sys);
         using DaxMapping mapping = NewMapping();
-        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys }))
+        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys, NvdimmRegion = "region0" }))
         {
-            Assert.Equal(13UL, pool.DirtyShutdownCount);
+            Assert.Equal(13UL, pool.DirtyShutdownCount); // nmem0 and nmem1 only: nmem2 and nmem3 are region1's
         }
-        using (PmemPool same = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys }))
+        var open = new PoolOpenOptions { SysfsRoot = sys, NvdimmRegion = "region0" };
+        using (PmemPool same = PmemPool.Open(mapping, Layout, open))
         {
             Assert.False(same.DirtyShutdownDetected);
             Assert.False(same.NeedsRecovery);
         }
+        // A dirty shutdown of another region's DIMM does not concern the pool.
+        WriteCount(sys, "nmem3", "1000");
+        using (PmemPool other = PmemPool.Open(mapping, Layout, open))
+        {
+            Assert.False(other.DirtyShutdownDetected);
+            Assert.Equal(13UL, other.DirtyShutdownCount);
+        }
         WriteCount(sys, "nmem1", "11\n");
-        using (PmemPool moved = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys }))
+        using (PmemPool moved = PmemPool.Open(mapping, Layout, open))
         {
             Assert.True(moved.WasCleanlyClosed);
             Assert.True(moved.DirtyShutdownDetected);
             Assert.True(moved.NeedsRecovery);
             Assert.Equal(14UL, moved.DirtyShutdownCount);
         }
-        using PmemPool recorded = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys });
+        using PmemPool recorded = PmemPool.Open(mapping, Layout, open);
         Assert.False(recorded.DirtyShutdownDetected);
+    }
+
+    [Fact]
+    public void DirtyShutdownCountCoversExactlyTheDimmsOfTheRegion()
+    {
+        using var dir = new TempDirectory();
+        string sys = dir.File("sys");
+        TwoRegions(sys);
+        Assert.Equal(13UL, DirtyShutdownCounter.Read(sys, "region0"));
+        Assert.Equal(105UL, DirtyShutdownCounter.Read(sys, "region1"));
+        Assert.Null(DirtyShutdownCounter.Read(sys, "region7")); // no such region
+        Assert.Null(DirtyShutdownCounter.Read(sys, null)); // memory or a file off pmem: no region, no count
+        Assert.Null(DirtyShutdownCounter.Read(sys, "../region0"));
+        // A pool on no region has no count, whatever the machine's DIMMs say.
+        using DaxMapping mapping = NewMapping();
+        Assert.Null(mapping.NvdimmRegion);
+        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys });
+        Assert.Null(pool.DirtyShutdownCount);
     }
 
     [Fact]
     public void DirtyShutdownCountIsUnknownWithoutNmemsOrWithGarbage()
     {
         using var dir = new TempDirectory();
-        Assert.Null(DirtyShutdownCounter.Read(dir.Path));
-        WriteCount(dir.Path, "nmem0", "7");
-        Assert.Equal(7UL, DirtyShutdownCounter.Read(dir.Path));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region0"));
+        TwoRegions(dir.Path);
+        Assert.Equal(13UL, DirtyShutdownCounter.Read(dir.Path, "region0"));
         WriteCount(dir.Path, "nmem1", "-1");
-        Assert.Null(DirtyShutdownCounter.Read(dir.Path));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region0"));
+        Assert.Equal(105UL, DirtyShutdownCounter.Read(dir.Path, "region1")); // the other region is unaffected
+        File.Delete(Path.Combine(dir.Path, "bus", "nd", "devices", "nmem2", "nfit", "dirty_shutdown"));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region1")); // a DIMM without a count: unknown, not a partial sum
         using DaxMapping mapping = NewMapping();
-        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path });
+        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path, NvdimmRegion = "region0" });
         Assert.Null(pool.DirtyShutdownCount);
+    }
+
+    // Two interleave sets as the kernel lays them out: region0 over nmem0 and nmem1, region1 over nmem2 and nmem3.
+    private static void TwoRegions(string sys)
+    {
+        WriteCount(sys, "nmem0", "3");
+        WriteCount(sys, "nmem1", "10");
+        WriteCount(sys, "nmem2", "100");
+        WriteCount(sys, "nmem3", "5");
+        WriteMapping(sys, "region0", 0, "nmem0,0,4294967296,0");
+        WriteMapping(sys, "region0", 1, "nmem1,0,4294967296,1");
+        WriteMapping(sys, "region1", 0, "nmem2,0,4294967296,0");
+        WriteMapping(sys, "region1", 1, "nmem3,0,4294967296,1");
     }
 
     private static void WriteCount(string sys, string nmem, string text)
@@ -308,6 +348,13 @@ public sealed class PoolTests
         string nfit = Path.Combine(sys, "bus", "nd", "devices", nmem, "nfit");
         Directory.CreateDirectory(nfit);
         File.WriteAllText(Path.Combine(nfit, "dirty_shutdown"), text);
+    }
+
+    private static void WriteMapping(string sys, string region, int index, string text)
+    {
+        string dir = Path.Combine(sys, "bus", "nd", "devices", region);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "mapping" + index.ToString(System.Globalization.CultureInfo.InvariantCulture)), text + "\n");
     }
 
     [Fact]

@@ -154,7 +154,10 @@ public sealed partial class PmemPool : IDisposable
     /// </summary>
     public bool DirtyShutdownDetected { get; private init; }
 
-    /// <summary>The current dirty-shutdown count (sum over nmem devices), or <see langword="null"/> when sysfs exposes none.</summary>
+    /// <summary>
+    /// The current dirty-shutdown count: the sum over the NVDIMMs of the pool's own region (<see cref="DaxMapping.NvdimmRegion"/>,
+    /// as libpmem2's <c>pmem2_source_device_usc</c> counts), or <see langword="null"/> when the pool is on no region or a count cannot be read.
+    /// </summary>
     public ulong? DirtyShutdownCount { get; private init; }
 
     /// <summary>
@@ -436,7 +439,7 @@ public sealed partial class PmemPool : IDisposable
             throw new PmemException("The mapping already holds a pool (an intact header); set PoolCreateOptions.Overwrite to replace it.",
                 call: null, errno: 0, mapping.Path);
         }
-        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot, options.NvdimmRegion ?? mapping.NvdimmRegion);
         long reservedLength = PoolDirectory.Length + options.ReservedLength;
         var header = new PoolHeader
         {
@@ -577,7 +580,7 @@ public sealed partial class PmemPool : IDisposable
                 "Map it as it was created (for example with DaxMappingOptions.ForceCacheLineGranularity if it was created so), open it read-only, or set PoolOpenOptions.AllowWeakerDurability.", path);
         }
 
-        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot, options.NvdimmRegion ?? mapping.NvdimmRegion);
         bool dirtyDetected = dirty.HasValue && (header.Flags & PoolHeader.FlagDirtyShutdownKnown) != 0 && dirty.Value != header.DirtyShutdownCount;
         var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot, directory, directoryGeneration)
         {

@@ -17,6 +17,13 @@ public sealed class PoolCreateOptions
 
     /// <summary>The sysfs root the NVDIMM dirty-shutdown counts are read from; <c>/sys</c> by default (tests use fixture trees).</summary>
     public string SysfsRoot { get; init; } = "/sys";
+
+    /// <summary>
+    /// The NVDIMM region (<c>region0</c>) whose DIMMs' dirty-shutdown counts the pool watches; <see langword="null"/>
+    /// (the default) takes the region behind the mapping (<see cref="DirectPmem.Mapping.DaxMapping.NvdimmRegion"/>).
+    /// Read under <see cref="SysfsRoot"/>.
+    /// </summary>
+    public string? NvdimmRegion { get; init; }
 }
 
 /// <summary>How <see cref="PmemPool"/> opens a pool.</summary>
@@ -33,6 +40,13 @@ public sealed class PoolOpenOptions
     /// the file's bad-block list; <c>/sys</c> by default (tests use fixture trees).
     /// </summary>
     public string SysfsRoot { get; init; } = "/sys";
+
+    /// <summary>
+    /// The NVDIMM region (<c>region0</c>) whose DIMMs' dirty-shutdown counts the pool watches; <see langword="null"/>
+    /// (the default) takes the region behind the mapping (<see cref="DirectPmem.Mapping.DaxMapping.NvdimmRegion"/>).
+    /// Read under <see cref="SysfsRoot"/>.
+    /// </summary>
+    public string? NvdimmRegion { get; init; }
 
     /// <summary>What an open does when known bad ranges (media errors) overlap the pool; <see cref="PoolBadBlockPolicy.Refuse"/> by default.</summary>
     public PoolBadBlockPolicy BadBlockPolicy { get; init; }
