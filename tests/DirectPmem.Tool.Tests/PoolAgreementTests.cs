@@ -108,6 +108,53 @@ public sealed class PoolAgreementTests : IDisposable
         Assert.Contains(said, e.Message, StringComparison.Ordinal);
     }
 
+    public static TheoryData<string, PoolHeaderField, string> FieldDamage => new()
+    {
+        { "major0", PoolHeaderField.MajorVersion, "major version" },
+        { "headersize", PoolHeaderField.HeaderSize, "header size" },
+        { "endianness", PoolHeaderField.Architecture, "architecture" },
+        { "machine", PoolHeaderField.Architecture, "architecture" },
+        { "size", PoolHeaderField.Size, "size" },
+        { "pagesize", PoolHeaderField.PageSize, "page size" },
+        { "reserved", PoolHeaderField.ReservedArea, "reserved area" },
+        { "data", PoolHeaderField.DataOffset, "data offset" },
+        { "root", PoolHeaderField.RootOffset, "root offset" },
+        { "state", PoolHeaderField.State, "state" },
+        { "durability", PoolHeaderField.Durability, "durability" },
+    };
+
+    [Theory]
+    [MemberData(nameof(FieldDamage))]
+    public void EachFieldTheLibraryRefusesTheToolReportsUnderTheSameField(string damage, PoolHeaderField field, string toolName)
+    {
+        string path = NewPool(damage);
+        RewriteHeaders(path, h =>
+        {
+            switch (damage)
+            {
+                case "major0": BinaryPrimitives.WriteUInt16LittleEndian(h[8..], 0); break;
+                case "headersize": BinaryPrimitives.WriteUInt32LittleEndian(h[12..], 512); break;
+                case "endianness": h[144] = 2; break;
+                case "machine": BinaryPrimitives.WriteUInt16LittleEndian(h[146..], 9999); break;
+                case "size": BinaryPrimitives.WriteInt64LittleEndian(h[128..], PoolSize * 2); break;
+                case "pagesize": BinaryPrimitives.WriteInt64LittleEndian(h[136..], 2 << 20); break;
+                case "reserved": BinaryPrimitives.WriteInt64LittleEndian(h[168..], 4096); break; // less than the directory
+                case "data": BinaryPrimitives.WriteInt64LittleEndian(h[176..], BinaryPrimitives.ReadInt64LittleEndian(h[176..]) + 4096); break;
+                case "root": BinaryPrimitives.WriteInt64LittleEndian(h[152..], 4096); break;
+                case "state": BinaryPrimitives.WriteUInt32LittleEndian(h[184..], 7); break;
+                case "durability": h[208] = 77; break;
+            }
+        });
+        PoolFormatException e = Assert.Throws<PoolFormatException>(() => PmemPool.OpenFile(path, Layout, new PoolOpenOptions { ReadOnly = true }).Dispose());
+        Assert.Equal(field, e.Field);
+        (int code, string output, _) = Dpmem.Run("check", path, "--json");
+        Assert.Equal(2, code);
+        string problem = Assert.Single(Messages(output), m => m.StartsWith("primary header, " + toolName + ": ", StringComparison.Ordinal));
+        // The same sentence: the library's message is the tool's with a capital and a final stop (and the path).
+        string said = problem[("primary header, " + toolName + ": t").Length..];
+        Assert.Contains(said, e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void TheToolReportsTheFieldsTheLibraryReads()
     {
