@@ -117,7 +117,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         // A damaged head word may expose truncated records that are still intact: they were appended, so not phantoms.
         Dictionary<long, byte[]> original = everAppended.ToDictionary(r => r.Lsn, r => r.Payload);
         using DaxMapping mapping = DaxMapping.CreateAnonymous(PoolLength);
-        const long logOffset = 8192;
+        const long logOffset = 16384; // the data offset of a pool with the default reserved area (its directory)
         const int logLength = 16 * 1024;
         var random = new Random(777);
         var outcomes = new Dictionary<string, int>();

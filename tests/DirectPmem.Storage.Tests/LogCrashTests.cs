@@ -24,7 +24,7 @@ public sealed class LogCrashTests(ITestOutputHelper output)
         pool.SetRoot(log.Offset);
     }
 
-    private static PmemLog OpenLog(DaxMapping map) => PmemLog.Open(PmemPool.Open(map, Layout), 8192);
+    private static PmemLog OpenLog(DaxMapping map) => PmemLog.Open(PmemPool.Open(map, Layout), PoolHeader.ReservedAreaOffset + PoolDirectory.Length);
 
     /// <summary>Recovers and checks: a gap-free, intact run of the sequence covering every acknowledged record not truncated.</summary>
     internal static void CheckRecovered(PmemLog log, CrashSweep.Progress progress, Func<int, byte[]>? recordOf = null)

@@ -43,8 +43,9 @@ public sealed class PoolCrashTests(ITestOutputHelper output)
                     return; // the creation had not completed: no pool
                 }
                 Assert.Equal(Layout, pool.Layout);
-                Assert.Equal(12288, pool.DataOffset);
-                Assert.True(map.GetReadOnlySpan(8192, 4096).IndexOfAnyExcept((byte)0) < 0, "the reserved area is not zero");
+                Assert.Equal(8192 + 8192 + 4096, pool.DataOffset);
+                Assert.True(map.GetReadOnlySpan(16384, 4096).IndexOfAnyExcept((byte)0) < 0, "the reserved area after the directory is not zero");
+                Assert.Empty(pool.Structures);
                 HeaderIsIntactAfterOpen(map);
                 pool.Dispose();
                 Assert.True(PmemPool.Open(map, Layout).WasCleanlyClosed);

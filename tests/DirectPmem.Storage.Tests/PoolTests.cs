@@ -14,7 +14,7 @@ public sealed class PoolTests
     /// <summary>Rewrites both header copies with a field changed and a valid checksum.</summary>
     internal static void Tamper(DaxMapping mapping, Action<PoolHeader> change)
     {
-        PoolHeader header = PoolHeader.Parse(mapping.GetReadOnlySpan(0, PoolHeader.Size), null);
+        PoolHeader header = PoolHeader.Read(mapping.GetReadOnlySpan(0, PoolHeader.Size), new CollectingPoolSink());
         change(header);
         byte[] block = new byte[PoolHeader.Size];
         header.WriteTo(block);
@@ -34,20 +34,21 @@ public sealed class PoolTests
             Assert.Equal(64 * 1024, pool.Size);
             Assert.Equal(4096, pool.PageSize);
             Assert.Equal(8192, pool.ReservedOffset);
-            Assert.Equal(8192, pool.ReservedLength);
-            Assert.Equal(16384, pool.DataOffset);
+            Assert.Equal(8192 + 8192, pool.ReservedLength); // the directory's two blocks, then the 8 KiB asked for
+            Assert.Equal(24576, pool.DataOffset);
             Assert.Equal(0, pool.RootOffset);
             Assert.True(pool.WasCleanlyClosed);
             Assert.False(pool.IsReadOnly);
-            pool.SetRoot(20480);
+            pool.SetRoot(28672);
         }
         using PmemPool reopened = PmemPool.Open(mapping, Layout);
         Assert.Equal(uuid, reopened.Uuid);
-        Assert.Equal(20480, reopened.RootOffset);
+        Assert.Equal(28672, reopened.RootOffset);
         Assert.True(reopened.WasCleanlyClosed);
         Assert.False(reopened.NeedsRecovery);
         Assert.Equal(PoolHeaderRepair.None, reopened.HeaderRepair);
-        Assert.Equal(new Version(1, 0), reopened.FormatVersion);
+        Assert.Equal(new Version(1, 1), reopened.FormatVersion);
+        Assert.Equal(PoolFeatures.Directory | PoolFeatures.DurabilityRecorded, reopened.Features);
         Assert.True(Math.Abs((DateTimeOffset.UtcNow - reopened.CreationTime).TotalMinutes) < 5);
     }
 
@@ -152,7 +153,7 @@ public sealed class PoolTests
                 case "size": h.PoolSize = 128 * 1024; break;
                 case "pagesize": h.PageSize = 2 << 20; break;
                 case "reserved": h.ReservedLength = 100; break;
-                case "data": h.DataOffset = 12288 + 4096; break;
+                case "data": h.DataOffset += 4096; break;
                 case "root": h.RootOffset = 4096; break;
                 case "state": h.State = 7; break;
             }
@@ -186,10 +187,10 @@ public sealed class PoolTests
     {
         using DaxMapping mapping = NewMapping();
         PmemPool.Create(mapping, Layout).Dispose();
-        Tamper(mapping, h => h.Compat = 0xFF);
+        Tamper(mapping, h => h.Compat |= 0xF0);
         using PmemPool pool = PmemPool.Open(mapping, Layout);
         Assert.False(pool.IsReadOnly);
-        Assert.Equal(0xFFUL, pool.CompatFeatures);
+        Assert.Equal(PoolFeatures.Directory | PoolFeatures.DurabilityRecorded, pool.Features);
     }
 
     [Fact]
@@ -213,7 +214,7 @@ public sealed class PoolTests
     {
         using DaxMapping mapping = NewMapping();
         PmemPool.Create(mapping, Layout).Dispose();
-        mapping.GetSpan(PmemPool.BackupHeaderOffset + 3000, 1)[0] ^= 1;
+        mapping.GetSpan(PoolHeader.BackupOffset + 3000, 1)[0] ^= 1;
         using (PmemPool pool = PmemPool.Open(mapping, Layout))
         {
             Assert.Equal(PoolHeaderRepair.BackupRestoredFromPrimary, pool.HeaderRepair);
@@ -263,43 +264,83 @@ public sealed class PoolTests
     {
         using var dir = new TempDirectory();
         string sys = dir.File("sys");
-        WriteCount(sys, "nmem0", "3");
-        WriteCount(sys, "nmem1", "10");
-        Directory.CreateDirectory(Path.Combine(sys, "bus", "nd", "devices", "nmem2")); // no nfit: not counted
+        TwoRegions(sys);
         using DaxMapping mapping = NewMapping();
-        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys }))
+        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys, NvdimmRegion = "region0" }))
         {
-            Assert.Equal(13UL, pool.DirtyShutdownCount);
+            Assert.Equal(13UL, pool.DirtyShutdownCount); // nmem0 and nmem1 only: nmem2 and nmem3 are region1's
         }
-        using (PmemPool same = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys }))
+        var open = new PoolOpenOptions { SysfsRoot = sys, NvdimmRegion = "region0" };
+        using (PmemPool same = PmemPool.Open(mapping, Layout, open))
         {
             Assert.False(same.DirtyShutdownDetected);
             Assert.False(same.NeedsRecovery);
         }
+        // A dirty shutdown of another region's DIMM does not concern the pool.
+        WriteCount(sys, "nmem3", "1000");
+        using (PmemPool other = PmemPool.Open(mapping, Layout, open))
+        {
+            Assert.False(other.DirtyShutdownDetected);
+            Assert.Equal(13UL, other.DirtyShutdownCount);
+        }
         WriteCount(sys, "nmem1", "11\n");
-        using (PmemPool moved = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys }))
+        using (PmemPool moved = PmemPool.Open(mapping, Layout, open))
         {
             Assert.True(moved.WasCleanlyClosed);
             Assert.True(moved.DirtyShutdownDetected);
             Assert.True(moved.NeedsRecovery);
             Assert.Equal(14UL, moved.DirtyShutdownCount);
         }
-        using PmemPool recorded = PmemPool.Open(mapping, Layout, new PoolOpenOptions { SysfsRoot = sys });
+        using PmemPool recorded = PmemPool.Open(mapping, Layout, open);
         Assert.False(recorded.DirtyShutdownDetected);
+    }
+
+    [Fact]
+    public void DirtyShutdownCountCoversExactlyTheDimmsOfTheRegion()
+    {
+        using var dir = new TempDirectory();
+        string sys = dir.File("sys");
+        TwoRegions(sys);
+        Assert.Equal(13UL, DirtyShutdownCounter.Read(sys, "region0"));
+        Assert.Equal(105UL, DirtyShutdownCounter.Read(sys, "region1"));
+        Assert.Null(DirtyShutdownCounter.Read(sys, "region7")); // no such region
+        Assert.Null(DirtyShutdownCounter.Read(sys, null)); // memory or a file off pmem: no region, no count
+        Assert.Null(DirtyShutdownCounter.Read(sys, "../region0"));
+        // A pool on no region has no count, whatever the machine's DIMMs say.
+        using DaxMapping mapping = NewMapping();
+        Assert.Null(mapping.NvdimmRegion);
+        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys });
+        Assert.Null(pool.DirtyShutdownCount);
     }
 
     [Fact]
     public void DirtyShutdownCountIsUnknownWithoutNmemsOrWithGarbage()
     {
         using var dir = new TempDirectory();
-        Assert.Null(DirtyShutdownCounter.Read(dir.Path));
-        WriteCount(dir.Path, "nmem0", "7");
-        Assert.Equal(7UL, DirtyShutdownCounter.Read(dir.Path));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region0"));
+        TwoRegions(dir.Path);
+        Assert.Equal(13UL, DirtyShutdownCounter.Read(dir.Path, "region0"));
         WriteCount(dir.Path, "nmem1", "-1");
-        Assert.Null(DirtyShutdownCounter.Read(dir.Path));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region0"));
+        Assert.Equal(105UL, DirtyShutdownCounter.Read(dir.Path, "region1")); // the other region is unaffected
+        File.Delete(Path.Combine(dir.Path, "bus", "nd", "devices", "nmem2", "nfit", "dirty_shutdown"));
+        Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region1")); // a DIMM without a count: unknown, not a partial sum
         using DaxMapping mapping = NewMapping();
-        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path });
+        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path, NvdimmRegion = "region0" });
         Assert.Null(pool.DirtyShutdownCount);
+    }
+
+    // Two interleave sets as the kernel lays them out: region0 over nmem0 and nmem1, region1 over nmem2 and nmem3.
+    private static void TwoRegions(string sys)
+    {
+        WriteCount(sys, "nmem0", "3");
+        WriteCount(sys, "nmem1", "10");
+        WriteCount(sys, "nmem2", "100");
+        WriteCount(sys, "nmem3", "5");
+        WriteMapping(sys, "region0", 0, "nmem0,0,4294967296,0");
+        WriteMapping(sys, "region0", 1, "nmem1,0,4294967296,1");
+        WriteMapping(sys, "region1", 0, "nmem2,0,4294967296,0");
+        WriteMapping(sys, "region1", 1, "nmem3,0,4294967296,1");
     }
 
     private static void WriteCount(string sys, string nmem, string text)
@@ -307,6 +348,13 @@ public sealed class PoolTests
         string nfit = Path.Combine(sys, "bus", "nd", "devices", nmem, "nfit");
         Directory.CreateDirectory(nfit);
         File.WriteAllText(Path.Combine(nfit, "dirty_shutdown"), text);
+    }
+
+    private static void WriteMapping(string sys, string region, int index, string text)
+    {
+        string dir = Path.Combine(sys, "bus", "nd", "devices", region);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "mapping" + index.ToString(System.Globalization.CultureInfo.InvariantCulture)), text + "\n");
     }
 
     [Fact]

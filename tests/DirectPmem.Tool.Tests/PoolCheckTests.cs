@@ -12,6 +12,7 @@ namespace DirectPmem.Tool.Tests;
 public sealed class PoolCheckTests : IDisposable
 {
     private const long PoolSize = 1 << 20;
+    internal const long BackupHeaderOffset = 4096;
     private readonly string _dir = Directory.CreateTempSubdirectory("dpmem-pool-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -75,7 +76,7 @@ public sealed class PoolCheckTests : IDisposable
     public void ACorruptBackupIsRepairedFromThePrimary()
     {
         (string path, _) = CreatePoolWithLog(1);
-        Flip(path, PmemPool.BackupHeaderOffset + 128);
+        Flip(path, PoolCheckTests.BackupHeaderOffset + 128);
         (int code, string output, _) = Dpmem.Run("check", path, "--json");
         Assert.Equal(2, code);
         Assert.Contains("backup header (offset 4096): checksum", Messages(output, "pool").Single(), StringComparison.Ordinal);
@@ -91,7 +92,7 @@ public sealed class PoolCheckTests : IDisposable
         Flip(path, 300);
         using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
         {
-            file.Position = PmemPool.BackupHeaderOffset;
+            file.Position = PoolCheckTests.BackupHeaderOffset;
             file.Write(new byte[8]); // the backup loses its signature
         }
         (int code, string output, _) = Dpmem.Run("check", path, "--repair", "--yes", "--json");
@@ -99,7 +100,7 @@ public sealed class PoolCheckTests : IDisposable
         string[] problems = Messages(output, "pool");
         Assert.Equal(2, problems.Length);
         Assert.Contains(problems, p => p.StartsWith("primary header (offset 0): checksum", StringComparison.Ordinal));
-        Assert.Contains(problems, p => p.StartsWith("backup header (offset 4096): no pool signature", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.StartsWith("backup header (offset 4096): no signature \"DPMPOOL\\0\"", StringComparison.Ordinal));
         using JsonDocument doc = JsonDocument.Parse(output);
         Assert.Empty(doc.RootElement.GetProperty("repaired").EnumerateArray());
         Assert.Contains(doc.RootElement.GetProperty("notes").EnumerateArray(), n => n.GetString()!.Contains("no repair", StringComparison.Ordinal));
@@ -120,8 +121,8 @@ public sealed class PoolCheckTests : IDisposable
         (int code, string output, _) = Dpmem.Run("check", path, "--json");
         Assert.Equal(2, code);
         string[] problems = Messages(output, "pool");
-        Assert.Contains(problems, p => p.Contains("incompat features: unknown incompatible features 0x4", StringComparison.Ordinal));
-        Assert.Contains(problems, p => p.Contains("architecture: pointer size 4", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("incompat features: the pool header uses incompatible features this library does not know (0x4)", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("architecture: the pool was written with pointer size 4", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("state: the state word is 7", StringComparison.Ordinal));
         // The library agrees that it cannot open it.
         Assert.Throws<PoolFormatException>(() => PmemPool.OpenFile(path, "tool-test", new PoolOpenOptions { ReadOnly = true }).Dispose());
@@ -246,11 +247,11 @@ public sealed class PoolCheckTests : IDisposable
         using JsonDocument doc = JsonDocument.Parse(output);
         JsonElement pool = doc.RootElement.GetProperty("pool");
         Assert.Equal("pool", doc.RootElement.GetProperty("kind").GetString());
-        Assert.Equal("1.0", pool.GetProperty("version").GetString());
+        Assert.Equal("1.1", pool.GetProperty("version").GetString());
         Assert.Equal("tool-test", pool.GetProperty("layout").GetString());
         Assert.Equal(PoolSize, pool.GetProperty("pool_size").GetInt64());
         Assert.Equal(4096, pool.GetProperty("page_size").GetInt64());
-        Assert.Equal("0x0", pool.GetProperty("incompat").GetString());
+        Assert.Equal("Directory, DurabilityRecorded", pool.GetProperty("features").GetString());
         Assert.True(Guid.TryParse(pool.GetProperty("uuid").GetString(), out _));
         Assert.StartsWith("endianness 1 (little), pointer size 8", pool.GetProperty("architecture").GetString(), StringComparison.Ordinal);
         Assert.Equal("clean", pool.GetProperty("state").GetString());

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Storage;
 
@@ -44,22 +45,17 @@ namespace DirectPmem.Storage;
 /// <see cref="WasCleanlyClosed"/> and <see cref="DirtyShutdownDetected"/> tell the application to
 /// run its recovery.</para>
 /// </remarks>
-public sealed class PmemPool : IDisposable
+public sealed partial class PmemPool : IDisposable
 {
-    /// <summary>The offset of the primary header.</summary>
-    public const long PrimaryHeaderOffset = 0;
+    /// <summary>The smallest pool this library creates: two header blocks, the two directory blocks and one 4 KiB data page.</summary>
+    public const long MinimumSize = 3 * PoolHeader.Size + PoolDirectory.Length;
 
-    /// <summary>The offset of the backup header.</summary>
-    public const long BackupHeaderOffset = PoolHeader.Size;
+    // The smallest pool an open accepts: a format 1.0 pool has no directory.
+    internal const long MinimumOpenSize = 3 * PoolHeader.Size;
 
-    /// <summary>The offset of the reserved area, right after the two headers.</summary>
-    public const long ReservedAreaOffset = 2 * PoolHeader.Size;
-
-    /// <summary>The size of one header block.</summary>
-    public const int HeaderSize = PoolHeader.Size;
-
-    /// <summary>The smallest pool: two header blocks and one 4 KiB data page.</summary>
-    public const long MinimumSize = 3 * PoolHeader.Size;
+    private const long PrimaryHeaderOffset = PoolHeader.PrimaryOffset;
+    private const long BackupHeaderOffset = PoolHeader.BackupOffset;
+    private const long ReservedAreaOffset = PoolHeader.ReservedAreaOffset;
 
     private readonly DaxMapping _mapping;
     private readonly bool _ownsMapping;
@@ -76,8 +72,10 @@ public sealed class PmemPool : IDisposable
     // MoveNext): Dispose waits for them before it unmaps, so a read racing it never touches unmapped memory.
     private int _reads;
 
-    private PmemPool(DaxMapping mapping, bool ownsMapping, PmemFile? file, PoolHeader header, string sysfsRoot)
+    private PmemPool(DaxMapping mapping, bool ownsMapping, PmemFile? file, PoolHeader header, string sysfsRoot, List<PoolDirectoryEntry>? directory, ulong directoryGeneration)
     {
+        _directory = directory;
+        _directoryGeneration = directoryGeneration;
         _mapping = mapping;
         _ownsMapping = ownsMapping;
         _file = file;
@@ -97,17 +95,22 @@ public sealed class PmemPool : IDisposable
     /// <summary>When the pool was created.</summary>
     public DateTimeOffset CreationTime => DateTimeOffset.FromUnixTimeMilliseconds(_header.CreationTimeMs);
 
+    /// <summary>
+    /// The durability the pool was created with (the mapping's <see cref="DaxMapping.Granularity"/> then), or
+    /// <see langword="null"/> for a format 1.0 pool, which did not record it. A writable open with weaker
+    /// durability is refused unless <see cref="PoolOpenOptions.AllowWeakerDurability"/> is set.
+    /// </summary>
+    public PersistGranularity? Durability => RecordedDurability(_header);
+
+    /// <summary>The backing the pool was created on, or <see langword="null"/> for a format 1.0 pool.</summary>
+    public MappingBacking? CreatedOnBacking => (_header.Compat & PoolHeader.CompatDurability) != 0 && _header.Backing is >= 1 and <= (byte)MappingBacking.DeviceDax + 1
+        ? (MappingBacking)(_header.Backing - 1) : null;
+
     /// <summary>The format version the pool was written with.</summary>
     public Version FormatVersion => new(_header.Major, _header.Minor);
 
-    /// <summary>The compatible feature flags (unknown ones are ignored).</summary>
-    public ulong CompatFeatures => _header.Compat;
-
-    /// <summary>The incompatible feature flags (an unknown one refuses the open).</summary>
-    public ulong IncompatFeatures => _header.Incompat;
-
-    /// <summary>The read-only-compatible feature flags (an unknown one opens read-only).</summary>
-    public ulong RoCompatFeatures => _header.RoCompat;
+    /// <summary>The format features the pool uses that this library knows (features it does not know refuse the open or make it read-only, as <see cref="ReadOnlyReason"/> says).</summary>
+    public PoolFeatures Features => FeaturesOf(_header);
 
     /// <summary>The pool size in bytes: the mapping length.</summary>
     public long Size => _header.PoolSize;
@@ -151,7 +154,10 @@ public sealed class PmemPool : IDisposable
     /// </summary>
     public bool DirtyShutdownDetected { get; private init; }
 
-    /// <summary>The current dirty-shutdown count (sum over nmem devices), or <see langword="null"/> when sysfs exposes none.</summary>
+    /// <summary>
+    /// The current dirty-shutdown count: the sum over the NVDIMMs of the pool's own region (<see cref="DaxMapping.NvdimmRegion"/>,
+    /// as libpmem2's <c>pmem2_source_device_usc</c> counts), or <see langword="null"/> when the pool is on no region or a count cannot be read.
+    /// </summary>
     public ulong? DirtyShutdownCount { get; private init; }
 
     /// <summary>
@@ -271,10 +277,10 @@ public sealed class PmemPool : IDisposable
         DaxMapping? mapping = null;
         try
         {
-            if (file.Size < MinimumSize)
+            if (file.Size < MinimumOpenSize)
             {
                 throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
-                    $"The file is {file.Size} bytes, smaller than the smallest pool ({MinimumSize} bytes)."), path);
+                    $"The file is {file.Size} bytes, smaller than the smallest pool ({MinimumOpenSize} bytes)."), path);
             }
             DaxMappingOptions effective = mappingOptions ?? DaxMappingOptions.Default;
             if (options.ReadOnly)
@@ -433,11 +439,16 @@ public sealed class PmemPool : IDisposable
             throw new PmemException("The mapping already holds a pool (an intact header); set PoolCreateOptions.Overwrite to replace it.",
                 call: null, errno: 0, mapping.Path);
         }
-        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot, options.NvdimmRegion ?? mapping.NvdimmRegion);
+        long reservedLength = PoolDirectory.Length + options.ReservedLength;
         var header = new PoolHeader
         {
             Major = PoolHeader.CurrentMajor,
             Minor = PoolHeader.CurrentMinor,
+            Compat = PoolHeader.CompatDurability,
+            RoCompat = PoolHeader.RoCompatDirectory,
+            Durability = (byte)(mapping.Granularity + 1),
+            Backing = (byte)(mapping.Backing + 1),
             Uuid = Guid.NewGuid(),
             Layout = layout,
             CreationTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
@@ -447,18 +458,21 @@ public sealed class PmemPool : IDisposable
             PointerSize = (byte)IntPtr.Size,
             Machine = PoolHeader.HostMachine,
             ReservedOffset = ReservedAreaOffset,
-            ReservedLength = options.ReservedLength,
-            DataOffset = ReservedAreaOffset + options.ReservedLength,
+            ReservedLength = reservedLength,
+            DataOffset = ReservedAreaOffset + reservedLength,
             State = PoolHeader.StateInUse,
             Flags = dirty.HasValue ? PoolHeader.FlagDirtyShutdownKnown : 0,
             DirtyShutdownCount = dirty ?? 0,
             Generation = 0,
         };
-        if (options.ReservedLength > 0)
-        {
-            mapping.Fill(ReservedAreaOffset, options.ReservedLength, 0);
-        }
-        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot)
+        // The reserved area, the empty directory in it (both copies), and only then the header: a crash
+        // before the header is durable leaves no pool.
+        mapping.Fill(ReservedAreaOffset, reservedLength, 0);
+        byte[] emptyDirectory = new byte[PoolDirectory.BlockSize];
+        PoolDirectory.Write(emptyDirectory, header.Uuid, 0, []);
+        mapping.Write(emptyDirectory, PoolDirectory.BackupOffset);
+        mapping.Write(emptyDirectory, PoolDirectory.PrimaryOffset);
+        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot, [], 0)
         {
             WasCleanlyClosed = true,
             DirtyShutdownCount = dirty,
@@ -470,10 +484,10 @@ public sealed class PmemPool : IDisposable
     private static PmemPool OpenCore(DaxMapping mapping, string layout, PoolOpenOptions options, bool ownsMapping, PmemFile? file)
     {
         string? path = mapping.Path;
-        if (mapping.Length < MinimumSize)
+        if (mapping.Length < MinimumOpenSize)
         {
             throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
-                $"The mapping is {mapping.Length} bytes, smaller than the smallest pool ({MinimumSize} bytes)."), path);
+                $"The mapping is {mapping.Length} bytes, smaller than the smallest pool ({MinimumOpenSize} bytes)."), path);
         }
         // 1b: the kernel's bad-block list, before anything in the pool is loaded.
         BadRangeReport report = file is not null ? file.GetBadRanges(options.SysfsRoot) : mapping.GetBadRanges();
@@ -531,9 +545,20 @@ public sealed class PmemPool : IDisposable
         PoolHeaderRepair repair = primaryIntact
             ? (backupIntact && primary.AsSpan().SequenceEqual(backup) ? PoolHeaderRepair.None : PoolHeaderRepair.BackupRestoredFromPrimary)
             : PoolHeaderRepair.PrimaryRestoredFromBackup;
-        PoolHeader header = PoolHeader.Parse(chosen, path);
+        var sink = new ThrowingPoolSink(path);
+        PoolHeader header = PoolHeader.Read(chosen, sink);
+        PoolHeader.Validate(chosen, header, layout, mapping.Length, mapping.PageSize.ToBytes(), sink);
+        string? readOnly = sink.ReadOnlyReason;
 
-        string? readOnly = Validate(header, layout, mapping, path);
+        // 11: the directory (format 1.1), its two copies chosen and validated as the header's are.
+        List<PoolDirectoryEntry>? directory = null;
+        ulong directoryGeneration = 0;
+        byte[]? directoryRepair = null;
+        bool directoryPrimaryIntact = false;
+        if (header.HasDirectory)
+        {
+            directory = ReadDirectory(mapping, header, bad, sink, path, out directoryGeneration, out directoryRepair, out directoryPrimaryIntact);
+        }
         if (options.ReadOnly)
         {
             readOnly = "opened read-only as asked";
@@ -547,9 +572,17 @@ public sealed class PmemPool : IDisposable
             readOnly = "the mapping is read-only";
         }
 
-        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot);
+        // 12: a writable open must not run with weaker durability than the pool was created with, unless asked.
+        if (readOnly is null && !options.AllowWeakerDurability && RecordedDurability(header) is PersistGranularity recorded && mapping.Granularity < recorded)
+        {
+            throw new PoolDurabilityException(recorded, mapping.Granularity,
+                $"The pool was created with {recorded} durability on {(MappingBacking)(header.Backing - 1)}; this mapping ({mapping.Backing}) gives {mapping.Granularity}, which is weaker. " +
+                "Map it as it was created (for example with DaxMappingOptions.ForceCacheLineGranularity if it was created so), open it read-only, or set PoolOpenOptions.AllowWeakerDurability.", path);
+        }
+
+        ulong? dirty = DirtyShutdownCounter.Read(options.SysfsRoot, options.NvdimmRegion ?? mapping.NvdimmRegion);
         bool dirtyDetected = dirty.HasValue && (header.Flags & PoolHeader.FlagDirtyShutdownKnown) != 0 && dirty.Value != header.DirtyShutdownCount;
-        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot)
+        var pool = new PmemPool(mapping, ownsMapping, file, header, options.SysfsRoot, directory, directoryGeneration)
         {
             ReadOnlyReason = readOnly,
             HeaderRepair = repair,
@@ -566,6 +599,10 @@ public sealed class PmemPool : IDisposable
                 // Restore the damaged or unreadable copy from the intact one before anything else is written.
                 mapping.Write(chosen, primaryIntact ? BackupHeaderOffset : PrimaryHeaderOffset);
             }
+            if (directoryRepair is not null)
+            {
+                mapping.Write(directoryRepair, directoryPrimaryIntact ? PoolDirectory.BackupOffset : PoolDirectory.PrimaryOffset);
+            }
             PoolHeader next = header.Clone();
             next.State = PoolHeader.StateInUse;
             next.Flags = dirty.HasValue ? PoolHeader.FlagDirtyShutdownKnown : 0;
@@ -575,80 +612,15 @@ public sealed class PmemPool : IDisposable
         return pool;
     }
 
-    // Steps 4-10 of the documented order; returns why the pool must be read-only, or null.
-    private static string? Validate(PoolHeader h, string layout, DaxMapping mapping, string? path)
-    {
-        if (h.Major > PoolHeader.CurrentMajor)
-        {
-            throw new PoolFormatException(PoolHeaderField.MajorVersion, string.Create(CultureInfo.InvariantCulture,
-                $"The pool's format version is {h.Major}.{h.Minor}; this library reads major version {PoolHeader.CurrentMajor} and older."), path);
-        }
-        if (h.Major == 0 || h.HeaderSize != PoolHeader.Size)
-        {
-            throw new PoolFormatException(h.Major == 0 ? PoolHeaderField.MajorVersion : PoolHeaderField.HeaderSize, string.Create(CultureInfo.InvariantCulture,
-                $"The header says version {h.Major}.{h.Minor} with a {h.HeaderSize}-byte header; expected a major version of at least 1 and {PoolHeader.Size}."), path);
-        }
-        ulong unknownIncompat = h.Incompat & ~PoolHeader.KnownIncompat;
-        if (unknownIncompat != 0)
-        {
-            throw new PoolFormatException(PoolHeaderField.IncompatFeatures,
-                $"The pool uses incompatible features this library does not know ({PoolHeader.Hex(unknownIncompat)}): refused.", path);
-        }
-        string? readOnly = null;
-        ulong unknownRoCompat = h.RoCompat & ~PoolHeader.KnownRoCompat;
-        if (unknownRoCompat != 0)
-        {
-            readOnly = $"the pool uses read-only-compatible features this library does not know ({PoolHeader.Hex(unknownRoCompat)})";
-        }
-        if (h.Endianness != PoolHeader.HostEndianness || h.PointerSize != IntPtr.Size || h.Machine != PoolHeader.HostMachine)
-        {
-            throw new PoolFormatException(PoolHeaderField.Architecture, string.Create(CultureInfo.InvariantCulture,
-                $"The pool was written on another architecture (endianness {h.Endianness}, pointer size {h.PointerSize}, machine {h.Machine}); this one is endianness {PoolHeader.HostEndianness}, pointer size {IntPtr.Size}, machine {PoolHeader.HostMachine}."), path);
-        }
-        if (!string.Equals(h.Layout, layout, StringComparison.Ordinal))
-        {
-            throw new PoolFormatException(PoolHeaderField.Layout, $"The pool's layout is \"{h.Layout}\", the application expects \"{layout}\".", path);
-        }
-        if (h.PoolSize != mapping.Length)
-        {
-            throw new PoolFormatException(PoolHeaderField.Size, string.Create(CultureInfo.InvariantCulture,
-                $"The pool was created with {h.PoolSize} bytes; the mapping has {mapping.Length}."), path);
-        }
-        if (h.PageSize != mapping.PageSize.ToBytes())
-        {
-            throw new PoolFormatException(PoolHeaderField.PageSize, string.Create(CultureInfo.InvariantCulture,
-                $"The pool was created with page size {h.PageSize}; the mapping's page size is {mapping.PageSize.ToBytes()}."), path);
-        }
-        if (h.ReservedOffset != ReservedAreaOffset || h.ReservedLength < 0 || h.ReservedLength % PoolHeader.Size != 0
-            || h.ReservedLength > h.PoolSize - MinimumSize)
-        {
-            throw new PoolFormatException(PoolHeaderField.ReservedArea, string.Create(CultureInfo.InvariantCulture,
-                $"The reserved area [{h.ReservedOffset}, +{h.ReservedLength}) must start at {ReservedAreaOffset}, be a multiple of {PoolHeader.Size} and leave a data page in {h.PoolSize} bytes."), path);
-        }
-        if (h.DataOffset != h.ReservedOffset + h.ReservedLength)
-        {
-            throw new PoolFormatException(PoolHeaderField.DataOffset, string.Create(CultureInfo.InvariantCulture,
-                $"The data offset {h.DataOffset} must follow the reserved area at {h.ReservedOffset + h.ReservedLength}."), path);
-        }
-        if (h.RootOffset != 0 && (h.RootOffset < h.DataOffset || h.RootOffset >= h.PoolSize))
-        {
-            throw new PoolFormatException(PoolHeaderField.RootOffset, string.Create(CultureInfo.InvariantCulture,
-                $"The root offset {h.RootOffset} is neither 0 nor in the data area [{h.DataOffset}, {h.PoolSize})."), path);
-        }
-        if (h.State > PoolHeader.StateInUse)
-        {
-            throw new PoolFormatException(PoolHeaderField.State, string.Create(CultureInfo.InvariantCulture,
-                $"The state word is {h.State}; expected 0 (clean) or 1 (in use)."), path);
-        }
-        return readOnly;
-    }
-
     // A header copy into block: not loaded when a listed range covers it, else through the poison-safe
     // read (a plain copy where that is unavailable). Returns why the copy is lost, or null when it was read.
     private static string? ReadHeader(DaxMapping mapping, PmemRange range, byte[] block, List<PmemRange> bad, out PmemMediaErrorException? error)
+        => ReadCopy(mapping, range, block, bad, range.Offset == PrimaryHeaderOffset ? "the primary header" : "the backup header", out error);
+
+    // A copy of a checksummed block into block, poison-safe; returns why the copy is lost, or null when it was read.
+    internal static string? ReadCopy(DaxMapping mapping, PmemRange range, byte[] block, List<PmemRange> bad, string which, out PmemMediaErrorException? error)
     {
         error = null;
-        string which = range.Offset == PrimaryHeaderOffset ? "the primary header" : "the backup header";
         foreach (PmemRange r in bad)
         {
             if (r.Overlaps(range))
@@ -658,7 +630,7 @@ public sealed class PmemPool : IDisposable
         }
         if (!DaxMapping.IsReadSafeSupported)
         {
-            mapping.GetReadOnlySpan(range.Offset, PoolHeader.Size).CopyTo(block);
+            mapping.GetReadOnlySpan(range.Offset, block.Length).CopyTo(block);
             return null;
         }
         try
@@ -718,7 +690,11 @@ public sealed class PmemPool : IDisposable
         return text.ToString();
     }
 
-    private static bool Intact(ReadOnlySpan<byte> block) => PoolHeader.HasSignature(block) && PoolHeader.ChecksumMatches(block);
+    private static bool Intact(ReadOnlySpan<byte> block) => PoolHeader.Intact(block);
+
+    private static PersistGranularity? RecordedDurability(PoolHeader header)
+        => (header.Compat & PoolHeader.CompatDurability) != 0 && header.Durability is >= 1 and <= (byte)PersistGranularity.Byte + 1
+            ? (PersistGranularity)(header.Durability - 1) : null;
 
     // Backup first, then primary, each durable before the next: a crash leaves at least one intact copy.
     private void UpdateHeader(PoolHeader next)
@@ -748,10 +724,10 @@ public sealed class PmemPool : IDisposable
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"The reserved length {reservedLength} must be a non-negative multiple of {PoolHeader.Size}."), nameof(reservedLength));
         }
-        if (size < MinimumSize + reservedLength)
+        if (size < MinimumSize || reservedLength > size - MinimumSize)
         {
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"The pool needs at least {MinimumSize + reservedLength} bytes (two headers, the reserved area and a data page); it has {size}."), nameof(size));
+                $"The pool needs {MinimumSize} bytes (two headers, the directory and a data page) plus the reserved length {reservedLength}; it has {size}."), nameof(size));
         }
     }
 }

@@ -1,4 +1,5 @@
 using DirectPmem.Geometry;
+using DirectPmem.Persistence;
 
 namespace DirectPmem.Storage;
 
@@ -33,6 +34,12 @@ public enum PoolHeaderField
     RootOffset,
     /// <summary>The in-use/clean state word.</summary>
     State,
+    /// <summary>Compatible feature flags this version does not know (ignored; reported by inspections only).</summary>
+    CompatFeatures,
+    /// <summary>The directory of named structures in the reserved area (format 1.1).</summary>
+    Directory,
+    /// <summary>The durability the pool was created with (format 1.1), or an open with weaker durability.</summary>
+    Durability,
 }
 
 /// <summary>
@@ -83,4 +90,79 @@ public sealed class PoolMediaErrorException : PmemException
 
     /// <summary>The bad or unreadable ranges, in pool offsets, sorted.</summary>
     public IReadOnlyList<PmemRange> BadRanges { get; }
+}
+
+/// <summary>Why a directory operation of <see cref="PmemPool"/> was refused.</summary>
+public enum PoolDirectoryError
+{
+    /// <summary>A structure of that name exists (<see cref="PoolDirectoryException.Existing"/>) and overwrite was not asked for.</summary>
+    NameExists,
+    /// <summary>No structure of that name is in the directory.</summary>
+    NotFound,
+    /// <summary>The name is there, but it is another kind of structure (<see cref="PoolDirectoryException.Existing"/>).</summary>
+    WrongKind,
+    /// <summary>The directory holds as many entries as it can.</summary>
+    DirectoryFull,
+    /// <summary>No free range of the data area is long enough.</summary>
+    NoSpace,
+    /// <summary>The pool was written by format 1.0, which has no directory; the message says how to migrate.</summary>
+    NoDirectory,
+}
+
+/// <summary>
+/// A named-structure operation on a pool was refused: <see cref="Error"/> says why, <see cref="Name"/>
+/// is the name asked for, and <see cref="Existing"/> what the directory holds under it (if anything).
+/// Nothing on the media is changed by a refused operation.
+/// </summary>
+public sealed class PoolDirectoryException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="error">Why the operation was refused.</param>
+    /// <param name="name">The name asked for.</param>
+    /// <param name="existing">What the directory holds under the name, or <see langword="null"/>.</param>
+    /// <param name="message">What was found and what the caller can do.</param>
+    /// <param name="path">The file or device of the pool, if known.</param>
+    public PoolDirectoryException(PoolDirectoryError error, string name, PoolDirectoryEntry? existing, string message, string? path)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        Error = error;
+        Name = name;
+        Existing = existing;
+    }
+
+    /// <summary>Why the operation was refused.</summary>
+    public PoolDirectoryError Error { get; }
+
+    /// <summary>The name asked for.</summary>
+    public string Name { get; }
+
+    /// <summary>What the directory holds under <see cref="Name"/>, or <see langword="null"/>.</summary>
+    public PoolDirectoryEntry? Existing { get; }
+}
+
+/// <summary>
+/// A writable open was refused because the mapping makes data durable more weakly than the pool was created
+/// with (for example a pool created with forced cache-line flushing, reopened with page-cache msync, or a pool
+/// created on persistent memory reopened on a copy in volatile memory). Open with
+/// <see cref="PoolOpenOptions.AllowWeakerDurability"/> to accept it, or map the pool as it was created.
+/// </summary>
+public sealed class PoolDurabilityException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="recorded">The durability the pool was created with.</param>
+    /// <param name="actual">The durability of the mapping it was opened with.</param>
+    /// <param name="message">What was found and what the caller can do.</param>
+    /// <param name="path">The file or device of the pool, if known.</param>
+    public PoolDurabilityException(PersistGranularity recorded, PersistGranularity actual, string message, string? path)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        Recorded = recorded;
+        Actual = actual;
+    }
+
+    /// <summary>The durability the pool was created with.</summary>
+    public PersistGranularity Recorded { get; }
+
+    /// <summary>The durability of the mapping the open was given.</summary>
+    public PersistGranularity Actual { get; }
 }

@@ -7,8 +7,8 @@ public sealed class PoolCreateOptions
     public static PoolCreateOptions Default { get; } = new();
 
     /// <summary>
-    /// Bytes reserved after the two header blocks for the library's own structures (transaction
-    /// lanes, allocator metadata), a multiple of 4096; zeroed at creation. 0 by default.
+    /// Bytes reserved for the library's own future structures after the pool directory (which takes the first
+    /// 8 KiB of the reserved area whatever this says), a multiple of 4096; zeroed at creation. 0 by default.
     /// </summary>
     public long ReservedLength { get; init; }
 
@@ -17,6 +17,13 @@ public sealed class PoolCreateOptions
 
     /// <summary>The sysfs root the NVDIMM dirty-shutdown counts are read from; <c>/sys</c> by default (tests use fixture trees).</summary>
     public string SysfsRoot { get; init; } = "/sys";
+
+    /// <summary>
+    /// The NVDIMM region (<c>region0</c>) whose DIMMs' dirty-shutdown counts the pool watches; <see langword="null"/>
+    /// (the default) takes the region behind the mapping (<see cref="DirectPmem.Mapping.DaxMapping.NvdimmRegion"/>).
+    /// Read under <see cref="SysfsRoot"/>.
+    /// </summary>
+    public string? NvdimmRegion { get; init; }
 }
 
 /// <summary>How <see cref="PmemPool"/> opens a pool.</summary>
@@ -34,8 +41,22 @@ public sealed class PoolOpenOptions
     /// </summary>
     public string SysfsRoot { get; init; } = "/sys";
 
+    /// <summary>
+    /// The NVDIMM region (<c>region0</c>) whose DIMMs' dirty-shutdown counts the pool watches; <see langword="null"/>
+    /// (the default) takes the region behind the mapping (<see cref="DirectPmem.Mapping.DaxMapping.NvdimmRegion"/>).
+    /// Read under <see cref="SysfsRoot"/>.
+    /// </summary>
+    public string? NvdimmRegion { get; init; }
+
     /// <summary>What an open does when known bad ranges (media errors) overlap the pool; <see cref="PoolBadBlockPolicy.Refuse"/> by default.</summary>
     public PoolBadBlockPolicy BadBlockPolicy { get; init; }
+
+    /// <summary>
+    /// Accept a writable open whose mapping makes data durable more weakly than the pool records it was created
+    /// with (<see cref="PmemPool.Durability"/>; the order is volatile, page, cache line, byte). Off by default:
+    /// such an open throws <see cref="PoolDurabilityException"/>. Read-only opens write nothing and are never refused for it.
+    /// </summary>
+    public bool AllowWeakerDurability { get; init; }
 }
 
 /// <summary>

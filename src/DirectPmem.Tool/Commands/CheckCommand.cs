@@ -352,7 +352,7 @@ internal static class CheckCommand
     {
         var found = new List<CheckProblem>();
         var poolNotes = new List<string>();
-        HeaderRepair fix;
+        PoolInspection fix;
         PoolReport? report;
         using (DaxMapping view = open(false))
         {
@@ -365,11 +365,14 @@ internal static class CheckCommand
         }
         if (repair)
         {
-            if (fix == HeaderRepair.None)
+            bool header = fix.HeaderRepair != PoolHeaderRepair.None;
+            bool directory = fix.DirectoryRepair != PoolHeaderRepair.None;
+            if (!header && !directory)
             {
                 poolNotes.Add(found.Count == 0 ? "nothing to repair in the pool" : "no known repair for the pool's problems: nothing was changed");
             }
-            else if (!yes && !Confirm(fix == HeaderRepair.PrimaryFromBackup ? "Restore the pool's primary header from its intact backup?" : "Restore the pool's backup header from its primary?", quiet))
+            else if (!yes && !Confirm(!header ? "Restore the pool's damaged directory copy from the intact one?"
+                : fix.HeaderRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "Restore the pool's primary header from its intact backup?" : "Restore the pool's backup header from its primary?", quiet))
             {
                 poolNotes.Add("repair declined: nothing was changed");
             }
@@ -377,9 +380,16 @@ internal static class CheckCommand
             {
                 using (DaxMapping writable = open(true))
                 {
-                    PoolChecker.Repair(writable, fix);
+                    PoolInspector.RepairPool(writable);
                 }
-                repaired.Add(fix == HeaderRepair.PrimaryFromBackup ? "pool: primary header (offset 0) restored from the backup" : "pool: backup header (offset 4096) restored from the primary");
+                if (header)
+                {
+                    repaired.Add(fix.HeaderRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "pool: primary header (offset 0) restored from the backup" : "pool: backup header (offset 4096) restored from the primary");
+                }
+                if (directory)
+                {
+                    repaired.Add(fix.DirectoryRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "pool: primary directory (offset 8192) restored from the backup" : "pool: backup directory (offset 12288) restored from the primary");
+                }
                 found.Clear();
                 poolNotes.Clear();
                 using DaxMapping view = open(false);
@@ -391,7 +401,7 @@ internal static class CheckCommand
         return report;
     }
 
-    private static PoolReport Inspect(DaxMapping view, PoolTarget where, List<CheckProblem> problems, List<string> notes, out HeaderRepair fix)
+    private static PoolReport Inspect(DaxMapping view, PoolTarget where, List<CheckProblem> problems, List<string> notes, out PoolInspection fix)
     {
         PoolReport report = PoolChecker.Check(view, where.Offset ?? 0, where.Log, where.Heap, problems, notes, out fix);
         if (report.Layout is null || problems.Any(p => p.Area == "pool" && p.Repair is null))

@@ -165,7 +165,8 @@ internal static class InfoCommand
         {
             grid.AddRow("fields from", pool.HeaderUsed + " header");
             grid.AddRow("signature, version", "DPMPOOL " + Markup.Escape(pool.Version ?? "?"));
-            grid.AddRow("features", Markup.Escape($"compat {pool.Compat}, incompat {pool.Incompat}, ro-compat {pool.RoCompat}"));
+            grid.AddRow("features", Markup.Escape(pool.Features ?? "?"));
+            grid.AddRow("durability", Markup.Escape(pool.Durability ?? "?"));
             grid.AddRow("uuid", Markup.Escape(pool.Uuid ?? "?"));
             grid.AddRow("layout", Markup.Escape(pool.Layout ?? "(invalid)"));
             grid.AddRow("created", Markup.Escape(pool.CreationTime ?? "?"));
@@ -178,6 +179,10 @@ internal static class InfoCommand
             grid.AddRow("state", Markup.Escape(pool.State ?? "?"));
             grid.AddRow("dirty-shutdown count", pool.RecordedDirtyShutdownCount is ulong d ? d.ToString(CultureInfo.InvariantCulture) : "not recorded (no NVDIMM count in sysfs at the last open)");
             grid.AddRow("generation", pool.Generation.ToString(CultureInfo.InvariantCulture));
+            foreach (StructureReport structure in pool.Structures)
+            {
+                grid.AddRow("structure", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"\"{structure.Name}\": {structure.Kind} at {structure.Offset}, {Sizes.Format(structure.Length)}")));
+            }
         }
         if (pool.Log is LogReport log)
         {

@@ -158,6 +158,12 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <summary>The path of the file or device, or <see langword="null"/> for anonymous memory.</summary>
     public string? Path { get; }
 
+    /// <summary>
+    /// The NVDIMM region behind the mapping (<c>region0</c>), resolved once when the mapping was made (the
+    /// region <see cref="DeepFlush"/> flushes), or <see langword="null"/> when there is none (memory, files off pmem).
+    /// </summary>
+    public string? NvdimmRegion => _deepFlushResult.Region;
+
     /// <summary>The offset in the source of the first mapped byte.</summary>
     public long SourceOffset { get; }
 
