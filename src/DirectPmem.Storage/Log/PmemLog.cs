@@ -72,7 +72,7 @@ namespace DirectPmem.Storage;
 /// in progress finish before the pool unmaps. After the pool is disposed every operation throws it,
 /// even when the mapping was the caller's and is still mapped.</para>
 /// </remarks>
-public sealed class PmemLog
+public sealed class PmemLog : IDisposable
 {
     /// <summary>The size of a frame header: length, checksum and LSN.</summary>
     public const int FrameHeaderSize = 16;
@@ -83,34 +83,27 @@ public sealed class PmemLog
     /// <summary>The size of the log header before the ring.</summary>
     public const int HeaderLength = 4096;
 
-    internal const int MagicOffset = 0;
-    internal const int VersionOffset = 8;
-    internal const int CapacityOffset = 16;
-    internal const int ChecksumOffset = 40;
-    internal const int StaticLength = 40;
-    internal const int TailWordOffset = 64;
-    internal const int HeadWordOffset = 128;
-    internal const uint CurrentVersion = 2;
-
-    internal static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
+    internal const int TailWordOffset = LogFormat.TailWordOffset;
+    internal const int HeadWordOffset = LogFormat.HeadWordOffset;
 
     private readonly PmemPool _pool;
     private readonly DaxMapping _mapping;
     private readonly long _ringOffset;
     private readonly long _capacity;
+    private readonly long _nonce;
+    private readonly long _window;
     private readonly Lock _truncateGate = new();
+    private readonly Lock _tailGate = new();
     private readonly object _sleepGate = new();
     private Cursors _cursors;
     private Exception? _failure;
-
-    // Bit 0 of Cursors.Published (tails are multiples of 16): a publisher holds the publish.
-    private const long PublishingFlag = 1;
+    private int _disposed;
 
     // Frames up to this length are staged whole on the stack and written with one (temporal) copy;
     // longer ones stream their payload straight from the caller's memory. The copy engine's
     // non-temporal threshold is 256 bytes (PMDK's).
-    private const int StagedFrameLimit = 256;
-    private const int CacheLine = 64;
+    private const int StagedFrameLimit = LogFormat.StagedFrameLimit;
+    private const int CacheLine = LogFormat.CacheLine;
 
     // How long a waiting appender spins (PAUSE) before it yields, and yields before it blocks. A
     // predecessor that is running finishes its copy in well under a microsecond at these sizes;
@@ -120,32 +113,34 @@ public sealed class PmemLog
     private static readonly long s_spinTicks = Stopwatch.Frequency / 1_000_000; // 1 us
     private static readonly long s_yieldTicks = Stopwatch.Frequency / 1_000; // 1 ms
     private const int SleepTimeoutMilliseconds = 1;
-    private static readonly long s_followerTicks = Stopwatch.Frequency / 500_000; // 2 us
 
     [StructLayout(LayoutKind.Explicit, Size = 384)]
     private struct Cursors
     {
         // One cache line each (and a line of padding on either side): appenders on different
-        // cores write Reserved, Completed and Published; Head and Sleepers are read on every
-        // append and written rarely, so they must not share a line with a written cursor.
+        // cores write Reserved and Completed; Durable (the tail word's value), Head and Sleepers
+        // are read on every append and written rarely, so they must not share a line with a
+        // written cursor.
         [FieldOffset(64)] public long Reserved;
         [FieldOffset(128)] public long Completed;
-        [FieldOffset(192)] public long Published;
+        [FieldOffset(192)] public long Durable;
         [FieldOffset(256)] public long Head;
         [FieldOffset(320)] public int Sleepers;
     }
 
-    private PmemLog(PmemPool pool, long offset, long capacity, long head, long tail)
+    private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail)
     {
         _pool = pool;
         _mapping = pool.Mapping;
         Offset = offset;
         _ringOffset = offset + HeaderLength;
-        _capacity = capacity;
+        _capacity = layout.Capacity;
+        _nonce = layout.Nonce;
+        _window = layout.Window;
         _cursors.Head = head;
         _cursors.Reserved = tail;
         _cursors.Completed = tail;
-        _cursors.Published = tail;
+        _cursors.Durable = durableTail;
         Diagnostics.StorageCounts.Touch();
     }
 
@@ -161,8 +156,8 @@ public sealed class PmemLog
     /// <summary>The LSN of the first live record (everything before it was truncated).</summary>
     public long Head => Volatile.Read(ref _cursors.Head);
 
-    /// <summary>The durable tail: the LSN after the last acknowledged record.</summary>
-    public long Tail => Volatile.Read(ref _cursors.Published) & ~PublishingFlag;
+    /// <summary>The durable tail: the LSN after the last acknowledged record (every record before it is durable).</summary>
+    public long Tail => Volatile.Read(ref _cursors.Completed);
 
     /// <summary>The bytes free for appends now (frames included).</summary>
     public long FreeBytes => _capacity - (Volatile.Read(ref _cursors.Reserved) - Head);
@@ -178,11 +173,7 @@ public sealed class PmemLog
     /// </summary>
     /// <param name="payloadLength">The payload length.</param>
     /// <returns>The frame length, a multiple of <see cref="FrameAlignment"/>.</returns>
-    public static int FrameLength(int payloadLength)
-    {
-        int frame = (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
-        return frame <= StagedFrameLimit ? frame : (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
-    }
+    public static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
     /// <param name="capacity">The ring capacity, a positive multiple of 4096.</param>
@@ -224,13 +215,11 @@ public sealed class PmemLog
                 $"The log length must be a multiple of {HeaderLength}, at least {2 * HeaderLength}, and fit in the pool after offset {offset} ({pool.Size - offset} bytes)."));
         }
         long capacity = length - HeaderLength;
+        var layout = new LogLayout(capacity, Random.Shared.NextInt64(), LogFormat.WindowFor(capacity));
         byte[] header = new byte[HeaderLength];
-        Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(VersionOffset), CurrentVersion);
-        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(CapacityOffset), capacity);
-        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(ChecksumOffset), XxHash3.HashToUInt64(header.AsSpan(0, StaticLength)));
+        LogFormat.WriteHeader(header, layout);
         pool.Mapping.Write(header, offset);
-        return new PmemLog(pool, offset, capacity, head: 0, tail: 0);
+        return new PmemLog(pool, offset, layout, head: 0, durableTail: 0, tail: 0);
     }
 
     /// <summary>
@@ -259,47 +248,73 @@ public sealed class PmemLog
 
     private static PmemLog OpenCore(PmemPool pool, long offset)
     {
-        if (offset % HeaderLength != 0 || offset < pool.DataOffset || offset > pool.Size - 2 * HeaderLength)
+        ReadOnlySpan<byte> header = offset % HeaderLength == 0 && offset >= pool.DataOffset && offset <= pool.Size - 2 * HeaderLength
+            ? pool.Mapping.GetReadOnlySpan(offset, HeaderLength)
+            : default;
+        LogFormat.ValidateHeader(header, offset, pool.DataOffset, pool.Size, ThrowingLogProblemSink.Instance, out LogLayout layout, out long durableTail, out long head);
+        long tail = Recover(pool, offset, layout, durableTail, head);
+        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, pool.IsReadOnly ? durableTail : tail), tail);
+    }
+
+    /// <summary>
+    /// Recovery: the records from the tail word on are scanned while they validate (LSN, length,
+    /// checksum); the first that does not ends the log. On a writable pool the rest of the window
+    /// the crashed appenders could have written, [end, tail word + window), is then cleared, and
+    /// the end published as the tail word, so that a record that was in flight at the crash can
+    /// never validate later (after new records fill the gap before it). A crash during this leaves
+    /// the tail word where it was and the next open does the same again.
+    /// </summary>
+    private static long Recover(PmemPool pool, long offset, in LogLayout layout, long durableTail, long head)
+    {
+        DaxMapping mapping = pool.Mapping;
+        long ringOffset = offset + HeaderLength;
+        long limit = head + layout.Capacity;
+        byte[] scratch = new byte[256];
+        long lsn = durableTail;
+        while (lsn < limit)
         {
-            throw new LogFormatException(LogHeaderField.Location, string.Create(CultureInfo.InvariantCulture,
-                $"A log cannot start at {offset}: it must be a multiple of {HeaderLength} in the data area [{pool.DataOffset}, {pool.Size - 2 * HeaderLength}]."));
+            int length = LogFormat.CheckFrame(mapping, ringOffset, layout, lsn, limit, ref scratch, out _);
+            if (length < 0)
+            {
+                break;
+            }
+            lsn += FrameLength(length);
         }
-        ReadOnlySpan<byte> header = pool.Mapping.GetReadOnlySpan(offset, HeaderLength);
-        if (!header[..8].SequenceEqual(Magic))
+        if (pool.IsReadOnly)
         {
-            throw new LogFormatException(LogHeaderField.Magic, string.Create(CultureInfo.InvariantCulture,
-                $"No log at offset {offset}: the magic \"DPMLOG01\" is missing."));
+            return lsn;
         }
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[VersionOffset..]);
-        if (version != CurrentVersion)
+        long clearEnd = Math.Min(durableTail + layout.Window, limit);
+        for (long at = lsn; at < clearEnd;)
         {
-            throw new LogFormatException(LogHeaderField.Version, string.Create(CultureInfo.InvariantCulture,
-                $"The log at {offset} has format version {version}; this library reads version {CurrentVersion}."));
+            long physical = at % layout.Capacity;
+            long run = Math.Min(clearEnd - at, layout.Capacity - physical);
+            mapping.Fill(ringOffset + physical, run, 0, PmemCopyOptions.NoDrain);
+            at += run;
         }
-        if (BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]) != XxHash3.HashToUInt64(header[..StaticLength]))
+        mapping.Drain();
+        if (lsn != durableTail)
         {
-            throw new LogFormatException(LogHeaderField.Checksum, string.Create(CultureInfo.InvariantCulture,
-                $"The log header at {offset} fails its checksum."));
+            mapping.Publish(offset + TailWordOffset, (ulong)lsn);
         }
-        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[CapacityOffset..]);
-        if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > pool.Size - offset - HeaderLength)
-        {
-            throw new LogFormatException(LogHeaderField.Capacity, string.Create(CultureInfo.InvariantCulture,
-                $"The log's capacity {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset}."));
-        }
-        long tail = (long)pool.Mapping.GetReadOnlyRef<ulong>(offset + TailWordOffset);
-        long head = (long)pool.Mapping.GetReadOnlyRef<ulong>(offset + HeadWordOffset);
-        if (tail < 0 || tail % FrameAlignment != 0)
-        {
-            throw new LogFormatException(LogHeaderField.Tail, string.Create(CultureInfo.InvariantCulture,
-                $"The published tail {tail} is not a non-negative multiple of {FrameAlignment}."));
-        }
-        if (head < 0 || head % FrameAlignment != 0 || head > tail || tail - head > capacity)
-        {
-            throw new LogFormatException(LogHeaderField.Head, string.Create(CultureInfo.InvariantCulture,
-                $"The published head {head} must be a multiple of {FrameAlignment} in [tail - capacity, tail] = [{tail - capacity}, {tail}]."));
-        }
-        return new PmemLog(pool, offset, capacity, head, tail);
+        return lsn;
+    }
+
+    /// <summary>
+    /// Inspects the log at <paramref name="offset"/> without changing anything (no recovery, no
+    /// clearing): the header judged by the routine <see cref="Open"/> runs, then every record from
+    /// the head, through the tail word and on to where recovery would end. Media errors are read
+    /// through the poison-safe path and reported, never raised as SIGBUS. This is what
+    /// <c>dpmem check</c> reports.
+    /// </summary>
+    /// <param name="mapping">The pool's mapping (the pool need not be open, or even valid).</param>
+    /// <param name="offset">Where the log is said to start.</param>
+    /// <param name="dataOffset">Where the pool's data area starts (a log cannot start before it).</param>
+    /// <returns>What was found; <see cref="LogInspection.Problems"/> is empty when the log is sound.</returns>
+    public static LogInspection Inspect(DaxMapping mapping, long offset, long dataOffset)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        return LogInspection.Run(mapping, offset, dataOffset);
     }
 
     /// <summary>Appends one record durably.</summary>
@@ -377,6 +392,7 @@ public sealed class PmemLog
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"A batch must hold 1 record or more and at most {_capacity} bytes of frames; it holds {batch.Count} records in {batch.Length} bytes."), nameof(batch));
         }
+        ThrowIfDisposed();
         _pool.ThrowIfUnwritable();
         int total = batch.Length;
         long lsn = Reserve(total);
@@ -411,7 +427,7 @@ public sealed class PmemLog
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public LogReader ReadAll()
     {
-        _pool.ThrowIfDisposed();
+        ThrowIfDisposed();
         return new(this, Head, Tail, firstIsBoundary: true);
     }
 
@@ -422,7 +438,7 @@ public sealed class PmemLog
     /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
     public LogReader ReadFrom(long lsn)
     {
-        _pool.ThrowIfDisposed();
+        ThrowIfDisposed();
         long tail = Tail;
         CheckLsn(lsn, tail);
         return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head);
@@ -489,6 +505,7 @@ public sealed class PmemLog
     /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
     public void Truncate(long lsn)
     {
+        ThrowIfDisposed();
         _pool.ThrowIfUnwritable();
         lock (_truncateGate)
         {
@@ -511,6 +528,12 @@ public sealed class PmemLog
                     _pool.ExitRead();
                 }
             }
+            // The tail word never falls behind the head word: recovery scans from the tail word,
+            // and the ring before the head may be overwritten by then.
+            if (Volatile.Read(ref _cursors.Durable) < lsn)
+            {
+                PersistTail(wait: true);
+            }
             _mapping.Publish(Offset + HeadWordOffset, (ulong)lsn);
             Volatile.Write(ref _cursors.Head, lsn);
         }
@@ -520,6 +543,7 @@ public sealed class PmemLog
 
     internal int CheckRecord(int length)
     {
+        ThrowIfDisposed();
         if ((uint)length > (uint)MaxRecordLength)
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
@@ -529,7 +553,11 @@ public sealed class PmemLog
         return FrameLength(length);
     }
 
-    /// <summary>Step 1: lock-free reservation of <paramref name="frameBytes"/> at the volatile reservation cursor.</summary>
+    /// <summary>
+    /// Step 1: lock-free reservation of <paramref name="frameBytes"/> at the volatile reservation
+    /// cursor, if the ring has room after the head and the frame starts inside the window after the
+    /// tail word (else the tail word is persisted first: see <see cref="PersistTail"/>).
+    /// </summary>
     internal long Reserve(int frameBytes)
     {
         ThrowIfFailed();
@@ -544,9 +572,36 @@ public sealed class PmemLog
                 ThrowIfPoolDisposed();
                 throw new LogFullException(frameBytes, _capacity - (start - head), _capacity);
             }
+            if (start - Volatile.Read(ref _cursors.Durable) >= _window)
+            {
+                WaitForWindow(start);
+                continue;
+            }
             if (Interlocked.CompareExchange(ref _cursors.Reserved, end, start) == start)
             {
                 return start;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The slow path of a reservation past the window: persist the tail word up to the completion
+    /// cursor, waiting for the appenders still copying when that is not yet far enough. Appenders
+    /// persist the tail word when they pass half the window (<see cref="Commit"/>), so this is
+    /// taken only when the window is small next to the records in flight.
+    /// </summary>
+    private void WaitForWindow(long start)
+    {
+        Backoff backoff = default;
+        while (start - Volatile.Read(ref _cursors.Durable) >= _window)
+        {
+            if (Volatile.Read(ref _cursors.Completed) > start - _window)
+            {
+                PersistTail(wait: true);
+            }
+            else
+            {
+                backoff.Wait(this, start - _window, WaitFor.CompletedPast);
             }
         }
     }
@@ -640,38 +695,58 @@ public sealed class PmemLog
     }
 
     // Only the appender whose record starts at the completion cursor moves it: a plain store. (No
-    // locked instruction here or at the publish's release: right after a flush and drain, one
-    // waits for the write-backs on this machine.)
+    // locked instruction here: right after a flush and drain, one waits for the write-backs.)
     private void Complete(long end)
     {
         Volatile.Write(ref _cursors.Completed, end);
         WakeSleepers();
     }
 
-    /// <summary>Step 4 without waiting: if no one else is publishing, publish the completion cursor as the tail. Returns the published tail.</summary>
-    internal long TryPublish()
+    /// <summary>
+    /// Step 3 for the record [<paramref name="start"/>, <paramref name="end"/>), whose copy is
+    /// drained: wait until every earlier record is durable, move the completion cursor over this
+    /// one, and return. That is the acknowledgement: no tail is published (the record validates
+    /// itself). The appender that takes the completion cursor past half the window after the tail
+    /// word persists the tail word (one 8-byte publish per half window of bytes, amortised).
+    /// </summary>
+    private void Commit(long start, long end)
     {
-        long published = Volatile.Read(ref _cursors.Published);
-        if ((published & PublishingFlag) == 0 && Interlocked.CompareExchange(ref _cursors.Published, published | PublishingFlag, published) == published)
+        if (Volatile.Read(ref _cursors.Completed) != start)
         {
-            return PublishHeld(published);
+            WaitForPredecessors(start);
         }
-        return published & ~PublishingFlag;
+        Complete(end);
+        if (end - Volatile.Read(ref _cursors.Durable) >= _window >> 1)
+        {
+            PersistTail(wait: false);
+        }
     }
 
-    /// <summary>Step 4 by the holder of the publishing flag: one 8-byte publish of the completion cursor (covering every record completed so far), then the release of the flag.</summary>
-    private long PublishHeld(long previous)
+    /// <summary>
+    /// Persists the completion cursor as the tail word (one failure-atomic 8-byte store, flush and
+    /// drain) if it is ahead of it. Callers that must see the word move (a truncation, a full
+    /// window, Dispose) wait for the gate; an appender passing the half window does not.
+    /// </summary>
+    private void PersistTail(bool wait)
     {
-        long tail = previous;
+        if (wait)
+        {
+            _tailGate.Enter();
+        }
+        else if (!_tailGate.TryEnter())
+        {
+            return;
+        }
         try
         {
+            long durable = Volatile.Read(ref _cursors.Durable);
             long completed = Volatile.Read(ref _cursors.Completed);
-            if (completed > previous)
+            if (completed > durable)
             {
-                // The group commit: this one publish makes the records [previous, completed) acknowledged.
-                Diagnostics.StorageCounts.OnPublish(_pool, _ringOffset, _capacity, previous, completed);
+                Diagnostics.StorageCounts.OnPublish(_pool, _ringOffset, _capacity, durable, completed);
                 _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
-                tail = completed;
+                Volatile.Write(ref _cursors.Durable, completed);
+                WakeSleepers();
             }
         }
         catch (Exception e)
@@ -682,27 +757,7 @@ public sealed class PmemLog
         }
         finally
         {
-            // One plain store releases the flag and shows the new tail (only the flag's holder writes the cursor).
-            Volatile.Write(ref _cursors.Published, tail);
-            WakeSleepers();
-        }
-        return tail;
-    }
-
-    /// <summary>Steps 3 to 5 for the record [<paramref name="start"/>, <paramref name="end"/>), whose copy is drained.</summary>
-    private void Commit(long start, long end)
-    {
-        if (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            WaitForPredecessors(start);
-        }
-        Complete(end);
-        // Someone may already have published past this record (group commit): then it returns
-        // having only read the published cursor.
-        long published = Volatile.Read(ref _cursors.Published);
-        if ((published & ~PublishingFlag) < end)
-        {
-            PublishOrWait(end);
+            _tailGate.Exit();
         }
     }
 
@@ -711,58 +766,14 @@ public sealed class PmemLog
         Backoff backoff = default;
         while (Volatile.Read(ref _cursors.Completed) != start)
         {
-            backoff.Wait(this, start, forPublish: false);
+            backoff.Wait(this, start, WaitFor.CompletedAt);
         }
     }
 
-    private void PublishOrWait(long end)
+    private enum WaitFor
     {
-        Backoff backoff = default;
-        while (true)
-        {
-            long published = Volatile.Read(ref _cursors.Published);
-            if ((published & ~PublishingFlag) >= end)
-            {
-                return;
-            }
-            if ((published & PublishingFlag) == 0)
-            {
-                if (Interlocked.CompareExchange(ref _cursors.Published, published | PublishingFlag, published) == published)
-                {
-                    // This record is completed, so this publish covers it; let it cover the
-                    // appenders copying right now too, if they finish within a moment.
-                    WaitForFollowers();
-                    PublishHeld(published);
-                    return;
-                }
-                continue;
-            }
-            backoff.Wait(this, end, forPublish: true);
-        }
-    }
-
-    /// <summary>
-    /// Group commit proper: the publisher waits (PAUSE, at most about 2 us, the time of a copy)
-    /// for the appenders that reserved space before it took the flag to complete, so that its one
-    /// publish covers them too and they return without publishing. Alone, it does not wait.
-    /// </summary>
-    private void WaitForFollowers()
-    {
-        long reserved = Volatile.Read(ref _cursors.Reserved);
-        if (Volatile.Read(ref _cursors.Completed) >= reserved)
-        {
-            return;
-        }
-        long since = Stopwatch.GetTimestamp();
-        int rounds = 0;
-        while (Volatile.Read(ref _cursors.Completed) < reserved)
-        {
-            if ((++rounds & 15) == 0 && Stopwatch.GetTimestamp() - since > s_followerTicks)
-            {
-                return;
-            }
-            Pause();
-        }
+        CompletedAt,
+        CompletedPast,
     }
 
     /// <summary>
@@ -777,7 +788,7 @@ public sealed class PmemLog
         private int _rounds;
         private int _phase;
 
-        public void Wait(PmemLog log, long value, bool forPublish)
+        public void Wait(PmemLog log, long value, WaitFor what)
         {
             log.ThrowIfFailed();
             if (_phase == 0)
@@ -802,7 +813,7 @@ public sealed class PmemLog
             }
             else
             {
-                log.Sleep(value, forPublish);
+                log.Sleep(value, what);
             }
         }
     }
@@ -814,14 +825,14 @@ public sealed class PmemLog
     /// earlier store), and a wake-up missed that way costs at most the 1 ms timeout; a locked
     /// instruction on every append to close that gap would cost more than it saves.
     /// </summary>
-    private void Sleep(long value, bool forPublish)
+    private void Sleep(long value, WaitFor what)
     {
         lock (_sleepGate)
         {
             Interlocked.Increment(ref _cursors.Sleepers);
             try
             {
-                if (!Ready(value, forPublish))
+                if (!Ready(value, what))
                 {
                     Monitor.Wait(_sleepGate, SleepTimeoutMilliseconds);
                 }
@@ -833,19 +844,15 @@ public sealed class PmemLog
         }
     }
 
-    // What a waiter waits for: the completion cursor at its start (step 3), or its end published or the publishing flag free (step 4); or a failure.
-    private bool Ready(long value, bool forPublish)
+    // What a waiter waits for: the completion cursor at its start, or past a point (a window); or a failure.
+    private bool Ready(long value, WaitFor what)
     {
         if (Volatile.Read(ref _failure) is not null)
         {
             return true;
         }
-        if (!forPublish)
-        {
-            return Volatile.Read(ref _cursors.Completed) == value;
-        }
-        long published = Volatile.Read(ref _cursors.Published);
-        return (published & ~PublishingFlag) >= value || (published & PublishingFlag) == 0;
+        long completed = Volatile.Read(ref _cursors.Completed);
+        return what == WaitFor.CompletedAt ? completed == value : completed > value;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -998,18 +1005,49 @@ public sealed class PmemLog
         }
     }
 
-    internal static uint Checksum(ReadOnlySpan<byte> payload, long lsn)
-        => (uint)XxHash3.HashToUInt64(payload, ChecksumSeed(lsn, payload.Length));
+    private uint Checksum(ReadOnlySpan<byte> payload, long lsn) => LogFormat.Checksum(_nonce, payload, lsn);
 
-    /// <summary>The XxHash3 seed of a frame's checksum: its LSN and payload length.</summary>
-    internal static long ChecksumSeed(long lsn, long length) => lsn ^ (length << 40);
+    private static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn) => LogFormat.WriteFrameHeader(frame, length, checksum, lsn);
 
-    internal static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn)
+    /// <summary>
+    /// Persists the tail word (so that the next open scans nothing) and ends this instance's use:
+    /// later calls throw <see cref="ObjectDisposedException"/>. The records stay in the pool; open
+    /// the log again with <see cref="Open"/>. Appends racing Dispose are a caller's bug: each either
+    /// completes (and is durable) or throws. A read-only, failed or already disposed pool's log is
+    /// only marked disposed.
+    /// </summary>
+    public void Dispose()
     {
-        BinaryPrimitives.WriteInt32LittleEndian(frame, length);
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], checksum);
-        BinaryPrimitives.WriteInt64LittleEndian(frame[8..], lsn);
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        if (_pool.IsReadOnly || Volatile.Read(ref _failure) is not null || !_pool.TryEnterRead())
+        {
+            return;
+        }
+        try
+        {
+            PersistTail(wait: true);
+        }
+        finally
+        {
+            _pool.ExitRead();
+        }
     }
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowLogDisposed();
+        }
+        _pool.ThrowIfDisposed();
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowLogDisposed() => throw new ObjectDisposedException(nameof(PmemLog),
+        string.Create(CultureInfo.InvariantCulture, $"The log at offset {Offset} has been disposed; open it again with PmemLog.Open."));
 
     /// <summary>Throws the pool's <see cref="ObjectDisposedException"/> if it was disposed: what any operation racing its Dispose reports.</summary>
     private void ThrowIfPoolDisposed() => _pool.ThrowIfDisposed();
