@@ -261,7 +261,7 @@ public sealed class LogTests
                 Assert.Equal(0, lsn % 64);
                 wrapped |= lsn / log.Capacity != (lsn + PmemLog.FrameLength(length) - 1) / log.Capacity;
                 byte[] padding = new byte[PmemLog.FrameLength(length) - PmemLog.FrameHeaderSize - length];
-                log.CopyFromRing(lsn + PmemLog.FrameHeaderSize + length, padding);
+                log.Ring.CopyFromRing(lsn + PmemLog.FrameHeaderSize + length, padding);
                 Assert.All(padding, b => Assert.Equal(0, b));
                 live.Enqueue((lsn, seq, length));
                 seq++;

@@ -15,8 +15,10 @@ public enum LogHeaderField
     Capacity,
     /// <summary>The published head (first live LSN).</summary>
     Head,
-    /// <summary>The published durable tail (end LSN).</summary>
+    /// <summary>The tail word (persisted lazily: the records after it are found by scanning).</summary>
     Tail,
+    /// <summary>The unpersisted-tail window recorded in the header.</summary>
+    Window,
 }
 
 /// <summary>A log header failed validation on open; <see cref="Field"/> names the field.</summary>
@@ -74,4 +76,32 @@ public sealed class LogFullException : PmemException
 
     /// <summary>The bytes that were free.</summary>
     public long FreeBytes { get; }
+}
+
+/// <summary>
+/// <see cref="PmemLog.Create(PmemPool, long, long)"/> found a log already at the offset (an intact
+/// header) and was not told to overwrite it. Open it with <see cref="PmemLog.Open"/>, or pass
+/// <c>overwrite: true</c> to replace it.
+/// </summary>
+public sealed class LogExistsException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="offset">Where the log is.</param>
+    /// <param name="capacity">Its ring capacity.</param>
+    /// <param name="head">Its head.</param>
+    /// <param name="tail">The tail recovery would find.</param>
+    /// <param name="records">The records it holds.</param>
+    public LogExistsException(long offset, long capacity, long head, long tail, long records)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PmemLog.Create: a log is already at offset {offset} (capacity {capacity}, records [{head}, {tail}), {records} record(s)); open it with PmemLog.Open, or pass overwrite: true to replace it."))
+    {
+        Offset = offset;
+        Records = records;
+    }
+
+    /// <summary>Where the existing log starts.</summary>
+    public long Offset { get; }
+
+    /// <summary>The records the existing log holds.</summary>
+    public long Records { get; }
 }

@@ -136,7 +136,7 @@ internal static class LogFormat
         long window = BinaryPrimitives.ReadInt64LittleEndian(header[WindowOffset..]);
         if (window < FrameAlignment || window % FrameAlignment != 0 || window > capacity || window > MaxWindow)
         {
-            sink.Report(LogHeaderField.Capacity, Invariant(
+            sink.Report(LogHeaderField.Window, Invariant(
                 $"The log's tail window {window} is not a multiple of {FrameAlignment} in [{FrameAlignment}, min(capacity {capacity}, {MaxWindow})]."));
             return false;
         }

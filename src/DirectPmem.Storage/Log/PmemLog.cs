@@ -86,61 +86,24 @@ public sealed class PmemLog : IDisposable
     internal const int TailWordOffset = LogFormat.TailWordOffset;
     internal const int HeadWordOffset = LogFormat.HeadWordOffset;
 
-    private readonly PmemPool _pool;
-    private readonly DaxMapping _mapping;
-    private readonly long _ringOffset;
-    private readonly long _capacity;
-    private readonly long _nonce;
-    private readonly long _window;
-    private readonly Lock _truncateGate = new();
-    private readonly Lock _tailGate = new();
-    private readonly object _sleepGate = new();
-    private Cursors _cursors;
-    private Exception? _failure;
-    private int _disposed;
-
-    // Frames up to this length are staged whole on the stack and written with one (temporal) copy;
-    // longer ones stream their payload straight from the caller's memory. The copy engine's
-    // non-temporal threshold is 256 bytes (PMDK's).
-    private const int StagedFrameLimit = LogFormat.StagedFrameLimit;
     private const int CacheLine = LogFormat.CacheLine;
 
-    // How long a waiting appender spins (PAUSE) before it yields, and yields before it blocks. A
-    // predecessor that is running finishes its copy in well under a microsecond at these sizes;
-    // with more appenders than CPUs one that is not done is usually off the CPU, and spinning
-    // keeps it off: the 4- and 8-thread concurrency tests on 2 CPUs ran 1M appends in 15 and 18 s
-    // with a 20 us spin, 6 and 7.5 s with 3 us, 3.8 and 6 s with 1 us (15:34-15:36 UTC, load 3-4).
-    private static readonly long s_spinTicks = Stopwatch.Frequency / 1_000_000; // 1 us
-    private static readonly long s_yieldTicks = Stopwatch.Frequency / 1_000; // 1 ms
-    private const int SleepTimeoutMilliseconds = 1;
-
-    [StructLayout(LayoutKind.Explicit, Size = 384)]
-    private struct Cursors
-    {
-        // One cache line each (and a line of padding on either side): appenders on different
-        // cores write Reserved and Completed; Durable (the tail word's value), Head and Sleepers
-        // are read on every append and written rarely, so they must not share a line with a
-        // written cursor.
-        [FieldOffset(64)] public long Reserved;
-        [FieldOffset(128)] public long Completed;
-        [FieldOffset(192)] public long Durable;
-        [FieldOffset(256)] public long Head;
-        [FieldOffset(320)] public int Sleepers;
-    }
+    private readonly PmemPool _pool;
+    private readonly DaxMapping _mapping;
+    private readonly long _capacity;
+    private readonly LogRing _ring;
+    private readonly LogCommit _commit;
+    private readonly Lock _truncateGate = new();
+    private int _disposed;
 
     private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail)
     {
         _pool = pool;
         _mapping = pool.Mapping;
         Offset = offset;
-        _ringOffset = offset + HeaderLength;
         _capacity = layout.Capacity;
-        _nonce = layout.Nonce;
-        _window = layout.Window;
-        _cursors.Head = head;
-        _cursors.Reserved = tail;
-        _cursors.Completed = tail;
-        _cursors.Durable = durableTail;
+        _ring = new LogRing(_mapping, offset + HeaderLength, layout.Capacity, layout.Nonce);
+        _commit = new LogCommit(pool, offset + TailWordOffset, offset + HeaderLength, layout.Capacity, layout.Window, head, durableTail, tail);
         Diagnostics.StorageCounts.Touch();
     }
 
@@ -154,13 +117,13 @@ public sealed class PmemLog : IDisposable
     public long Capacity => _capacity;
 
     /// <summary>The LSN of the first live record (everything before it was truncated).</summary>
-    public long Head => Volatile.Read(ref _cursors.Head);
+    public long Head => _commit.Head;
 
     /// <summary>The durable tail: the LSN after the last acknowledged record (every record before it is durable).</summary>
-    public long Tail => Volatile.Read(ref _cursors.Completed);
+    public long Tail => _commit.Tail;
 
     /// <summary>The bytes free for appends now (frames included).</summary>
-    public long FreeBytes => _capacity - (Volatile.Read(ref _cursors.Reserved) - Head);
+    public long FreeBytes => _capacity - (_commit.Reserved - Head);
 
     /// <summary>The largest payload one record can have: the capacity minus one frame header.</summary>
     public int MaxRecordLength => (int)Math.Min(int.MaxValue - 2 * CacheLine, _capacity - FrameHeaderSize);
@@ -200,7 +163,22 @@ public sealed class PmemLog : IDisposable
     /// <returns>The log.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The range is not 4 KiB aligned or not in the data area.</exception>
     /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
-    public static PmemLog Create(PmemPool pool, long offset, long length)
+    /// <exception cref="LogExistsException">A log is already there (an intact header); use <see cref="Open"/>, or the overload with <c>overwrite</c>.</exception>
+    public static PmemLog Create(PmemPool pool, long offset, long length) => Create(pool, offset, length, overwrite: false);
+
+    /// <summary>
+    /// Creates an empty log at <paramref name="offset"/>, durably; with <paramref name="overwrite"/>
+    /// a log already there is replaced (its records are lost).
+    /// </summary>
+    /// <param name="pool">A writable pool.</param>
+    /// <param name="offset">A multiple of 4096 in the data area.</param>
+    /// <param name="length">The log's length: a multiple of 4096, at least 8192, within the pool.</param>
+    /// <param name="overwrite">Whether to replace a log already at <paramref name="offset"/>.</param>
+    /// <returns>The log.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not 4 KiB aligned or not in the data area.</exception>
+    /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
+    /// <exception cref="LogExistsException">A log is already there and <paramref name="overwrite"/> is false.</exception>
+    public static PmemLog Create(PmemPool pool, long offset, long length, bool overwrite)
     {
         ArgumentNullException.ThrowIfNull(pool);
         pool.ThrowIfUnwritable();
@@ -213,6 +191,10 @@ public sealed class PmemLog : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
                 $"The log length must be a multiple of {HeaderLength}, at least {2 * HeaderLength}, and fit in the pool after offset {offset} ({pool.Size - offset} bytes)."));
+        }
+        if (!overwrite)
+        {
+            ThrowIfLive(pool, offset);
         }
         long capacity = length - HeaderLength;
         var layout = new LogLayout(capacity, Random.Shared.NextInt64(), LogFormat.WindowFor(capacity));
@@ -244,6 +226,18 @@ public sealed class PmemLog : IDisposable
         {
             pool.ExitRead();
         }
+    }
+
+    private static void ThrowIfLive(PmemPool pool, long offset)
+    {
+        Span<byte> header = stackalloc byte[LogFormat.StaticLength + 8];
+        pool.Mapping.ReadSafe(offset, header);
+        if (!LogFormat.LooksLive(header))
+        {
+            return;
+        }
+        LogInspection there = Inspect(pool.Mapping, offset, pool.DataOffset);
+        throw new LogExistsException(offset, there.Capacity, there.Head, there.Tail, there.Records);
     }
 
     private static PmemLog OpenCore(PmemPool pool, long offset)
@@ -334,11 +328,11 @@ public sealed class PmemLog : IDisposable
         }
         catch (Exception e)
         {
-            Fail(e);
-            ThrowIfPoolDisposed();
+            _commit.Fail(e);
+            _pool.ThrowIfDisposed();
             throw;
         }
-        Commit(lsn, lsn + frame);
+        _commit.Commit(lsn, lsn + frame);
         Diagnostics.StorageCounts.OnAppend(1, frame);
         return lsn;
     }
@@ -405,19 +399,19 @@ public sealed class PmemLog : IDisposable
                 Span<byte> frame = frames[at..];
                 int length = BinaryPrimitives.ReadInt32LittleEndian(frame);
                 long recordLsn = lsn + at;
-                BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
+                BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], _ring.Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
                 BinaryPrimitives.WriteInt64LittleEndian(frame[8..], recordLsn);
             }
-            WriteRing(lsn, frames);
+            _ring.WriteRing(lsn, frames);
             _mapping.Drain();
         }
         catch (Exception e)
         {
-            Fail(e);
-            ThrowIfPoolDisposed();
+            _commit.Fail(e);
+            _pool.ThrowIfDisposed();
             throw;
         }
-        Commit(lsn, lsn + total);
+        _commit.Commit(lsn, lsn + total);
         Diagnostics.StorageCounts.OnAppend(batch.Count, total);
         return lsn;
     }
@@ -444,6 +438,44 @@ public sealed class PmemLog : IDisposable
         return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head);
     }
 
+    /// <summary>
+    /// Finds the first record at or after <paramref name="lsn"/>: what a truncation point or a
+    /// reader's start is when only a position is known (a checkpoint's LSN, a byte count), not the
+    /// LSN of a record. Records identify themselves (each frame carries its LSN and a checksum
+    /// seeded with this log's nonce), so the search probes the 16-byte positions from
+    /// <paramref name="lsn"/> on until a frame validates there: at most one record's length.
+    /// </summary>
+    /// <param name="lsn">Any position; one before the head means the head.</param>
+    /// <returns>The LSN of that record, or <see cref="Tail"/> when no record starts at or after <paramref name="lsn"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="lsn"/> is past the tail.</exception>
+    public long FindRecord(long lsn)
+    {
+        ThrowIfDisposed();
+        long tail = Tail;
+        if (lsn > tail)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lsn), lsn, string.Create(CultureInfo.InvariantCulture, $"The LSN is past the tail {tail}."));
+        }
+        long head = Head;
+        long at = lsn <= head ? head : (lsn + FrameAlignment - 1) & ~(long)(FrameAlignment - 1);
+        _pool.EnterRead();
+        try
+        {
+            for (; at < tail; at += FrameAlignment)
+            {
+                if (_ring.IsFrameAt(at, tail))
+                {
+                    return at;
+                }
+            }
+            return tail;
+        }
+        finally
+        {
+            _pool.ExitRead();
+        }
+    }
+
     /// <summary>The payload length of the record at <paramref name="lsn"/>, after checking its frame.</summary>
     /// <param name="lsn">The record's LSN.</param>
     /// <returns>The payload length.</returns>
@@ -457,7 +489,7 @@ public sealed class PmemLog : IDisposable
         _pool.EnterRead();
         try
         {
-            return ReadFrameHeader(lsn, tail, lsn == Head);
+            return _ring.ReadFrameHeader(lsn, tail, lsn == Head);
         }
         finally
         {
@@ -479,14 +511,14 @@ public sealed class PmemLog : IDisposable
         _pool.EnterRead();
         try
         {
-            int length = ReadFrameHeader(lsn, tail, lsn == Head);
+            int length = _ring.ReadFrameHeader(lsn, tail, lsn == Head);
             if (destination.Length < length)
             {
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                     $"The record at LSN {lsn} holds {length} bytes; the destination has {destination.Length}."), nameof(destination));
             }
-            CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
-            VerifyChecksum(lsn, destination[..length]);
+            _ring.CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
+            _ring.VerifyChecksum(lsn, destination[..length]);
             return length;
         }
         finally
@@ -521,7 +553,7 @@ public sealed class PmemLog : IDisposable
                 _pool.EnterRead();
                 try
                 {
-                    ReadFrameHeader(lsn, tail, boundaryKnown: false);
+                    _ring.ReadFrameHeader(lsn, tail, boundaryKnown: false);
                 }
                 finally
                 {
@@ -530,16 +562,30 @@ public sealed class PmemLog : IDisposable
             }
             // The tail word never falls behind the head word: recovery scans from the tail word,
             // and the ring before the head may be overwritten by then.
-            if (Volatile.Read(ref _cursors.Durable) < lsn)
+            if (_commit.Durable < lsn)
             {
-                PersistTail(wait: true);
+                _commit.PersistTail(wait: true);
             }
             _mapping.Publish(Offset + HeadWordOffset, (ulong)lsn);
-            Volatile.Write(ref _cursors.Head, lsn);
+            _commit.SetHead(lsn);
         }
     }
 
     // ---- the append protocol, step by step (internal so the simulator tests can interleave appenders) ----
+
+    /// <summary>Step 1: reserve (see <see cref="LogCommit.Reserve"/>).</summary>
+    internal long Reserve(int frameBytes) => _commit.Reserve(frameBytes);
+
+    /// <summary>Step 2: copy the frame, flushed, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
+    internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload) => _ring.WriteFrame(lsn, payload);
+
+    /// <summary>Step 2b: drain this thread's stores.</summary>
+    internal void DrainWrites() => _mapping.Drain();
+
+    /// <summary>Step 3 without waiting (see <see cref="LogCommit.TryComplete"/>).</summary>
+    internal bool TryComplete(long start, long end) => _commit.TryComplete(start, end);
+
+    internal LogRing Ring => _ring;
 
     internal int CheckRecord(int length)
     {
@@ -551,421 +597,6 @@ public sealed class PmemLog : IDisposable
         }
         _pool.ThrowIfUnwritable();
         return FrameLength(length);
-    }
-
-    /// <summary>
-    /// Step 1: lock-free reservation of <paramref name="frameBytes"/> at the volatile reservation
-    /// cursor, if the ring has room after the head and the frame starts inside the window after the
-    /// tail word (else the tail word is persisted first: see <see cref="PersistTail"/>).
-    /// </summary>
-    internal long Reserve(int frameBytes)
-    {
-        ThrowIfFailed();
-        while (true)
-        {
-            long start = Volatile.Read(ref _cursors.Reserved);
-            long end = start + frameBytes;
-            long head = Volatile.Read(ref _cursors.Head);
-            if (end - head > _capacity)
-            {
-                // A disposed pool is never reported as a full log.
-                ThrowIfPoolDisposed();
-                throw new LogFullException(frameBytes, _capacity - (start - head), _capacity);
-            }
-            if (start - Volatile.Read(ref _cursors.Durable) >= _window)
-            {
-                WaitForWindow(start);
-                continue;
-            }
-            if (Interlocked.CompareExchange(ref _cursors.Reserved, end, start) == start)
-            {
-                return start;
-            }
-        }
-    }
-
-    /// <summary>
-    /// The slow path of a reservation past the window: persist the tail word up to the completion
-    /// cursor, waiting for the appenders still copying when that is not yet far enough. Appenders
-    /// persist the tail word when they pass half the window (<see cref="Commit"/>), so this is
-    /// taken only when the window is small next to the records in flight.
-    /// </summary>
-    private void WaitForWindow(long start)
-    {
-        Backoff backoff = default;
-        while (start - Volatile.Read(ref _cursors.Durable) >= _window)
-        {
-            if (Volatile.Read(ref _cursors.Completed) > start - _window)
-            {
-                PersistTail(wait: true);
-            }
-            else
-            {
-                backoff.Wait(this, start - _window, WaitFor.CompletedPast);
-            }
-        }
-    }
-
-    /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
-    /// <remarks>
-    /// A short frame is staged whole on the stack and written with one copy. A longer one is
-    /// written in two: the payload from the next cache-line boundary of the ring on, straight from
-    /// the caller's memory, line-aligned at the destination so that the copy engine streams it
-    /// with non-temporal stores (no second copy of the payload); then, from a small stack buffer,
-    /// the header (its checksum computed while those stores drain) with the payload's first bytes
-    /// up to that boundary. The padding after the payload is not written: readers skip it by the length.
-    /// </remarks>
-    [SkipLocalsInit]
-    internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload)
-    {
-        int frameLength = FrameLength(payload.Length);
-        if (frameLength <= StagedFrameLimit)
-        {
-            Span<byte> frame = stackalloc byte[StagedFrameLimit];
-            frame = frame[..frameLength];
-            WriteFrameHeader(frame, payload.Length, Checksum(payload, lsn), lsn);
-            payload.CopyTo(frame[FrameHeaderSize..]);
-            frame[(FrameHeaderSize + payload.Length)..].Clear();
-            WriteRing(lsn, frame);
-        }
-        else if ((lsn & (CacheLine - 1)) == 0)
-        {
-            WriteAlignedLongFrame(lsn, payload);
-        }
-        else
-        {
-            // LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity is a multiple of 4 KiB.
-            int lead = (int)((CacheLine - ((lsn + FrameHeaderSize) & (CacheLine - 1))) & (CacheLine - 1));
-            // The payload's bulk goes first: its non-temporal stores are on their way to memory
-            // while the checksum is computed (over the payload, still in the cache); the first
-            // line with the header follows, and the caller's drain covers both.
-            WriteRing(lsn + FrameHeaderSize + lead, payload[lead..]);
-            Span<byte> first = stackalloc byte[CacheLine];
-            first = first[..(FrameHeaderSize + lead)];
-            WriteFrameHeader(first, payload.Length, Checksum(payload, lsn), lsn);
-            payload[..lead].CopyTo(first[FrameHeaderSize..]);
-            WriteRing(lsn, first);
-        }
-    }
-
-    /// <summary>
-    /// A long frame that starts on a cache line (its length is a multiple of 64, so it ends on one
-    /// too) is written as whole lines with non-temporal stores only, no flush of a partial line:
-    /// the middle lines straight from the caller's memory, the last one staged on the stack with
-    /// the payload's tail and zero padding, then (its checksum computed while those stores drain)
-    /// the first line with the header and the payload's first 48 bytes. LSN and ring position
-    /// agree modulo the line size (the ring starts 4 KiB aligned, its capacity is a multiple of
-    /// 4 KiB), so a frame that wraps splits at a line boundary.
-    /// </summary>
-    [SkipLocalsInit]
-    private void WriteAlignedLongFrame(long lsn, ReadOnlySpan<byte> payload)
-    {
-        const int lead = CacheLine - FrameHeaderSize;
-        const PmemCopyOptions streamed = PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal;
-        int last = (payload.Length - lead) & (CacheLine - 1);
-        int middle = payload.Length - lead - last;
-        if (middle != 0)
-        {
-            WriteRing(lsn + CacheLine, payload.Slice(lead, middle), streamed);
-        }
-        Span<byte> line = stackalloc byte[CacheLine];
-        if (last != 0)
-        {
-            payload[^last..].CopyTo(line);
-            line[last..].Clear();
-            WriteRing(lsn + CacheLine + middle, line, streamed);
-        }
-        WriteFrameHeader(line, payload.Length, Checksum(payload, lsn), lsn);
-        payload[..lead].CopyTo(line[FrameHeaderSize..]);
-        WriteRing(lsn, line, streamed);
-    }
-
-    /// <summary>Step 2b: drain this thread's stores.</summary>
-    internal void DrainWrites() => _mapping.Drain();
-
-    /// <summary>Step 3 without waiting: move the completion cursor from <paramref name="start"/> to <paramref name="end"/> if every earlier record completed.</summary>
-    internal bool TryComplete(long start, long end)
-    {
-        if (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            return false;
-        }
-        Complete(end);
-        return true;
-    }
-
-    // Only the appender whose record starts at the completion cursor moves it: a plain store. (No
-    // locked instruction here: right after a flush and drain, one waits for the write-backs.)
-    private void Complete(long end)
-    {
-        Volatile.Write(ref _cursors.Completed, end);
-        WakeSleepers();
-    }
-
-    /// <summary>
-    /// Step 3 for the record [<paramref name="start"/>, <paramref name="end"/>), whose copy is
-    /// drained: wait until every earlier record is durable, move the completion cursor over this
-    /// one, and return. That is the acknowledgement: no tail is published (the record validates
-    /// itself). The appender that takes the completion cursor past half the window after the tail
-    /// word persists the tail word (one 8-byte publish per half window of bytes, amortised).
-    /// </summary>
-    private void Commit(long start, long end)
-    {
-        if (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            WaitForPredecessors(start);
-        }
-        Complete(end);
-        if (end - Volatile.Read(ref _cursors.Durable) >= _window >> 1)
-        {
-            PersistTail(wait: false);
-        }
-    }
-
-    /// <summary>
-    /// Persists the completion cursor as the tail word (one failure-atomic 8-byte store, flush and
-    /// drain) if it is ahead of it. Callers that must see the word move (a truncation, a full
-    /// window, Dispose) wait for the gate; an appender passing the half window does not.
-    /// </summary>
-    private void PersistTail(bool wait)
-    {
-        if (wait)
-        {
-            _tailGate.Enter();
-        }
-        else if (!_tailGate.TryEnter())
-        {
-            return;
-        }
-        try
-        {
-            long durable = Volatile.Read(ref _cursors.Durable);
-            long completed = Volatile.Read(ref _cursors.Completed);
-            if (completed > durable)
-            {
-                Diagnostics.StorageCounts.OnPublish(_pool, _ringOffset, _capacity, durable, completed);
-                _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
-                Volatile.Write(ref _cursors.Durable, completed);
-                WakeSleepers();
-            }
-        }
-        catch (Exception e)
-        {
-            Fail(e);
-            ThrowIfPoolDisposed();
-            throw;
-        }
-        finally
-        {
-            _tailGate.Exit();
-        }
-    }
-
-    private void WaitForPredecessors(long start)
-    {
-        Backoff backoff = default;
-        while (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            backoff.Wait(this, start, WaitFor.CompletedAt);
-        }
-    }
-
-    private enum WaitFor
-    {
-        CompletedAt,
-        CompletedPast,
-    }
-
-    /// <summary>
-    /// Waiting for another appender: PAUSE while it is likely running (about 1 us), then yield
-    /// the CPU (about 1 ms more), then block until a completion or a publish wakes this thread,
-    /// so that a predecessor that was descheduled gets a CPU back instead of competing with a
-    /// spinner (on a 2-CPU machine a spinning waiter takes the CPU the stalled appender needs).
-    /// </summary>
-    private struct Backoff
-    {
-        private long _since;
-        private int _rounds;
-        private int _phase;
-
-        public void Wait(PmemLog log, long value, WaitFor what)
-        {
-            log.ThrowIfFailed();
-            if (_phase == 0)
-            {
-                if (_rounds++ == 0)
-                {
-                    _since = Stopwatch.GetTimestamp();
-                }
-                else if ((_rounds & 63) == 0 && Stopwatch.GetTimestamp() - _since > s_spinTicks)
-                {
-                    _phase = 1;
-                }
-                Pause();
-            }
-            else if (_phase == 1)
-            {
-                if (Stopwatch.GetTimestamp() - _since > s_spinTicks + s_yieldTicks)
-                {
-                    _phase = 2;
-                }
-                Thread.Yield();
-            }
-            else
-            {
-                log.Sleep(value, what);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Blocks until a completion or publish (or a failure) wakes the thread. The sleeper counts
-    /// itself, then looks at the cursors once more before it waits; a waker stores its cursor, then
-    /// reads the count. The two plain store-then-load sequences may cross (x86 lets a load pass an
-    /// earlier store), and a wake-up missed that way costs at most the 1 ms timeout; a locked
-    /// instruction on every append to close that gap would cost more than it saves.
-    /// </summary>
-    private void Sleep(long value, WaitFor what)
-    {
-        lock (_sleepGate)
-        {
-            Interlocked.Increment(ref _cursors.Sleepers);
-            try
-            {
-                if (!Ready(value, what))
-                {
-                    Monitor.Wait(_sleepGate, SleepTimeoutMilliseconds);
-                }
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _cursors.Sleepers);
-            }
-        }
-    }
-
-    // What a waiter waits for: the completion cursor at its start, or past a point (a window); or a failure.
-    private bool Ready(long value, WaitFor what)
-    {
-        if (Volatile.Read(ref _failure) is not null)
-        {
-            return true;
-        }
-        long completed = Volatile.Read(ref _cursors.Completed);
-        return what == WaitFor.CompletedAt ? completed == value : completed > value;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void WakeSleepers()
-    {
-        if (Volatile.Read(ref _cursors.Sleepers) != 0)
-        {
-            WakeSleepersSlow();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void WakeSleepersSlow()
-    {
-        lock (_sleepGate)
-        {
-            Monitor.PulseAll(_sleepGate);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pause()
-    {
-        if (X86Base.IsSupported)
-        {
-            X86Base.Pause();
-        }
-        else
-        {
-            Thread.SpinWait(1);
-        }
-    }
-
-    private void WriteRing(long lsn, ReadOnlySpan<byte> data, PmemCopyOptions flags = PmemCopyOptions.NoDrain)
-    {
-        long physical = lsn % _capacity;
-        int first = (int)Math.Min(data.Length, _capacity - physical);
-        _mapping.Write(data[..first], _ringOffset + physical, flags);
-        if (first < data.Length)
-        {
-            _mapping.Write(data[first..], _ringOffset, flags);
-        }
-    }
-
-    internal void CopyFromRing(long lsn, Span<byte> destination)
-    {
-        long physical = lsn % _capacity;
-        int first = (int)Math.Min(destination.Length, _capacity - physical);
-        _mapping.GetReadOnlySpan(_ringOffset + physical, first).CopyTo(destination);
-        if (first < destination.Length)
-        {
-            _mapping.GetReadOnlySpan(_ringOffset, destination.Length - first).CopyTo(destination[first..]);
-        }
-    }
-
-    /// <summary>The payload as a span into the ring when it does not wrap, else copied into <paramref name="scratch"/>.</summary>
-    internal ReadOnlySpan<byte> GetPayload(long lsn, int length, scoped ref byte[]? scratch)
-    {
-        long physical = (lsn + FrameHeaderSize) % _capacity;
-        if (physical + length <= _capacity)
-        {
-            return _mapping.GetReadOnlySpan(_ringOffset + physical, length);
-        }
-        if (scratch is null || scratch.Length < length)
-        {
-            if (scratch is not null)
-            {
-                ArrayPool<byte>.Shared.Return(scratch);
-            }
-            scratch = ArrayPool<byte>.Shared.Rent(length);
-        }
-        Span<byte> copy = scratch.AsSpan(0, length);
-        CopyFromRing(lsn + FrameHeaderSize, copy);
-        return copy;
-    }
-
-    /// <summary>Checks the frame header at <paramref name="lsn"/> (LSN, length within <paramref name="end"/>) and returns the payload length.</summary>
-    internal int ReadFrameHeader(long lsn, long end, bool boundaryKnown)
-    {
-        if (end - lsn < FrameHeaderSize)
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} would run past the durable tail {end}."));
-        }
-        ReadOnlySpan<byte> header = _mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity, FrameHeaderSize);
-        long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
-        if (storedLsn != lsn)
-        {
-            if (!boundaryKnown)
-            {
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"No record starts at LSN {lsn} (the frame there carries LSN {storedLsn}); use an LSN returned by Append or LogRecord.NextLsn."), nameof(lsn));
-            }
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} carries LSN {storedLsn}: the durable log is damaged."));
-        }
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} claims {length} bytes, past the durable tail {end}: the durable log is damaged."));
-        }
-        return (int)length;
-    }
-
-    internal void VerifyChecksum(long lsn, ReadOnlySpan<byte> payload)
-    {
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(_mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity + 4, 4));
-        if (stored != Checksum(payload, lsn))
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The record at LSN {lsn} ({payload.Length} bytes) fails its checksum: the durable log is damaged."));
-        }
     }
 
     /// <summary>The pool the log lives in (a reader enters it around its reads).</summary>
@@ -1005,10 +636,6 @@ public sealed class PmemLog : IDisposable
         }
     }
 
-    private uint Checksum(ReadOnlySpan<byte> payload, long lsn) => LogFormat.Checksum(_nonce, payload, lsn);
-
-    private static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn) => LogFormat.WriteFrameHeader(frame, length, checksum, lsn);
-
     /// <summary>
     /// Persists the tail word (so that the next open scans nothing) and ends this instance's use:
     /// later calls throw <see cref="ObjectDisposedException"/>. The records stay in the pool; open
@@ -1022,13 +649,13 @@ public sealed class PmemLog : IDisposable
         {
             return;
         }
-        if (_pool.IsReadOnly || Volatile.Read(ref _failure) is not null || !_pool.TryEnterRead())
+        if (_pool.IsReadOnly || _commit.HasFailed || !_pool.TryEnterRead())
         {
             return;
         }
         try
         {
-            PersistTail(wait: true);
+            _commit.PersistTail(wait: true);
         }
         finally
         {
@@ -1052,19 +679,5 @@ public sealed class PmemLog : IDisposable
     /// <summary>Throws the pool's <see cref="ObjectDisposedException"/> if it was disposed: what any operation racing its Dispose reports.</summary>
     private void ThrowIfPoolDisposed() => _pool.ThrowIfDisposed();
 
-    private void Fail(Exception e)
-    {
-        Interlocked.CompareExchange(ref _failure, e, null);
-        WakeSleepers();
-    }
 
-    private void ThrowIfFailed()
-    {
-        if (Volatile.Read(ref _failure) is Exception failure)
-        {
-            // An append that failed because the pool was disposed under it is not a damaged log.
-            ThrowIfPoolDisposed();
-            throw new PmemException("An earlier append failed while writing, so later records cannot become durable in order; reopen the log to recover.", failure);
-        }
-    }
 }
