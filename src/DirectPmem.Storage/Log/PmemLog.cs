@@ -14,63 +14,47 @@ namespace DirectPmem.Storage;
 /// <summary>
 /// A crash-consistent, circular, append-only log in a pool, shaped for a database's write-ahead
 /// log: concurrent appenders reserve space without a lock, copy their records in parallel, and
-/// share one 8-byte durable-tail publish (group commit). An append returns only when its record
-/// and every record before it are durable.
+/// each append is made durable with one fence. An append returns only when its record and every
+/// record before it are durable.
 /// </summary>
 /// <remarks>
-/// <para><b>Layout.</b> At <see cref="Offset"/> (4 KiB aligned, in the pool's data area) a 4 KiB
-/// header: magic "DPMLOG01", version, ring capacity and a checksum of those (bytes 0-47), the durable
-/// tail LSN (8-byte word at +64) and the head LSN (8-byte word at +128, its own cache line). The ring
-/// of <see cref="Capacity"/> bytes follows. An LSN is a byte position that only grows; it lives at
-/// ring offset LSN mod capacity. A record is a frame of 16 bytes (payload length u32, checksum u32 =
-/// low half of XxHash3 of the payload seeded with the LSN and length, the frame's own LSN u64) and the
-/// payload, padded to 16 bytes, or to 64 (a cache line) when the frame is longer than 256 bytes
-/// (<see cref="FrameLength"/>), so that consecutive long records stay line-aligned. Format version 2;
-/// a version-1 log (16-byte padding throughout) is refused. A frame may wrap around the end of the ring.</para>
-/// <para><b>Append protocol</b> (who does what, and what a crash at each step leaves):</para>
+/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: magic, version 3,
+/// ring capacity, checksum nonce, unpersisted-tail window and their checksum; the tail word (+64) and
+/// the head word (+128), each on its own cache line. The ring of <see cref="Capacity"/> bytes
+/// follows. A record is a frame of 16 bytes (payload length u32, checksum u32, LSN i64) and the
+/// payload, padded (<see cref="FrameLength"/>). An LSN is a byte position that only grows; it lives
+/// at ring offset LSN mod capacity. A version 1 or 2 log (earlier previews) is refused.</para>
+/// <para><b>Append</b> (<see cref="LogCommit"/>; what a crash leaves at each step):</para>
 /// <list type="number">
-/// <item>Reserve: a compare-and-swap advances the volatile reservation cursor by the frame size,
-/// if the ring has room between the durable head and the new end (else <see cref="LogFullException"/>,
-/// nothing reserved). No lock. A crash leaves nothing: the tail was not moved.</item>
-/// <item>Copy: the appender writes its frame with the copy engine, without a drain, then drains
-/// (SFENCE) its own stores. A short frame is staged on the stack and written at once (temporal
-/// stores + flush). A long frame that starts on a cache line is written as whole lines with
-/// non-temporal stores only (middle lines from the caller's memory, the last staged with zero
-/// padding, then the first with the header). A long frame that does not (it follows a short
-/// record) is written as the payload from a cache-line boundary on, straight from the caller's
-/// memory, then the header with the payload's first bytes. Appenders copy in parallel. A crash leaves bytes after the durable
-/// tail, which recovery ignores and later appends overwrite.</item>
+/// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
+/// after the head (else <see cref="LogFullException"/>) and the frame starts before the tail word
+/// plus the window (else the tail word is persisted first). A crash leaves nothing new.</item>
+/// <item>Copy (<see cref="LogRing"/>): the frame is written and flushed, then this thread's stores
+/// are drained: the one fence of the append. Appenders copy in parallel. A crash leaves the frame
+/// whole, torn or absent, inside the window after the tail word.</item>
 /// <item>Complete: the appender waits until the completion cursor reaches its start (every
-/// earlier record is durable) and moves it to its end with a plain store. Completion is in LSN
-/// order, so the cursor always marks a durable prefix.</item>
-/// <item>Publish (group commit): an appender whose end the published cursor already covers returns
-/// having only read it. Otherwise it tries to become the publisher: a compare-and-swap sets the
-/// publishing flag (bit 0 of the volatile published cursor; tails are multiples of 16). The
-/// publisher reads the completion cursor and publishes it as the durable tail with one
-/// failure-atomic 8-byte store + flush + drain, covering every record completed so far (its own
-/// included), then one plain store of the published cursor shows the new tail and clears the
-/// flag. Before it reads the completion cursor, a publisher that sees appenders still copying
-/// (reserved beyond the completion cursor) waits for them up to about 2 us, so that its publish
-/// covers them too. The others wait and look again. A crash before the publish leaves the old tail (the
-/// records are not acknowledged and are ignored); after it, the new tail, whose records were all
-/// durable first.</item>
-/// <item>Return: the append returns its LSN once the published tail covers its end.</item>
+/// earlier record is drained) and moves it to its end with a plain store, then returns: the record
+/// is acknowledged. Nothing is published: the record validates itself (its LSN, its checksum).</item>
+/// <item>Lazily (an appender passing half the window, <see cref="Truncate"/>, <see cref="Dispose"/>,
+/// a reservation past the window): the completion cursor is persisted as the tail word with one
+/// 8-byte failure-atomic publish. A crash leaves the old or the new word, both at or below the end
+/// of every acknowledged record.</item>
 /// </list>
-/// <para>A waiting appender (steps 3 and 4) spins with PAUSE for about 1 us, then yields the CPU
-/// for about 1 ms, then blocks until a completion or a publish wakes it: an appender that makes
-/// no progress for that long is off the CPU, and a spinning waiter would only keep it off. An
-/// appender whose copy failed marks the log failed and wakes the waiters, which then throw.</para>
-/// <para><b>Truncate</b> publishes a new head (one 8-byte publish) before the space is reused, so
-/// a crash never leaves a head pointing at overwritten frames. <b>Recovery</b> on open reads the
-/// head and tail words; everything after the tail is ignored and overwritten. Reads check every
-/// frame (LSN, length within the tail, checksum) and never return a damaged one.</para>
-/// <para>The log is circular: appends fail with <see cref="LogFullException"/> when the records
-/// between head and tail plus the new ones would exceed <see cref="Capacity"/>; truncate to make room.</para>
-/// <para><b>Disposal.</b> The log belongs to its pool. Every operation racing the pool's
+/// <para><b>Recovery</b> on open scans from the tail word while frames validate (LSN equal to their
+/// position, length within the ring, checksum seeded with the log's nonce, LSN and length); the
+/// first that does not ends the log. Acknowledged records form a drained prefix, so all are found.
+/// Then the rest of the window the crashed appenders could have written is cleared and the end
+/// persisted as the tail word, so that a record in flight behind a hole never validates after later
+/// records fill the hole. A torn frame passes the checksum with probability about 2^-32 per frame
+/// in flight at the crash (at most one per appender). Reads check every frame and never return a
+/// damaged one.</para>
+/// <para><b>Truncate</b> persists the tail word when it is behind, then the new head, before the
+/// space is reused. The log is circular: appends fail with <see cref="LogFullException"/> when the
+/// records between head and tail plus the new ones would exceed <see cref="Capacity"/>.</para>
+/// <para><b>Disposal.</b> <see cref="Dispose"/> persists the tail word (the next open scans nothing)
+/// and ends this instance. The log belongs to its pool: every operation racing the pool's
 /// <see cref="PmemPool.Dispose"/> completes (an append that returns is durable) or throws
-/// <see cref="ObjectDisposedException"/> naming the pool, never a full log or a damaged one; reads
-/// in progress finish before the pool unmaps. After the pool is disposed every operation throws it,
-/// even when the mapping was the caller's and is still mapped.</para>
+/// <see cref="ObjectDisposedException"/> naming the pool, never a full log or a damaged one.</para>
 /// </remarks>
 public sealed class PmemLog : IDisposable
 {
