@@ -197,6 +197,34 @@ public sealed class LogCrashTests(ITestOutputHelper output)
         Report($"concurrent{appenders}", sweep.Run(), 300);
     }
 
+    [Fact]
+    public void ALogWhoseAppendSkipsItsDrainIsCaughtBySweep()
+    {
+        // The negative control: the production steps with the one fence left out. An append is
+        // acknowledged while its record is only flushed, so some crash before the next drain loses it.
+        var sweep = new CrashSweep
+        {
+            Setup = map => SetupPoolAndLog(map, 16 * 1024),
+            Workload = (map, progress) =>
+            {
+                PmemLog log = OpenLog(map);
+                for (int seq = 0; seq < 6; seq++)
+                {
+                    byte[] record = Record(seq);
+                    int frame = PmemLog.FrameLength(record.Length);
+                    long start = log.Reserve(frame);
+                    log.WriteFrame(start, record);
+                    Assert.True(log.TryComplete(start, start + frame)); // no DrainWrites
+                    progress.Ack(seq);
+                }
+            },
+            Check = (map, progress) => CheckRecovered(OpenLog(map), progress),
+        };
+        InvalidOperationException caught = Assert.Throws<InvalidOperationException>(() => sweep.Run());
+        Assert.Contains("is missing", caught.Message, StringComparison.Ordinal);
+        output.WriteLine(caught.Message.Split('\n')[0]);
+    }
+
     // Mostly 241 to 1340 bytes: frames past the 256-byte staging limit, padded to whole cache lines.
     // Every third record is short (a 16-byte-aligned frame of 32 to 80 bytes), so that the long
     // records after it start inside a cache line and take the other path (payload from the caller

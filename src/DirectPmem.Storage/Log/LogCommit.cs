@@ -165,11 +165,17 @@ internal sealed class LogCommit
     /// </summary>
     internal void Commit(long start, long end)
     {
-        if (Volatile.Read(ref _cursors.Completed) != start)
+        if (!TryComplete(start, end))
         {
             WaitForPredecessors(start);
+            Complete(end);
         }
-        Complete(end);
+        AfterComplete(end);
+    }
+
+    /// <summary>After a completion: the appender that takes the cursor past half the window persists the tail word.</summary>
+    internal void AfterComplete(long end)
+    {
         if (end - Volatile.Read(ref _cursors.Durable) >= _window >> 1)
         {
             PersistTail(wait: false);

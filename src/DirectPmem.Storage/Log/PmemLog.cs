@@ -566,8 +566,16 @@ public sealed class PmemLog : IDisposable
     /// <summary>Step 2b: drain this thread's stores.</summary>
     internal void DrainWrites() => _mapping.Drain();
 
-    /// <summary>Step 3 without waiting (see <see cref="LogCommit.TryComplete"/>).</summary>
-    internal bool TryComplete(long start, long end) => _commit.TryComplete(start, end);
+    /// <summary>Step 3 without waiting: what <see cref="LogCommit.Commit"/> runs when the record's predecessors are done (the completion, then the lazy tail persist).</summary>
+    internal bool TryComplete(long start, long end)
+    {
+        if (!_commit.TryComplete(start, end))
+        {
+            return false;
+        }
+        _commit.AfterComplete(end);
+        return true;
+    }
 
     internal LogRing Ring => _ring;
 
