@@ -105,3 +105,36 @@ public sealed class LogExistsException : PmemException
     /// <summary>The records the existing log holds.</summary>
     public long Records { get; }
 }
+
+/// <summary>
+/// Recovery of a log met media it could not read (a poisoned line, or a page past the end of a
+/// truncated file), read through the poison-safe path: the process goes on and nothing was
+/// written. The records from the head to <see cref="Lsn"/> are intact as far as recovery looked
+/// (the scan starts at the tail word); the record at <see cref="Lsn"/> and everything after it
+/// cannot be recovered by scanning. <see cref="PmemLog.Inspect"/> reports the same.
+/// </summary>
+public sealed class LogMediaErrorException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="offset">Where the log starts.</param>
+    /// <param name="lsn">The LSN of the record recovery could not read.</param>
+    /// <param name="head">The log's head.</param>
+    /// <param name="mediaError">The poison-safe read's error.</param>
+    public LogMediaErrorException(long offset, long lsn, long head, PmemMediaErrorException mediaError)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PmemLog.Open: recovery of the log at offset {offset} cannot read the record at LSN {lsn} ({mediaError.Message}). The records in [{head}, {lsn}) are intact; the loss starts at LSN {lsn}. Nothing was written."), mediaError)
+    {
+        Offset = offset;
+        Lsn = lsn;
+        MediaError = mediaError;
+    }
+
+    /// <summary>Where the log starts.</summary>
+    public long Offset { get; }
+
+    /// <summary>The LSN of the first record recovery could not read: the loss starts here.</summary>
+    public long Lsn { get; }
+
+    /// <summary>The poison-safe read's error (its kind, and the bad range).</summary>
+    public PmemMediaErrorException MediaError { get; }
+}

@@ -107,6 +107,7 @@ public sealed class LogInspection
         long records = 0;
         long lsn = head;
         string? problem;
+        bool media = false;
         while (lsn < limit)
         {
             int length;
@@ -118,10 +119,11 @@ public sealed class LogInspection
             {
                 length = -1;
                 problem = "a media error: " + e.Message;
+                media = true;
             }
             if (length < 0)
             {
-                if (lsn < tailWord)
+                if (lsn < tailWord || media)
                 {
                     string message = LogFormat.Invariant(
                         $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {tailWord - lsn} bytes from it to the tail word do not (a reader stops there with LogCorruptException).");

@@ -196,6 +196,7 @@ public sealed class PmemLog : IDisposable
     /// <param name="offset">Where the log was created.</param>
     /// <returns>The log.</returns>
     /// <exception cref="LogFormatException">A header check failed; <see cref="LogFormatException.Field"/> names the field.</exception>
+    /// <exception cref="LogMediaErrorException">Recovery met unreadable media (poison, or a truncated file) where it scans; nothing was written.</exception>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public static PmemLog Open(PmemPool pool, long offset)
     {
@@ -251,7 +252,16 @@ public sealed class PmemLog : IDisposable
         long lsn = durableTail;
         while (lsn < limit)
         {
-            int length = LogFormat.CheckFrame(mapping, ringOffset, layout, lsn, limit, ref scratch, out _);
+            int length;
+            try
+            {
+                length = LogFormat.CheckFrame(mapping, ringOffset, layout, lsn, limit, ref scratch, out _);
+            }
+            catch (PmemMediaErrorException e)
+            {
+                // Nothing was written: the log is as the crash left it, and the caller decides.
+                throw new LogMediaErrorException(offset, lsn, head, e);
+            }
             if (length < 0)
             {
                 break;
