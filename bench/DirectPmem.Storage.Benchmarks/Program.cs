@@ -217,7 +217,7 @@ static List<double> LatencyOurs(PmemPool pool, PmemLog log, int size, int count)
     {
         long t0 = Stopwatch.GetTimestamp();
         log.Append(payload);
-        result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+        result.Add((Stopwatch.GetTimestamp() - t0) * 1e9 / Stopwatch.Frequency); // raw ticks: a TimeSpan rounds to 100 ns
     }
     return result;
 }
@@ -233,7 +233,7 @@ static unsafe List<double> LatencyPmdk(nint plp, int size, int count)
         {
             long t0 = Stopwatch.GetTimestamp();
             LibPmemLog.Append(plp, p, (nuint)size);
-            result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+            result.Add((Stopwatch.GetTimestamp() - t0) * 1e9 / Stopwatch.Frequency); // raw ticks: a TimeSpan rounds to 100 ns
         }
     }
     return result;

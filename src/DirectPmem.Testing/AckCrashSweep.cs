@@ -141,7 +141,7 @@ public sealed class AckCrashSweep
                 ? device.CapturedCrash ?? throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
                     $"Crash point {point} was not reached: the workload is not deterministic (it drained {drains} times on its first run)."))
                 : device.Crash();
-            foreach ((ImageStrategy strategy, ulong seed) in ImagesAt(state, point))
+            foreach ((ImageStrategy strategy, ulong seed) in state.ImagesToCheck(point, ExhaustiveLimit, RandomImages, Seed, includeEviction: true))
             {
                 images++;
                 CrashImage image = state.CreateImage(strategy, seed);
@@ -166,28 +166,5 @@ public sealed class AckCrashSweep
         Setup?.Invoke(device.Mapping);
         device.ResetCounters();
         return device;
-    }
-
-    private IEnumerable<(ImageStrategy, ulong)> ImagesAt(CrashState state, long point)
-    {
-        long count = state.CountImages();
-        if (count <= ExhaustiveLimit)
-        {
-            for (long i = 0; i < count; i++)
-            {
-                yield return (ImageStrategy.Exhaustive, (ulong)i);
-            }
-            yield break;
-        }
-        yield return (ImageStrategy.NothingSurvived, 0);
-        if (state.InFlight.Any(w => w.WasFlushed))
-        {
-            yield return (ImageStrategy.FlushedSurvived, 0);
-        }
-        yield return (ImageStrategy.EverythingSurvived, 0);
-        for (int i = 0; i < RandomImages; i++)
-        {
-            yield return (ImageStrategy.Random, Seed ^ ((ulong)point << 32) ^ (ulong)i * 0x9E3779B97F4A7C15);
-        }
     }
 }
