@@ -198,6 +198,46 @@ public sealed class LogCrashTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void RecoveryAfterAHoleAndTheAppendsThatFillItSurviveEveryCrash()
+    {
+        // The state a crash left: records 0 and 1 acknowledged, then two appenders in flight: the
+        // first never wrote (a hole), the second's record (seq 9) is whole after it. The workload
+        // is the next life: recovery (clearing the window, persisting the tail word), then appends
+        // that fill the hole exactly. A crash anywhere must never bring seq 9 back.
+        var sweep = new CrashSweep
+        {
+            Setup = map =>
+            {
+                SetupPoolAndLog(map, 16 * 1024);
+                PmemLog log = OpenLog(map);
+                log.Append(LogTests.Payload(0, 40));
+                log.Append(LogTests.Payload(1, 40));
+                long hole = log.Reserve(PmemLog.FrameLength(60));
+                long after = log.Reserve(PmemLog.FrameLength(20));
+                log.WriteFrame(after, LogTests.Payload(9, 20));
+                log.DrainWrites();
+            },
+            Workload = (map, progress) =>
+            {
+                PmemLog log = OpenLog(map);
+                log.Append(LogTests.Payload(3, 60)); // exactly over the hole
+                progress.Ack(3);
+                log.Append(LogTests.Payload(4, 20));
+                progress.Ack(4);
+            },
+            Check = (map, progress) =>
+            {
+                var seqs = LogTests.ReadAll(OpenLog(map)).Select(r => BinaryPrimitives.ReadInt32LittleEndian(r.Payload)).ToList();
+                Assert.DoesNotContain(9, seqs);
+                Assert.Equal([0, 1], seqs.Take(2));
+                Assert.Equal(new[] { 3, 4 }.Take(seqs.Count - 2), seqs.Skip(2));
+                Assert.True(seqs.Count - 2 >= progress.Acked.Count, $"acknowledged {progress.Acked.Count}, recovered {string.Join(",", seqs)}");
+            },
+        };
+        Report("refill", sweep.Run(), 20);
+    }
+
+    [Fact]
     public void ALogWhoseAppendSkipsItsDrainIsCaughtBySweep()
     {
         // The negative control: the production steps with the one fence left out. An append is
