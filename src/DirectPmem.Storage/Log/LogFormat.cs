@@ -212,6 +212,28 @@ internal static class LogFormat
         return n;
     }
 
+    /// <summary>
+    /// The number of frames in [from, to), for the storage counters: a walk over their length
+    /// words only (the range is drained and acknowledged). It never throws: a counter must not
+    /// fail an append, so a frame that does not make sense ends the walk.
+    /// </summary>
+    internal static long CountFrames(DaxMapping mapping, long ringOffset, long capacity, long from, long to)
+    {
+        long records = 0;
+        for (long lsn = from; lsn < to && to - lsn >= FrameHeaderSize && capacity > 0;)
+        {
+            // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(mapping.GetReadOnlySpan(ringOffset + lsn % capacity, 4));
+            if (length > (ulong)(to - lsn - FrameHeaderSize))
+            {
+                break;
+            }
+            records++;
+            lsn += FrameLength((int)length);
+        }
+        return records;
+    }
+
     internal static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }
 
