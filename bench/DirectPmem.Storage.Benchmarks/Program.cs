@@ -217,7 +217,7 @@ static List<double> LatencyOurs(PmemPool pool, PmemLog log, int size, int count)
     {
         long t0 = Stopwatch.GetTimestamp();
         log.Append(payload);
-        result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+        result.Add((Stopwatch.GetTimestamp() - t0) * 1e9 / Stopwatch.Frequency); // raw ticks: a TimeSpan rounds to 100 ns
     }
     return result;
 }
@@ -233,14 +233,20 @@ static unsafe List<double> LatencyPmdk(nint plp, int size, int count)
         {
             long t0 = Stopwatch.GetTimestamp();
             LibPmemLog.Append(plp, p, (nuint)size);
-            result.Add(Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
+            result.Add((Stopwatch.GetTimestamp() - t0) * 1e9 / Stopwatch.Frequency); // raw ticks: a TimeSpan rounds to 100 ns
         }
     }
     return result;
 }
 
-// The equivalent of pmemlog_rewind: an empty log at the same place, so that both write the same (warm) memory each round.
-static PmemLog Rewind(PmemPool pool, PmemLog log) => PmemLog.Create(pool, log.Offset, log.Length);
+// Between rounds the log is emptied the way a user empties it: truncated to its tail (one 8-byte
+// publish of the head), so the ring keeps moving and wraps, and every round appends where the last
+// one stopped. (pmemlog has no truncation: pmemlog_rewind empties it to the start of its area.)
+static PmemLog Rewind(PmemPool pool, PmemLog log)
+{
+    log.Truncate(log.Tail);
+    return log;
+}
 
 static double Percentile(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[(int)Math.Min(sorted.Count - 1, q * sorted.Count)];
 

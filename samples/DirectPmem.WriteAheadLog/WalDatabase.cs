@@ -43,7 +43,8 @@ public sealed class WalDatabase : IDisposable
             Array.Fill(_balances, InitialBalance);
             WriteTable(root, 0, nextTxid: 1);
             _pool.Mapping.Publish(root, 0);
-            PmemLog.Create(_pool, root + LogStart, (_pool.Size - root - LogStart) / 4096 * 4096);
+            // overwrite: a crash after an earlier Create and before SetRoot left an unreachable log there.
+            PmemLog.Create(_pool, root + LogStart, (_pool.Size - root - LogStart) / 4096 * 4096, overwrite: true);
             _pool.SetRoot(root);
         }
         _root = _pool.RootOffset;

@@ -42,6 +42,35 @@ public sealed class CrashState
     public IReadOnlyList<InFlightWord> InFlight => _inFlight;
 
     /// <summary>
+    /// The images a sweep checks at one crash point, the same for every sweep of this package:
+    /// all of them when there are at most <paramref name="exhaustiveLimit"/>, otherwise nothing
+    /// survived, the flushed words survived (when any were flushed), everything survived, and
+    /// <paramref name="randomImages"/> seeded random ones.
+    /// </summary>
+    internal IEnumerable<(ImageStrategy Strategy, ulong Seed)> ImagesToCheck(long point, long exhaustiveLimit, int randomImages, ulong seed, bool includeEviction)
+    {
+        long count = CountImages(includeEviction);
+        if (count <= exhaustiveLimit)
+        {
+            for (long i = 0; i < count; i++)
+            {
+                yield return (ImageStrategy.Exhaustive, (ulong)i);
+            }
+            yield break;
+        }
+        yield return (ImageStrategy.NothingSurvived, 0);
+        if (InFlight.Any(w => w.WasFlushed))
+        {
+            yield return (ImageStrategy.FlushedSurvived, 0);
+        }
+        yield return (ImageStrategy.EverythingSurvived, 0);
+        for (int i = 0; i < randomImages; i++)
+        {
+            yield return (ImageStrategy.Random, SplitMix64.Mix(seed, (ulong)point, (ulong)i));
+        }
+    }
+
+    /// <summary>
     /// The number of distinct images (the product over words of their possible values), or
     /// <see cref="long.MaxValue"/> when it does not fit.
     /// </summary>

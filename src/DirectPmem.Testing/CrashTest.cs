@@ -168,27 +168,7 @@ public sealed class CrashTest
     }
 
     private IEnumerable<(ImageStrategy Strategy, ulong Seed)> ImagesOf(CrashState state, long point)
-    {
-        long count = state.CountImages(IncludeEviction);
-        if (count <= ExhaustiveLimit)
-        {
-            for (long i = 0; i < count; i++)
-            {
-                yield return (ImageStrategy.Exhaustive, (ulong)i);
-            }
-            yield break;
-        }
-        yield return (ImageStrategy.NothingSurvived, 0);
-        if (state.InFlight.Any(w => w.WasFlushed))
-        {
-            yield return (ImageStrategy.FlushedSurvived, 0);
-        }
-        yield return (ImageStrategy.EverythingSurvived, 0);
-        for (int i = 0; i < RandomImages; i++)
-        {
-            yield return (ImageStrategy.Random, SplitMix64.Mix(Seed, (ulong)point, (ulong)i));
-        }
-    }
+        => state.ImagesToCheck(point, ExhaustiveLimit, RandomImages, Seed, IncludeEviction);
 
     // Recovery code is the code under test: whatever it throws is the failure to report, so every
     // exception is caught and returned (not hidden).

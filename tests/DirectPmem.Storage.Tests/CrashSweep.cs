@@ -1,17 +1,17 @@
-using System.Globalization;
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
 
 namespace DirectPmem.Storage.Tests;
 
 /// <summary>
-/// A crash sweep that, unlike <see cref="CrashTest"/>, knows which operations had returned when
-/// the crash hit: the workload reports each acknowledgement through <see cref="Progress"/>, which
-/// counts it only if the simulated device had not yet captured the crash. Built from the public
-/// pieces of DirectPmem.Testing (SimulatedDevice.CrashAtDrain, CrashState images).
+/// The log's crash sweeps: DirectPmem.Testing's <see cref="AckCrashSweep"/> (a sweep that knows
+/// which operations returned before the crash), with a <see cref="Progress"/> view of its
+/// <see cref="AckLog"/> for appends (the default channel) and truncations.
 /// </summary>
 internal sealed class CrashSweep
 {
+    private const string TruncateChannel = "truncate";
+
     public long DeviceLength { get; init; } = 128 * 1024;
 
     /// <summary>Formats the device; its drains are not crash points.</summary>
@@ -30,94 +30,38 @@ internal sealed class CrashSweep
     public ulong Seed { get; init; } = 0xC0FFEE;
 
     /// <summary>What the workload acknowledged before the crash.</summary>
-    internal sealed class Progress(SimulatedDevice? device)
+    internal sealed class Progress(AckLog acks)
     {
-        private readonly List<long> _values = [];
-
-        /// <summary>Acknowledgements that happened before the crash, in order.</summary>
-        public IReadOnlyList<long> Acked => _values;
+        /// <summary>Acknowledged appends, in order.</summary>
+        public IReadOnlyList<long> Acked => acks.GetAcknowledged();
 
         /// <summary>The last acknowledged truncation point, or -1.</summary>
-        public long Truncated { get; private set; } = -1;
-
-        public void Ack(long value)
-        {
-            if (device?.CapturedCrash is null)
-            {
-                _values.Add(value);
-            }
-        }
+        public long Truncated => acks.GetAcknowledged(TruncateChannel) is { Count: > 0 } t ? t[^1] : -1;
 
         /// <summary>The furthest truncation begun before the crash (it may or may not have happened), or -1.</summary>
-        public long TruncateBegun { get; private set; } = -1;
+        public long TruncateBegun => acks.GetBegun(TruncateChannel) is { Count: > 0 } t ? t[^1] : -1;
 
-        public void BeginTruncate(long value)
-        {
-            if (device?.CapturedCrash is null)
-            {
-                TruncateBegun = value;
-            }
-        }
+        public void Ack(long value) => acks.Acknowledge(value);
 
-        public void AckTruncate(long value)
-        {
-            if (device?.CapturedCrash is null)
-            {
-                Truncated = value;
-            }
-        }
+        public void BeginTruncate(long value) => acks.Begin(value, TruncateChannel);
+
+        public void AckTruncate(long value) => acks.Acknowledge(value, TruncateChannel);
     }
 
     public (int Points, long Images) Run()
     {
-        long drains;
-        using (SimulatedDevice counting = Prepare())
+        AckCrashSweepResult result = new AckCrashSweep
         {
-            Workload(counting.Mapping, new Progress(null));
-            drains = counting.DrainCount;
-        }
-        long images = 0;
-        for (long point = 1; point <= drains + 1; point++)
-        {
-            using SimulatedDevice device = Prepare();
-            if (point <= drains)
-            {
-                device.CrashAtDrain = point;
-            }
-            var progress = new Progress(device);
-            Workload(device.Mapping, progress);
-            CrashState state = point <= drains
-                ? device.CapturedCrash ?? throw new InvalidOperationException($"crash point {point} not reached: the workload is not deterministic")
-                : device.Crash();
-            foreach ((ImageStrategy strategy, ulong seed) in Images(state, point))
-            {
-                images++;
-                CrashImage image = state.CreateImage(strategy, seed);
-                using SimulatedDevice recovered = image.Open();
-                try
-                {
-                    Check(recovered.Mapping, progress);
-                }
-                catch (Exception e)
-                {
-                    throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
-                        $"crash point {point} of {drains + 1}, image {strategy} seed 0x{seed:x}, {state.InFlight.Count} words in flight, {progress.Acked.Count} acknowledged: {e.GetType().Name}: {e.Message}\n{image.Describe(16)}"), e);
-                }
-            }
-        }
-        return ((int)drains + 1, images);
+            DeviceLength = DeviceLength,
+            Setup = Setup,
+            Workload = (map, acks) => Workload(map, new Progress(acks)),
+            Check = (map, acks) => Check(map, new Progress(acks)),
+            RandomImages = RandomImages,
+            ExhaustiveLimit = ExhaustiveLimit,
+            Seed = Seed,
+        }.Run();
+        return ((int)result.CrashPoints, result.Images);
     }
-
-    private SimulatedDevice Prepare()
-    {
-        SimulatedDevice device = SimulatedDevice.Create(DeviceLength);
-        Setup(device.Mapping);
-        device.ResetCounters();
-        return device;
-    }
-
-    private IEnumerable<(ImageStrategy, ulong)> Images(CrashState state, long point)
-        => ImagesAt(state, point, ExhaustiveLimit, RandomImages, Seed);
 
     /// <summary>
     /// The images checked at one crash point, shared by every sweep of this project: all of them when

@@ -261,7 +261,7 @@ public sealed class LogTests
                 Assert.Equal(0, lsn % 64);
                 wrapped |= lsn / log.Capacity != (lsn + PmemLog.FrameLength(length) - 1) / log.Capacity;
                 byte[] padding = new byte[PmemLog.FrameLength(length) - PmemLog.FrameHeaderSize - length];
-                log.CopyFromRing(lsn + PmemLog.FrameHeaderSize + length, padding);
+                log.Ring.CopyFromRing(lsn + PmemLog.FrameHeaderSize + length, padding);
                 Assert.All(padding, b => Assert.Equal(0, b));
                 live.Enqueue((lsn, seq, length));
                 seq++;
@@ -281,17 +281,20 @@ public sealed class LogTests
         Assert.Equal(live.Select(r => Payload(r.Seq, r.Length)), again.Select(r => r.Payload));
     }
 
-    [Fact]
-    public void AVersion1LogIsRefusedNamingItsVersion()
+    [Theory]
+    [InlineData(1u)]
+    [InlineData(2u)]
+    public void AnOlderPreviewLogIsRefusedNamingItsVersionAndWhatToDo(uint version)
     {
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 16 * 1024);
-        Span<byte> header = mapping.GetSpan(log.Offset, PmemLog.StaticLength + 8);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[PmemLog.VersionOffset..], 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[PmemLog.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..PmemLog.StaticLength]));
+        Span<byte> header = mapping.GetSpan(log.Offset, LogFormat.StaticLength + 8);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[LogFormat.VersionOffset..], version);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[LogFormat.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..LogFormat.StaticLength]));
         LogFormatException e = Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, log.Offset));
         Assert.Equal(LogHeaderField.Version, e.Field);
-        Assert.Contains("version 1;", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"version {version};", e.Message, StringComparison.Ordinal);
+        Assert.Contains("earlier preview", e.Message, StringComparison.Ordinal);
         pool.Dispose();
     }
 
@@ -312,22 +315,45 @@ public sealed class LogTests
     }
 
     [Fact]
-    public void BytesAfterThePublishedTailAreIgnoredAndOverwritten()
+    public void ARecordCopiedButNotAcknowledgedIsRecoveredWhenItValidates()
     {
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 16 * 1024);
         log.Append(Payload(0, 40));
         long tail = log.Append(Payload(1, 40)) + PmemLog.FrameLength(40);
-        // A record that was copied but never published (a crash between copy and publish).
+        // A record that was copied and drained but whose append never returned (a crash before it completed).
         long reserved = log.Reserve(PmemLog.FrameLength(60));
         log.WriteFrame(reserved, Payload(2, 60));
         log.DrainWrites();
+        Assert.Equal(tail, log.Tail);
         PmemLog reopened = PmemLog.Open(pool, pool.RootOffset);
-        Assert.Equal(tail, reopened.Tail);
+        Assert.Equal(tail + PmemLog.FrameLength(60), reopened.Tail);
+        Assert.Equal(Payload(2, 60), ReadAll(reopened)[2].Payload);
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void ARecordInFlightBehindAHoleNeverComesBackAfterTheHoleIsFilled()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = NewLog(mapping, 16 * 1024);
+        log.Append(Payload(0, 40));
+        long tail = log.Append(Payload(1, 40)) + PmemLog.FrameLength(40);
+        // Two appenders in flight at a crash: the first never wrote its record (a hole), the
+        // second's record is intact after it.
+        long hole = log.Reserve(PmemLog.FrameLength(60));
+        long after = log.Reserve(PmemLog.FrameLength(20));
+        log.WriteFrame(after, Payload(9, 20));
+        log.DrainWrites();
+        PmemLog reopened = PmemLog.Open(pool, pool.RootOffset);
+        Assert.Equal(tail, reopened.Tail); // recovery stops at the hole
         Assert.Equal(2, ReadAll(reopened).Count);
-        long lsn = reopened.Append(Payload(3, 8));
-        Assert.Equal(tail, lsn);
-        Assert.Equal(Payload(3, 8), ReadAll(reopened)[2].Payload);
+        // New records fill the hole exactly; the old record after it, which carries the right LSN
+        // for what follows, must not come back: recovery cleared it.
+        Assert.Equal(hole, reopened.Append(Payload(3, 60)));
+        PmemLog again = PmemLog.Open(pool, pool.RootOffset);
+        Assert.Equal(after, again.Tail);
+        Assert.Equal([0, 1, 3], ReadAll(again).Select(r => BinaryPrimitives.ReadInt32LittleEndian(r.Payload)));
         pool.Dispose();
     }
 

@@ -8,12 +8,12 @@ namespace DirectPmem.Storage.Tests;
 /// <summary>
 /// An appender behind a predecessor that reserved space and then stopped (as one descheduled in
 /// its copy): it must not return before the predecessor's record is durable, must not burn a CPU
-/// while it waits, and must finish (publishing both) once the predecessor completes.
+/// while it waits, and must finish once the predecessor completes.
 /// </summary>
 public sealed class LogWaitTests
 {
     [Fact]
-    public void AppenderBehindAStalledPredecessorWaitsWithoutSpinningAndPublishesBothWhenItCompletes()
+    public void AppenderBehindAStalledPredecessorWaitsWithoutSpinningAndCompletesWhenItDoes()
     {
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
@@ -41,7 +41,7 @@ public sealed class LogWaitTests
         Assert.True(waiter.IsAlive, "the append returned while the record before it was not durable");
         Assert.Equal(0, log.Tail);
 
-        // The predecessor resumes: copy, drain, complete; it does not publish, the waiter does.
+        // The predecessor resumes: copy, drain, complete; then the waiter completes behind it.
         log.WriteFrame(stalled, first);
         log.DrainWrites();
         Assert.True(log.TryComplete(stalled, stalled + PmemLog.FrameLength(first.Length)));

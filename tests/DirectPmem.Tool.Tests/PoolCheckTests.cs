@@ -355,7 +355,7 @@ public sealed class PoolCheckTests : IDisposable
         string path = Path.Combine(_dir, name);
         var lsns = new long[records];
         using PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test");
-        PmemLog log = PmemLog.Create(pool, pool.DataOffset, 256 << 10);
+        using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 256 << 10);
         pool.SetRoot(pool.DataOffset);
         byte[] record = new byte[100];
         for (int i = 0; i < records; i++)

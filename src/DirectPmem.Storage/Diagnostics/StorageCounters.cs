@@ -125,32 +125,11 @@ internal static class StorageCounts
         pool.EnterRead();
         try
         {
-            StorageEventSource.Log.OnBatch(CountFrames(pool.Mapping, ringOffset, capacity, from, to));
+            StorageEventSource.Log.OnBatch(LogFormat.CountFrames(pool.Mapping, ringOffset, capacity, from, to));
         }
         finally
         {
             pool.ExitRead();
         }
-    }
-
-    /// <summary>
-    /// The number of frames in [from, to): a walk over their length words. It never throws: a
-    /// counter must not fail an append, so a frame that does not make sense ends the walk.
-    /// </summary>
-    internal static long CountFrames(DaxMapping mapping, long ringOffset, long capacity, long from, long to)
-    {
-        long records = 0;
-        for (long lsn = from; lsn < to && to - lsn >= PmemLog.FrameHeaderSize && capacity > 0;)
-        {
-            // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(mapping.GetReadOnlySpan(ringOffset + lsn % capacity, 4));
-            if (length > (ulong)(to - lsn - PmemLog.FrameHeaderSize))
-            {
-                break;
-            }
-            records++;
-            lsn += PmemLog.FrameLength((int)length);
-        }
-        return records;
     }
 }

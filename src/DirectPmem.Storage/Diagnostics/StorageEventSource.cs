@@ -38,12 +38,12 @@ internal sealed class StorageEventSource : EventSource
         {
             return;
         }
-        var batchSize = new EventCounter("log-batch-size", this) { DisplayName = "Log group-commit batch size (records per tail publish)", DisplayUnits = "records" };
+        var batchSize = new EventCounter("log-batch-size", this) { DisplayName = "Log records per tail-word persist (the tail word is persisted lazily)", DisplayUnits = "records" };
         _counters =
         [
             Rate("log-appends", "Log appends", "", () => Volatile.Read(ref StorageCounts.s_appends)),
             Rate("log-bytes-appended", "Log bytes appended (frames)", "B", () => Volatile.Read(ref StorageCounts.s_appendBytes)),
-            Rate("log-publishes", "Log tail publishes (group commits)", "", () => Volatile.Read(ref StorageCounts.s_publishes)),
+            Rate("log-publishes", "Log tail-word persists", "", () => Volatile.Read(ref StorageCounts.s_publishes)),
             batchSize,
             Rate("tx-commits", "Transactions committed", "", () => Volatile.Read(ref StorageCounts.s_commits)),
             Rate("tx-aborts", "Transactions aborted", "", () => Volatile.Read(ref StorageCounts.s_aborts)),

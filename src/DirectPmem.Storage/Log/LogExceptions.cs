@@ -15,8 +15,10 @@ public enum LogHeaderField
     Capacity,
     /// <summary>The published head (first live LSN).</summary>
     Head,
-    /// <summary>The published durable tail (end LSN).</summary>
+    /// <summary>The tail word (persisted lazily: the records after it are found by scanning).</summary>
     Tail,
+    /// <summary>The unpersisted-tail window recorded in the header.</summary>
+    Window,
 }
 
 /// <summary>A log header failed validation on open; <see cref="Field"/> names the field.</summary>
@@ -74,4 +76,65 @@ public sealed class LogFullException : PmemException
 
     /// <summary>The bytes that were free.</summary>
     public long FreeBytes { get; }
+}
+
+/// <summary>
+/// <see cref="PmemLog.Create(PmemPool, long, long)"/> found a log already at the offset (an intact
+/// header) and was not told to overwrite it. Open it with <see cref="PmemLog.Open"/>, or pass
+/// <c>overwrite: true</c> to replace it.
+/// </summary>
+public sealed class LogExistsException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="offset">Where the log is.</param>
+    /// <param name="capacity">Its ring capacity.</param>
+    /// <param name="head">Its head.</param>
+    /// <param name="tail">The tail recovery would find.</param>
+    /// <param name="records">The records it holds.</param>
+    public LogExistsException(long offset, long capacity, long head, long tail, long records)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PmemLog.Create: a log is already at offset {offset} (capacity {capacity}, records [{head}, {tail}), {records} record(s)); open it with PmemLog.Open, or pass overwrite: true to replace it."))
+    {
+        Offset = offset;
+        Records = records;
+    }
+
+    /// <summary>Where the existing log starts.</summary>
+    public long Offset { get; }
+
+    /// <summary>The records the existing log holds.</summary>
+    public long Records { get; }
+}
+
+/// <summary>
+/// Recovery of a log met media it could not read (a poisoned line, or a page past the end of a
+/// truncated file), read through the poison-safe path: the process goes on and nothing was
+/// written. The records from the head to <see cref="Lsn"/> are intact as far as recovery looked
+/// (the scan starts at the tail word); the record at <see cref="Lsn"/> and everything after it
+/// cannot be recovered by scanning. <see cref="PmemLog.Inspect"/> reports the same.
+/// </summary>
+public sealed class LogMediaErrorException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="offset">Where the log starts.</param>
+    /// <param name="lsn">The LSN of the record recovery could not read.</param>
+    /// <param name="head">The log's head.</param>
+    /// <param name="mediaError">The poison-safe read's error.</param>
+    public LogMediaErrorException(long offset, long lsn, long head, PmemMediaErrorException mediaError)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PmemLog.Open: recovery of the log at offset {offset} cannot read the record at LSN {lsn} ({mediaError.Message}). The records in [{head}, {lsn}) are intact; the loss starts at LSN {lsn}. Nothing was written."), mediaError)
+    {
+        Offset = offset;
+        Lsn = lsn;
+        MediaError = mediaError;
+    }
+
+    /// <summary>Where the log starts.</summary>
+    public long Offset { get; }
+
+    /// <summary>The LSN of the first record recovery could not read: the loss starts here.</summary>
+    public long Lsn { get; }
+
+    /// <summary>The poison-safe read's error (its kind, and the bad range).</summary>
+    public PmemMediaErrorException MediaError { get; }
 }

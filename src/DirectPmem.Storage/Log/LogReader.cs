@@ -80,10 +80,10 @@ public ref struct LogReader
         int length;
         try
         {
-            length = _log.ReadFrameHeader(_next, _end, _firstIsBoundary);
+            length = _log.Ring.ReadFrameHeader(_next, _end, _firstIsBoundary);
             _firstIsBoundary = true;
-            payload = _log.GetPayload(_next, length, ref _scratch);
-            _log.VerifyChecksum(_next, payload);
+            payload = _log.Ring.GetPayload(_next, length, ref _scratch);
+            _log.Ring.VerifyChecksum(_next, payload);
         }
         finally
         {

@@ -14,65 +14,49 @@ namespace DirectPmem.Storage;
 /// <summary>
 /// A crash-consistent, circular, append-only log in a pool, shaped for a database's write-ahead
 /// log: concurrent appenders reserve space without a lock, copy their records in parallel, and
-/// share one 8-byte durable-tail publish (group commit). An append returns only when its record
-/// and every record before it are durable.
+/// each append is made durable with one fence. An append returns only when its record and every
+/// record before it are durable.
 /// </summary>
 /// <remarks>
-/// <para><b>Layout.</b> At <see cref="Offset"/> (4 KiB aligned, in the pool's data area) a 4 KiB
-/// header: magic "DPMLOG01", version, ring capacity and a checksum of those (bytes 0-47), the durable
-/// tail LSN (8-byte word at +64) and the head LSN (8-byte word at +128, its own cache line). The ring
-/// of <see cref="Capacity"/> bytes follows. An LSN is a byte position that only grows; it lives at
-/// ring offset LSN mod capacity. A record is a frame of 16 bytes (payload length u32, checksum u32 =
-/// low half of XxHash3 of the payload seeded with the LSN and length, the frame's own LSN u64) and the
-/// payload, padded to 16 bytes, or to 64 (a cache line) when the frame is longer than 256 bytes
-/// (<see cref="FrameLength"/>), so that consecutive long records stay line-aligned. Format version 2;
-/// a version-1 log (16-byte padding throughout) is refused. A frame may wrap around the end of the ring.</para>
-/// <para><b>Append protocol</b> (who does what, and what a crash at each step leaves):</para>
+/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: magic, version 3,
+/// ring capacity, checksum nonce, unpersisted-tail window and their checksum; the tail word (+64) and
+/// the head word (+128), each on its own cache line. The ring of <see cref="Capacity"/> bytes
+/// follows. A record is a frame of 16 bytes (payload length u32, checksum u32, LSN i64) and the
+/// payload, padded (<see cref="FrameLength"/>). An LSN is a byte position that only grows; it lives
+/// at ring offset LSN mod capacity. A version 1 or 2 log (earlier previews) is refused.</para>
+/// <para><b>Append</b> (<see cref="LogCommit"/>; what a crash leaves at each step):</para>
 /// <list type="number">
-/// <item>Reserve: a compare-and-swap advances the volatile reservation cursor by the frame size,
-/// if the ring has room between the durable head and the new end (else <see cref="LogFullException"/>,
-/// nothing reserved). No lock. A crash leaves nothing: the tail was not moved.</item>
-/// <item>Copy: the appender writes its frame with the copy engine, without a drain, then drains
-/// (SFENCE) its own stores. A short frame is staged on the stack and written at once (temporal
-/// stores + flush). A long frame that starts on a cache line is written as whole lines with
-/// non-temporal stores only (middle lines from the caller's memory, the last staged with zero
-/// padding, then the first with the header). A long frame that does not (it follows a short
-/// record) is written as the payload from a cache-line boundary on, straight from the caller's
-/// memory, then the header with the payload's first bytes. Appenders copy in parallel. A crash leaves bytes after the durable
-/// tail, which recovery ignores and later appends overwrite.</item>
+/// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
+/// after the head (else <see cref="LogFullException"/>) and the frame starts before the tail word
+/// plus the window (else the tail word is persisted first). A crash leaves nothing new.</item>
+/// <item>Copy (<see cref="LogRing"/>): the frame is written and flushed, then this thread's stores
+/// are drained: the one fence of the append. Appenders copy in parallel. A crash leaves the frame
+/// whole, torn or absent, inside the window after the tail word.</item>
 /// <item>Complete: the appender waits until the completion cursor reaches its start (every
-/// earlier record is durable) and moves it to its end with a plain store. Completion is in LSN
-/// order, so the cursor always marks a durable prefix.</item>
-/// <item>Publish (group commit): an appender whose end the published cursor already covers returns
-/// having only read it. Otherwise it tries to become the publisher: a compare-and-swap sets the
-/// publishing flag (bit 0 of the volatile published cursor; tails are multiples of 16). The
-/// publisher reads the completion cursor and publishes it as the durable tail with one
-/// failure-atomic 8-byte store + flush + drain, covering every record completed so far (its own
-/// included), then one plain store of the published cursor shows the new tail and clears the
-/// flag. Before it reads the completion cursor, a publisher that sees appenders still copying
-/// (reserved beyond the completion cursor) waits for them up to about 2 us, so that its publish
-/// covers them too. The others wait and look again. A crash before the publish leaves the old tail (the
-/// records are not acknowledged and are ignored); after it, the new tail, whose records were all
-/// durable first.</item>
-/// <item>Return: the append returns its LSN once the published tail covers its end.</item>
+/// earlier record is drained) and moves it to its end with a plain store, then returns: the record
+/// is acknowledged. Nothing is published: the record validates itself (its LSN, its checksum).</item>
+/// <item>Lazily (an appender passing half the window, <see cref="Truncate"/>, <see cref="Dispose"/>,
+/// a reservation past the window): the completion cursor is persisted as the tail word with one
+/// 8-byte failure-atomic publish. A crash leaves the old or the new word, both at or below the end
+/// of every acknowledged record.</item>
 /// </list>
-/// <para>A waiting appender (steps 3 and 4) spins with PAUSE for about 1 us, then yields the CPU
-/// for about 1 ms, then blocks until a completion or a publish wakes it: an appender that makes
-/// no progress for that long is off the CPU, and a spinning waiter would only keep it off. An
-/// appender whose copy failed marks the log failed and wakes the waiters, which then throw.</para>
-/// <para><b>Truncate</b> publishes a new head (one 8-byte publish) before the space is reused, so
-/// a crash never leaves a head pointing at overwritten frames. <b>Recovery</b> on open reads the
-/// head and tail words; everything after the tail is ignored and overwritten. Reads check every
-/// frame (LSN, length within the tail, checksum) and never return a damaged one.</para>
-/// <para>The log is circular: appends fail with <see cref="LogFullException"/> when the records
-/// between head and tail plus the new ones would exceed <see cref="Capacity"/>; truncate to make room.</para>
-/// <para><b>Disposal.</b> The log belongs to its pool. Every operation racing the pool's
+/// <para><b>Recovery</b> on open scans from the tail word while frames validate (LSN equal to their
+/// position, length within the ring, checksum seeded with the log's nonce, LSN and length); the
+/// first that does not ends the log. Acknowledged records form a drained prefix, so all are found.
+/// Then the rest of the window the crashed appenders could have written is cleared and the end
+/// persisted as the tail word, so that a record in flight behind a hole never validates after later
+/// records fill the hole. A torn frame passes the checksum with probability about 2^-32 per frame
+/// in flight at the crash (at most one per appender). Reads check every frame and never return a
+/// damaged one.</para>
+/// <para><b>Truncate</b> persists the tail word when it is behind, then the new head, before the
+/// space is reused. The log is circular: appends fail with <see cref="LogFullException"/> when the
+/// records between head and tail plus the new ones would exceed <see cref="Capacity"/>.</para>
+/// <para><b>Disposal.</b> <see cref="Dispose"/> persists the tail word (the next open scans nothing)
+/// and ends this instance. The log belongs to its pool: every operation racing the pool's
 /// <see cref="PmemPool.Dispose"/> completes (an append that returns is durable) or throws
-/// <see cref="ObjectDisposedException"/> naming the pool, never a full log or a damaged one; reads
-/// in progress finish before the pool unmaps. After the pool is disposed every operation throws it,
-/// even when the mapping was the caller's and is still mapped.</para>
+/// <see cref="ObjectDisposedException"/> naming the pool, never a full log or a damaged one.</para>
 /// </remarks>
-public sealed class PmemLog
+public sealed class PmemLog : IDisposable
 {
     /// <summary>The size of a frame header: length, checksum and LSN.</summary>
     public const int FrameHeaderSize = 16;
@@ -83,69 +67,27 @@ public sealed class PmemLog
     /// <summary>The size of the log header before the ring.</summary>
     public const int HeaderLength = 4096;
 
-    internal const int MagicOffset = 0;
-    internal const int VersionOffset = 8;
-    internal const int CapacityOffset = 16;
-    internal const int ChecksumOffset = 40;
-    internal const int StaticLength = 40;
-    internal const int TailWordOffset = 64;
-    internal const int HeadWordOffset = 128;
-    internal const uint CurrentVersion = 2;
+    internal const int TailWordOffset = LogFormat.TailWordOffset;
+    internal const int HeadWordOffset = LogFormat.HeadWordOffset;
 
-    internal static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
+    private const int CacheLine = LogFormat.CacheLine;
 
     private readonly PmemPool _pool;
     private readonly DaxMapping _mapping;
-    private readonly long _ringOffset;
     private readonly long _capacity;
+    private readonly LogRing _ring;
+    private readonly LogCommit _commit;
     private readonly Lock _truncateGate = new();
-    private readonly object _sleepGate = new();
-    private Cursors _cursors;
-    private Exception? _failure;
+    private int _disposed;
 
-    // Bit 0 of Cursors.Published (tails are multiples of 16): a publisher holds the publish.
-    private const long PublishingFlag = 1;
-
-    // Frames up to this length are staged whole on the stack and written with one (temporal) copy;
-    // longer ones stream their payload straight from the caller's memory. The copy engine's
-    // non-temporal threshold is 256 bytes (PMDK's).
-    private const int StagedFrameLimit = 256;
-    private const int CacheLine = 64;
-
-    // How long a waiting appender spins (PAUSE) before it yields, and yields before it blocks. A
-    // predecessor that is running finishes its copy in well under a microsecond at these sizes;
-    // with more appenders than CPUs one that is not done is usually off the CPU, and spinning
-    // keeps it off: the 4- and 8-thread concurrency tests on 2 CPUs ran 1M appends in 15 and 18 s
-    // with a 20 us spin, 6 and 7.5 s with 3 us, 3.8 and 6 s with 1 us (15:34-15:36 UTC, load 3-4).
-    private static readonly long s_spinTicks = Stopwatch.Frequency / 1_000_000; // 1 us
-    private static readonly long s_yieldTicks = Stopwatch.Frequency / 1_000; // 1 ms
-    private const int SleepTimeoutMilliseconds = 1;
-    private static readonly long s_followerTicks = Stopwatch.Frequency / 500_000; // 2 us
-
-    [StructLayout(LayoutKind.Explicit, Size = 384)]
-    private struct Cursors
-    {
-        // One cache line each (and a line of padding on either side): appenders on different
-        // cores write Reserved, Completed and Published; Head and Sleepers are read on every
-        // append and written rarely, so they must not share a line with a written cursor.
-        [FieldOffset(64)] public long Reserved;
-        [FieldOffset(128)] public long Completed;
-        [FieldOffset(192)] public long Published;
-        [FieldOffset(256)] public long Head;
-        [FieldOffset(320)] public int Sleepers;
-    }
-
-    private PmemLog(PmemPool pool, long offset, long capacity, long head, long tail)
+    private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail)
     {
         _pool = pool;
         _mapping = pool.Mapping;
         Offset = offset;
-        _ringOffset = offset + HeaderLength;
-        _capacity = capacity;
-        _cursors.Head = head;
-        _cursors.Reserved = tail;
-        _cursors.Completed = tail;
-        _cursors.Published = tail;
+        _capacity = layout.Capacity;
+        _ring = new LogRing(_mapping, offset + HeaderLength, layout.Capacity, layout.Nonce);
+        _commit = new LogCommit(pool, offset + TailWordOffset, offset + HeaderLength, layout.Capacity, layout.Window, head, durableTail, tail);
         Diagnostics.StorageCounts.Touch();
     }
 
@@ -159,13 +101,13 @@ public sealed class PmemLog
     public long Capacity => _capacity;
 
     /// <summary>The LSN of the first live record (everything before it was truncated).</summary>
-    public long Head => Volatile.Read(ref _cursors.Head);
+    public long Head => _commit.Head;
 
-    /// <summary>The durable tail: the LSN after the last acknowledged record.</summary>
-    public long Tail => Volatile.Read(ref _cursors.Published) & ~PublishingFlag;
+    /// <summary>The durable tail: the LSN after the last acknowledged record (every record before it is durable).</summary>
+    public long Tail => _commit.Tail;
 
     /// <summary>The bytes free for appends now (frames included).</summary>
-    public long FreeBytes => _capacity - (Volatile.Read(ref _cursors.Reserved) - Head);
+    public long FreeBytes => _capacity - (_commit.Reserved - Head);
 
     /// <summary>The largest payload one record can have: the capacity minus one frame header.</summary>
     public int MaxRecordLength => (int)Math.Min(int.MaxValue - 2 * CacheLine, _capacity - FrameHeaderSize);
@@ -178,11 +120,7 @@ public sealed class PmemLog
     /// </summary>
     /// <param name="payloadLength">The payload length.</param>
     /// <returns>The frame length, a multiple of <see cref="FrameAlignment"/>.</returns>
-    public static int FrameLength(int payloadLength)
-    {
-        int frame = (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
-        return frame <= StagedFrameLimit ? frame : (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
-    }
+    public static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
     /// <param name="capacity">The ring capacity, a positive multiple of 4096.</param>
@@ -209,7 +147,22 @@ public sealed class PmemLog
     /// <returns>The log.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The range is not 4 KiB aligned or not in the data area.</exception>
     /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
-    public static PmemLog Create(PmemPool pool, long offset, long length)
+    /// <exception cref="LogExistsException">A log is already there (an intact header); use <see cref="Open"/>, or the overload with <c>overwrite</c>.</exception>
+    public static PmemLog Create(PmemPool pool, long offset, long length) => Create(pool, offset, length, overwrite: false);
+
+    /// <summary>
+    /// Creates an empty log at <paramref name="offset"/>, durably; with <paramref name="overwrite"/>
+    /// a log already there is replaced (its records are lost).
+    /// </summary>
+    /// <param name="pool">A writable pool.</param>
+    /// <param name="offset">A multiple of 4096 in the data area.</param>
+    /// <param name="length">The log's length: a multiple of 4096, at least 8192, within the pool.</param>
+    /// <param name="overwrite">Whether to replace a log already at <paramref name="offset"/>.</param>
+    /// <returns>The log.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not 4 KiB aligned or not in the data area.</exception>
+    /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
+    /// <exception cref="LogExistsException">A log is already there and <paramref name="overwrite"/> is false.</exception>
+    public static PmemLog Create(PmemPool pool, long offset, long length, bool overwrite)
     {
         ArgumentNullException.ThrowIfNull(pool);
         pool.ThrowIfUnwritable();
@@ -223,14 +176,16 @@ public sealed class PmemLog
             throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
                 $"The log length must be a multiple of {HeaderLength}, at least {2 * HeaderLength}, and fit in the pool after offset {offset} ({pool.Size - offset} bytes)."));
         }
+        if (!overwrite)
+        {
+            ThrowIfLive(pool, offset);
+        }
         long capacity = length - HeaderLength;
+        var layout = new LogLayout(capacity, Random.Shared.NextInt64(), LogFormat.WindowFor(capacity));
         byte[] header = new byte[HeaderLength];
-        Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(VersionOffset), CurrentVersion);
-        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(CapacityOffset), capacity);
-        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(ChecksumOffset), XxHash3.HashToUInt64(header.AsSpan(0, StaticLength)));
+        LogFormat.WriteHeader(header, layout);
         pool.Mapping.Write(header, offset);
-        return new PmemLog(pool, offset, capacity, head: 0, tail: 0);
+        return new PmemLog(pool, offset, layout, head: 0, durableTail: 0, tail: 0);
     }
 
     /// <summary>
@@ -241,6 +196,7 @@ public sealed class PmemLog
     /// <param name="offset">Where the log was created.</param>
     /// <returns>The log.</returns>
     /// <exception cref="LogFormatException">A header check failed; <see cref="LogFormatException.Field"/> names the field.</exception>
+    /// <exception cref="LogMediaErrorException">Recovery met unreadable media (poison, or a truncated file) where it scans; nothing was written.</exception>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public static PmemLog Open(PmemPool pool, long offset)
     {
@@ -257,49 +213,96 @@ public sealed class PmemLog
         }
     }
 
+    private static void ThrowIfLive(PmemPool pool, long offset)
+    {
+        Span<byte> header = stackalloc byte[LogFormat.StaticLength + 8];
+        pool.Mapping.ReadSafe(offset, header);
+        if (!LogFormat.LooksLive(header))
+        {
+            return;
+        }
+        LogInspection there = Inspect(pool.Mapping, offset, pool.DataOffset);
+        throw new LogExistsException(offset, there.Capacity, there.Head, there.Tail, there.Records);
+    }
+
     private static PmemLog OpenCore(PmemPool pool, long offset)
     {
-        if (offset % HeaderLength != 0 || offset < pool.DataOffset || offset > pool.Size - 2 * HeaderLength)
+        ReadOnlySpan<byte> header = offset % HeaderLength == 0 && offset >= pool.DataOffset && offset <= pool.Size - 2 * HeaderLength
+            ? pool.Mapping.GetReadOnlySpan(offset, HeaderLength)
+            : default;
+        LogFormat.ValidateHeader(header, offset, pool.DataOffset, pool.Size, ThrowingLogProblemSink.Instance, out LogLayout layout, out long durableTail, out long head);
+        long tail = Recover(pool, offset, layout, durableTail, head);
+        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, pool.IsReadOnly ? durableTail : tail), tail);
+    }
+
+    /// <summary>
+    /// Recovery: the records from the tail word on are scanned while they validate (LSN, length,
+    /// checksum); the first that does not ends the log. On a writable pool the rest of the window
+    /// the crashed appenders could have written, [end, tail word + window), is then cleared, and
+    /// the end published as the tail word, so that a record that was in flight at the crash can
+    /// never validate later (after new records fill the gap before it). A crash during this leaves
+    /// the tail word where it was and the next open does the same again.
+    /// </summary>
+    private static long Recover(PmemPool pool, long offset, in LogLayout layout, long durableTail, long head)
+    {
+        DaxMapping mapping = pool.Mapping;
+        long ringOffset = offset + HeaderLength;
+        long limit = head + layout.Capacity;
+        byte[] scratch = new byte[256];
+        long lsn = durableTail;
+        while (lsn < limit)
         {
-            throw new LogFormatException(LogHeaderField.Location, string.Create(CultureInfo.InvariantCulture,
-                $"A log cannot start at {offset}: it must be a multiple of {HeaderLength} in the data area [{pool.DataOffset}, {pool.Size - 2 * HeaderLength}]."));
+            int length;
+            try
+            {
+                length = LogFormat.CheckFrame(mapping, ringOffset, layout, lsn, limit, ref scratch, out _);
+            }
+            catch (PmemMediaErrorException e)
+            {
+                // Nothing was written: the log is as the crash left it, and the caller decides.
+                throw new LogMediaErrorException(offset, lsn, head, e);
+            }
+            if (length < 0)
+            {
+                break;
+            }
+            lsn += FrameLength(length);
         }
-        ReadOnlySpan<byte> header = pool.Mapping.GetReadOnlySpan(offset, HeaderLength);
-        if (!header[..8].SequenceEqual(Magic))
+        if (pool.IsReadOnly)
         {
-            throw new LogFormatException(LogHeaderField.Magic, string.Create(CultureInfo.InvariantCulture,
-                $"No log at offset {offset}: the magic \"DPMLOG01\" is missing."));
+            return lsn;
         }
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[VersionOffset..]);
-        if (version != CurrentVersion)
+        long clearEnd = Math.Min(durableTail + layout.Window, limit);
+        for (long at = lsn; at < clearEnd;)
         {
-            throw new LogFormatException(LogHeaderField.Version, string.Create(CultureInfo.InvariantCulture,
-                $"The log at {offset} has format version {version}; this library reads version {CurrentVersion}."));
+            long physical = at % layout.Capacity;
+            long run = Math.Min(clearEnd - at, layout.Capacity - physical);
+            mapping.Fill(ringOffset + physical, run, 0, PmemCopyOptions.NoDrain);
+            at += run;
         }
-        if (BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]) != XxHash3.HashToUInt64(header[..StaticLength]))
+        mapping.Drain();
+        if (lsn != durableTail)
         {
-            throw new LogFormatException(LogHeaderField.Checksum, string.Create(CultureInfo.InvariantCulture,
-                $"The log header at {offset} fails its checksum."));
+            mapping.Publish(offset + TailWordOffset, (ulong)lsn);
         }
-        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[CapacityOffset..]);
-        if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > pool.Size - offset - HeaderLength)
-        {
-            throw new LogFormatException(LogHeaderField.Capacity, string.Create(CultureInfo.InvariantCulture,
-                $"The log's capacity {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset}."));
-        }
-        long tail = (long)pool.Mapping.GetReadOnlyRef<ulong>(offset + TailWordOffset);
-        long head = (long)pool.Mapping.GetReadOnlyRef<ulong>(offset + HeadWordOffset);
-        if (tail < 0 || tail % FrameAlignment != 0)
-        {
-            throw new LogFormatException(LogHeaderField.Tail, string.Create(CultureInfo.InvariantCulture,
-                $"The published tail {tail} is not a non-negative multiple of {FrameAlignment}."));
-        }
-        if (head < 0 || head % FrameAlignment != 0 || head > tail || tail - head > capacity)
-        {
-            throw new LogFormatException(LogHeaderField.Head, string.Create(CultureInfo.InvariantCulture,
-                $"The published head {head} must be a multiple of {FrameAlignment} in [tail - capacity, tail] = [{tail - capacity}, {tail}]."));
-        }
-        return new PmemLog(pool, offset, capacity, head, tail);
+        return lsn;
+    }
+
+    /// <summary>
+    /// Inspects the log at <paramref name="offset"/> without changing anything (no recovery, no
+    /// clearing): the header judged by the routine <see cref="Open"/> runs, then every record from
+    /// the head, through the tail word and on to where recovery would end. Media errors are read
+    /// through the poison-safe path and reported, never raised as SIGBUS. This is what
+    /// <c>dpmem check</c> reports.
+    /// </summary>
+    /// <param name="mapping">The pool's mapping (the pool need not be open, or even valid).</param>
+    /// <param name="offset">Where the log is said to start.</param>
+    /// <param name="dataOffset">Where the pool's data area starts (a log cannot start before it).</param>
+    /// <returns>What was found; <see cref="LogInspection.Problems"/> is empty when the log is sound.</returns>
+    public static LogInspection Inspect(DaxMapping mapping, long offset, long dataOffset)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        return LogInspection.Run(mapping, offset, dataOffset);
     }
 
     /// <summary>Appends one record durably.</summary>
@@ -319,11 +322,11 @@ public sealed class PmemLog
         }
         catch (Exception e)
         {
-            Fail(e);
-            ThrowIfPoolDisposed();
+            _commit.Fail(e);
+            _pool.ThrowIfDisposed();
             throw;
         }
-        Commit(lsn, lsn + frame);
+        _commit.Commit(lsn, lsn + frame);
         Diagnostics.StorageCounts.OnAppend(1, frame);
         return lsn;
     }
@@ -377,6 +380,7 @@ public sealed class PmemLog
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"A batch must hold 1 record or more and at most {_capacity} bytes of frames; it holds {batch.Count} records in {batch.Length} bytes."), nameof(batch));
         }
+        ThrowIfDisposed();
         _pool.ThrowIfUnwritable();
         int total = batch.Length;
         long lsn = Reserve(total);
@@ -389,19 +393,19 @@ public sealed class PmemLog
                 Span<byte> frame = frames[at..];
                 int length = BinaryPrimitives.ReadInt32LittleEndian(frame);
                 long recordLsn = lsn + at;
-                BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
+                BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], _ring.Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
                 BinaryPrimitives.WriteInt64LittleEndian(frame[8..], recordLsn);
             }
-            WriteRing(lsn, frames);
+            _ring.WriteRing(lsn, frames);
             _mapping.Drain();
         }
         catch (Exception e)
         {
-            Fail(e);
-            ThrowIfPoolDisposed();
+            _commit.Fail(e);
+            _pool.ThrowIfDisposed();
             throw;
         }
-        Commit(lsn, lsn + total);
+        _commit.Commit(lsn, lsn + total);
         Diagnostics.StorageCounts.OnAppend(batch.Count, total);
         return lsn;
     }
@@ -411,7 +415,7 @@ public sealed class PmemLog
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
     public LogReader ReadAll()
     {
-        _pool.ThrowIfDisposed();
+        ThrowIfDisposed();
         return new(this, Head, Tail, firstIsBoundary: true);
     }
 
@@ -422,10 +426,48 @@ public sealed class PmemLog
     /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
     public LogReader ReadFrom(long lsn)
     {
-        _pool.ThrowIfDisposed();
+        ThrowIfDisposed();
         long tail = Tail;
         CheckLsn(lsn, tail);
         return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head);
+    }
+
+    /// <summary>
+    /// Finds the first record at or after <paramref name="lsn"/>: what a truncation point or a
+    /// reader's start is when only a position is known (a checkpoint's LSN, a byte count), not the
+    /// LSN of a record. Records identify themselves (each frame carries its LSN and a checksum
+    /// seeded with this log's nonce), so the search probes the 16-byte positions from
+    /// <paramref name="lsn"/> on until a frame validates there: at most one record's length.
+    /// </summary>
+    /// <param name="lsn">Any position; one before the head means the head.</param>
+    /// <returns>The LSN of that record, or <see cref="Tail"/> when no record starts at or after <paramref name="lsn"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="lsn"/> is past the tail.</exception>
+    public long FindRecord(long lsn)
+    {
+        ThrowIfDisposed();
+        long tail = Tail;
+        if (lsn > tail)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lsn), lsn, string.Create(CultureInfo.InvariantCulture, $"The LSN is past the tail {tail}."));
+        }
+        long head = Head;
+        long at = lsn <= head ? head : (lsn + FrameAlignment - 1) & ~(long)(FrameAlignment - 1);
+        _pool.EnterRead();
+        try
+        {
+            for (; at < tail; at += FrameAlignment)
+            {
+                if (_ring.IsFrameAt(at, tail))
+                {
+                    return at;
+                }
+            }
+            return tail;
+        }
+        finally
+        {
+            _pool.ExitRead();
+        }
     }
 
     /// <summary>The payload length of the record at <paramref name="lsn"/>, after checking its frame.</summary>
@@ -441,7 +483,7 @@ public sealed class PmemLog
         _pool.EnterRead();
         try
         {
-            return ReadFrameHeader(lsn, tail, lsn == Head);
+            return _ring.ReadFrameHeader(lsn, tail, lsn == Head);
         }
         finally
         {
@@ -463,14 +505,14 @@ public sealed class PmemLog
         _pool.EnterRead();
         try
         {
-            int length = ReadFrameHeader(lsn, tail, lsn == Head);
+            int length = _ring.ReadFrameHeader(lsn, tail, lsn == Head);
             if (destination.Length < length)
             {
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                     $"The record at LSN {lsn} holds {length} bytes; the destination has {destination.Length}."), nameof(destination));
             }
-            CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
-            VerifyChecksum(lsn, destination[..length]);
+            _ring.CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
+            _ring.VerifyChecksum(lsn, destination[..length]);
             return length;
         }
         finally
@@ -489,6 +531,7 @@ public sealed class PmemLog
     /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
     public void Truncate(long lsn)
     {
+        ThrowIfDisposed();
         _pool.ThrowIfUnwritable();
         lock (_truncateGate)
         {
@@ -504,22 +547,51 @@ public sealed class PmemLog
                 _pool.EnterRead();
                 try
                 {
-                    ReadFrameHeader(lsn, tail, boundaryKnown: false);
+                    _ring.ReadFrameHeader(lsn, tail, boundaryKnown: false);
                 }
                 finally
                 {
                     _pool.ExitRead();
                 }
             }
+            // The tail word never falls behind the head word: recovery scans from the tail word,
+            // and the ring before the head may be overwritten by then.
+            if (_commit.Durable < lsn)
+            {
+                _commit.PersistTail(wait: true);
+            }
             _mapping.Publish(Offset + HeadWordOffset, (ulong)lsn);
-            Volatile.Write(ref _cursors.Head, lsn);
+            _commit.SetHead(lsn);
         }
     }
 
     // ---- the append protocol, step by step (internal so the simulator tests can interleave appenders) ----
 
+    /// <summary>Step 1: reserve (see <see cref="LogCommit.Reserve"/>).</summary>
+    internal long Reserve(int frameBytes) => _commit.Reserve(frameBytes);
+
+    /// <summary>Step 2: copy the frame, flushed, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
+    internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload) => _ring.WriteFrame(lsn, payload);
+
+    /// <summary>Step 2b: drain this thread's stores.</summary>
+    internal void DrainWrites() => _mapping.Drain();
+
+    /// <summary>Step 3 without waiting: what <see cref="LogCommit.Commit"/> runs when the record's predecessors are done (the completion, then the lazy tail persist).</summary>
+    internal bool TryComplete(long start, long end)
+    {
+        if (!_commit.TryComplete(start, end))
+        {
+            return false;
+        }
+        _commit.AfterComplete(end);
+        return true;
+    }
+
+    internal LogRing Ring => _ring;
+
     internal int CheckRecord(int length)
     {
+        ThrowIfDisposed();
         if ((uint)length > (uint)MaxRecordLength)
         {
             throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
@@ -527,438 +599,6 @@ public sealed class PmemLog
         }
         _pool.ThrowIfUnwritable();
         return FrameLength(length);
-    }
-
-    /// <summary>Step 1: lock-free reservation of <paramref name="frameBytes"/> at the volatile reservation cursor.</summary>
-    internal long Reserve(int frameBytes)
-    {
-        ThrowIfFailed();
-        while (true)
-        {
-            long start = Volatile.Read(ref _cursors.Reserved);
-            long end = start + frameBytes;
-            long head = Volatile.Read(ref _cursors.Head);
-            if (end - head > _capacity)
-            {
-                // A disposed pool is never reported as a full log.
-                ThrowIfPoolDisposed();
-                throw new LogFullException(frameBytes, _capacity - (start - head), _capacity);
-            }
-            if (Interlocked.CompareExchange(ref _cursors.Reserved, end, start) == start)
-            {
-                return start;
-            }
-        }
-    }
-
-    /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
-    /// <remarks>
-    /// A short frame is staged whole on the stack and written with one copy. A longer one is
-    /// written in two: the payload from the next cache-line boundary of the ring on, straight from
-    /// the caller's memory, line-aligned at the destination so that the copy engine streams it
-    /// with non-temporal stores (no second copy of the payload); then, from a small stack buffer,
-    /// the header (its checksum computed while those stores drain) with the payload's first bytes
-    /// up to that boundary. The padding after the payload is not written: readers skip it by the length.
-    /// </remarks>
-    [SkipLocalsInit]
-    internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload)
-    {
-        int frameLength = FrameLength(payload.Length);
-        if (frameLength <= StagedFrameLimit)
-        {
-            Span<byte> frame = stackalloc byte[StagedFrameLimit];
-            frame = frame[..frameLength];
-            WriteFrameHeader(frame, payload.Length, Checksum(payload, lsn), lsn);
-            payload.CopyTo(frame[FrameHeaderSize..]);
-            frame[(FrameHeaderSize + payload.Length)..].Clear();
-            WriteRing(lsn, frame);
-        }
-        else if ((lsn & (CacheLine - 1)) == 0)
-        {
-            WriteAlignedLongFrame(lsn, payload);
-        }
-        else
-        {
-            // LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity is a multiple of 4 KiB.
-            int lead = (int)((CacheLine - ((lsn + FrameHeaderSize) & (CacheLine - 1))) & (CacheLine - 1));
-            // The payload's bulk goes first: its non-temporal stores are on their way to memory
-            // while the checksum is computed (over the payload, still in the cache); the first
-            // line with the header follows, and the caller's drain covers both.
-            WriteRing(lsn + FrameHeaderSize + lead, payload[lead..]);
-            Span<byte> first = stackalloc byte[CacheLine];
-            first = first[..(FrameHeaderSize + lead)];
-            WriteFrameHeader(first, payload.Length, Checksum(payload, lsn), lsn);
-            payload[..lead].CopyTo(first[FrameHeaderSize..]);
-            WriteRing(lsn, first);
-        }
-    }
-
-    /// <summary>
-    /// A long frame that starts on a cache line (its length is a multiple of 64, so it ends on one
-    /// too) is written as whole lines with non-temporal stores only, no flush of a partial line:
-    /// the middle lines straight from the caller's memory, the last one staged on the stack with
-    /// the payload's tail and zero padding, then (its checksum computed while those stores drain)
-    /// the first line with the header and the payload's first 48 bytes. LSN and ring position
-    /// agree modulo the line size (the ring starts 4 KiB aligned, its capacity is a multiple of
-    /// 4 KiB), so a frame that wraps splits at a line boundary.
-    /// </summary>
-    [SkipLocalsInit]
-    private void WriteAlignedLongFrame(long lsn, ReadOnlySpan<byte> payload)
-    {
-        const int lead = CacheLine - FrameHeaderSize;
-        const PmemCopyOptions streamed = PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal;
-        int last = (payload.Length - lead) & (CacheLine - 1);
-        int middle = payload.Length - lead - last;
-        if (middle != 0)
-        {
-            WriteRing(lsn + CacheLine, payload.Slice(lead, middle), streamed);
-        }
-        Span<byte> line = stackalloc byte[CacheLine];
-        if (last != 0)
-        {
-            payload[^last..].CopyTo(line);
-            line[last..].Clear();
-            WriteRing(lsn + CacheLine + middle, line, streamed);
-        }
-        WriteFrameHeader(line, payload.Length, Checksum(payload, lsn), lsn);
-        payload[..lead].CopyTo(line[FrameHeaderSize..]);
-        WriteRing(lsn, line, streamed);
-    }
-
-    /// <summary>Step 2b: drain this thread's stores.</summary>
-    internal void DrainWrites() => _mapping.Drain();
-
-    /// <summary>Step 3 without waiting: move the completion cursor from <paramref name="start"/> to <paramref name="end"/> if every earlier record completed.</summary>
-    internal bool TryComplete(long start, long end)
-    {
-        if (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            return false;
-        }
-        Complete(end);
-        return true;
-    }
-
-    // Only the appender whose record starts at the completion cursor moves it: a plain store. (No
-    // locked instruction here or at the publish's release: right after a flush and drain, one
-    // waits for the write-backs on this machine.)
-    private void Complete(long end)
-    {
-        Volatile.Write(ref _cursors.Completed, end);
-        WakeSleepers();
-    }
-
-    /// <summary>Step 4 without waiting: if no one else is publishing, publish the completion cursor as the tail. Returns the published tail.</summary>
-    internal long TryPublish()
-    {
-        long published = Volatile.Read(ref _cursors.Published);
-        if ((published & PublishingFlag) == 0 && Interlocked.CompareExchange(ref _cursors.Published, published | PublishingFlag, published) == published)
-        {
-            return PublishHeld(published);
-        }
-        return published & ~PublishingFlag;
-    }
-
-    /// <summary>Step 4 by the holder of the publishing flag: one 8-byte publish of the completion cursor (covering every record completed so far), then the release of the flag.</summary>
-    private long PublishHeld(long previous)
-    {
-        long tail = previous;
-        try
-        {
-            long completed = Volatile.Read(ref _cursors.Completed);
-            if (completed > previous)
-            {
-                // The group commit: this one publish makes the records [previous, completed) acknowledged.
-                Diagnostics.StorageCounts.OnPublish(_pool, _ringOffset, _capacity, previous, completed);
-                _mapping.Publish(Offset + TailWordOffset, (ulong)completed);
-                tail = completed;
-            }
-        }
-        catch (Exception e)
-        {
-            Fail(e);
-            ThrowIfPoolDisposed();
-            throw;
-        }
-        finally
-        {
-            // One plain store releases the flag and shows the new tail (only the flag's holder writes the cursor).
-            Volatile.Write(ref _cursors.Published, tail);
-            WakeSleepers();
-        }
-        return tail;
-    }
-
-    /// <summary>Steps 3 to 5 for the record [<paramref name="start"/>, <paramref name="end"/>), whose copy is drained.</summary>
-    private void Commit(long start, long end)
-    {
-        if (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            WaitForPredecessors(start);
-        }
-        Complete(end);
-        // Someone may already have published past this record (group commit): then it returns
-        // having only read the published cursor.
-        long published = Volatile.Read(ref _cursors.Published);
-        if ((published & ~PublishingFlag) < end)
-        {
-            PublishOrWait(end);
-        }
-    }
-
-    private void WaitForPredecessors(long start)
-    {
-        Backoff backoff = default;
-        while (Volatile.Read(ref _cursors.Completed) != start)
-        {
-            backoff.Wait(this, start, forPublish: false);
-        }
-    }
-
-    private void PublishOrWait(long end)
-    {
-        Backoff backoff = default;
-        while (true)
-        {
-            long published = Volatile.Read(ref _cursors.Published);
-            if ((published & ~PublishingFlag) >= end)
-            {
-                return;
-            }
-            if ((published & PublishingFlag) == 0)
-            {
-                if (Interlocked.CompareExchange(ref _cursors.Published, published | PublishingFlag, published) == published)
-                {
-                    // This record is completed, so this publish covers it; let it cover the
-                    // appenders copying right now too, if they finish within a moment.
-                    WaitForFollowers();
-                    PublishHeld(published);
-                    return;
-                }
-                continue;
-            }
-            backoff.Wait(this, end, forPublish: true);
-        }
-    }
-
-    /// <summary>
-    /// Group commit proper: the publisher waits (PAUSE, at most about 2 us, the time of a copy)
-    /// for the appenders that reserved space before it took the flag to complete, so that its one
-    /// publish covers them too and they return without publishing. Alone, it does not wait.
-    /// </summary>
-    private void WaitForFollowers()
-    {
-        long reserved = Volatile.Read(ref _cursors.Reserved);
-        if (Volatile.Read(ref _cursors.Completed) >= reserved)
-        {
-            return;
-        }
-        long since = Stopwatch.GetTimestamp();
-        int rounds = 0;
-        while (Volatile.Read(ref _cursors.Completed) < reserved)
-        {
-            if ((++rounds & 15) == 0 && Stopwatch.GetTimestamp() - since > s_followerTicks)
-            {
-                return;
-            }
-            Pause();
-        }
-    }
-
-    /// <summary>
-    /// Waiting for another appender: PAUSE while it is likely running (about 1 us), then yield
-    /// the CPU (about 1 ms more), then block until a completion or a publish wakes this thread,
-    /// so that a predecessor that was descheduled gets a CPU back instead of competing with a
-    /// spinner (on a 2-CPU machine a spinning waiter takes the CPU the stalled appender needs).
-    /// </summary>
-    private struct Backoff
-    {
-        private long _since;
-        private int _rounds;
-        private int _phase;
-
-        public void Wait(PmemLog log, long value, bool forPublish)
-        {
-            log.ThrowIfFailed();
-            if (_phase == 0)
-            {
-                if (_rounds++ == 0)
-                {
-                    _since = Stopwatch.GetTimestamp();
-                }
-                else if ((_rounds & 63) == 0 && Stopwatch.GetTimestamp() - _since > s_spinTicks)
-                {
-                    _phase = 1;
-                }
-                Pause();
-            }
-            else if (_phase == 1)
-            {
-                if (Stopwatch.GetTimestamp() - _since > s_spinTicks + s_yieldTicks)
-                {
-                    _phase = 2;
-                }
-                Thread.Yield();
-            }
-            else
-            {
-                log.Sleep(value, forPublish);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Blocks until a completion or publish (or a failure) wakes the thread. The sleeper counts
-    /// itself, then looks at the cursors once more before it waits; a waker stores its cursor, then
-    /// reads the count. The two plain store-then-load sequences may cross (x86 lets a load pass an
-    /// earlier store), and a wake-up missed that way costs at most the 1 ms timeout; a locked
-    /// instruction on every append to close that gap would cost more than it saves.
-    /// </summary>
-    private void Sleep(long value, bool forPublish)
-    {
-        lock (_sleepGate)
-        {
-            Interlocked.Increment(ref _cursors.Sleepers);
-            try
-            {
-                if (!Ready(value, forPublish))
-                {
-                    Monitor.Wait(_sleepGate, SleepTimeoutMilliseconds);
-                }
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _cursors.Sleepers);
-            }
-        }
-    }
-
-    // What a waiter waits for: the completion cursor at its start (step 3), or its end published or the publishing flag free (step 4); or a failure.
-    private bool Ready(long value, bool forPublish)
-    {
-        if (Volatile.Read(ref _failure) is not null)
-        {
-            return true;
-        }
-        if (!forPublish)
-        {
-            return Volatile.Read(ref _cursors.Completed) == value;
-        }
-        long published = Volatile.Read(ref _cursors.Published);
-        return (published & ~PublishingFlag) >= value || (published & PublishingFlag) == 0;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void WakeSleepers()
-    {
-        if (Volatile.Read(ref _cursors.Sleepers) != 0)
-        {
-            WakeSleepersSlow();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void WakeSleepersSlow()
-    {
-        lock (_sleepGate)
-        {
-            Monitor.PulseAll(_sleepGate);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pause()
-    {
-        if (X86Base.IsSupported)
-        {
-            X86Base.Pause();
-        }
-        else
-        {
-            Thread.SpinWait(1);
-        }
-    }
-
-    private void WriteRing(long lsn, ReadOnlySpan<byte> data, PmemCopyOptions flags = PmemCopyOptions.NoDrain)
-    {
-        long physical = lsn % _capacity;
-        int first = (int)Math.Min(data.Length, _capacity - physical);
-        _mapping.Write(data[..first], _ringOffset + physical, flags);
-        if (first < data.Length)
-        {
-            _mapping.Write(data[first..], _ringOffset, flags);
-        }
-    }
-
-    internal void CopyFromRing(long lsn, Span<byte> destination)
-    {
-        long physical = lsn % _capacity;
-        int first = (int)Math.Min(destination.Length, _capacity - physical);
-        _mapping.GetReadOnlySpan(_ringOffset + physical, first).CopyTo(destination);
-        if (first < destination.Length)
-        {
-            _mapping.GetReadOnlySpan(_ringOffset, destination.Length - first).CopyTo(destination[first..]);
-        }
-    }
-
-    /// <summary>The payload as a span into the ring when it does not wrap, else copied into <paramref name="scratch"/>.</summary>
-    internal ReadOnlySpan<byte> GetPayload(long lsn, int length, scoped ref byte[]? scratch)
-    {
-        long physical = (lsn + FrameHeaderSize) % _capacity;
-        if (physical + length <= _capacity)
-        {
-            return _mapping.GetReadOnlySpan(_ringOffset + physical, length);
-        }
-        if (scratch is null || scratch.Length < length)
-        {
-            if (scratch is not null)
-            {
-                ArrayPool<byte>.Shared.Return(scratch);
-            }
-            scratch = ArrayPool<byte>.Shared.Rent(length);
-        }
-        Span<byte> copy = scratch.AsSpan(0, length);
-        CopyFromRing(lsn + FrameHeaderSize, copy);
-        return copy;
-    }
-
-    /// <summary>Checks the frame header at <paramref name="lsn"/> (LSN, length within <paramref name="end"/>) and returns the payload length.</summary>
-    internal int ReadFrameHeader(long lsn, long end, bool boundaryKnown)
-    {
-        if (end - lsn < FrameHeaderSize)
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} would run past the durable tail {end}."));
-        }
-        ReadOnlySpan<byte> header = _mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity, FrameHeaderSize);
-        long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
-        if (storedLsn != lsn)
-        {
-            if (!boundaryKnown)
-            {
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"No record starts at LSN {lsn} (the frame there carries LSN {storedLsn}); use an LSN returned by Append or LogRecord.NextLsn."), nameof(lsn));
-            }
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} carries LSN {storedLsn}: the durable log is damaged."));
-        }
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The frame at LSN {lsn} claims {length} bytes, past the durable tail {end}: the durable log is damaged."));
-        }
-        return (int)length;
-    }
-
-    internal void VerifyChecksum(long lsn, ReadOnlySpan<byte> payload)
-    {
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(_mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity + 4, 4));
-        if (stored != Checksum(payload, lsn))
-        {
-            throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
-                $"The record at LSN {lsn} ({payload.Length} bytes) fails its checksum: the durable log is damaged."));
-        }
     }
 
     /// <summary>The pool the log lives in (a reader enters it around its reads).</summary>
@@ -998,35 +638,48 @@ public sealed class PmemLog
         }
     }
 
-    internal static uint Checksum(ReadOnlySpan<byte> payload, long lsn)
-        => (uint)XxHash3.HashToUInt64(payload, ChecksumSeed(lsn, payload.Length));
-
-    /// <summary>The XxHash3 seed of a frame's checksum: its LSN and payload length.</summary>
-    internal static long ChecksumSeed(long lsn, long length) => lsn ^ (length << 40);
-
-    internal static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn)
+    /// <summary>
+    /// Persists the tail word (so that the next open scans nothing) and ends this instance's use:
+    /// later calls throw <see cref="ObjectDisposedException"/>. The records stay in the pool; open
+    /// the log again with <see cref="Open"/>. Appends racing Dispose are a caller's bug: each either
+    /// completes (and is durable) or throws. A read-only, failed or already disposed pool's log is
+    /// only marked disposed.
+    /// </summary>
+    public void Dispose()
     {
-        BinaryPrimitives.WriteInt32LittleEndian(frame, length);
-        BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], checksum);
-        BinaryPrimitives.WriteInt64LittleEndian(frame[8..], lsn);
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        if (_pool.IsReadOnly || _commit.HasFailed || !_pool.TryEnterRead())
+        {
+            return;
+        }
+        try
+        {
+            _commit.PersistTail(wait: true);
+        }
+        finally
+        {
+            _pool.ExitRead();
+        }
     }
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowLogDisposed();
+        }
+        _pool.ThrowIfDisposed();
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowLogDisposed() => throw new ObjectDisposedException(nameof(PmemLog),
+        string.Create(CultureInfo.InvariantCulture, $"The log at offset {Offset} has been disposed; open it again with PmemLog.Open."));
 
     /// <summary>Throws the pool's <see cref="ObjectDisposedException"/> if it was disposed: what any operation racing its Dispose reports.</summary>
     private void ThrowIfPoolDisposed() => _pool.ThrowIfDisposed();
 
-    private void Fail(Exception e)
-    {
-        Interlocked.CompareExchange(ref _failure, e, null);
-        WakeSleepers();
-    }
 
-    private void ThrowIfFailed()
-    {
-        if (Volatile.Read(ref _failure) is Exception failure)
-        {
-            // An append that failed because the pool was disposed under it is not a damaged log.
-            ThrowIfPoolDisposed();
-            throw new PmemException("An earlier append failed while writing, so later records cannot become durable in order; reopen the log to recover.", failure);
-        }
-    }
 }

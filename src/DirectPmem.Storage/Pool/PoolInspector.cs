@@ -90,7 +90,7 @@ public static class PoolInspector
             if (header.RootOffset <= mapping.Length - 8)
             {
                 ReadOnlySpan<byte> at = mapping.GetReadOnlySpan(header.RootOffset, 8);
-                root = at.SequenceEqual(PmemLog.Magic) ? PoolRootKind.Log
+                root = at.SequenceEqual(LogFormat.Magic) ? PoolRootKind.Log
                     : BinaryPrimitives.ReadUInt64LittleEndian(at) == HeapLayout.Signature ? PoolRootKind.TransactionalHeap
                     : PoolRootKind.ApplicationData;
             }

@@ -223,123 +223,26 @@ internal static class PoolChecker
 }
 
 /// <summary>
-/// Reads a PmemLog (format in the library's PmemLog remarks) without trusting it: the header in the
-/// order PmemLog.Open checks it, then every frame from head to tail (LSN, length within the tail,
-/// checksum), stopping at the first bad frame and saying what is wrong with it.
+/// Reports a PmemLog through the library's public inspection (<see cref="PmemLog.Inspect"/>): the
+/// header judged by the same routine PmemLog.Open runs, then every record from the head through the
+/// tail word (damage there is a problem) and on to where recovery would end.
 /// </summary>
 internal static class LogChecker
 {
-    private const int HeaderLength = PmemLog.HeaderLength;
-    private const int FrameHeader = PmemLog.FrameHeaderSize;
-
-    private const uint LogFormatVersion = PmemLog.CurrentVersion;
-    private static ReadOnlySpan<byte> Magic => PmemLog.Magic;
-
     internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems)
     {
-        long size = map.Length;
-        if (offset % HeaderLength != 0 || offset < dataOffset || offset > size - 2 * HeaderLength)
+        LogInspection inspection = PmemLog.Inspect(map, offset, dataOffset);
+        foreach (LogProblem problem in inspection.Problems)
         {
-            problems.Add(Problem(Invariant($"location: a log cannot start at {offset}; it must be a multiple of {HeaderLength} in the data area [{dataOffset}, {size - 2 * HeaderLength}]")));
+            string what = problem.Field is LogHeaderField field ? field.ToString().ToLowerInvariant() : Invariant($"frame at LSN {problem.Lsn}");
+            problems.Add(Problem(what + ": " + problem.Message));
+        }
+        if (inspection.Capacity == 0)
+        {
             return null;
         }
-        ReadOnlySpan<byte> header = map.GetReadOnlySpan(offset, HeaderLength);
-        if (!header[..8].SequenceEqual(Magic))
-        {
-            problems.Add(Problem(Invariant($"magic: no log at offset {offset} (the magic \"DPMLOG01\" is missing)")));
-            return null;
-        }
-        bool headerOk = true;
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[PmemLog.VersionOffset..]);
-        if (version != LogFormatVersion)
-        {
-            problems.Add(Problem(Invariant($"version: the log at {offset} has format version {version}; this library reads version {LogFormatVersion}")));
-            headerOk = false;
-        }
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[PmemLog.ChecksumOffset..]);
-        ulong computed = XxHash3.HashToUInt64(header[..PmemLog.StaticLength]);
-        if (stored != computed)
-        {
-            problems.Add(Problem(Invariant($"checksum: the log header at {offset} stores 0x{stored:x16}, its contents hash to 0x{computed:x16}")));
-            headerOk = false;
-        }
-        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.CapacityOffset..]);
-        if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > size - offset - HeaderLength)
-        {
-            problems.Add(Problem(Invariant($"capacity: {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset} ({size - offset - HeaderLength} bytes)")));
-            return null;
-        }
-        long tail = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.TailWordOffset..]);
-        long head = BinaryPrimitives.ReadInt64LittleEndian(header[PmemLog.HeadWordOffset..]);
-        if (tail < 0 || tail % PmemLog.FrameAlignment != 0)
-        {
-            problems.Add(Problem(Invariant($"tail: the published tail {tail} is not a non-negative multiple of {PmemLog.FrameAlignment}")));
-            return new LogReport(offset, capacity, head, tail, 0, 0, null, null);
-        }
-        if (head < 0 || head % PmemLog.FrameAlignment != 0 || head > tail || tail - head > capacity)
-        {
-            problems.Add(Problem(Invariant($"head: the published head {head} must be a multiple of {PmemLog.FrameAlignment} in [tail - capacity, tail] = [{tail - capacity}, {tail}]")));
-            return new LogReport(offset, capacity, head, tail, 0, 0, null, null);
-        }
-        if (!headerOk)
-        {
-            return new LogReport(offset, capacity, head, tail, 0, tail - head, null, null);
-        }
-
-        long ring = offset + HeaderLength;
-        long records = 0;
-        for (long lsn = head; lsn < tail;)
-        {
-            string? bad = CheckFrame(map, ring, capacity, lsn, tail, out long next);
-            if (bad is not null)
-            {
-                problems.Add(Problem(Invariant($"frame at LSN {lsn}: {bad}; the {records} record(s) before it read back, the {tail - lsn} bytes from it to the tail do not (the log reader stops there with LogCorruptException)"), null));
-                return new LogReport(offset, capacity, head, tail, records, tail - head, lsn, bad);
-            }
-            records++;
-            lsn = next;
-        }
-        return new LogReport(offset, capacity, head, tail, records, tail - head, null, null);
-    }
-
-    private static string? CheckFrame(DaxMapping map, long ring, long capacity, long lsn, long tail, out long next)
-    {
-        next = lsn;
-        if (tail - lsn < FrameHeader)
-        {
-            return Invariant($"its {FrameHeader}-byte header would run past the durable tail {tail}");
-        }
-        // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
-        ReadOnlySpan<byte> header = map.GetReadOnlySpan(ring + lsn % capacity, FrameHeader);
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        uint storedChecksum = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
-        long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
-        if (storedLsn != lsn)
-        {
-            return Invariant($"the frame carries LSN {storedLsn}");
-        }
-        if (length > (ulong)(tail - lsn - FrameHeader) || length > int.MaxValue - 128)
-        {
-            return Invariant($"the frame claims {length} bytes, past the durable tail {tail}");
-        }
-        var hash = new XxHash3(PmemLog.ChecksumSeed(lsn, length));
-        long position = lsn + FrameHeader;
-        long left = length;
-        while (left > 0)
-        {
-            long physical = position % capacity;
-            int chunk = (int)Math.Min(Math.Min(left, capacity - physical), 1 << 30);
-            hash.Append(map.GetReadOnlySpan(ring + physical, chunk));
-            position += chunk;
-            left -= chunk;
-        }
-        uint computed = (uint)hash.GetCurrentHashAsUInt64();
-        if (computed != storedChecksum)
-        {
-            return Invariant($"the {length}-byte payload fails its checksum (stored 0x{storedChecksum:x8}, computed 0x{computed:x8})");
-        }
-        next = lsn + PmemLog.FrameLength((int)length);
-        return null;
+        return new LogReport(offset, inspection.Capacity, inspection.Head, inspection.Tail, inspection.Records, inspection.Tail - inspection.Head,
+            inspection.FirstDamagedLsn, inspection.FirstDamagedProblem);
     }
 
     private static CheckProblem Problem(string message, string? repair = null) => new("log", message, repair);

@@ -239,7 +239,8 @@ internal static unsafe class BenchCommand
         using PmemPool pool = PmemPool.Create(map, "dpmem-bench", new PoolCreateOptions { Overwrite = true });
         long logLength = Math.Min(pool.DataLength / 4096 * 4096, settings.Quick ? 32L << 20 : 256L << 20);
         var box = new LogBox(PmemLog.Create(pool, pool.DataOffset, logLength));
-        void Renew() => box.Log = PmemLog.Create(pool, pool.DataOffset, logLength);
+        // Empty the log the way a user does, by truncating to its tail: the ring keeps moving (never re-created).
+        void Renew() => box.Log.Truncate(box.Log.Tail);
         nint plp = 0;
         string? pmdkPath = null;
         if (pmemlog)

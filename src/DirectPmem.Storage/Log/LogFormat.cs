@@ -1,0 +1,252 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.Storage;
+
+/// <summary>The static fields of a log header: what Create writes once and Open checks.</summary>
+/// <param name="Capacity">The ring capacity in bytes.</param>
+/// <param name="Nonce">A random per-log value that seeds every frame checksum, so that the frames of another log (or a payload that copies one) never validate here.</param>
+/// <param name="Window">How far past the tail word appenders may start frames: recovery scans and clears at most this much past it.</param>
+internal readonly record struct LogLayout(long Capacity, long Nonce, long Window);
+
+/// <summary>
+/// The on-media format of a log, in one place: header fields, frame layout and checksum, and the
+/// one routine that judges a header (<see cref="ValidateHeader"/>) and a frame
+/// (<see cref="CheckFrame"/>). <see cref="PmemLog"/>, its reader, its recovery scan, the storage
+/// counters and the inspection <c>dpmem check</c> uses all parse through it.
+/// </summary>
+/// <remarks>
+/// <para><b>Header</b> (4 KiB at the log's offset): magic "DPMLOG01" (0-7), version u32 (8), ring
+/// capacity i64 (16), checksum nonce i64 (24), unpersisted-tail window i64 (32), XxHash3 of bytes
+/// 0-39 (40); the tail word (64, its own cache line) and the head word (128, its own line).</para>
+/// <para><b>Frame</b>: payload length u32, checksum u32, LSN i64, payload, padding to 16 bytes
+/// (to 64 when the frame is longer than 256 bytes). The checksum is the low half of XxHash3 of
+/// the payload seeded with the log's nonce, the LSN and the length.</para>
+/// </remarks>
+internal static class LogFormat
+{
+    internal const int HeaderLength = 4096;
+    internal const int FrameHeaderSize = 16;
+    internal const int FrameAlignment = 16;
+    internal const int CacheLine = 64;
+    internal const int StagedFrameLimit = 256;
+    internal const int MagicOffset = 0;
+    internal const int VersionOffset = 8;
+    internal const int CapacityOffset = 16;
+    internal const int NonceOffset = 24;
+    internal const int WindowOffset = 32;
+    internal const int ChecksumOffset = 40;
+    internal const int StaticLength = 40;
+    internal const int TailWordOffset = 64;
+    internal const int HeadWordOffset = 128;
+    internal const uint CurrentVersion = 3;
+
+    /// <summary>The largest unpersisted-tail window. Recovery reads and clears at most this many bytes past the tail word.</summary>
+    internal const long MaxWindow = 1L << 20;
+
+    internal static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
+
+    /// <summary>The frame length of a payload: see <see cref="PmemLog.FrameLength"/>.</summary>
+    internal static int FrameLength(int payloadLength)
+    {
+        int frame = (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
+        return frame <= StagedFrameLimit ? frame : (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
+    }
+
+    /// <summary>The window a log of <paramref name="capacity"/> gets: half the ring, at most <see cref="MaxWindow"/>.</summary>
+    internal static long WindowFor(long capacity) => Math.Min(capacity / 2, MaxWindow);
+
+    /// <summary>The XxHash3 seed of a frame's checksum: the log's nonce, the frame's LSN and its payload length.</summary>
+    internal static long ChecksumSeed(long nonce, long lsn, long length) => nonce ^ lsn ^ (length << 40);
+
+    internal static uint Checksum(long nonce, ReadOnlySpan<byte> payload, long lsn)
+        => (uint)XxHash3.HashToUInt64(payload, ChecksumSeed(nonce, lsn, payload.Length));
+
+    internal static void WriteFrameHeader(Span<byte> frame, int length, uint checksum, long lsn)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(frame, length);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], checksum);
+        BinaryPrimitives.WriteInt64LittleEndian(frame[8..], lsn);
+    }
+
+    /// <summary>Builds the static part of a header (bytes 0-47) into <paramref name="header"/>.</summary>
+    internal static void WriteHeader(Span<byte> header, in LogLayout layout)
+    {
+        Magic.CopyTo(header);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[VersionOffset..], CurrentVersion);
+        BinaryPrimitives.WriteInt64LittleEndian(header[CapacityOffset..], layout.Capacity);
+        BinaryPrimitives.WriteInt64LittleEndian(header[NonceOffset..], layout.Nonce);
+        BinaryPrimitives.WriteInt64LittleEndian(header[WindowOffset..], layout.Window);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[ChecksumOffset..], XxHash3.HashToUInt64(header[..StaticLength]));
+    }
+
+    /// <summary>Whether the 4 KiB at <paramref name="header"/> hold an intact log header of any version this library knows of (what Create refuses to overwrite).</summary>
+    internal static bool LooksLive(ReadOnlySpan<byte> header)
+        => header[..8].SequenceEqual(Magic)
+            && BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]) == XxHash3.HashToUInt64(header[..StaticLength]);
+
+    /// <summary>
+    /// The one judge of a log header, shared by <see cref="PmemLog.Open"/> (whose sink throws the
+    /// first problem) and an inspection (whose sink collects them). Checks, in
+    /// order: location, magic, version, checksum, capacity, window, tail word, head word. Returns
+    /// the layout and the two words when the header can be used (no problem up to the words).
+    /// </summary>
+    internal static bool ValidateHeader(ReadOnlySpan<byte> header, long offset, long dataOffset, long poolSize, ILogProblemSink sink,
+        out LogLayout layout, out long durableTail, out long head)
+    {
+        layout = default;
+        durableTail = 0;
+        head = 0;
+        if (offset % HeaderLength != 0 || offset < dataOffset || offset > poolSize - 2 * HeaderLength)
+        {
+            sink.Report(LogHeaderField.Location, Invariant(
+                $"A log cannot start at {offset}: it must be a multiple of {HeaderLength} in the data area [{dataOffset}, {poolSize - 2 * HeaderLength}]."));
+            return false;
+        }
+        if (!header[..8].SequenceEqual(Magic))
+        {
+            sink.Report(LogHeaderField.Magic, Invariant($"No log at offset {offset}: the magic \"DPMLOG01\" is missing."));
+            return false;
+        }
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[VersionOffset..]);
+        if (version != CurrentVersion)
+        {
+            string why = version < CurrentVersion
+                ? " It was written by an earlier preview (a durable tail published on every append); this version finds the tail by scanning self-validating records and cannot read it. Read it with the preview that wrote it and append its records to a new log."
+                : "";
+            sink.Report(LogHeaderField.Version, Invariant($"The log at {offset} has format version {version}; this library reads version {CurrentVersion}.{why}"));
+            return false;
+        }
+        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]);
+        ulong computed = XxHash3.HashToUInt64(header[..StaticLength]);
+        if (stored != computed)
+        {
+            sink.Report(LogHeaderField.Checksum, Invariant($"The log header at {offset} fails its checksum (stored 0x{stored:x16}, computed 0x{computed:x16})."));
+            return false;
+        }
+        long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[CapacityOffset..]);
+        if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > poolSize - offset - HeaderLength)
+        {
+            sink.Report(LogHeaderField.Capacity, Invariant(
+                $"The log's capacity {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset}."));
+            return false;
+        }
+        long window = BinaryPrimitives.ReadInt64LittleEndian(header[WindowOffset..]);
+        if (window < FrameAlignment || window % FrameAlignment != 0 || window > capacity || window > MaxWindow)
+        {
+            sink.Report(LogHeaderField.Window, Invariant(
+                $"The log's tail window {window} is not a multiple of {FrameAlignment} in [{FrameAlignment}, min(capacity {capacity}, {MaxWindow})]."));
+            return false;
+        }
+        layout = new LogLayout(capacity, BinaryPrimitives.ReadInt64LittleEndian(header[NonceOffset..]), window);
+        durableTail = BinaryPrimitives.ReadInt64LittleEndian(header[TailWordOffset..]);
+        head = BinaryPrimitives.ReadInt64LittleEndian(header[HeadWordOffset..]);
+        bool ok = true;
+        if (durableTail < 0 || durableTail % FrameAlignment != 0)
+        {
+            sink.Report(LogHeaderField.Tail, Invariant($"The tail word {durableTail} is not a non-negative multiple of {FrameAlignment}."));
+            ok = false;
+        }
+        if (head < 0 || head % FrameAlignment != 0 || head > durableTail || durableTail - head > capacity)
+        {
+            sink.Report(LogHeaderField.Head, Invariant(
+                $"The head word {head} must be a multiple of {FrameAlignment} in [tail - capacity, tail] = [{durableTail - capacity}, {durableTail}]."));
+            ok = false;
+        }
+        return ok;
+    }
+
+    /// <summary>
+    /// The one frame check: the frame at <paramref name="lsn"/> carries that LSN, its length fits
+    /// before <paramref name="end"/>, and its payload matches its checksum. Reads the media through
+    /// <see cref="DaxMapping.ReadSafe"/> into <paramref name="scratch"/> (grown as needed), so a
+    /// poisoned line is a <see cref="PmemMediaErrorException"/>, never a SIGBUS. Returns the payload
+    /// length, or -1 with <paramref name="problem"/> saying what failed.
+    /// </summary>
+    internal static int CheckFrame(DaxMapping mapping, long ringOffset, in LogLayout layout, long lsn, long end, ref byte[] scratch, out string? problem)
+    {
+        long capacity = layout.Capacity;
+        if (end - lsn < FrameHeaderSize)
+        {
+            problem = Invariant($"its {FrameHeaderSize}-byte header would run past {end}");
+            return -1;
+        }
+        // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+        Span<byte> header = stackalloc byte[FrameHeaderSize];
+        mapping.ReadSafe(ringOffset + lsn % capacity, header);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
+        uint storedChecksum = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+        long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
+        if (storedLsn != lsn)
+        {
+            problem = Invariant($"it carries LSN {storedLsn}");
+            return -1;
+        }
+        if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
+        {
+            problem = Invariant($"it claims {length} bytes, past {end}");
+            return -1;
+        }
+        int n = (int)length;
+        if (scratch.Length < n)
+        {
+            scratch = new byte[Math.Max(n, scratch.Length * 2)];
+        }
+        Span<byte> payload = scratch.AsSpan(0, n);
+        long physical = (lsn + FrameHeaderSize) % capacity;
+        int first = (int)Math.Min(n, capacity - physical);
+        mapping.ReadSafe(ringOffset + physical, payload[..first]);
+        if (first < n)
+        {
+            mapping.ReadSafe(ringOffset, payload[first..]);
+        }
+        uint computed = Checksum(layout.Nonce, payload, lsn);
+        if (computed != storedChecksum)
+        {
+            problem = Invariant($"the {n}-byte payload fails its checksum (stored 0x{storedChecksum:x8}, computed 0x{computed:x8})");
+            return -1;
+        }
+        problem = null;
+        return n;
+    }
+
+    /// <summary>
+    /// The number of frames in [from, to), for the storage counters: a walk over their length
+    /// words only (the range is drained and acknowledged). It never throws: a counter must not
+    /// fail an append, so a frame that does not make sense ends the walk.
+    /// </summary>
+    internal static long CountFrames(DaxMapping mapping, long ringOffset, long capacity, long from, long to)
+    {
+        long records = 0;
+        for (long lsn = from; lsn < to && to - lsn >= FrameHeaderSize && capacity > 0;)
+        {
+            // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(mapping.GetReadOnlySpan(ringOffset + lsn % capacity, 4));
+            if (length > (ulong)(to - lsn - FrameHeaderSize))
+            {
+                break;
+            }
+            records++;
+            lsn += FrameLength((int)length);
+        }
+        return records;
+    }
+
+    internal static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>Where the log's judge reports a problem: Open's sink throws, an inspection's collects.</summary>
+internal interface ILogProblemSink
+{
+    void Report(LogHeaderField field, string message);
+}
+
+/// <summary>The sink of <see cref="PmemLog.Open"/>: the first problem is a <see cref="LogFormatException"/>.</summary>
+internal sealed class ThrowingLogProblemSink : ILogProblemSink
+{
+    internal static readonly ThrowingLogProblemSink Instance = new();
+
+    public void Report(LogHeaderField field, string message) => throw new LogFormatException(field, message);
+}

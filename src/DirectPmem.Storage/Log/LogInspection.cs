@@ -1,0 +1,148 @@
+using DirectPmem.Mapping;
+
+namespace DirectPmem.Storage;
+
+/// <summary>One problem an inspection found in a log.</summary>
+public sealed class LogProblem
+{
+    internal LogProblem(LogHeaderField? field, long? lsn, string message)
+    {
+        Field = field;
+        Lsn = lsn;
+        Message = message;
+    }
+
+    /// <summary>The header field that failed (what <see cref="PmemLog.Open"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
+    public LogHeaderField? Field { get; }
+
+    /// <summary>The LSN of the damaged record, or null for a header problem.</summary>
+    public long? Lsn { get; }
+
+    /// <summary>What was expected and what was found.</summary>
+    public string Message { get; }
+
+    /// <inheritdoc/>
+    public override string ToString() => Message;
+}
+
+/// <summary>
+/// What <see cref="PmemLog.Inspect"/> found: the header's fields, the records, and every problem,
+/// judged by the same routine <see cref="PmemLog.Open"/> runs (whose sink throws the first one).
+/// </summary>
+public sealed class LogInspection
+{
+    internal LogInspection(long offset, IReadOnlyList<LogProblem> problems, long capacity, long head, long tailWord, long tail, long records, long? firstDamagedLsn, string? firstDamagedProblem, string? scanEnd)
+    {
+        Offset = offset;
+        Problems = problems;
+        Capacity = capacity;
+        Head = head;
+        TailWord = tailWord;
+        Tail = tail;
+        Records = records;
+        FirstDamagedLsn = firstDamagedLsn;
+        FirstDamagedProblem = firstDamagedProblem;
+        ScanEnd = scanEnd;
+    }
+
+    /// <summary>Where the log starts.</summary>
+    public long Offset { get; }
+
+    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open"/> would succeed and every record before the tail word reads back.</summary>
+    public IReadOnlyList<LogProblem> Problems { get; }
+
+    /// <summary>Whether no problem was found.</summary>
+    public bool IsValid => Problems.Count == 0;
+
+    /// <summary>The ring capacity (0 when the header could not be read that far).</summary>
+    public long Capacity { get; }
+
+    /// <summary>The head word: the first live LSN.</summary>
+    public long Head { get; }
+
+    /// <summary>The tail word as persisted (lazily: the records after it are found by scanning).</summary>
+    public long TailWord { get; }
+
+    /// <summary>The tail recovery would find: the end of the last record that validates, scanning on from the tail word.</summary>
+    public long Tail { get; }
+
+    /// <summary>The records that read back, from the head to <see cref="Tail"/> (or to the first damaged one).</summary>
+    public long Records { get; }
+
+    /// <summary>The first record before the tail word that fails its check (damage, not a crash), or null.</summary>
+    public long? FirstDamagedLsn { get; }
+
+    /// <summary>What is wrong with the record at <see cref="FirstDamagedLsn"/>, or null.</summary>
+    public string? FirstDamagedProblem { get; }
+
+    /// <summary>Why the scan past the tail word stopped where it did (the record in flight at a crash, or clear space), or null when it did not run.</summary>
+    public string? ScanEnd { get; }
+
+    internal static LogInspection Run(DaxMapping mapping, long offset, long dataOffset)
+    {
+        var sink = new CollectingSink();
+        long poolSize = mapping.Length;
+        bool locationOk = offset % LogFormat.HeaderLength == 0 && offset >= dataOffset && offset <= poolSize - 2 * LogFormat.HeaderLength;
+        Span<byte> header = stackalloc byte[LogFormat.HeaderLength];
+        if (locationOk)
+        {
+            try
+            {
+                mapping.ReadSafe(offset, header);
+            }
+            catch (PmemMediaErrorException e)
+            {
+                sink.Report(LogHeaderField.Location, $"The log header at {offset} cannot be read: {e.Message}");
+                return new LogInspection(offset, sink.Problems, 0, 0, 0, 0, 0, null, null, null);
+            }
+        }
+        bool usable = LogFormat.ValidateHeader(header, offset, dataOffset, poolSize, sink, out LogLayout layout, out long tailWord, out long head);
+        if (!usable)
+        {
+            return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, tailWord, 0, null, null, null);
+        }
+        long ring = offset + LogFormat.HeaderLength;
+        long limit = head + layout.Capacity;
+        byte[] scratch = new byte[256];
+        long records = 0;
+        long lsn = head;
+        string? problem;
+        bool media = false;
+        while (lsn < limit)
+        {
+            int length;
+            try
+            {
+                length = LogFormat.CheckFrame(mapping, ring, layout, lsn, limit, ref scratch, out problem);
+            }
+            catch (PmemMediaErrorException e)
+            {
+                length = -1;
+                problem = "a media error: " + e.Message;
+                media = true;
+            }
+            if (length < 0)
+            {
+                if (lsn < tailWord || media)
+                {
+                    string message = LogFormat.Invariant(
+                        $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {tailWord - lsn} bytes from it to the tail word do not (a reader stops there with LogCorruptException).");
+                    sink.Problems.Add(new LogProblem(null, lsn, message));
+                    return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, lsn, problem, null);
+                }
+                return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, null, null,
+                    LogFormat.Invariant($"the frame at LSN {lsn}: {problem}"));
+            }
+            records++;
+            lsn += LogFormat.FrameLength(length);
+        }
+        return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, null, null, "the ring is full");
+    }
+
+    private sealed class CollectingSink : ILogProblemSink
+    {
+        public List<LogProblem> Problems { get; } = [];
+
+        public void Report(LogHeaderField field, string message) => Problems.Add(new LogProblem(field, null, message));
+    }
+}

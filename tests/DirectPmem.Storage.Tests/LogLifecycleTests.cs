@@ -1,0 +1,158 @@
+using System.Buffers.Binary;
+using DirectPmem.Mapping;
+using Xunit;
+
+namespace DirectPmem.Storage.Tests;
+
+/// <summary>
+/// The log's life cycle around its records: Create never overwrites a live log unless told to,
+/// Dispose persists the tail word and ends the instance, FindRecord seeks by position, and the one
+/// judge (Open's throwing sink, Inspect's collecting one) reports every header problem alike.
+/// </summary>
+public sealed class LogLifecycleTests
+{
+    [Fact]
+    public void CreateRefusesALiveLogNamingWhatIsThereUnlessToldToOverwrite()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        log.Append(LogTests.Payload(0, 50));
+        log.Append(LogTests.Payload(1, 50));
+        LogExistsException e = Assert.Throws<LogExistsException>(() => PmemLog.Create(pool, log.Offset, 16 * 1024));
+        Assert.Equal(log.Offset, e.Offset);
+        Assert.Equal(2, e.Records);
+        Assert.Contains($"offset {log.Offset}", e.Message, StringComparison.Ordinal);
+        Assert.Contains("overwrite", e.Message, StringComparison.Ordinal);
+        Assert.Equal(2, LogTests.ReadAll(PmemLog.Open(pool, log.Offset)).Count); // nothing was touched
+
+        PmemLog fresh = PmemLog.Create(pool, log.Offset, 16 * 1024, overwrite: true);
+        Assert.Empty(LogTests.ReadAll(fresh));
+        Assert.Empty(LogTests.ReadAll(PmemLog.Open(pool, log.Offset)));
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void DisposePersistsTheTailWordAndLaterCallsThrowNamingTheLog()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        long end = log.Append(LogTests.Payload(0, 30)) + PmemLog.FrameLength(30);
+        Assert.Equal(0, PmemLog.Inspect(mapping, log.Offset, pool.DataOffset).TailWord); // lazily persisted: not yet
+        log.Dispose();
+        log.Dispose(); // twice is fine
+        LogInspection after = PmemLog.Inspect(mapping, log.Offset, pool.DataOffset);
+        Assert.Equal(end, after.TailWord);
+        Assert.Equal(end, after.Tail);
+        ObjectDisposedException e = Assert.Throws<ObjectDisposedException>(() => log.Append(new byte[3]));
+        Assert.Contains("PmemLog.Open", e.Message, StringComparison.Ordinal);
+        Assert.Throws<ObjectDisposedException>(() => log.ReadAll());
+        Assert.Throws<ObjectDisposedException>(() => log.Truncate(end));
+        Assert.Throws<ObjectDisposedException>(() => log.FindRecord(0));
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void FindRecordReturnsTheFirstRecordAtOrAfterEveryPosition()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 8192); // a 4 KiB ring: records wrap
+        var lsns = new List<long>();
+        for (int seq = 0; seq < 40; seq++)
+        {
+            int length = 10 + seq * 53 % 300;
+            while (log.FreeBytes < PmemLog.FrameLength(length))
+            {
+                lsns.RemoveAt(0);
+                log.Truncate(lsns[0]);
+            }
+            lsns.Add(log.Append(LogTests.Payload(seq, length)));
+        }
+        long head = log.Head;
+        long tail = log.Tail;
+        Assert.Equal(head, lsns[0]);
+        for (long position = head - 40; position <= tail; position++)
+        {
+            long expected = position <= head ? head : lsns.FirstOrDefault(l => l >= position, tail);
+            Assert.Equal(expected, log.FindRecord(position));
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => log.FindRecord(tail + 1));
+        // What it finds is a truncation point.
+        log.Truncate(log.FindRecord(lsns[3] - 5));
+        Assert.Equal(lsns[3], log.Head);
+        pool.Dispose();
+    }
+
+    public static TheoryData<string, LogHeaderField> HeaderDamage => new()
+    {
+        { "magic", LogHeaderField.Magic },
+        { "version", LogHeaderField.Version },
+        { "checksum", LogHeaderField.Checksum },
+        { "capacity", LogHeaderField.Capacity },
+        { "window", LogHeaderField.Window },
+        { "tail", LogHeaderField.Tail },
+        { "head", LogHeaderField.Head },
+        { "location", LogHeaderField.Location },
+    };
+
+    [Theory]
+    [MemberData(nameof(HeaderDamage))]
+    public void OpenAndInspectJudgeAHeaderAlike(string damage, LogHeaderField field)
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        log.Append(LogTests.Payload(0, 20));
+        log.Dispose();
+        long offset = log.Offset;
+        Span<byte> header = mapping.GetSpan(offset, LogFormat.HeaderLength);
+        bool reseal = true;
+        switch (damage)
+        {
+            case "magic": header[3] ^= 1; reseal = false; break;
+            case "version": BinaryPrimitives.WriteUInt32LittleEndian(header[LogFormat.VersionOffset..], 99); break;
+            case "checksum": header[LogFormat.CapacityOffset] ^= 1; reseal = false; break;
+            case "capacity": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.CapacityOffset..], 1 << 40); break;
+            case "window": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.WindowOffset..], 8); break;
+            case "tail": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.TailWordOffset..], 17); break;
+            case "head": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.HeadWordOffset..], 1 << 20); break;
+            case "location": offset += 4096 * 1000; reseal = false; break;
+        }
+        if (reseal)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(header[LogFormat.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..LogFormat.StaticLength]));
+        }
+        LogFormatException thrown = Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, offset));
+        LogInspection inspected = PmemLog.Inspect(mapping, offset, pool.DataOffset);
+        Assert.Equal(field, thrown.Field);
+        Assert.False(inspected.IsValid);
+        Assert.Equal(field, inspected.Problems[0].Field);
+        Assert.Equal(thrown.Message, inspected.Problems[0].Message);
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void InspectReportsDamageBeforeTheTailWordButNotTheEndOfTheRecordsAfterIt()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        var lsns = Enumerable.Range(0, 6).Select(i => log.Append(LogTests.Payload(i, 40))).ToList();
+        log.Dispose(); // the tail word covers all six
+        var reopened = PmemLog.Open(pool, log.Offset);
+        reopened.Append(LogTests.Payload(6, 40)); // after the tail word
+        LogInspection sound = PmemLog.Inspect(mapping, log.Offset, pool.DataOffset);
+        Assert.True(sound.IsValid);
+        Assert.Equal(7, sound.Records);
+        Assert.Equal(reopened.Tail, sound.Tail);
+        Assert.NotNull(sound.ScanEnd);
+
+        mapping.GetSpan(log.Offset + LogFormat.HeaderLength + lsns[4] + LogFormat.FrameHeaderSize + 3, 1)[0] ^= 0x10;
+        LogInspection damaged = PmemLog.Inspect(mapping, log.Offset, pool.DataOffset);
+        Assert.Equal(lsns[4], damaged.FirstDamagedLsn);
+        Assert.Equal(4, damaged.Records);
+        Assert.Equal(lsns[4], Assert.Single(damaged.Problems).Lsn);
+        Assert.Contains("fails its checksum", damaged.FirstDamagedProblem, StringComparison.Ordinal);
+        // The reader agrees: it stops at the same record with LogCorruptException.
+        LogCorruptException e = Assert.Throws<LogCorruptException>(() => LogTests.ReadAll(reopened));
+        Assert.Equal(lsns[4], e.Lsn);
+        pool.Dispose();
+    }
+}

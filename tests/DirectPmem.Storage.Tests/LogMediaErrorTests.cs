@@ -1,0 +1,74 @@
+using DirectPmem.Mapping;
+using DirectPmem.Tests.Support;
+using DirectPmem.TestSupport;
+using Xunit;
+
+namespace DirectPmem.Storage.Tests;
+
+/// <summary>
+/// Issue 19 for the log, host tier: a real SIGBUS under log recovery (the pool file truncated
+/// under its mapping, in the ring past the tail word where recovery scans) is a typed error that
+/// names the LSN where the loss starts; the process lives, nothing is written, and the inspection
+/// reports the same LSN.
+/// </summary>
+public sealed class LogMediaErrorTests : IDisposable
+{
+    private const long PoolSize = 4L << 20;
+    private readonly List<string> _dirs = [];
+
+    public void Dispose()
+    {
+        foreach (string dir in _dirs)
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void RecoveryThatMeetsATruncatedRingFailsTypedAtTheFirstUnreadableRecordAndTheProcessLives()
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it recovery of a truncated file raises SIGBUS");
+        }
+        (string? root, string reason) = PageCacheProbe.Found;
+        if (root is null)
+        {
+            Assert.Skip(reason);
+        }
+        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(dir);
+        _dirs.Add(dir);
+        string path = Path.Combine(dir, "pool");
+        long logOffset;
+        var lsns = new List<long>();
+        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout))
+        {
+            PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1L << 20);
+            pool.SetRoot(log.Offset);
+            logOffset = log.Offset;
+            for (int seq = 0; seq < 200; seq++)
+            {
+                lsns.Add(log.Append(LogTests.Payload(seq, 500))); // 100 KiB, all after the tail word (not disposed)
+            }
+        }
+        long cut = logOffset + PmemLog.HeaderLength + (48L << 10); // the file ends 48 KiB into the ring
+        using PmemFile file = PmemFile.Open(path, writable: true);
+        using DaxMapping mapping = file.Map();
+        using PmemPool reopened = PmemPool.Open(mapping, LogTests.Layout);
+        Truncation.Truncate(path, cut);
+        long firstLost = lsns.First(l => logOffset + PmemLog.HeaderLength + l + PmemLog.FrameLength(500) > cut);
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            LogMediaErrorException e = Assert.Throws<LogMediaErrorException>(() => PmemLog.Open(reopened, logOffset));
+            Assert.Equal(firstLost, e.Lsn);
+            Assert.Equal(MediaErrorKind.BeyondEndOfFile, e.MediaError.Kind);
+            Assert.Contains($"the loss starts at LSN {firstLost}", e.Message, StringComparison.Ordinal);
+        }
+        LogInspection inspection = PmemLog.Inspect(mapping, logOffset, reopened.DataOffset);
+        Assert.Equal(firstLost, inspection.FirstDamagedLsn);
+        Assert.Equal(lsns.IndexOf(firstLost), inspection.Records);
+        Assert.Contains("media error", inspection.FirstDamagedProblem, StringComparison.Ordinal);
+        Assert.False(mapping.IsDisposed);
+    }
+}
