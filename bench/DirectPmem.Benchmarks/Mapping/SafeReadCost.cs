@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using DirectPmem.Mapping;
 
@@ -8,7 +7,8 @@ namespace DirectPmem.Benchmarks.Mapping;
 /// The cost of the poison-safe read (issue 19): <see cref="DaxMapping.ReadSafe"/> against the plain
 /// copy a caller would write (<c>GetReadOnlySpan(offset, n).CopyTo(destination)</c>) on hot data, at
 /// 64 B, 4 KiB and 1 MiB, in ONE process with interleaved rounds (the order of the contenders is
-/// reversed every other round). Also the safe routine's two paths on their own (the 32-byte SSE2
+/// reversed every other round), timed with the thread's CPU time (CLOCK_THREAD_CPUTIME_ID, as
+/// <see cref="Floor"/>: on a shared machine the time other processes had the CPU is not counted). Also the safe routine's two paths on their own (the 32-byte SSE2
 /// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
 /// </summary>
 /// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS (41)] [MS_PER_ROUND (20)] [SIZES, comma-separated bytes (64,4096,1048576)]</c></remarks>
@@ -31,7 +31,7 @@ internal static unsafe class SafeReadCost
 
         // plain, ReadSafe, the vector loop alone, rep movsb alone
         const int Contenders = 4;
-        Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round; "
+        Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round, thread CPU time; "
             + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
         Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
         Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
@@ -41,6 +41,20 @@ internal static unsafe class SafeReadCost
             byte[] destination = new byte[size];
             long ops = 1000;
             var times = Enumerable.Range(0, Contenders).Select(_ => new List<double>()).ToArray();
+            // Warm up to tier 1 (as Floor does): short calls, each a tier-0 or OSR call at first,
+            // with pauses for the background compiler; so the rounds time the code a user's
+            // long-running loop gets, not OSR code.
+            for (int pass = 0; pass < 8; pass++)
+            {
+                for (int c = 0; c < Contenders; c++)
+                {
+                    for (int k = 0; k < 16; k++)
+                    {
+                        Measure(c, map, destination, 8);
+                    }
+                }
+                Thread.Sleep(250);
+            }
             for (int warm = 0; warm < 3; warm++)
             {
                 for (int c = 0; c < Contenders; c++)
@@ -70,7 +84,7 @@ internal static unsafe class SafeReadCost
         int step = Math.Min(destination.Length, 4096);
         int length = destination.Length;
         byte* source = map.DangerousGetPointer();
-        long start = Stopwatch.GetTimestamp();
+        long start = Floor.ThreadCpuNanoseconds();
         switch (contender)
         {
             case 0:
@@ -99,7 +113,7 @@ internal static unsafe class SafeReadCost
                 }
                 break;
         }
-        return Stopwatch.GetElapsedTime(start).TotalNanoseconds / ops;
+        return (double)(Floor.ThreadCpuNanoseconds() - start) / ops;
     }
 
     private static string Ratio(List<double> numerator, List<double> denominator)
