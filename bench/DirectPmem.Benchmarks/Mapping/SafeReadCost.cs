@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using DirectPmem.Mapping;
 
 namespace DirectPmem.Benchmarks.Mapping;
@@ -78,42 +79,62 @@ internal static unsafe class SafeReadCost
     }
 
     // Hot data: the source cycles through 8 offsets (64 B apart for 64 B copies, 4 KiB apart otherwise);
-    // each contender's loop is written out so that all pay the same loop and nothing else.
+    // each contender's loop is a method of its own (as in Floor: one loop per method, as a user
+    // writes it) and all pay the same loop and nothing else.
     private static double Measure(int contender, DaxMapping map, byte[] destination, long ops)
     {
-        int step = Math.Min(destination.Length, 4096);
-        int length = destination.Length;
-        byte* source = map.DangerousGetPointer();
         long start = Floor.ThreadCpuNanoseconds();
         switch (contender)
         {
             case 0:
-                for (long i = 0; i < ops; i++)
-                {
-                    map.GetReadOnlySpan((i & 7) * step, length).CopyTo(destination);
-                }
+                Plain(map, destination, ops);
                 break;
             case 1:
-                for (long i = 0; i < ops; i++)
-                {
-                    map.ReadSafe((i & 7) * step, destination);
-                }
+                Safe(map, destination, ops);
                 break;
             default:
-                nuint threshold = contender == 2 ? nuint.MaxValue : 0;
-                fixed (byte* to = destination)
-                {
-                    for (long i = 0; i < ops; i++)
-                    {
-                        if (SafeCopy.CopyWith(s_routine, to, source + (i & 7) * step, (nuint)length, out _, threshold) != 0)
-                        {
-                            throw new InvalidOperationException("the benchmark's source faulted");
-                        }
-                    }
-                }
+                Routine(map, destination, ops, contender == 2 ? nuint.MaxValue : 0);
                 break;
         }
         return (double)(Floor.ThreadCpuNanoseconds() - start) / ops;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Plain(DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        for (long i = 0; i < ops; i++)
+        {
+            map.GetReadOnlySpan((i & 7) * step, destination.Length).CopyTo(destination);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Safe(DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        for (long i = 0; i < ops; i++)
+        {
+            map.ReadSafe((i & 7) * step, destination);
+        }
+    }
+
+    // The routine alone (no bounds or dispose checks), with a chosen rep movsb threshold.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Routine(DaxMapping map, byte[] destination, long ops, nuint threshold)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        byte* source = map.DangerousGetPointer();
+        fixed (byte* to = destination)
+        {
+            for (long i = 0; i < ops; i++)
+            {
+                if (SafeCopy.CopyWith(s_routine, to, source + (i & 7) * step, (nuint)destination.Length, out _, threshold) != 0)
+                {
+                    throw new InvalidOperationException("the benchmark's source faulted");
+                }
+            }
+        }
     }
 
     private static string Ratio(List<double> numerator, List<double> denominator)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -429,6 +430,23 @@ internal static unsafe class SafeCopy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static nuint Copy(byte* destination, byte* source, nuint length, out Fault fault)
         => CopyWith(Routine, destination, source, length, out fault, DefaultRepThreshold);
+
+    /// <summary>
+    /// The first half of <see cref="Copy"/> for a copy of at most <see cref="MaxPiece"/> bytes: one
+    /// call of the routine, nothing else on the path (the fast path of
+    /// <see cref="DaxMapping.ReadSafe"/>). When it returns non-zero, <paramref name="fault"/> is filled
+    /// and the caller finishes with <see cref="CopyUpToFault(byte*, byte*, nuint, nuint, ref Fault)"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static nuint CopyPiece(byte* destination, byte* source, nuint length, Fault* fault)
+    {
+        Debug.Assert(length <= MaxPiece);
+        return Routine(destination, source, length, fault, DefaultRepThreshold);
+    }
+
+    /// <summary>The second half of <see cref="Copy"/> after <see cref="CopyPiece"/> returned <paramref name="notCopied"/> (not 0): copies the readable bytes before the fault; returns how many were not copied.</summary>
+    internal static nuint CopyUpToFault(byte* destination, byte* source, nuint length, nuint notCopied, ref Fault fault)
+        => CopyUpToFault(Routine, destination, source, length, notCopied, ref fault);
 
     /// <summary>As <see cref="Copy"/>, through the routine at <paramref name="routine"/> (<see cref="RoutineAddress"/>) with a chosen <c>rep movsb</c> threshold: for the tests and the benchmark.</summary>
     internal static nuint CopyWith(nint routine, byte* destination, byte* source, nuint length, out Fault fault, nuint repThreshold)
