@@ -109,7 +109,7 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
         Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
         // Nothing but int3 between the pieces.
-        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x2E0..SafeCopy.FixupOffset]).Concat(page[0x30B..SafeCopy.HandlerOffset]).Concat(page[0x3FB..]), b => Assert.Equal(0xCC, b));
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x344..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
     }
 
     [Theory]
@@ -238,9 +238,9 @@ public sealed unsafe partial class ReadSafeTests
     [InlineData(true, true)]
     public void EveryLengthCopiesExactlyAndStopsAtTheFaultWhateverTheDestinationsDistanceFromTheSource(bool avx2, bool aliased)
     {
-        // The AVX2 copy takes 16..128 bytes without a loop, and copies backward when the destination is
+        // The AVX2 copy takes 16..256 bytes without a loop, and copies backward when the destination is
         // 0..255 bytes ahead of the source modulo 4 KiB: a destination 0x40 ahead (aliased) takes that
-        // path from 129 bytes on, one 0x840 ahead the forward loop.
+        // path from 257 bytes on, one 0x840 ahead the forward loop.
         nint routine = Routine(avx2);
         using TempDirectory dir = new();
         using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
