@@ -1,24 +1,33 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text.Json;
+using DirectPmem.Driver;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Tests.Mapping;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
 /// <summary>
-/// Issue 19's proof for pool open, in the qemu guest: a pool whose primary header page is poisoned
+/// Issue 19's proofs for pools, in the qemu guest: a pool whose primary header page is poisoned
 /// (a real <c>BUS_MCEERR_AR</c> at the next load) opens from the backup header and says so, and a
-/// second open does the same: no crash loop.
+/// second open does the same: no crash loop; and <c>dpmem check</c> of a pool file lists a sector
+/// the kernel lists bad under it.
 /// </summary>
 /// <remarks>
-/// Kernel facility: <c>madvise(MADV_HWPOISON)</c> (CONFIG_MEMORY_FAILURE, root) on a page of a
+/// Header poison, kernel facility: <c>madvise(MADV_HWPOISON)</c> (CONFIG_MEMORY_FAILURE, root) on a page of a
 /// <b>memfd</b> (shmem), the one page kind the guest's 6.1 kernel takes out of service on a software
 /// injection (see <see cref="MediaErrorTests"/>: an fsdax page reads back without a fault there, and
 /// /dev/dax0.0's pages are used by the boot's other tests). The pool opens read-only: the repair
 /// (rewriting the primary from the backup) is reported, not done, since a store to the poisoned
 /// page would fault as the load did. Each case runs in a child process, so a crash is a failed
 /// test and not a lost run.
+/// <c>dpmem check</c>, kernel facility: the block layer's own <c>/sys/block/pmemX/badblocks</c>
+/// (genhd's <c>disk_badblocks_store</c>, as <see cref="BadBlockTests"/>): qemu's NFIT has no ACPI
+/// error injection, so no region entry can be made; the pool file is kept, so that no other test
+/// of the boot is given the listed sector.
 /// </remarks>
 [Collection(DeviceTestGroup.Name)]
 public sealed class MediaErrorPoolTests
@@ -26,6 +35,7 @@ public sealed class MediaErrorPoolTests
     private const int MADV_HWPOISON = 100;
     private const long Length = 1 << 20;
     private const string Layout = "media-error-pool";
+    private const long BadOffset = 16 * 1024;
 
     private readonly ITestOutputHelper _output;
 
@@ -40,20 +50,66 @@ public sealed class MediaErrorPoolTests
             Assert.Skip("poisons a page with MADV_HWPOISON: only in the qemu guest of tests/devdax-vm/run.sh (DIRECTPMEM_VM_PHASE is not set)");
         }
         ChildProcess.Result result = ChildProcess.Run(typeof(MediaErrorPoolTests), nameof(Child_poisons_the_primary_header_and_opens_the_pool_twice));
-        foreach (string line in result.Report)
-        {
-            _output.WriteLine("child: " + line);
-        }
-        string? skip = result.Report.FirstOrDefault(l => l.StartsWith("skip: ", StringComparison.Ordinal));
-        if (skip is not null)
-        {
-            Assert.Skip(skip["skip: ".Length..]);
-        }
-        Assert.True(result.ExitCode == 0 && result.Report.Contains("done"),
-            $"the child failed (exit code {result.ExitCode}, report [{string.Join("; ", result.Report)}]):\n{result.Output}");
+        MediaErrorTests.AssertChildDone(result, _output);
         Assert.Contains("poisoned: Poison at 0x0", result.Report);
         Assert.Contains($"open 1: {PoolHeaderRepair.PrimaryRestoredFromBackup}, root kept, read-only", result.Report);
         Assert.Contains($"open 2: {PoolHeaderRepair.PrimaryRestoredFromBackup}, root kept, read-only", result.Report);
+    }
+
+    [Fact]
+    public unsafe void Dpmem_check_of_a_pool_file_lists_a_sector_the_kernel_lists_bad_under_it()
+    {
+        string dir = IntegrationEnvironment.RequireFsDaxDirectory();
+        string path = IntegrationEnvironment.NewFile(dir, "check-badblocks");
+        using (PmemPool pool = PmemPool.CreateFile(path, Length, Layout))
+        {
+            pool.SetRoot(pool.DataOffset);
+        }
+        long sector;
+        string badBlocksPath;
+        using (PmemFile file = PmemFile.Open(path))
+        {
+            var extents = new List<FileExtent>();
+            Assert.Equal(0, FileExtents.Read(file.Handle.Fd, file.Size, extents));
+            // The extent that holds the page at 16 KiB (the pool's reserved area: after both headers).
+            FileExtent extent = extents.Find(e => e.Logical <= BadOffset && e.Logical + e.Length >= BadOffset + 4096);
+            Assert.True(extent.Length > 0 && extent.HasPhysicalAddress, $"no extent with a physical address holds [0x{BadOffset:x}, 0x{BadOffset + 4096:x}): {string.Join(", ", extents)}");
+            Libc.Stat st;
+            Assert.Equal(0, Libc.FStat(file.Handle.Fd, &st));
+            Assert.Equal(NdBlockDevice.Lookup.Found, NdBlockDevice.Find("/sys", Libc.Major(st.st_dev), Libc.Minor(st.st_dev), out NdBlockDevice? disk, out _));
+            sector = (extent.Physical + BadOffset - extent.Logical) / 512;
+            badBlocksPath = disk!.BadBlocksPath;
+        }
+        try
+        {
+            File.WriteAllText(badBlocksPath, string.Create(CultureInfo.InvariantCulture, $"{sector} 8\n"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Assert.Skip($"{badBlocksPath} cannot be written ({e.Message}): the kernel's list cannot be given an entry here");
+        }
+        (int code, string stdout, string stderr) = RunDpmem("check", path, "--json");
+        _output.WriteLine($"dpmem check {path} --json: exit {code}\n{stdout}\n{stderr}");
+        using JsonDocument doc = JsonDocument.Parse(stdout);
+        JsonElement problem = doc.RootElement.GetProperty("problems").EnumerateArray().First(p => p.GetProperty("area").GetString() == "bad blocks");
+        Assert.Contains("[0x4000, 0x5000)", problem.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(2, code);
+    }
+
+    // The dpmem tool, run by the same dotnet host as these tests (its exit code is part of the answer).
+    private static (int Code, string Output, string Error) RunDpmem(params string[] arguments)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        using var process = System.Diagnostics.Process.Start(info)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout, stderr.Result);
     }
 
     [Fact(Explicit = true)]
