@@ -6,7 +6,6 @@ using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Tests.Mapping;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -88,28 +87,12 @@ public sealed class MediaErrorPoolTests
         {
             Assert.Skip($"{badBlocksPath} cannot be written ({e.Message}): the kernel's list cannot be given an entry here");
         }
-        (int code, string stdout, string stderr) = RunDpmem("check", path, "--json");
+        (int code, string stdout, string stderr) = IntegrationEnvironment.RunDpmem("check", path, "--json");
         _output.WriteLine($"dpmem check {path} --json: exit {code}\n{stdout}\n{stderr}");
         using JsonDocument doc = JsonDocument.Parse(stdout);
         JsonElement problem = doc.RootElement.GetProperty("problems").EnumerateArray().First(p => p.GetProperty("area").GetString() == "bad blocks");
         Assert.Contains("[0x4000, 0x5000)", problem.GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal(2, code);
-    }
-
-    // The dpmem tool, run by the same dotnet host as these tests (its exit code is part of the answer).
-    private static (int Code, string Output, string Error) RunDpmem(params string[] arguments)
-    {
-        var info = new System.Diagnostics.ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-        using var process = System.Diagnostics.Process.Start(info)!;
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, stdout, stderr.Result);
     }
 
     [Fact(Explicit = true)]
