@@ -168,7 +168,7 @@ internal static class Floor
 
     // CLOCK_THREAD_CPUTIME_ID: the time this thread ran, so that on a shared machine the rounds
     // in which another process had the CPU do not count the wait (cache pollution still does).
-    private static unsafe long ThreadCpuNanoseconds()
+    internal static unsafe long ThreadCpuNanoseconds()
     {
         ClockNative.TimeSpec t;
         if (ClockNative.ClockGetTime(ClockNative.CLOCK_THREAD_CPUTIME_ID, &t) != 0)

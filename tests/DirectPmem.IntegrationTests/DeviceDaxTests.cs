@@ -217,17 +217,8 @@ public sealed class DeviceDaxTests(ITestOutputHelper output)
     // The dpmem tool, run by the same dotnet host as these tests.
     private static string RunDpmem(params string[] arguments)
     {
-        var info = new System.Diagnostics.ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-        using var process = System.Diagnostics.Process.Start(info)!;
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{info.FileName} dpmem.dll {string.Join(' ', arguments)} exited with {process.ExitCode}; stderr: {stderr.Result}; stdout: {stdout}");
+        (int code, string stdout, string stderr) = IntegrationEnvironment.RunDpmem(arguments);
+        Assert.True(code == 0, $"dpmem.dll {string.Join(' ', arguments)} exited with {code}; stderr: {stderr}; stdout: {stdout}");
         return stdout;
     }
 }

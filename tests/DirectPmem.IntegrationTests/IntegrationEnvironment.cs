@@ -121,4 +121,20 @@ internal static class IntegrationEnvironment
     /// <summary>A unique file name in <paramref name="directory"/>.</summary>
     public static string NewFile(string directory, string stem)
         => Path.Combine(directory, $"{stem}-{Environment.ProcessId}-{Guid.NewGuid():N}.pmem");
+
+    /// <summary>Runs the dpmem tool with the same dotnet host as these tests, to its end.</summary>
+    public static (int Code, string Output, string Error) RunDpmem(params string[] arguments)
+    {
+        var info = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        using Process process = Process.Start(info)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout, stderr.Result);
+    }
 }

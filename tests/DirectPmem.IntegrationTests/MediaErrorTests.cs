@@ -115,9 +115,21 @@ public sealed class MediaErrorTests
 
     private void AssertPoisonReported(ChildProcess.Result result)
     {
+        AssertChildDone(result, _output);
+        Assert.Contains(result.Report, l => l.StartsWith($"Poison bad 0x{Poisoned:x} length 0x1000 read 100:", StringComparison.Ordinal));
+        Assert.Contains($"again Poison 0x{Poisoned:x}", result.Report);
+        Assert.DoesNotContain(result.Report, l => l.Contains("differs", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Shows a poisoning child's report, skips with its reason when it said "skip: ...", else
+    /// asserts that it ended normally after reporting "done" (shared with <see cref="MediaErrorPoolTests"/>).
+    /// </summary>
+    internal static void AssertChildDone(ChildProcess.Result result, ITestOutputHelper output)
+    {
         foreach (string line in result.Report)
         {
-            _output.WriteLine("child: " + line);
+            output.WriteLine("child: " + line);
         }
         string? skip = result.Report.FirstOrDefault(l => l.StartsWith("skip: ", StringComparison.Ordinal));
         if (skip is not null)
@@ -126,9 +138,6 @@ public sealed class MediaErrorTests
         }
         Assert.True(result.ExitCode == 0 && result.Report.Contains("done"),
             $"the child failed (exit code {result.ExitCode}, report [{string.Join("; ", result.Report)}]):\n{result.Output}");
-        Assert.Contains(result.Report, l => l.StartsWith($"Poison bad 0x{Poisoned:x} length 0x1000 read 100:", StringComparison.Ordinal));
-        Assert.Contains($"again Poison 0x{Poisoned:x}", result.Report);
-        Assert.DoesNotContain(result.Report, l => l.Contains("differs", StringComparison.Ordinal));
     }
 
     // MADV_HWPOISON retires a physical page for good: only in the qemu guest, never on a host a plain `dotnet test` runs on.

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using DirectPmem.Mapping;
 
 namespace DirectPmem.Benchmarks.Mapping;
@@ -8,7 +8,8 @@ namespace DirectPmem.Benchmarks.Mapping;
 /// The cost of the poison-safe read (issue 19): <see cref="DaxMapping.ReadSafe"/> against the plain
 /// copy a caller would write (<c>GetReadOnlySpan(offset, n).CopyTo(destination)</c>) on hot data, at
 /// 64 B, 4 KiB and 1 MiB, in ONE process with interleaved rounds (the order of the contenders is
-/// reversed every other round). Also the safe routine's two paths on their own (the 32-byte SSE2
+/// reversed every other round), timed with the thread's CPU time (CLOCK_THREAD_CPUTIME_ID, as
+/// <see cref="Floor"/>: on a shared machine the time other processes had the CPU is not counted). Also the safe routine's two paths on their own (the 32-byte SSE2
 /// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
 /// </summary>
 /// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS (41)] [MS_PER_ROUND (20)] [SIZES, comma-separated bytes (64,4096,1048576)]</c></remarks>
@@ -31,7 +32,7 @@ internal static unsafe class SafeReadCost
 
         // plain, ReadSafe, the vector loop alone, rep movsb alone
         const int Contenders = 4;
-        Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round; "
+        Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round, thread CPU time; "
             + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
         Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
         Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
@@ -41,6 +42,20 @@ internal static unsafe class SafeReadCost
             byte[] destination = new byte[size];
             long ops = 1000;
             var times = Enumerable.Range(0, Contenders).Select(_ => new List<double>()).ToArray();
+            // Warm up to tier 1 (as Floor does): short calls, each a tier-0 or OSR call at first,
+            // with pauses for the background compiler; so the rounds time the code a user's
+            // long-running loop gets, not OSR code.
+            for (int pass = 0; pass < 8; pass++)
+            {
+                for (int c = 0; c < Contenders; c++)
+                {
+                    for (int k = 0; k < 16; k++)
+                    {
+                        Measure(c, map, destination, 8);
+                    }
+                }
+                Thread.Sleep(250);
+            }
             for (int warm = 0; warm < 3; warm++)
             {
                 for (int c = 0; c < Contenders; c++)
@@ -64,42 +79,62 @@ internal static unsafe class SafeReadCost
     }
 
     // Hot data: the source cycles through 8 offsets (64 B apart for 64 B copies, 4 KiB apart otherwise);
-    // each contender's loop is written out so that all pay the same loop and nothing else.
+    // each contender's loop is a method of its own (as in Floor: one loop per method, as a user
+    // writes it) and all pay the same loop and nothing else.
     private static double Measure(int contender, DaxMapping map, byte[] destination, long ops)
     {
-        int step = Math.Min(destination.Length, 4096);
-        int length = destination.Length;
-        byte* source = map.DangerousGetPointer();
-        long start = Stopwatch.GetTimestamp();
+        long start = Floor.ThreadCpuNanoseconds();
         switch (contender)
         {
             case 0:
-                for (long i = 0; i < ops; i++)
-                {
-                    map.GetReadOnlySpan((i & 7) * step, length).CopyTo(destination);
-                }
+                Plain(map, destination, ops);
                 break;
             case 1:
-                for (long i = 0; i < ops; i++)
-                {
-                    map.ReadSafe((i & 7) * step, destination);
-                }
+                Safe(map, destination, ops);
                 break;
             default:
-                nuint threshold = contender == 2 ? nuint.MaxValue : 0;
-                fixed (byte* to = destination)
-                {
-                    for (long i = 0; i < ops; i++)
-                    {
-                        if (SafeCopy.CopyWith(s_routine, to, source + (i & 7) * step, (nuint)length, out _, threshold) != 0)
-                        {
-                            throw new InvalidOperationException("the benchmark's source faulted");
-                        }
-                    }
-                }
+                Routine(map, destination, ops, contender == 2 ? nuint.MaxValue : 0);
                 break;
         }
-        return Stopwatch.GetElapsedTime(start).TotalNanoseconds / ops;
+        return (double)(Floor.ThreadCpuNanoseconds() - start) / ops;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Plain(DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        for (long i = 0; i < ops; i++)
+        {
+            map.GetReadOnlySpan((i & 7) * step, destination.Length).CopyTo(destination);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Safe(DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        for (long i = 0; i < ops; i++)
+        {
+            map.ReadSafe((i & 7) * step, destination);
+        }
+    }
+
+    // The routine alone (no bounds or dispose checks), with a chosen rep movsb threshold.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Routine(DaxMapping map, byte[] destination, long ops, nuint threshold)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        byte* source = map.DangerousGetPointer();
+        fixed (byte* to = destination)
+        {
+            for (long i = 0; i < ops; i++)
+            {
+                if (SafeCopy.CopyWith(s_routine, to, source + (i & 7) * step, (nuint)destination.Length, out _, threshold) != 0)
+                {
+                    throw new InvalidOperationException("the benchmark's source faulted");
+                }
+            }
+        }
     }
 
     private static string Ratio(List<double> numerator, List<double> denominator)

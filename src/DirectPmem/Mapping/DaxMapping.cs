@@ -276,12 +276,22 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="PmemCapabilityException">The safe copy is unavailable in this process (<see cref="IsReadSafeSupported"/>; the message says why).</exception>
     /// <exception cref="PmemException">The mapping's pages were unmapped or protected behind its back (through <see cref="DangerousGetPointer"/>).</exception>
     /// <exception cref="ObjectDisposedException">The mapping has been disposed, before or during the read.</exception>
+    // Inlined, with one call on its path and nothing after it but one test: at 64 B a call frame,
+    // a zeroed fault record or values kept alive for the error path cost more than the copy
+    // (bench/README.md, "Poison-safe read"). Long copies and faults go out of line.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [SkipLocalsInit]
     public void ReadSafe(long offset, Span<byte> destination)
     {
         CheckRange(offset, destination.Length);
         if (SafeCopy.Routine == null)
         {
             ThrowSafeCopyUnavailable();
+        }
+        if ((uint)destination.Length > SafeCopy.MaxPiece)
+        {
+            ReadSafeInPieces(offset, destination);
+            return;
         }
         nuint notCopied;
         SafeCopy.Fault fault;
@@ -291,12 +301,48 @@ public sealed unsafe class DaxMapping : IDisposable
             // operation slot is taken (it would cost more than the copy at 64 B): a Dispose racing
             // the copy leaves a PROT_NONE reservation, and a load from it faults inside the routine
             // (SIGSEGV) and returns here as a short copy like any other fault.
-            notCopied = SafeCopy.Copy(to, _base + offset, (nuint)destination.Length, out fault);
+            notCopied = SafeCopy.CopyPiece(to, _base + offset, (nuint)destination.Length, &fault);
         }
         // Dispose sets _disposed before it unmaps. The copy's loads come before this load (a call
         // the JIT cannot move loads across, and x86 never reorders loads with loads): reading 0 here
         // means the range was still mapped when the copy read it. Reading 1, the bytes may come
         // from whatever was at the address by then, and they are thrown away.
+        if ((notCopied | (nuint)Volatile.Read(ref _disposed)) != 0)
+        {
+            ReadSafeFailed(offset, destination, notCopied, ref fault);
+        }
+    }
+
+    // A fault, or a Dispose during the copy: copies the readable bytes before the fault, then
+    // throws (ObjectDisposedException first: after a Dispose the fault may be its PROT_NONE).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReadSafeFailed(long offset, Span<byte> destination, nuint notCopied, ref SafeCopy.Fault fault)
+    {
+        if (notCopied != 0)
+        {
+            fixed (byte* to = destination)
+            {
+                notCopied = SafeCopy.CopyUpToFault(to, _base + offset, (nuint)destination.Length, notCopied, ref fault);
+            }
+        }
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
+        }
+        ThrowFault(offset, destination.Length, (long)notCopied, fault);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReadSafeInPieces(long offset, Span<byte> destination)
+    {
+        nuint notCopied;
+        SafeCopy.Fault fault;
+        fixed (byte* to = destination)
+        {
+            // SAFETY: as in ReadSafe.
+            notCopied = SafeCopy.Copy(to, _base + offset, (nuint)destination.Length, out fault);
+        }
+        // As in ReadSafe: the disposed flag after the copy's loads.
         if (Volatile.Read(ref _disposed) != 0)
         {
             ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));

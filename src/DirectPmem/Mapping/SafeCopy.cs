@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -39,14 +40,21 @@ namespace DirectPmem.Mapping;
 /// <para>
 /// Layout of the code page, System V x86-64 ABI: two copies,
 /// <c>nuint Copy(byte* destination (rdi), byte* source (rsi), nuint length (rdx), Fault* fault (rcx), nuint repThreshold (r8))</c>,
-/// one with SSE2 (4 x 16-byte loads, then 16, 8 and 1) and one with AVX2 (4 x 32-byte loads, then
-/// 32, 8 and 1), both storing to an aligned destination in their main loop (a split store costs
-/// more than the overlapping head that aligns it), each with <c>rep movsb</c> from <c>repThreshold</c> on, and their shared fixup.
-/// In every path rcx counts the bytes not yet stored and rsi points at the next group of loads,
-/// so at a fault rcx is what was not stored (<c>rep movsb</c> keeps its registers exact at a
-/// fault, which the kernel's <c>copy_mc_enhanced_fast_string</c> relies on; the loops store a
-/// group only after all its loads, and <see cref="Copy"/> then copies the readable bytes between
-/// the group and the fault). The fixup does not run VZEROUPPER (the SSE2 path may run on a CPU
+/// one with SSE2 (4 x 16-byte loads, then 16, 8 and 1) and one with AVX2, both storing to an aligned
+/// destination in their main loop (a split store costs more than the overlapping head that aligns
+/// it), each with <c>rep movsb</c> from <c>repThreshold</c> on, and their shared fixup. The AVX2 copy
+/// does 16 to 256 bytes without a loop (two, four or eight loads that may overlap, then the
+/// stores, as glibc's memmove does), and from 257 bytes on runs 4 x 32-byte loads forward, then 32, 8 and 1;
+/// or backward when the destination is 0 to 255 bytes ahead of the source modulo 4 KiB, where
+/// each forward load would wait on the store before it (4 KiB aliasing; glibc's memmove turns
+/// backward on the same test).
+/// In every path rcx counts the bytes not yet stored, so at a fault rcx is what was not stored
+/// (<c>rep movsb</c> keeps its registers exact at a fault, which the kernel's
+/// <c>copy_mc_enhanced_fast_string</c> relies on; the loops store a group only after all its loads,
+/// and <see cref="Copy"/> then copies the readable bytes between the group and the fault). The
+/// backward loop keeps rcx at the whole length: a fault in it counts nothing as stored, and
+/// <see cref="Copy"/> copies forward up to the fault (with <c>rep movsb</c>, exact), so a caller
+/// again gets every byte before the first bad one. The fixup does not run VZEROUPPER (the SSE2 path may run on a CPU
 /// without AVX): after a fault in the AVX2 copy the upper halves stay dirty until the runtime's
 /// next VZEROUPPER, a cost on the error path only. Handler at <see cref="HandlerOffset"/>; the
 /// handler's data (the previous handler, a zeroed kernel sigaction for SIG_DFL) is on the next
@@ -130,144 +138,235 @@ internal static unsafe class SafeCopy
         0x49, 0x89, 0xC9,                           // 0x100 mov r9,rcx ; r9 = fault record
         0x48, 0x89, 0xD1,                           // 0x103 mov rcx,rdx ; rcx = bytes not yet stored
         0x4C, 0x39, 0xC1,                           // 0x106 cmp rcx,r8
-        0x0F, 0x83, 0xA8, 0x00, 0x00, 0x00,         // 0x109 jae .Arep
-        0x48, 0x81, 0xF9, 0x80, 0x00, 0x00, 0x00,   // 0x10F cmp rcx,0x80
-        0x72, 0x55,                                 // 0x116 jb .Amid
-        0xC5, 0xFE, 0x6F, 0x06,                     // 0x118 vmovdqu ymm0,[rsi] ; load
-        0xC5, 0xFE, 0x7F, 0x07,                     // 0x11C vmovdqu [rdi],ymm0
-        0x89, 0xF8,                                 // 0x120 mov eax,edi ; align the destination:
-        0xF7, 0xD8,                                 // 0x122 neg eax
-        0x83, 0xE0, 0x1F,                           // 0x124 and eax,0x1f ; eax = bytes to the next 32-byte boundary (the head above stored them)
-        0x48, 0x01, 0xC6,                           // 0x127 add rsi,rax
-        0x48, 0x01, 0xC7,                           // 0x12A add rdi,rax
-        0x48, 0x29, 0xC1,                           // 0x12D sub rcx,rax
+        0x0F, 0x83, 0x2D, 0x02, 0x00, 0x00,         // 0x109 jae .Arep
+        0x48, 0x83, 0xF9, 0x40,                     // 0x10F cmp rcx,0x40
+        0x77, 0x42,                                 // 0x113 ja .Aover64
+        0x48, 0x83, 0xF9, 0x20,                     // 0x115 cmp rcx,0x20
+        0x72, 0x19,                                 // 0x119 jb .Aunder32
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x11B vmovdqu ymm0,[rsi] ; load: 32..64 bytes: two loads that may overlap, then the stores
+        0xC5, 0xFE, 0x6F, 0x4C, 0x0E, 0xE0,         // 0x11F vmovdqu ymm1,[rsi+rcx*1-0x20] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x125 vmovdqu [rdi],ymm0
+        0xC5, 0xFE, 0x7F, 0x4C, 0x0F, 0xE0,         // 0x129 vmovdqu [rdi+rcx*1-0x20],ymm1
+        0xE9, 0x0A, 0x02, 0x00, 0x00,               // 0x12F jmp .Adone
+        // .Aunder32:
+        0x48, 0x83, 0xF9, 0x10,                     // 0x134 cmp rcx,0x10
+        0x0F, 0x82, 0x35, 0x01, 0x00, 0x00,         // 0x138 jb .Aloop8
+        0xC5, 0xFA, 0x6F, 0x06,                     // 0x13E vmovdqu xmm0,[rsi] ; load: 16..31 bytes, likewise
+        0xC5, 0xFA, 0x6F, 0x4C, 0x0E, 0xF0,         // 0x142 vmovdqu xmm1,[rsi+rcx*1-0x10] ; load
+        0xC5, 0xFA, 0x7F, 0x07,                     // 0x148 vmovdqu [rdi],xmm0
+        0xC5, 0xFA, 0x7F, 0x4C, 0x0F, 0xF0,         // 0x14C vmovdqu [rdi+rcx*1-0x10],xmm1
+        0xE9, 0xE7, 0x01, 0x00, 0x00,               // 0x152 jmp .Adone
+        // .Aover64:
+        0x48, 0x81, 0xF9, 0x80, 0x00, 0x00, 0x00,   // 0x157 cmp rcx,0x80
+        0x77, 0x2F,                                 // 0x15E ja .Aover128
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x160 vmovdqu ymm0,[rsi] ; load: 65..128 bytes: four loads, then the stores
+        0xC5, 0xFE, 0x6F, 0x4E, 0x20,               // 0x164 vmovdqu ymm1,[rsi+0x20] ; load
+        0xC5, 0xFE, 0x6F, 0x54, 0x0E, 0xC0,         // 0x169 vmovdqu ymm2,[rsi+rcx*1-0x40] ; load
+        0xC5, 0xFE, 0x6F, 0x5C, 0x0E, 0xE0,         // 0x16F vmovdqu ymm3,[rsi+rcx*1-0x20] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x175 vmovdqu [rdi],ymm0
+        0xC5, 0xFE, 0x7F, 0x4F, 0x20,               // 0x179 vmovdqu [rdi+0x20],ymm1
+        0xC5, 0xFE, 0x7F, 0x54, 0x0F, 0xC0,         // 0x17E vmovdqu [rdi+rcx*1-0x40],ymm2
+        0xC5, 0xFE, 0x7F, 0x5C, 0x0F, 0xE0,         // 0x184 vmovdqu [rdi+rcx*1-0x20],ymm3
+        0xE9, 0xAF, 0x01, 0x00, 0x00,               // 0x18A jmp .Adone
+        // .Aover128:
+        0x48, 0x81, 0xF9, 0x00, 0x01, 0x00, 0x00,   // 0x18F cmp rcx,0x100
+        0x77, 0x5B,                                 // 0x196 ja .Aover256
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x198 vmovdqu ymm0,[rsi] ; load: 129..256 bytes: eight loads, then the stores
+        0xC5, 0xFE, 0x6F, 0x4E, 0x20,               // 0x19C vmovdqu ymm1,[rsi+0x20] ; load
+        0xC5, 0xFE, 0x6F, 0x56, 0x40,               // 0x1A1 vmovdqu ymm2,[rsi+0x40] ; load
+        0xC5, 0xFE, 0x6F, 0x5E, 0x60,               // 0x1A6 vmovdqu ymm3,[rsi+0x60] ; load
+        0xC5, 0xFE, 0x6F, 0x64, 0x0E, 0x80,         // 0x1AB vmovdqu ymm4,[rsi+rcx*1-0x80] ; load
+        0xC5, 0xFE, 0x6F, 0x6C, 0x0E, 0xA0,         // 0x1B1 vmovdqu ymm5,[rsi+rcx*1-0x60] ; load
+        0xC5, 0xFE, 0x6F, 0x74, 0x0E, 0xC0,         // 0x1B7 vmovdqu ymm6,[rsi+rcx*1-0x40] ; load
+        0xC5, 0xFE, 0x6F, 0x7C, 0x0E, 0xE0,         // 0x1BD vmovdqu ymm7,[rsi+rcx*1-0x20] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x1C3 vmovdqu [rdi],ymm0
+        0xC5, 0xFE, 0x7F, 0x4F, 0x20,               // 0x1C7 vmovdqu [rdi+0x20],ymm1
+        0xC5, 0xFE, 0x7F, 0x57, 0x40,               // 0x1CC vmovdqu [rdi+0x40],ymm2
+        0xC5, 0xFE, 0x7F, 0x5F, 0x60,               // 0x1D1 vmovdqu [rdi+0x60],ymm3
+        0xC5, 0xFE, 0x7F, 0x64, 0x0F, 0x80,         // 0x1D6 vmovdqu [rdi+rcx*1-0x80],ymm4
+        0xC5, 0xFE, 0x7F, 0x6C, 0x0F, 0xA0,         // 0x1DC vmovdqu [rdi+rcx*1-0x60],ymm5
+        0xC5, 0xFE, 0x7F, 0x74, 0x0F, 0xC0,         // 0x1E2 vmovdqu [rdi+rcx*1-0x40],ymm6
+        0xC5, 0xFE, 0x7F, 0x7C, 0x0F, 0xE0,         // 0x1E8 vmovdqu [rdi+rcx*1-0x20],ymm7
+        0xE9, 0x4B, 0x01, 0x00, 0x00,               // 0x1EE jmp .Adone
+        // .Aover256:
+        0x89, 0xF8,                                 // 0x1F3 mov eax,edi ; the destination 0..255 bytes ahead of the source modulo 4 KiB?
+        0x29, 0xF0,                                 // 0x1F5 sub eax,esi
+        0xA9, 0x00, 0x0F, 0x00, 0x00,               // 0x1F7 test eax,0xf00
+        0x0F, 0x84, 0xA3, 0x00, 0x00, 0x00,         // 0x1FC je .Aback ; then copy backward (forward, each load would wait on the store before it: 4 KiB aliasing)
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x202 vmovdqu ymm0,[rsi] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x206 vmovdqu [rdi],ymm0
+        0x89, 0xF8,                                 // 0x20A mov eax,edi ; align the destination: eax = -destination
+        0xF7, 0xD8,                                 // 0x20C neg eax
+        0x83, 0xE0, 0x1F,                           // 0x20E and eax,0x1f ; modulo 32 = bytes to the next 32-byte boundary (the head above stored them)
+        0x48, 0x01, 0xC6,                           // 0x211 add rsi,rax
+        0x48, 0x01, 0xC7,                           // 0x214 add rdi,rax
+        0x48, 0x29, 0xC1,                           // 0x217 sub rcx,rax
         // .Abig:
-        0x48, 0x81, 0xF9, 0x80, 0x00, 0x00, 0x00,   // 0x130 cmp rcx,0x80
-        0x72, 0x34,                                 // 0x137 jb .Amid
-        0xC5, 0xFE, 0x6F, 0x06,                     // 0x139 vmovdqu ymm0,[rsi] ; load
-        0xC5, 0xFE, 0x6F, 0x4E, 0x20,               // 0x13D vmovdqu ymm1,[rsi+0x20] ; load
-        0xC5, 0xFE, 0x6F, 0x56, 0x40,               // 0x142 vmovdqu ymm2,[rsi+0x40] ; load
-        0xC5, 0xFE, 0x6F, 0x5E, 0x60,               // 0x147 vmovdqu ymm3,[rsi+0x60] ; load
-        0xC5, 0xFE, 0x7F, 0x07,                     // 0x14C vmovdqu [rdi],ymm0
-        0xC5, 0xFE, 0x7F, 0x4F, 0x20,               // 0x150 vmovdqu [rdi+0x20],ymm1
-        0xC5, 0xFE, 0x7F, 0x57, 0x40,               // 0x155 vmovdqu [rdi+0x40],ymm2
-        0xC5, 0xFE, 0x7F, 0x5F, 0x60,               // 0x15A vmovdqu [rdi+0x60],ymm3
-        0x48, 0x83, 0xEE, 0x80,                     // 0x15F sub rsi,0xffffffffffffff80
-        0x48, 0x83, 0xEF, 0x80,                     // 0x163 sub rdi,0xffffffffffffff80
-        0x48, 0x83, 0xC1, 0x80,                     // 0x167 add rcx,0xffffffffffffff80
-        0xEB, 0xC3,                                 // 0x16B jmp .Abig
+        0x48, 0x81, 0xF9, 0x80, 0x00, 0x00, 0x00,   // 0x21A cmp rcx,0x80
+        0x72, 0x34,                                 // 0x221 jb .Amid
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x223 vmovdqu ymm0,[rsi] ; load
+        0xC5, 0xFE, 0x6F, 0x4E, 0x20,               // 0x227 vmovdqu ymm1,[rsi+0x20] ; load
+        0xC5, 0xFE, 0x6F, 0x56, 0x40,               // 0x22C vmovdqu ymm2,[rsi+0x40] ; load
+        0xC5, 0xFE, 0x6F, 0x5E, 0x60,               // 0x231 vmovdqu ymm3,[rsi+0x60] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x236 vmovdqu [rdi],ymm0
+        0xC5, 0xFE, 0x7F, 0x4F, 0x20,               // 0x23A vmovdqu [rdi+0x20],ymm1
+        0xC5, 0xFE, 0x7F, 0x57, 0x40,               // 0x23F vmovdqu [rdi+0x40],ymm2
+        0xC5, 0xFE, 0x7F, 0x5F, 0x60,               // 0x244 vmovdqu [rdi+0x60],ymm3
+        0x48, 0x83, 0xEE, 0x80,                     // 0x249 sub rsi,0xffffffffffffff80
+        0x48, 0x83, 0xEF, 0x80,                     // 0x24D sub rdi,0xffffffffffffff80
+        0x48, 0x83, 0xC1, 0x80,                     // 0x251 add rcx,0xffffffffffffff80
+        0xEB, 0xC3,                                 // 0x255 jmp .Abig
         // .Amid:
-        0x48, 0x83, 0xF9, 0x20,                     // 0x16D cmp rcx,0x20
-        0x72, 0x16,                                 // 0x171 jb .Aloop8
-        0xC5, 0xFE, 0x6F, 0x06,                     // 0x173 vmovdqu ymm0,[rsi] ; load
-        0xC5, 0xFE, 0x7F, 0x07,                     // 0x177 vmovdqu [rdi],ymm0
-        0x48, 0x83, 0xC6, 0x20,                     // 0x17B add rsi,0x20
-        0x48, 0x83, 0xC7, 0x20,                     // 0x17F add rdi,0x20
-        0x48, 0x83, 0xE9, 0x20,                     // 0x183 sub rcx,0x20
-        0xEB, 0xE4,                                 // 0x187 jmp .Amid
+        0x48, 0x83, 0xF9, 0x20,                     // 0x257 cmp rcx,0x20
+        0x72, 0x16,                                 // 0x25B jb .Aloop8
+        0xC5, 0xFE, 0x6F, 0x06,                     // 0x25D vmovdqu ymm0,[rsi] ; load
+        0xC5, 0xFE, 0x7F, 0x07,                     // 0x261 vmovdqu [rdi],ymm0
+        0x48, 0x83, 0xC6, 0x20,                     // 0x265 add rsi,0x20
+        0x48, 0x83, 0xC7, 0x20,                     // 0x269 add rdi,0x20
+        0x48, 0x83, 0xE9, 0x20,                     // 0x26D sub rcx,0x20
+        0xEB, 0xE4,                                 // 0x271 jmp .Amid
         // .Aloop8:
-        0x48, 0x83, 0xF9, 0x08,                     // 0x189 cmp rcx,0x8
-        0x72, 0x14,                                 // 0x18D jb .Aloop1
-        0x48, 0x8B, 0x06,                           // 0x18F mov rax,[rsi] ; load
-        0x48, 0x89, 0x07,                           // 0x192 mov [rdi],rax
-        0x48, 0x83, 0xC6, 0x08,                     // 0x195 add rsi,0x8
-        0x48, 0x83, 0xC7, 0x08,                     // 0x199 add rdi,0x8
-        0x48, 0x83, 0xE9, 0x08,                     // 0x19D sub rcx,0x8
-        0xEB, 0xE6,                                 // 0x1A1 jmp .Aloop8
+        0x48, 0x83, 0xF9, 0x08,                     // 0x273 cmp rcx,0x8
+        0x72, 0x14,                                 // 0x277 jb .Aloop1
+        0x48, 0x8B, 0x06,                           // 0x279 mov rax,[rsi] ; load
+        0x48, 0x89, 0x07,                           // 0x27C mov [rdi],rax
+        0x48, 0x83, 0xC6, 0x08,                     // 0x27F add rsi,0x8
+        0x48, 0x83, 0xC7, 0x08,                     // 0x283 add rdi,0x8
+        0x48, 0x83, 0xE9, 0x08,                     // 0x287 sub rcx,0x8
+        0xEB, 0xE6,                                 // 0x28B jmp .Aloop8
         // .Aloop1:
-        0x48, 0x85, 0xC9,                           // 0x1A3 test rcx,rcx
-        0x74, 0x11,                                 // 0x1A6 je .Adone
-        0x8A, 0x06,                                 // 0x1A8 mov al,[rsi] ; load
-        0x88, 0x07,                                 // 0x1AA mov [rdi],al
-        0x48, 0xFF, 0xC6,                           // 0x1AC inc rsi
-        0x48, 0xFF, 0xC7,                           // 0x1AF inc rdi
-        0x48, 0xFF, 0xC9,                           // 0x1B2 dec rcx
-        0xEB, 0xEC,                                 // 0x1B5 jmp .Aloop1
+        0x48, 0x85, 0xC9,                           // 0x28D test rcx,rcx
+        0x0F, 0x84, 0xA8, 0x00, 0x00, 0x00,         // 0x290 je .Adone
+        0x8A, 0x06,                                 // 0x296 mov al,[rsi] ; load
+        0x88, 0x07,                                 // 0x298 mov [rdi],al
+        0x48, 0xFF, 0xC6,                           // 0x29A inc rsi
+        0x48, 0xFF, 0xC7,                           // 0x29D inc rdi
+        0x48, 0xFF, 0xC9,                           // 0x2A0 dec rcx
+        0xEB, 0xE8,                                 // 0x2A3 jmp .Aloop1
+        // .Aback:
+        0x4C, 0x8D, 0x14, 0x0E,                     // 0x2A5 lea r10,[rsi+rcx*1] ; backward; rcx stays the whole length (a fault stores nothing the caller counts: it copies forward up to the fault)
+        0x4C, 0x8D, 0x1C, 0x0F,                     // 0x2A9 lea r11,[rdi+rcx*1] ; r10, r11 = source and destination ends
+        0xC4, 0xC1, 0x7E, 0x6F, 0x62, 0xE0,         // 0x2AD vmovdqu ymm4,[r10-0x20] ; load: the last 32 bytes
+        0xC5, 0xFE, 0x6F, 0x2E,                     // 0x2B3 vmovdqu ymm5,[rsi] ; load: the first 32 bytes, stored last
+        0x44, 0x89, 0xD8,                           // 0x2B7 mov eax,r11d
+        0x83, 0xE0, 0x1F,                           // 0x2BA and eax,0x1f ; eax = bytes after the destination's last 32-byte boundary (the store below covers them)
+        0xC4, 0xC1, 0x7E, 0x7F, 0x63, 0xE0,         // 0x2BD vmovdqu [r11-0x20],ymm4
+        0x49, 0x29, 0xC2,                           // 0x2C3 sub r10,rax
+        0x49, 0x29, 0xC3,                           // 0x2C6 sub r11,rax
+        0x48, 0x89, 0xCA,                           // 0x2C9 mov rdx,rcx
+        0x48, 0x29, 0xC2,                           // 0x2CC sub rdx,rax ; rdx = bytes left at the front
+        // .Abbig:
+        0x48, 0x81, 0xFA, 0x80, 0x00, 0x00, 0x00,   // 0x2CF cmp rdx,0x80
+        0x72, 0x3E,                                 // 0x2D6 jb .Abmid
+        0xC4, 0xC1, 0x7E, 0x6F, 0x42, 0xE0,         // 0x2D8 vmovdqu ymm0,[r10-0x20] ; load
+        0xC4, 0xC1, 0x7E, 0x6F, 0x4A, 0xC0,         // 0x2DE vmovdqu ymm1,[r10-0x40] ; load
+        0xC4, 0xC1, 0x7E, 0x6F, 0x52, 0xA0,         // 0x2E4 vmovdqu ymm2,[r10-0x60] ; load
+        0xC4, 0xC1, 0x7E, 0x6F, 0x5A, 0x80,         // 0x2EA vmovdqu ymm3,[r10-0x80] ; load
+        0xC4, 0xC1, 0x7E, 0x7F, 0x43, 0xE0,         // 0x2F0 vmovdqu [r11-0x20],ymm0
+        0xC4, 0xC1, 0x7E, 0x7F, 0x4B, 0xC0,         // 0x2F6 vmovdqu [r11-0x40],ymm1
+        0xC4, 0xC1, 0x7E, 0x7F, 0x53, 0xA0,         // 0x2FC vmovdqu [r11-0x60],ymm2
+        0xC4, 0xC1, 0x7E, 0x7F, 0x5B, 0x80,         // 0x302 vmovdqu [r11-0x80],ymm3
+        0x49, 0x83, 0xC2, 0x80,                     // 0x308 add r10,0xffffffffffffff80
+        0x49, 0x83, 0xC3, 0x80,                     // 0x30C add r11,0xffffffffffffff80
+        0x48, 0x83, 0xC2, 0x80,                     // 0x310 add rdx,0xffffffffffffff80
+        0xEB, 0xB9,                                 // 0x314 jmp .Abbig
+        // .Abmid:
+        0x48, 0x83, 0xFA, 0x20,                     // 0x316 cmp rdx,0x20
+        0x76, 0x1A,                                 // 0x31A jbe .Abhead
+        0xC4, 0xC1, 0x7E, 0x6F, 0x42, 0xE0,         // 0x31C vmovdqu ymm0,[r10-0x20] ; load
+        0xC4, 0xC1, 0x7E, 0x7F, 0x43, 0xE0,         // 0x322 vmovdqu [r11-0x20],ymm0
+        0x49, 0x83, 0xEA, 0x20,                     // 0x328 sub r10,0x20
+        0x49, 0x83, 0xEB, 0x20,                     // 0x32C sub r11,0x20
+        0x48, 0x83, 0xEA, 0x20,                     // 0x330 sub rdx,0x20
+        0xEB, 0xE0,                                 // 0x334 jmp .Abmid
+        // .Abhead:
+        0xC5, 0xFE, 0x7F, 0x2F,                     // 0x336 vmovdqu [rdi],ymm5 ; the first 32 bytes cover the 32 or fewer left
+        0xEB, 0x02,                                 // 0x33A jmp .Adone
         // .Arep:
-        0xF3, 0xA4,                                 // 0x1B7 rep movs es:[rdi],ds:[rsi] ; load
+        0xF3, 0xA4,                                 // 0x33C rep movs [rdi],[rsi] ; load
         // .Adone:
-        0xC5, 0xF8, 0x77,                           // 0x1B9 vzeroupper
-        0x31, 0xC0,                                 // 0x1BC xor eax,eax ; everything copied
-        0xC3,                                       // 0x1BE ret
+        0xC5, 0xF8, 0x77,                           // 0x33E vzeroupper
+        0x31, 0xC0,                                 // 0x341 xor eax,eax ; everything copied
+        0xC3,                                       // 0x343 ret
     ];
 
     private static readonly byte[] s_fixup =
     [
         // fixup:
-        0x49, 0x89, 0x11,                           // 0x1C0 mov [r9],rdx ; fault address (rdx set by the handler)
-        0x49, 0x89, 0x71, 0x08,                     // 0x1C3 mov [r9+0x8],rsi ; signal, si_code, si_addr_lsb (rsi set by the handler)
-        0x48, 0x89, 0xC8,                           // 0x1C7 mov rax,rcx ; return the bytes not copied
-        0xC3,                                       // 0x1CA ret
+        0x49, 0x89, 0x11,                           // 0x360 mov [r9],rdx ; fault address (rdx set by the handler)
+        0x49, 0x89, 0x71, 0x08,                     // 0x363 mov [r9+0x8],rsi ; signal, si_code, si_addr_lsb (rsi set by the handler)
+        0x48, 0x89, 0xC8,                           // 0x367 mov rax,rcx ; return the bytes not copied
+        0xC3,                                       // 0x36A ret
     ];
 
     private static readonly byte[] s_handler =
     [
         // handler:
-        0x8B, 0x46, 0x08,                           // 0x1E0 mov eax,[rsi+0x8] ; si_code
-        0x83, 0xFF, 0x0B,                           // 0x1E3 cmp edi,0xb ; SIGSEGV?
-        0x74, 0x0C,                                 // 0x1E6 je handler+0x14
-        0x83, 0xF8, 0x02,                           // 0x1E8 cmp eax,0x2 ; SIGBUS: BUS_ADRERR
-        0x74, 0x11,                                 // 0x1EB je handler+0x1e
-        0x83, 0xF8, 0x04,                           // 0x1ED cmp eax,0x4 ; BUS_MCEERR_AR
-        0x74, 0x0C,                                 // 0x1F0 je handler+0x1e
-        0xEB, 0x58,                                 // 0x1F2 jmp handler+0x6c ; any other SIGBUS: chain
-        0x83, 0xF8, 0x01,                           // 0x1F4 cmp eax,0x1 ; SIGSEGV: SEGV_MAPERR
-        0x74, 0x05,                                 // 0x1F7 je handler+0x1e
-        0x83, 0xF8, 0x02,                           // 0x1F9 cmp eax,0x2 ; SEGV_ACCERR
-        0x75, 0x4E,                                 // 0x1FC jne handler+0x6c
-        0x48, 0x8B, 0x82, 0xA8, 0x00, 0x00, 0x00,   // 0x1FE mov rax,[rdx+0xa8] ; uc_mcontext.gregs[REG_RIP]
-        0x48, 0x8D, 0x0D, 0xF4, 0xFD, 0xFF, 0xFF,   // 0x205 lea rcx,[rip+disp] ; the first copy: start of the load range
-        0x48, 0x29, 0xC8,                           // 0x20C sub rax,rcx
-        0x48, 0x3D, 0xC0, 0x01, 0x00, 0x00,         // 0x20F cmp rax,0x1c0 ; FixupOffset: end of the load range
-        0x73, 0x35,                                 // 0x215 jae handler+0x6c
-        0x48, 0x8D, 0x05, 0xA2, 0xFF, 0xFF, 0xFF,   // 0x217 lea rax,[rip+disp] ; the fixup
-        0x48, 0x89, 0x82, 0xA8, 0x00, 0x00, 0x00,   // 0x21E mov [rdx+0xa8],rax ; RIP = fixup
-        0x48, 0x8B, 0x46, 0x10,                     // 0x225 mov rax,[rsi+0x10] ; si_addr
-        0x48, 0x89, 0x82, 0x88, 0x00, 0x00, 0x00,   // 0x229 mov [rdx+0x88],rax ; gregs[REG_RDX]
-        0x0F, 0xB7, 0x46, 0x18,                     // 0x230 movzx eax,word [rsi+0x18] ; si_addr_lsb
-        0x48, 0xC1, 0xE0, 0x20,                     // 0x234 shl rax,0x20
-        0x8B, 0x4E, 0x08,                           // 0x238 mov ecx,[rsi+0x8] ; si_code
-        0x48, 0x09, 0xC8,                           // 0x23B or rax,rcx
-        0x89, 0xF9,                                 // 0x23E mov ecx,edi ; the signal number
-        0x48, 0xC1, 0xE1, 0x30,                     // 0x240 shl rcx,0x30
-        0x48, 0x09, 0xC8,                           // 0x244 or rax,rcx
-        0x48, 0x89, 0x42, 0x70,                     // 0x247 mov [rdx+0x70],rax ; gregs[REG_RSI] = si_code | si_addr_lsb << 32 | signal << 48
-        0xC3,                                       // 0x24B ret ; resume at the fixup
-        0x48, 0x8D, 0x05, 0xAD, 0x0D, 0x00, 0x00,   // 0x24C lea rax,[rip+disp] ; chain: the previous handlers (data page)
-        0x83, 0xFF, 0x0B,                           // 0x253 cmp edi,0xb
-        0x75, 0x04,                                 // 0x256 jne handler+0x7c
-        0x48, 0x83, 0xC0, 0x08,                     // 0x258 add rax,0x8 ; SIGSEGV's is the second
-        0x48, 0x8B, 0x00,                           // 0x25C mov rax,[rax] ; the previous handler
-        0x48, 0x83, 0xF8, 0x01,                     // 0x25F cmp rax,0x1 ; SIG_DFL (0) or SIG_IGN (1)?
-        0x76, 0x02,                                 // 0x263 jbe handler+0x87
-        0xFF, 0xE0,                                 // 0x265 jmp rax ; a handler: same rdi, rsi, rdx and stack
-        0x49, 0x89, 0xF0,                           // 0x267 mov r8,rsi ; none: r8 = siginfo
-        0x41, 0x89, 0xF9,                           // 0x26A mov r9d,edi ; r9d = signal
-        0x48, 0x85, 0xC0,                           // 0x26D test rax,rax ; SIG_DFL: raise it again under SIG_DFL
-        0x74, 0x11,                                 // 0x270 je handler+0xa3
-        0x8B, 0x4E, 0x08,                           // 0x272 mov ecx,[rsi+0x8] ; SIG_IGN: si_code
-        0x85, 0xC9,                                 // 0x275 test ecx,ecx
-        0x7E, 0x41,                                 // 0x277 jle handler+0xda ; sent by a process: ignored
-        0x83, 0xFF, 0x07,                           // 0x279 cmp edi,0x7
-        0x75, 0x05,                                 // 0x27C jne handler+0xa3 ; SIGSEGV: a fault
-        0x83, 0xF9, 0x05,                           // 0x27E cmp ecx,0x5 ; BUS_MCEERR_AO: asynchronous: ignored
-        0x74, 0x37,                                 // 0x281 je handler+0xda
-        0x48, 0x8D, 0x35, 0xB6, 0x0D, 0x00, 0x00,   // 0x283 lea rsi,[rip+disp] ; a fault under SIG_IGN: the kernel forces SIG_DFL, and so does this
-        0x31, 0xD2,                                 // 0x28A xor edx,edx
-        0x41, 0xBA, 0x08, 0x00, 0x00, 0x00,         // 0x28C mov r10d,0x8 ; sizeof(kernel sigset_t)
-        0xB8, 0x0D, 0x00, 0x00, 0x00,               // 0x292 mov eax,0xd ; rt_sigaction(signal, SIG_DFL, NULL)
-        0x0F, 0x05,                                 // 0x297 syscall
-        0xB8, 0x27, 0x00, 0x00, 0x00,               // 0x299 mov eax,0x27 ; getpid
-        0x0F, 0x05,                                 // 0x29E syscall
-        0x48, 0x89, 0xC7,                           // 0x2A0 mov rdi,rax ; tgid
-        0xB8, 0xBA, 0x00, 0x00, 0x00,               // 0x2A3 mov eax,0xba ; gettid
-        0x0F, 0x05,                                 // 0x2A8 syscall
-        0x48, 0x89, 0xC6,                           // 0x2AA mov rsi,rax ; tid
-        0x44, 0x89, 0xCA,                           // 0x2AD mov edx,r9d ; the signal
-        0x4D, 0x89, 0xC2,                           // 0x2B0 mov r10,r8 ; the same siginfo
-        0xB8, 0x29, 0x01, 0x00, 0x00,               // 0x2B3 mov eax,0x129 ; rt_tgsigqueueinfo: pending, delivered at sigreturn (or at once under SA_NODEFER): the default action ends the process
-        0x0F, 0x05,                                 // 0x2B8 syscall
-        0xC3,                                       // 0x2BA ret
+        0x8B, 0x46, 0x08,                           // 0x380 mov eax,[rsi+0x8] ; si_code
+        0x83, 0xFF, 0x0B,                           // 0x383 cmp edi,0xb ; SIGSEGV?
+        0x74, 0x0C,                                 // 0x386 je handler+0x14
+        0x83, 0xF8, 0x02,                           // 0x388 cmp eax,0x2 ; SIGBUS: BUS_ADRERR
+        0x74, 0x11,                                 // 0x38B je handler+0x1e
+        0x83, 0xF8, 0x04,                           // 0x38D cmp eax,0x4 ; BUS_MCEERR_AR
+        0x74, 0x0C,                                 // 0x390 je handler+0x1e
+        0xEB, 0x58,                                 // 0x392 jmp handler+0x6c ; any other SIGBUS: chain
+        0x83, 0xF8, 0x01,                           // 0x394 cmp eax,0x1 ; SIGSEGV: SEGV_MAPERR
+        0x74, 0x05,                                 // 0x397 je handler+0x1e
+        0x83, 0xF8, 0x02,                           // 0x399 cmp eax,0x2 ; SEGV_ACCERR
+        0x75, 0x4E,                                 // 0x39C jne handler+0x6c
+        0x48, 0x8B, 0x82, 0xA8, 0x00, 0x00, 0x00,   // 0x39E mov rax,[rdx+0xa8] ; uc_mcontext.gregs[REG_RIP]
+        0x48, 0x8D, 0x0D, 0x54, 0xFC, 0xFF, 0xFF,   // 0x3A5 lea rcx,[rip+disp] ; the first copy: start of the load range
+        0x48, 0x29, 0xC8,                           // 0x3AC sub rax,rcx
+        0x48, 0x3D, 0x60, 0x03, 0x00, 0x00,         // 0x3AF cmp rax,0x360 ; FixupOffset: end of the load range
+        0x73, 0x35,                                 // 0x3B5 jae handler+0x6c
+        0x48, 0x8D, 0x05, 0xA2, 0xFF, 0xFF, 0xFF,   // 0x3B7 lea rax,[rip+disp] ; the fixup
+        0x48, 0x89, 0x82, 0xA8, 0x00, 0x00, 0x00,   // 0x3BE mov [rdx+0xa8],rax ; RIP = fixup
+        0x48, 0x8B, 0x46, 0x10,                     // 0x3C5 mov rax,[rsi+0x10] ; si_addr
+        0x48, 0x89, 0x82, 0x88, 0x00, 0x00, 0x00,   // 0x3C9 mov [rdx+0x88],rax ; gregs[REG_RDX]
+        0x0F, 0xB7, 0x46, 0x18,                     // 0x3D0 movzx eax,word [rsi+0x18] ; si_addr_lsb
+        0x48, 0xC1, 0xE0, 0x20,                     // 0x3D4 shl rax,0x20
+        0x8B, 0x4E, 0x08,                           // 0x3D8 mov ecx,[rsi+0x8] ; si_code
+        0x48, 0x09, 0xC8,                           // 0x3DB or rax,rcx
+        0x89, 0xF9,                                 // 0x3DE mov ecx,edi ; the signal number
+        0x48, 0xC1, 0xE1, 0x30,                     // 0x3E0 shl rcx,0x30
+        0x48, 0x09, 0xC8,                           // 0x3E4 or rax,rcx
+        0x48, 0x89, 0x42, 0x70,                     // 0x3E7 mov [rdx+0x70],rax ; gregs[REG_RSI] = si_code | si_addr_lsb << 32 | signal << 48
+        0xC3,                                       // 0x3EB ret ; resume at the fixup
+        0x48, 0x8D, 0x05, 0x0D, 0x0C, 0x00, 0x00,   // 0x3EC lea rax,[rip+disp] ; chain: the previous handlers (data page)
+        0x83, 0xFF, 0x0B,                           // 0x3F3 cmp edi,0xb
+        0x75, 0x04,                                 // 0x3F6 jne handler+0x7c
+        0x48, 0x83, 0xC0, 0x08,                     // 0x3F8 add rax,0x8 ; SIGSEGV's is the second
+        0x48, 0x8B, 0x00,                           // 0x3FC mov rax,[rax] ; the previous handler
+        0x48, 0x83, 0xF8, 0x01,                     // 0x3FF cmp rax,0x1 ; SIG_DFL (0) or SIG_IGN (1)?
+        0x76, 0x02,                                 // 0x403 jbe handler+0x87
+        0xFF, 0xE0,                                 // 0x405 jmp rax ; a handler: same rdi, rsi, rdx and stack
+        0x49, 0x89, 0xF0,                           // 0x407 mov r8,rsi ; none: r8 = siginfo
+        0x41, 0x89, 0xF9,                           // 0x40A mov r9d,edi ; r9d = signal
+        0x48, 0x85, 0xC0,                           // 0x40D test rax,rax ; SIG_DFL: raise it again under SIG_DFL
+        0x74, 0x11,                                 // 0x410 je handler+0xa3
+        0x8B, 0x4E, 0x08,                           // 0x412 mov ecx,[rsi+0x8] ; SIG_IGN: si_code
+        0x85, 0xC9,                                 // 0x415 test ecx,ecx
+        0x7E, 0x41,                                 // 0x417 jle handler+0xda ; sent by a process: ignored
+        0x83, 0xFF, 0x07,                           // 0x419 cmp edi,0x7
+        0x75, 0x05,                                 // 0x41C jne handler+0xa3 ; SIGSEGV: a fault
+        0x83, 0xF9, 0x05,                           // 0x41E cmp ecx,0x5 ; BUS_MCEERR_AO: asynchronous: ignored
+        0x74, 0x37,                                 // 0x421 je handler+0xda
+        0x48, 0x8D, 0x35, 0x16, 0x0C, 0x00, 0x00,   // 0x423 lea rsi,[rip+disp] ; a fault under SIG_IGN: the kernel forces SIG_DFL, and so does this
+        0x31, 0xD2,                                 // 0x42A xor edx,edx
+        0x41, 0xBA, 0x08, 0x00, 0x00, 0x00,         // 0x42C mov r10d,0x8 ; sizeof(kernel sigset_t)
+        0xB8, 0x0D, 0x00, 0x00, 0x00,               // 0x432 mov eax,0xd ; rt_sigaction(signal, SIG_DFL, NULL)
+        0x0F, 0x05,                                 // 0x437 syscall
+        0xB8, 0x27, 0x00, 0x00, 0x00,               // 0x439 mov eax,0x27 ; getpid
+        0x0F, 0x05,                                 // 0x43E syscall
+        0x48, 0x89, 0xC7,                           // 0x440 mov rdi,rax ; tgid
+        0xB8, 0xBA, 0x00, 0x00, 0x00,               // 0x443 mov eax,0xba ; gettid
+        0x0F, 0x05,                                 // 0x448 syscall
+        0x48, 0x89, 0xC6,                           // 0x44A mov rsi,rax ; tid
+        0x44, 0x89, 0xCA,                           // 0x44D mov edx,r9d ; the signal
+        0x4D, 0x89, 0xC2,                           // 0x450 mov r10,r8 ; the same siginfo
+        0xB8, 0x29, 0x01, 0x00, 0x00,               // 0x453 mov eax,0x129 ; rt_tgsigqueueinfo: pending, delivered at sigreturn (or at once under SA_NODEFER): the default action ends the process
+        0x0F, 0x05,                                 // 0x458 syscall
+        0xC3,                                       // 0x45A ret
     ];
 
     /// <summary>Where the SSE2 copy starts.</summary>
@@ -277,16 +376,16 @@ internal static unsafe class SafeCopy
     internal const int Avx2Offset = 0x100;
 
     /// <summary>Where the fixup starts: every instruction before it belongs to one of the copies (the handler's range).</summary>
-    internal const int FixupOffset = 0x1C0;
+    internal const int FixupOffset = 0x360;
 
     /// <summary>Where the signal handler starts.</summary>
-    internal const int HandlerOffset = 0x1E0;
+    internal const int HandlerOffset = 0x380;
 
     // Where in the handler the two data displacements go, and the offset of the instruction after each.
-    private const int PreviousHandlersDisplacement = 0x24F - HandlerOffset;
-    private const int PreviousHandlersNext = 0x253;
-    private const int DefaultActionDisplacement = 0x286 - HandlerOffset;
-    private const int DefaultActionNext = 0x28A;
+    private const int PreviousHandlersDisplacement = 0x3EF - HandlerOffset;
+    private const int PreviousHandlersNext = 0x3F3;
+    private const int DefaultActionDisplacement = 0x426 - HandlerOffset;
+    private const int DefaultActionNext = 0x42A;
 
     // The data page: the previous SIGBUS handler at 0, the previous SIGSEGV handler at 8, the zeroed
     // kernel sigaction (handler, flags, restorer, mask: 32 bytes) at 64.
@@ -352,6 +451,23 @@ internal static unsafe class SafeCopy
     internal static nuint Copy(byte* destination, byte* source, nuint length, out Fault fault)
         => CopyWith(Routine, destination, source, length, out fault, DefaultRepThreshold);
 
+    /// <summary>
+    /// The first half of <see cref="Copy"/> for a copy of at most <see cref="MaxPiece"/> bytes: one
+    /// call of the routine, nothing else on the path (the fast path of
+    /// <see cref="DaxMapping.ReadSafe"/>). When it returns non-zero, <paramref name="fault"/> is filled
+    /// and the caller finishes with <see cref="CopyUpToFault(byte*, byte*, nuint, nuint, ref Fault)"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static nuint CopyPiece(byte* destination, byte* source, nuint length, Fault* fault)
+    {
+        Debug.Assert(length <= MaxPiece);
+        return Routine(destination, source, length, fault, DefaultRepThreshold);
+    }
+
+    /// <summary>The second half of <see cref="Copy"/> after <see cref="CopyPiece"/> returned <paramref name="notCopied"/> (not 0): copies the readable bytes before the fault; returns how many were not copied.</summary>
+    internal static nuint CopyUpToFault(byte* destination, byte* source, nuint length, nuint notCopied, ref Fault fault)
+        => CopyUpToFault(Routine, destination, source, length, notCopied, ref fault);
+
     /// <summary>As <see cref="Copy"/>, through the routine at <paramref name="routine"/> (<see cref="RoutineAddress"/>) with a chosen <c>rep movsb</c> threshold: for the tests and the benchmark.</summary>
     internal static nuint CopyWith(nint routine, byte* destination, byte* source, nuint length, out Fault fault, nuint repThreshold)
         => CopyWith((delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint>)routine, destination, source, length, out fault, repThreshold);
@@ -361,7 +477,9 @@ internal static unsafe class SafeCopy
     private static nuint CopyWith(delegate* unmanaged[SuppressGCTransition]<byte*, byte*, nuint, Fault*, nuint, nuint> copy,
         byte* destination, byte* source, nuint length, out Fault fault, nuint repThreshold)
     {
-        fault = default;
+        // The routine fills the record only at a fault, and nothing reads it otherwise: no zeroing
+        // on the path every copy takes.
+        Unsafe.SkipInit(out fault);
         nuint notCopied;
         fixed (Fault* record = &fault)
         {
@@ -390,7 +508,8 @@ internal static unsafe class SafeCopy
     }
 
     // A wide load that straddles the fault (a 32-byte load of which only the first bytes are
-    // readable), or a group of loads of which a later one faults, stores nothing: the bytes between
+    // readable), or a group of loads of which a later one faults, stores nothing (and the backward
+    // loop counts nothing as stored at any fault): the bytes between
     // what was stored and the fault address are readable and are copied now, so that what a caller
     // gets is exactly "every byte before the fault". rep movsb already stops exactly at the fault,
     // and then there is no gap.
@@ -406,7 +525,9 @@ internal static unsafe class SafeCopy
         }
         nuint gap = faultIndex - copied;
         Fault second;
-        nuint gapNotCopied = copy(destination + copied, source + copied, gap, &second, nuint.MaxValue);
+        // rep movsb (threshold 0): forward and exact at a fault, whatever path met the first one (the
+        // backward loop reports the highest bad address it met, not the lowest).
+        nuint gapNotCopied = copy(destination + copied, source + copied, gap, &second, 0);
         if (gapNotCopied != 0)
         {
             fault = second;

@@ -109,7 +109,7 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
         Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
         // Nothing but int3 between the pieces.
-        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x1CB..SafeCopy.HandlerOffset]).Concat(page[0x2BB..]), b => Assert.Equal(0xCC, b));
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x344..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
     }
 
     [Theory]
@@ -228,6 +228,51 @@ public sealed unsafe partial class ReadSafeTests
             Assert.Equal(Libc.BUS_ADRERR, fault.Code);
             Assert.Equal((nuint)(source + KeptLength), fault.Address);
             Assert.True(Expected(KeptLength - before, before).SequenceEqual(read.AsSpan(0, before)), $"{before} bytes before the end");
+        }
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void EveryLengthCopiesExactlyAndStopsAtTheFaultWhateverTheDestinationsDistanceFromTheSource(bool avx2, bool aliased)
+    {
+        // The AVX2 copy takes 16..256 bytes without a loop, and copies backward when the destination is
+        // 0..255 bytes ahead of the source modulo 4 KiB: a destination 0x40 ahead (aliased) takes that
+        // path from 257 bytes on, one 0x840 ahead the forward loop.
+        nint routine = Routine(avx2);
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        byte* mapped = t.Map.DangerousGetPointer();
+        byte[] buffer = new byte[3 * 8192];
+        fixed (byte* pinned = buffer)
+        {
+            foreach (int length in new[] { 1, 15, 16, 20, 31, 32, 40, 63, 64, 65, 100, 127, 128, 129, 200, 255, 256, 257, 1000, 4096, 5000, 8192 })
+            {
+                foreach (int before in new[] { 0, 1, 15, 16, 31, 32, 33, 63, 64, 100, 127, 128, 129, 200, 4095, 4096, 5000, -1 })
+                {
+                    if (before >= length)
+                    {
+                        continue;
+                    }
+                    // before = -1: a read that ends a page below the end of the file, without a fault.
+                    byte* source = before < 0 ? mapped + KeptLength - 4096 - length : mapped + KeptLength - before;
+                    nint distance = aliased ? 0x40 : 0x840;
+                    byte* to = pinned + (((nint)source + distance - (nint)pinned) & 0xFFF);
+                    new Span<byte>(pinned, buffer.Length).Fill(0xEE);
+                    nuint notCopied = SafeCopy.CopyWith(routine, to, source, (nuint)length, out SafeCopy.Fault fault, nuint.MaxValue);
+                    int read = before < 0 ? length : before;
+                    long at = source - mapped;
+                    Assert.True(Expected((int)at, read).SequenceEqual(new ReadOnlySpan<byte>(to, read)), $"{length} bytes, {before} before the end: the bytes read");
+                    Assert.Equal((nuint)(length - read), notCopied);
+                    if (before >= 0)
+                    {
+                        Assert.Equal(Libc.BUS_ADRERR, fault.Code);
+                        Assert.Equal((nuint)(mapped + KeptLength), fault.Address);
+                    }
+                }
+            }
         }
     }
 
