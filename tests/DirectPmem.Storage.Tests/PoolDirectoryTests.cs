@@ -55,6 +55,47 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ARemovedStructuresRangeIsHandedOutAgainEvenThoughItStillHoldsTheOldBytes()
+    {
+        // Remove frees the range in the directory without wiping it; the log's and the heap's own
+        // "a live one is here" refusals must not stop a create the directory hands that range to.
+        using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
+        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using (PmemLog old = pool.CreateLog("old-log", 64 << 10))
+        {
+            old.Append("stale"u8);
+        }
+        long logOffset = pool.Find("old-log")!.Offset;
+        pool.Remove("old-log");
+        using PmemLog log = pool.CreateLog("new-log", 64 << 10);
+        Assert.Equal(logOffset, pool.Find("new-log")!.Offset);
+        Assert.Equal(log.Head, log.Tail); // a fresh log, not the removed one reopened
+
+        using (TransactionalHeap old = pool.CreateHeap("old-heap", 128 << 10, s_smallHeap))
+        {
+        }
+        long heapOffset = pool.Find("old-heap")!.Offset;
+        pool.Remove("old-heap");
+        using TransactionalHeap heap = pool.CreateHeap("new-heap", 128 << 10, s_smallHeap);
+        Assert.Equal(heapOffset, pool.Find("new-heap")!.Offset);
+    }
+
+    [Fact]
+    public void ANamedHeapRefusesNewTransactionsOnceItsPoolIsDisposed()
+    {
+        using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
+        PmemPool pool = PmemPool.Create(mapping, Layout);
+        using TransactionalHeap created = pool.CreateHeap("objects", 128 << 10, s_smallHeap);
+        pool.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => created.Begin());
+
+        using PmemPool reopened = PmemPool.Open(mapping, Layout);
+        TransactionalHeap opened = reopened.OpenHeap("objects");
+        reopened.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => opened.Begin());
+    }
+
+    [Fact]
     public void CreatingANameThatExistsIsATypedErrorNamingWhatIsThereAndChangesNothing()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);

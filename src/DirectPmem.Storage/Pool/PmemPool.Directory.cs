@@ -60,7 +60,9 @@ public sealed partial class PmemPool
     public PmemLog CreateLog(string name, long length, bool overwrite = false)
     {
         PmemLog? log = null;
-        AddStructure(name, nameof(name), PoolStructureKind.Log, length, 2 * 4096, overwrite, entry => log = PmemLog.Create(this, entry.Offset, entry.Length));
+        AddStructure(name, nameof(name), PoolStructureKind.Log, length, 2 * 4096, overwrite, // The directory is the authority on what is live: a free range may still hold the bytes of a
+            // removed structure, so the log's own "a live log is here" refusal does not apply.
+            entry => log = PmemLog.Create(this, entry.Offset, entry.Length, overwrite: true));
         return log!;
     }
 
@@ -91,8 +93,9 @@ public sealed partial class PmemPool
     {
         TransactionalHeap? heap = null;
         AddStructure(name, nameof(name), PoolStructureKind.TransactionalHeap, length, 4096, overwrite,
-            entry => heap = TransactionalHeap.Create(Mapping, entry.Offset, entry.Length, options));
-        return heap!;
+            entry => heap = TransactionalHeap.Create(Mapping, entry.Offset, entry.Length, ReplacingFreeRange(options)));
+        heap!.Owner = this;
+        return heap;
     }
 
     /// <summary>Opens and recovers the heap named <paramref name="name"/> (see <see cref="TransactionalHeap.Open"/>).</summary>
@@ -106,7 +109,26 @@ public sealed partial class PmemPool
     {
         PoolDirectoryEntry entry = Lookup(name, PoolStructureKind.TransactionalHeap);
         ThrowIfUnwritable();
-        return TransactionalHeap.Open(Mapping, entry.Offset, entry.Length);
+        TransactionalHeap heap = TransactionalHeap.Open(Mapping, entry.Offset, entry.Length);
+        // Tied to the pool as PoolTransactions' heap is: once the pool is disposed, new transactions are refused.
+        heap.Owner = this;
+        return heap;
+    }
+
+    // The directory is the authority on what is live: a free range may still hold the bytes of a removed
+    // heap, so the heap's own "a live heap is here" refusal does not apply to a range the directory hands out.
+    private static TransactionalHeapOptions ReplacingFreeRange(TransactionalHeapOptions? options)
+    {
+        TransactionalHeapOptions o = options ?? TransactionalHeapOptions.Default;
+        return new TransactionalHeapOptions
+        {
+            LaneCount = o.LaneCount,
+            LaneLogSize = o.LaneLogSize,
+            RootSize = o.RootSize,
+            ObjectSize = o.ObjectSize,
+            ObjectCount = o.ObjectCount,
+            ReplaceExisting = true,
+        };
     }
 
     /// <summary>
@@ -218,7 +240,7 @@ public sealed partial class PmemPool
 
     // Step 11 of the documented order: both directory copies read poison-safe, the intact one chosen and validated into the sink.
     internal static List<PoolDirectoryEntry> ReadDirectory(DaxMapping mapping, PoolHeader header, List<PmemRange> bad, IFormatProblemSink<PoolHeaderField> sink, string? path,
-        out ulong generation, out byte[]? repairFrom, out bool primaryIntact)
+        out ulong generation, out byte[]? repairFrom, out bool primaryIntact, out string? lostCopy)
     {
         generation = 0;
         repairFrom = null;
@@ -226,6 +248,7 @@ public sealed partial class PmemPool
         byte[] backup = new byte[PoolDirectory.BlockSize];
         string? primaryLost = ReadCopy(mapping, new PmemRange(PoolDirectory.PrimaryOffset, PoolDirectory.BlockSize), primary, bad, "the primary directory", out _);
         string? backupLost = ReadCopy(mapping, new PmemRange(PoolDirectory.BackupOffset, PoolDirectory.BlockSize), backup, bad, "the backup directory", out _);
+        lostCopy = primaryLost ?? backupLost;
         if (!FormatHeader.Choose(primaryLost is null ? primary : null, backupLost is null ? backup : null, PoolDirectory.Rules, out primaryIntact, out PoolHeaderRepair repair))
         {
             sink.Report(PoolHeaderField.Directory, PoolProblemSeverity.Error, string.Create(CultureInfo.InvariantCulture,

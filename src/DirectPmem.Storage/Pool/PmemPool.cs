@@ -27,7 +27,9 @@ namespace DirectPmem.Storage;
 ///    <see cref="PoolOpenOptions.BadBlockPolicy"/> opens read-only or proceeds (<see cref="KnownBadRanges"/>);
 ///    a list that cannot be read (<see cref="DirectPmem.Mapping.BadRangeCoverage.Unknown"/>) does not stop the open and is reported in <see cref="BadRangeCoverage"/>;
 /// 1c. each header copy is read with the poison-safe <see cref="DaxMapping.ReadSafe"/> (a copy in a listed range
-///    is not loaded): a copy that meets poison counts as lost and is restored from the other, as a torn copy is;
+///    is not loaded): a copy that meets poison counts as lost and the other serves, but the pool opens read-only
+///    (<see cref="ReadOnlyReason"/> names the range): a store into a bad range ends the process, so a lost copy is
+///    never written over until the range is cleared;
 ///    both lost, or a page past the end of a truncated file, is a <see cref="PoolMediaErrorException"/>, never a crash;
 /// 2-3. a copy is intact when it carries the signature and its checksum matches; with no intact
 ///    copy, a primary without the signature is no pool or an unfinished creation
@@ -555,9 +557,10 @@ public sealed partial class PmemPool : IDisposable
         ulong directoryGeneration = 0;
         byte[]? directoryRepair = null;
         bool directoryPrimaryIntact = false;
+        string? directoryLost = null;
         if (header.HasDirectory)
         {
-            directory = ReadDirectory(mapping, header, bad, sink, path, out directoryGeneration, out directoryRepair, out directoryPrimaryIntact);
+            directory = ReadDirectory(mapping, header, bad, sink, path, out directoryGeneration, out directoryRepair, out directoryPrimaryIntact, out directoryLost);
         }
         if (options.ReadOnly)
         {
@@ -566,6 +569,14 @@ public sealed partial class PmemPool : IDisposable
         else if (bad.Count > 0 && options.BadBlockPolicy == PoolBadBlockPolicy.OpenReadOnly)
         {
             readOnly = "known bad ranges overlap the pool (" + DescribeRanges(bad) + ") and PoolBadBlockPolicy.OpenReadOnly was chosen";
+        }
+        else if ((primaryLost ?? backupLost ?? directoryLost) is string lostCopy)
+        {
+            // A copy lost to poison or a listed bad range is never written over: a store into poisoned
+            // memory ends the process (SIGBUS), and every later open would do the same. The intact copy
+            // serves a read-only open until the range is cleared.
+            readOnly = lostCopy + "; a writable open would rewrite that copy, and a store into a bad range ends the process. " +
+                "Clear the range (PmemFile.ClearBadRange, dpmem check --repair, or ndctl clear-errors on device-DAX) and open the pool again";
         }
         else if (mapping.IsReadOnly)
         {

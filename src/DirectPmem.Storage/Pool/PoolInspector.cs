@@ -72,7 +72,7 @@ public static class PoolInspector
             && p.Field is PoolHeaderField.Size or PoolHeaderField.ReservedArea or PoolHeaderField.DataOffset);
         if (header.HasDirectory && geometryValid)
         {
-            structures = PmemPool.ReadDirectory(mapping, header, [], sink, mapping.Path, out _, out byte[]? repairFrom, out bool directoryPrimary);
+            structures = PmemPool.ReadDirectory(mapping, header, [], sink, mapping.Path, out _, out byte[]? repairFrom, out bool directoryPrimary, out _);
             if (repairFrom is not null)
             {
                 directoryRepair = directoryPrimary ? PoolHeaderRepair.BackupRestoredFromPrimary : PoolHeaderRepair.PrimaryRestoredFromBackup;

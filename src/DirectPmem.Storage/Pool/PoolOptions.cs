@@ -76,9 +76,10 @@ public enum PoolBadBlockPolicy
     OpenReadOnly,
 
     /// <summary>
-    /// Open as if the ranges were not listed, except that a header copy in a bad range is restored from
-    /// the other copy by a store (reported in <see cref="PmemPool.HeaderRepair"/>); the kernel keeps listing
-    /// the range until it is cleared. The application must keep its own loads out of <see cref="PmemPool.KnownBadRanges"/>.
+    /// Open as if the ranges were not listed; the application must keep its own loads and stores out of
+    /// <see cref="PmemPool.KnownBadRanges"/>. A header or directory copy in a bad range is not written over (a
+    /// store there ends the process): the other copy serves and the pool opens read-only, with the range named
+    /// in <see cref="PmemPool.ReadOnlyReason"/>, until the range is cleared.
     /// </summary>
     Proceed,
 }
