@@ -71,4 +71,46 @@ public sealed class LogMediaErrorTests : IDisposable
         Assert.Contains("media error", inspection.FirstDamagedProblem, StringComparison.Ordinal);
         Assert.False(mapping.IsDisposed);
     }
+
+    [Fact]
+    public void AReadOfARecordOnATruncatedPageFailsTypedAndTheRecordsBeforeItStillRead()
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
+        }
+        (string? root, string reason) = PageCacheProbe.Found;
+        if (root is null)
+        {
+            Assert.Skip(reason);
+        }
+        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(dir);
+        _dirs.Add(dir);
+        string path = Path.Combine(dir, "pool");
+        using PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout);
+        using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1L << 20);
+        var lsns = new List<long>();
+        for (int seq = 0; seq < 200; seq++)
+        {
+            lsns.Add(log.Append(LogTests.Payload(seq, 500)));
+        }
+        long cut = log.Offset + PmemLog.HeaderLength + (48L << 10);
+        Truncation.Truncate(path, cut);
+        long lost = lsns.First(l => log.Offset + PmemLog.HeaderLength + l + PmemLog.FrameLength(500) > cut);
+        byte[] buffer = new byte[500];
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            LogMediaErrorException e = Assert.Throws<LogMediaErrorException>(() => log.Read(lost, buffer));
+            Assert.Equal(lost, e.Lsn);
+            Assert.Equal(MediaErrorKind.BeyondEndOfFile, e.MediaError.Kind);
+            Assert.Contains("PmemLog.Read", e.Message, StringComparison.Ordinal);
+        }
+        long past = lsns[^1];
+        Assert.Equal(past, Assert.Throws<LogMediaErrorException>(() => log.GetRecordLength(past)).Lsn);
+        // The records before the cut are whole and still read.
+        int before = lsns.IndexOf(lost) - 1;
+        Assert.Equal(500, log.Read(lsns[before], buffer));
+        Assert.Equal(LogTests.Payload(before, 500), buffer);
+    }
 }

@@ -129,6 +129,16 @@ public sealed class LogMediaErrorException : PmemException
         MediaError = mediaError;
     }
 
+    // A read of one record (PmemLog.Read, GetRecordLength, a LogReader step) met unreadable media.
+    internal LogMediaErrorException(long offset, long lsn, string call, PmemMediaErrorException mediaError)
+        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{call}: the record at LSN {lsn} of the log at offset {offset} cannot be read ({mediaError.Message}). No damaged byte was returned; the other records are unaffected."), mediaError)
+    {
+        Offset = offset;
+        Lsn = lsn;
+        MediaError = mediaError;
+    }
+
     /// <summary>Where the log starts.</summary>
     public long Offset { get; }
 

@@ -175,7 +175,7 @@ internal static class LogFormat
         }
         // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
         Span<byte> header = stackalloc byte[FrameHeaderSize];
-        mapping.ReadSafe(ringOffset + lsn % capacity, header);
+        MediaRead.Copy(mapping, ringOffset + lsn % capacity, header);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
         uint storedChecksum = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
         long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
@@ -197,10 +197,10 @@ internal static class LogFormat
         Span<byte> payload = scratch.AsSpan(0, n);
         long physical = (lsn + FrameHeaderSize) % capacity;
         int first = (int)Math.Min(n, capacity - physical);
-        mapping.ReadSafe(ringOffset + physical, payload[..first]);
+        MediaRead.Copy(mapping, ringOffset + physical, payload[..first]);
         if (first < n)
         {
-            mapping.ReadSafe(ringOffset, payload[first..]);
+            MediaRead.Copy(mapping, ringOffset, payload[first..]);
         }
         uint computed = Checksum(layout.Nonce, payload, lsn);
         if (computed != storedChecksum)

@@ -88,7 +88,7 @@ public sealed class LogInspection
         {
             try
             {
-                mapping.ReadSafe(offset, header);
+                MediaRead.Copy(mapping, offset, header);
             }
             catch (PmemMediaErrorException e)
             {

@@ -126,10 +126,11 @@ internal sealed class LogRing
     {
         long physical = lsn % _capacity;
         int first = (int)Math.Min(destination.Length, _capacity - physical);
-        _mapping.GetReadOnlySpan(_ringOffset + physical, first).CopyTo(destination);
+        // Through the poison-safe copy: a record copied out (PmemLog.Read) never costs the process.
+        MediaRead.Copy(_mapping, _ringOffset + physical, destination[..first]);
         if (first < destination.Length)
         {
-            _mapping.GetReadOnlySpan(_ringOffset, destination.Length - first).CopyTo(destination[first..]);
+            MediaRead.Copy(_mapping, _ringOffset, destination[first..]);
         }
     }
 
@@ -162,7 +163,8 @@ internal sealed class LogRing
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
                 $"The frame at LSN {lsn} would run past the durable tail {end}."));
         }
-        ReadOnlySpan<byte> header = _mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity, FrameHeaderSize);
+        Span<byte> header = stackalloc byte[FrameHeaderSize];
+        MediaRead.Copy(_mapping, _ringOffset + lsn % _capacity, header);
         long storedLsn = BinaryPrimitives.ReadInt64LittleEndian(header[8..]);
         if (storedLsn != lsn)
         {
@@ -185,7 +187,9 @@ internal sealed class LogRing
 
     internal void VerifyChecksum(long lsn, ReadOnlySpan<byte> payload)
     {
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(_mapping.GetReadOnlySpan(_ringOffset + lsn % _capacity + 4, 4));
+        Span<byte> field = stackalloc byte[4];
+        MediaRead.Copy(_mapping, _ringOffset + lsn % _capacity + 4, field);
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(field);
         if (stored != Checksum(payload, lsn))
         {
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,

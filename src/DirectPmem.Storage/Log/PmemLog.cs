@@ -216,7 +216,7 @@ public sealed class PmemLog : IDisposable
     private static void ThrowIfLive(PmemPool pool, long offset)
     {
         Span<byte> header = stackalloc byte[LogFormat.StaticLength + 8];
-        pool.Mapping.ReadSafe(offset, header);
+        MediaRead.Copy(pool.Mapping, offset, header);
         if (!LogFormat.LooksLive(header))
         {
             return;
@@ -476,6 +476,7 @@ public sealed class PmemLog : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is not before the tail.</exception>
     /// <exception cref="ArgumentException">No record starts at the LSN.</exception>
     /// <exception cref="LogCorruptException">The frame is damaged.</exception>
+    /// <exception cref="LogMediaErrorException">The frame header lies on unreadable media (poison, or a truncated file); the process goes on.</exception>
     public int GetRecordLength(long lsn)
     {
         long tail = Tail;
@@ -484,6 +485,10 @@ public sealed class PmemLog : IDisposable
         try
         {
             return _ring.ReadFrameHeader(lsn, tail, lsn == Head);
+        }
+        catch (PmemMediaErrorException e)
+        {
+            throw new LogMediaErrorException(Offset, lsn, "PmemLog.GetRecordLength", e);
         }
         finally
         {
@@ -498,6 +503,7 @@ public sealed class PmemLog : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is not before the tail.</exception>
     /// <exception cref="ArgumentException">No record starts at the LSN, or <paramref name="destination"/> is too short.</exception>
     /// <exception cref="LogCorruptException">The frame is damaged.</exception>
+    /// <exception cref="LogMediaErrorException">The record lies on unreadable media (poison, or a truncated file): the copy goes through <see cref="DaxMapping.ReadSafe"/>, no damaged byte is returned and the process goes on.</exception>
     public int Read(long lsn, Span<byte> destination)
     {
         long tail = Tail;
@@ -514,6 +520,10 @@ public sealed class PmemLog : IDisposable
             _ring.CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
             _ring.VerifyChecksum(lsn, destination[..length]);
             return length;
+        }
+        catch (PmemMediaErrorException e)
+        {
+            throw new LogMediaErrorException(Offset, lsn, "PmemLog.Read", e);
         }
         finally
         {
