@@ -66,8 +66,8 @@ public sealed class DotnetCountersTests
             Assert.NotEmpty(events);
             bool Positive(string name) => events.Any(e => e.GetProperty("name").GetString()!.StartsWith(name, StringComparison.Ordinal) && e.GetProperty("value").GetDouble() > 0);
             Assert.True(Positive("Log appends"), File.ReadAllText(output));
-            Assert.True(Positive("Log tail publishes"), File.ReadAllText(output));
-            Assert.True(Positive("Log group-commit batch size"), File.ReadAllText(output));
+            Assert.True(Positive("Log tail-word persists"), File.ReadAllText(output));
+            Assert.True(Positive("Log records per tail-word persist"), File.ReadAllText(output));
             Assert.True(Positive("Transactions committed"), File.ReadAllText(output));
             Assert.True(Positive("Transactions aborted"), File.ReadAllText(output));
         }

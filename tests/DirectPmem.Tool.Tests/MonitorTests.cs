@@ -37,8 +37,8 @@ public sealed class MonitorTests
         Assert.True(Value("DirectPmem.Storage", "log-appends") > 0, output);
         Assert.True(Value("DirectPmem.Storage", "log-publishes") > 0, output);
         Assert.True(Value("DirectPmem.Storage", "log-bytes-appended") > 0, output);
-        // Single appends publish one record each and every tenth append is a batch of three.
-        Assert.InRange(Value("DirectPmem.Storage", "log-batch-size"), 1.0, 3.0);
+        // The tail word is persisted lazily (log format v3): each persist covers many records.
+        Assert.True(Value("DirectPmem.Storage", "log-batch-size") > 1.0, output);
         Assert.True(Value("DirectPmem.Storage", "tx-commits") > 0, output);
         Assert.True(Value("DirectPmem.Storage", "tx-aborts") > 0, output);
         // The core's group is there too: the log and the transactions persist through it.

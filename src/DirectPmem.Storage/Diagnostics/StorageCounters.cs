@@ -15,9 +15,11 @@ namespace DirectPmem.Storage.Diagnostics;
 /// <remarks>
 /// <para>Counters (EventCounter names): <c>log-appends</c> (records appended durably),
 /// <c>log-bytes-appended</c> (their frames, headers and padding included), <c>log-publishes</c>
-/// (durable tail publishes: one per group commit), <c>tx-commits</c> and <c>tx-aborts</c> are
-/// rates; <c>log-batch-size</c> is an EventCounter fed once per tail publish with the number of
-/// records the publish made durable, so its mean over an interval is the group-commit batch size.</para>
+/// (tail-word persists: log format v3 persists the tail word lazily, when the log passes half its
+/// window, on truncation and on dispose; an append itself is made durable by its own record's fence),
+/// <c>tx-commits</c> and <c>tx-aborts</c> are rates; <c>log-batch-size</c> is an EventCounter fed once
+/// per tail-word persist with the number of records it covers, so its mean over an interval is the
+/// number of records per tail-word persist.</para>
 /// <para>Cost, the same discipline as the core's <c>DirectPmem.Diagnostics.PmemCounters</c>: the
 /// counts move only while a listener has the source enabled; otherwise a counted call pays one
 /// load of a static flag and a branch. The batch size needs a walk over the frame headers a publish
