@@ -27,19 +27,7 @@ public sealed class LogMediaErrorTests : IDisposable
     [Fact]
     public void RecoveryThatMeetsATruncatedRingFailsTypedAtTheFirstUnreadableRecordAndTheProcessLives()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it recovery of a truncated file raises SIGBUS");
-        }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
-        _dirs.Add(dir);
-        string path = Path.Combine(dir, "pool");
+        string path = NewPoolPath();
         long logOffset;
         var lsns = new List<long>();
         using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout))
@@ -75,19 +63,7 @@ public sealed class LogMediaErrorTests : IDisposable
     [Fact]
     public void AReadOfARecordOnATruncatedPageFailsTypedAndTheRecordsBeforeItStillRead()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
-        }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
-        _dirs.Add(dir);
-        string path = Path.Combine(dir, "pool");
+        string path = NewPoolPath();
         using PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout);
         using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1L << 20);
         var lsns = new List<long>();
@@ -112,5 +88,24 @@ public sealed class LogMediaErrorTests : IDisposable
         int before = lsns.IndexOf(lost) - 1;
         Assert.Equal(500, log.Read(lsns[before], buffer));
         Assert.Equal(LogTests.Payload(before, 500), buffer);
+    }
+
+    // A pool file on a page-cache file system (truncating it under a mapping gives a real SIGBUS), or a
+    // skip saying why there is none or why the safe copy is unavailable.
+    private string NewPoolPath()
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
+        }
+        (string? root, string reason) = PageCacheProbe.Found;
+        if (root is null)
+        {
+            Assert.Skip(reason);
+        }
+        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(dir);
+        _dirs.Add(dir);
+        return Path.Combine(dir, "pool");
     }
 }

@@ -121,18 +121,20 @@ public sealed class LogMediaErrorException : PmemException
     /// <param name="head">The log's head.</param>
     /// <param name="mediaError">The poison-safe read's error.</param>
     public LogMediaErrorException(long offset, long lsn, long head, PmemMediaErrorException mediaError)
-        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"PmemLog.Open: recovery of the log at offset {offset} cannot read the record at LSN {lsn} ({mediaError.Message}). The records in [{head}, {lsn}) are intact; the loss starts at LSN {lsn}. Nothing was written."), mediaError)
+        : this(offset, lsn, mediaError, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PmemLog.Open: recovery of the log at offset {offset} cannot read the record at LSN {lsn} ({mediaError.Message}). The records in [{head}, {lsn}) are intact; the loss starts at LSN {lsn}. Nothing was written."))
     {
-        Offset = offset;
-        Lsn = lsn;
-        MediaError = mediaError;
     }
 
-    // A read of one record (PmemLog.Read, GetRecordLength, a LogReader step) met unreadable media.
+    // A read of one record (PmemLog.Read, GetRecordLength) met unreadable media.
     internal LogMediaErrorException(long offset, long lsn, string call, PmemMediaErrorException mediaError)
-        : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{call}: the record at LSN {lsn} of the log at offset {offset} cannot be read ({mediaError.Message}). No damaged byte was returned; the other records are unaffected."), mediaError)
+        : this(offset, lsn, mediaError, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{call}: the record at LSN {lsn} of the log at offset {offset} cannot be read ({mediaError.Message}). No damaged byte was returned; the other records are unaffected."))
+    {
+    }
+
+    private LogMediaErrorException(long offset, long lsn, PmemMediaErrorException mediaError, string message)
+        : base(message, mediaError)
     {
         Offset = offset;
         Lsn = lsn;
