@@ -69,9 +69,8 @@ internal sealed class LabelLock : IDisposable
             {
                 node = device.OpenNode(readOnly: true);
                 int operation = (shared ? Libc.LOCK_SH : Libc.LOCK_EX) | Libc.LOCK_NB;
-                if (Libc.Flock(node.Fd, operation) != 0)
+                if (Libc.TryFlock(node.Fd, operation) is int errno and not 0)
                 {
-                    int errno = SyscallError.LastErrno;
                     throw SyscallError.Create(errno, shared ? "flock(LOCK_SH|LOCK_NB)" : "flock(LOCK_EX|LOCK_NB)", device.DevicePath,
                         hint: errno == Errno.EWOULDBLOCK
                             ? (shared

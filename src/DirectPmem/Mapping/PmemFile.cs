@@ -381,13 +381,12 @@ public sealed partial class PmemFile : IDisposable
     private static void Lock(SafeFileDescriptor fd, bool writable, bool shared, string path)
     {
         int operation = (writable && !shared ? Libc.LOCK_EX : Libc.LOCK_SH) | Libc.LOCK_NB;
-        if (Libc.Flock(fd.Fd, operation) != 0)
+        if (Libc.TryFlock(fd.Fd, operation) is int errno and not 0)
         {
-            int errno = SyscallError.LastErrno;
             string hint = errno == Errno.EWOULDBLOCK
                 ? (writable && !shared
-                    ? "The file is already open through DirectPmem (in this or another process); a second writable open needs shared = true on both opens."
-                    : "The file is open for exclusive writing elsewhere.")
+                    ? "The file is already open through DirectPmem (in this or another process; asked again for 250 ms); a second writable open needs shared = true on both opens."
+                    : "The file is open for exclusive writing elsewhere (asked again for 250 ms).")
                 : "";
             throw SyscallError.Create(errno, writable && !shared ? "flock(LOCK_EX|LOCK_NB)" : "flock(LOCK_SH|LOCK_NB)", path, hint: hint);
         }
