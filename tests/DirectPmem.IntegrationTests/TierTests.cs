@@ -118,15 +118,21 @@ public sealed class TierTests(ITestOutputHelper output)
         Assert.Equal(chosen.Node?.Access1?.ReadLatencyNanoseconds ?? chosen.Node?.Access0?.ReadLatencyNanoseconds, chosen.Performance?.ReadLatencyNanoseconds);
         using (DaxDevice device = DaxDevice.Open(path))
         {
-            // The device this tier may overwrite gets a range table if it has none (run.sh --tiers makes a fresh
-            // NVDIMM), or if its label area holds whatever the kernel wrote there: the system-ram round trip
-            // (another test of this class, in any order) lends the device to the kernel as ordinary memory.
+            // The device this tier may overwrite gets a fresh range table unless it holds a valid one. run.sh
+            // --tiers makes a fresh NVDIMM, but the system-ram round trip (another test of this class, in any
+            // order) lends the device to the kernel as ordinary memory, which leaves its label area holding
+            // whatever the kernel wrote: neither a table nor all zeros. The label area is cleared, then formatted.
             try
             {
                 DaxRangeAllocator.Open(device).Dispose();
             }
-            catch (DaxLabelException notFormatted) when (notFormatted.Rule is DaxLabelRule.NotFormatted or DaxLabelRule.BadMagic)
+            catch (DaxLabelException unusable)
             {
+                output.WriteLine($"no usable label table ({unusable.Rule}): clearing the label area and formatting");
+                using (DaxMapping raw = device.MapRaw())
+                {
+                    raw.Write(new byte[DaxRangeAllocator.LabelAreaLengthFor(device.Align)], 0);
+                }
                 DaxRangeAllocator.Format(device).Dispose();
             }
         }
