@@ -103,7 +103,20 @@ public sealed class GarnetDefectTests : IDisposable
             int lost = 0;
             foreach ((string key, string value) in acked)
             {
-                string? found = db.StringGet(key);
+                string? found;
+                try
+                {
+                    found = db.StringGet(key);
+                }
+                catch (RedisTimeoutException hung) when (device == GarnetDevice.File)
+                {
+                    // Seen in CI: Garnet's own file device can leave a read after recovery unanswered (its
+                    // RandomAccess device drops an exception thrown inside a read callback, and the waiter
+                    // hangs). Garnet's defect, not DirectPmem's: on the DirectPmem device the same timeout fails.
+                    Assert.Skip($"{device}: boot {boot}: a GET after kill -9 and recovery was never answered ({hung.Message.Split(',')[0]}). " +
+                        "A known defect of Garnet's file device with a tiny log memory (docs/garnet-known-defects.md); DirectPmem's device is held to answering.");
+                    return;
+                }
                 if (found == value || (found is not null && pending.TryGetValue(key, out List<string>? later) && later.Contains(found)))
                     continue;
                 // Missing or an older value: lost. Anything this test never wrote for the key is damage.
