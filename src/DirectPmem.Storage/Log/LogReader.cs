@@ -80,10 +80,10 @@ public ref struct LogReader
         int length;
         try
         {
-            length = _log.Ring.ReadFrameHeader(_next, _end, _firstIsBoundary);
+            length = _log.Ring.ReadFrameHeader(_next, _end, _firstIsBoundary, out uint checksum);
             _firstIsBoundary = true;
             payload = _log.Ring.GetPayload(_next, length, ref _scratch);
-            _log.Ring.VerifyChecksum(_next, payload);
+            _log.Ring.VerifyChecksum(_next, payload, checksum);
         }
         finally
         {

@@ -155,8 +155,11 @@ internal sealed class LogRing
         return copy;
     }
 
-    /// <summary>Checks the frame header at <paramref name="lsn"/> (LSN, length within <paramref name="end"/>) and returns the payload length.</summary>
-    internal int ReadFrameHeader(long lsn, long end, bool boundaryKnown)
+    /// <summary>
+    /// Checks the frame header at <paramref name="lsn"/> (LSN, length within <paramref name="end"/>), read
+    /// once through the poison-safe copy, and returns the payload length and the stored checksum.
+    /// </summary>
+    internal int ReadFrameHeader(long lsn, long end, bool boundaryKnown, out uint storedChecksum)
     {
         if (end - lsn < FrameHeaderSize)
         {
@@ -177,6 +180,7 @@ internal sealed class LogRing
                 $"The frame at LSN {lsn} carries LSN {storedLsn}: the durable log is damaged."));
         }
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
+        storedChecksum = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
         if (length > (ulong)(end - lsn - FrameHeaderSize) || length > int.MaxValue - 2 * CacheLine)
         {
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,
@@ -185,11 +189,9 @@ internal sealed class LogRing
         return (int)length;
     }
 
-    internal void VerifyChecksum(long lsn, ReadOnlySpan<byte> payload)
+    /// <summary>Checks <paramref name="payload"/> against the checksum <see cref="ReadFrameHeader"/> read from its frame.</summary>
+    internal void VerifyChecksum(long lsn, ReadOnlySpan<byte> payload, uint stored)
     {
-        Span<byte> field = stackalloc byte[4];
-        MediaRead.Copy(_mapping, _ringOffset + lsn % _capacity + 4, field);
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(field);
         if (stored != Checksum(payload, lsn))
         {
             throw new LogCorruptException(lsn, string.Create(CultureInfo.InvariantCulture,

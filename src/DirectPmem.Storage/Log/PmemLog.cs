@@ -484,7 +484,7 @@ public sealed class PmemLog : IDisposable
         _pool.EnterRead();
         try
         {
-            return _ring.ReadFrameHeader(lsn, tail, lsn == Head);
+            return _ring.ReadFrameHeader(lsn, tail, lsn == Head, out _);
         }
         catch (PmemMediaErrorException e)
         {
@@ -511,14 +511,14 @@ public sealed class PmemLog : IDisposable
         _pool.EnterRead();
         try
         {
-            int length = _ring.ReadFrameHeader(lsn, tail, lsn == Head);
+            int length = _ring.ReadFrameHeader(lsn, tail, lsn == Head, out uint checksum);
             if (destination.Length < length)
             {
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                     $"The record at LSN {lsn} holds {length} bytes; the destination has {destination.Length}."), nameof(destination));
             }
             _ring.CopyFromRing(lsn + FrameHeaderSize, destination[..length]);
-            _ring.VerifyChecksum(lsn, destination[..length]);
+            _ring.VerifyChecksum(lsn, destination[..length], checksum);
             return length;
         }
         catch (PmemMediaErrorException e)
@@ -557,7 +557,7 @@ public sealed class PmemLog : IDisposable
                 _pool.EnterRead();
                 try
                 {
-                    _ring.ReadFrameHeader(lsn, tail, boundaryKnown: false);
+                    _ring.ReadFrameHeader(lsn, tail, boundaryKnown: false, out _);
                 }
                 finally
                 {

@@ -93,7 +93,8 @@ public sealed partial class PmemPool
     {
         TransactionalHeap? heap = null;
         AddStructure(name, nameof(name), PoolStructureKind.TransactionalHeap, length, 4096, overwrite,
-            entry => heap = TransactionalHeap.Create(Mapping, entry.Offset, entry.Length, ReplacingFreeRange(options)));
+            // As for CreateLog: the directory, not the heap's own header check, says what is live.
+            entry => heap = TransactionalHeap.CreateCore(Mapping, entry.Offset, entry.Length, options, replaceExisting: true));
         heap!.Owner = this;
         return heap;
     }
@@ -113,22 +114,6 @@ public sealed partial class PmemPool
         // Tied to the pool as PoolTransactions' heap is: once the pool is disposed, new transactions are refused.
         heap.Owner = this;
         return heap;
-    }
-
-    // The directory is the authority on what is live: a free range may still hold the bytes of a removed
-    // heap, so the heap's own "a live heap is here" refusal does not apply to a range the directory hands out.
-    private static TransactionalHeapOptions ReplacingFreeRange(TransactionalHeapOptions? options)
-    {
-        TransactionalHeapOptions o = options ?? TransactionalHeapOptions.Default;
-        return new TransactionalHeapOptions
-        {
-            LaneCount = o.LaneCount,
-            LaneLogSize = o.LaneLogSize,
-            RootSize = o.RootSize,
-            ObjectSize = o.ObjectSize,
-            ObjectCount = o.ObjectCount,
-            ReplaceExisting = true,
-        };
     }
 
     /// <summary>

@@ -639,14 +639,9 @@ public sealed partial class PmemPool : IDisposable
                 return string.Create(CultureInfo.InvariantCulture, $"{which} (offset {range.Offset}) lies in the known bad range [0x{r.Offset:x}, +0x{r.Length:x}) and was not read");
             }
         }
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            mapping.GetReadOnlySpan(range.Offset, block.Length).CopyTo(block);
-            return null;
-        }
         try
         {
-            mapping.ReadSafe(range.Offset, block);
+            MediaRead.Copy(mapping, range.Offset, block);
             return null;
         }
         catch (PmemMediaErrorException e)

@@ -145,11 +145,16 @@ public sealed class TransactionalHeap : IDisposable
     /// <exception cref="ArgumentException">The region is misaligned, outside the mapping, read-only or too small for the options.</exception>
     /// <exception cref="TransactionalHeapExistsException">A valid heap header is at <paramref name="offset"/> and <see cref="TransactionalHeapOptions.ReplaceExisting"/> is not set; nothing was written.</exception>
     public static TransactionalHeap Create(DaxMapping mapping, long offset, long length, TransactionalHeapOptions? options = null)
+        => CreateCore(mapping, offset, length, options, replaceExisting: false);
+
+    // replaceExisting: also when the options do not say so (a pool's directory hands out a free range
+    // that may still hold a removed heap's bytes; the directory, not the header, says what is live).
+    internal static TransactionalHeap CreateCore(DaxMapping mapping, long offset, long length, TransactionalHeapOptions? options, bool replaceExisting)
     {
         CheckRegion(mapping, offset, length);
         options ??= TransactionalHeapOptions.Default;
         HeapLayout layout = HeapLayout.Compute(length, options);
-        if (!options.ReplaceExisting)
+        if (!options.ReplaceExisting && !replaceExisting)
         {
             ThrowIfHeapExists(mapping, offset);
         }
