@@ -12,7 +12,7 @@ public sealed class LogProblem
         Message = message;
     }
 
-    /// <summary>The header field that failed (what <see cref="PmemLog.Open"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
+    /// <summary>The header field that failed (what <see cref="PmemLog.Open(PmemPool, long)"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
     public LogHeaderField? Field { get; }
 
     /// <summary>The LSN of the damaged record, or null for a header problem.</summary>
@@ -27,7 +27,7 @@ public sealed class LogProblem
 
 /// <summary>
 /// What <see cref="PmemLog.Inspect"/> found: the header's fields, the records, and every problem,
-/// judged by the same routine <see cref="PmemLog.Open"/> runs (whose sink throws the first one).
+/// judged by the same routine <see cref="PmemLog.Open(PmemPool, long)"/> runs (whose sink throws the first one).
 /// </summary>
 public sealed class LogInspection
 {
@@ -48,7 +48,7 @@ public sealed class LogInspection
     /// <summary>Where the log starts.</summary>
     public long Offset { get; }
 
-    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open"/> would succeed and every record before the tail word reads back.</summary>
+    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open(PmemPool, long)"/> would succeed and every record before the tail word reads back.</summary>
     public IReadOnlyList<LogProblem> Problems { get; }
 
     /// <summary>Whether no problem was found.</summary>
