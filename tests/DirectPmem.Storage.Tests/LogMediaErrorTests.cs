@@ -166,6 +166,13 @@ public sealed class LogMediaErrorTests : IDisposable
             Assert.Equal((w.FirstLost, w.FirstAfter), (loss.StartLsn, loss.EndLsn));
             Assert.Contains($"LSNs [{w.FirstLost}, {w.FirstAfter})", loss.ToString(), StringComparison.Ordinal);
         }
+        // dpmem check's inspection names the record, the bad range in pool offsets and where the records resume.
+        LogInspection inspection = PmemLog.Inspect(mapping, w.Offset, pool.DataOffset);
+        Assert.Equal(w.FirstLost, inspection.FirstDamagedLsn);
+        LogProblem problem = Assert.Single(inspection.Problems);
+        long badPage = PoolSize - 4096;
+        Assert.Contains($"bad range [0x{badPage:x}, 0x", problem.Message, StringComparison.Ordinal);
+        Assert.Contains($"the records resume at LSN {w.FirstAfter}", problem.Message, StringComparison.Ordinal);
         // The zero-copy reader hands out the same bytes for a record on good media (it is not driven onto the bad page: that is a SIGBUS).
         LogReader zero = log.ReadAll(LogReadMode.ZeroCopy);
         Assert.True(zero.MoveNext());

@@ -108,6 +108,7 @@ public sealed class LogInspection
         long lsn = head;
         string? problem;
         bool media = false;
+        string after = "";
         while (lsn < limit)
         {
             int length;
@@ -118,15 +119,22 @@ public sealed class LogInspection
             catch (PmemMediaErrorException e)
             {
                 length = -1;
-                problem = "a media error: " + e.Message;
+                problem = LogFormat.Invariant(
+                    $"a media error, bad range [0x{e.BadOffset:x}, 0x{e.BadOffset + e.BadLength:x}) of the pool (source offset 0x{e.BadSourceOffset:x}): {e.Message}");
                 media = true;
+                // Where a log opened with LogMediaErrorPolicy.Skip goes on (the same search recovery and readers run).
+                long probeEnd = Math.Max(tailWord, Math.Min(tailWord + layout.Window, limit));
+                after = LogFormat.FindIntactAfter(mapping, ring, layout, lsn, probeEnd, limit, e, ref scratch, out long next)
+                    ? LogFormat.Invariant($"; the records resume at LSN {next} (a log opened with LogMediaErrorPolicy.Skip reads on from there)")
+                    : LogFormat.Invariant($"; no record after it validates before LSN {next}");
             }
             if (length < 0)
             {
                 if (lsn < tailWord || media)
                 {
+                    string reader = media ? "LogMediaErrorException, or skips it under LogMediaErrorPolicy.Skip" : "LogCorruptException";
                     string message = LogFormat.Invariant(
-                        $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {tailWord - lsn} bytes from it to the tail word do not (a reader stops there with LogCorruptException).");
+                        $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {Math.Max(0, tailWord - lsn)} bytes from it to the tail word do not (a reader stops there with {reader}){after}.");
                     sink.Problems.Add(new LogProblem(null, lsn, message));
                     return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, lsn, problem, null);
                 }
