@@ -16,12 +16,8 @@ namespace DirectPmem.IntegrationTests;
 /// with <see cref="LogMediaErrorException"/> or skips it, as the log was opened.
 /// </summary>
 /// <remarks>
-/// Kernel facility: <c>madvise(MADV_HWPOISON)</c> (CONFIG_MEMORY_FAILURE, root) on the page of a
-/// <b>memfd</b> (shmem) pool that holds a record, as <see cref="MediaErrorPoolTests"/> does for a
-/// pool header: the one page kind the guest's 6.1 kernel takes out of service on a software
-/// injection (an fsdax page reads back without a fault there; /dev/dax0.0's pages are used by the
-/// boot's other tests). Each case runs in a child process, so a crash is a failed test and not a
-/// lost run.
+/// Kernel facility and why: those of <see cref="MediaErrorPoolTests"/>'s header case (MADV_HWPOISON on a
+/// page of a memfd pool, here the page that holds record 40), each case in a child process.
 /// </remarks>
 [Collection(DeviceTestGroup.Name)]
 public sealed partial class MediaErrorLogTests
