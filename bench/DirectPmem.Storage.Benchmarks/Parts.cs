@@ -72,7 +72,7 @@ internal static unsafe class Parts
                 Random.Shared.NextBytes(payload);
                 nint source = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(payload));
                 long pmemAt = 0;
-                int frame = (PmemLog.FrameHeaderSize + size + 15) & ~15; // the v1 layout: every frame padded to 16 bytes
+                int frame = (16 + size + 15) & ~15; // the v1 layout: a 16-byte frame header, every frame padded to 16 bytes
                 byte[] staged = new byte[frame];
                 int frame64 = (frame + 63) & ~63;
                 byte[] staged64 = new byte[frame64];

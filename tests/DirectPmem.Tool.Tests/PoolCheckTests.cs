@@ -13,6 +13,9 @@ public sealed class PoolCheckTests : IDisposable
 {
     private const long PoolSize = 1 << 20;
     internal const long BackupHeaderOffset = 4096;
+    // The log's on-media layout (not public API): a 4 KiB header before the ring, a 16-byte frame header before each payload.
+    private const long LogHeaderLength = 4096;
+    private const long FrameHeaderSize = 16;
     private readonly string _dir = Directory.CreateTempSubdirectory("dpmem-pool-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -134,7 +137,7 @@ public sealed class PoolCheckTests : IDisposable
         (string path, long[] lsns) = CreatePoolWithLog(10);
         long logOffset = LogOffset(path);
         // Record 6's payload loses a bit: its checksum fails.
-        Flip(path, logOffset + PmemLog.HeaderLength + lsns[6] + PmemLog.FrameHeaderSize + 5);
+        Flip(path, logOffset + LogHeaderLength + lsns[6] + FrameHeaderSize + 5);
         (int code, string output, _) = Dpmem.Run("check", path, "--json");
         Assert.Equal(2, code);
         using (JsonDocument doc = JsonDocument.Parse(output))
@@ -146,7 +149,7 @@ public sealed class PoolCheckTests : IDisposable
             Assert.Contains($"frame at LSN {lsns[6]}", Messages(output, "log").Single(), StringComparison.Ordinal);
         }
         // A frame that carries the wrong LSN, earlier in the log: that one is reported (the first bad frame).
-        Flip(path, logOffset + PmemLog.HeaderLength + lsns[2] + 8);
+        Flip(path, logOffset + LogHeaderLength + lsns[2] + 8);
         (code, output, _) = Dpmem.Run("check", path, "--repair", "--yes", "--json");
         Assert.Equal(2, code);
         using (JsonDocument doc = JsonDocument.Parse(output))
@@ -310,7 +313,7 @@ public sealed class PoolCheckTests : IDisposable
                 switch (round % 4)
                 {
                     case 0: // the ring is garbage and the tail far ahead
-                        file.Position = logOffset + PmemLog.HeaderLength;
+                        file.Position = logOffset + LogHeaderLength;
                         file.Write(junk);
                         WriteLong(file, logOffset + 64, random.NextInt64(0, 1L << 40) & ~15L);
                         break;
@@ -319,7 +322,7 @@ public sealed class PoolCheckTests : IDisposable
                         WriteLong(file, logOffset + 128, random.NextInt64());
                         break;
                     case 2: // a frame claims a huge length
-                        file.Position = logOffset + PmemLog.HeaderLength;
+                        file.Position = logOffset + LogHeaderLength;
                         file.Write(BitConverter.GetBytes(uint.MaxValue - (uint)random.Next(100)));
                         break;
                     default: // the root points at the end of the pool
