@@ -238,7 +238,7 @@ public sealed class PoolCheckTests : IDisposable
         Flip(crashed, lanes + 2);
         (code, output, _) = Dpmem.Run("check", crashed, "--json");
         Assert.Equal(2, code);
-        Assert.Contains("lane 0: the generation word", Messages(output, "heap").Single(), StringComparison.Ordinal);
+        Assert.Contains("lane generation: the generation word of lane 0", Messages(output, "heap").Single(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -378,7 +378,7 @@ public sealed class PoolCheckTests : IDisposable
     private static long LaneOffset(string path)
     {
         using PmemPool pool = PmemPool.OpenFile(path, "tool-test", new PoolOpenOptions { ReadOnly = true });
-        return pool.DataOffset + 4096; // the heap's lanes follow its 4 KiB header
+        return pool.DataOffset + 8192; // the heap's lanes follow its two 4 KiB header pages (primary and backup)
     }
 
     private static void Flip(string path, long offset)

@@ -197,9 +197,25 @@ internal static class PoolChecker
     private static HeapReport? CheckHeap(DaxMapping map, long offset, long? length, List<CheckProblem> problems, List<string> notes)
     {
         HeapInspection heap = PoolInspector.InspectHeap(map, offset, length);
-        foreach (string problem in heap.Problems)
+        foreach (HeapProblem problem in heap.Problems)
         {
-            problems.Add(new CheckProblem("heap", problem, null));
+            // The library's own sentence (TransactionalHeap.Open throws it capitalised, with a stop), under its field.
+            string message = HeapFieldName(problem.Field) + ": " + problem.Message;
+            switch (problem.Severity)
+            {
+                case PoolProblemSeverity.Error:
+                    problems.Add(new CheckProblem("heap", message, null));
+                    break;
+                case PoolProblemSeverity.ReadOnly:
+                    problems.Add(new CheckProblem("heap", message + " (TransactionalHeap.Open opens it read-only)", null));
+                    break;
+                case PoolProblemSeverity.Repairable:
+                    problems.Add(new CheckProblem("heap", message, "a writable TransactionalHeap.Open restores the copy from the intact one"));
+                    break;
+                default:
+                    notes.Add("heap " + message);
+                    break;
+            }
         }
         if (!heap.HeaderValid)
         {
@@ -213,6 +229,15 @@ internal static class PoolChecker
         return new HeapReport(offset, heap.RegionLength, heap.LaneCount, heap.LaneLogSize, heap.RootSize, heap.ObjectSize, heap.ObjectCount, heap.AllocatedObjects,
             lanes.Count(l => l.PendingEntries > 0), lanes);
     }
+
+    internal static string HeapFieldName(HeapField field) => field switch
+    {
+        HeapField.LaneGeneration => "lane generation",
+        HeapField.UndoEntry => "undo entry",
+        HeapField.ObjectMap => "allocation map",
+        HeapField.MediaError => "media error",
+        _ => field.ToString().ToLowerInvariant(),
+    };
 
     private static PoolReport Empty(long offset, string primary, string backup)
         => new(offset, primary, backup, null, null, null, null, null, null, 0, 0, null, 0, 0, 0, 0, null, null, null, null, null, 0, null, [], "unknown", null, null);
