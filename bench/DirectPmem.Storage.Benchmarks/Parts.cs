@@ -39,7 +39,7 @@ internal static unsafe class Parts
         string pmdkPath = Path.Combine(dir, $"pmemlog-parts-{Environment.ProcessId}.pool");
         try
         {
-            using PmemPool pool = PmemPool.CreateFile(ourPath, 2 * Window + (64L << 20), "parts",
+            using PmemPool pool = PmemPool.CreateFile(ourPath, 2 * Window + (64L << 20), "parts", new PoolCreateOptions { AllowVolatile = true }, // a benchmark runs on /dev/shm too
                 mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
             DaxMapping map = pool.Mapping;
             long raw = (pool.DataOffset + 4095) / 4096 * 4096;

@@ -6,6 +6,7 @@ using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 
@@ -133,7 +134,7 @@ public sealed class HeapAgreementTests : IDisposable
     private (string Path, long HeapOffset) NewPoolWithHeap(string name, bool crashInTransaction = false)
     {
         string path = Path.Combine(_dir, name);
-        using PmemPool pool = PmemPool.CreateFile(path, PoolSize, Layout);
+        using PmemPool pool = TestPools.CreateFile(path, PoolSize, Layout);
         TransactionalHeap heap = pool.CreateTransactionalHeap(new TransactionalHeapOptions { LaneCount = 1, LaneLogSize = LaneLogSize, ObjectSize = 64, RootSize = 4096 });
         if (crashInTransaction)
         {

@@ -5,6 +5,7 @@ using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 
@@ -166,7 +167,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, "pool");
         long offset;
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test"))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test"))
         {
             offset = pool.DataOffset + 4096;
             PmemLog log = PmemLog.Create(pool, offset, 64 << 10);
@@ -194,7 +195,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, "heap.pool");
         string crashed = Path.Combine(_dir, "crashed.pool");
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test"))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test"))
         {
             using TransactionalHeap heap = pool.CreateTransactionalHeap(new TransactionalHeapOptions { LaneCount = 4, ObjectSize = 64 });
             using (Transaction done = heap.Begin())
@@ -273,7 +274,7 @@ public sealed class PoolCheckTests : IDisposable
         string path = Path.Combine(_dir, "dev.emu");
         using (DirectPmem.Driver.DaxDevice device = DirectPmem.Driver.DaxDevice.CreateEmulated(path, 8L << 20, DirectPmem.Geometry.PageSize.Pte))
         {
-            using PmemPool pool = PmemPool.Create(device.Map(), "device-pool", ownsMapping: true);
+            using PmemPool pool = TestPools.Create(device.Map(), "device-pool", ownsMapping: true);
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 << 10);
             pool.SetRoot(pool.DataOffset);
             log.Append(new byte[33]);
@@ -357,7 +358,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, name);
         var lsns = new long[records];
-        using PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test");
+        using PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test");
         using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 256 << 10);
         pool.SetRoot(pool.DataOffset);
         byte[] record = new byte[100];

@@ -456,6 +456,9 @@ public sealed class PoolInspection
     /// <summary>The backing the pool was created on, or <see langword="null"/> when the pool does not record it.</summary>
     public MappingBacking? CreatedOnBacking { get; internal init; }
 
+    /// <summary>Whether the pool was created on volatile memory (with <see cref="PoolCreateOptions.AllowVolatile"/>): its contents do not survive a reboot or power loss.</summary>
+    public bool CreatedOnVolatileMemory => CreatedOnBacking is MappingBacking backing && PmemPool.IsVolatile(backing);
+
     /// <summary>The named structures in the directory (the valid entries), by offset.</summary>
     public IReadOnlyList<PoolDirectoryEntry> Structures { get; internal init; } = [];
 }

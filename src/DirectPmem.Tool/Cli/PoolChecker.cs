@@ -38,7 +38,8 @@ internal sealed record PoolReport(
     IReadOnlyList<StructureReport> Structures,
     string Root,
     LogReport? Log,
-    HeapReport? Heap);
+    HeapReport? Heap,
+    bool CreatedOnVolatileMemory = false);
 
 /// <summary>A named structure in the pool's directory.</summary>
 internal sealed record StructureReport(string Name, string Kind, long Offset, long Length);
@@ -109,6 +110,10 @@ internal static class PoolChecker
             }
             return Empty(poolOffset, pool.PrimaryState, pool.BackupState);
         }
+        if (pool.CreatedOnVolatileMemory)
+        {
+            notes.Add(Invariant($"the pool was created on volatile memory ({pool.CreatedOnBacking}) with PoolCreateOptions.AllowVolatile: its contents do not survive a reboot or power loss"));
+        }
         if (pool.WasCleanlyClosed == false)
         {
             notes.Add("the pool was not closed cleanly (state: in use), or is open now: the application runs its recovery on the next open");
@@ -160,9 +165,9 @@ internal static class PoolChecker
             pool.RootOffset, pool.ReservedOffset, pool.ReservedLength, pool.DataOffset,
             pool.WasCleanlyClosed switch { true => "clean", false => "in use (not closed cleanly, or open now)", _ => "invalid" }, pool.WasCleanlyClosed,
             pool.RecordedDirtyShutdownCount, null, null, pool.Generation,
-            pool.Durability is { } d ? $"{d} on {pool.CreatedOnBacking}" : "not recorded (format 1.0)",
+            pool.Durability is { } d ? $"{d} on {pool.CreatedOnBacking}{(pool.CreatedOnVolatileMemory ? VolatileSuffix : "")}" : "not recorded (format 1.0)",
             pool.Structures.Select(e => new StructureReport(e.Name, e.Kind.ToString(), e.Offset, e.Length)).ToArray(),
-            root, log, heap);
+            root, log, heap, pool.CreatedOnVolatileMemory);
     }
 
     private static string? RepairText(PoolHeaderField field, PoolInspection pool) => field == PoolHeaderField.Directory
@@ -229,6 +234,9 @@ internal static class PoolChecker
         return new HeapReport(offset, heap.RegionLength, heap.LaneCount, heap.LaneLogSize, heap.RootSize, heap.ObjectSize, heap.ObjectCount, heap.AllocatedObjects,
             lanes.Count(l => l.PendingEntries > 0), lanes);
     }
+
+    /// <summary>What the durability line adds for a pool created on volatile memory.</summary>
+    internal const string VolatileSuffix = " (volatile memory, created with PoolCreateOptions.AllowVolatile: not durable across a reboot)";
 
     internal static string HeapFieldName(HeapField field) => field switch
     {

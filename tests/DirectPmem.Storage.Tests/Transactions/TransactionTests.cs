@@ -5,6 +5,7 @@ using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
 using static DirectPmem.Storage.Tests.Transactions.HeapState;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 
@@ -363,7 +364,7 @@ public sealed class TransactionTests
         try
         {
             string path = Path.Combine(dir, "heap.pool");
-            using (PmemPool pool = PmemPool.CreateFile(path, 1 << 20, "tx-test"))
+            using (PmemPool pool = TestPools.CreateFile(path, 1 << 20, "tx-test"))
             {
                 Assert.Throws<TransactionalHeapFormatException>(() => pool.OpenTransactionalHeap());
                 TransactionalHeap heap = pool.CreateTransactionalHeap();
