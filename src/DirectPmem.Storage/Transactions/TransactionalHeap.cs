@@ -194,7 +194,11 @@ public sealed class TransactionalHeap : IDisposable
 
     /// <summary>
     /// Opens the heap in [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>)
-    /// and recovers it: every transaction that had not committed is rolled back (see <see cref="Recovery"/>).
+    /// and recovers it: every transaction that had not committed is rolled back (see <see cref="Recovery"/>),
+    /// and a damaged header copy is restored from the intact one. Everything recovery reads is read
+    /// poison-safe and validated (by the routine <see cref="PoolInspector.InspectHeap"/> runs) before
+    /// anything is written. When a part recovery needs cannot be read (poison, a page past the end of a
+    /// truncated file), nothing is written and the heap opens read-only (<see cref="ReadOnlyReason"/>).
     /// </summary>
     /// <param name="mapping">The writable mapping the heap was created in.</param>
     /// <param name="offset">The start of the region, as at creation.</param>
@@ -202,9 +206,9 @@ public sealed class TransactionalHeap : IDisposable
     /// <returns>The recovered heap.</returns>
     /// <exception cref="ArgumentException">The region is misaligned, outside the mapping or read-only.</exception>
     /// <exception cref="TransactionalHeapFormatException">
-    /// The header, a lane's generation word, a verified undo entry or the allocation map is invalid;
-    /// <see cref="TransactionalHeapFormatException.Field"/> says which. Header, lane words and undo
-    /// entries are all validated before anything is written.
+    /// The header (both copies), a lane's generation word, a verified undo entry or the allocation map is
+    /// invalid, the heap was written by format 1 or 2, or neither header copy can be read;
+    /// <see cref="TransactionalHeapFormatException.Field"/> says which. Nothing was written.
     /// </exception>
     public static TransactionalHeap Open(DaxMapping mapping, long offset, long length)
     {
