@@ -5,6 +5,7 @@ using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Tests.Mapping;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -29,6 +30,7 @@ public sealed partial class MediaErrorLogTests
     private const int PayloadLength = 500;
     private const int RecordCount = 100;
     private const int PoisonedRecord = 40;
+    private const long LogHeaderLength = 4096; // the log's on-media header, before its ring (internal to the library)
 
     private readonly ITestOutputHelper _output;
 
@@ -92,7 +94,7 @@ public sealed partial class MediaErrorLogTests
         using DaxMapping map = file.Map();
         long logOffset;
         int frame = PmemLog.FrameLength(PayloadLength);
-        using (PmemPool pool = PmemPool.Create(map, Layout))
+        using (PmemPool pool = TestPools.Create(map, Layout))
         {
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, LogLength);
             pool.SetRoot(log.Offset);
@@ -108,7 +110,7 @@ public sealed partial class MediaErrorLogTests
                 log.Dispose();
             }
         }
-        long ring = logOffset + PmemLog.HeaderLength;
+        long ring = logOffset + LogHeaderLength;
         long page = (ring + PoisonedRecord * (long)frame) & ~4095L;
         // Every record whose frame touches the page is lost; the first that starts after it reads.
         int firstLost = Enumerable.Range(0, RecordCount).First(i => ring + (long)i * frame + frame > page);

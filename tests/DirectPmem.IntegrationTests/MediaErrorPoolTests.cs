@@ -6,6 +6,7 @@ using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Tests.Mapping;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 
@@ -101,7 +102,7 @@ public sealed class MediaErrorPoolTests
         ChildProcess.RequireChild();
         using PmemFile file = PmemFile.CreateMemory("directpmem-it-pool-hwpoison", Length);
         using DaxMapping map = file.Map();
-        using (PmemPool pool = PmemPool.Create(map, Layout))
+        using (PmemPool pool = TestPools.Create(map, Layout))
         {
             pool.SetRoot(pool.DataOffset);
         }

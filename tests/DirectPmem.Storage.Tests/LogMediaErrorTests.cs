@@ -32,7 +32,7 @@ public sealed class LogMediaErrorTests : IDisposable
         string path = NewPoolPath();
         long logOffset;
         var lsns = new List<long>();
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, LogTests.Layout))
         {
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1L << 20);
             pool.SetRoot(log.Offset);
@@ -258,7 +258,7 @@ public sealed class LogMediaErrorTests : IDisposable
     public void AReadOfARecordOnATruncatedPageFailsTypedAndTheRecordsBeforeItStillRead()
     {
         string path = NewPoolPath();
-        using PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout);
+        using PmemPool pool = TestPools.CreateFile(path, PoolSize, LogTests.Layout);
         using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1L << 20);
         var lsns = new List<long>();
         for (int seq = 0; seq < 200; seq++)

@@ -58,14 +58,10 @@ namespace DirectPmem.Storage;
 /// </remarks>
 public sealed class PmemLog : IDisposable
 {
-    /// <summary>The size of a frame header: length, checksum and LSN.</summary>
-    public const int FrameHeaderSize = 16;
-
-    /// <summary>Frames start and end on multiples of this.</summary>
-    public const int FrameAlignment = 16;
-
-    /// <summary>The size of the log header before the ring.</summary>
-    public const int HeaderLength = 4096;
+    // On-media layout (LogFormat): not public. A user sizes records with FrameLength and logs with LengthFor.
+    internal const int FrameHeaderSize = LogFormat.FrameHeaderSize;
+    internal const int FrameAlignment = LogFormat.FrameAlignment;
+    internal const int HeaderLength = LogFormat.HeaderLength;
 
     internal const int TailWordOffset = LogFormat.TailWordOffset;
     internal const int HeadWordOffset = LogFormat.HeadWordOffset;
@@ -142,7 +138,7 @@ public sealed class PmemLog : IDisposable
     /// written as whole lines.
     /// </summary>
     /// <param name="payloadLength">The payload length.</param>
-    /// <returns>The frame length, a multiple of <see cref="FrameAlignment"/>.</returns>
+    /// <returns>The frame length, a multiple of 16.</returns>
     public static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
