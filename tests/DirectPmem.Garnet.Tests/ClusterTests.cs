@@ -28,6 +28,22 @@ public sealed class ClusterTests : IDisposable
     private static int Knob(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : fallback;
 
+    [Theory]
+    [InlineData("--cluster --no-aof", "error: --cluster replicates by shipping the AOF, and --no-aof turns it off; drop one of them.")]
+    [InlineData("--cluster-timeout 5", "error: --cluster-timeout only applies with --cluster.")]
+    [InlineData("--cluster-reconnect-secs 2", "error: --cluster-reconnect-secs only applies with --cluster.")]
+    [InlineData("--cluster --cluster-timeout 0", "error: --cluster-timeout takes a whole number from 1 to 2147483647, not '0'.")]
+    [InlineData("--cluster --cluster-reconnect-secs x", "error: --cluster-reconnect-secs takes a whole number from 0 to 2147483647, not 'x'.")]
+    public void TheSampleRefusesClusterOptionsThatConflictOrDoNotApplyWithOneLine(string arguments, string expected)
+    {
+        string device = _dir.File("refused.dax");
+        (int exitCode, string stdout, string stderr) = ServerProcess.Run([.. arguments.Split(' '), "--device", device]);
+        Assert.Equal(2, exitCode);
+        Assert.Equal(expected, stderr.TrimEnd('\n'));
+        Assert.Equal("", stdout);
+        Assert.False(File.Exists(device), "a refused start created the device");
+    }
+
     [Fact]
     public async Task AWriteToEverySlotIsReadableFromItsPrimaryAndFromItsReplica()
     {
@@ -78,6 +94,10 @@ public sealed class ClusterTests : IDisposable
             Assert.StartsWith("MOVED", Assert.IsType<RespError>(reader.Call("SET", keys[first], "x")).Message, StringComparison.Ordinal);
         }
         Log($"16384 keys, one per slot, read back from {Primaries} primaries and their replicas");
+        // Garnet 2.2.12 has no WAIT (docs/garnet-known-defects.md): a client cannot wait for its
+        // write to reach a replica, so a failover after kill -9 can lose the replication window.
+        // When this fails Garnet has gained WAIT: make the failover tests use it and expect no loss.
+        Assert.StartsWith("ERR unknown command", Assert.IsType<RespError>(cluster.Nodes[0].Call("WAIT", "1", "1000")).Message, StringComparison.Ordinal);
     }
 
     [Fact]
