@@ -65,26 +65,27 @@ public sealed class GarnetClusterNode : IDisposable
         }
     }
 
-    /// <summary>One command on a fresh connection to this node (no redirects followed).</summary>
+    /// <summary>One command on a fresh connection to this node (no redirects followed); a failed connection throws naming the node.</summary>
     public object? Call(params string[] args)
     {
-        using var client = new RespClient(Port);
-        return client.Call(args);
+        try
+        {
+            using var client = new RespClient(Port);
+            return client.Call(args);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            throw new IOException($"node {Endpoint}: {string.Join(' ', args)}: {e.Message}", e);
+        }
     }
 
     /// <summary>Like <see cref="Call"/>, a string reply; an error reply throws naming the command and the node.</summary>
-    public string CallString(params string[] args)
+    public string CallString(params string[] args) => Call(args) switch
     {
-        using var client = new RespClient(Port);
-        try
-        {
-            return client.CallString(args) ?? "";
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new InvalidOperationException($"node {Endpoint}: {e.Message}", e);
-        }
-    }
+        RespError e => throw new InvalidOperationException($"node {Endpoint}: {string.Join(' ', args)}: {e.Message}"),
+        null => "",
+        object o => Convert.ToString(o, CultureInfo.InvariantCulture) ?? "",
+    };
 
     /// <summary>"master" or "slave", from INFO replication.</summary>
     public string Role()
@@ -191,7 +192,7 @@ public sealed class GarnetCluster : IDisposable
     {
         Check("OK", heir.CallString("CLUSTER", "FAILOVER", "FORCE"), heir, "CLUSTER FAILOVER FORCE");
         int slot = SlotRange(shard).First;
-        WaitFor(() => heir.Role() == "master" && Nodes.Where(n => n.Process is not null).All(n => OwnerOf(n, slot) == heir.Id),
+        WaitWithOutputs(() => heir.Role() == "master" && Nodes.Where(n => n.Process is not null).All(n => OwnerOf(n, slot) == heir.Id),
             $"{heir.Endpoint} to take over shard {shard} (slot {slot}) in every running node's view");
     }
 
@@ -204,8 +205,15 @@ public sealed class GarnetCluster : IDisposable
     {
         old.Restart();
         int slot = SlotRange(shard).First;
-        WaitFor(() => OwnerOf(old, slot) == primary.Id, $"the restarted {old.Endpoint} to learn that {primary.Endpoint} owns slot {slot}");
-        Replicate(old, primary);
+        WaitWithOutputs(() => OwnerOf(old, slot) == primary.Id, $"the restarted {old.Endpoint} to learn that {primary.Endpoint} owns slot {slot}");
+        try
+        {
+            Replicate(old, primary);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\n{Outputs()}", e);
+        }
     }
 
     /// <summary>CLUSTER REPLICATE on <paramref name="replica"/>, then waits until it reports its primary's link up.</summary>
@@ -285,6 +293,19 @@ public sealed class GarnetCluster : IDisposable
             if (clock.Elapsed > StepLimit)
                 throw new TimeoutException($"{what} did not happen {TestTime.Describe(StepLimit)}{(last is null ? "" : $" (last error: {last.Message})")}");
             Thread.Sleep(100);
+        }
+    }
+
+    /// <summary><see cref="WaitFor"/>, with every node's output in the exception.</summary>
+    private void WaitWithOutputs(Func<bool> condition, string what)
+    {
+        try
+        {
+            WaitFor(condition, what);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\n{Outputs()}", e);
         }
     }
 
