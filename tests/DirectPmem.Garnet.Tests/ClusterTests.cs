@@ -13,7 +13,8 @@ namespace DirectPmem.Garnet.Tests;
 /// primary killed with SIGKILL can take acknowledged writes its replica had not received yet with
 /// it. The tests measure that window and report it; everything else acknowledged must be readable.
 /// Soak length: DIRECTPMEM_CLUSTER_SOAK_SECONDS (default 20), a failover every
-/// DIRECTPMEM_CLUSTER_SOAK_FAILOVER_SECONDS (default 10; the long form is 600 and 60).
+/// DIRECTPMEM_CLUSTER_SOAK_FAILOVER_SECONDS (default 10; the long form is 600 and 60), on
+/// DIRECTPMEM_CLUSTER_SOAK_DEVICE (pmem by default; file: Garnet's own file device, the baseline).
 /// </summary>
 [Collection("Garnet")]
 public sealed class ClusterTests : IDisposable
@@ -191,7 +192,11 @@ public sealed class ClusterTests : IDisposable
     {
         int seconds = Knob("DIRECTPMEM_CLUSTER_SOAK_SECONDS", 20);
         int every = Knob("DIRECTPMEM_CLUSTER_SOAK_FAILOVER_SECONDS", 10);
-        using GarnetCluster cluster = GarnetCluster.Start(_dir, Primaries);
+        // DIRECTPMEM_CLUSTER_SOAK_DEVICE=file: the same soak on Garnet's own file device, to tell
+        // Garnet's failover window from the device's.
+        GarnetDevice storage = Environment.GetEnvironmentVariable("DIRECTPMEM_CLUSTER_SOAK_DEVICE") == "file" ? GarnetDevice.File : GarnetDevice.DirectPmem;
+        Log($"soak on {storage}");
+        using GarnetCluster cluster = GarnetCluster.Start(_dir, Primaries, storage);
         using ConnectionMultiplexer redis = cluster.Connect();
         using var load = new ClusterLoad(redis, 4, (w, i) => string.Create(CultureInfo.InvariantCulture, $"s{w}:{i}"), mixed: true);
         int round = 0;
@@ -211,6 +216,7 @@ public sealed class ClusterTests : IDisposable
             (int first, int last) = cluster.SlotRange(shard);
             bool InShard(int slot) => slot >= first && slot <= last;
             (GarnetClusterNode victim, GarnetClusterNode heir) = cluster.Shard(shard);
+            TimeSpan killedAt = load.Clock.Elapsed;
             var took = System.Diagnostics.Stopwatch.StartNew();
             victim.KillHard();
             Thread.Sleep(300);
@@ -219,7 +225,7 @@ public sealed class ClusterTests : IDisposable
             TimeSpan unavailable = took.Elapsed;
             int lost = load.TakeLost(heir, InShard);
             cluster.Rejoin(victim, heir, shard);
-            Log($"failover {round + 1} at {load.Clock.Elapsed.TotalSeconds:F0} s: kill -9 {victim.Endpoint}, {heir.Endpoint} took shard {shard} in {unavailable.TotalSeconds:F1} s, {lost} acknowledged writes lost; old primary rejoined as replica after {took.Elapsed.TotalSeconds:F1} s");
+            Log($"failover {round + 1} at {killedAt.TotalSeconds:F0} s: kill -9 {victim.Endpoint}, {heir.Endpoint} took shard {shard} in {unavailable.TotalSeconds:F1} s, {lost} acknowledged writes lost; old primary rejoined as replica after {took.Elapsed.TotalSeconds:F1} s");
             round++;
         }
         load.Stop();

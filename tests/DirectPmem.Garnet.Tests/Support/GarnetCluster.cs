@@ -22,7 +22,7 @@ public sealed class GarnetClusterNode : IDisposable
         _args = args;
     }
 
-    /// <summary>The node's emulated device file.</summary>
+    /// <summary>The node's emulated device file (or its directory on Garnet's file device).</summary>
     public string Device { get; }
 
     /// <summary>The loopback port (RESP and Garnet's cluster bus).</summary>
@@ -127,7 +127,12 @@ public sealed class GarnetCluster : IDisposable
     /// Starts <paramref name="primaries"/> primaries with one replica each, every one on its own
     /// device under <paramref name="dir"/>, and forms the cluster. The nodes start in parallel.
     /// </summary>
-    public static GarnetCluster Start(TempDirectory dir, int primaries)
+    /// <remarks>
+    /// <paramref name="storage"/> <see cref="GarnetDevice.File"/> puts every node on Garnet's own
+    /// local-file device instead (the sample's <c>--local-dir</c>): the baseline that tells
+    /// Garnet's behaviour from the device's.
+    /// </remarks>
+    public static GarnetCluster Start(TempDirectory dir, int primaries, GarnetDevice storage = GarnetDevice.DirectPmem)
     {
         int count = primaries * 2;
         var nodes = new GarnetClusterNode?[count];
@@ -135,11 +140,11 @@ public sealed class GarnetCluster : IDisposable
         {
             Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = 3 }, i =>
             {
-                string device = dir.File($"node{i}.dax");
+                string device = dir.File(storage == GarnetDevice.DirectPmem ? $"node{i}.dax" : $"node{i}");
+                string[] where = storage == GarnetDevice.DirectPmem ? ["--device", device, "--size", DeviceSize] : ["--local-dir", device];
                 // --commit-per-op: a write is acknowledged after its AOF commit on the primary's
                 // device. 16m of log memory is the sample's floor without a warning.
-                string[] args = ["--cluster", "--device", device, "--size", DeviceSize, "--commit-per-op",
-                    "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m"];
+                string[] args = ["--cluster", .. where, "--commit-per-op", "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m"];
                 ServerProcess process = ServerProcess.Start([.. args, "--port", "0"]);
                 nodes[i] = new GarnetClusterNode(device, process, args);
             });
