@@ -159,6 +159,32 @@ public sealed class ClusterLoad : IDisposable
         return lost;
     }
 
+    /// <summary>
+    /// Waits until replica <paramref name="node"/> holds every key acknowledged so far whose slot
+    /// passes <paramref name="slots"/> (read with READONLY, no redirects); on timeout throws with
+    /// how many it still lacks.
+    /// </summary>
+    public void WaitUntilReplicaHolds(GarnetClusterNode node, Func<int, bool> slots, string what)
+    {
+        KeyValuePair<string, (string Value, int Slot)>[] expected = [.. Acknowledged.Where(a => slots(a.Value.Slot))];
+        int missing = -1;
+        try
+        {
+            GarnetCluster.WaitFor(() =>
+            {
+                using var reader = new RespClient(node.Port);
+                if (reader.CallString("READONLY") != "OK")
+                    return false;
+                missing = expected.Count(a => reader.Call("GET", a.Key) as string != a.Value.Value);
+                return missing == 0;
+            }, $"{what}: {node.Endpoint} to hold all {expected.Length} acknowledged keys");
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}; it lacks {missing}", e);
+        }
+    }
+
     /// <summary>Acknowledged SETs per second and their p50/p99 latency in milliseconds.</summary>
     public (double PerSecond, double P50Ms, double P99Ms) SetStatistics()
     {
