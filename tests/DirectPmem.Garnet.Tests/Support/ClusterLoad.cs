@@ -160,13 +160,18 @@ public sealed class ClusterLoad : IDisposable
     }
 
     /// <summary>
-    /// Waits until replica <paramref name="node"/> holds every key acknowledged so far whose slot
-    /// passes <paramref name="slots"/> (read with READONLY, no redirects); on timeout throws with
-    /// how many it still lacks.
+    /// Waits until replica <paramref name="node"/> has read its primary's replication stream up to
+    /// where <paramref name="primary"/> stands now (INFO replication: the replica's
+    /// slave_read_repl_offset reaching the primary's master_repl_offset), then until it holds every
+    /// key acknowledged so far whose slot passes <paramref name="slots"/> (read with READONLY, no
+    /// redirects); on timeout throws with how many it still lacks.
     /// </summary>
-    public void WaitUntilReplicaHolds(GarnetClusterNode node, Func<int, bool> slots, string what)
+    public void WaitUntilReplicaHolds(GarnetClusterNode node, GarnetClusterNode primary, Func<int, bool> slots, string what)
     {
         KeyValuePair<string, (string Value, int Slot)>[] expected = [.. Acknowledged.Where(a => slots(a.Value.Slot))];
+        long target = ReplicationField(primary, "master_repl_offset");
+        GarnetCluster.WaitFor(() => ReplicationField(node, "slave_read_repl_offset") >= target,
+            $"{what}: {node.Endpoint} to read {primary.Endpoint}'s replication stream up to offset {target}");
         int missing = -1;
         try
         {
@@ -183,6 +188,21 @@ public sealed class ClusterLoad : IDisposable
         {
             throw new TimeoutException($"{e.Message}; it lacks {missing}", e);
         }
+    }
+
+    /// <summary>How far (in AOF bytes) <paramref name="replica"/> has yet to read of <paramref name="primary"/>'s replication stream; -1 when either cannot say.</summary>
+    public static long ReplicationLag(GarnetClusterNode primary, GarnetClusterNode replica)
+    {
+        long ahead = ReplicationField(primary, "master_repl_offset"), read = ReplicationField(replica, "slave_read_repl_offset");
+        return ahead < 0 || read < 0 ? -1 : Math.Max(0, ahead - read);
+    }
+
+    /// <summary>A number field of a node's INFO replication, or -1 when it has none.</summary>
+    public static long ReplicationField(GarnetClusterNode node, string name)
+    {
+        string? line = node.CallString("INFO", "replication").Split('\n').Select(l => l.Trim())
+            .FirstOrDefault(l => l.StartsWith(name + ":", StringComparison.Ordinal));
+        return line is null ? -1 : long.Parse(line.AsSpan(name.Length + 1), CultureInfo.InvariantCulture);
     }
 
     /// <summary>Acknowledged SETs per second and their p50/p99 latency in milliseconds.</summary>

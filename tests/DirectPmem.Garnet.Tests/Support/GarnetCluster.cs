@@ -322,6 +322,13 @@ public sealed class GarnetCluster : IDisposable
 
     private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// A node this cluster did not kill that ended by itself: .NET's FailFast ("Process
+    /// terminated.") in its output. Null when every node we did not kill is up.
+    /// </summary>
+    public GarnetClusterNode? Crashed() =>
+        Nodes.FirstOrDefault(n => n.Process is not null && n.Process.Output.Contains("Process terminated.", StringComparison.Ordinal));
+
     /// <summary>Every node's output, for a failure message.</summary>
     public string Outputs() => string.Join("\n", Nodes.Select(n => $"--- node {n.Endpoint} ({n.Id}):\n{n.Process?.Output ?? "(not running)"}"));
 
