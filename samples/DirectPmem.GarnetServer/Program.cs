@@ -35,13 +35,15 @@
 //                              as failed (Garnet's ClusterTimeout)                   [Garnet's default]
 //   --cluster-reconnect-secs N seconds between a replica's attempts to re-attach to its primary after
 //                              the link failed (0: do not retry)                                  [1]
-// A replica restarting from its device resumes with the data it holds (Garnet's
-// ClusterReplicaResumeWithData) and serves it while it re-attaches.
+//   --resume-with-data         a replica restarted from its device serves what the device holds
+//                              while it re-attaches (Garnet's ClusterReplicaResumeWithData). Off
+//                              by default: after a failover, a rejoined node resumed this way was
+//                              seen to miss writes of its new primary (docs/garnet-known-defects.md)
 //
 // Options that would be ignored are refused with one line on stderr and exit code 2: --size on
 // a device that exists, --size or --mode on /dev/dax, --device, --size or --mode with
 // --local-dir, --commit-per-op with --no-aof, --cluster with --no-aof (replication ships the AOF),
-// a cluster option without --cluster. So is a number that does not parse. Settings known
+// a cluster option (--cluster-timeout, --cluster-reconnect-secs, --resume-with-data) without --cluster. So is a number that does not parse. Settings known
 // to lose acknowledged writes in Garnet itself (docs/garnet-known-defects.md) start with a
 // warning line on stderr. Garnet logs warnings and errors to stderr (a dropped connection leaves
 // a line).
@@ -61,7 +63,7 @@ var settings = new Dictionary<string, string>(StringComparer.Ordinal);
 var flags = new HashSet<string>(StringComparer.Ordinal);
 string[] known = ["--device", "--size", "--mode", "--port", "--memory", "--page", "--segment", "--index", "--checkpoint-secs", "--local-dir",
     "--cluster-timeout", "--cluster-reconnect-secs"];
-string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing", "--cluster"];
+string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing", "--cluster", "--resume-with-data"];
 for (int i = 0; i < args.Length; i++)
 {
     if (knownFlags.Contains(args[i]))
@@ -115,6 +117,8 @@ if (cluster && flags.Contains("--no-aof"))
     return Refuse("--cluster replicates by shipping the AOF, and --no-aof turns it off; drop one of them.");
 if (!cluster && settings.Keys.FirstOrDefault(k => k is "--cluster-timeout" or "--cluster-reconnect-secs") is string clusterOnly)
     return Refuse($"{clusterOnly} only applies with --cluster.");
+if (!cluster && flags.Contains("--resume-with-data"))
+    return Refuse("--resume-with-data only applies with --cluster.");
 if (flags.Contains("--discard-existing") && !flags.Contains("--no-recover"))
     return Refuse("--discard-existing only goes with --no-recover.");
 if (memory < MinimumSafeLogMemory && !flags.Contains("--no-aof"))
@@ -156,9 +160,7 @@ if (cluster)
     if (settings.ContainsKey("--cluster-timeout"))
         options.ClusterTimeout = clusterTimeout;
     options.ClusterReplicationReestablishmentTimeout = clusterReconnectSecs;
-    // A node restarted from its own device keeps what it holds instead of starting empty and
-    // waiting for a full sync; the device is the reason it survived.
-    options.ClusterReplicaResumeWithData = true;
+    options.ClusterReplicaResumeWithData = flags.Contains("--resume-with-data");
 }
 DaxDevice? device = null;
 PmemFile? file = null;

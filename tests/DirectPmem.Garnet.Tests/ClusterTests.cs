@@ -33,6 +33,7 @@ public sealed class ClusterTests : IDisposable
     [InlineData("--cluster --no-aof", "error: --cluster replicates by shipping the AOF, and --no-aof turns it off; drop one of them.")]
     [InlineData("--cluster-timeout 5", "error: --cluster-timeout only applies with --cluster.")]
     [InlineData("--cluster-reconnect-secs 2", "error: --cluster-reconnect-secs only applies with --cluster.")]
+    [InlineData("--resume-with-data", "error: --resume-with-data only applies with --cluster.")]
     [InlineData("--cluster --cluster-timeout 0", "error: --cluster-timeout takes a whole number from 1 to 2147483647, not '0'.")]
     [InlineData("--cluster --cluster-reconnect-secs x", "error: --cluster-reconnect-secs takes a whole number from 0 to 2147483647, not 'x'.")]
     public void TheSampleRefusesClusterOptionsThatConflictOrDoNotApplyWithOneLine(string arguments, string expected)
