@@ -38,12 +38,13 @@
 //   --resume-with-data         a replica restarted from its device serves what the device holds
 //                              while it re-attaches (Garnet's ClusterReplicaResumeWithData). Off
 //                              by default: after a failover, a rejoined node resumed this way was
-//                              seen to miss writes of its new primary (docs/garnet-known-defects.md)
+//                              seen to miss a write of its new primary (docs/garnet-known-defects.md)
 //
 // Options that would be ignored are refused with one line on stderr and exit code 2: --size on
 // a device that exists, --size or --mode on /dev/dax, --device, --size or --mode with
 // --local-dir, --commit-per-op with --no-aof, --cluster with --no-aof (replication ships the AOF),
-// a cluster option (--cluster-timeout, --cluster-reconnect-secs, --resume-with-data) without --cluster. So is a number that does not parse. Settings known
+// a cluster option (--cluster-timeout, --cluster-reconnect-secs, --resume-with-data) without
+// --cluster. So is a number that does not parse. Settings known
 // to lose acknowledged writes in Garnet itself (docs/garnet-known-defects.md) start with a
 // warning line on stderr. Garnet logs warnings and errors to stderr (a dropped connection leaves
 // a line).
