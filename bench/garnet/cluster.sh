@@ -70,7 +70,8 @@ stop_cluster() { kill "${PIDS[@]}"; wait "${PIDS[@]}" 2>/dev/null || true; }
 run() { # $1 = device, $2 = round
   local device=$1 round=$2
   start_cluster "$device"
-  redis-benchmark --cluster -p "$BASE_PORT" -t set -n "$N" -r 1000000 -d 100 -c "$CLIENTS" --csv 2>/dev/null | tail -n +2 \
+  # --cluster prints the masters it found before the CSV: keep only the SET row.
+  redis-benchmark --cluster -p "$BASE_PORT" -t set -n "$N" -r 1000000 -d 100 -c "$CLIENTS" --csv 2>/dev/null | grep '^"SET"' \
     | sed "s/^/$device,$round,/" >> "$RESULTS"
   stop_cluster
   echo "round $round $device: $(tail -1 "$RESULTS")   (load $(cut -d' ' -f1-3 /proc/loadavg))"
