@@ -378,7 +378,7 @@ public sealed class PoolCheckTests : IDisposable
         return pool.DataOffset + 4096; // the heap's lanes follow its 4 KiB header
     }
 
-    private static void Flip(string path, long offset)
+    internal static void Flip(string path, long offset)
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
         file.Position = offset;
