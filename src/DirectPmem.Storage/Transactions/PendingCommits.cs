@@ -44,7 +44,11 @@ internal sealed class PendingCommits
         int b = Lead + lane * Stride;
         // Still pending: the lane changed nothing in place since, so its last commit is unconfirmed too.
         bool append = s[b] != 0;
-        Interlocked.Increment(ref s[b + 1]); // odd; a full fence before the ranges change
+        long version = s[b + 1];
+        // Odd first. Every store after it is a release store, so none becomes visible before it
+        // (plain stores on x86). No locked instruction: right after the commit's flushes and
+        // drain, one would wait for the write-backs.
+        Volatile.Write(ref s[b + 1], version + 1);
         long count = append ? s[b + 2] : 0;
         for (int i = 0; i < footprint.Count && count >= 0; i++)
         {
@@ -53,12 +57,12 @@ internal sealed class PendingCommits
                 count = -1;
                 break;
             }
-            s[b + 3 + 2 * count] = footprint.StartAt(i);
-            s[b + 4 + 2 * count] = footprint.EndAt(i);
+            Volatile.Write(ref s[b + 3 + 2 * count], footprint.StartAt(i));
+            Volatile.Write(ref s[b + 4 + 2 * count], footprint.EndAt(i));
             count++;
         }
-        s[b + 2] = count;
-        Volatile.Write(ref s[b + 1], s[b + 1] + 1);
+        Volatile.Write(ref s[b + 2], count);
+        Volatile.Write(ref s[b + 1], version + 2);
         Volatile.Write(ref s[b], (long)generation);
     }
 
