@@ -212,13 +212,16 @@ try
                 deviceSize = emulated.Size;
             }
             file = PmemFile.Open(devicePath);
-            volume = PmemVolume.OpenOrCreate(file.Map(new DaxMappingOptions { Length = deviceSize, ForceCacheLineGranularity = mode == "pmem" }));
+            // A file on tmpfs (/dev/shm, a tmpfs /tmp) is volatile memory: allowed for an emulated device, and said below.
+            volume = PmemVolume.OpenOrCreate(file.Map(new DaxMappingOptions { Length = deviceSize, ForceCacheLineGranularity = mode == "pmem" }),
+                new PmemVolumeOptions { AllowVolatile = true });
         }
         // The volume lives in a DirectPmem.Storage pool (its header and backup, shutdown and bad-block checks):
         // `dpmem check` and `dpmem info` on the device show it.
         Console.WriteLine($"pool      {devicePath}: layout \"{volume.Pool.Layout}\", volume {volume.Structure.Entry}" +
                           $"{(volume.Pool.WasCleanlyClosed ? "" : "; not closed cleanly, Garnet recovers from its checkpoint and AOF")}" +
-                          $"{(volume.Pool.DirtyShutdownDetected ? "; a dirty shutdown of the NVDIMMs was detected: stores in flight at a power failure may be lost" : "")}");
+                          $"{(volume.Pool.DirtyShutdownDetected ? "; a dirty shutdown of the NVDIMMs was detected: stores in flight at a power failure may be lost" : "")}" +
+                          $"{(volume.Pool.CreatedOnVolatileMemory ? "; created on volatile memory: its contents do not survive a reboot" : "")}");
         int held = volume.GetDeviceNames().Count;
         if (!options.Recover && held > 0)
         {

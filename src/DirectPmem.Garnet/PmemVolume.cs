@@ -176,6 +176,7 @@ public sealed class PmemVolume : IDisposable
     /// <returns>The empty volume; it owns its pool.</returns>
     /// <exception cref="ArgumentException">The options are out of range (the parameter is named), or the mapping is read-only.</exception>
     /// <exception cref="PmemVolumeException">The mapping already holds a pool (<see cref="PmemVolumeError.AlreadyFormatted"/>) or an old-format volume (<see cref="PmemVolumeError.OldFormat"/>), or is too small for one chunk.</exception>
+    /// <exception cref="PoolVolatileBackingException">The mapping is volatile memory and <see cref="PmemVolumeOptions.AllowVolatile"/> is off; nothing was written.</exception>
     public static PmemVolume Create(DaxMapping mapping, PmemVolumeOptions? options = null, bool ownsMapping = true)
     {
         ArgumentNullException.ThrowIfNull(mapping);
@@ -191,7 +192,7 @@ public sealed class PmemVolume : IDisposable
         if (mapping.Length < PmemPool.MinimumSize + StructureHeaderLength + Page)
             throw TooSmall(mapping, options, mapping.Length, Page);
         _ = Plan(mapping, body, options);
-        PmemPool pool = PmemPool.Create(mapping, PoolLayout);
+        PmemPool pool = PmemPool.Create(mapping, PoolLayout, new PoolCreateOptions { AllowVolatile = options.AllowVolatile });
         try
         {
             return Create(pool, DefaultName, pool.Size - AlignUp(pool.DataOffset, Page), options, overwrite: false, ownsPool: true, ownsMapping ? mapping : null);

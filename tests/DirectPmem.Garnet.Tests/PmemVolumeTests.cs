@@ -296,7 +296,7 @@ public sealed class PmemVolumeTests : IDisposable
         using (file)
         using (map)
         {
-            Assert.Equal(PmemVolumeError.AlreadyFormatted, Assert.Throws<PmemVolumeException>(() => PmemVolume.Create(map, ownsMapping: false)).Error);
+            Assert.Equal(PmemVolumeError.AlreadyFormatted, Assert.Throws<PmemVolumeException>(() => PmemVolume.Create(map, new PmemVolumeOptions { AllowVolatile = true }, ownsMapping: false)).Error);
             map.Fill(0, 8192, 0); // both pool header copies
             Assert.Equal(PmemVolumeError.NotFormatted, Assert.Throws<PmemVolumeException>(() => PmemVolume.Open(map, ownsMapping: false)).Error);
         }
@@ -306,7 +306,7 @@ public sealed class PmemVolumeTests : IDisposable
     public void AMappingTooSmallForOneChunkIsRefused()
     {
         using var map = DaxMapping.CreateAnonymous(1L << 20);
-        PmemVolumeException e = Assert.Throws<PmemVolumeException>(() => PmemVolume.Create(map, new PmemVolumeOptions { SlotCount = 4096 }, ownsMapping: false));
+        PmemVolumeException e = Assert.Throws<PmemVolumeException>(() => PmemVolume.Create(map, new PmemVolumeOptions { SlotCount = 4096, AllowVolatile = true }, ownsMapping: false));
         Assert.Equal(PmemVolumeError.TooSmall, e.Error);
         Assert.Equal(28, e.Errno);
     }
@@ -318,7 +318,7 @@ public sealed class PmemVolumeTests : IDisposable
     public void ABadChunkSizeIsRefusedByName(long chunkSize)
     {
         using var map = DaxMapping.CreateAnonymous(4L << 20);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => PmemVolume.Create(map, new PmemVolumeOptions { ChunkSize = chunkSize }, ownsMapping: false));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => PmemVolume.Create(map, new PmemVolumeOptions { ChunkSize = chunkSize, AllowVolatile = true }, ownsMapping: false));
         Assert.Equal("options", e.ParamName);
     }
 

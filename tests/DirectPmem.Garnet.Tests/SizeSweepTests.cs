@@ -67,13 +67,13 @@ public sealed class SizeSweepTests
             switch (entry)
             {
                 case "PmemVolumeOptions.ChunkSize":
-                    PmemVolume.Create(mapping, new PmemVolumeOptions { ChunkSize = value }, ownsMapping: false).Dispose();
+                    PmemVolume.Create(mapping, new PmemVolumeOptions { ChunkSize = value, AllowVolatile = true }, ownsMapping: false).Dispose();
                     break;
                 case "PmemVolumeOptions.SlotCount":
-                    PmemVolume.Create(mapping, new PmemVolumeOptions { SlotCount = (int)value }, ownsMapping: false).Dispose();
+                    PmemVolume.Create(mapping, new PmemVolumeOptions { SlotCount = (int)value, AllowVolatile = true }, ownsMapping: false).Dispose();
                     break;
                 default:
-                    using (PmemVolume volume = PmemVolume.Create(mapping, ownsMapping: false))
+                    using (PmemVolume volume = PmemVolume.Create(mapping, new PmemVolumeOptions { AllowVolatile = true }, ownsMapping: false))
                     {
                         IDevice device = volume.CreateDeviceFactoryCreator().Create("b").Get(new FileDescriptor("d", "f"));
                         device.Initialize(value);
@@ -89,7 +89,7 @@ public sealed class SizeSweepTests
     [MemberData(nameof(IoCases))]
     public void IoAtAnAddressOrLengthThatBreaksArithmeticFailsThroughTheCallbackAndWritesNothing(bool write, ulong address, uint length)
     {
-        using PmemVolume volume = PmemVolume.Create(DaxMapping.CreateAnonymous(4L << 20), new PmemVolumeOptions { ChunkSize = 64 * 1024, SlotCount = 16 });
+        using PmemVolume volume = PmemVolume.Create(DaxMapping.CreateAnonymous(4L << 20), new PmemVolumeOptions { ChunkSize = 64 * 1024, SlotCount = 16, AllowVolatile = true });
         IDevice device = volume.CreateDeviceFactoryCreator().Create("b").Get(new FileDescriptor("d", "f"));
         device.Initialize(-1);
         long free = volume.FreeBytes;

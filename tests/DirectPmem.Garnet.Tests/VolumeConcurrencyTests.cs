@@ -27,7 +27,7 @@ public sealed class VolumeConcurrencyTests
         int.TryParse(Environment.GetEnvironmentVariable("DIRECTPMEM_GARNET_RACE_ROUNDS"), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 3000;
 
     private static PmemVolume NewVolume() =>
-        PmemVolume.Create(DaxMapping.CreateAnonymous(4L << 20), new PmemVolumeOptions { ChunkSize = Chunk, SlotCount = 16 });
+        PmemVolume.Create(DaxMapping.CreateAnonymous(4L << 20), new PmemVolumeOptions { ChunkSize = Chunk, SlotCount = 16, AllowVolatile = true });
 
     private static IDevice Device(INamedDeviceFactory factory, string file)
     {

@@ -25,7 +25,7 @@ public sealed class VolumeInPoolTests : IDisposable
         string path = _dir.File("shared.pool");
         byte[] data = DeviceIo.Pattern((int)(2 * Chunk + 4096), 5);
         long lsn;
-        using (PmemPool pool = PmemPool.CreateFile(path, 32L << 20, "app"))
+        using (PmemPool pool = PmemPool.CreateFile(path, 32L << 20, "app", new PoolCreateOptions { AllowVolatile = true }) /* the test directory may be on tmpfs */)
         {
             using PmemLog log = pool.CreateLog("wal", 1L << 20);
             lsn = log.Append("record"u8);
@@ -121,6 +121,25 @@ public sealed class VolumeInPoolTests : IDisposable
         (DeviceIo.Completion read, byte[] back) = DeviceIo.Read(again, 0, 0, data.Length);
         Assert.Equal(0u, read.ErrorCode);
         Assert.Equal(data, back);
+    }
+
+    [Fact]
+    public void AVolumeOnVolatileMemoryIsRefusedUnlessAllowedAndThePoolRecordsTheChoice()
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(4L << 20);
+        var options = new PmemVolumeOptions { ChunkSize = Chunk, SlotCount = 16 };
+        PoolVolatileBackingException e = Assert.Throws<PoolVolatileBackingException>(() => PmemVolume.Create(map, options, ownsMapping: false));
+        Assert.Equal(MappingBacking.Anonymous, e.Backing);
+        Assert.Contains("AllowVolatile", e.Message, StringComparison.Ordinal);
+        Assert.False(PoolInspector.InspectPool(map).LooksLikePool);
+        Assert.True(map.GetReadOnlySpan(0, 1 << 20).IndexOfAnyExcept((byte)0) < 0, "a refused create writes nothing");
+        Assert.Throws<PoolVolatileBackingException>(() => PmemVolume.OpenOrCreate(map, options, ownsMapping: false));
+
+        using (PmemVolume volume = PmemVolume.Create(map, options with { AllowVolatile = true }, ownsMapping: false))
+        {
+            Assert.True(volume.Pool.CreatedOnVolatileMemory);
+        }
+        Assert.True(PoolInspector.InspectPool(map).CreatedOnVolatileMemory);
     }
 
     [Fact]

@@ -50,6 +50,7 @@ public sealed class LogMediaErrorTests : IDisposable
         long firstLost = lsns.First(l => logOffset + PmemLog.HeaderLength + l + PmemLog.FrameLength(500) > cut);
         int intact = lsns.IndexOf(firstLost);
         long lossesBefore = Volatile.Read(ref Diagnostics.StorageCounts.s_mediaLosses);
+        using var events = new MediaLossEvents();
         for (int attempt = 0; attempt < 2; attempt++)
         {
             using PmemLog log = PmemLog.Open(reopened, logOffset);
@@ -66,6 +67,8 @@ public sealed class LogMediaErrorTests : IDisposable
             Assert.Equal(LogTests.Payload(intact - 1, 500), records[^1].Payload);
         }
         Assert.True(Volatile.Read(ref Diagnostics.StorageCounts.s_mediaLosses) >= lossesBefore + 2);
+        // The Error-level event, once per open (other tests may raise their own at the same time).
+        Assert.True(events.Count(logOffset, firstLost) >= 2, events.Describe());
         LogInspection inspection = PmemLog.Inspect(mapping, logOffset, reopened.DataOffset);
         Assert.Equal(firstLost, inspection.FirstDamagedLsn);
         Assert.Equal(intact, inspection.Records);
@@ -211,7 +214,7 @@ public sealed class LogMediaErrorTests : IDisposable
         int frame = PmemLog.FrameLength(500);
         long offset = PoolSize - logLength;
         var records = new List<(long Lsn, byte[] Payload)>();
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, LogTests.Layout))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, LogTests.Layout))
         {
             PmemLog log = PmemLog.Create(pool, offset, logLength);
             pool.SetRoot(offset);
@@ -301,5 +304,51 @@ public sealed class LogMediaErrorTests : IDisposable
         Directory.CreateDirectory(dir);
         _dirs.Add(dir);
         return Path.Combine(dir, "pool");
+    }
+}
+
+/// <summary>Collects the <c>LogMediaLoss</c> events of the <c>DirectPmem.Storage</c> EventSource while it lives.</summary>
+internal sealed class MediaLossEvents : System.Diagnostics.Tracing.EventListener
+{
+    private readonly List<(long LogOffset, long StartLsn)> _seen = [];
+    private readonly List<string> _errors = [];
+
+    protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource eventSource)
+    {
+        if (eventSource.Name == Diagnostics.StorageCounters.EventSourceName)
+        {
+            EnableEvents(eventSource, System.Diagnostics.Tracing.EventLevel.Error);
+        }
+    }
+
+    protected override void OnEventWritten(System.Diagnostics.Tracing.EventWrittenEventArgs e)
+    {
+        lock (_seen)
+        {
+            if (e.EventName == "LogMediaLoss" && e.Payload is { Count: 3 } p)
+            {
+                _seen.Add(((long)p[0]!, (long)p[1]!));
+            }
+            else if (e.EventName == "EventSourceMessage")
+            {
+                _errors.Add(string.Join(", ", e.Payload ?? []));
+            }
+        }
+    }
+
+    public int Count(long logOffset, long startLsn)
+    {
+        lock (_seen)
+        {
+            return _seen.Count(x => x == (logOffset, startLsn));
+        }
+    }
+
+    public string Describe()
+    {
+        lock (_seen)
+        {
+            return $"LogMediaLoss events seen: [{string.Join("; ", _seen)}]; EventSource messages: [{string.Join("; ", _errors)}]";
+        }
     }
 }

@@ -1,5 +1,6 @@
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
+using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;
@@ -15,7 +16,7 @@ public sealed class PoolStructureTests(ITestOutputHelper output)
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
         long body;
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             pool.CreateLog("wal", 64 << 10).Dispose();
             PoolStructure created = pool.CreateStructure("volume", PoolStructureKind.GarnetVolume, 14_000, s_parameters, s =>
@@ -47,7 +48,7 @@ public sealed class PoolStructureTests(ITestOutputHelper output)
     public void KindsThePoolFormatsOrLeavesBareAreNotCreatedWithAStructureHeader(PoolStructureKind kind)
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         ArgumentException e = Assert.Throws<ArgumentException>(() => pool.CreateStructure("x", kind, 64 << 10, [], _ => { }));
         Assert.Equal("kind", e.ParamName);
         Assert.Empty(pool.Structures);
@@ -57,7 +58,7 @@ public sealed class PoolStructureTests(ITestOutputHelper output)
     public void TooManyParameterBytesAndAFormatThatThrowsNameNothing()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         Assert.Equal("parameters", Assert.Throws<ArgumentOutOfRangeException>(
             () => pool.CreateStructure("v", PoolStructureKind.GarnetVolume, 64 << 10, new byte[257], _ => { })).ParamName);
         Assert.Throws<InvalidOperationException>(() => pool.CreateStructure("v", PoolStructureKind.GarnetVolume, 64 << 10, s_parameters,
@@ -73,8 +74,8 @@ public sealed class PoolStructureTests(ITestOutputHelper output)
     {
         using DaxMapping first = DaxMapping.CreateAnonymous(1 << 20);
         using DaxMapping second = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool a = PmemPool.Create(first, Layout);
-        using PmemPool b = PmemPool.Create(second, Layout);
+        using PmemPool a = TestPools.Create(first, Layout);
+        using PmemPool b = TestPools.Create(second, Layout);
         PoolStructure sa = a.CreateStructure("v", PoolStructureKind.GarnetVolume, 64 << 10, s_parameters, _ => { });
         PoolStructure sb = b.CreateStructure("v", PoolStructureKind.GarnetVolume, 64 << 10, s_parameters, _ => { });
         Assert.Equal(sa.Entry.Offset, sb.Entry.Offset);
@@ -91,7 +92,7 @@ public sealed class PoolStructureTests(ITestOutputHelper output)
         {
             DeviceLength = 512 << 10,
             RandomImages = Knobs.CrashRandomImages,
-            Setup = map => PmemPool.Create(map, Layout).Dispose(),
+            Setup = map => TestPools.Create(map, Layout).Dispose(),
             Workload = map =>
             {
                 using PmemPool pool = PmemPool.Open(map, Layout);

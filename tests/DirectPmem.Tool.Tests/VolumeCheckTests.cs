@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DirectPmem.Storage;
+using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 
@@ -15,7 +16,7 @@ public sealed class VolumeCheckTests : IDisposable
     private string CreatePoolWithVolume(out PoolDirectoryEntry entry)
     {
         string path = Path.Combine(_dir, "pool");
-        using PmemPool pool = PmemPool.CreateFile(path, 1 << 20, "DirectPmem.Garnet");
+        using PmemPool pool = TestPools.CreateFile(path, 1 << 20, "DirectPmem.Garnet");
         pool.CreateLog("wal", 64 << 10).Dispose();
         // The tool sees the volume through Storage's public API only; the body's format is the volume's business.
         entry = pool.CreateStructure("garnet", PoolStructureKind.GarnetVolume, 128 << 10, [2, 0, 0, 0], _ => { }).Entry;

@@ -20,6 +20,8 @@ internal sealed class StorageEventSource : EventSource
     }
 
     /// <summary>Records the size of one group-commit batch (only called while enabled).</summary>
+    // [NonEvent] on every non-event void method: EventSource would number it as an event and clash with LogMediaLoss's ID.
+    [NonEvent]
     internal void OnBatch(long records) => Volatile.Read(ref _batchSize)?.WriteMetric((double)records);
 
     /// <summary>LSNs [start, end) of the log at <paramref name="logOffset"/> were lost to unreadable media (recovery or a reader met it).</summary>
@@ -39,6 +41,7 @@ internal sealed class StorageEventSource : EventSource
         StorageCounts.s_enabled = IsEnabled();
     }
 
+    [NonEvent]
     private void CreateCounters()
     {
         if (_counters is not null)

@@ -28,6 +28,7 @@ internal sealed class PmemEventSource : EventSource
         Counters.s_enabled = IsEnabled();
     }
 
+    [NonEvent]
     private void CreateCounters()
     {
         if (_counters is not null)

@@ -29,7 +29,8 @@ public sealed class EmulatedVolume : IDisposable
         using (DaxDevice.CreateEmulated(path, size, PageSize.Pte))
         {
         }
-        return Map(path, size, m => PmemVolume.Create(m, options));
+        // The test's directory may be on tmpfs (volatile memory): allowed here, refused by default (VolumeInPoolTests).
+        return Map(path, size, m => PmemVolume.Create(m, (options ?? new PmemVolumeOptions()) with { AllowVolatile = true }));
     }
 
     public static EmulatedVolume Open(string path)
