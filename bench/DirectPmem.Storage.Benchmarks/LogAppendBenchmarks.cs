@@ -49,7 +49,7 @@ public unsafe class LogAppendBenchmarks : IDisposable
         _pmdkPath = Path.Combine(dir, $"pmemlog-bdn-{Environment.ProcessId}.pool");
         File.Delete(_ourPath);
         File.Delete(_pmdkPath);
-        _pool = PmemPool.CreateFile(_ourPath, PoolSize, "bench", mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
+        _pool = PmemPool.CreateFile(_ourPath, PoolSize, "bench", new PoolCreateOptions { AllowVolatile = true } /* a benchmark runs on /dev/shm too */, mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
         _log = PmemLog.Create(_pool, _pool.DataOffset, _pool.DataLength / 4096 * 4096);
         _payload = GC.AllocateArray<byte>(RecordSize, pinned: true);
         new Random(42).NextBytes(_payload);

@@ -39,7 +39,7 @@ internal static unsafe class Parts
         string pmdkPath = Path.Combine(dir, $"pmemlog-parts-{Environment.ProcessId}.pool");
         try
         {
-            using PmemPool pool = PmemPool.CreateFile(ourPath, 2 * Window + (64L << 20), "parts",
+            using PmemPool pool = PmemPool.CreateFile(ourPath, 2 * Window + (64L << 20), "parts", new PoolCreateOptions { AllowVolatile = true }, // a benchmark runs on /dev/shm too
                 mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
             DaxMapping map = pool.Mapping;
             long raw = (pool.DataOffset + 4095) / 4096 * 4096;
@@ -72,7 +72,7 @@ internal static unsafe class Parts
                 Random.Shared.NextBytes(payload);
                 nint source = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(payload));
                 long pmemAt = 0;
-                int frame = (PmemLog.FrameHeaderSize + size + 15) & ~15; // the v1 layout: every frame padded to 16 bytes
+                int frame = (16 + size + 15) & ~15; // the v1 layout: a 16-byte frame header, every frame padded to 16 bytes
                 byte[] staged = new byte[frame];
                 int frame64 = (frame + 63) & ~63;
                 byte[] staged64 = new byte[frame64];

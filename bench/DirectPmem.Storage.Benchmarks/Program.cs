@@ -60,7 +60,7 @@ File.Delete(ourPath);
 File.Delete(pmdkPath);
 try
 {
-    using PmemPool pool = PmemPool.CreateFile(ourPath, PoolSize, "bench", mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
+    using PmemPool pool = PmemPool.CreateFile(ourPath, PoolSize, "bench", new PoolCreateOptions { AllowVolatile = true } /* a benchmark runs on /dev/shm too */, mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
     PmemLog log = PmemLog.Create(pool, pool.DataOffset, (pool.DataLength / 4096) * 4096);
     nint plp = 0;
     if (havePmdk)

@@ -26,9 +26,25 @@
 //   --discard-existing   with --no-recover: delete what the device holds before starting
 //   --local-dir DIR      baseline: Garnet's own RandomAccess local-file device in DIR instead of DirectPmem
 //
+// Cluster mode (Garnet's hash slots over primaries, each with replicas fed by AOF shipping; every
+// node its own process with its own device; form the cluster with CLUSTER ADDSLOTSRANGE, MEET and
+// REPLICATE, see the README's Garnet section):
+//   --cluster                  run as a cluster node; its configuration (node id, slots, epoch,
+//                              primary) is kept on the node's device, so a restart rejoins
+//   --cluster-timeout N        seconds a node must be unreachable before the others count it
+//                              as failed (Garnet's ClusterTimeout)                   [Garnet's default]
+//   --cluster-reconnect-secs N seconds between a replica's attempts to re-attach to its primary after
+//                              the link failed (0: do not retry)                                  [1]
+//   --resume-with-data         a replica restarted from its device serves what the device holds
+//                              while it re-attaches (Garnet's ClusterReplicaResumeWithData). Off
+//                              by default: after a failover, a rejoined node resumed this way was
+//                              seen to miss a write of its new primary (docs/garnet-known-defects.md)
+//
 // Options that would be ignored are refused with one line on stderr and exit code 2: --size on
 // a device that exists, --size or --mode on /dev/dax, --device, --size or --mode with
-// --local-dir, --commit-per-op with --no-aof. So is a number that does not parse. Settings known
+// --local-dir, --commit-per-op with --no-aof, --cluster with --no-aof (replication ships the AOF),
+// a cluster option (--cluster-timeout, --cluster-reconnect-secs, --resume-with-data) without
+// --cluster. So is a number that does not parse. Settings known
 // to lose acknowledged writes in Garnet itself (docs/garnet-known-defects.md) start with a
 // warning line on stderr. Garnet logs warnings and errors to stderr (a dropped connection leaves
 // a line).
@@ -46,8 +62,9 @@ using Tsavorite.core;
 
 var settings = new Dictionary<string, string>(StringComparer.Ordinal);
 var flags = new HashSet<string>(StringComparer.Ordinal);
-string[] known = ["--device", "--size", "--mode", "--port", "--memory", "--page", "--segment", "--index", "--checkpoint-secs", "--local-dir"];
-string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing"];
+string[] known = ["--device", "--size", "--mode", "--port", "--memory", "--page", "--segment", "--index", "--checkpoint-secs", "--local-dir",
+    "--cluster-timeout", "--cluster-reconnect-secs"];
+string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing", "--cluster", "--resume-with-data"];
 for (int i = 0; i < args.Length; i++)
 {
     if (knownFlags.Contains(args[i]))
@@ -63,6 +80,9 @@ string devicePath = Get("--device", "garnet.dpmem");
 string mode = Get("--mode", "pmem");
 string? localDir = settings.GetValueOrDefault("--local-dir");
 if (!TryInt("--port", "6379", 0, 65535, out int port) || !TryInt("--checkpoint-secs", "60", 0, int.MaxValue, out int checkpointSecs))
+    return 2;
+bool cluster = flags.Contains("--cluster");
+if (!TryInt("--cluster-timeout", "60", 1, int.MaxValue, out int clusterTimeout) || !TryInt("--cluster-reconnect-secs", "1", 0, int.MaxValue, out int clusterReconnectSecs))
     return 2;
 if (!TrySize("--memory", "64m", out long memory) || !TrySize("--page", "1m", out long page) || !TrySize("--segment", "32m", out _)
     || !TrySize("--index", "16m", out _) || !TrySize("--size", "1g", out long newDeviceSize))
@@ -94,6 +114,12 @@ else if (settings.ContainsKey("--size") && File.Exists(devicePath))
 }
 if (flags.Contains("--commit-per-op") && flags.Contains("--no-aof"))
     return Refuse("--commit-per-op commits the AOF, and --no-aof turns it off; drop one of them.");
+if (cluster && flags.Contains("--no-aof"))
+    return Refuse("--cluster replicates by shipping the AOF, and --no-aof turns it off; drop one of them.");
+if (!cluster && settings.Keys.FirstOrDefault(k => k is "--cluster-timeout" or "--cluster-reconnect-secs") is string clusterOnly)
+    return Refuse($"{clusterOnly} only applies with --cluster.");
+if (!cluster && flags.Contains("--resume-with-data"))
+    return Refuse("--resume-with-data only applies with --cluster.");
 if (flags.Contains("--discard-existing") && !flags.Contains("--no-recover"))
     return Refuse("--discard-existing only goes with --no-recover.");
 if (memory < MinimumSafeLogMemory && !flags.Contains("--no-aof"))
@@ -129,6 +155,14 @@ var options = new GarnetServerOptions
     Recover = !flags.Contains("--no-recover"),
     QuietMode = true,
 };
+if (cluster)
+{
+    options.EnableCluster = true;
+    if (settings.ContainsKey("--cluster-timeout"))
+        options.ClusterTimeout = clusterTimeout;
+    options.ClusterReplicationReestablishmentTimeout = clusterReconnectSecs;
+    options.ClusterReplicaResumeWithData = flags.Contains("--resume-with-data");
+}
 DaxDevice? device = null;
 PmemFile? file = null;
 long deviceSize;
@@ -205,7 +239,7 @@ try
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
     using var server = new GarnetServer(options, loggers);
     server.Start();
-    Console.WriteLine($"listening 127.0.0.1:{port} (AOF {(options.EnableAOF ? (options.WaitForCommit ? "on, commit per operation" : "on") : "off")}, storage tier on, {(checkpointSecs == 0 ? "checkpoints only on SAVE" : $"a checkpoint every {checkpointSecs} s")})");
+    Console.WriteLine($"listening 127.0.0.1:{port} (AOF {(options.EnableAOF ? (options.WaitForCommit ? "on, commit per operation" : "on") : "off")}, storage tier on, {(checkpointSecs == 0 ? "checkpoints only on SAVE" : $"a checkpoint every {checkpointSecs} s")}{(cluster ? ", cluster mode" : "")})");
     Console.WriteLine($"READY {port}");
     Console.Out.Flush();
 

@@ -79,7 +79,12 @@ public sealed class PersistentHashTable : IDisposable
     /// <returns>The empty table.</returns>
     public static PersistentHashTable CreateFile(string path, long size, int buckets = 4096, int lanes = 8)
     {
-        PmemPool pool = PmemPool.CreateFile(path, size, Layout);
+        // A sample runs wherever it is pointed, /tmp and /dev/shm included: it opts in to volatile memory and says so.
+        PmemPool pool = PmemPool.CreateFile(path, size, Layout, new PoolCreateOptions { AllowVolatile = true });
+        if (pool.CreatedOnVolatileMemory)
+        {
+            Console.Error.WriteLine($"note: {path} is {pool.CreatedOnBacking} (volatile memory): the table survives a crash of this process, not a reboot or power loss");
+        }
         try
         {
             return new PersistentHashTable(pool, Format(pool.CreateTransactionalHeap(Options(buckets, lanes)), buckets));

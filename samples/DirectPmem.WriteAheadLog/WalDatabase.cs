@@ -117,7 +117,13 @@ public sealed class WalDatabase : IDisposable
                 File.Delete(path);
             }
         }
-        return PmemPool.CreateFile(path, size, Layout);
+        // A sample runs wherever it is pointed, /dev/shm included: it opts in to volatile memory and says so.
+        PmemPool pool = PmemPool.CreateFile(path, size, Layout, new PoolCreateOptions { AllowVolatile = true });
+        if (pool.CreatedOnVolatileMemory)
+        {
+            Console.Error.WriteLine($"note: {path} is {pool.CreatedOnBacking} (volatile memory): the log survives a crash of this process, not a reboot or power loss");
+        }
+        return pool;
     }
 
     private void Recover()

@@ -100,7 +100,7 @@ public sealed class MediaErrorPoolTests
         ChildProcess.RequireChild();
         using PmemFile file = PmemFile.CreateMemory("directpmem-it-pool-hwpoison", Length);
         using DaxMapping map = file.Map();
-        using (PmemPool pool = PmemPool.Create(map, Layout))
+        using (PmemPool pool = TestPools.Create(map, Layout))
         {
             pool.SetRoot(pool.DataOffset);
         }

@@ -32,7 +32,7 @@ public sealed class DisposeRaceTests : IDisposable
         for (int round = 0; round < rounds && failures.IsEmpty; round++)
         {
             string path = _dir.File($"pool{round}");
-            PmemPool pool = PmemPool.CreateFile(path, 4L << 20, Layout);
+            PmemPool pool = TestPools.CreateFile(path, 4L << 20, Layout);
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, LogLength);
             pool.SetRoot(log.Offset);
             var acknowledged = new ConcurrentDictionary<long, (int Worker, int Sequence, int Length)>();
@@ -149,7 +149,7 @@ public sealed class DisposeRaceTests : IDisposable
         for (int round = 0; round < rounds && failures.IsEmpty; round++)
         {
             string path = _dir.File($"heap{round}");
-            PmemPool pool = PmemPool.CreateFile(path, 4L << 20, Layout);
+            PmemPool pool = TestPools.CreateFile(path, 4L << 20, Layout);
             TransactionalHeap heap = pool.CreateTransactionalHeap();
             long[] committed = new long[Workers];
             using var started = new CountdownEvent(Workers);
@@ -198,7 +198,7 @@ public sealed class DisposeRaceTests : IDisposable
     public void TheLogRefusesUseAfterThePoolIsDisposedNamingThePool()
     {
         using var mapping = DirectPmem.Mapping.DaxMapping.CreateAnonymous(4L << 20);
-        PmemPool pool = PmemPool.Create(mapping, Layout);
+        PmemPool pool = TestPools.Create(mapping, Layout);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, LogLength);
         long lsn = log.Append([1, 2, 3]);
         pool.Dispose(); // the mapping is the caller's and stays mapped: the log still refuses
@@ -220,7 +220,7 @@ public sealed class DisposeRaceTests : IDisposable
     public void HeapsMadeInAPoolRefuseUseAfterThePoolIsDisposedNamingThePool()
     {
         using var mapping = DirectPmem.Mapping.DaxMapping.CreateAnonymous(4L << 20);
-        PmemPool pool = PmemPool.Create(mapping, Layout);
+        PmemPool pool = TestPools.Create(mapping, Layout);
         using TransactionalHeap heap = PoolTransactions.CreateTransactionalHeap(pool);
         using (Transaction tx = heap.Begin())
             tx.Commit();

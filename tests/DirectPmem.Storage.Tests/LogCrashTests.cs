@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using DirectPmem.Mapping;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -19,7 +20,7 @@ public sealed class LogCrashTests(ITestOutputHelper output)
 
     private static void SetupPoolAndLog(DaxMapping map, long logLength)
     {
-        PmemPool pool = PmemPool.Create(map, Layout);
+        PmemPool pool = TestPools.Create(map, Layout);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, logLength);
         pool.SetRoot(log.Offset);
     }
@@ -72,7 +73,7 @@ public sealed class LogCrashTests(ITestOutputHelper output)
     {
         var sweep = new CrashSweep
         {
-            Setup = map => PmemPool.Create(map, Layout),
+            Setup = map => TestPools.Create(map, Layout),
             Workload = (map, progress) =>
             {
                 PmemPool pool = PmemPool.Open(map, Layout);

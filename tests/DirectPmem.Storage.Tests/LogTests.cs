@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using DirectPmem.Mapping;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -11,7 +12,7 @@ public sealed class LogTests
 
     internal static (PmemPool Pool, PmemLog Log) NewLog(DaxMapping mapping, long logLength)
     {
-        PmemPool pool = PmemPool.Create(mapping, Layout);
+        PmemPool pool = TestPools.Create(mapping, Layout);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, logLength);
         pool.SetRoot(log.Offset);
         return (pool, log);
@@ -434,7 +435,7 @@ public sealed class LogTests
     public void OpenAndCreateRefuseBadLocations()
     {
         using DaxMapping mapping = PoolTests.NewMapping();
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         Assert.Equal(LogHeaderField.Location, Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, 4096)).Field);
         Assert.Equal(LogHeaderField.Location, Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, pool.DataOffset + 100)).Field);
         Assert.Equal(LogHeaderField.Location, Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, pool.Size - 4096)).Field);

@@ -46,7 +46,7 @@ public sealed class PoolBadBlockTests : IDisposable
     private (string Path, long Physical) NewPoolFile()
     {
         string path = NewPoolPath();
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, PoolTests.Layout))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, PoolTests.Layout))
         {
             pool.Mapping.Fill(pool.DataOffset, pool.DataLength, 0x5A);
             pool.Mapping.Persist(0, PoolSize);
@@ -217,7 +217,7 @@ public sealed class PoolBadBlockTests : IDisposable
     public void APoolWithNoBadBlockListOpensNormallyAndSaysSo()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(64 * 1024);
-        PmemPool.Create(mapping, PoolTests.Layout).Dispose();
+        TestPools.Create(mapping, PoolTests.Layout).Dispose();
         using PmemPool pool = PmemPool.Open(mapping, PoolTests.Layout);
         Assert.Equal(BadRangeCoverage.NoBadBlockList, pool.BadRangeCoverage);
         Assert.Empty(pool.KnownBadRanges);
@@ -234,7 +234,7 @@ public sealed class PoolBadBlockTests : IDisposable
             Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a header read of a truncated file raises SIGBUS");
         }
         string path = NewPoolPath();
-        PmemPool.CreateFile(path, PoolSize, PoolTests.Layout).Dispose();
+        TestPools.CreateFile(path, PoolSize, PoolTests.Layout).Dispose();
         using PmemFile file = PmemFile.Open(path, writable: true);
         using DaxMapping mapping = file.Map();
         Truncation.Truncate(path, keptLength);

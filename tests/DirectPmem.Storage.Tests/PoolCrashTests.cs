@@ -1,6 +1,7 @@
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -30,7 +31,7 @@ public sealed class PoolCrashTests(ITestOutputHelper output)
         Run("create", new CrashTest
         {
             RandomImages = Knobs.CrashRandomImages,
-            Workload = map => PmemPool.Create(map, Layout, new PoolCreateOptions { ReservedLength = 4096 }).Dispose(),
+            Workload = map => TestPools.Create(map, Layout, new PoolCreateOptions { ReservedLength = 4096 }).Dispose(),
             Recover = map =>
             {
                 PmemPool pool;
@@ -59,7 +60,7 @@ public sealed class PoolCrashTests(ITestOutputHelper output)
         Run("open-root-close", new CrashTest
         {
             RandomImages = Knobs.CrashRandomImages,
-            Setup = map => PmemPool.Create(map, Layout).Dispose(),
+            Setup = map => TestPools.Create(map, Layout).Dispose(),
             Workload = map =>
             {
                 using PmemPool pool = PmemPool.Open(map, Layout);
@@ -92,7 +93,7 @@ public sealed class PoolCrashTests(ITestOutputHelper output)
                 RandomImages = Knobs.CrashRandomImages,
                 Setup = map =>
                 {
-                    PmemPool.Create(map, Layout).Dispose();
+                    TestPools.Create(map, Layout).Dispose();
                     map.GetSpan(damaged + 500, 1)[0] ^= 0x5A;
                     map.Persist(damaged + 500, 1);
                 },

@@ -2,6 +2,7 @@ using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -18,7 +19,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
         long lsn;
         long heapRoot;
         PoolDirectoryEntry volume;
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             PmemLog log = pool.CreateLog("wal", 64 << 10);
             lsn = log.Append("hello"u8);
@@ -60,7 +61,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
         // Remove frees the range in the directory without wiping it; the log's and the heap's own
         // "a live one is here" refusals must not stop a create the directory hands that range to.
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         using (PmemLog old = pool.CreateLog("old-log", 64 << 10))
         {
             old.Append("stale"u8);
@@ -84,7 +85,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void ANamedHeapRefusesNewTransactionsOnceItsPoolIsDisposed()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        PmemPool pool = PmemPool.Create(mapping, Layout);
+        PmemPool pool = TestPools.Create(mapping, Layout);
         using TransactionalHeap created = pool.CreateHeap("objects", 128 << 10, s_smallHeap);
         pool.Dispose();
         Assert.Throws<ObjectDisposedException>(() => created.Begin());
@@ -99,7 +100,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void CreatingANameThatExistsIsATypedErrorNamingWhatIsThereAndChangesNothing()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         PmemLog log = pool.CreateLog("wal", 16 << 10);
         log.Append("keep me"u8);
         byte[] before = mapping.GetReadOnlySpan(0, 1 << 20).ToArray();
@@ -118,7 +119,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void OverwriteFormatsANewRangeAndFreesTheOldOneInTheSameStep()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         PoolDirectoryEntry first = pool.Reserve("data", 64 << 10);
         mapping.GetSpan(first.Offset, 4)[0] = 0x5A;
         PmemLog log = pool.CreateLog("data", 32 << 10, overwrite: true);
@@ -135,7 +136,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void OpeningAMissingNameOrTheWrongKindIsATypedError()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         pool.Reserve("volume", 4096);
         PoolDirectoryException missing = Assert.Throws<PoolDirectoryException>(() => pool.OpenLog("wal"));
         Assert.Equal(PoolDirectoryError.NotFound, missing.Error);
@@ -150,7 +151,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void RemoveFreesTheNameAndTheRange()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             PoolDirectoryEntry a = pool.Reserve("a", 8192);
             pool.Reserve("b", 8192);
@@ -166,14 +167,14 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void AFullDirectoryAndAFullDataAreaAreTypedErrors()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(PmemPool.MinimumSize + 4 * 4096);
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             pool.Reserve("most", 4 * 4096);
             PoolDirectoryException e = Assert.Throws<PoolDirectoryException>(() => pool.Reserve("more", 4096 * 2));
             Assert.Equal(PoolDirectoryError.NoSpace, e.Error);
         }
         using DaxMapping big = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool many = PmemPool.Create(big, Layout);
+        using PmemPool many = TestPools.Create(big, Layout);
         for (int i = 0; i < PoolDirectory.Capacity; i++)
         {
             many.Reserve("r" + i, 4096);
@@ -188,7 +189,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void BadNamesAreRefusedNamingTheParameter(string name)
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         Assert.Equal("name", Assert.Throws<ArgumentException>(() => pool.Reserve(name, 4096)).ParamName);
     }
 
@@ -196,7 +197,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void AReadOnlyPoolListsAndOpensButDoesNotCreate()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             pool.CreateLog("wal", 16 << 10).Append("x"u8);
         }
@@ -210,7 +211,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void ADamagedDirectoryCopyIsRestoredFromTheOtherAndBothDamagedIsRefused()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        using (PmemPool pool = PmemPool.Create(mapping, Layout))
+        using (PmemPool pool = TestPools.Create(mapping, Layout))
         {
             pool.Reserve("r", 4096);
         }
@@ -233,7 +234,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
     public void AFormat10PoolOpensWithoutADirectoryAndNamedStructuresSayHowToMigrate()
     {
         using DaxMapping mapping = DaxMapping.CreateAnonymous(1 << 20);
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         // What the 1.0 library wrote: no feature bits, no durability record, a reserved area of its own (here the old directory's bytes, unused).
         PoolTests.Tamper(mapping, h =>
         {
@@ -274,7 +275,7 @@ public sealed class PoolDirectoryTests(ITestOutputHelper output)
             RandomImages = Knobs.CrashRandomImages,
             Setup = map =>
             {
-                using PmemPool pool = PmemPool.Create(map, Layout);
+                using PmemPool pool = TestPools.Create(map, Layout);
                 pool.CreateLog("wal", 16 << 10).Append("first"u8);
             },
             Workload = map =>

@@ -2,6 +2,7 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -27,7 +28,7 @@ public sealed class PoolTests
     {
         using DaxMapping mapping = NewMapping();
         Guid uuid;
-        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { ReservedLength = 8192 }))
+        using (PmemPool pool = TestPools.Create(mapping, Layout, new PoolCreateOptions { ReservedLength = 8192 }))
         {
             uuid = pool.Uuid;
             Assert.Equal(Layout, pool.Layout);
@@ -56,7 +57,7 @@ public sealed class PoolTests
     public void PoolLeftOpenIsReportedAsNotCleanlyClosed()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout); // never disposed: a crash while in use
+        TestPools.Create(mapping, Layout); // never disposed: a crash while in use
         using (PmemPool second = PmemPool.Open(mapping, Layout))
         {
             Assert.False(second.WasCleanlyClosed);
@@ -70,9 +71,9 @@ public sealed class PoolTests
     public void CreateRefusesAMappingThatHoldsAPoolUnlessOverwriteIsSet()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
-        Assert.Throws<PmemException>(() => PmemPool.Create(mapping, Layout));
-        using PmemPool pool = PmemPool.Create(mapping, "other", new PoolCreateOptions { Overwrite = true });
+        TestPools.Create(mapping, Layout).Dispose();
+        Assert.Throws<PmemException>(() => TestPools.Create(mapping, Layout));
+        using PmemPool pool = TestPools.Create(mapping, "other", new PoolCreateOptions { Overwrite = true });
         Assert.Equal("other", pool.Layout);
     }
 
@@ -83,7 +84,7 @@ public sealed class PoolTests
     public void CreateRefusesABadLayoutName(string layout)
     {
         using DaxMapping mapping = NewMapping();
-        ArgumentException e = Assert.Throws<ArgumentException>(() => PmemPool.Create(mapping, layout));
+        ArgumentException e = Assert.Throws<ArgumentException>(() => TestPools.Create(mapping, layout));
         Assert.Equal("layout", e.ParamName);
     }
 
@@ -94,7 +95,7 @@ public sealed class PoolTests
     public void CreateRefusesGeometryThatDoesNotFit(long length, long reserved, string param)
     {
         using DaxMapping mapping = NewMapping(length);
-        ArgumentException e = Assert.Throws<ArgumentException>(() => PmemPool.Create(mapping, Layout, new PoolCreateOptions { ReservedLength = reserved }));
+        ArgumentException e = Assert.Throws<ArgumentException>(() => TestPools.Create(mapping, Layout, new PoolCreateOptions { ReservedLength = reserved }));
         Assert.Equal(param, e.ParamName);
     }
 
@@ -137,7 +138,7 @@ public sealed class PoolTests
     public void OpenRefusesEachBadFieldNamingIt(string change, PoolHeaderField field)
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         Tamper(mapping, h =>
         {
             switch (change)
@@ -169,7 +170,7 @@ public sealed class PoolTests
     public void UnknownRoCompatFeatureOpensReadOnlyAndWritesNothing()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         Tamper(mapping, h => h.RoCompat = 1UL << 5);
         byte[] before = mapping.GetReadOnlySpan(0, 8192).ToArray();
         using (PmemPool pool = PmemPool.Open(mapping, Layout))
@@ -186,7 +187,7 @@ public sealed class PoolTests
     public void UnknownCompatFeatureIsIgnored()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         Tamper(mapping, h => h.Compat |= 0xF0);
         using PmemPool pool = PmemPool.Open(mapping, Layout);
         Assert.False(pool.IsReadOnly);
@@ -197,7 +198,7 @@ public sealed class PoolTests
     public void DamagedPrimaryIsRestoredFromBackupAndReported()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         mapping.GetSpan(100, 1)[0] ^= 0x40;
         using (PmemPool pool = PmemPool.Open(mapping, Layout))
         {
@@ -213,7 +214,7 @@ public sealed class PoolTests
     public void DamagedBackupIsRestoredFromPrimaryAndReported()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         mapping.GetSpan(PoolHeader.BackupOffset + 3000, 1)[0] ^= 1;
         using (PmemPool pool = PmemPool.Open(mapping, Layout))
         {
@@ -226,7 +227,7 @@ public sealed class PoolTests
     public void ReadOnlyOpenReportsTheRepairButWritesNothing()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         mapping.GetSpan(8, 1)[0] ^= 0x10;
         byte[] before = mapping.GetReadOnlySpan(0, 8192).ToArray();
         using (PmemPool pool = PmemPool.Open(mapping, Layout, new PoolOpenOptions { ReadOnly = true }))
@@ -241,7 +242,7 @@ public sealed class PoolTests
     public void BothCopiesDamagedNamesTheChecksum()
     {
         using DaxMapping mapping = NewMapping();
-        PmemPool.Create(mapping, Layout).Dispose();
+        TestPools.Create(mapping, Layout).Dispose();
         mapping.GetSpan(300, 1)[0] ^= 1;
         mapping.GetSpan(4096 + 300, 1)[0] ^= 1;
         PoolFormatException e = Assert.Throws<PoolFormatException>(() => PmemPool.Open(mapping, Layout));
@@ -252,7 +253,7 @@ public sealed class PoolTests
     public void SetRootRefusesOffsetsOutsideTheDataArea()
     {
         using DaxMapping mapping = NewMapping();
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => pool.SetRoot(4096)).ParamName);
         Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => pool.SetRoot(pool.Size)).ParamName);
         pool.SetRoot(pool.Size - 8);
@@ -266,7 +267,7 @@ public sealed class PoolTests
         string sys = dir.File("sys");
         TwoRegions(sys);
         using DaxMapping mapping = NewMapping();
-        using (PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys, NvdimmRegion = "region0" }))
+        using (PmemPool pool = TestPools.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys, NvdimmRegion = "region0" }))
         {
             Assert.Equal(13UL, pool.DirtyShutdownCount); // nmem0 and nmem1 only: nmem2 and nmem3 are region1's
         }
@@ -309,7 +310,7 @@ public sealed class PoolTests
         // A pool on no region has no count, whatever the machine's DIMMs say.
         using DaxMapping mapping = NewMapping();
         Assert.Null(mapping.NvdimmRegion);
-        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys });
+        using PmemPool pool = TestPools.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = sys });
         Assert.Null(pool.DirtyShutdownCount);
     }
 
@@ -326,7 +327,7 @@ public sealed class PoolTests
         File.Delete(Path.Combine(dir.Path, "bus", "nd", "devices", "nmem2", "nfit", "dirty_shutdown"));
         Assert.Null(DirtyShutdownCounter.Read(dir.Path, "region1")); // a DIMM without a count: unknown, not a partial sum
         using DaxMapping mapping = NewMapping();
-        using PmemPool pool = PmemPool.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path, NvdimmRegion = "region0" });
+        using PmemPool pool = TestPools.Create(mapping, Layout, new PoolCreateOptions { SysfsRoot = dir.Path, NvdimmRegion = "region0" });
         Assert.Null(pool.DirtyShutdownCount);
     }
 
@@ -362,7 +363,7 @@ public sealed class PoolTests
     {
         using var dir = new TempDirectory();
         string path = dir.File("pool");
-        using (PmemPool pool = PmemPool.CreateFile(path, 64 * 1024, Layout))
+        using (PmemPool pool = TestPools.CreateFile(path, 64 * 1024, Layout))
         {
             pool.Mapping.Write("durable"u8, pool.DataOffset);
             pool.SetRoot(pool.DataOffset);
@@ -388,7 +389,7 @@ public sealed class PoolTests
         using (DaxRangeAllocator ranges = DaxRangeAllocator.Format(device))
         {
             ranges.Allocate("pool", 1L << 20);
-            using PmemPool pool = PmemPool.Create(ranges.Map("pool"), Layout, ownsMapping: true);
+            using PmemPool pool = TestPools.Create(ranges.Map("pool"), Layout, ownsMapping: true);
             Assert.Equal(1L << 20, pool.Size);
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 * 1024);
             log.Append("on a range"u8);
@@ -406,7 +407,7 @@ public sealed class PoolTests
         }
         string whole = dir.File("whole.emu");
         using (DaxDevice device = DaxDevice.CreateEmulated(whole, 1L << 20, PageSize.Pte))
-        using (PmemPool pool = PmemPool.Create(device.Map(), Layout, ownsMapping: true))
+        using (PmemPool pool = TestPools.Create(device.Map(), Layout, ownsMapping: true))
         {
             Assert.Equal(1L << 20, pool.Size);
         }

@@ -2,6 +2,7 @@ using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Tests.Support;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 
@@ -90,14 +91,14 @@ public sealed class SizeSweepTests : IDisposable
         switch (entry)
         {
             case "PmemPool.CreateFile(size)":
-                PmemPool.CreateFile(_dir.File("p"), value, Layout).Dispose();
+                TestPools.CreateFile(_dir.File("p"), value, Layout).Dispose();
                 return;
             case "PoolCreateOptions.ReservedLength":
-                PmemPool.CreateFile(_dir.File("p"), size, Layout, new PoolCreateOptions { ReservedLength = value }).Dispose();
+                TestPools.CreateFile(_dir.File("p"), size, Layout, new PoolCreateOptions { ReservedLength = value }).Dispose();
                 return;
         }
         using DaxMapping mapping = DaxMapping.CreateAnonymous(size);
-        using PmemPool pool = PmemPool.Create(mapping, Layout);
+        using PmemPool pool = TestPools.Create(mapping, Layout);
         switch (entry)
         {
             case "PmemPool.SetRoot(offset)":

@@ -1,6 +1,7 @@
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
+using DirectPmem.TestSupport;
 
 // persist: maps 2 MiB of shared memory in forced cache-line mode and persists in a loop until
 //          stdin closes or 120 s pass. idle: never touches DirectPmem (a .NET process without it).
@@ -25,7 +26,7 @@ if (mode == "idle")
 var forced = new DaxMappingOptions { ForceCacheLineGranularity = true };
 if (mode == "storage")
 {
-    using PmemPool pool = PmemPool.Create(DaxMapping.CreateAnonymous(8 << 20, forced), "dpmem-test-child", ownsMapping: true);
+    using PmemPool pool = TestPools.Create(DaxMapping.CreateAnonymous(8 << 20, forced), "dpmem-test-child", ownsMapping: true);
     PmemLog log = PmemLog.Create(pool, pool.DataOffset, pool.DataLength / 4096 * 4096);
     using DaxMapping heapMapping = DaxMapping.CreateAnonymous(4 << 20, forced);
     using TransactionalHeap heap = TransactionalHeap.Create(heapMapping, 0, heapMapping.Length);

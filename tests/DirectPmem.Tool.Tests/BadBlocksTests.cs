@@ -156,7 +156,7 @@ public sealed class BadBlocksTests : IDisposable
         Assert.SkipWhen(pageCache is null, why);
         _dir ??= Directory.CreateDirectory(Path.Combine(pageCache!, "dpmem-badblocks-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         string path = Path.Combine(_dir, "pool");
-        using (PmemPool.CreateFile(path, PoolSize, "badblocks"))
+        using (TestPools.CreateFile(path, PoolSize, "badblocks"))
         {
         }
         (uint major, uint minor) = DeviceOf(path);

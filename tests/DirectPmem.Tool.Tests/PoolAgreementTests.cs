@@ -5,6 +5,7 @@ using System.Text.Json;
 using DirectPmem.Storage;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 
@@ -187,7 +188,9 @@ public sealed class PoolAgreementTests : IDisposable
         PoolInspection inspection = PoolInspector.InspectPool(view, Layout);
         Assert.True(inspection.Opens);
         Assert.NotNull(inspection.Durability);
-        Assert.Equal($"{inspection.Durability} on {inspection.CreatedOnBacking}", report.GetProperty("durability").GetString());
+        string volatileNote = inspection.CreatedOnVolatileMemory ? " (volatile memory, created with PoolCreateOptions.AllowVolatile: not durable across a reboot)" : "";
+        Assert.Equal($"{inspection.Durability} on {inspection.CreatedOnBacking}{volatileNote}", report.GetProperty("durability").GetString());
+        Assert.Equal(inspection.CreatedOnVolatileMemory, report.GetProperty("created_on_volatile_memory").GetBoolean());
     }
 
     [Fact]
@@ -210,11 +213,11 @@ public sealed class PoolAgreementTests : IDisposable
         string path = Path.Combine(_dir, name);
         if (!leaveOpen)
         {
-            PmemPool.CreateFile(path, PoolSize, Layout).Dispose();
+            TestPools.CreateFile(path, PoolSize, Layout).Dispose();
             return path;
         }
         // The bytes of a pool that is open (marked in use) are what a crash at this instant leaves.
-        using PmemPool open = PmemPool.CreateFile(path + ".live", PoolSize, Layout);
+        using PmemPool open = TestPools.CreateFile(path + ".live", PoolSize, Layout);
         File.WriteAllBytes(path, open.Mapping.GetReadOnlySpan(0, (int)open.Size).ToArray());
         return path;
     }

@@ -5,6 +5,7 @@ using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 
@@ -13,6 +14,9 @@ public sealed class PoolCheckTests : IDisposable
 {
     private const long PoolSize = 1 << 20;
     internal const long BackupHeaderOffset = 4096;
+    // The log's on-media layout (not public API): a 4 KiB header before the ring, a 16-byte frame header before each payload.
+    private const long LogHeaderLength = 4096;
+    private const long FrameHeaderSize = 16;
     private readonly string _dir = Directory.CreateTempSubdirectory("dpmem-pool-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -134,7 +138,7 @@ public sealed class PoolCheckTests : IDisposable
         (string path, long[] lsns) = CreatePoolWithLog(10);
         long logOffset = LogOffset(path);
         // Record 6's payload loses a bit: its checksum fails.
-        Flip(path, logOffset + PmemLog.HeaderLength + lsns[6] + PmemLog.FrameHeaderSize + 5);
+        Flip(path, logOffset + LogHeaderLength + lsns[6] + FrameHeaderSize + 5);
         (int code, string output, _) = Dpmem.Run("check", path, "--json");
         Assert.Equal(2, code);
         using (JsonDocument doc = JsonDocument.Parse(output))
@@ -146,7 +150,7 @@ public sealed class PoolCheckTests : IDisposable
             Assert.Contains($"frame at LSN {lsns[6]}", Messages(output, "log").Single(), StringComparison.Ordinal);
         }
         // A frame that carries the wrong LSN, earlier in the log: that one is reported (the first bad frame).
-        Flip(path, logOffset + PmemLog.HeaderLength + lsns[2] + 8);
+        Flip(path, logOffset + LogHeaderLength + lsns[2] + 8);
         (code, output, _) = Dpmem.Run("check", path, "--repair", "--yes", "--json");
         Assert.Equal(2, code);
         using (JsonDocument doc = JsonDocument.Parse(output))
@@ -163,7 +167,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, "pool");
         long offset;
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test"))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test"))
         {
             offset = pool.DataOffset + 4096;
             PmemLog log = PmemLog.Create(pool, offset, 64 << 10);
@@ -191,7 +195,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, "heap.pool");
         string crashed = Path.Combine(_dir, "crashed.pool");
-        using (PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test"))
+        using (PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test"))
         {
             using TransactionalHeap heap = pool.CreateTransactionalHeap(new TransactionalHeapOptions { LaneCount = 4, ObjectSize = 64 });
             using (Transaction done = heap.Begin())
@@ -235,7 +239,7 @@ public sealed class PoolCheckTests : IDisposable
         Flip(crashed, lanes + 2);
         (code, output, _) = Dpmem.Run("check", crashed, "--json");
         Assert.Equal(2, code);
-        Assert.Contains("lane 0: the generation word", Messages(output, "heap").Single(), StringComparison.Ordinal);
+        Assert.Contains("lane generation: the generation word of lane 0", Messages(output, "heap").Single(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -270,7 +274,7 @@ public sealed class PoolCheckTests : IDisposable
         string path = Path.Combine(_dir, "dev.emu");
         using (DirectPmem.Driver.DaxDevice device = DirectPmem.Driver.DaxDevice.CreateEmulated(path, 8L << 20, DirectPmem.Geometry.PageSize.Pte))
         {
-            using PmemPool pool = PmemPool.Create(device.Map(), "device-pool", ownsMapping: true);
+            using PmemPool pool = TestPools.Create(device.Map(), "device-pool", ownsMapping: true);
             PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 << 10);
             pool.SetRoot(pool.DataOffset);
             log.Append(new byte[33]);
@@ -310,7 +314,7 @@ public sealed class PoolCheckTests : IDisposable
                 switch (round % 4)
                 {
                     case 0: // the ring is garbage and the tail far ahead
-                        file.Position = logOffset + PmemLog.HeaderLength;
+                        file.Position = logOffset + LogHeaderLength;
                         file.Write(junk);
                         WriteLong(file, logOffset + 64, random.NextInt64(0, 1L << 40) & ~15L);
                         break;
@@ -319,7 +323,7 @@ public sealed class PoolCheckTests : IDisposable
                         WriteLong(file, logOffset + 128, random.NextInt64());
                         break;
                     case 2: // a frame claims a huge length
-                        file.Position = logOffset + PmemLog.HeaderLength;
+                        file.Position = logOffset + LogHeaderLength;
                         file.Write(BitConverter.GetBytes(uint.MaxValue - (uint)random.Next(100)));
                         break;
                     default: // the root points at the end of the pool
@@ -354,7 +358,7 @@ public sealed class PoolCheckTests : IDisposable
     {
         string path = Path.Combine(_dir, name);
         var lsns = new long[records];
-        using PmemPool pool = PmemPool.CreateFile(path, PoolSize, "tool-test");
+        using PmemPool pool = TestPools.CreateFile(path, PoolSize, "tool-test");
         using PmemLog log = PmemLog.Create(pool, pool.DataOffset, 256 << 10);
         pool.SetRoot(pool.DataOffset);
         byte[] record = new byte[100];
@@ -375,7 +379,7 @@ public sealed class PoolCheckTests : IDisposable
     private static long LaneOffset(string path)
     {
         using PmemPool pool = PmemPool.OpenFile(path, "tool-test", new PoolOpenOptions { ReadOnly = true });
-        return pool.DataOffset + 4096; // the heap's lanes follow its 4 KiB header
+        return pool.DataOffset + 8192; // the heap's lanes follow its two 4 KiB header pages (primary and backup)
     }
 
     private static void Flip(string path, long offset)

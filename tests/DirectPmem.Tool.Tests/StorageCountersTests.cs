@@ -17,7 +17,7 @@ public sealed class StorageCountersTests
     public void AListenerSeesLogAppendsTailPersistsBatchSizesAndTransactionOutcomes()
     {
         var forced = new DaxMappingOptions { ForceCacheLineGranularity = true };
-        using PmemPool pool = PmemPool.Create(DaxMapping.CreateAnonymous(4 << 20, forced), "counters", ownsMapping: true);
+        using PmemPool pool = TestPools.Create(DaxMapping.CreateAnonymous(4 << 20, forced), "counters", ownsMapping: true);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, 1 << 20);
         using DaxMapping heapMapping = DaxMapping.CreateAnonymous(1 << 20, forced);
         using TransactionalHeap heap = TransactionalHeap.Create(heapMapping, 0, heapMapping.Length);
@@ -75,7 +75,7 @@ public sealed class StorageCountersTests
     public void CountingFramesNeverReadsPastTheRangeItIsGiven()
     {
         var forced = new DaxMappingOptions { ForceCacheLineGranularity = true };
-        using PmemPool pool = PmemPool.Create(DaxMapping.CreateAnonymous(1 << 20, forced), "frames", ownsMapping: true);
+        using PmemPool pool = TestPools.Create(DaxMapping.CreateAnonymous(1 << 20, forced), "frames", ownsMapping: true);
         PmemLog log = PmemLog.Create(pool, pool.DataOffset, 64 << 10);
         using var listener = new StorageListener();
         Assert.True(listener.WaitForFirstReport(TestTime.Limit(TimeSpan.FromMinutes(2))), "no EventCounters report " + TestTime.Describe(TestTime.Limit(TimeSpan.FromMinutes(2))));

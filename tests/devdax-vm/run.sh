@@ -6,7 +6,7 @@
 # them. The guest boots twice on the same NVDIMM file: data persisted in the first boot is read
 # back in the second. See tests/devdax-vm/README.md.
 #
-# Usage: tests/devdax-vm/run.sh [--core|--tiers] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
+# Usage: tests/devdax-vm/run.sh [--core|--tiers|--cxl] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
 #   --core             instead, run the core tests (tests/DirectPmem.Tests) once, in the layout of a machine
 #                      with no disk file system: the artifacts folder on a writable 9p share (refuses shared
 #                      writable mappings), /tmp tmpfs, /var/tmp ext4 -o dax, HOME on the initramfs. They must
@@ -15,6 +15,10 @@
 #                      node 0, a memory-only node 1 of 512 MiB, HMAT latency/bandwidth for both, the NVDIMM on node 1),
 #                      print `dpmem list --tiers` and run the integration tests' TierTests (discovery, placement, mode changes);
 #                      with DIRECTPMEM_VM_TIERS_BENCH=1 also `dpmem bench --tiers` (not in CI: a measurement, not a test)
+#   --cxl              instead, boot once as a q35 machine with CXL (cxl=on: one host bridge, one root port, one persistent
+#                      type-3 device of 256 MiB with a label area, a 4 GiB fixed memory window), create a pmem region on it with
+#                      `cxl create-region` and a devdax namespace on that region with `ndctl create-namespace`, print
+#                      `dpmem list --tiers` and run the integration tests' CxlTests (discovery as CXL, persistent; a mapping)
 #   --no-build         use the tests as already built (Release)
 #   --timeout SECONDS  bound on each guest boot (default 900)
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
@@ -36,10 +40,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --core) mode=core ;;
     --tiers) mode=tiers ;;
+    --cxl) mode=cxl ;;
     --no-build) build=0 ;;
     --timeout) timeout_s="$2"; shift ;;
     --) shift; extra_args=("$@"); break ;;
-    *) echo "usage: $0 [--core|--tiers] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--core|--tiers|--cxl] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,7 +58,7 @@ mkdir -p "$work"
 # ---------------------------------------------------------------- 1. host prerequisites
 # command -> Debian package
 declare -A need=([qemu-system-x86_64]=qemu-system-x86 [ndctl]=ndctl [daxctl]=daxctl [mkfs.ext4]=e2fsprogs
-  [cpio]=cpio [gzip]=gzip [dpkg-deb]=dpkg [timeout]=coreutils)
+  [cxl]=ndctl [cpio]=cpio [gzip]=gzip [dpkg-deb]=dpkg [timeout]=coreutils)
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -81,7 +86,8 @@ exec 9>"$work/.lock"
 flock -n 9 || die 2 "another run.sh is using $work"
 
 # ---------------------------------------------------------------- 2. the guest (cached)
-modules=(virtio_pci 9pnet_virtio 9p libnvdimm nfit nd_e820 nd_pmem nd_btt dax_pmem device_dax kmem crc32c_generic ext4)
+modules=(virtio_pci 9pnet_virtio 9p libnvdimm nfit nd_e820 nd_pmem nd_btt dax_pmem device_dax kmem crc32c_generic ext4
+  cxl_acpi cxl_pci cxl_mem cxl_pmem)
 stamp=$( (cat "$here/init"; echo "${modules[*]}"; sed -n '/^build_guest()/,/^}/p' "$0") | sha256sum | cut -c1-16)
 guest="$work/guest"
 
@@ -141,7 +147,8 @@ build_guest() {
   # ndctl, daxctl and mke2fs from the host with their shared libraries: run from the initramfs,
   # they take a fraction of the time they take over 9p under emulation.
   local tool lib
-  for tool in ndctl daxctl mke2fs; do
+  # cxl (ndctl's package) for --cxl: cxl create-region.
+  for tool in ndctl daxctl mke2fs cxl; do
     tool=$(command -v "$tool")
     mkdir -p "$root/usr/bin"
     cp -L "$tool" "$root/usr/bin/"
@@ -189,6 +196,10 @@ fi
 nvdimm="$work/nvdimm.img"
 rm -f "$nvdimm" "$work"/console-*.log
 truncate -s 1026M "$nvdimm"   # sparse; 1026M leaves a region the kernel can align (see README)
+if [ "$mode" = cxl ]; then
+  rm -f "$work/cxl-pmem.img" "$work/cxl-lsa.img"
+  truncate -s 256M "$work/cxl-pmem.img" "$work/cxl-lsa.img"
+fi
 rm -rf "$share"
 mkdir -p "$share/fsdax" "$share/pagecache"
 if [ "$mode" = core ]; then
@@ -231,12 +242,25 @@ ENV
       -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-bandwidth,bandwidth=4G)
     node=(,node=1)
   fi
+  # --cxl: a q35 machine with one CXL host bridge, root port and persistent type-3 device (256 MiB, a label area
+  # of its own), and a fixed memory window of 4 GiB on that bridge for `cxl create-region`; no NVDIMM. These come
+  # after the 9p devices on the command line: qemu puts a PCI device with no bus on the last bus made, and the
+  # CXL host bridge's bus takes only bridges ("Only PCI/PCIe bridges can be plugged into pxb-cxl").
+  local pmem=(-object "memory-backend-file,id=mem1,share=on,mem-path=$nvdimm,size=1026M,align=2M"
+    -device "nvdimm,id=nvdimm1,memdev=mem1,label-size=128K${node[*]}")
+  if [ "$mode" = cxl ]; then
+    machine=q35,accel=tcg,cxl=on
+    pmem=(-object "memory-backend-file,id=cxl-mem1,share=on,mem-path=$work/cxl-pmem.img,size=256M"
+      -object "memory-backend-file,id=cxl-lsa1,share=on,mem-path=$work/cxl-lsa.img,size=256M"
+      -device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1 -device cxl-rp,port=0,bus=cxl.1,id=root_port13,chassis=0,slot=2
+      -device cxl-type3,bus=root_port13,memdev=cxl-mem1,lsa=cxl-lsa1,id=cxl-pmem0
+      -M cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G)
+  fi
   timeout --kill-after=10s "$timeout_s" qemu-system-x86_64 \
     -machine "$machine" -cpu max,-smap -smp 2 -m 2G,slots=2,maxmem=8G "${numa[@]}" \
-    -object memory-backend-file,id=mem1,share=on,mem-path="$nvdimm",size=1026M,align=2M \
-    -device "nvdimm,id=nvdimm1,memdev=mem1,label-size=128K${node[*]}" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$share",mount_tag=share,security_model=none,multidevs=remap \
+    "${pmem[@]}" \
     -kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" \
     -append "console=ttyS0 panic=-1 loglevel=4" \
     -display none -serial stdio -monitor none -no-reboot </dev/null 2>&1 \
@@ -259,6 +283,9 @@ if [ "$mode" = core ]; then
   boot 1 "${extra_args[@]}" || status=$?
 elif [ "$mode" = tiers ]; then
   if [ ${#extra_args[@]} -eq 0 ]; then extra_args=(-class DirectPmem.IntegrationTests.TierTests); fi
+  boot 1 "${extra_args[@]}" || status=$?
+elif [ "$mode" = cxl ]; then
+  if [ ${#extra_args[@]} -eq 0 ]; then extra_args=(-class DirectPmem.IntegrationTests.CxlTests); fi
   boot 1 "${extra_args[@]}" || status=$?
 else
   boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?

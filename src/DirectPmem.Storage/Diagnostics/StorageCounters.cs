@@ -17,7 +17,10 @@ namespace DirectPmem.Storage.Diagnostics;
 /// <c>log-bytes-appended</c> (their frames, headers and padding included), <c>log-publishes</c>
 /// (tail-word persists: log format v3 persists the tail word lazily, when the log passes half its
 /// window, on truncation and on dispose; an append itself is made durable by its own record's fence),
-/// <c>tx-commits</c> and <c>tx-aborts</c> are rates; <c>log-batch-size</c> is an EventCounter fed once
+/// <c>tx-commits</c> and <c>tx-aborts</c> are rates; <c>log-media-losses</c> and <c>log-media-lost-bytes</c>
+/// are totals since the process started (ranges of a log lost to unreadable media, and their LSN bytes, as
+/// recovery and readers report them in <see cref="LogMediaLoss"/>; counted whether or not a listener is
+/// enabled, and raised as the Error-level event <c>LogMediaLoss</c> too); <c>log-batch-size</c> is an EventCounter fed once
 /// per tail-word persist with the number of records it covers, so its mean over an interval is the
 /// number of records per tail-word persist.</para>
 /// <para>Cost, the same discipline as the core's <c>DirectPmem.Diagnostics.PmemCounters</c>: the
@@ -55,6 +58,8 @@ internal static class StorageCounts
     internal static long s_publishes;
     internal static long s_commits;
     internal static long s_aborts;
+    internal static long s_mediaLosses;
+    internal static long s_mediaLostBytes;
 
     private static bool ReadSupported()
     {
@@ -89,6 +94,18 @@ internal static class StorageCounts
         if (IsSupported && s_enabled)
         {
             CountPublish(pool, ringOffset, capacity, from, to);
+        }
+    }
+
+    /// <summary>A log range was lost to unreadable media: always counted (it is rare), and raised as an event.</summary>
+    internal static void OnMediaLoss(LogMediaLoss loss)
+    {
+        Interlocked.Increment(ref s_mediaLosses);
+        Interlocked.Add(ref s_mediaLostBytes, loss.LostBytes);
+        StorageEventSource source = StorageEventSource.Log;
+        if (source.IsEnabled())
+        {
+            source.LogMediaLoss(loss.LogOffset, loss.StartLsn, loss.EndLsn);
         }
     }
 

@@ -3,9 +3,9 @@ using System.Diagnostics.Tracing;
 namespace DirectPmem.Storage.Diagnostics;
 
 /// <summary>
-/// The EventSource <c>DirectPmem.Storage</c>: EventCounters over <see cref="StorageCounts"/>. It
-/// has no events of its own; enabling it turns counting on, and disabling it by every listener
-/// turns it off.
+/// The EventSource <c>DirectPmem.Storage</c>: EventCounters over <see cref="StorageCounts"/>, and one
+/// event, <see cref="LogMediaLoss"/> (LSNs of a log lost to unreadable media). Enabling it turns
+/// counting on, and disabling it by every listener turns it off.
 /// </summary>
 [EventSource(Name = StorageCounters.EventSourceName)]
 internal sealed class StorageEventSource : EventSource
@@ -21,6 +21,13 @@ internal sealed class StorageEventSource : EventSource
 
     /// <summary>Records the size of one group-commit batch (only called while enabled).</summary>
     internal void OnBatch(long records) => Volatile.Read(ref _batchSize)?.WriteMetric((double)records);
+
+    /// <summary>LSNs [start, end) of the log at <paramref name="logOffset"/> were lost to unreadable media (recovery or a reader met it).</summary>
+    [Event(LogMediaLossEventId, Level = EventLevel.Error,
+        Message = "LSNs [{1}, {2}) of the log at pool offset {0} are lost to unreadable media (poison or a truncated file)")]
+    internal void LogMediaLoss(long logOffset, long startLsn, long endLsn) => WriteEvent(LogMediaLossEventId, logOffset, startLsn, endLsn);
+
+    internal const int LogMediaLossEventId = 1;
 
     protected override void OnEventCommand(EventCommandEventArgs command)
     {
@@ -45,6 +52,8 @@ internal sealed class StorageEventSource : EventSource
             Rate("log-bytes-appended", "Log bytes appended (frames)", "B", () => Volatile.Read(ref StorageCounts.s_appendBytes)),
             Rate("log-publishes", "Log tail-word persists", "", () => Volatile.Read(ref StorageCounts.s_publishes)),
             batchSize,
+            new PollingCounter("log-media-losses", this, () => Volatile.Read(ref StorageCounts.s_mediaLosses)) { DisplayName = "Log ranges lost to unreadable media (total)" },
+            new PollingCounter("log-media-lost-bytes", this, () => Volatile.Read(ref StorageCounts.s_mediaLostBytes)) { DisplayName = "Log LSN bytes lost to unreadable media (total)", DisplayUnits = "B" },
             Rate("tx-commits", "Transactions committed", "", () => Volatile.Read(ref StorageCounts.s_commits)),
             Rate("tx-aborts", "Transactions aborted", "", () => Volatile.Read(ref StorageCounts.s_aborts)),
         ];

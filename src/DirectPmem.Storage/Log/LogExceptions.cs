@@ -80,7 +80,7 @@ public sealed class LogFullException : PmemException
 
 /// <summary>
 /// <see cref="PmemLog.Create(PmemPool, long, long)"/> found a log already at the offset (an intact
-/// header) and was not told to overwrite it. Open it with <see cref="PmemLog.Open"/>, or pass
+/// header) and was not told to overwrite it. Open it with <see cref="PmemLog.Open(PmemPool, long)"/>, or pass
 /// <c>overwrite: true</c> to replace it.
 /// </summary>
 public sealed class LogExistsException : PmemException
@@ -107,11 +107,13 @@ public sealed class LogExistsException : PmemException
 }
 
 /// <summary>
-/// Recovery of a log met media it could not read (a poisoned line, or a page past the end of a
-/// truncated file), read through the poison-safe path: the process goes on and nothing was
-/// written. The records from the head to <see cref="Lsn"/> are intact as far as recovery looked
-/// (the scan starts at the tail word); the record at <see cref="Lsn"/> and everything after it
-/// cannot be recovered by scanning. <see cref="PmemLog.Inspect"/> reports the same.
+/// A read of a log met media it could not read (a poisoned line, or a page past the end of a
+/// truncated file), read through the poison-safe path: the process goes on, no damaged byte was
+/// returned and nothing was written. <see cref="Lsn"/> names the record. Thrown by
+/// <see cref="PmemLog.Read"/>, <see cref="PmemLog.GetRecordLength"/> and a <see cref="LogReader"/>
+/// under <see cref="LogMediaErrorPolicy.Stop"/>; recovery (<see cref="PmemLog.Open(PmemPool, long, LogOpenOptions?)"/>)
+/// reports the same loss in <see cref="PmemLog.RecoveryLoss"/> instead and opens the log read-only.
+/// <see cref="PmemLog.Inspect"/> reports the same LSN.
 /// </summary>
 public sealed class LogMediaErrorException : PmemException
 {
@@ -133,6 +135,14 @@ public sealed class LogMediaErrorException : PmemException
     {
     }
 
+    // A reader under LogMediaErrorPolicy.Stop met unreadable media: the gap it measured.
+    internal LogMediaErrorException(LogMediaLoss loss, string call)
+        : this(loss.LogOffset, loss.StartLsn, loss.MediaError, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{call}: the record at LSN {loss.StartLsn} of the log at offset {loss.LogOffset} cannot be read ({loss.MediaError.Message}). Every record before it was returned and no damaged byte; {loss} Open the log with LogMediaErrorPolicy.Skip to read on after the gap."))
+    {
+        Loss = loss;
+    }
+
     private LogMediaErrorException(long offset, long lsn, PmemMediaErrorException mediaError, string message)
         : base(message, mediaError)
     {
@@ -149,4 +159,7 @@ public sealed class LogMediaErrorException : PmemException
 
     /// <summary>The poison-safe read's error (its kind, and the bad range).</summary>
     public PmemMediaErrorException MediaError { get; }
+
+    /// <summary>The gap a reader measured (from this record to the next one that validates), or null where none was measured (<see cref="PmemLog.Read"/>, <see cref="PmemLog.GetRecordLength"/>).</summary>
+    public LogMediaLoss? Loss { get; }
 }

@@ -88,7 +88,7 @@ internal static class LogFormat
             && BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]) == XxHash3.HashToUInt64(header[..StaticLength]);
 
     /// <summary>
-    /// The one judge of a log header, shared by <see cref="PmemLog.Open"/> (whose sink throws the
+    /// The one judge of a log header, shared by <see cref="PmemLog.Open(PmemPool, long)"/> (whose sink throws the
     /// first problem) and an inspection (whose sink collects them). Checks, in
     /// order: location, magic, version, checksum, capacity, window, tail word, head word. Returns
     /// the layout and the two words when the header can be used (no problem up to the words).
@@ -213,6 +213,56 @@ internal static class LogFormat
     }
 
     /// <summary>
+    /// After <paramref name="error"/> ended the check of the frame at <paramref name="lsn"/>: the LSN
+    /// of the next frame that validates (checked against <paramref name="end"/>), probing the 16-byte
+    /// positions from the end of the bad unit on, up to <paramref name="probeEnd"/>. A probe that
+    /// meets unreadable media again skips that unit too. Frames carry their LSN and a checksum seeded
+    /// with the log's nonce, so a frame found this way is this log's record at its own place (what
+    /// <see cref="PmemLog.FindRecord"/> relies on). Returns whether one was found, and where the
+    /// search ended in <paramref name="next"/>.
+    /// </summary>
+    internal static bool FindIntactAfter(DaxMapping mapping, long ringOffset, in LogLayout layout, long lsn, long probeEnd, long end,
+        PmemMediaErrorException error, ref byte[] scratch, out long next)
+    {
+        long at = ResumeLsn(ringOffset, layout.Capacity, lsn, error);
+        while (at < probeEnd)
+        {
+            try
+            {
+                if (CheckFrame(mapping, ringOffset, layout, at, end, ref scratch, out _) >= 0)
+                {
+                    next = at;
+                    return true;
+                }
+                at += FrameAlignment;
+            }
+            catch (PmemMediaErrorException again)
+            {
+                at = ResumeLsn(ringOffset, layout.Capacity, at, again);
+            }
+        }
+        next = probeEnd;
+        return false;
+    }
+
+    // The first frame position after the unit holding the bad byte, as an LSN (never before lsn + 16).
+    // Poison is reported per unit (a page for memory-failure handling), a truncated file ends on a
+    // page: nothing in the rest of that unit or page reads.
+    private static long ResumeLsn(long ringOffset, long capacity, long lsn, PmemMediaErrorException error)
+    {
+        long page = Environment.SystemPageSize;
+        long badEnd = error.Kind == MediaErrorKind.Poison && error.BadLength > 0
+            ? error.BadOffset + error.BadLength
+            : (error.BadOffset + page) & ~(page - 1);
+        long physical = Math.Clamp(badEnd - ringOffset, 0, capacity);
+        long start = lsn % capacity;
+        // A read may wrap: a bad byte physically before the frame's start lies in the next lap.
+        long resume = lsn - start + physical + (physical <= start ? capacity : 0);
+        resume = (resume + FrameAlignment - 1) & ~(long)(FrameAlignment - 1);
+        return Math.Max(resume, lsn + FrameAlignment);
+    }
+
+    /// <summary>
     /// The number of frames in [from, to), for the storage counters: a walk over their length
     /// words only (the range is drained and acknowledged). It never throws: a counter must not
     /// fail an append, so a frame that does not make sense ends the walk.
@@ -243,7 +293,7 @@ internal interface ILogProblemSink
     void Report(LogHeaderField field, string message);
 }
 
-/// <summary>The sink of <see cref="PmemLog.Open"/>: the first problem is a <see cref="LogFormatException"/>.</summary>
+/// <summary>The sink of <see cref="PmemLog.Open(PmemPool, long)"/>: the first problem is a <see cref="LogFormatException"/>.</summary>
 internal sealed class ThrowingLogProblemSink : ILogProblemSink
 {
     internal static readonly ThrowingLogProblemSink Instance = new();

@@ -12,7 +12,7 @@ public sealed class LogProblem
         Message = message;
     }
 
-    /// <summary>The header field that failed (what <see cref="PmemLog.Open"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
+    /// <summary>The header field that failed (what <see cref="PmemLog.Open(PmemPool, long)"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
     public LogHeaderField? Field { get; }
 
     /// <summary>The LSN of the damaged record, or null for a header problem.</summary>
@@ -27,7 +27,7 @@ public sealed class LogProblem
 
 /// <summary>
 /// What <see cref="PmemLog.Inspect"/> found: the header's fields, the records, and every problem,
-/// judged by the same routine <see cref="PmemLog.Open"/> runs (whose sink throws the first one).
+/// judged by the same routine <see cref="PmemLog.Open(PmemPool, long)"/> runs (whose sink throws the first one).
 /// </summary>
 public sealed class LogInspection
 {
@@ -48,7 +48,7 @@ public sealed class LogInspection
     /// <summary>Where the log starts.</summary>
     public long Offset { get; }
 
-    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open"/> would succeed and every record before the tail word reads back.</summary>
+    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open(PmemPool, long)"/> would succeed and every record before the tail word reads back.</summary>
     public IReadOnlyList<LogProblem> Problems { get; }
 
     /// <summary>Whether no problem was found.</summary>
@@ -108,6 +108,7 @@ public sealed class LogInspection
         long lsn = head;
         string? problem;
         bool media = false;
+        string after = "";
         while (lsn < limit)
         {
             int length;
@@ -118,15 +119,22 @@ public sealed class LogInspection
             catch (PmemMediaErrorException e)
             {
                 length = -1;
-                problem = "a media error: " + e.Message;
+                problem = LogFormat.Invariant(
+                    $"a media error, bad range [0x{e.BadOffset:x}, 0x{e.BadOffset + e.BadLength:x}) of the pool (source offset 0x{e.BadSourceOffset:x}): {e.Message}");
                 media = true;
+                // Where a log opened with LogMediaErrorPolicy.Skip goes on (the same search recovery and readers run).
+                long probeEnd = Math.Max(tailWord, Math.Min(tailWord + layout.Window, limit));
+                after = LogFormat.FindIntactAfter(mapping, ring, layout, lsn, probeEnd, limit, e, ref scratch, out long next)
+                    ? LogFormat.Invariant($"; the records resume at LSN {next} (a log opened with LogMediaErrorPolicy.Skip reads on from there)")
+                    : LogFormat.Invariant($"; no record after it validates before LSN {next}");
             }
             if (length < 0)
             {
                 if (lsn < tailWord || media)
                 {
+                    string reader = media ? "LogMediaErrorException, or skips it under LogMediaErrorPolicy.Skip" : "LogCorruptException";
                     string message = LogFormat.Invariant(
-                        $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {tailWord - lsn} bytes from it to the tail word do not (a reader stops there with LogCorruptException).");
+                        $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {Math.Max(0, tailWord - lsn)} bytes from it to the tail word do not (a reader stops there with {reader}){after}.");
                     sink.Problems.Add(new LogProblem(null, lsn, message));
                     return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, lsn, problem, null);
                 }

@@ -35,6 +35,10 @@ internal sealed class LogRing
 
     internal long Capacity => _capacity;
 
+    internal long Nonce => _nonce;
+
+    internal DaxMapping Mapping => _mapping;
+
     internal static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
@@ -134,7 +138,7 @@ internal sealed class LogRing
         }
     }
 
-    /// <summary>The payload as a span into the ring when it does not wrap, else copied into <paramref name="scratch"/>.</summary>
+    /// <summary>The payload as a span into the ring when it does not wrap, else copied into <paramref name="scratch"/> (<see cref="LogReadMode.ZeroCopy"/>).</summary>
     internal ReadOnlySpan<byte> GetPayload(long lsn, int length, scoped ref byte[]? scratch)
     {
         long physical = (lsn + FrameHeaderSize) % _capacity;
@@ -142,13 +146,19 @@ internal sealed class LogRing
         {
             return _mapping.GetReadOnlySpan(_ringOffset + physical, length);
         }
+        return CopyPayload(lsn, length, ref scratch);
+    }
+
+    /// <summary>The payload copied through the poison-safe copy into <paramref name="scratch"/> (rented from the shared pool, grown as needed; <see cref="LogReadMode.Copy"/>).</summary>
+    internal ReadOnlySpan<byte> CopyPayload(long lsn, int length, scoped ref byte[]? scratch)
+    {
         if (scratch is null || scratch.Length < length)
         {
             if (scratch is not null)
             {
                 ArrayPool<byte>.Shared.Return(scratch);
             }
-            scratch = ArrayPool<byte>.Shared.Rent(length);
+            scratch = ArrayPool<byte>.Shared.Rent(Math.Max(length, 256));
         }
         Span<byte> copy = scratch.AsSpan(0, length);
         CopyFromRing(lsn + FrameHeaderSize, copy);

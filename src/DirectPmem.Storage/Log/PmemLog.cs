@@ -58,14 +58,10 @@ namespace DirectPmem.Storage;
 /// </remarks>
 public sealed class PmemLog : IDisposable
 {
-    /// <summary>The size of a frame header: length, checksum and LSN.</summary>
-    public const int FrameHeaderSize = 16;
-
-    /// <summary>Frames start and end on multiples of this.</summary>
-    public const int FrameAlignment = 16;
-
-    /// <summary>The size of the log header before the ring.</summary>
-    public const int HeaderLength = 4096;
+    // On-media layout (LogFormat): not public. A user sizes records with FrameLength and logs with LengthFor.
+    internal const int FrameHeaderSize = LogFormat.FrameHeaderSize;
+    internal const int FrameAlignment = LogFormat.FrameAlignment;
+    internal const int HeaderLength = LogFormat.HeaderLength;
 
     internal const int TailWordOffset = LogFormat.TailWordOffset;
     internal const int HeadWordOffset = LogFormat.HeadWordOffset;
@@ -78,10 +74,14 @@ public sealed class PmemLog : IDisposable
     private readonly LogRing _ring;
     private readonly LogCommit _commit;
     private readonly Lock _truncateGate = new();
+    private readonly LogMediaLoss? _recoveryLoss;
     private int _disposed;
 
-    private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail)
+    private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail,
+        LogMediaErrorPolicy mediaErrorPolicy = LogMediaErrorPolicy.Stop, LogMediaLoss? recoveryLoss = null)
     {
+        MediaErrorPolicy = mediaErrorPolicy;
+        _recoveryLoss = recoveryLoss;
         _pool = pool;
         _mapping = pool.Mapping;
         Offset = offset;
@@ -93,6 +93,25 @@ public sealed class PmemLog : IDisposable
 
     /// <summary>Where the log starts in the pool.</summary>
     public long Offset { get; }
+
+    /// <summary>What recovery and this log's readers do with a record on unreadable media (<see cref="LogOpenOptions.MediaErrorPolicy"/>; <see cref="LogMediaErrorPolicy.Stop"/> for a log made by Create).</summary>
+    public LogMediaErrorPolicy MediaErrorPolicy { get; }
+
+    /// <summary>
+    /// The LSNs recovery found lost to unreadable media (poison, or a page past the end of a truncated
+    /// file) where it scans, past the tail word; null when it met none. When it is set the log is
+    /// read-only (<see cref="IsReadOnly"/>): recovery wrote nothing (clearing or appending over a bad
+    /// range would raise SIGBUS, every open again), so each open finds and reports the same loss. Under
+    /// <see cref="LogMediaErrorPolicy.Stop"/> <see cref="Tail"/> is its <see cref="LogMediaLoss.StartLsn"/>;
+    /// under <see cref="LogMediaErrorPolicy.Skip"/> the scan went on after it. Clear the range
+    /// (<c>dpmem check --repair</c> on fsdax, the operator's <c>ndctl clear-errors</c> on device-DAX) or
+    /// copy the records to a new log. Records before the tail word are not scanned at open: a reader
+    /// meets their damage (<see cref="LogReader.Losses"/>).
+    /// </summary>
+    public LogMediaLoss? RecoveryLoss => _recoveryLoss;
+
+    /// <summary>Whether appends and truncation are refused: the pool is read-only, or recovery met unreadable media (<see cref="RecoveryLoss"/>).</summary>
+    public bool IsReadOnly => _recoveryLoss is not null || _pool.IsReadOnly;
 
     /// <summary>The log's length in the pool: header and ring.</summary>
     public long Length => HeaderLength + _capacity;
@@ -119,7 +138,7 @@ public sealed class PmemLog : IDisposable
     /// written as whole lines.
     /// </summary>
     /// <param name="payloadLength">The payload length.</param>
-    /// <returns>The frame length, a multiple of <see cref="FrameAlignment"/>.</returns>
+    /// <returns>The frame length, a multiple of 16.</returns>
     public static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
@@ -147,7 +166,7 @@ public sealed class PmemLog : IDisposable
     /// <returns>The log.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The range is not 4 KiB aligned or not in the data area.</exception>
     /// <exception cref="InvalidOperationException">The pool is read-only.</exception>
-    /// <exception cref="LogExistsException">A log is already there (an intact header); use <see cref="Open"/>, or the overload with <c>overwrite</c>.</exception>
+    /// <exception cref="LogExistsException">A log is already there (an intact header); use <see cref="Open(PmemPool, long)"/>, or the overload with <c>overwrite</c>.</exception>
     public static PmemLog Create(PmemPool pool, long offset, long length) => Create(pool, offset, length, overwrite: false);
 
     /// <summary>
@@ -196,16 +215,34 @@ public sealed class PmemLog : IDisposable
     /// <param name="offset">Where the log was created.</param>
     /// <returns>The log.</returns>
     /// <exception cref="LogFormatException">A header check failed; <see cref="LogFormatException.Field"/> names the field.</exception>
-    /// <exception cref="LogMediaErrorException">Recovery met unreadable media (poison, or a truncated file) where it scans; nothing was written.</exception>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
-    public static PmemLog Open(PmemPool pool, long offset)
+    /// <remarks>Recovery that meets unreadable media stops at the record before it and opens the log read-only, reporting the loss in <see cref="RecoveryLoss"/> (the overload with <see cref="LogOpenOptions"/> can skip it instead).</remarks>
+    public static PmemLog Open(PmemPool pool, long offset) => Open(pool, offset, null);
+
+    /// <summary>
+    /// Opens the log at <paramref name="offset"/> and recovers it, with <paramref name="options"/>
+    /// saying what recovery and the log's readers do with a record on unreadable media.
+    /// </summary>
+    /// <param name="pool">The pool holding the log (read-only pools give a read-only log).</param>
+    /// <param name="offset">Where the log was created.</param>
+    /// <param name="options">The options, or null for the defaults.</param>
+    /// <returns>The log; <see cref="RecoveryLoss"/> says what recovery could not read (the log is then read-only).</returns>
+    /// <exception cref="LogFormatException">A header check failed; <see cref="LogFormatException.Field"/> names the field.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="LogOpenOptions.MediaErrorPolicy"/> is not a defined value.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public static PmemLog Open(PmemPool pool, long offset, LogOpenOptions? options)
     {
         ArgumentNullException.ThrowIfNull(pool);
+        LogMediaErrorPolicy policy = options?.MediaErrorPolicy ?? LogMediaErrorPolicy.Stop;
+        if (policy is not (LogMediaErrorPolicy.Stop or LogMediaErrorPolicy.Skip))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), policy, "PmemLog.Open: LogOpenOptions.MediaErrorPolicy must be Stop or Skip.");
+        }
         // The header is read through spans: inside the pool's read guard, so a Dispose racing the open waits.
         pool.EnterRead();
         try
         {
-            return OpenCore(pool, offset);
+            return OpenCore(pool, offset, policy);
         }
         finally
         {
@@ -225,14 +262,15 @@ public sealed class PmemLog : IDisposable
         throw new LogExistsException(offset, there.Capacity, there.Head, there.Tail, there.Records);
     }
 
-    private static PmemLog OpenCore(PmemPool pool, long offset)
+    private static PmemLog OpenCore(PmemPool pool, long offset, LogMediaErrorPolicy policy)
     {
         ReadOnlySpan<byte> header = offset % HeaderLength == 0 && offset >= pool.DataOffset && offset <= pool.Size - 2 * HeaderLength
             ? pool.Mapping.GetReadOnlySpan(offset, HeaderLength)
             : default;
         LogFormat.ValidateHeader(header, offset, pool.DataOffset, pool.Size, ThrowingLogProblemSink.Instance, out LogLayout layout, out long durableTail, out long head);
-        long tail = Recover(pool, offset, layout, durableTail, head);
-        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, pool.IsReadOnly ? durableTail : tail), tail);
+        long tail = Recover(pool, offset, layout, durableTail, head, policy, out LogMediaLoss? loss);
+        bool writesNothing = pool.IsReadOnly || loss is not null;
+        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, writesNothing ? durableTail : tail), tail, policy, loss);
     }
 
     /// <summary>
@@ -242,14 +280,21 @@ public sealed class PmemLog : IDisposable
     /// the end published as the tail word, so that a record that was in flight at the crash can
     /// never validate later (after new records fill the gap before it). A crash during this leaves
     /// the tail word where it was and the next open does the same again.
+    /// A frame on unreadable media is a loss (<paramref name="loss"/>): the search for the next frame
+    /// that validates runs under either policy (to report the gap), the scan goes on after it only under
+    /// <see cref="LogMediaErrorPolicy.Skip"/>, and nothing is written (the log opens read-only).
     /// </summary>
-    private static long Recover(PmemPool pool, long offset, in LogLayout layout, long durableTail, long head)
+    private static long Recover(PmemPool pool, long offset, in LogLayout layout, long durableTail, long head,
+        LogMediaErrorPolicy policy, out LogMediaLoss? loss)
     {
         DaxMapping mapping = pool.Mapping;
         long ringOffset = offset + HeaderLength;
         long limit = head + layout.Capacity;
+        // Appenders start frames only before the tail word plus the window: no record lies past it.
+        long probeEnd = Math.Min(durableTail + layout.Window, limit);
         byte[] scratch = new byte[256];
         long lsn = durableTail;
+        loss = null;
         while (lsn < limit)
         {
             int length;
@@ -259,8 +304,20 @@ public sealed class PmemLog : IDisposable
             }
             catch (PmemMediaErrorException e)
             {
-                // Nothing was written: the log is as the crash left it, and the caller decides.
-                throw new LogMediaErrorException(offset, lsn, head, e);
+                bool resumed = LogFormat.FindIntactAfter(mapping, ringOffset, layout, lsn, probeEnd, limit, e, ref scratch, out long next);
+                // The first loss is the one reported (a second one after it, under Skip, ends the scan: the log is read-only anyway).
+                if (loss is not null)
+                {
+                    break;
+                }
+                loss = new LogMediaLoss(offset, lsn, next, resumed, e);
+                Diagnostics.StorageCounts.OnMediaLoss(loss);
+                if (policy == LogMediaErrorPolicy.Stop || !resumed)
+                {
+                    break;
+                }
+                lsn = next;
+                continue;
             }
             if (length < 0)
             {
@@ -268,8 +325,9 @@ public sealed class PmemLog : IDisposable
             }
             lsn += FrameLength(length);
         }
-        if (pool.IsReadOnly)
+        if (pool.IsReadOnly || loss is not null)
         {
+            // Nothing is written over a bad range: a store there raises SIGBUS on every open.
             return lsn;
         }
         long clearEnd = Math.Min(durableTail + layout.Window, limit);
@@ -290,7 +348,7 @@ public sealed class PmemLog : IDisposable
 
     /// <summary>
     /// Inspects the log at <paramref name="offset"/> without changing anything (no recovery, no
-    /// clearing): the header judged by the routine <see cref="Open"/> runs, then every record from
+    /// clearing): the header judged by the routine <see cref="Open(PmemPool, long)"/> runs, then every record from
     /// the head, through the tail word and on to where recovery would end. Media errors are read
     /// through the poison-safe path and reported, never raised as SIGBUS. This is what
     /// <c>dpmem check</c> reports.
@@ -381,7 +439,7 @@ public sealed class PmemLog : IDisposable
                 $"A batch must hold 1 record or more and at most {_capacity} bytes of frames; it holds {batch.Count} records in {batch.Length} bytes."), nameof(batch));
         }
         ThrowIfDisposed();
-        _pool.ThrowIfUnwritable();
+        ThrowIfUnwritable();
         int total = batch.Length;
         long lsn = Reserve(total);
         try
@@ -410,26 +468,55 @@ public sealed class PmemLog : IDisposable
         return lsn;
     }
 
-    /// <summary>Reads the records from the head to the durable tail (as of this call), without allocating per record.</summary>
+    /// <summary>
+    /// Reads the records from the head to the durable tail (as of this call), without allocating per
+    /// record. Payloads are copied through the poison-safe copy (<see cref="LogReadMode.Copy"/>): a
+    /// record on unreadable media is handled by <see cref="MediaErrorPolicy"/>, never a SIGBUS.
+    /// </summary>
     /// <returns>A struct enumerator for <c>foreach</c>.</returns>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
-    public LogReader ReadAll()
+    public LogReader ReadAll() => ReadAll(LogReadMode.Copy);
+
+    /// <summary>Reads the records from the head to the durable tail (as of this call), handing out payloads as <paramref name="mode"/> says.</summary>
+    /// <param name="mode"><see cref="LogReadMode.Copy"/> (poison-safe) or <see cref="LogReadMode.ZeroCopy"/> (spans over the mapping; poison there is a SIGBUS).</param>
+    /// <returns>A struct enumerator for <c>foreach</c>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not a defined value.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public LogReader ReadAll(LogReadMode mode)
     {
+        CheckMode(mode);
         ThrowIfDisposed();
-        return new(this, Head, Tail, firstIsBoundary: true);
+        return new(this, Head, Tail, firstIsBoundary: true, mode);
     }
 
-    /// <summary>Reads the records from <paramref name="lsn"/> to the durable tail (as of this call).</summary>
+    /// <summary>Reads the records from <paramref name="lsn"/> to the durable tail (as of this call), copying payloads through the poison-safe copy (<see cref="LogReadMode.Copy"/>).</summary>
     /// <param name="lsn">The LSN of a record (from <see cref="Append(ReadOnlySpan{byte})"/> or <see cref="LogRecord.NextLsn"/>), or the tail.</param>
     /// <returns>A struct enumerator for <c>foreach</c>.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is past the tail.</exception>
     /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
-    public LogReader ReadFrom(long lsn)
+    public LogReader ReadFrom(long lsn) => ReadFrom(lsn, LogReadMode.Copy);
+
+    /// <summary>Reads the records from <paramref name="lsn"/> to the durable tail (as of this call), handing out payloads as <paramref name="mode"/> says.</summary>
+    /// <param name="lsn">The LSN of a record (from <see cref="Append(ReadOnlySpan{byte})"/> or <see cref="LogRecord.NextLsn"/>), or the tail.</param>
+    /// <param name="mode"><see cref="LogReadMode.Copy"/> (poison-safe) or <see cref="LogReadMode.ZeroCopy"/> (spans over the mapping; poison there is a SIGBUS).</param>
+    /// <returns>A struct enumerator for <c>foreach</c>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is past the tail, or <paramref name="mode"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
+    public LogReader ReadFrom(long lsn, LogReadMode mode)
     {
+        CheckMode(mode);
         ThrowIfDisposed();
         long tail = Tail;
         CheckLsn(lsn, tail);
-        return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head);
+        return new LogReader(this, lsn, tail, firstIsBoundary: lsn == Head, mode);
+    }
+
+    private static void CheckMode(LogReadMode mode)
+    {
+        if (mode is not (LogReadMode.Copy or LogReadMode.ZeroCopy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "The read mode must be LogReadMode.Copy or LogReadMode.ZeroCopy.");
+        }
     }
 
     /// <summary>
@@ -542,7 +629,7 @@ public sealed class PmemLog : IDisposable
     public void Truncate(long lsn)
     {
         ThrowIfDisposed();
-        _pool.ThrowIfUnwritable();
+        ThrowIfUnwritable();
         lock (_truncateGate)
         {
             long head = Head;
@@ -599,6 +686,9 @@ public sealed class PmemLog : IDisposable
 
     internal LogRing Ring => _ring;
 
+    /// <summary>The ring's static layout (a reader's skip probes frames with it).</summary>
+    internal LogLayout Layout => new(_capacity, _ring.Nonce, 0);
+
     internal int CheckRecord(int length)
     {
         ThrowIfDisposed();
@@ -607,7 +697,7 @@ public sealed class PmemLog : IDisposable
             throw new ArgumentOutOfRangeException(nameof(length), length, string.Create(CultureInfo.InvariantCulture,
                 $"A record holds at most {MaxRecordLength} bytes in this log."));
         }
-        _pool.ThrowIfUnwritable();
+        ThrowIfUnwritable();
         return FrameLength(length);
     }
 
@@ -651,7 +741,7 @@ public sealed class PmemLog : IDisposable
     /// <summary>
     /// Persists the tail word (so that the next open scans nothing) and ends this instance's use:
     /// later calls throw <see cref="ObjectDisposedException"/>. The records stay in the pool; open
-    /// the log again with <see cref="Open"/>. Appends racing Dispose are a caller's bug: each either
+    /// the log again with <see cref="Open(PmemPool, long)"/>. Appends racing Dispose are a caller's bug: each either
     /// completes (and is durable) or throws. A read-only, failed or already disposed pool's log is
     /// only marked disposed.
     /// </summary>
@@ -661,7 +751,7 @@ public sealed class PmemLog : IDisposable
         {
             return;
         }
-        if (_pool.IsReadOnly || _commit.HasFailed || !_pool.TryEnterRead())
+        if (IsReadOnly || _commit.HasFailed || !_pool.TryEnterRead())
         {
             return;
         }
@@ -674,6 +764,19 @@ public sealed class PmemLog : IDisposable
             _pool.ExitRead();
         }
     }
+
+    private void ThrowIfUnwritable()
+    {
+        _pool.ThrowIfUnwritable();
+        if (_recoveryLoss is not null)
+        {
+            ThrowMediaReadOnly();
+        }
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowMediaReadOnly() => throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+        $"The log at offset {Offset} is open read-only: recovery met unreadable media ({_recoveryLoss}). Clear the bad range (dpmem check --repair on fsdax; ndctl clear-errors on device-DAX) and open the log again, or copy its records to a new log."));
 
     private void ThrowIfDisposed()
     {

@@ -66,13 +66,22 @@ public sealed partial class PmemPool
         return log!;
     }
 
-    /// <summary>Opens and recovers the log named <paramref name="name"/> (see <see cref="PmemLog.Open"/>).</summary>
+    /// <summary>Opens and recovers the log named <paramref name="name"/> (see <see cref="PmemLog.Open(PmemPool, long)"/>).</summary>
     /// <param name="name">The log's name.</param>
     /// <returns>The log (read-only in a read-only pool).</returns>
     /// <exception cref="PoolDirectoryException">No structure has that name, or it is not a log.</exception>
     /// <exception cref="LogFormatException">The log's header is invalid.</exception>
     /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
-    public PmemLog OpenLog(string name) => PmemLog.Open(this, Lookup(name, PoolStructureKind.Log).Offset);
+    public PmemLog OpenLog(string name) => OpenLog(name, null);
+
+    /// <summary>Opens and recovers the log named <paramref name="name"/> with <paramref name="options"/> (see <see cref="PmemLog.Open(PmemPool, long, LogOpenOptions?)"/>).</summary>
+    /// <param name="name">The log's name.</param>
+    /// <param name="options">What recovery and the log's readers do with a record on unreadable media, or null for the defaults.</param>
+    /// <returns>The log (read-only in a read-only pool, or when recovery met unreadable media: <see cref="PmemLog.RecoveryLoss"/>).</returns>
+    /// <exception cref="PoolDirectoryException">No structure has that name, or it is not a log.</exception>
+    /// <exception cref="LogFormatException">The log's header is invalid.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been disposed.</exception>
+    public PmemLog OpenLog(string name, LogOpenOptions? options) => PmemLog.Open(this, Lookup(name, PoolStructureKind.Log).Offset, options);
 
     /// <summary>
     /// Creates a <see cref="TransactionalHeap"/> in a free range of <paramref name="length"/> bytes (rounded up to 4 KiB)

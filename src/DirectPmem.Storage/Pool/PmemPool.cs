@@ -104,7 +104,13 @@ public sealed partial class PmemPool : IDisposable
     /// </summary>
     public PersistGranularity? Durability => RecordedDurability(_header);
 
-    /// <summary>The backing the pool was created on, or <see langword="null"/> for a format 1.0 pool.</summary>
+    /// <summary>
+    /// Whether the pool was created on volatile memory (anonymous memory, a memfd or tmpfs file, hugetlb pages), which
+    /// <see cref="PoolCreateOptions.AllowVolatile"/> allows: its contents do not survive a reboot or power loss.
+    /// </summary>
+    public bool CreatedOnVolatileMemory => CreatedOnBacking is MappingBacking backing && IsVolatile(backing);
+
+    /// <summary>The backing the pool was created on (recorded since format 1.1), or <see langword="null"/> when the pool does not record it.</summary>
     public MappingBacking? CreatedOnBacking => (_header.Compat & PoolHeader.CompatDurability) != 0 && _header.Backing is >= 1 and <= (byte)MappingBacking.DeviceDax + 1
         ? (MappingBacking)(_header.Backing - 1) : null;
 
@@ -190,6 +196,7 @@ public sealed partial class PmemPool : IDisposable
     /// <param name="ownsMapping">Whether <see cref="Dispose"/> disposes <paramref name="mapping"/>.</param>
     /// <returns>The open pool.</returns>
     /// <exception cref="ArgumentException">The layout, reserved length or mapping is unusable (the message says which).</exception>
+    /// <exception cref="PoolVolatileBackingException">The mapping is volatile memory and <see cref="PoolCreateOptions.AllowVolatile"/> is off; nothing was written.</exception>
     /// <exception cref="PmemException">The mapping already holds an intact pool header and <see cref="PoolCreateOptions.Overwrite"/> is off.</exception>
     public static PmemPool Create(DaxMapping mapping, string layout, PoolCreateOptions? options = null, bool ownsMapping = false)
     {
@@ -201,6 +208,7 @@ public sealed partial class PmemPool : IDisposable
         {
             throw new ArgumentException("A pool cannot be created in a read-only mapping.", nameof(mapping));
         }
+        ThrowIfVolatile(mapping, options, "PmemPool.Create");
         return CreateCore(mapping, layout, options, ownsMapping, file: null);
     }
 
@@ -216,6 +224,7 @@ public sealed partial class PmemPool : IDisposable
     /// <param name="mappingOptions">How to map the file (granularity, page size).</param>
     /// <returns>The open pool, which owns the file and the mapping.</returns>
     /// <exception cref="ArgumentException">The layout or size is unusable.</exception>
+    /// <exception cref="PoolVolatileBackingException">The file is on volatile memory (tmpfs, hugetlbfs) and <see cref="PoolCreateOptions.AllowVolatile"/> is off; the file was removed.</exception>
     /// <exception cref="PmemException">The file exists or cannot be created or mapped.</exception>
     public static PmemPool CreateFile(string path, long size, string layout, PoolCreateOptions? options = null, DaxMappingOptions? mappingOptions = null)
     {
@@ -228,7 +237,16 @@ public sealed partial class PmemPool : IDisposable
         try
         {
             mapping = file.Map(mappingOptions);
+            ThrowIfVolatile(mapping, options, "PmemPool.CreateFile");
             return CreateCore(mapping, layout, options, ownsMapping: true, file);
+        }
+        catch (PoolVolatileBackingException)
+        {
+            // Refused before anything was written: the file made for the pool goes too, so that a retry with the opt-in can create it.
+            mapping?.Dispose();
+            file.Dispose();
+            File.Delete(path);
+            throw;
         }
         catch
         {
@@ -430,6 +448,26 @@ public sealed partial class PmemPool : IDisposable
         if (IsReadOnly)
         {
             throw new InvalidOperationException("The pool is open read-only: " + ReadOnlyReason);
+        }
+    }
+
+    /// <summary>Whether a backing loses its contents at a reboot or power loss whatever is flushed: anonymous memory, a memfd or tmpfs file, hugetlb pages.</summary>
+    internal static bool IsVolatile(MappingBacking backing) => backing is MappingBacking.Anonymous or MappingBacking.SharedMemory or MappingBacking.Hugetlb;
+
+    private static void ThrowIfVolatile(DaxMapping mapping, PoolCreateOptions options, string call)
+    {
+        if (!options.AllowVolatile && IsVolatile(mapping.Backing))
+        {
+            string what = mapping.Backing switch
+            {
+                MappingBacking.Anonymous => "anonymous shared memory",
+                MappingBacking.SharedMemory => "shared memory (a memfd, or a file on tmpfs such as /dev/shm)",
+                _ => "hugetlb pages",
+            };
+            throw new PoolVolatileBackingException(mapping.Backing,
+                $"{call}: the mapping is {mapping.Backing}, {what}: a reboot or power loss erases it, flushed or not, so a pool there is not durable. " +
+                "Create the pool on persistent memory (device-DAX, a file on a DAX file system) or an ordinary file, or set PoolCreateOptions.AllowVolatile " +
+                "to create it anyway (tests, benchmarks, the emulated default); the backing is recorded in the pool and dpmem info shows it.", mapping.Path);
         }
     }
 

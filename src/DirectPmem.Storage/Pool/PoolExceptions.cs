@@ -1,3 +1,4 @@
+using DirectPmem.Mapping;
 using DirectPmem.Geometry;
 using DirectPmem.Persistence;
 
@@ -165,4 +166,27 @@ public sealed class PoolDurabilityException : PmemException
 
     /// <summary>The durability of the mapping the open was given.</summary>
     public PersistGranularity Actual { get; }
+}
+
+/// <summary>
+/// <see cref="PmemPool.Create"/> or <see cref="PmemPool.CreateFile"/> was refused because the mapping is volatile memory
+/// (anonymous memory, a memfd or a file on tmpfs, hugetlb pages): a pool there loses everything at a reboot or power
+/// loss, flushed or not. Create it on persistent memory (device-DAX, a DAX file system) or an ordinary file, or set
+/// <see cref="PoolCreateOptions.AllowVolatile"/> to create it anyway. Nothing was written; a file
+/// <see cref="PmemPool.CreateFile"/> made for it was removed.
+/// </summary>
+public sealed class PoolVolatileBackingException : PmemException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="backing">The mapping's backing.</param>
+    /// <param name="message">What was found and what the caller can do.</param>
+    /// <param name="path">The file or device of the mapping, if any.</param>
+    public PoolVolatileBackingException(MappingBacking backing, string message, string? path)
+        : base(path is null ? message : message + " (" + path + ")", call: null, errno: 0, path)
+    {
+        Backing = backing;
+    }
+
+    /// <summary>The volatile backing the create was refused on.</summary>
+    public MappingBacking Backing { get; }
 }

@@ -159,9 +159,10 @@ public static class PoolInspector
     }
 
     /// <summary>
-    /// Inspects the transactional heap whose region starts at <paramref name="offset"/>: its header
-    /// (validated as <see cref="TransactionalHeap.Open"/> validates it), every lane's generation word
-    /// and the undo entries that recovery would roll back, and the allocation map.
+    /// Inspects the transactional heap whose region starts at <paramref name="offset"/> with the validation
+    /// <see cref="TransactionalHeap.Open"/> runs (the same routine, collecting instead of throwing): both header
+    /// copies, every lane's generation word and commit record, the undo entries recovery would roll back, and the
+    /// allocation map, all read poison-safe. Nothing is written and nothing is recovered: the evidence of a crash stays.
     /// </summary>
     /// <param name="mapping">The mapping holding the heap (read-only is enough).</param>
     /// <param name="offset">The mapping offset of the heap's region.</param>
@@ -171,72 +172,49 @@ public static class PoolInspector
     public static HeapInspection InspectHeap(DaxMapping mapping, long offset, long? length = null)
     {
         ArgumentNullException.ThrowIfNull(mapping);
-        var problems = new List<string>();
+        var sink = new CollectingHeapSink();
         if (offset < 0 || offset % 64 != 0 || offset > mapping.Length - HeapLayout.HeaderBlock)
         {
-            problems.Add(Invariant($"a heap cannot start at {offset}: its region must start at a multiple of 64 with at least {HeapLayout.HeaderBlock} bytes before the end of the mapping ({mapping.Length} bytes)"));
-            return new HeapInspection(false, problems, default, [], 0);
+            sink.Report(HeapField.Region, PoolProblemSeverity.Error, offset, Invariant($"a heap cannot start at {offset}: its region must start at a multiple of 64 with at least {HeapLayout.HeaderBlock} bytes before the end of the mapping ({mapping.Length} bytes)"));
+            return new HeapInspection(null, sink.Problems);
         }
-        long region = length ?? BinaryPrimitives.ReadInt64LittleEndian(mapping.GetReadOnlySpan(offset + 16, 8));
-        if (region < HeapLayout.HeaderBlock || region % 64 != 0 || region > mapping.Length - offset)
+        if (length is long given && (given < HeapLayout.HeaderBlock || given % 64 != 0 || given > mapping.Length - offset))
         {
-            problems.Add(Invariant($"the heap's region length {region} at offset {offset} is not a multiple of 64 from {HeapLayout.HeaderBlock} bytes up that fits in the mapping ({mapping.Length - offset} bytes left)"));
-            return new HeapInspection(false, problems, default, [], 0);
+            sink.Report(HeapField.Region, PoolProblemSeverity.Error, offset, Invariant($"the heap's region length {given} at offset {offset} is not a multiple of 64 from {HeapLayout.HeaderBlock} bytes up that fits in the mapping ({mapping.Length - offset} bytes left)"));
+            return new HeapInspection(null, sink.Problems);
         }
-        HeapLayout layout;
-        try
-        {
-            layout = HeapLayout.ReadHeader(mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength), region, offset);
-        }
-        catch (TransactionalHeapFormatException e)
-        {
-            problems.Add(Invariant($"header field {e.Field} (offset {e.Offset}): {e.Message}"));
-            return new HeapInspection(false, problems, default, [], 0);
-        }
-
-        var lanes = new HeapLaneInspection[layout.LaneCount];
-        for (int lane = 0; lane < layout.LaneCount; lane++)
-        {
-            long word = offset + layout.LanesOffset + lane * layout.LaneStride;
-            ulong raw = mapping.GetReadOnlyRef<ulong>(word);
-            if (!LaneWord.TryDecode(raw, out ulong generation) || generation == LaneWord.MaxGeneration)
-            {
-                problems.Add(Invariant($"lane {lane}: the generation word at offset {word} (0x{raw:x16}) does not verify: it is damaged, and recovery refuses the heap"));
-                lanes[lane] = new HeapLaneInspection(lane, null, 0, 0);
-                continue;
-            }
-            (int entries, long bytes) = ScanLane(mapping, offset, layout, lane, generation + 1, problems);
-            lanes[lane] = new HeapLaneInspection(lane, generation, entries, bytes);
-        }
-
-        ReadOnlySpan<byte> map = mapping.GetReadOnlySpan(offset + layout.MapOffset, layout.ObjectCount);
-        int allocated = map.Count((byte)1);
-        int bad = map.Length - allocated - map.Count((byte)0);
-        if (bad > 0)
-        {
-            int first = map.IndexOfAnyExcept((byte)0, (byte)1);
-            problems.Add(Invariant($"the allocation map has {bad} byte(s) that are neither 0 (free) nor 1 (allocated), the first for object {first} (offset {offset + layout.MapOffset + first}): recovery refuses the heap"));
-        }
-        return new HeapInspection(true, problems, layout, lanes, allocated);
-    }
-
-    // Recovery's own lane scan (reads only): the entries of the next generation that recovery would roll back.
-    private static (int Entries, long Bytes) ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, List<string> problems)
-    {
-        var entries = new List<(int Lane, long Entry, long Target, int Length)>();
-        if (!TransactionalHeap.ScanLane(mapping, offset, layout, lane, generation, entries, out var outside))
-        {
-            problems.Add(Invariant($"lane {lane}: the undo entry at offset {outside.Entry} verifies but names [0x{outside.Target:x}, +{outside.Length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
-        }
-        long bytes = 0;
-        foreach (var entry in entries)
-        {
-            bytes += entry.Length;
-        }
-        return (entries.Count, bytes);
+        return new HeapInspection(HeapValidation.Examine(mapping, offset, length, sink), sink.Problems);
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>One problem found by <see cref="PoolInspector.InspectHeap"/> (or met by <see cref="TransactionalHeap.Open"/>, which throws an error as a <see cref="TransactionalHeapFormatException"/> with the same field, offset and sentence).</summary>
+public sealed class HeapProblem
+{
+    internal HeapProblem(HeapField field, PoolProblemSeverity severity, long offset, string message)
+    {
+        Field = field;
+        Severity = severity;
+        Offset = offset;
+        Message = message;
+    }
+
+    /// <summary>The part of the heap the problem is about.</summary>
+    public HeapField Field { get; }
+
+    /// <summary>How serious it is: <see cref="PoolProblemSeverity.Error"/> refuses the open, <see cref="PoolProblemSeverity.ReadOnly"/> opens the heap read-only, <see cref="PoolProblemSeverity.Repairable"/> is repaired by a writable open.</summary>
+    public PoolProblemSeverity Severity { get; }
+
+    /// <summary>The mapping offset of the value (or the read) that failed.</summary>
+    public long Offset { get; }
+
+    /// <summary>What was expected and what was found, one sentence without a final stop.</summary>
+    public string Message { get; }
+
+    /// <summary>"Error Checksum at 0x78: ...".</summary>
+    /// <returns>The severity, field, offset and message.</returns>
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Severity} {Field} at 0x{Offset:x}: {Message}");
 }
 
 /// <summary>What <see cref="PoolInspector.InspectHeap"/> found in a transactional heap.</summary>
@@ -244,20 +222,30 @@ public sealed class HeapInspection
 {
     private readonly HeapLayout _layout;
 
-    internal HeapInspection(bool headerValid, IReadOnlyList<string> problems, HeapLayout layout, IReadOnlyList<HeapLaneInspection> lanes, int allocatedObjects)
+    internal HeapInspection(HeapScan? scan, IReadOnlyList<HeapProblem> problems)
     {
-        HeaderValid = headerValid;
+        HeaderValid = scan is not null;
         Problems = problems;
-        _layout = layout;
-        Lanes = lanes;
-        AllocatedObjects = allocatedObjects;
+        _layout = scan?.Layout ?? default;
+        Lanes = scan is null ? [] : [.. Enumerable.Range(0, _layout.LaneCount).Select(i => new HeapLaneInspection(i, scan.Generations[i], scan.PendingEntries[i], scan.PendingBytes[i]))];
+        AllocatedObjects = scan?.Map is byte[] map ? map.AsSpan().Count((byte)1) : 0;
+        HeaderRepair = scan?.HeaderRepair ?? PoolHeaderRepair.None;
     }
 
-    /// <summary>Whether the header validated (the geometry below is known only then; otherwise it is all 0).</summary>
+    /// <summary>Whether a header copy validated (the geometry below is known only then; otherwise it is all 0).</summary>
     public bool HeaderValid { get; }
 
-    /// <summary>Every problem found, one sentence each; empty for a sound heap.</summary>
-    public IReadOnlyList<string> Problems { get; }
+    /// <summary>Every problem found, in the order <see cref="TransactionalHeap.Open"/> meets them; empty for a sound heap.</summary>
+    public IReadOnlyList<HeapProblem> Problems { get; }
+
+    /// <summary>Whether <see cref="TransactionalHeap.Open"/> would accept the heap: no problem of severity <see cref="PoolProblemSeverity.Error"/>.</summary>
+    public bool Opens => !Problems.Any(p => p.Severity == PoolProblemSeverity.Error);
+
+    /// <summary>Whether <see cref="TransactionalHeap.Open"/> would open it read-only (a problem of severity <see cref="PoolProblemSeverity.ReadOnly"/>, and no error).</summary>
+    public bool OpensReadOnly => Opens && Problems.Any(p => p.Severity == PoolProblemSeverity.ReadOnly);
+
+    /// <summary>The header repair a writable open makes.</summary>
+    public PoolHeaderRepair HeaderRepair { get; }
 
     /// <summary>The heap's region length.</summary>
     public long RegionLength => _layout.RegionLength;
@@ -277,7 +265,7 @@ public sealed class HeapInspection
     /// <summary>The number of objects.</summary>
     public int ObjectCount => _layout.ObjectCount;
 
-    /// <summary>How many objects the allocation map marks allocated.</summary>
+    /// <summary>How many objects the allocation map marks allocated (0 when it could not be read).</summary>
     public int AllocatedObjects { get; }
 
     /// <summary>Each lane: its last finished generation and what recovery would roll back.</summary>
@@ -298,7 +286,7 @@ public sealed class HeapLaneInspection
     /// <summary>The lane's index.</summary>
     public int Lane { get; }
 
-    /// <summary>The last finished generation, or <see langword="null"/> when the generation word is damaged.</summary>
+    /// <summary>The last finished generation, or <see langword="null"/> when the generation word is damaged or unreadable.</summary>
     public ulong? Generation { get; }
 
     /// <summary>How many undo entries of an unfinished transaction recovery would write back (0: nothing to roll back).</summary>
@@ -467,6 +455,9 @@ public sealed class PoolInspection
 
     /// <summary>The backing the pool was created on, or <see langword="null"/> when the pool does not record it.</summary>
     public MappingBacking? CreatedOnBacking { get; internal init; }
+
+    /// <summary>Whether the pool was created on volatile memory (with <see cref="PoolCreateOptions.AllowVolatile"/>): its contents do not survive a reboot or power loss.</summary>
+    public bool CreatedOnVolatileMemory => CreatedOnBacking is MappingBacking backing && PmemPool.IsVolatile(backing);
 
     /// <summary>The named structures in the directory (the valid entries), by offset.</summary>
     public IReadOnlyList<PoolDirectoryEntry> Structures { get; internal init; } = [];

@@ -15,6 +15,16 @@ public sealed class PoolCreateOptions
     /// <summary>Whether to overwrite a mapping that already holds an intact pool header; off by default (refused).</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>
+    /// Create the pool even though its mapping is volatile memory (<see cref="DirectPmem.Mapping.MappingBacking.Anonymous"/>,
+    /// <see cref="DirectPmem.Mapping.MappingBacking.SharedMemory"/>: a memfd or a file on tmpfs such as the emulated default
+    /// in <c>/dev/shm</c>, <see cref="DirectPmem.Mapping.MappingBacking.Hugetlb"/>), whose contents a reboot or a power loss
+    /// erases whatever is flushed. Off by default: such a create throws <see cref="PoolVolatileBackingException"/>. Tests,
+    /// benchmarks and demonstrations set it; the backing is recorded in the pool (<see cref="PmemPool.CreatedOnBacking"/>),
+    /// so <c>dpmem info</c> and <c>dpmem check</c> show that the pool was created on volatile memory.
+    /// </summary>
+    public bool AllowVolatile { get; init; }
+
     /// <summary>The sysfs root the NVDIMM dirty-shutdown counts are read from; <c>/sys</c> by default (tests use fixture trees).</summary>
     public string SysfsRoot { get; init; } = "/sys";
 

@@ -48,27 +48,9 @@ internal static class CommitRecord
     }
 
     /// <summary>
-    /// The data hash of the first <paramref name="entries"/> undo entries of a generation in a lane's log, read from
-    /// the media (recovery's side; the commit hashes the same bytes through <see cref="AppendEntry"/>
-    /// from the positions it kept, before it flushes them).
+    /// Hashes one undo entry (at mapping offset <paramref name="entry"/>, naming <paramref name="target"/> relative to the heap)
+    /// into the commit's data hash. Recovery computes the same bytes from poison-safe copies (HeapValidation.DataHash).
     /// </summary>
-    public static ulong DataHash(DaxMapping mapping, long heapBase, HeapLayout layout, int lane, ulong generation, int entries, XxHash3 hasher)
-    {
-        hasher.Reset();
-        long log = heapBase + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine + Lane.HalfOffset(layout, generation);
-        long position = 0;
-        for (int i = 0; i < entries; i++)
-        {
-            ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log + position, Lane.EntryHeader);
-            long target = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-            int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
-            AppendEntry(hasher, mapping, heapBase, layout, log + position, target, length);
-            position += Lane.EntryHeader + ((length + 7) & ~7L);
-        }
-        return hasher.GetCurrentHashAsUInt64();
-    }
-
-    /// <summary>Hashes one undo entry (at mapping offset <paramref name="entry"/>, naming <paramref name="target"/> relative to the heap) as <see cref="DataHash"/> does.</summary>
     public static void AppendEntry(XxHash3 hasher, DaxMapping mapping, long heapBase, HeapLayout layout, long entry, long target, int length)
     {
         Span<byte> key = stackalloc byte[16];

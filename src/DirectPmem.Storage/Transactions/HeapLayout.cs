@@ -1,39 +1,49 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using System.IO.Hashing;
 
 namespace DirectPmem.Storage.Transactions;
 
 /// <summary>
 /// The on-media layout of a transactional heap, relative to the start of its region:
 /// <code>
-///   0                 header block (4 KiB; the fields below, XxHash3 of bytes [0, 120) at 120)
-///   4096              lanes: LaneCount x (64-byte lane line + two undo logs of LaneLogSize bytes, for even and odd generations)
+///   0                 header (HeaderLength bytes, the shared FormatHeader block), the rest of the page zero
+///   4096              backup copy of the header, the rest of the page zero
+///   8192              lanes: LaneCount x (64-byte lane line + two undo logs of LaneLogSize bytes, for even and odd generations)
 ///   RootOffset        root area (RootSize rounded up to 64), zeroed at creation
 ///   MapOffset         allocation map: one byte per object, 0 free / 1 allocated (rounded up to 64)
 ///   ObjectsOffset     ObjectCount objects of ObjectSize bytes
 /// </code>
-/// Header fields (little-endian): signature u64 "DPTXHEAP" @0, major u16 @8, minor u16 @10,
-/// header length u32 @12 (= 128), region length u64 @16, lane count u32 @24, lane log size u32
-/// @28, root size u32 @32, object size u32 @36, object count u64 @40, lanes offset u64 @48,
-/// root offset u64 @56, map offset u64 @64, objects offset u64 @72, zero up to 120, checksum @120.
+/// Header fields (little-endian), after the <see cref="FormatHeader"/> prefix (signature "DPTXHEAP",
+/// major 3, minor 0, header size 128, compat, incompat, ro-compat feature words, none defined yet):
+/// region length u64 @40, lane count u32 @48, lane log size u32 @52, root size u32 @56, object size
+/// u32 @60, object count u64 @64, lanes offset u64 @72, root offset u64 @80, map offset u64 @88,
+/// objects offset u64 @96, zero up to 120, checksum (XxHash3-64 of [0, 120)) @120. The header is
+/// written once, at creation; the backup lives in its own page so that one lost page (poison, a
+/// truncated file) leaves the other copy readable.
 /// </summary>
 internal readonly record struct HeapLayout(
     long RegionLength, int LaneCount, int LaneLogSize, int RootSize, int ObjectSize, int ObjectCount,
     long LanesOffset, long RootOffset, long MapOffset, long ObjectsOffset)
 {
     public const ulong Signature = 0x5041454858545044; // "DPTXHEAP" little-endian
-    public const ushort Major = 2;
+    public const ushort Major = 3;
     public const ushort Minor = 0;
     public const int HeaderLength = 128;
-    public const int HeaderBlock = 4096;
-    public const int ChecksumOffset = 120;
+    public const int BackupOffset = 4096;
+    public const int HeaderBlock = 8192;
+    public const int ChecksumOffset = HeaderLength - 8;
+    public const int RegionLengthOffset = FormatHeader.PrefixLength;
+    public const int GeometryOffset = RegionLengthOffset + 8;
+    public const int LanesOffsetOffset = 72;
     public const int LaneLine = 64;
     public const int MaxLanes = 1024;
     public const int MinLaneLog = 256;
     public const int MaxLaneLog = 64 << 20;
     public const int MaxRoot = 64 << 20;
     public const int MaxObjectSize = 1 << 20;
+
+    /// <summary>The heap header's format: signature, version and the feature bits this library knows (none yet).</summary>
+    public static readonly FormatRules Rules = new("heap header", Signature, HeaderLength, Major, Minor, KnownCompat: 0, KnownIncompat: 0, KnownRoCompat: 0);
 
     public long LaneStride => LaneLine + 2L * LaneLogSize;
 
@@ -91,67 +101,64 @@ internal readonly record struct HeapLayout(
     public void WriteHeader(Span<byte> header)
     {
         header[..HeaderLength].Clear();
-        BinaryPrimitives.WriteUInt64LittleEndian(header, Signature);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[8..], Major);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[10..], Minor);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[12..], HeaderLength);
-        BinaryPrimitives.WriteInt64LittleEndian(header[16..], RegionLength);
-        BinaryPrimitives.WriteInt32LittleEndian(header[24..], LaneCount);
-        BinaryPrimitives.WriteInt32LittleEndian(header[28..], LaneLogSize);
-        BinaryPrimitives.WriteInt32LittleEndian(header[32..], RootSize);
-        BinaryPrimitives.WriteInt32LittleEndian(header[36..], ObjectSize);
-        BinaryPrimitives.WriteInt64LittleEndian(header[40..], ObjectCount);
-        BinaryPrimitives.WriteInt64LittleEndian(header[48..], LanesOffset);
-        BinaryPrimitives.WriteInt64LittleEndian(header[56..], RootOffset);
-        BinaryPrimitives.WriteInt64LittleEndian(header[64..], MapOffset);
-        BinaryPrimitives.WriteInt64LittleEndian(header[72..], ObjectsOffset);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[ChecksumOffset..], XxHash3.HashToUInt64(header[..ChecksumOffset]));
+        FormatHeader.WritePrefix(header, Rules, compat: 0, incompat: 0, roCompat: 0);
+        BinaryPrimitives.WriteInt64LittleEndian(header[RegionLengthOffset..], RegionLength);
+        BinaryPrimitives.WriteInt32LittleEndian(header[48..], LaneCount);
+        BinaryPrimitives.WriteInt32LittleEndian(header[52..], LaneLogSize);
+        BinaryPrimitives.WriteInt32LittleEndian(header[56..], RootSize);
+        BinaryPrimitives.WriteInt32LittleEndian(header[60..], ObjectSize);
+        BinaryPrimitives.WriteInt64LittleEndian(header[64..], ObjectCount);
+        BinaryPrimitives.WriteInt64LittleEndian(header[72..], LanesOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(header[80..], RootOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(header[88..], MapOffset);
+        BinaryPrimitives.WriteInt64LittleEndian(header[96..], ObjectsOffset);
+        FormatHeader.Seal(header[..HeaderLength]);
     }
 
+    /// <summary>The region length an intact header of this format records (no other check).</summary>
+    public static long RecordedRegionLength(ReadOnlySpan<byte> header) => BinaryPrimitives.ReadInt64LittleEndian(header[RegionLengthOffset..]);
+
     /// <summary>
-    /// Validates a header read from the media, in this order: signature, major version and header
-    /// length, checksum, region length, geometry (every value in range and every offset equal to
-    /// the one the values imply, so nothing read is trusted before it is checked).
+    /// The one validation of a heap header copy chosen by <see cref="HeapValidation"/> (an intact
+    /// copy: signature and checksum verified), reported into <paramref name="sink"/> in this order:
+    /// format version (formats 1 and 2 are refused saying what to do), header size and feature words
+    /// (<see cref="FormatHeader.Validate"/>), region length, geometry (every value in range and every
+    /// offset equal to the one the values imply, so nothing read is trusted before it is checked).
+    /// Returns the layout, or null after an error.
     /// </summary>
-    public static HeapLayout ReadHeader(ReadOnlySpan<byte> header, long regionLength, long regionOffset)
+    public static HeapLayout? Validate(ReadOnlySpan<byte> header, long regionLength, long regionOffset, IHeapProblemSink sink)
     {
-        ulong signature = BinaryPrimitives.ReadUInt64LittleEndian(header);
-        if (signature != Signature)
+        ushort major = FormatHeader.Major(header);
+        if (major is 1 or 2)
         {
-            throw Bad(HeapField.Signature, regionOffset, $"No transactional heap here: signature 0x{signature:x16}, expected 0x{Signature:x16} (\"DPTXHEAP\").");
+            sink.Report(HeapField.Version, PoolProblemSeverity.Error, regionOffset + FormatHeader.MajorOffset, major == 1
+                ? "heap format 1 (an undo log with a commit word published after a fence of its own): this library reads heap format 3 only, and format 1's commit protocol is not format 3's; open the heap with the DirectPmem release that made it and copy its data into a new heap"
+                : "heap format 2 (its header has no feature words and no backup copy): this preview library reads heap format 3 only and does not convert older heaps; open the heap with the DirectPmem release that made it and copy its data into a new heap");
+            return null;
         }
-        ushort major = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
-        uint headerLength = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
-        if (major == 1 && headerLength == HeaderLength)
+        var counting = new ErrorCounter(sink, regionOffset);
+        FormatHeader.Validate(header, Rules, counting, HeapField.Version, HeapField.Version, HeapField.Features, HeapField.Features, HeapField.Features);
+        if (counting.Errors > 0)
         {
-            throw Bad(HeapField.Version, regionOffset + 8, $"Heap format 1 (an undo log with a commit word published after a fence of its own): this library reads format {Major} only, whose lanes confirm commits lazily and which format 1's readers would misread. Open the heap with the DirectPmem release that made it and copy its data into a new heap.");
+            return null;
         }
-        if (major != Major || headerLength != HeaderLength)
-        {
-            throw Bad(HeapField.Version, regionOffset + 8, $"Heap format {major} with a {headerLength}-byte header; this library reads format {Major} with a {HeaderLength}-byte header.");
-        }
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]);
-        ulong computed = XxHash3.HashToUInt64(header[..ChecksumOffset]);
-        if (stored != computed)
-        {
-            throw Bad(HeapField.Checksum, regionOffset + ChecksumOffset, $"Heap header checksum 0x{stored:x16} does not match its contents (0x{computed:x16}): the header is damaged.");
-        }
-        long length = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        long length = RecordedRegionLength(header);
         if (length != regionLength)
         {
-            throw Bad(HeapField.Length, regionOffset + 16, $"The heap was created on a region of {length} bytes; the region given has {regionLength}.");
+            sink.Report(HeapField.Length, PoolProblemSeverity.Error, regionOffset + RegionLengthOffset, Invariant($"the heap was created on a region of {length} bytes; the region given has {regionLength}"));
+            return null;
         }
         var recorded = new HeapLayout(length,
-            BinaryPrimitives.ReadInt32LittleEndian(header[24..]), BinaryPrimitives.ReadInt32LittleEndian(header[28..]),
-            BinaryPrimitives.ReadInt32LittleEndian(header[32..]), BinaryPrimitives.ReadInt32LittleEndian(header[36..]),
-            (int)Math.Clamp(BinaryPrimitives.ReadInt64LittleEndian(header[40..]), -1, int.MaxValue),
-            BinaryPrimitives.ReadInt64LittleEndian(header[48..]), BinaryPrimitives.ReadInt64LittleEndian(header[56..]),
-            BinaryPrimitives.ReadInt64LittleEndian(header[64..]), BinaryPrimitives.ReadInt64LittleEndian(header[72..]));
+            BinaryPrimitives.ReadInt32LittleEndian(header[48..]), BinaryPrimitives.ReadInt32LittleEndian(header[52..]),
+            BinaryPrimitives.ReadInt32LittleEndian(header[56..]), BinaryPrimitives.ReadInt32LittleEndian(header[60..]),
+            (int)Math.Clamp(BinaryPrimitives.ReadInt64LittleEndian(header[64..]), -1, int.MaxValue),
+            BinaryPrimitives.ReadInt64LittleEndian(header[72..]), BinaryPrimitives.ReadInt64LittleEndian(header[80..]),
+            BinaryPrimitives.ReadInt64LittleEndian(header[88..]), BinaryPrimitives.ReadInt64LittleEndian(header[96..]));
         HeapLayout expected;
         try
         {
             expected = recorded.ObjectCount < 1
-                ? throw new ArgumentOutOfRangeException(nameof(header))
+                ? throw new ArgumentOutOfRangeException(nameof(header), "The object count must be at least 1.")
                 : Compute(length, new TransactionalHeapOptions
                 {
                     LaneCount = recorded.LaneCount,
@@ -163,15 +170,29 @@ internal readonly record struct HeapLayout(
         }
         catch (ArgumentOutOfRangeException e)
         {
-            throw Bad(HeapField.Geometry, regionOffset + 24, "The heap geometry in the header is invalid: " + e.Message);
+            sink.Report(HeapField.Geometry, PoolProblemSeverity.Error, regionOffset + GeometryOffset, "the heap geometry in the header is invalid: " + e.Message.TrimEnd('.'));
+            return null;
         }
         if (expected != recorded)
         {
-            throw Bad(HeapField.Geometry, regionOffset + 48, $"The heap header's offsets do not follow from its geometry: recorded {recorded}, expected {expected}.");
+            sink.Report(HeapField.Geometry, PoolProblemSeverity.Error, regionOffset + LanesOffsetOffset, Invariant($"the heap header's offsets do not follow from its geometry: recorded {recorded}, expected {expected}"));
+            return null;
         }
         return recorded;
     }
 
-    private static TransactionalHeapFormatException Bad(HeapField field, long offset, string message) =>
-        new(field, offset, message);
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+
+    // FormatHeader.Validate reports by field; the heap's sink wants the mapping offset too, and the caller the error count.
+    private sealed class ErrorCounter(IHeapProblemSink inner, long regionOffset) : IFormatProblemSink<HeapField>
+    {
+        public int Errors { get; private set; }
+
+        public void Report(HeapField field, PoolProblemSeverity severity, string message)
+        {
+            Errors += severity == PoolProblemSeverity.Error ? 1 : 0;
+            long at = regionOffset + (field == HeapField.Features ? FormatHeader.CompatOffset : FormatHeader.MajorOffset);
+            inner.Report(field, severity, at, message);
+        }
+    }
 }

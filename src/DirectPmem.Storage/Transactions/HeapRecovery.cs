@@ -23,6 +23,9 @@ public sealed class HeapRecovery
     /// <summary>How many objects are allocated after recovery.</summary>
     public int AllocatedObjects { get; }
 
+    /// <summary>Which header copy the open restored from the other (a damaged or torn copy), or <see cref="PoolHeaderRepair.None"/>.</summary>
+    public PoolHeaderRepair HeaderRepair { get; internal init; }
+
     /// <summary>Whether a transaction was rolled back.</summary>
     public bool RolledBack => LanesRolledBack > 0;
 

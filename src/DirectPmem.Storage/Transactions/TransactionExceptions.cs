@@ -21,6 +21,10 @@ public enum HeapField
     UndoEntry,
     /// <summary>The object allocation map holds a value other than free (0) or allocated (1).</summary>
     ObjectMap,
+    /// <summary>The heap header's feature words name a feature this library does not know.</summary>
+    Features,
+    /// <summary>A part of the heap could not be read: poison, or a page past the end of a truncated file (the message names which part and the bad range).</summary>
+    MediaError,
 }
 
 /// <summary>
@@ -35,7 +39,12 @@ public sealed class TransactionalHeapFormatException : PmemException
     /// <param name="offset">The mapping offset of the value that failed.</param>
     /// <param name="message">What was expected and what was found.</param>
     public TransactionalHeapFormatException(HeapField field, long offset, string message)
-        : base(message + " (" + field.ToString() + " at mapping offset 0x" + offset.ToString("x", System.Globalization.CultureInfo.InvariantCulture) + ")")
+        : this(field, offset, message, null)
+    {
+    }
+
+    internal TransactionalHeapFormatException(HeapField field, long offset, string message, Exception? inner)
+        : base(message + " (" + field.ToString() + " at mapping offset 0x" + offset.ToString("x", System.Globalization.CultureInfo.InvariantCulture) + ")", inner)
     {
         Field = field;
         Offset = offset;

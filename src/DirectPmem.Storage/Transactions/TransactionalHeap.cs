@@ -57,8 +57,9 @@ public sealed class TransactionalHeap : IDisposable
     private int _freeCount;
     private int _disposed;
 
-    private TransactionalHeap(DaxMapping mapping, long offset, HeapLayout layout, ulong[] finished)
+    private TransactionalHeap(DaxMapping mapping, long offset, HeapLayout layout, ulong[] finished, string? readOnlyReason = null)
     {
+        ReadOnlyReason = readOnlyReason;
         _mapping = mapping;
         _base = offset;
         _layout = layout;
@@ -123,6 +124,18 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>What the open found and rolled back (nothing for a new heap).</summary>
     public HeapRecovery Recovery { get; private set; } = new(0, 0, 0, 0);
 
+    /// <summary>Whether the heap was opened read-only (<see cref="ReadOnlyReason"/> says why): <see cref="Begin"/> refuses, and recovery wrote nothing.</summary>
+    public bool IsReadOnly => ReadOnlyReason is not null;
+
+    /// <summary>
+    /// Why the heap was opened read-only, or null: a part of it recovery must read could not be read
+    /// (poison, or a page past the end of a truncated file: a header copy, a lane, an undo entry of an
+    /// unfinished transaction, the data a commit record describes, the allocation map). Nothing was
+    /// rolled back, so data an unfinished transaction changed may be seen as it left it. Inspect it with
+    /// <see cref="PoolInspector.InspectHeap"/>; clear the bad range and open again to recover.
+    /// </summary>
+    public string? ReadOnlyReason { get; }
+
     internal DaxMapping MappingInternal => _mapping;
 
     internal HeapLayout Layout => _layout;
@@ -169,17 +182,23 @@ public sealed class TransactionalHeap : IDisposable
             mapping.Flush(word, 8);
         }
         mapping.Drain();
+        // The backup copy first, then the primary: a crash before the backup is durable leaves no intact copy.
         Span<byte> header = stackalloc byte[HeapLayout.HeaderLength];
         layout.WriteHeader(header);
+        mapping.Write(header, offset + HeapLayout.BackupOffset);
         mapping.Write(header, offset);
         var heap = new TransactionalHeap(mapping, offset, layout, new ulong[layout.LaneCount]);
-        heap.RebuildFreeList();
+        heap.RebuildFreeList(mapping.GetReadOnlySpan(offset + layout.MapOffset, layout.ObjectCount));
         return heap;
     }
 
     /// <summary>
     /// Opens the heap in [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>)
-    /// and recovers it: every transaction that had not committed is rolled back (see <see cref="Recovery"/>).
+    /// and recovers it: every transaction that had not committed is rolled back (see <see cref="Recovery"/>),
+    /// and a damaged header copy is restored from the intact one. Everything recovery reads is read
+    /// poison-safe and validated (by the routine <see cref="PoolInspector.InspectHeap"/> runs) before
+    /// anything is written. When a part recovery needs cannot be read (poison, a page past the end of a
+    /// truncated file), nothing is written and the heap opens read-only (<see cref="ReadOnlyReason"/>).
     /// </summary>
     /// <param name="mapping">The writable mapping the heap was created in.</param>
     /// <param name="offset">The start of the region, as at creation.</param>
@@ -187,60 +206,71 @@ public sealed class TransactionalHeap : IDisposable
     /// <returns>The recovered heap.</returns>
     /// <exception cref="ArgumentException">The region is misaligned, outside the mapping or read-only.</exception>
     /// <exception cref="TransactionalHeapFormatException">
-    /// The header, a lane's generation word, a verified undo entry or the allocation map is invalid;
-    /// <see cref="TransactionalHeapFormatException.Field"/> says which. Header, lane words and undo
-    /// entries are all validated before anything is written.
+    /// The header (both copies), a lane's generation word, a verified undo entry or the allocation map is
+    /// invalid, the heap was written by format 1 or 2, or neither header copy can be read;
+    /// <see cref="TransactionalHeapFormatException.Field"/> says which. Nothing was written.
     /// </exception>
     public static TransactionalHeap Open(DaxMapping mapping, long offset, long length)
     {
         CheckRegion(mapping, offset, length);
-        HeapLayout layout = HeapLayout.ReadHeader(mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength), length, offset);
+        var sink = new ThrowingHeapSink();
+        // The throwing sink ends Examine at the first error: a scan that returns has none.
+        HeapScan scan = HeapValidation.Examine(mapping, offset, length, sink)!;
+        HeapLayout layout = scan.Layout;
         var finished = new ulong[layout.LaneCount];
-        var resolved = new ulong[layout.LaneCount];
-        var rolledBack = new bool[layout.LaneCount];
-        var rollbacks = new List<(int Lane, long Entry, long Target, int Length)>();
-        for (int lane = 0; lane < layout.LaneCount; lane++)
+        if (sink.ReadOnlyReason is not null)
         {
-            long word = offset + layout.LanesOffset + lane * layout.LaneStride;
-            if (!LaneWord.TryDecode(mapping.GetReadOnlyRef<ulong>(word), out ulong generation) || generation >= LaneWord.MaxGeneration - 1)
+            // Something recovery must read could not be read: write nothing (no rollback, no header repair, no word).
+            for (int lane = 0; lane < finished.Length; lane++)
             {
-                throw new TransactionalHeapFormatException(HeapField.LaneGeneration, word, string.Create(CultureInfo.InvariantCulture,
-                    $"The generation word of lane {lane} (0x{mapping.GetReadOnlyRef<ulong>(word):x16}) does not verify: it is damaged."));
+                finished[lane] = scan.Generations[lane] ?? 0;
             }
-            finished[lane] = generation;
-            int before = rollbacks.Count;
-            if (!ResolveLane(mapping, offset, layout, lane, generation, rollbacks, out resolved[lane], out var outside))
-            {
-                throw new TransactionalHeapFormatException(HeapField.UndoEntry, outside.Entry, string.Create(CultureInfo.InvariantCulture,
-                    $"An undo entry of lane {lane} verifies but names [0x{outside.Target:x}, +{outside.Length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x})."));
-            }
-            rolledBack[lane] = rollbacks.Count > before;
+            var readOnly = new TransactionalHeap(mapping, offset, layout, finished, sink.ReadOnlyReason);
+            int allocatedNow = scan.Map is null ? 0 : readOnly.RebuildFreeList(scan.Map);
+            readOnly.Recovery = new HeapRecovery(0, 0, 0, allocatedNow) { HeaderRepair = PoolHeaderRepair.None };
+            return readOnly;
         }
 
-        // Everything read has been validated: roll back, make it durable, then close each resolved generation.
-        long bytes = 0;
-        foreach ((int _, long entry, long target, int entryLength) in rollbacks)
+        // Everything read has been validated: repair a damaged header copy, roll back, make it durable, then close each resolved generation.
+        if (scan.HeaderRepair != PoolHeaderRepair.None)
         {
-            mapping.Write(mapping.GetReadOnlySpan(entry + Lane.EntryHeader, entryLength), offset + target, PmemCopyOptions.NoDrain);
-            bytes += entryLength;
+            bool fromBackup = scan.HeaderRepair == PoolHeaderRepair.PrimaryRestoredFromBackup;
+            Span<byte> header = stackalloc byte[HeapLayout.HeaderLength];
+            layout.WriteHeader(header);
+            mapping.Write(header, fromBackup ? offset : offset + HeapLayout.BackupOffset);
         }
-        if (rollbacks.Count > 0)
+        long bytes = 0;
+        if (scan.Rollbacks.Count > 0)
         {
+            byte[] snapshot = new byte[layout.LaneLogSize];
+            foreach ((int _, long entry, long target, int entryLength) in scan.Rollbacks)
+            {
+                // Read once more, poison-safe: a line gone bad since the scan is a media error, not a crash.
+                MediaRead.Copy(mapping, entry + Lane.EntryHeader, snapshot.AsSpan(0, entryLength));
+                mapping.Write(snapshot.AsSpan(0, entryLength), offset + target, PmemCopyOptions.NoDrain);
+                bytes += entryLength;
+            }
             mapping.Drain();
         }
         int lanesRolledBack = 0;
         for (int lane = 0; lane < layout.LaneCount; lane++)
         {
-            if (resolved[lane] != finished[lane])
+            ulong word = scan.Generations[lane]!.Value;
+            finished[lane] = scan.Resolved[lane];
+            if (finished[lane] != word)
             {
-                finished[lane] = resolved[lane];
                 mapping.Publish(offset + layout.LanesOffset + lane * layout.LaneStride, LaneWord.Encode(finished[lane]));
             }
-            lanesRolledBack += rolledBack[lane] ? 1 : 0;
+            lanesRolledBack += scan.PendingEntries[lane] > 0 ? 1 : 0;
         }
         var heap = new TransactionalHeap(mapping, offset, layout, finished);
-        int allocated = heap.RebuildFreeList();
-        heap.Recovery = new HeapRecovery(lanesRolledBack, rollbacks.Count, bytes, allocated);
+        byte[] map = scan.Map!;
+        if (scan.Rollbacks.Count > 0)
+        {
+            MediaRead.Copy(mapping, offset + layout.MapOffset, map); // the rolled-back allocation bytes included
+        }
+        int allocated = heap.RebuildFreeList(map);
+        heap.Recovery = new HeapRecovery(lanesRolledBack, scan.Rollbacks.Count, bytes, allocated) { HeaderRepair = scan.HeaderRepair };
         return heap;
     }
 
@@ -251,10 +281,15 @@ public sealed class TransactionalHeap : IDisposable
     /// </summary>
     /// <returns>The transaction, a small handle that allocates nothing.</returns>
     /// <exception cref="ObjectDisposedException">The heap, its mapping or the pool it was made in (<see cref="PoolTransactions"/>) has been disposed; the exception names which.</exception>
+    /// <exception cref="InvalidOperationException">The heap is open read-only (<see cref="ReadOnlyReason"/>).</exception>
     public Transaction Begin()
     {
         Owner?.ThrowIfDisposed();
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0 || _mapping.IsDisposed, this);
+        if (ReadOnlyReason is not null)
+        {
+            throw new InvalidOperationException("The transactional heap is open read-only: " + ReadOnlyReason);
+        }
         Lane lane = AcquireLane();
         return new Transaction(lane, lane.Start());
     }
@@ -409,9 +444,8 @@ public sealed class TransactionalHeap : IDisposable
         return false;
     }
 
-    private int RebuildFreeList()
+    private int RebuildFreeList(ReadOnlySpan<byte> map)
     {
-        ReadOnlySpan<byte> map = _mapping.GetReadOnlySpan(_base + _layout.MapOffset, _layout.ObjectCount);
         int allocated = 0;
         _freeCount = 0;
         // Pushed from the end so that allocation hands out the lowest free index first.
@@ -452,139 +486,27 @@ public sealed class TransactionalHeap : IDisposable
         }
     }
 
-    /// <summary>
-    /// Collects into <paramref name="rollbacks"/>, in order, the undo entries recovery rolls back for
-    /// <paramref name="lane"/> when its word says <paramref name="generation"/> - 1 finished (see
-    /// <see cref="ResolveLane"/>). Reads only. Returns false when an entry verifies but names a range
-    /// outside the transactional area, with it in <paramref name="outside"/>: recovery refuses such a
-    /// heap. Shared by recovery and <see cref="PoolInspector.InspectHeap"/>.
-    /// </summary>
-    internal static bool ScanLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
-        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out (long Entry, long Target, uint Length) outside)
-        => ResolveLane(mapping, offset, layout, lane, generation - 1, rollbacks, out _, out outside);
-
-    /// <summary>
-    /// Decides what recovery does with a lane whose durable word says <paramref name="word"/> finished
-    /// (reads only). Format 2 writes the word only on abort, on recovery and when another lane
-    /// confirms a commit, so it may lag; the log and the commit record say the rest:
-    /// <list type="number">
-    /// <item>If the first undo entry of the log verifies with a generation g above the word, every
-    /// generation before g finished (a transaction writes its first entry only after the one before
-    /// it returned), and g is the one in flight: if the lane's commit record verifies for g, counts
-    /// as many entries as the log holds for g and its data hash matches the media, g committed and
-    /// nothing is rolled back; otherwise g's verified entries go to <paramref name="rollbacks"/>, in order.</item>
-    /// <item>Otherwise nothing in flight changed data in place (its first entry would be durable
-    /// before it did), and every transaction that wrote entries has finished.</item>
-    /// </list>
-    /// <paramref name="resolved"/> is the generation to publish as finished: g, or the highest of the
-    /// word and a verifying record's generation. Returns false when an entry verifies but names a
-    /// range outside the transactional area, with it in <paramref name="outside"/>.
-    /// </summary>
-    internal static bool ResolveLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong word,
-        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out ulong resolved, out (long Entry, long Target, uint Length) outside)
-    {
-        outside = default;
-        long line = offset + layout.LanesOffset + lane * layout.LaneStride;
-        long seed = Lane.ChecksumSeed(lane);
-        bool recordValid = CommitRecord.TryRead(mapping.GetReadOnlySpan(line, HeapLayout.LaneLine), seed, out ulong recorded, out int entries, out ulong dataHash)
-            && recorded < LaneWord.MaxGeneration - 1;
-        resolved = recordValid ? Math.Max(word, recorded) : word;
-        long logs = line + HeapLayout.LaneLine;
-        long half = layout.LaneLogSize;
-        ulong first = 0;
-        for (int h = 0; h < 2; h++)
-        {
-            if (TryReadEntry(mapping, logs + h * half, half, seed, out ulong generation)
-                && (int)(generation & 1) == h && generation > first && generation < LaneWord.MaxGeneration - 1)
-            {
-                first = generation;
-            }
-        }
-        if (first <= word || (recordValid && recorded > first))
-        {
-            // Nothing in flight changed data in place, or the record names a later transaction whose
-            // first entry never became durable (so it changed nothing in place before its commit fence).
-            return true;
-        }
-        int start = rollbacks.Count;
-        if (!ScanEntries(mapping, offset, layout, lane, first, rollbacks, out outside))
-        {
-            return false;
-        }
-        resolved = first;
-        int found = rollbacks.Count - start;
-        if (recordValid && recorded == first && entries == found
-            && CommitRecord.DataHash(mapping, offset, layout, lane, first, found, new XxHash3(seed)) == dataHash)
-        {
-            rollbacks.RemoveRange(start, found);
-        }
-        return true;
-    }
-
-    // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation.
-    private static bool TryReadEntry(DaxMapping mapping, long log, long capacity, long seed, out ulong generation)
-    {
-        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log, Lane.EntryHeader);
-        generation = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
-        if (length == 0 || length > capacity - Lane.EntryHeader)
-        {
-            return false;
-        }
-        return XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + 8, Lane.EntryHeader - 8 + (int)length), seed) == BinaryPrimitives.ReadUInt64LittleEndian(header);
-    }
-
-    // The verified undo entries of one generation, in order; the walk stops at the first entry of
-    // another generation, torn or failing its checksum.
-    private static bool ScanEntries(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation,
-        List<(int Lane, long Entry, long Target, int Length)> rollbacks, out (long Entry, long Target, uint Length) outside)
-    {
-        outside = default;
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine + Lane.HalfOffset(layout, generation);
-        long capacity = layout.LaneLogSize;
-        long seed = Lane.ChecksumSeed(lane);
-        for (long position = 0; position + Lane.EntryHeader <= capacity;)
-        {
-            ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(log + position, Lane.EntryHeader);
-            if (BinaryPrimitives.ReadUInt64LittleEndian(header[8..]) != generation)
-            {
-                return true;
-            }
-            long target = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
-            if (length == 0 || length > capacity - position - Lane.EntryHeader)
-            {
-                return true; // torn before its drain: its range was never modified
-            }
-            ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header);
-            if (XxHash3.HashToUInt64(mapping.GetReadOnlySpan(log + position + 8, Lane.EntryHeader - 8 + (int)length), seed) != stored)
-            {
-                return true;
-            }
-            if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
-            {
-                outside = (log + position, target, length);
-                return false;
-            }
-            rollbacks.Add((lane, log + position, target, (int)length));
-            position += Lane.EntryHeader + ((length + 7) & ~7L);
-        }
-        return true;
-    }
-
-    // A header whose signature and checksum verify (any format version) is a live heap: Create refuses to wipe it.
+    // A header copy whose signature and checksum verify (any format version) is a live heap: Create refuses to wipe it.
+    // Read poison-safe: a copy that cannot be read says nothing (the other may).
     private static void ThrowIfHeapExists(DaxMapping mapping, long offset)
     {
-        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(offset, HeapLayout.HeaderLength);
-        if (BinaryPrimitives.ReadUInt64LittleEndian(header) != HeapLayout.Signature
-            || BinaryPrimitives.ReadUInt64LittleEndian(header[HeapLayout.ChecksumOffset..]) != XxHash3.HashToUInt64(header[..HeapLayout.ChecksumOffset]))
+        Span<byte> header = stackalloc byte[HeapLayout.HeaderLength];
+        foreach (long at in (ReadOnlySpan<long>)[offset, offset + HeapLayout.BackupOffset])
         {
-            return;
+            if (at + HeapLayout.HeaderLength > mapping.Length || HeapValidation.TryCopy(mapping, at, header) is not null || !FormatHeader.IsIntact(header, HeapLayout.Rules))
+            {
+                continue;
+            }
+            int major = FormatHeader.Major(header);
+            // Format 2 and earlier kept the region length at 16 and the geometry after it; format 3 after the shared prefix.
+            int at0 = major >= 3 ? HeapLayout.RegionLengthOffset : 16;
+            long region = BinaryPrimitives.ReadInt64LittleEndian(header[at0..]);
+            int lanes = BinaryPrimitives.ReadInt32LittleEndian(header[(at0 + 8)..]);
+            int objectSize = BinaryPrimitives.ReadInt32LittleEndian(header[(at0 + 20)..]);
+            long objects = BinaryPrimitives.ReadInt64LittleEndian(header[(at0 + 24)..]);
+            throw new TransactionalHeapExistsException(offset, major, region, string.Create(CultureInfo.InvariantCulture,
+                $"TransactionalHeap.Create: a transactional heap (format {major}, a region of {region} bytes, {lanes} lanes, {objects} objects of {objectSize} bytes) is at mapping offset 0x{offset:x}; creating would wipe it. Open it with TransactionalHeap.Open, or set TransactionalHeapOptions.ReplaceExisting to replace it."));
         }
-        int major = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
-        long region = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-        throw new TransactionalHeapExistsException(offset, major, region, string.Create(CultureInfo.InvariantCulture,
-            $"TransactionalHeap.Create: a transactional heap (format {major}, a region of {region} bytes, {BinaryPrimitives.ReadInt32LittleEndian(header[24..])} lanes, {BinaryPrimitives.ReadInt64LittleEndian(header[40..])} objects of {BinaryPrimitives.ReadInt32LittleEndian(header[36..])} bytes) is at mapping offset 0x{offset:x}; creating would wipe it. Open it with TransactionalHeap.Open, or set TransactionalHeapOptions.ReplaceExisting to replace it."));
     }
 
     private static void CheckRegion(DaxMapping mapping, long offset, long length)

@@ -14,6 +14,18 @@ internal sealed record TierMeasurement(
     uint? HmatReadLatencyNs, uint? HmatReadMBps, uint? HmatWriteMBps, string? HmatAccessClass, IReadOnlyList<string> Disagreements);
 
 /// <summary>
+/// One row of <c>dpmem bench --tiers</c>, as the table prints it and <c>--json</c> writes it: measured
+/// latency and bandwidth from a CPU node to a memory node beside HMAT's figures (null where HMAT has
+/// none, left out of the JSON), and the check (<c>no HMAT</c>, <c>within 2x</c> or <c>DISAGREES: ...</c>).
+/// </summary>
+internal sealed record TierBenchRow(
+    string From, string To, double LatencyNs, uint? HmatLatencyNs, double ReadMBps, uint? HmatReadMBps, double WriteMBps, uint? HmatWriteMBps,
+    string? HmatClass, string Check, IReadOnlyList<string> Disagreements);
+
+/// <summary><c>dpmem bench --tiers --json</c>: the machine, the run's parameters and the rows of the table.</summary>
+internal sealed record TierBenchReport(MachineReport Machine, long WorkingSetBytes, long DependentLoads, int Passes, bool Quick, IReadOnlyList<TierBenchRow> Rows);
+
+/// <summary>
 /// <c>dpmem bench --tiers</c>: for each CPU node (the thread pinned to its CPUs) and each node with
 /// memory (a mapping bound there with <see cref="NodeMemory"/>, placement checked): load latency by a
 /// dependent pointer chase over a working set larger than the last-level cache, and read and write

@@ -38,7 +38,8 @@ internal sealed record PoolReport(
     IReadOnlyList<StructureReport> Structures,
     string Root,
     LogReport? Log,
-    HeapReport? Heap);
+    HeapReport? Heap,
+    bool CreatedOnVolatileMemory = false);
 
 /// <summary>A named structure in the pool's directory.</summary>
 internal sealed record StructureReport(string Name, string Kind, long Offset, long Length);
@@ -109,6 +110,10 @@ internal static class PoolChecker
             }
             return Empty(poolOffset, pool.PrimaryState, pool.BackupState);
         }
+        if (pool.CreatedOnVolatileMemory)
+        {
+            notes.Add(Invariant($"the pool was created on volatile memory ({pool.CreatedOnBacking}) with PoolCreateOptions.AllowVolatile: its contents do not survive a reboot or power loss"));
+        }
         if (pool.WasCleanlyClosed == false)
         {
             notes.Add("the pool was not closed cleanly (state: in use), or is open now: the application runs its recovery on the next open");
@@ -160,9 +165,9 @@ internal static class PoolChecker
             pool.RootOffset, pool.ReservedOffset, pool.ReservedLength, pool.DataOffset,
             pool.WasCleanlyClosed switch { true => "clean", false => "in use (not closed cleanly, or open now)", _ => "invalid" }, pool.WasCleanlyClosed,
             pool.RecordedDirtyShutdownCount, null, null, pool.Generation,
-            pool.Durability is { } d ? $"{d} on {pool.CreatedOnBacking}" : "not recorded (format 1.0)",
+            pool.Durability is { } d ? $"{d} on {pool.CreatedOnBacking}{(pool.CreatedOnVolatileMemory ? VolatileSuffix : "")}" : "not recorded (format 1.0)",
             pool.Structures.Select(e => new StructureReport(e.Name, e.Kind.ToString(), e.Offset, e.Length)).ToArray(),
-            root, log, heap);
+            root, log, heap, pool.CreatedOnVolatileMemory);
     }
 
     private static string? RepairText(PoolHeaderField field, PoolInspection pool) => field == PoolHeaderField.Directory
@@ -197,9 +202,25 @@ internal static class PoolChecker
     private static HeapReport? CheckHeap(DaxMapping map, long offset, long? length, List<CheckProblem> problems, List<string> notes)
     {
         HeapInspection heap = PoolInspector.InspectHeap(map, offset, length);
-        foreach (string problem in heap.Problems)
+        foreach (HeapProblem problem in heap.Problems)
         {
-            problems.Add(new CheckProblem("heap", problem, null));
+            // The library's own sentence (TransactionalHeap.Open throws it capitalised, with a stop), under its field.
+            string message = HeapFieldName(problem.Field) + ": " + problem.Message;
+            switch (problem.Severity)
+            {
+                case PoolProblemSeverity.Error:
+                    problems.Add(new CheckProblem("heap", message, null));
+                    break;
+                case PoolProblemSeverity.ReadOnly:
+                    problems.Add(new CheckProblem("heap", message + " (TransactionalHeap.Open opens it read-only)", null));
+                    break;
+                case PoolProblemSeverity.Repairable:
+                    problems.Add(new CheckProblem("heap", message, "a writable TransactionalHeap.Open restores the copy from the intact one"));
+                    break;
+                default:
+                    notes.Add("heap " + message);
+                    break;
+            }
         }
         if (!heap.HeaderValid)
         {
@@ -213,6 +234,18 @@ internal static class PoolChecker
         return new HeapReport(offset, heap.RegionLength, heap.LaneCount, heap.LaneLogSize, heap.RootSize, heap.ObjectSize, heap.ObjectCount, heap.AllocatedObjects,
             lanes.Count(l => l.PendingEntries > 0), lanes);
     }
+
+    /// <summary>What the durability line adds for a pool created on volatile memory.</summary>
+    internal const string VolatileSuffix = " (volatile memory, created with PoolCreateOptions.AllowVolatile: not durable across a reboot)";
+
+    internal static string HeapFieldName(HeapField field) => field switch
+    {
+        HeapField.LaneGeneration => "lane generation",
+        HeapField.UndoEntry => "undo entry",
+        HeapField.ObjectMap => "allocation map",
+        HeapField.MediaError => "media error",
+        _ => field.ToString().ToLowerInvariant(),
+    };
 
     private static PoolReport Empty(long offset, string primary, string backup)
         => new(offset, primary, backup, null, null, null, null, null, null, 0, 0, null, 0, 0, 0, 0, null, null, null, null, null, 0, null, [], "unknown", null, null);

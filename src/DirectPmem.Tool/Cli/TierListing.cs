@@ -88,8 +88,16 @@ internal static class TierView
             device.Ranges.Select(r => new MappingListing(r.Index, Hex(r.Start), Hex(r.End), (long)r.PageOffset)).ToArray());
     }
 
+    // The attribute as the kernel wrote it; where a kernel has none (6.1), the mode the device tree implies.
+    private static string ModeName(CxlRegion cxl) => cxl.ModeText.Length > 0 ? cxl.ModeText : cxl.Mode switch
+    {
+        CxlRegionMode.Ram => "ram",
+        CxlRegionMode.Pmem => "pmem",
+        _ => "unknown",
+    };
+
     private static CxlRegionListing? Cxl(CxlRegion? cxl)
-        => cxl is null ? null : new CxlRegionListing(cxl.Name, cxl.RootDecoder, cxl.ModeText.Length == 0 ? "unknown" : cxl.ModeText, cxl.Size);
+        => cxl is null ? null : new CxlRegionListing(cxl.Name, cxl.RootDecoder, ModeName(cxl), cxl.Size);
 
     private static HmatListing? Hmat(HmatPerformance? p)
         => p is null ? null : new HmatListing(p.Initiators, p.ReadLatencyNanoseconds, p.WriteLatencyNanoseconds, p.ReadBandwidthMBps, p.WriteBandwidthMBps);
@@ -105,7 +113,7 @@ internal static class TierView
 
     /// <summary>The kind as the table shows it: with the CXL region and its mode.</summary>
     internal static string KindCell(DaxMemorySource? source)
-        => source?.CxlRegion is CxlRegion cxl ? $"cxl {cxl.Name} ({(cxl.ModeText.Length == 0 ? "unknown" : cxl.ModeText)})" : KindName(source);
+        => source?.CxlRegion is CxlRegion cxl ? $"cxl {cxl.Name} ({ModeName(cxl)})" : KindName(source);
 
     internal static string PersistenceName(DaxMemoryPersistence persistence) => persistence switch
     {

@@ -18,6 +18,7 @@ namespace DirectPmem.Tool.Cli;
 [JsonSerializable(typeof(PlatformReport))]
 [JsonSerializable(typeof(CheckReport))]
 [JsonSerializable(typeof(BenchReport))]
+[JsonSerializable(typeof(TierBenchReport))]
 [JsonSerializable(typeof(MonitorReport))]
 internal sealed partial class ToolJsonContext : JsonSerializerContext
 {

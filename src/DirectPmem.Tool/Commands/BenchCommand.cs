@@ -41,7 +41,7 @@ internal static unsafe class BenchCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "Required with PATH: the benchmark writes over the start of PATH (labels and data included)." };
         var tiers = new Option<bool>("--tiers", "-T")
         {
-            Description = "Instead, measure every node with memory from every CPU node: pointer-chase latency over a working set larger than the last-level cache, read and write bandwidth, beside HMAT (a disagreement over 2x is flagged).",
+            Description = "Instead, measure every node with memory from every CPU node: pointer-chase latency over a working set larger than the last-level cache, read and write bandwidth, beside HMAT (a disagreement over 2x is flagged); with --json, the same rows as JSON.",
         };
         Option<string> sysfs = DeviceOpener.SysfsOption();
         var command = new Command("bench", "Measure persist latency, copy-persist speed and durable log appends, side by side with msync, Buffer.MemoryCopy, libpmem and libpmemlog.")
@@ -186,10 +186,6 @@ internal static unsafe class BenchCommand
 
     private static int RunTiers(string sysfsRoot, bool quick, bool json)
     {
-        if (json)
-        {
-            throw new ToolException("--tiers prints a table; --json is not supported with it.");
-        }
         MachineReport machine = Machine.Describe();
         long llc = Machine.LastLevelCache(machine);
         long workingSet = Math.Max(quick ? 2 * llc : 4 * llc, quick ? 32L << 20 : 128L << 20);
@@ -197,21 +193,30 @@ internal static unsafe class BenchCommand
         long steps = quick ? 200_000 : 2_000_000;
         int passes = quick ? 2 : 5;
         IReadOnlyList<TierMeasurement> results = TierBench.Run(sysfsRoot, workingSet, steps, passes, what => Console.Error.WriteLine($"dpmem bench --tiers: {what}"));
+        // One set of rows for the table and for --json.
+        TierBenchRow[] rows = results.Select(m => new TierBenchRow(Node(m.FromNode), Node(m.ToNode), Math.Round(m.LatencyNs, 1), m.HmatReadLatencyNs,
+            Math.Round(m.ReadMBps), m.HmatReadMBps, Math.Round(m.WriteMBps), m.HmatWriteMBps, m.HmatAccessClass,
+            m.HmatAccessClass is null ? "no HMAT" : m.Disagreements.Count == 0 ? "within 2x" : "DISAGREES: " + string.Join(", ", m.Disagreements), m.Disagreements)).ToArray();
+        if (json)
+        {
+            JsonOutput.Write(new TierBenchReport(machine, workingSet, steps, passes, quick, rows), ToolJsonContext.Default.TierBenchReport);
+            return 0;
+        }
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"machine: {machine.CpuModel}, {machine.LogicalCpus} CPUs, L2 {Sizes.Format(machine.L2Bytes)}, L3 {Sizes.Format(machine.L3Bytes)} ({machine.CacheSource}), kernel {machine.Kernel}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"working set {Sizes.Format(workingSet)} per node ({(llc > 0 ? $"{(double)workingSet / llc:0.#}x the last-level cache" : "last-level cache unknown")}), {steps} dependent loads and {passes} passes each, best pass{(quick ? "; quick mode: a smoke test" : "")}"));
-        if (results.Count == 0)
+        if (rows.Length == 0)
         {
             Console.WriteLine($"no node with CPUs and memory under {sysfsRoot}/devices/system/node");
             return 0;
         }
         var table = new Table().AddColumns("from", "to", "latency ns", "HMAT ns", "read MB/s", "HMAT read", "write MB/s", "HMAT write", "HMAT class", "check");
-        foreach (TierMeasurement m in results)
+        foreach (TierBenchRow r in rows)
         {
-            table.AddRow(Node(m.FromNode), Node(m.ToNode), m.LatencyNs.ToString("0.0", CultureInfo.InvariantCulture), Figure(m.HmatReadLatencyNs),
-                m.ReadMBps.ToString("0", CultureInfo.InvariantCulture), Figure(m.HmatReadMBps), m.WriteMBps.ToString("0", CultureInfo.InvariantCulture), Figure(m.HmatWriteMBps),
-                m.HmatAccessClass ?? "-", m.HmatAccessClass is null ? "no HMAT" : m.Disagreements.Count == 0 ? "within 2x" : "DISAGREES: " + string.Join(", ", m.Disagreements));
+            table.AddRow(r.From, r.To, r.LatencyNs.ToString("0.0", CultureInfo.InvariantCulture), Figure(r.HmatLatencyNs),
+                r.ReadMBps.ToString("0", CultureInfo.InvariantCulture), Figure(r.HmatReadMBps), r.WriteMBps.ToString("0", CultureInfo.InvariantCulture), Figure(r.HmatWriteMBps),
+                r.HmatClass ?? "-", r.Check);
         }
         if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
         {
@@ -236,7 +241,8 @@ internal static unsafe class BenchCommand
     // it, and per record size: DirectPmem, pmemlog_append, DirectPmem with the counters listening.
     private static void RunLog(DaxMapping map, nint source, Settings settings, bool pmemlog, CounterListener? listener, int rounds, List<BenchResult> results, ProgressTask task)
     {
-        using PmemPool pool = PmemPool.Create(map, "dpmem-bench", new PoolCreateOptions { Overwrite = true });
+        // A benchmark measures the target it is given, the emulated default on tmpfs included: it needs no durability across reboots.
+        using PmemPool pool = PmemPool.Create(map, "dpmem-bench", new PoolCreateOptions { Overwrite = true, AllowVolatile = true });
         long logLength = Math.Min(pool.DataLength / 4096 * 4096, settings.Quick ? 32L << 20 : 256L << 20);
         var box = new LogBox(PmemLog.Create(pool, pool.DataOffset, logLength));
         // Empty the log the way a user does, by truncating to its tail: the ring keeps moving (never re-created).

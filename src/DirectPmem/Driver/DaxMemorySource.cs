@@ -63,7 +63,11 @@ public sealed class CxlRegion
     /// <summary>The root decoder (CXL window) the region was created under, for example <c>decoder0.0</c>.</summary>
     public string RootDecoder { get; }
 
-    /// <summary>The region's mode: ram (volatile) or pmem (persistent).</summary>
+    /// <summary>
+    /// The region's mode: ram (volatile) or pmem (persistent). Kernels before 6.3 have no
+    /// <c>mode</c> attribute (<see cref="ModeText"/> is empty) and make pmem regions only; the mode
+    /// is then the one the device tree implies (a region behind the CXL nvdimm bridge is pmem).
+    /// </summary>
     public CxlRegionMode Mode { get; }
 
     /// <summary>The raw content of <c>mode</c> (empty when missing).</summary>

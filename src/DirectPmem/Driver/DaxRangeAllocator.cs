@@ -124,6 +124,34 @@ public sealed class DaxRangeAllocator : IDisposable
         }
     }
 
+    /// <summary>
+    /// The longest range <see cref="Allocate"/> can still give at the device alignment: the largest
+    /// aligned gap between the label area, the ranges and the device end; 0 when the table holds
+    /// <see cref="MaxRanges"/> ranges. Free space split between gaps is not one range: this is what a
+    /// request for "at least N bytes" must be weighed against.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
+    public long LargestFreeLength
+    {
+        get
+        {
+            lock (_gate)
+            {
+                ThrowIfDeviceDisposed();
+                if (_entries.Count >= MaxRanges)
+                {
+                    return 0;
+                }
+                long largest = 0;
+                foreach ((long start, long end) in Gaps(_align))
+                {
+                    largest = Math.Max(largest, end - start);
+                }
+                return largest;
+            }
+        }
+    }
+
     /// <summary>The label area length a device of <paramref name="align"/> reserves.</summary>
     /// <param name="align">The device alignment.</param>
     /// <returns>Two 4 KiB slots rounded up to <paramref name="align"/>.</returns>
@@ -368,22 +396,35 @@ public sealed class DaxRangeAllocator : IDisposable
                 throw new DaxLabelException(-1, DaxLabelRule.Unaligned, string.Create(CultureInfo.InvariantCulture,
                     $"range '{name}': length {length} is not a positive multiple of its page size {page.ToDisplayString()}."), _path);
             }
-            long cursor = LabelAreaLength;
-            foreach (DaxAllocation? entry in _entries.Append(null))
+            foreach ((long start, long end) in Gaps(page))
             {
-                long gapEnd = entry?.Offset ?? _deviceSize;
-                long start = RangeValidator.AlignUp(cursor, (long)page);
-                if (start <= gapEnd && length <= gapEnd - start)
+                if (length <= end - start)
                 {
                     return Add(new DaxAllocation(name, start, length, page));
-                }
-                if (entry is not null)
-                {
-                    cursor = entry.End;
                 }
             }
             throw new DaxLabelException(-1, DaxLabelRule.Full, string.Create(CultureInfo.InvariantCulture,
                 $"no free {page.ToDisplayString()}-aligned space of {length} bytes for '{name}' on '{_path}'."), _path);
+        }
+    }
+
+    // The free gaps [start, end) between the label area, the ranges (ordered by offset) and the device
+    // end, each start aligned up to page; empty gaps are left out. Called under _gate.
+    private IEnumerable<(long Start, long End)> Gaps(PageSize page)
+    {
+        long cursor = LabelAreaLength;
+        foreach (DaxAllocation? entry in _entries.Append(null))
+        {
+            long gapEnd = entry?.Offset ?? _deviceSize;
+            long start = RangeValidator.AlignUp(cursor, (long)page);
+            if (start < gapEnd)
+            {
+                yield return (start, gapEnd);
+            }
+            if (entry is not null)
+            {
+                cursor = entry.End;
+            }
         }
     }
 

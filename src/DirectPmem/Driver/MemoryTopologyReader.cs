@@ -367,8 +367,14 @@ internal sealed class MemoryTopologyReader
         return new MemoryBlock(id, (ulong)id * (ulong)size, size, state, stateText, online, validZones);
     }
 
-    /// <summary>The CXL region behind <c>bus/cxl/devices/NAME</c> or the resolved directory, or null when it does not exist.</summary>
-    internal static CxlRegion? ReadCxlRegion(string regionDir)
+    /// <summary>
+    /// The CXL region behind <c>bus/cxl/devices/NAME</c> or the resolved directory, or null when it
+    /// does not exist. Kernels before 6.3 have no <c>mode</c> attribute (they make pmem regions
+    /// only); then the mode is <paramref name="impliedMode"/>, the one the path the region was
+    /// reached by implies: a region under the CXL nvdimm bridge is pmem (<c>drivers/cxl/pmem.c</c>),
+    /// one under a <c>cxl_dax_region</c> is ram (<c>drivers/dax/cxl.c</c>).
+    /// </summary>
+    internal static CxlRegion? ReadCxlRegion(string regionDir, CxlRegionMode impliedMode)
     {
         if (!Directory.Exists(regionDir))
         {
@@ -380,6 +386,7 @@ internal sealed class MemoryTopologyReader
         {
             "ram" => CxlRegionMode.Ram,
             "pmem" => CxlRegionMode.Pmem,
+            "" => impliedMode,
             _ => CxlRegionMode.Unknown,
         };
         string sizePath = Path.Join(resolved, "size");
@@ -406,7 +413,7 @@ internal sealed class MemoryTopologyReader
         {
             return new DaxMemorySource(DaxMemoryKind.Nvdimm, Path.GetFileName(bus), busDriver, null);
         }
-        CxlRegion? cxl = ReadCxlRegion(Path.Join(_sysfsRoot, "bus", "cxl", "devices", string.Create(CultureInfo.InvariantCulture, $"region{id}")));
+        CxlRegion? cxl = ReadCxlRegion(Path.Join(_sysfsRoot, "bus", "cxl", "devices", string.Create(CultureInfo.InvariantCulture, $"region{id}")), CxlRegionMode.Pmem);
         return new DaxMemorySource(DaxMemoryKind.Cxl, Path.GetFileName(bus), busDriver, cxl);
     }
 
@@ -425,7 +432,7 @@ internal sealed class MemoryTopologyReader
         }
         if (driver == "cxl_dax_region" || (driver.Length == 0 && IsNumbered(parentName, "dax_region") && IsNumbered(Path.GetFileName(grandparent), "region")))
         {
-            return new DaxMemorySource(DaxMemoryKind.Cxl, parentName, driver, ReadCxlRegion(grandparent));
+            return new DaxMemorySource(DaxMemoryKind.Cxl, parentName, driver, ReadCxlRegion(grandparent, CxlRegionMode.Ram));
         }
         if (driver == "hmem" || (driver.Length == 0 && parentName.StartsWith("hmem", StringComparison.Ordinal)))
         {

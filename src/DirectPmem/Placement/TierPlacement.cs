@@ -27,7 +27,11 @@ public sealed record TierRequest
     /// <summary>Only this kind of memory (NVDIMM, soft-reserved, CXL), or null for any.</summary>
     public DaxMemoryKind? Kind { get; init; }
 
-    /// <summary>The capacity the memory must have, in bytes: a devdax device's size, or a system-ram node's free memory.</summary>
+    /// <summary>
+    /// The free capacity the memory must have, in bytes: for a devdax device the longest range its
+    /// <see cref="DaxRangeAllocator"/> can still give (<see cref="DaxRangeAllocator.LargestFreeLength"/>),
+    /// for a system-ram device its node's free memory.
+    /// </summary>
     public long MinimumBytes { get; init; }
 
     /// <summary>What to rank by; latency by default.</summary>
@@ -40,14 +44,15 @@ public sealed record TierRequest
     public bool AllowSystemRam { get; init; } = true;
 }
 
-/// <summary>One device weighed for a <see cref="TierRequest"/>: its node, figures and why it was passed over. Made by <see cref="TierPlacement.Rank"/>.</summary>
+/// <summary>One device weighed for a <see cref="TierRequest"/>: its node, figures and why it was passed over. Made by <see cref="TierPlacement.Rank(DaxTopology, TierRequest)"/>.</summary>
 public sealed class TierCandidate
 {
-    internal TierCandidate(DaxDevice device, HmatPerformance? performance, long capacity, string? rejection)
+    internal TierCandidate(DaxDevice device, HmatPerformance? performance, long capacity, string? capacityNote, string? rejection)
     {
         Device = device;
         Performance = performance;
         CapacityBytes = capacity;
+        CapacityNote = capacityNote;
         Rejection = rejection;
     }
 
@@ -63,8 +68,18 @@ public sealed class TierCandidate
     /// <summary>The HMAT figures from the request's initiator, or null when the node reports none for it.</summary>
     public HmatPerformance? Performance { get; }
 
-    /// <summary>The capacity weighed: the device size in devdax mode, the node's free memory (<c>MemFree</c>) in system-ram mode.</summary>
+    /// <summary>
+    /// The free capacity weighed. In devdax mode, the longest range the device's range allocator can
+    /// still give (<see cref="DaxRangeAllocator.LargestFreeLength"/>, read through a read-only open of
+    /// its table); for a device with no table yet, what <see cref="DaxRangeAllocator.Format"/> would
+    /// leave; 0 when its table is unusable or held by a writable allocator; its whole size when the
+    /// device node cannot be opened to read it (<see cref="CapacityNote"/> says which). In system-ram
+    /// mode, the node's free memory (<c>MemFree</c>).
+    /// </summary>
     public long CapacityBytes { get; }
+
+    /// <summary>How <see cref="CapacityBytes"/> was found when it is not the allocator's or the node's own figure (no table yet, unreadable, in use), else null.</summary>
+    public string? CapacityNote { get; }
 
     /// <summary>Why the device does not meet the request, or null when it does.</summary>
     public string? Rejection { get; }
@@ -77,7 +92,8 @@ public sealed class TierCandidate
     {
         string where = Node is { } n ? string.Create(CultureInfo.InvariantCulture, $"node{n.Id}{(n.Tier is { } t ? $" memory_tier{t.Id}" : "")}") : "no node";
         string perf = Performance?.ToString() ?? "no HMAT figures";
-        return $"{Device.Name} ({Device.Source?.Kind.ToString() ?? "Unknown"}, {Device.MemoryPersistence}, {Device.Mode}, {where}, {perf}, {CapacityBytes} bytes)"
+        string note = CapacityNote is null ? "" : $" ({CapacityNote})";
+        return $"{Device.Name} ({Device.Source?.Kind.ToString() ?? "Unknown"}, {Device.MemoryPersistence}, {Device.Mode}, {where}, {perf}, {CapacityBytes} bytes free{note})"
             + (Rejection is null ? "" : ": " + Rejection);
     }
 }
@@ -94,7 +110,13 @@ public static class TierPlacement
     /// <param name="topology">A scan (<see cref="DaxBus.Scan"/>).</param>
     /// <param name="request">What is asked for.</param>
     /// <returns>Every device, ranked.</returns>
-    public static IReadOnlyList<TierCandidate> Rank(DaxTopology topology, TierRequest request)
+    public static IReadOnlyList<TierCandidate> Rank(DaxTopology topology, TierRequest request) => Rank(topology, request, AllocatorFreeSpace);
+
+    /// <summary>
+    /// <see cref="Rank(DaxTopology, TierRequest)"/> with the free space of a devdax device read by
+    /// <paramref name="freeSpace"/> (tests weigh fixture devices through emulated ones).
+    /// </summary>
+    internal static IReadOnlyList<TierCandidate> Rank(DaxTopology topology, TierRequest request, Func<DaxDevice, DeviceFreeSpace> freeSpace)
     {
         ArgumentNullException.ThrowIfNull(topology);
         ArgumentNullException.ThrowIfNull(request);
@@ -104,8 +126,13 @@ public static class TierPlacement
         foreach (DaxDevice device in topology.Devices)
         {
             HmatPerformance? performance = From(device.TargetMemoryNode, initiator);
-            long capacity = device.DeviceMode == DaxDeviceMode.SystemRam ? NodeFreeBytes(device.SysfsRoot, device.TargetNode) : device.Size;
-            candidates.Add(new TierCandidate(device, performance, capacity, Reject(device, request, capacity)));
+            DeviceFreeSpace free = device.DeviceMode switch
+            {
+                DaxDeviceMode.SystemRam => new(NodeFreeBytes(device.SysfsRoot, device.TargetNode), null),
+                DaxDeviceMode.DeviceDax => freeSpace(device),
+                _ => new(0, null),
+            };
+            candidates.Add(new TierCandidate(device, performance, free.Bytes, free.Note, Reject(device, request, free.Bytes)));
         }
         return candidates
             .OrderBy(c => c.Matches ? 0 : 1)
@@ -121,9 +148,12 @@ public static class TierPlacement
     /// <param name="request">What is asked for.</param>
     /// <returns>The best match.</returns>
     /// <exception cref="MemoryPlacementException">Nothing matches (<see cref="MemoryPlacementFailure.NoMatchingMemory"/>); the message lists every device and why.</exception>
-    public static TierCandidate Select(DaxTopology topology, TierRequest request)
+    public static TierCandidate Select(DaxTopology topology, TierRequest request) => Select(topology, request, AllocatorFreeSpace);
+
+    /// <summary><see cref="Select(DaxTopology, TierRequest)"/> with the free space of a devdax device read by <paramref name="freeSpace"/>.</summary>
+    internal static TierCandidate Select(DaxTopology topology, TierRequest request, Func<DaxDevice, DeviceFreeSpace> freeSpace)
     {
-        IReadOnlyList<TierCandidate> ranked = Rank(topology, request);
+        IReadOnlyList<TierCandidate> ranked = Rank(topology, request, freeSpace);
         if (ranked.Count > 0 && ranked[0].Matches)
         {
             return ranked[0];
@@ -139,7 +169,7 @@ public static class TierPlacement
     /// <see cref="DaxRangeAllocator.Format"/>); from a system-ram device, memory bound to its node with
     /// <see cref="NodePolicy.Bind"/> and checked page by page.
     /// </summary>
-    /// <param name="candidate">A match from <see cref="Select"/>.</param>
+    /// <param name="candidate">A match from <see cref="Select(DaxTopology, TierRequest)"/>.</param>
     /// <param name="length">The number of bytes; a multiple of the device alignment (devdax) or page size.</param>
     /// <param name="rangeName">The range's name on a devdax device (ignored for system-ram).</param>
     /// <returns>The mapping.</returns>
@@ -184,9 +214,41 @@ public static class TierPlacement
         }
         if (capacity < request.MinimumBytes)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"{capacity} bytes, at least {request.MinimumBytes} asked for");
+            return string.Create(CultureInfo.InvariantCulture, $"{capacity} bytes free, at least {request.MinimumBytes} asked for");
         }
         return null;
+    }
+
+    /// <summary>
+    /// The longest range a devdax device's allocator can still give, read through a read-only open
+    /// of its table (it takes the table's shared lock for the moment of the read).
+    /// </summary>
+    internal static DeviceFreeSpace AllocatorFreeSpace(DaxDevice device)
+    {
+        try
+        {
+            using DaxRangeAllocator allocator = DaxRangeAllocator.OpenReadOnly(device);
+            return new(allocator.LargestFreeLength, null);
+        }
+        catch (DaxLabelException e) when (e.Rule == DaxLabelRule.NotFormatted)
+        {
+            long afterLabels = device.Size - DaxRangeAllocator.LabelAreaLengthFor(device.Align);
+            return new(Math.Max(0, afterLabels), "no range table yet: what DaxRangeAllocator.Format would leave");
+        }
+        catch (DaxLabelException e)
+        {
+            return new(0, $"its range table is unusable ({e.Rule}): {e.Message}");
+        }
+        catch (PmemInUseException e)
+        {
+            // A writable allocator (here or in another process) owns the table: Map could not allocate from it now.
+            return new(0, $"its range table is held by a writable allocator: {e.Message}");
+        }
+        catch (Exception e) when (e is PmemException or IOException or UnauthorizedAccessException)
+        {
+            // Unreadable here (no device node, not permitted): the size is the most it could give.
+            return new(device.Size, $"free space not readable, whole size counted: {e.Message}");
+        }
     }
 
     private static HmatPerformance? From(MemoryNode? node, int? initiator)
@@ -239,3 +301,6 @@ public static class TierPlacement
     private static string Describe(TierRequest r) => string.Create(CultureInfo.InvariantCulture,
         $"{(r.Persistence == DaxMemoryPersistence.Unknown ? "any" : r.Persistence.ToString().ToLowerInvariant())} {r.Kind?.ToString() ?? ""} memory of at least {r.MinimumBytes} bytes, {(r.Prefer == TierPreference.LowestLatency ? "lowest latency" : "highest bandwidth")}{(r.Initiator is int i ? $" from node{i}" : "")}").Replace("  ", " ", StringComparison.Ordinal);
 }
+
+/// <summary>The free space a devdax device's allocator can still give, and how it was found when not from its table.</summary>
+internal readonly record struct DeviceFreeSpace(long Bytes, string? Note);

@@ -1,5 +1,6 @@
 using DirectPmem.Storage.Transactions;
 using Xunit;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 
@@ -14,7 +15,7 @@ public sealed class ReadmeTransactionExampleTests
         {
             long node;
             // The README's example, with its path in a temporary directory.
-            using (PmemPool pool = PmemPool.CreateFile(path, 64L << 20, "my-app"))
+            using (PmemPool pool = TestPools.CreateFile(path, 64L << 20, "my-app"))
             {
                 TransactionalHeap heap = pool.CreateTransactionalHeap(new TransactionalHeapOptions { LaneCount = 8, ObjectSize = 256 });
                 long root = heap.RootOffset;

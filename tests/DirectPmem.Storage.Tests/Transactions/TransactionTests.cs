@@ -1,9 +1,11 @@
 using System.Buffers.Binary;
+using System.IO.Hashing;
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
 using static DirectPmem.Storage.Tests.Transactions.HeapState;
+using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 
@@ -263,18 +265,30 @@ public sealed class TransactionTests
         Assert.Equal(HeapField.Signature, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
         Create(map);
         Assert.Equal(HeapField.Length, Assert.Throws<TransactionalHeapFormatException>(() => TransactionalHeap.Open(map, 0, Length - 64)).Field);
-        map.GetRef<byte>(40) ^= 1;                          // object count, under the checksum
+        // Both copies lose a bit of the object count (under the checksum): no intact copy.
+        map.GetRef<byte>(64) ^= 1;
+        map.GetRef<byte>(HeapLayout.BackupOffset + 64) ^= 1;
         TransactionalHeapFormatException sum = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
         Assert.Equal(HeapField.Checksum, sum.Field);
-        Assert.Equal(120, sum.Offset);
-        map.GetRef<byte>(40) ^= 1;
-        map.GetRef<byte>(8) = 9;                            // major version
+        Assert.Equal(HeapLayout.ChecksumOffset, sum.Offset);
+        map.GetRef<byte>(HeapLayout.BackupOffset + 64) ^= 1;
+        // The primary alone is damaged: the open restores it from the backup and says so.
+        TransactionalHeap repaired = Open(map);
+        Assert.Equal(PoolHeaderRepair.PrimaryRestoredFromBackup, repaired.Recovery.HeaderRepair);
+        Assert.Equal(PoolHeaderRepair.None, Open(map).Recovery.HeaderRepair);
+        RewriteHeaders(map, h => h[8] = 9);                 // major version
         Assert.Equal(HeapField.Version, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
-        map.GetRef<byte>(8) = 1;                            // format 1 (eager commit words): refused, saying so
+        RewriteHeaders(map, h => h[8] = 2);                 // format 2 (no feature words, no backup): refused, saying what to do
         TransactionalHeapFormatException old = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
         Assert.Equal(HeapField.Version, old.Field);
-        Assert.Contains("Heap format 1", old.Message, StringComparison.Ordinal);
-        map.GetRef<byte>(8) = 2;
+        Assert.Contains("Heap format 2", old.Message, StringComparison.Ordinal);
+        Assert.Contains("copy its data into a new heap", old.Message, StringComparison.Ordinal);
+        RewriteHeaders(map, h => h[8] = 1);                 // format 1 (eager commit words)
+        Assert.Contains("Heap format 1", Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Message, StringComparison.Ordinal);
+        RewriteHeaders(map, h => h[8] = 3);
+        RewriteHeaders(map, h => h[24] = 1);                // an unknown incompatible feature
+        Assert.Equal(HeapField.Features, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
+        RewriteHeaders(map, h => h[24] = 0);
         TransactionalHeap heap = Open(map);
         map.GetRef<byte>(HeapLayout.HeaderBlock + 2) ^= 0x40; // lane 0's generation word
         TransactionalHeapFormatException lane = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
@@ -287,6 +301,16 @@ public sealed class TransactionTests
         TransactionalHeapFormatException objects = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
         Assert.Equal(HeapField.ObjectMap, objects.Field);
         Assert.Equal(mapByte, objects.Offset);
+    }
+
+    // Changes both header copies and keeps their checksums valid.
+    private static void RewriteHeaders(DaxMapping map, Action<byte[]> change)
+    {
+        byte[] header = map.GetReadOnlySpan(0, HeapLayout.HeaderLength).ToArray();
+        change(header);
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan(HeapLayout.ChecksumOffset), XxHash3.HashToUInt64(header.AsSpan(0, HeapLayout.ChecksumOffset)));
+        header.CopyTo(map.GetSpan(0, HeapLayout.HeaderLength));
+        header.CopyTo(map.GetSpan(HeapLayout.BackupOffset, HeapLayout.HeaderLength));
     }
 
     [Fact]
@@ -302,7 +326,7 @@ public sealed class TransactionTests
         }
         TransactionalHeapExistsException exists = Assert.Throws<TransactionalHeapExistsException>(() => Create(map));
         Assert.Equal(0, exists.Offset);
-        Assert.Equal(2, exists.FormatVersion);
+        Assert.Equal(HeapLayout.Major, exists.FormatVersion);
         Assert.Equal(Length, exists.RegionLength);
         Assert.Contains("TransactionalHeap.Create", exists.Message, StringComparison.Ordinal);
         Assert.Contains("ReplaceExisting", exists.Message, StringComparison.Ordinal);
@@ -340,7 +364,7 @@ public sealed class TransactionTests
         try
         {
             string path = Path.Combine(dir, "heap.pool");
-            using (PmemPool pool = PmemPool.CreateFile(path, 1 << 20, "tx-test"))
+            using (PmemPool pool = TestPools.CreateFile(path, 1 << 20, "tx-test"))
             {
                 Assert.Throws<TransactionalHeapFormatException>(() => pool.OpenTransactionalHeap());
                 TransactionalHeap heap = pool.CreateTransactionalHeap();

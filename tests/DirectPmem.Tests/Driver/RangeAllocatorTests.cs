@@ -61,6 +61,23 @@ public sealed class RangeAllocatorTests : IDisposable
     }
 
     [Fact]
+    public void LargestFreeLengthIsTheLongestRangeAllocateCanStillGiveNotTheSumOfTheGaps()
+    {
+        using DaxDevice dax = CreateDevice();
+        using DaxRangeAllocator labels = DaxRangeAllocator.Format(dax);
+        Assert.Equal(Size - Mib2, labels.LargestFreeLength);
+        // [2, 6) MiB taken, a 4 MiB gap [6, 10), [10, 24) taken, a 8 MiB gap [24, 32): 12 MiB free, 8 MiB the longest.
+        labels.AllocateAt("a", Mib2, 2 * Mib2);
+        labels.AllocateAt("b", 5 * Mib2, 7 * Mib2);
+        Assert.Equal(4 * Mib2, labels.LargestFreeLength);
+        Assert.Equal(DaxLabelRule.Full, Assert.Throws<DaxLabelException>(() => labels.Allocate("too-long", labels.LargestFreeLength + Mib2)).Rule);
+        Assert.Equal(12 * Mib2, labels.Allocate("fits", labels.LargestFreeLength).Offset);
+        Assert.Equal(2 * Mib2, labels.LargestFreeLength);
+        labels.Allocate("rest", 2 * Mib2);
+        Assert.Equal(0, labels.LargestFreeLength);
+    }
+
+    [Fact]
     public void AllocatingUntilTheDeviceIsFullThenFreeingMakesRoomAgain()
     {
         using DaxDevice dax = CreateDevice();

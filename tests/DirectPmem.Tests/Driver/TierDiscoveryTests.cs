@@ -169,6 +169,24 @@ public sealed class TierDiscoveryTests
     }
 
     [Fact]
+    public void ACxlRegionWithoutAModeAttributeTakesTheModeItsPathImpliesAsKernel61Shows()
+    {
+        // Linux 6.1 (the qemu guest's, run.sh --cxl) has no region 'mode': it makes pmem regions only.
+        using TempDirectory copy = FixtureCopy.Of("tiers");
+        File.Delete(Path.Join(copy.Path, "bus/cxl/devices/region2/mode"));
+        File.Delete(Path.Join(copy.Path, "bus/cxl/devices/region3/mode"));
+        var bus = new DaxBus(copy.Path);
+        DaxDevice pmem = bus.GetDevice("dax3.0");
+        Assert.Equal(CxlRegionMode.Pmem, pmem.Source?.CxlRegion?.Mode);
+        Assert.Equal("", pmem.Source?.CxlRegion?.ModeText);
+        Assert.Equal(DaxMemoryPersistence.Persistent, pmem.MemoryPersistence);
+        Assert.Equal(DaxMemoryPersistence.Persistent, pmem.Region?.Source.Persistence);
+        DaxDevice ram = bus.GetDevice("dax2.0");
+        Assert.Equal(CxlRegionMode.Ram, ram.Source?.CxlRegion?.Mode);
+        Assert.Equal(DaxMemoryPersistence.Volatile, ram.MemoryPersistence);
+    }
+
+    [Fact]
     public void AnHmatFigureOfZeroIsNotReported()
     {
         using TempDirectory copy = FixtureCopy.Of("tiers");

@@ -83,6 +83,34 @@ public sealed class DaxReconfigurationTests
     }
 
     [Fact]
+    public void TakingADeviceFromUnderALiveMappingIsRefusedNamingThisProcessAndTheMappingKeepsItsBytes()
+    {
+        // The fixture's dax0.0 (devdax) with its node in a directory of ours: a file this process maps stands for
+        // /dev/dax0.0, so /proc/self/maps lists it as a live mapping of the device, as the kernel lists the real one.
+        using TempDirectory copy = FixtureCopy.Of("tiers");
+        using var dev = new TempDirectory();
+        Directory.CreateDirectory(Path.Join(copy.Path, "bus", "dax", "drivers", "kmem"));
+        Directory.CreateDirectory(Path.Join(copy.Path, "bus", "dax", "drivers", "device_dax"));
+        string node = Path.Join(dev.Path, "dax0.0");
+        DaxDevice dax = new DaxBus(copy.Path, dev.Path).GetDevice("dax0.0");
+        Assert.Equal(DaxDeviceMode.DeviceDax, dax.DeviceMode);
+        Assert.Equal(node, dax.DevicePath);
+        using var file = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(node, FileMode.CreateNew, null, 8192);
+        using var view = file.CreateViewAccessor(0, 8192);
+        view.Write(4096, 0xC3C3C3C3C3C3C3C3UL);
+
+        DaxReconfigurationException e = Assert.Throws<DaxReconfigurationException>(() => DaxReconfiguration.ToSystemRam(dax));
+        Assert.SkipUnless(IsRoot, "mode changes need root; without it the refusal is NotRoot: " + e.Message);
+        Assert.Equal(DaxReconfigurationProblem.DeviceInUse, e.Problem);
+        Assert.Contains($"{node} is mapped by process {Environment.ProcessId} (", e.Message, StringComparison.Ordinal);
+        Assert.Contains("nothing was changed", e.Message, StringComparison.Ordinal);
+        // Nothing was written (no unbind, no kmem id) and the mapping still holds its bytes.
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Join(copy.Path, "bus", "dax", "drivers", "device_dax")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Join(copy.Path, "bus", "dax", "drivers", "kmem")));
+        Assert.Equal(0xC3C3C3C3C3C3C3C3UL, view.ReadUInt64(4096));
+    }
+
+    [Fact]
     public void ASystemRamDeviceRefusesToBeMappedAsDeviceDax()
     {
         DaxDevice dax = Device(FixturePaths.Sysfs("tiers"), "dax1.0");

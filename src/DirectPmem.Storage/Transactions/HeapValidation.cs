@@ -1,0 +1,419 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using DirectPmem.Mapping;
+
+namespace DirectPmem.Storage.Transactions;
+
+/// <summary>Where the heap's validation reports a problem: the field, how serious, the mapping offset and one sentence without a final stop.</summary>
+internal interface IHeapProblemSink
+{
+    void Report(HeapField field, PoolProblemSeverity severity, long offset, string message, Exception? cause = null);
+}
+
+/// <summary>
+/// <see cref="TransactionalHeap.Open"/>'s sink: the first error is a <see cref="TransactionalHeapFormatException"/>;
+/// the first read-only reason is kept (the heap then opens read-only and recovery writes nothing).
+/// </summary>
+internal sealed class ThrowingHeapSink : IHeapProblemSink
+{
+    public string? ReadOnlyReason { get; private set; }
+
+    public void Report(HeapField field, PoolProblemSeverity severity, long offset, string message, Exception? cause = null)
+    {
+        if (severity == PoolProblemSeverity.Error)
+        {
+            throw new TransactionalHeapFormatException(field, offset, Sentence(message), cause);
+        }
+        if (severity == PoolProblemSeverity.ReadOnly)
+        {
+            ReadOnlyReason ??= message;
+        }
+    }
+
+    /// <summary>The exception's sentence for a problem's message: capitalised, with a final stop.</summary>
+    public static string Sentence(string message) => char.ToUpperInvariant(message[0]) + message[1..] + ".";
+}
+
+/// <summary><see cref="PoolInspector.InspectHeap"/>'s sink: every problem, in the order Open meets them.</summary>
+internal sealed class CollectingHeapSink : IHeapProblemSink
+{
+    public List<HeapProblem> Problems { get; } = [];
+
+    public void Report(HeapField field, PoolProblemSeverity severity, long offset, string message, Exception? cause = null)
+        => Problems.Add(new HeapProblem(field, severity, offset, message));
+}
+
+/// <summary>An undo entry recovery writes back: its mapping offset, its target relative to the heap and its length.</summary>
+internal readonly record struct UndoEntryRef(int Lane, long Entry, long Target, int Length);
+
+/// <summary>What <see cref="HeapValidation.Examine"/> read: the layout and, per lane, what recovery does.</summary>
+internal sealed class HeapScan
+{
+    public HeapScan(HeapLayout layout)
+    {
+        Layout = layout;
+        Generations = new ulong?[layout.LaneCount];
+        Resolved = new ulong[layout.LaneCount];
+        PendingEntries = new int[layout.LaneCount];
+        PendingBytes = new long[layout.LaneCount];
+    }
+
+    public HeapLayout Layout { get; }
+
+    /// <summary>The copy a writable open rewrites from the other one.</summary>
+    public PoolHeaderRepair HeaderRepair { get; set; }
+
+    /// <summary>Each lane's durable generation word, or null when it is damaged or unreadable.</summary>
+    public ulong?[] Generations { get; }
+
+    /// <summary>Each lane's generation to publish as finished once the rollbacks are durable.</summary>
+    public ulong[] Resolved { get; }
+
+    public int[] PendingEntries { get; }
+
+    public long[] PendingBytes { get; }
+
+    /// <summary>The undo entries to write back, lane by lane, each lane's in log order.</summary>
+    public List<UndoEntryRef> Rollbacks { get; } = [];
+
+    /// <summary>The allocation map as read, or null when it could not be read.</summary>
+    public byte[]? Map { get; set; }
+}
+
+/// <summary>
+/// The one validation of a transactional heap, shared by <see cref="TransactionalHeap.Open"/> (a
+/// throwing sink) and <see cref="PoolInspector.InspectHeap"/> (a collecting one). It reads only, and
+/// every read of the media goes through the poison-safe copy (<see cref="MediaRead.Copy"/>): both
+/// header copies, each lane's line (generation word and commit record), the undo entries, the data
+/// a commit record's hash covers and the allocation map. A copy that meets poison or a page past the
+/// end of a truncated file is a problem, never a crash: a lost header copy with the other intact, a
+/// lost lane line, undo entry, hashed range or allocation map make the heap read-only (recovery then
+/// writes nothing, so an unreadable snapshot is never half restored, and a store never lands on a
+/// bad line); both header copies lost is an error.
+/// </summary>
+internal static class HeapValidation
+{
+    /// <summary>
+    /// Examines the heap in [<paramref name="offset"/>, +<paramref name="length"/>) (the length the
+    /// header records when null, after checking that it fits in the mapping). Returns null after an error.
+    /// </summary>
+    public static HeapScan? Examine(DaxMapping mapping, long offset, long? length, IHeapProblemSink sink)
+    {
+        byte[] primary = new byte[HeapLayout.HeaderLength];
+        byte[] backup = new byte[HeapLayout.HeaderLength];
+        PmemMediaErrorException? primaryLost = TryCopy(mapping, offset, primary);
+        PmemMediaErrorException? backupLost = TryCopy(mapping, offset + HeapLayout.BackupOffset, backup);
+        if (!FormatHeader.Choose(primaryLost is null ? primary : null, backupLost is null ? backup : null, HeapLayout.Rules, out bool primaryChosen, out PoolHeaderRepair repair))
+        {
+            string primaryState = primaryLost is null ? FormatHeader.Describe(primary, HeapLayout.Rules) : Lost(primaryLost);
+            string backupState = backupLost is null ? FormatHeader.Describe(backup, HeapLayout.Rules) : Lost(backupLost);
+            string both = Invariant($"primary (offset {offset}): {primaryState}; backup (offset {offset + HeapLayout.BackupOffset}): {backupState}");
+            if (primaryLost is not null && backupLost is not null)
+            {
+                sink.Report(HeapField.MediaError, PoolProblemSeverity.Error, primaryLost.Offset, "neither copy of the heap header can be read: " + both, primaryLost);
+            }
+            else if ((primaryLost is not null || !FormatHeader.HasSignature(primary, HeapLayout.Rules))
+                && (backupLost is not null || !FormatHeader.HasSignature(backup, HeapLayout.Rules)))
+            {
+                sink.Report(HeapField.Signature, PoolProblemSeverity.Error, offset, "no transactional heap here: neither header copy has the signature \"DPTXHEAP\" (" + both + ")");
+            }
+            else
+            {
+                sink.Report(HeapField.Checksum, PoolProblemSeverity.Error, offset + HeapLayout.ChecksumOffset, "no intact copy of the heap header: " + both);
+            }
+            return null;
+        }
+        byte[] chosen = primaryChosen ? primary : backup;
+        long region = length ?? HeapLayout.RecordedRegionLength(chosen);
+        if (length is null && FormatHeader.Major(chosen) == HeapLayout.Major
+            && (region < HeapLayout.HeaderBlock || region % 64 != 0 || region > mapping.Length - offset))
+        {
+            sink.Report(HeapField.Length, PoolProblemSeverity.Error, offset + HeapLayout.RegionLengthOffset, Invariant(
+                $"the heap's region length {region} is not a multiple of 64 from {HeapLayout.HeaderBlock} bytes up that fits in the mapping ({mapping.Length - offset} bytes after {offset})"));
+            return null;
+        }
+        if (HeapLayout.Validate(chosen, region, offset, sink) is not HeapLayout layout)
+        {
+            return null;
+        }
+
+        // The copies, once the version is known (an older format has no backup copy to speak of). A copy
+        // lost to poison is never written over (a store there could end the process on every open).
+        var scan = new HeapScan(layout);
+        if (primaryLost is not null || backupLost is not null)
+        {
+            PmemMediaErrorException lost = (primaryLost ?? backupLost)!;
+            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
+                $"the {(primaryLost is not null ? "primary" : "backup")} heap header (offset {(primaryLost is not null ? offset : offset + HeapLayout.BackupOffset)}) {Lost(lost)}: the heap opens read-only from the other copy, and the lost one is not written over"));
+        }
+        else if (repair != PoolHeaderRepair.None)
+        {
+            bool primaryBad = repair == PoolHeaderRepair.PrimaryRestoredFromBackup;
+            long at = primaryBad ? offset : offset + HeapLayout.BackupOffset;
+            sink.Report(HeapField.Checksum, PoolProblemSeverity.Repairable, at + HeapLayout.ChecksumOffset, Invariant(
+                $"the {(primaryBad ? "primary" : "backup")} heap header (offset {at}): {FormatHeader.Describe(primaryBad ? primary : backup, HeapLayout.Rules)}; a writable open restores it from the {(primaryBad ? "backup" : "primary")}"));
+            scan.HeaderRepair = repair;
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(layout.LaneLogSize, layout.ObjectSize));
+        byte[] data = ArrayPool<byte>.Shared.Rent(Math.Max(layout.LaneLogSize, layout.ObjectSize));
+        try
+        {
+            Span<byte> line = stackalloc byte[HeapLayout.LaneLine];
+            for (int lane = 0; lane < layout.LaneCount; lane++)
+            {
+                ExamineLane(mapping, offset, layout, lane, line, buffer, data, scan, sink);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(data);
+        }
+
+        byte[] map = new byte[layout.ObjectCount];
+        if (TryCopy(mapping, offset + layout.MapOffset, map) is PmemMediaErrorException mapLost)
+        {
+            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, mapLost.Offset, Invariant(
+                $"the allocation map (offset {offset + layout.MapOffset}) {Lost(mapLost)}: which objects are free is unknown; the heap opens read-only"));
+            return scan;
+        }
+        int first = map.AsSpan().IndexOfAnyExcept((byte)0, (byte)1);
+        if (first >= 0)
+        {
+            int bad = map.Length - map.AsSpan().Count((byte)0) - map.AsSpan().Count((byte)1);
+            sink.Report(HeapField.ObjectMap, PoolProblemSeverity.Error, offset + layout.MapOffset + first, Invariant(
+                $"the allocation map byte of object {first} is {map[first]}, neither 0 (free) nor 1 (allocated){(bad > 1 ? $" ({bad} such bytes)" : "")}"));
+        }
+        scan.Map = map;
+        return scan;
+    }
+
+    /// <summary>
+    /// Decides what recovery does with one lane (reads only). Format 2 and later write the word only on
+    /// abort, on recovery and when another lane confirms a commit, so it may lag; the log and the
+    /// commit record say the rest:
+    /// <list type="number">
+    /// <item>If the first undo entry of a log verifies with a generation g above the word, every
+    /// generation before g finished (a transaction writes its first entry only after the one before
+    /// it returned), and g is the one in flight: if the lane's commit record verifies for g, counts
+    /// as many entries as the log holds for g and its data hash matches the media, g committed and
+    /// nothing is rolled back; otherwise g's verified entries are rolled back, in order.</item>
+    /// <item>Otherwise nothing in flight changed data in place (its first entry would be durable
+    /// before it did), and every transaction that wrote entries has finished.</item>
+    /// </list>
+    /// The generation to publish as finished is g, or the highest of the word and a verifying record's generation.
+    /// </summary>
+    private static void ExamineLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, Span<byte> line, byte[] buffer, byte[] data, HeapScan scan, IHeapProblemSink sink)
+    {
+        long lineAt = offset + layout.LanesOffset + lane * layout.LaneStride;
+        if (TryCopy(mapping, lineAt, line) is PmemMediaErrorException lineLost)
+        {
+            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lineLost.Offset, Invariant(
+                $"lane {lane}: its line (generation word and commit record, offset {lineAt}) {Lost(lineLost)}: whether its last transaction finished is unknown; the heap opens read-only and nothing is rolled back"));
+            return;
+        }
+        ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(line);
+        if (!LaneWord.TryDecode(raw, out ulong word) || word >= LaneWord.MaxGeneration - 1)
+        {
+            sink.Report(HeapField.LaneGeneration, PoolProblemSeverity.Error, lineAt, Invariant(
+                $"the generation word of lane {lane} (0x{raw:x16}) does not verify: it is damaged, and recovery refuses the heap"));
+            return;
+        }
+        scan.Generations[lane] = word;
+        long seed = Lane.ChecksumSeed(lane);
+        bool recordValid = CommitRecord.TryRead(line, seed, out ulong recorded, out int entries, out ulong dataHash)
+            && recorded < LaneWord.MaxGeneration - 1;
+        scan.Resolved[lane] = recordValid ? Math.Max(word, recorded) : word;
+        long logs = lineAt + HeapLayout.LaneLine;
+        long half = layout.LaneLogSize;
+        ulong first = 0;
+        for (int h = 0; h < 2; h++)
+        {
+            switch (TryReadEntry(mapping, logs + h * half, half, seed, buffer, out ulong generation, out PmemMediaErrorException? lost))
+            {
+                case true when (int)(generation & 1) == h && generation > first && generation < LaneWord.MaxGeneration - 1:
+                    first = generation;
+                    break;
+                case null:
+                    sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost!.Offset, Invariant(
+                        $"lane {lane}: the first undo entry of its {(h == 0 ? "even" : "odd")} log (offset {logs + h * half}) {Lost(lost)}: whether a transaction is in flight there is unknown; the heap opens read-only and nothing is rolled back"));
+                    return;
+            }
+        }
+        if (first <= word || (recordValid && recorded > first))
+        {
+            // Nothing in flight changed data in place, or the record names a later transaction whose
+            // first entry never became durable (so it changed nothing in place before its commit fence).
+            return;
+        }
+        int start = scan.Rollbacks.Count;
+        if (!ScanEntries(mapping, offset, layout, lane, first, buffer, scan.Rollbacks, sink))
+        {
+            scan.Rollbacks.RemoveRange(start, scan.Rollbacks.Count - start);
+            return;
+        }
+        scan.Resolved[lane] = first;
+        int found = scan.Rollbacks.Count - start;
+        if (recordValid && recorded == first && entries == found)
+        {
+            ulong? media = DataHash(mapping, offset, layout, lane, scan.Rollbacks, start, found, buffer, data, sink);
+            if (media is null)
+            {
+                scan.Rollbacks.RemoveRange(start, found);
+                scan.Resolved[lane] = word;
+                return;
+            }
+            if (media == dataHash)
+            {
+                scan.Rollbacks.RemoveRange(start, found);
+                return;
+            }
+        }
+        scan.PendingEntries[lane] = found;
+        for (int i = start; i < scan.Rollbacks.Count; i++)
+        {
+            scan.PendingBytes[lane] += scan.Rollbacks[i].Length;
+        }
+    }
+
+    // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation; null when it cannot be read.
+    private static bool? TryReadEntry(DaxMapping mapping, long log, long capacity, long seed, byte[] buffer, out ulong generation, out PmemMediaErrorException? lost)
+    {
+        generation = 0;
+        if ((lost = TryCopy(mapping, log, buffer.AsSpan(0, Lane.EntryHeader))) is not null)
+        {
+            return null;
+        }
+        generation = BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8));
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
+        if (length == 0 || length > capacity - Lane.EntryHeader)
+        {
+            return false;
+        }
+        if ((lost = TryCopy(mapping, log + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length))) is not null)
+        {
+            return null;
+        }
+        return XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8 + (int)length), seed) == BinaryPrimitives.ReadUInt64LittleEndian(buffer);
+    }
+
+    // The verified undo entries of one generation, in order; the walk stops at the first entry of
+    // another generation, torn or failing its checksum. False (after reporting) when an entry verifies
+    // but names a range outside the transactional area, or cannot be read.
+    private static bool ScanEntries(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> rollbacks, IHeapProblemSink sink)
+    {
+        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine + Lane.HalfOffset(layout, generation);
+        long capacity = layout.LaneLogSize;
+        long seed = Lane.ChecksumSeed(lane);
+        for (long position = 0; position + Lane.EntryHeader <= capacity;)
+        {
+            PmemMediaErrorException? lost = TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
+            if (lost is null)
+            {
+                if (BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8)) != generation)
+                {
+                    return true;
+                }
+                uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
+                if (length == 0 || length > capacity - position - Lane.EntryHeader)
+                {
+                    return true; // torn before its drain: its range was never modified
+                }
+                lost = TryCopy(mapping, log + position + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length));
+                if (lost is null)
+                {
+                    if (XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8 + (int)length), seed) != BinaryPrimitives.ReadUInt64LittleEndian(buffer))
+                    {
+                        return true;
+                    }
+                    long target = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(16));
+                    if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
+                    {
+                        sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
+                            $"an undo entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
+                        return false;
+                    }
+                    rollbacks.Add(new UndoEntryRef(lane, log + position, target, (int)length));
+                    position += Lane.EntryHeader + ((length + 7) & ~7L);
+                    continue;
+                }
+            }
+            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
+                $"lane {lane}: the undo entry at offset {log + position} of the unfinished transaction of generation {generation} {Lost(lost)}: its snapshot cannot be restored; the heap opens read-only and nothing is rolled back"));
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The data hash of a generation's undo entries (<c>rollbacks[start..start+count]</c>) over what the
+    /// media holds now, read poison-safe; the commit computes the same bytes with
+    /// <see cref="CommitRecord.AppendEntry"/> (the crash sweeps check that the two agree: a mismatch
+    /// rolls committed transactions back). Null (after reporting) when a range cannot be read.
+    /// </summary>
+    private static ulong? DataHash(DaxMapping mapping, long offset, HeapLayout layout, int lane, List<UndoEntryRef> rollbacks, int start, int count, byte[] old, byte[] now, IHeapProblemSink sink)
+    {
+        var hasher = new XxHash3(Lane.ChecksumSeed(lane));
+        Span<byte> key = stackalloc byte[16];
+        for (int i = start; i < start + count; i++)
+        {
+            (_, long entry, long target, int length) = rollbacks[i];
+            BinaryPrimitives.WriteInt64LittleEndian(key, target);
+            BinaryPrimitives.WriteUInt32LittleEndian(key[8..], (uint)length);
+            BinaryPrimitives.WriteUInt32LittleEndian(key[12..], 0);
+            hasher.Append(key);
+            PmemMediaErrorException? lost = TryCopy(mapping, offset + target, now.AsSpan(0, length))
+                ?? TryCopy(mapping, entry + Lane.EntryHeader, old.AsSpan(0, length));
+            if (lost is null)
+            {
+                hasher.Append(now.AsSpan(0, length));
+                long from = Math.Max(target, layout.MapOffset);
+                long to = Math.Min(target + length, layout.MapOffset + layout.ObjectCount);
+                for (long m = from; m < to && lost is null; m++)
+                {
+                    int k = (int)(m - target);
+                    if (now[k] == 1 && old[k] == 0)
+                    {
+                        // The object this entry's commit allocates ("old" and "now" are still needed for the rest of the range).
+                        byte[] obj = ArrayPool<byte>.Shared.Rent(layout.ObjectSize);
+                        lost = TryCopy(mapping, offset + layout.ObjectsOffset + (m - layout.MapOffset) * layout.ObjectSize, obj.AsSpan(0, layout.ObjectSize));
+                        if (lost is null)
+                        {
+                            hasher.Append(obj.AsSpan(0, layout.ObjectSize));
+                        }
+                        ArrayPool<byte>.Shared.Return(obj);
+                    }
+                }
+            }
+            if (lost is not null)
+            {
+                sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
+                    $"lane {lane}: the data its commit record describes (the entry at offset {entry}, the range [0x{target:x}, +{length}) relative to the heap, or an object it allocates) {Lost(lost)}: whether the transaction committed is unknown; the heap opens read-only and nothing is rolled back"));
+                return null;
+            }
+        }
+        return hasher.GetCurrentHashAsUInt64();
+    }
+
+    /// <summary>Copies out of the media poison-safe; returns the media error instead of throwing it.</summary>
+    internal static PmemMediaErrorException? TryCopy(DaxMapping mapping, long offset, Span<byte> destination)
+    {
+        try
+        {
+            MediaRead.Copy(mapping, offset, destination);
+            return null;
+        }
+        catch (PmemMediaErrorException e)
+        {
+            return e;
+        }
+    }
+
+    private static string Lost(PmemMediaErrorException e) => Invariant(
+        $"met {(e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
