@@ -269,7 +269,7 @@ public sealed class KillTests(ITestOutputHelper output)
                     File.Delete(path);
                 }
             }
-            return PmemPool.CreateFile(path, 8L << 20, Layout);
+            return TestPools.CreateFile(path, 8L << 20, Layout); // /dev/shm is volatile: the test opts in
         }
 
         private void Apply(ReadOnlySpan<byte> record)
