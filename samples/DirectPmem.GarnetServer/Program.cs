@@ -26,6 +26,11 @@
 //   --discard-existing   with --no-recover: delete what the device holds before starting
 //   --local-dir DIR      baseline: Garnet's own RandomAccess local-file device in DIR instead of DirectPmem
 //
+// The volume is a named structure ("garnet", kind GarnetVolume) of a DirectPmem.Storage pool of layout
+// "DirectPmem.Garnet" that takes the whole device: `dpmem check DEVICE` and `dpmem info DEVICE` show
+// the pool and the volume. A device holding a volume of the old format (before volumes lived in a
+// pool) is refused with a line that says how to recreate it.
+//
 // Cluster mode (Garnet's hash slots over primaries, each with replicas fed by AOF shipping; every
 // node its own process with its own device; form the cluster with CLUSTER ADDSLOTSRANGE, MEET and
 // REPLICATE, see the README's Garnet section):
@@ -209,6 +214,11 @@ try
             file = PmemFile.Open(devicePath);
             volume = PmemVolume.OpenOrCreate(file.Map(new DaxMappingOptions { Length = deviceSize, ForceCacheLineGranularity = mode == "pmem" }));
         }
+        // The volume lives in a DirectPmem.Storage pool (its header and backup, shutdown and bad-block checks):
+        // `dpmem check` and `dpmem info` on the device show it.
+        Console.WriteLine($"pool      {devicePath}: layout \"{volume.Pool.Layout}\", volume {volume.Structure.Entry}" +
+                          $"{(volume.Pool.WasCleanlyClosed ? "" : "; not closed cleanly, Garnet recovers from its checkpoint and AOF")}" +
+                          $"{(volume.Pool.DirtyShutdownDetected ? "; a dirty shutdown of the NVDIMMs was detected: stores in flight at a power failure may be lost" : "")}");
         int held = volume.GetDeviceNames().Count;
         if (!options.Recover && held > 0)
         {

@@ -6,19 +6,47 @@
 //   dotnet run --project samples/DirectPmem.KeyValue -c Release -- stress FILE FIRST SEED
 //       applies StressOps FIRST, FIRST+1, ... to FILE (created when FIRST is 0), printing "ack N"
 //       once operation N is durable, until killed: the kill -9 test's child.
+//   dotnet run --project samples/DirectPmem.KeyValue -c Release -- stress2 FILE FIRST0 FIRST1 SEED
+//       the same on two threads at once, thread T applying its own keys' operations from FIRSTT
+//       and printing "ack T N": the two-lane kill -9 test's child (the threads share buckets and
+//       reuse each other's freed entries, so their transactions touch each other's bytes).
+using System.Globalization;
 using System.Text;
 using DirectPmem.KeyValue;
 
 if (args.Length == 4 && args[0] == "stress")
 {
     string file = args[1];
-    long first = long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture);
-    ulong seed = ulong.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture);
+    long first = long.Parse(args[2], CultureInfo.InvariantCulture);
+    ulong seed = ulong.Parse(args[3], CultureInfo.InvariantCulture);
     using PersistentHashTable store = first == 0 ? PersistentHashTable.CreateFile(file, 8L << 20, buckets: 32) : PersistentHashTable.OpenFile(file);
     Console.WriteLine($"ready {store.Recovery}");
+    Stress(store, seed, first, -1);
+}
+
+if (args.Length == 5 && args[0] == "stress2")
+{
+    string file = args[1];
+    long[] firsts = [long.Parse(args[2], CultureInfo.InvariantCulture), long.Parse(args[3], CultureInfo.InvariantCulture)];
+    ulong seed = ulong.Parse(args[4], CultureInfo.InvariantCulture);
+    using PersistentHashTable store = File.Exists(file) ? PersistentHashTable.OpenFile(file) : PersistentHashTable.CreateFile(file, 8L << 20, buckets: 32);
+    Console.WriteLine($"ready {store.Recovery}");
+    Thread[] threads = [new(() => Stress(store, seed, firsts[0], 0)), new(() => Stress(store, seed, firsts[1], 1))];
+    foreach (Thread thread in threads)
+    {
+        thread.Start();
+    }
+    foreach (Thread thread in threads)
+    {
+        thread.Join();
+    }
+}
+
+static void Stress(PersistentHashTable store, ulong seed, long first, int thread)
+{
     for (long i = first; ; i++)
     {
-        (byte[] key, byte[]? value) = StressOps.Op(seed, i);
+        (byte[] key, byte[]? value) = StressOps.Op(seed, i, thread);
         if (value is null)
         {
             store.Delete(key);
@@ -27,7 +55,7 @@ if (args.Length == 4 && args[0] == "stress")
         {
             store.Put(key, value);
         }
-        Console.WriteLine($"ack {i}");
+        Console.WriteLine(thread < 0 ? $"ack {i}" : $"ack {thread} {i}");
     }
 }
 

@@ -11,10 +11,22 @@ public static class StressOps
     /// <param name="seed">The sequence's seed.</param>
     /// <param name="index">The operation number, from 0.</param>
     /// <returns>The key (16 bytes) and the value (1 to 100 bytes) or null.</returns>
-    public static (byte[] Key, byte[]? Value) Op(ulong seed, long index)
+    public static (byte[] Key, byte[]? Value) Op(ulong seed, long index) => Op(seed, index, -1);
+
+    /// <summary>
+    /// The key and value of operation <paramref name="index"/> of thread <paramref name="thread"/> in
+    /// <c>stress2</c> mode: the same sequence as <see cref="Op(ulong, long)"/>, on keys of that thread only.
+    /// </summary>
+    /// <param name="seed">The sequence's seed.</param>
+    /// <param name="index">The operation number, from 0.</param>
+    /// <param name="thread">0 to 9, or -1 for the single-threaded keys.</param>
+    /// <returns>The key (16 bytes) and the value (1 to 100 bytes) or null.</returns>
+    public static (byte[] Key, byte[]? Value) Op(ulong seed, long index, int thread)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(thread, -1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(thread, 9);
         ulong x = Mix(seed ^ (ulong)index * 0x9E3779B97F4A7C15);
-        byte[] key = System.Text.Encoding.ASCII.GetBytes($"key-{x % 64,12:D12}");
+        byte[] key = System.Text.Encoding.ASCII.GetBytes(thread < 0 ? $"key-{x % 64,12:D12}" : $"k{thread}y-{x % 64,12:D12}");
         if ((x >> 8) % 5 == 0)
         {
             return (key, null);
@@ -32,10 +44,17 @@ public static class StressOps
     /// <param name="model">The expected contents.</param>
     /// <param name="seed">The sequence's seed.</param>
     /// <param name="index">The operation number.</param>
-    public static void Apply(Dictionary<string, byte[]> model, ulong seed, long index)
+    public static void Apply(Dictionary<string, byte[]> model, ulong seed, long index) => Apply(model, seed, index, -1);
+
+    /// <summary>Applies operation <paramref name="index"/> of thread <paramref name="thread"/> to a model.</summary>
+    /// <param name="model">The expected contents.</param>
+    /// <param name="seed">The sequence's seed.</param>
+    /// <param name="index">The operation number.</param>
+    /// <param name="thread">0 to 9, or -1 for the single-threaded keys.</param>
+    public static void Apply(Dictionary<string, byte[]> model, ulong seed, long index, int thread)
     {
         ArgumentNullException.ThrowIfNull(model);
-        (byte[] key, byte[]? value) = Op(seed, index);
+        (byte[] key, byte[]? value) = Op(seed, index, thread);
         string k = Convert.ToHexString(key);
         if (value is null)
         {

@@ -5,21 +5,27 @@ using System.Text;
 using DirectPmem.Driver;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
+using DirectPmem.Storage;
 
 namespace DirectPmem.Garnet;
 
 /// <summary>
-/// A volume of named, segmented devices laid out on one DirectPmem mapping (a device-DAX device,
-/// an emulated device, or a file on a DAX file system), for Tsavorite and Garnet: their hybrid
-/// log, append-only file and checkpoints. Hand <see cref="CreateDeviceFactoryCreator"/> to
-/// <c>GarnetServerOptions.DeviceFactoryCreator</c>.
+/// A volume of named, segmented devices for Tsavorite and Garnet (their hybrid log, append-only file
+/// and checkpoints), kept as a named structure (<see cref="PoolStructureKind.GarnetVolume"/>) of a
+/// DirectPmem.Storage <see cref="PmemPool"/> on a device-DAX device, an emulated device or a file on
+/// a DAX file system. Hand <see cref="CreateDeviceFactoryCreator"/> to <c>GarnetServerOptions.DeviceFactoryCreator</c>.
 /// </summary>
 /// <remarks>
-/// <para>Layout (little-endian): a 4 KiB superblock (magic, version, geometry, CRC-32); a slot
-/// table of 256-byte slots, one per (device name, segment) pair; a chunk table of one 8-byte
-/// word per chunk naming its owner (slot + 1, chunk index within the segment) or 0 when free;
-/// then the data chunks. A segment owns whole chunks, allocated on first write, so many small
-/// checkpoint files and large log segments share the space without a fixed partition.</para>
+/// <para>The pool gives the volume its header with a backup copy, the architecture, durability,
+/// unclean-shutdown and dirty-shutdown checks, the bad-block check at open, and <c>dpmem check</c>/<c>info</c>.
+/// A pool can hold a log, heaps and volumes side by side (<see cref="CreateInPool"/>);
+/// <see cref="OpenOrCreate(DaxMapping, PmemVolumeOptions?, bool)"/> makes a pool of layout <see cref="PoolLayout"/> whose data area is one volume named <see cref="DefaultName"/>.</para>
+/// <para>Layout of the structure (little-endian): the structure header the pool writes and judges (8 KiB,
+/// primary and backup, holding the volume's geometry as its parameters); a slot table of 256-byte slots,
+/// one per (device name, segment) pair; a chunk table of one 8-byte word per chunk naming its owner
+/// (slot + 1, chunk index within the segment) or 0 when free; then the data chunks. A segment owns whole
+/// chunks, allocated on first write, so many small checkpoint files and large log segments share the
+/// space without a fixed partition.</para>
 /// <para>Every metadata change is made failure-atomic by one 8-byte <see cref="DaxMapping.Publish"/>:
 /// a slot's body is written and persisted while its commit word is 0, then the commit word
 /// (CRC-32 of the body, valid bit) is published; a chunk's data is written and persisted before
@@ -44,10 +50,24 @@ public sealed class PmemVolume : IDisposable
     /// <summary>The longest device name, in UTF-8 bytes, that a slot holds.</summary>
     public const int MaxNameBytes = SlotSize - SlotNameOffset;
 
+    /// <summary>The layout name of a pool that <see cref="Create(DaxMapping, PmemVolumeOptions?, bool)"/> makes to hold one volume.</summary>
+    public const string PoolLayout = "DirectPmem.Garnet";
+
+    /// <summary>The name of the volume in a pool made by <see cref="Create(DaxMapping, PmemVolumeOptions?, bool)"/>.</summary>
+    public const string DefaultName = "garnet";
+
     internal const int SlotSize = 256;
-    private const ulong Magic = 0x31304E5247504450; // "DPGRNT01"
-    private const uint Version = 1;
-    private const int SuperblockSize = 4096;
+
+    // The volume's own layout version and geometry, kept in the structure header's parameters (see Plan).
+    private const uint LayoutVersion = 2;
+    private const int ParametersLength = 48;
+
+    // The structure header the pool writes ahead of the body (PoolStructure.BodyOffset - Entry.Offset).
+    private const long StructureHeaderLength = 8192;
+    private const long Page = 4096;
+
+    // The superblock word of a volume of the old format (DirectPmem.Garnet before volumes lived in pools).
+    private const ulong OldFormatMagic = 0x31304E5247504450; // "DPGRNT01"
     private const int SlotSequenceOffset = 8;
     private const int SlotSegmentOffset = 16;
     private const int SlotNameLengthOffset = 20;
@@ -63,7 +83,9 @@ public sealed class PmemVolume : IDisposable
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly DaxMapping _map;
-    private readonly bool _ownsMapping;
+    private readonly PoolStructure _structure;
+    private readonly bool _ownsPool;
+    private readonly DaxMapping? _ownedMapping;
     private readonly Lock _lock = new();
     private readonly int _chunkShift;
     private readonly long _slotsOffset;
@@ -80,20 +102,22 @@ public sealed class PmemVolume : IDisposable
     // Written under _lock, read without it by I/O after entering a segment (see Enter and Dispose).
     private volatile bool _disposed;
 
-    private PmemVolume(DaxMapping map, bool ownsMapping, long chunkSize, long chunkCount, int slotCount,
-        long slotsOffset, long tableOffset, long dataOffset)
+    private PmemVolume(PoolStructure structure, Geometry geometry, bool ownsPool, DaxMapping? ownedMapping)
     {
-        _map = map;
-        _ownsMapping = ownsMapping;
-        ChunkSize = chunkSize;
-        _chunkShift = BitOperations.Log2((ulong)chunkSize);
-        ChunkCount = chunkCount;
-        SlotCount = slotCount;
-        _slotsOffset = slotsOffset;
-        _tableOffset = tableOffset;
-        _dataOffset = dataOffset;
-        _freeChunks = new Stack<int>((int)Math.Min(chunkCount, 1 << 20));
-        _freeSlots = new Stack<int>(slotCount);
+        _structure = structure;
+        _map = structure.Pool.Mapping;
+        _ownsPool = ownsPool;
+        _ownedMapping = ownedMapping;
+        ChunkSize = geometry.ChunkSize;
+        _chunkShift = BitOperations.Log2((ulong)geometry.ChunkSize);
+        ChunkCount = geometry.ChunkCount;
+        SlotCount = geometry.SlotCount;
+        // Offsets in the pool's mapping: the geometry's are relative to the structure's body.
+        _slotsOffset = structure.BodyOffset + geometry.SlotsOffset;
+        _tableOffset = structure.BodyOffset + geometry.TableOffset;
+        _dataOffset = structure.BodyOffset + geometry.DataOffset;
+        _freeChunks = new Stack<int>((int)Math.Min(geometry.ChunkCount, 1 << 20));
+        _freeSlots = new Stack<int>(geometry.SlotCount);
     }
 
     /// <summary>The allocation unit in bytes.</summary>
@@ -128,144 +152,224 @@ public sealed class PmemVolume : IDisposable
         }
     }
 
-    /// <summary>The mapping the volume lives on.</summary>
+    /// <summary>The mapping the volume lives on: its pool's mapping.</summary>
     public DaxMapping Mapping => _map;
 
     /// <summary>
-    /// Formats <paramref name="mapping"/> as a new volume. A mapping that already holds a volume
-    /// is refused (<see cref="PmemVolumeError.AlreadyFormatted"/>): nothing durable is overwritten.
+    /// The pool the volume lives in: its <see cref="PmemPool.WasCleanlyClosed"/>, <see cref="PmemPool.DirtyShutdownDetected"/>
+    /// and <see cref="PmemPool.KnownBadRanges"/> say what the open found. (Garnet recovers from its checkpoint and
+    /// append-only file on every start; the volume's own metadata is crash-consistent and re-checked on every open.)
     /// </summary>
-    /// <param name="mapping">A writable mapping; the volume uses all of it.</param>
+    public PmemPool Pool => _structure.Pool;
+
+    /// <summary>The volume's entry in its pool's directory (name, range) and its body's offset in <see cref="Mapping"/>.</summary>
+    public PoolStructure Structure => _structure;
+
+    /// <summary>
+    /// Makes a pool of layout <see cref="PoolLayout"/> in <paramref name="mapping"/> whose data area is one volume
+    /// named <see cref="DefaultName"/>. A mapping that already holds a pool, or a volume of the old format, is
+    /// refused: nothing durable is overwritten.
+    /// </summary>
+    /// <param name="mapping">A writable mapping; the pool uses all of it.</param>
     /// <param name="options">The geometry, or null for the defaults.</param>
     /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
-    /// <returns>The empty volume.</returns>
-    /// <exception cref="ArgumentException">The options are out of range (the parameter is named).</exception>
-    /// <exception cref="PmemVolumeException">The mapping already holds a volume, or is too small for one chunk.</exception>
+    /// <returns>The empty volume; it owns its pool.</returns>
+    /// <exception cref="ArgumentException">The options are out of range (the parameter is named), or the mapping is read-only.</exception>
+    /// <exception cref="PmemVolumeException">The mapping already holds a pool (<see cref="PmemVolumeError.AlreadyFormatted"/>) or an old-format volume (<see cref="PmemVolumeError.OldFormat"/>), or is too small for one chunk.</exception>
     public static PmemVolume Create(DaxMapping mapping, PmemVolumeOptions? options = null, bool ownsMapping = true)
     {
         ArgumentNullException.ThrowIfNull(mapping);
         options ??= new PmemVolumeOptions();
-        if (options.ChunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(options.ChunkSize))
-            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, $"ChunkSize must be a power of two from {MinChunkSize} to {MaxChunkSize} bytes.");
-        if (options.SlotCount is < 1 or > (1 << 20))
-            throw new ArgumentOutOfRangeException(nameof(options), options.SlotCount, "SlotCount must be from 1 to 1048576.");
+        CheckOptions(options);
         if (mapping.IsReadOnly)
             throw new ArgumentException("The mapping is read-only; a volume is formatted on a writable mapping.", nameof(mapping));
-        if (mapping.Length >= SuperblockSize && mapping.GetReadOnlyRef<ulong>(0) == Magic)
-            throw new PmemVolumeException(PmemVolumeError.AlreadyFormatted, $"{Describe(mapping)} already holds a DirectPmem.Garnet volume; open it with PmemVolume.Open.");
-
-        long chunkSize = options.ChunkSize;
-        long slotsOffset = SuperblockSize;
-        long tableOffset = checked(slotsOffset + (long)options.SlotCount * SlotSize);
-        long available = mapping.Length - tableOffset - SuperblockSize; // room for the table's alignment slack
-        long chunkCount = available > 0 ? available / (chunkSize + sizeof(ulong)) : 0;
-        long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize);
-        while (chunkCount > 0 && dataOffset + chunkCount * chunkSize > mapping.Length)
+        ThrowIfOldFormat(mapping);
+        if (PoolInspector.InspectPool(mapping).LooksLikePool)
+            throw new PmemVolumeException(PmemVolumeError.AlreadyFormatted, $"{Describe(mapping)} already holds a DirectPmem.Storage pool; open its volume with PmemVolume.Open.");
+        // The pool's headers, reserved area and directory, then the structure header: what is left is the body.
+        long body = mapping.Length - PmemPool.MinimumSize - StructureHeaderLength;
+        if (mapping.Length < PmemPool.MinimumSize + StructureHeaderLength + Page)
+            throw TooSmall(mapping, options, mapping.Length, Page);
+        _ = Plan(mapping, body, options);
+        PmemPool pool = PmemPool.Create(mapping, PoolLayout);
+        try
         {
-            chunkCount--;
-            dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize);
+            return Create(pool, DefaultName, pool.Size - AlignUp(pool.DataOffset, Page), options, overwrite: false, ownsPool: true, ownsMapping ? mapping : null);
         }
-        if (chunkCount < 1 || chunkCount > int.MaxValue)
-            throw new PmemVolumeException(PmemVolumeError.TooSmall,
-                $"{Describe(mapping)} ({mapping.Length} bytes) cannot hold a volume with {options.SlotCount} slots and {chunkSize}-byte chunks: at least {dataOffset + chunkSize} bytes are needed.");
+        catch
+        {
+            // Leave no pool without its volume behind: the mapping is as unformatted as it was.
+            pool.Dispose();
+            mapping.Fill(0, PmemPool.MinimumSize, 0);
+            throw;
+        }
+    }
 
-        // The magic word goes last: until it is published the mapping is not a volume.
-        mapping.Publish(0, 0);
-        mapping.Fill(slotsOffset, dataOffset - slotsOffset, 0);
-        Span<byte> header = mapping.GetSpan(0, SuperblockSize);
-        header[8..].Clear();
-        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[12..], SlotSize);
-        BinaryPrimitives.WriteInt64LittleEndian(header[16..], chunkSize);
-        BinaryPrimitives.WriteInt64LittleEndian(header[24..], chunkCount);
-        BinaryPrimitives.WriteInt64LittleEndian(header[32..], options.SlotCount);
-        BinaryPrimitives.WriteInt64LittleEndian(header[40..], slotsOffset);
-        BinaryPrimitives.WriteInt64LittleEndian(header[48..], tableOffset);
-        BinaryPrimitives.WriteInt64LittleEndian(header[56..], dataOffset);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[64..], Crc32.HashToUInt32(header[8..64]));
-        mapping.Persist(0, SuperblockSize);
-        mapping.Publish(0, Magic);
+    /// <summary>
+    /// Creates a volume named <paramref name="name"/> of <paramref name="length"/> bytes in a free range of
+    /// <paramref name="pool"/> (beside its logs, heaps and other volumes): the pool writes the structure header
+    /// holding the geometry, the volume zeroes its tables, then the pool's directory names it, crash-atomically.
+    /// </summary>
+    /// <param name="pool">A writable pool with a directory.</param>
+    /// <param name="name">The volume's name in the pool: 1 to 39 UTF-8 bytes.</param>
+    /// <param name="length">The bytes the volume takes (rounded up to 4 KiB), its 8 KiB structure header included.</param>
+    /// <param name="options">The geometry, or null for the defaults.</param>
+    /// <param name="overwrite">Replace a structure of that name (see <see cref="PmemPool.CreateStructure"/>).</param>
+    /// <param name="ownsPool">Whether disposing the volume disposes the pool.</param>
+    /// <returns>The empty volume.</returns>
+    /// <exception cref="ArgumentException">The options are out of range (the parameter is named), or the pool is read-only.</exception>
+    /// <exception cref="PmemVolumeException">The length is too small for one chunk (<see cref="PmemVolumeError.TooSmall"/>).</exception>
+    /// <exception cref="PoolDirectoryException">The name exists, the directory is full or no free range is long enough.</exception>
+    public static PmemVolume CreateInPool(PmemPool pool, string name, long length, PmemVolumeOptions? options = null, bool overwrite = false, bool ownsPool = false)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        options ??= new PmemVolumeOptions();
+        CheckOptions(options);
+        return Create(pool, name, length, options, overwrite, ownsPool, ownedMapping: null);
+    }
 
-        var volume = new PmemVolume(mapping, ownsMapping, chunkSize, chunkCount, options.SlotCount, slotsOffset, tableOffset, dataOffset);
-        for (int slot = options.SlotCount - 1; slot >= 0; slot--)
+    private static PmemVolume Create(PmemPool pool, string name, long length, PmemVolumeOptions options, bool overwrite, bool ownsPool, DaxMapping? ownedMapping)
+    {
+        if (pool.IsReadOnly)
+            throw new ArgumentException($"The pool is read-only ({pool.ReadOnlyReason}); a volume is created in a writable pool.", nameof(pool));
+        if (length < StructureHeaderLength + Page)
+            throw TooSmall(pool.Mapping, options, length, StructureHeaderLength + Page);
+        Geometry geometry = Plan(pool.Mapping, length - StructureHeaderLength, options);
+        Span<byte> parameters = stackalloc byte[ParametersLength];
+        geometry.Write(parameters);
+        PoolStructure structure = pool.CreateStructure(name, PoolStructureKind.GarnetVolume, length, parameters, s =>
+        {
+            if (s.BodyLength < geometry.Required)
+                throw new InvalidOperationException($"The pool gave {s.Entry} a {s.BodyLength}-byte body; the volume's geometry needs {geometry.Required}.");
+            // The tables start empty; the data chunks are zeroed as they are first written.
+            s.Pool.Mapping.Fill(s.BodyOffset, geometry.DataOffset, 0);
+        }, overwrite);
+        var volume = new PmemVolume(structure, geometry, ownsPool, ownedMapping);
+        for (int slot = geometry.SlotCount - 1; slot >= 0; slot--)
             volume._freeSlots.Push(slot);
-        for (long chunk = chunkCount - 1; chunk >= 0; chunk--)
+        for (long chunk = geometry.ChunkCount - 1; chunk >= 0; chunk--)
             volume._freeChunks.Push((int)chunk);
         volume._sequence = 1;
         return volume;
     }
 
     /// <summary>
-    /// Opens the volume on <paramref name="mapping"/>: validates the superblock against the
-    /// mapping, loads every live slot and chunk, and reclaims chunks a crash left without a live owner.
+    /// Opens the pool of layout <see cref="PoolLayout"/> in <paramref name="mapping"/> (its header, backup,
+    /// unclean- and dirty-shutdown and bad-block checks) and the volume named <see cref="DefaultName"/> in it:
+    /// validates the volume's header, loads every live slot and chunk, and reclaims chunks a crash left without a live owner.
     /// </summary>
-    /// <param name="mapping">A writable mapping that holds a volume.</param>
+    /// <param name="mapping">A writable mapping that holds such a pool.</param>
     /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
-    /// <returns>The volume.</returns>
-    /// <exception cref="PmemVolumeException">The mapping holds no volume, or its metadata is corrupt (the offset is named).</exception>
+    /// <returns>The volume; it owns its pool.</returns>
+    /// <exception cref="PmemVolumeException">The mapping holds no pool (<see cref="PmemVolumeError.NotFormatted"/>), a volume of the old format (<see cref="PmemVolumeError.OldFormat"/>), or a pool or volume that does not validate (<see cref="PmemVolumeError.Corrupt"/>, the inner exception and the message name the field or offset).</exception>
+    /// <exception cref="PoolMediaErrorException">Known bad ranges overlap the pool and its policy refuses them.</exception>
     public static PmemVolume Open(DaxMapping mapping, bool ownsMapping = true)
     {
         ArgumentNullException.ThrowIfNull(mapping);
         if (mapping.IsReadOnly)
             throw new ArgumentException("The mapping is read-only; a volume is opened on a writable mapping (it reclaims orphaned chunks).", nameof(mapping));
-        if (mapping.Length < SuperblockSize || mapping.GetReadOnlyRef<ulong>(0) != Magic)
-            throw new PmemVolumeException(PmemVolumeError.NotFormatted, $"{Describe(mapping)} holds no DirectPmem.Garnet volume (no magic word at offset 0); create one with PmemVolume.Create.");
+        ThrowIfOldFormat(mapping);
+        if (!PoolInspector.InspectPool(mapping).LooksLikePool)
+            throw new PmemVolumeException(PmemVolumeError.NotFormatted, $"{Describe(mapping)} holds no DirectPmem.Storage pool (no pool signature in either header copy); create a volume with PmemVolume.Create.");
+        PmemPool pool;
+        try
+        {
+            pool = PmemPool.Open(mapping, PoolLayout);
+        }
+        catch (PoolFormatException e)
+        {
+            throw new PmemVolumeException(PmemVolumeError.Corrupt, $"{Describe(mapping)}: the pool does not open ({e.Field}): {e.Message}", e);
+        }
+        try
+        {
+            return Open(pool, DefaultName, ownsPool: true, ownsMapping ? mapping : null);
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+    }
 
-        ReadOnlySpan<byte> header = mapping.GetReadOnlySpan(0, SuperblockSize);
-        uint crc = BinaryPrimitives.ReadUInt32LittleEndian(header[64..]);
-        if (crc != Crc32.HashToUInt32(header[8..64]))
-            throw Corrupt(mapping, 64, "the superblock's CRC-32 does not match");
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version != Version)
-            throw Corrupt(mapping, 8, $"version {version} is not supported (this library reads version {Version})");
-        uint slotSize = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
-        long chunkSize = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-        long chunkCount = BinaryPrimitives.ReadInt64LittleEndian(header[24..]);
-        long slotCount = BinaryPrimitives.ReadInt64LittleEndian(header[32..]);
-        long slotsOffset = BinaryPrimitives.ReadInt64LittleEndian(header[40..]);
-        long tableOffset = BinaryPrimitives.ReadInt64LittleEndian(header[48..]);
-        long dataOffset = BinaryPrimitives.ReadInt64LittleEndian(header[56..]);
-        if (slotSize != SlotSize)
-            throw Corrupt(mapping, 12, $"slot size {slotSize} is not {SlotSize}");
-        if (chunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(chunkSize))
-            throw Corrupt(mapping, 16, $"chunk size {chunkSize} is not a power of two from {MinChunkSize} to {MaxChunkSize}");
-        if (slotCount is < 1 or > (1 << 20))
-            throw Corrupt(mapping, 32, $"slot count {slotCount} is out of range");
-        if (chunkCount is < 1 or > int.MaxValue)
-            throw Corrupt(mapping, 24, $"chunk count {chunkCount} is out of range");
-        if (slotsOffset != SuperblockSize || tableOffset != slotsOffset + slotCount * SlotSize
-            || dataOffset != AlignUp(tableOffset + chunkCount * sizeof(ulong), SuperblockSize)
-            || dataOffset > mapping.Length || chunkCount > (mapping.Length - dataOffset) / chunkSize)
-            throw Corrupt(mapping, 40, $"the layout (slots at {slotsOffset}, table at {tableOffset}, data at {dataOffset}, {chunkCount} chunks of {chunkSize}) does not fit the {mapping.Length}-byte mapping");
+    /// <summary>
+    /// Opens the volume named <paramref name="name"/> in <paramref name="pool"/>: the pool judges its structure
+    /// header (both copies, version, pool, kind, name), the volume checks its geometry, loads every live slot and
+    /// chunk, and reclaims chunks a crash left without a live owner.
+    /// </summary>
+    /// <param name="pool">A writable pool.</param>
+    /// <param name="name">The volume's name in the pool.</param>
+    /// <param name="ownsPool">Whether disposing the volume disposes the pool.</param>
+    /// <returns>The volume.</returns>
+    /// <exception cref="PmemVolumeException">No volume has that name (<see cref="PmemVolumeError.NotFormatted"/>), or its header or metadata is corrupt (<see cref="PmemVolumeError.Corrupt"/>, the offset is named).</exception>
+    public static PmemVolume OpenInPool(PmemPool pool, string name, bool ownsPool = false)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        return Open(pool, name, ownsPool, ownedMapping: null);
+    }
 
-        var volume = new PmemVolume(mapping, ownsMapping, chunkSize, chunkCount, (int)slotCount, slotsOffset, tableOffset, dataOffset);
+    private static PmemVolume Open(PmemPool pool, string name, bool ownsPool, DaxMapping? ownedMapping)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (pool.IsReadOnly)
+            throw new ArgumentException($"The pool is read-only ({pool.ReadOnlyReason}); a volume is opened in a writable pool (it reclaims orphaned chunks).", nameof(pool));
+        PoolStructure structure;
+        try
+        {
+            structure = pool.OpenStructure(name, PoolStructureKind.GarnetVolume);
+        }
+        catch (PoolDirectoryException e)
+        {
+            throw new PmemVolumeException(PmemVolumeError.NotFormatted, $"{Describe(pool.Mapping)}: {e.Message}", e);
+        }
+        catch (PoolFormatException e)
+        {
+            throw new PmemVolumeException(PmemVolumeError.Corrupt, $"{Describe(pool.Mapping)} holds a corrupt DirectPmem.Garnet volume \"{name}\": {e.Message}", e);
+        }
+        Geometry geometry = Geometry.Read(pool.Mapping, structure);
+        var volume = new PmemVolume(structure, geometry, ownsPool, ownedMapping);
         volume.Load();
         return volume;
     }
 
-    /// <summary>Opens the volume on <paramref name="mapping"/>, or formats one if the mapping holds none.</summary>
+    /// <summary>Opens the volume in <paramref name="mapping"/> (see <see cref="Open(DaxMapping, bool)"/>), or makes a pool holding one if the mapping holds no pool.</summary>
     /// <param name="mapping">A writable mapping.</param>
     /// <param name="options">The geometry used if a volume is created.</param>
     /// <param name="ownsMapping">Whether disposing the volume disposes the mapping.</param>
     /// <returns>The volume.</returns>
-    /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the mapping is too small for a new one.</exception>
+    /// <exception cref="PmemVolumeException">The mapping holds a volume of the old format, the existing pool or volume is corrupt, or the mapping is too small for a new one.</exception>
     public static PmemVolume OpenOrCreate(DaxMapping mapping, PmemVolumeOptions? options = null, bool ownsMapping = true)
     {
         ArgumentNullException.ThrowIfNull(mapping);
-        return mapping.Length >= SuperblockSize && mapping.GetReadOnlyRef<ulong>(0) == Magic
+        ThrowIfOldFormat(mapping);
+        return PoolInspector.InspectPool(mapping).LooksLikePool
             ? Open(mapping, ownsMapping)
             : Create(mapping, options, ownsMapping);
     }
 
+    /// <summary>Opens the volume named <paramref name="name"/> in <paramref name="pool"/>, or creates it there with <paramref name="length"/> bytes.</summary>
+    /// <param name="pool">A writable pool with a directory.</param>
+    /// <param name="name">The volume's name in the pool.</param>
+    /// <param name="length">The bytes a new volume takes, its 8 KiB structure header included.</param>
+    /// <param name="options">The geometry used if the volume is created.</param>
+    /// <param name="ownsPool">Whether disposing the volume disposes the pool.</param>
+    /// <returns>The volume.</returns>
+    /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the length is too small for a new one.</exception>
+    /// <exception cref="PoolDirectoryException">The name belongs to another kind of structure, or there is no room for a new volume.</exception>
+    public static PmemVolume OpenOrCreateInPool(PmemPool pool, string name, long length, PmemVolumeOptions? options = null, bool ownsPool = false)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        return pool.Find(name) is null ? CreateInPool(pool, name, length, options, overwrite: false, ownsPool) : OpenInPool(pool, name, ownsPool);
+    }
+
     /// <summary>
-    /// Maps all of <paramref name="device"/> and opens the volume on it, or formats one if the
-    /// device holds none. The volume owns the mapping; dispose the volume before the device.
+    /// Maps all of <paramref name="device"/> and opens the volume in the pool on it, or makes a pool holding one if
+    /// the device holds none. The volume owns the mapping; dispose the volume before the device.
     /// </summary>
     /// <param name="device">A device-DAX device, or an emulated one.</param>
     /// <param name="options">The geometry used if a volume is created.</param>
     /// <param name="mappingOptions">How to map it (for example <c>ForceCacheLineGranularity</c> to measure the pmem cost model on an emulated device); offset and length are ignored.</param>
     /// <returns>The volume.</returns>
-    /// <exception cref="PmemVolumeException">The existing volume is corrupt, or the device is too small for a new one.</exception>
+    /// <exception cref="PmemVolumeException">The device holds a volume of the old format, the existing pool or volume is corrupt, or the device is too small for a new one.</exception>
     /// <exception cref="NotSupportedException">ForceCacheLineGranularity was asked for and the mapping did not get it.</exception>
     public static PmemVolume OpenOrCreateOnDevice(DaxDevice device, PmemVolumeOptions? options = null, DaxMappingOptions? mappingOptions = null)
     {
@@ -337,8 +441,9 @@ public sealed class PmemVolume : IDisposable
             while (segment.Users != 0)
                 wait.SpinOnce();
         }
-        if (_ownsMapping)
-            _map.Dispose();
+        if (_ownsPool)
+            _structure.Pool.Dispose();
+        _ownedMapping?.Dispose();
     }
 
     internal int ChunkShift => _chunkShift;
@@ -733,6 +838,107 @@ public sealed class PmemVolume : IDisposable
 
     private static PmemVolumeException Corrupt(DaxMapping map, long offset, string what) =>
         new(PmemVolumeError.Corrupt, $"{Describe(map)} holds a corrupt DirectPmem.Garnet volume at offset {offset}: {what}.");
+
+    private static void CheckOptions(PmemVolumeOptions options)
+    {
+        if (options.ChunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(options.ChunkSize))
+            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, $"ChunkSize must be a power of two from {MinChunkSize} to {MaxChunkSize} bytes.");
+        if (options.SlotCount is < 1 or > (1 << 20))
+            throw new ArgumentOutOfRangeException(nameof(options), options.SlotCount, "SlotCount must be from 1 to 1048576.");
+    }
+
+    private static PmemVolumeException TooSmall(DaxMapping mapping, PmemVolumeOptions options, long length, long needed) =>
+        new(PmemVolumeError.TooSmall, $"{Describe(mapping)}: {length} bytes cannot hold a volume with {options.SlotCount} slots and {options.ChunkSize}-byte chunks: at least {needed} bytes are needed.");
+
+    /// <summary>
+    /// Refuses a mapping that starts with the superblock of the old volume format ("DPGRNT01" at offset 0,
+    /// written by DirectPmem.Garnet before volumes lived in DirectPmem.Storage pools). It is not migrated.
+    /// </summary>
+    private static void ThrowIfOldFormat(DaxMapping mapping)
+    {
+        if (mapping.Length < Page || mapping.GetReadOnlyRef<ulong>(0) != OldFormatMagic)
+            return;
+        uint version = mapping.GetReadOnlyRef<uint>(8);
+        throw new PmemVolumeException(PmemVolumeError.OldFormat,
+            $"{Describe(mapping)} holds a DirectPmem.Garnet volume of the old format (superblock \"DPGRNT01\" version {version} at offset 0, " +
+            "written before volumes lived in a DirectPmem.Storage pool). This preview does not migrate it: recreate the volume " +
+            "(remove the emulated device file, or clear the device's first 4 KiB, and start again; Garnet then starts empty). " +
+            "To keep the data, run the old server and let a new one on the new volume replicate it (REPLICAOF), or reload it from its source.");
+    }
+
+    /// <summary>Lays out a body of <paramref name="bodyLength"/> bytes: slots, chunk table, as many chunks as fit.</summary>
+    private static Geometry Plan(DaxMapping mapping, long bodyLength, PmemVolumeOptions options)
+    {
+        long chunkSize = options.ChunkSize;
+        long tableOffset = checked((long)options.SlotCount * SlotSize);
+        long available = bodyLength - tableOffset - Page; // room for the table's alignment slack
+        long chunkCount = available > 0 ? available / (chunkSize + sizeof(ulong)) : 0;
+        long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
+        while (chunkCount > 0 && dataOffset + chunkCount * chunkSize > bodyLength)
+        {
+            chunkCount--;
+            dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
+        }
+        if (chunkCount < 1 || chunkCount > int.MaxValue)
+        {
+            throw new PmemVolumeException(PmemVolumeError.TooSmall,
+                $"{Describe(mapping)}: a {bodyLength}-byte volume body (after the pool's and the volume's headers) cannot hold a volume with {options.SlotCount} slots and {chunkSize}-byte chunks: at least {dataOffset + chunkSize} bytes are needed.");
+        }
+        return new Geometry(chunkSize, chunkCount, options.SlotCount, 0, tableOffset, dataOffset);
+    }
+
+    /// <summary>
+    /// The volume's geometry, kept as the parameters of its structure header (little-endian; offsets relative to
+    /// the body): 0 layout version (4), 4 slot size (4), 8 chunk size, 16 chunk count, 24 slot count,
+    /// 32 slots offset, 40 table offset; the data offset follows from them.
+    /// </summary>
+    private readonly record struct Geometry(long ChunkSize, long ChunkCount, int SlotCount, long SlotsOffset, long TableOffset, long DataOffset)
+    {
+        public long Required => DataOffset + ChunkCount * ChunkSize;
+
+        public void Write(Span<byte> p)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(p, LayoutVersion);
+            BinaryPrimitives.WriteUInt32LittleEndian(p[4..], SlotSize);
+            BinaryPrimitives.WriteInt64LittleEndian(p[8..], ChunkSize);
+            BinaryPrimitives.WriteInt64LittleEndian(p[16..], ChunkCount);
+            BinaryPrimitives.WriteInt64LittleEndian(p[24..], SlotCount);
+            BinaryPrimitives.WriteInt64LittleEndian(p[32..], SlotsOffset);
+            BinaryPrimitives.WriteInt64LittleEndian(p[40..], TableOffset);
+        }
+
+        /// <summary>Reads and checks the geometry against the structure's range; a failure names the parameter's offset in the header.</summary>
+        public static Geometry Read(DaxMapping map, PoolStructure structure)
+        {
+            ReadOnlySpan<byte> p = structure.Parameters;
+            // The parameters start 128 bytes into the structure header.
+            long at = structure.Entry.Offset + 128;
+            if (p.Length != ParametersLength)
+                throw Corrupt(map, at, $"the volume's header holds {p.Length} parameter bytes, not {ParametersLength}");
+            uint version = BinaryPrimitives.ReadUInt32LittleEndian(p);
+            if (version != LayoutVersion)
+                throw Corrupt(map, at, $"volume layout version {version} is not supported (this library reads version {LayoutVersion})");
+            uint slotSize = BinaryPrimitives.ReadUInt32LittleEndian(p[4..]);
+            long chunkSize = BinaryPrimitives.ReadInt64LittleEndian(p[8..]);
+            long chunkCount = BinaryPrimitives.ReadInt64LittleEndian(p[16..]);
+            long slotCount = BinaryPrimitives.ReadInt64LittleEndian(p[24..]);
+            long slotsOffset = BinaryPrimitives.ReadInt64LittleEndian(p[32..]);
+            long tableOffset = BinaryPrimitives.ReadInt64LittleEndian(p[40..]);
+            if (slotSize != SlotSize)
+                throw Corrupt(map, at + 4, $"slot size {slotSize} is not {SlotSize}");
+            if (chunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(chunkSize))
+                throw Corrupt(map, at + 8, $"chunk size {chunkSize} is not a power of two from {MinChunkSize} to {MaxChunkSize}");
+            if (chunkCount is < 1 or > int.MaxValue)
+                throw Corrupt(map, at + 16, $"chunk count {chunkCount} is out of range");
+            if (slotCount is < 1 or > (1 << 20))
+                throw Corrupt(map, at + 24, $"slot count {slotCount} is out of range");
+            long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
+            var geometry = new Geometry(chunkSize, chunkCount, (int)slotCount, slotsOffset, tableOffset, dataOffset);
+            if (slotsOffset != 0 || tableOffset != slotCount * SlotSize || geometry.Required > structure.BodyLength)
+                throw Corrupt(map, at + 32, $"the layout (slots at {slotsOffset}, table at {tableOffset}, data at {dataOffset}, {chunkCount} chunks of {chunkSize}) does not fit the volume's {structure.BodyLength}-byte body");
+            return geometry;
+        }
+    }
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

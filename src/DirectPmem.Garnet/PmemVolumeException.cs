@@ -33,6 +33,12 @@ public enum PmemVolumeError
     /// that names the bad range. The device reports it to Tsavorite as EIO.
     /// </summary>
     MediaError = 8,
+
+    /// <summary>
+    /// The mapping holds a volume of the old format (its own "DPGRNT01" superblock, from before volumes lived in a
+    /// DirectPmem.Storage pool). This preview refuses it rather than migrating it: the message says how to recreate it.
+    /// </summary>
+    OldFormat = 9,
 }
 
 /// <summary>

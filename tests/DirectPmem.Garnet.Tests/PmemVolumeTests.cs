@@ -222,7 +222,7 @@ public sealed class PmemVolumeTests : IDisposable
             using IDevice device = Device(v.Volume);
             Assert.Equal(0u, DeviceIo.Write(device, 0, 0, new byte[3 * Chunk]).ErrorCode);
             // The crash: the slot's commit word is published 0, its chunks' owner words are not.
-            v.Volume.Mapping.Publish(4096 + 0 * PmemVolume.SlotSize, 0);
+            v.Volume.Mapping.Publish(v.Volume.Structure.BodyOffset + 0 * PmemVolume.SlotSize, 0);
         }
         using EmulatedVolume reopened = EmulatedVolume.Open(path);
         Assert.Empty(reopened.Volume.GetDeviceNames());
@@ -230,38 +230,60 @@ public sealed class PmemVolumeTests : IDisposable
     }
 
     [Fact]
-    public void ACorruptSuperblockIsRefusedNamingTheOffset()
+    public void AVolumeHeaderCopyDamagedIsRestoredFromTheOtherAndBothDamagedIsRefusedNamingTheHeader()
     {
         string path;
+        long header;
         using (EmulatedVolume v = NewVolume())
+        {
             path = v.Path;
+            header = v.Volume.Structure.Entry.Offset;
+        }
         (PmemFile file, DaxMapping map) = EmulatedVolume.MapRaw(path);
         using (file)
         using (map)
         {
-            map.GetSpan(16, 1)[0] ^= 0xFF; // the chunk size
-            map.Persist(16, 1);
+            map.GetSpan(header + 128 + 8, 1)[0] ^= 0xFF; // the chunk size in the primary copy's parameters
+            map.Persist(header + 128 + 8, 1);
+        }
+        using (EmulatedVolume reopened = EmulatedVolume.Open(path))
+        {
+            Assert.Equal(DirectPmem.Storage.PoolHeaderRepair.PrimaryRestoredFromBackup, reopened.Volume.Structure.HeaderRepair);
+            Assert.Equal(Chunk, reopened.Volume.ChunkSize);
+        }
+        (file, map) = EmulatedVolume.MapRaw(path);
+        using (file)
+        using (map)
+        {
+            foreach (long copy in (long[])[header, header + 4096])
+            {
+                map.GetSpan(copy + 128 + 8, 1)[0] ^= 0xFF;
+                map.Persist(copy + 128 + 8, 1);
+            }
         }
         PmemVolumeException e = Assert.Throws<PmemVolumeException>(() => EmulatedVolume.Open(path));
         Assert.Equal(PmemVolumeError.Corrupt, e.Error);
-        Assert.Contains("offset 64", e.Message, StringComparison.Ordinal); // the CRC word
+        Assert.Equal(DirectPmem.Storage.PoolHeaderField.StructureHeader, Assert.IsType<DirectPmem.Storage.PoolFormatException>(e.InnerException).Field);
+        Assert.Contains("either copy of the structure header of GarnetVolume \"garnet\" at [0x", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void ACorruptSlotIsRefusedRatherThanDropped()
     {
         string path;
+        long slots;
         using (EmulatedVolume v = NewVolume())
         {
             path = v.Path;
+            slots = v.Volume.Structure.BodyOffset;
             using IDevice device = Device(v.Volume);
             Assert.Equal(0u, DeviceIo.Write(device, 0, 0, new byte[512]).ErrorCode);
-            v.Volume.Mapping.GetSpan(4096 + 30, 1)[0] ^= 0x01; // a byte of the name
-            v.Volume.Mapping.Persist(4096 + 30, 1);
+            v.Volume.Mapping.GetSpan(slots + 30, 1)[0] ^= 0x01; // a byte of the name
+            v.Volume.Mapping.Persist(slots + 30, 1);
         }
         PmemVolumeException e = Assert.Throws<PmemVolumeException>(() => EmulatedVolume.Open(path));
         Assert.Equal(PmemVolumeError.Corrupt, e.Error);
-        Assert.Contains("offset 4096", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"offset {slots}", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -275,7 +297,7 @@ public sealed class PmemVolumeTests : IDisposable
         using (map)
         {
             Assert.Equal(PmemVolumeError.AlreadyFormatted, Assert.Throws<PmemVolumeException>(() => PmemVolume.Create(map, ownsMapping: false)).Error);
-            map.Publish(0, 0);
+            map.Fill(0, 8192, 0); // both pool header copies
             Assert.Equal(PmemVolumeError.NotFormatted, Assert.Throws<PmemVolumeException>(() => PmemVolume.Open(map, ownsMapping: false)).Error);
         }
     }

@@ -382,7 +382,7 @@ public sealed class PoolCheckTests : IDisposable
         return pool.DataOffset + 8192; // the heap's lanes follow its two 4 KiB header pages (primary and backup)
     }
 
-    private static void Flip(string path, long offset)
+    internal static void Flip(string path, long offset)
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
         file.Position = offset;

@@ -186,6 +186,12 @@ public enum PoolStructureKind
 
     /// <summary>A zeroed region the application (or a later library part, such as a Garnet volume) formats itself, made by <see cref="PmemPool.Reserve"/>.</summary>
     Reserved = 3,
+
+    /// <summary>
+    /// A DirectPmem.Garnet volume (Tsavorite's named devices for Garnet's log, append-only file and checkpoints),
+    /// made by <see cref="PmemPool.CreateStructure"/>: it starts with a structure header the pool writes and judges.
+    /// </summary>
+    GarnetVolume = 4,
 }
 
 /// <summary>One named structure in a pool's directory: what it is and the range of the pool it occupies.</summary>

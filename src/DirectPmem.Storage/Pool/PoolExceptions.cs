@@ -41,6 +41,8 @@ public enum PoolHeaderField
     Directory,
     /// <summary>The durability the pool was created with (format 1.1), or an open with weaker durability.</summary>
     Durability,
+    /// <summary>The header of a named structure the pool does not format itself (a Garnet volume): its copies, version, pool, kind or name.</summary>
+    StructureHeader,
 }
 
 /// <summary>

@@ -12,7 +12,7 @@ namespace DirectPmem.Storage;
 /// <c>dpmem check</c> and <c>dpmem info</c>: it writes nothing, validates every length and offset it
 /// reads before using it, and reports the problems it finds instead of throwing at the first.
 /// </summary>
-public static class PoolInspector
+public static partial class PoolInspector
 {
     /// <summary>
     /// Inspects the pool in <paramref name="mapping"/> with the library's own parser and validation (the

@@ -279,9 +279,11 @@ internal sealed class Lane
                 // The commit point: after this fence the data and the record are durable. The lane
                 // word is not written: the next transaction of this lane confirms this one by writing
                 // its first undo entry (a later generation at the start of the log), and a transaction
-                // of another lane that changes data in place first raises this lane's word (DrainSnapshots).
+                // of another lane that changes in place a byte this one declared first raises this
+                // lane's word (DrainSnapshots). Published before Commit returns: a transaction that may
+                // touch the same bytes is serialised after this return by the caller, so it sees it.
                 _mapping.Drain();
-                _heap.MarkConfirmPending(Index, _generation);
+                _heap.Pending.Publish(Index, _generation, _declared);
                 _finished = _generation;
             }
             _heap.PushFree(_freed.AsSpan(0, _freedCount));
@@ -339,7 +341,7 @@ internal sealed class Lane
             // changes made after it (its undo entries stay in the log).
             _heap.RaiseLaneWord(Index, _generation);
             _mapping.Drain();
-            _heap.ClearConfirmPending(Index);
+            _heap.Pending.Clear(Index);
             _finished = _generation;
         }
         _heap.PushFree(_allocated.AsSpan(0, _allocatedCount));
@@ -349,20 +351,22 @@ internal sealed class Lane
 
     /// <summary>
     /// Makes this transaction's snapshots durable before the first in-place change (the first of the
-    /// commit's two fences). The same fence confirms the last commit of every lane: this lane's by
-    /// the undo entry it makes durable (a later generation at the start of the log), other lanes' by
-    /// raising their words first. So once any transaction changes data in place after a commit
-    /// returned, that commit no longer depends on its data hash, which the change would break.
+    /// commit's two fences). The same fence confirms the last commit of this lane, by the undo entry it
+    /// makes durable (a later generation at the start of the log), and of every other lane whose
+    /// unconfirmed commit covers a byte this transaction has declared, by raising their words first.
+    /// So once a transaction changes in place data that a commit's hash covers, that commit no longer
+    /// depends on its hash, which the change would break; a commit whose data nobody else changes
+    /// keeps matching its hash, and its lane line stays on its own core.
     /// </summary>
     private void DrainSnapshots()
     {
         FlushEntries();
-        _heap.ConfirmOtherLanes(Index);
+        _heap.ConfirmOverlappingLanes(Index, _declared);
         if (!_heap.SkipSnapshotDrainForTest)
         {
             _mapping.Drain();
         }
-        _heap.ClearConfirmPending(Index);
+        _heap.Pending.Clear(Index);
         _drainPending = false;
     }
 

@@ -28,6 +28,13 @@ internal sealed class RangeSet
         return i < _count && _starts[i] <= start && _ends[i] >= end;
     }
 
+    /// <summary>Whether some declared range shares a byte with [start, end) (touching is not overlapping).</summary>
+    public bool Overlaps(long start, long end)
+    {
+        int i = FirstEndingAfter(start);
+        return i < _count && _starts[i] < end;
+    }
+
     /// <summary>
     /// Finds the parts of [start, end) not yet covered, in order; read them with
     /// <see cref="GapStart"/> and <see cref="GapEnd"/>. Returns how many there are.

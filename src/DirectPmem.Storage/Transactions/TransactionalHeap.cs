@@ -28,7 +28,8 @@ namespace DirectPmem.Storage.Transactions;
 /// once (fence 2): the commit point. Recovery keeps g only if the record verifies for g and the
 /// media hashes to it; otherwise it rolls g back from its entries. The lane word is raised lazily:
 /// the lane's next transaction confirms g by its first entry (a later generation), another lane
-/// raises it before changing data in place, Abort and <see cref="Dispose"/> raise it. Abort writes
+/// raises it before changing in place a byte g declared (only those bytes feed g's hash), Abort and
+/// <see cref="Dispose"/> raise it. Abort writes
 /// the snapshots back, persists them and raises the word to g. Opening the heap rolls back every
 /// lane's unfinished transaction, then publishes the resolved generations: a crash during recovery
 /// is recovered again.</para>
@@ -52,8 +53,8 @@ public sealed class TransactionalHeap : IDisposable
     private readonly Lane[] _lanes;
     private readonly Lock _allocLock = new();
     private readonly int[] _freeStack;
-    // Per lane: the generation of its last commit while nothing on the media confirms it but its commit record (0 otherwise).
-    private readonly long[] _confirmPending;
+    // Per lane: its last commit while nothing on the media confirms it but its commit record, and what that commit's hash covers.
+    private readonly PendingCommits _pending;
     private int _freeCount;
     private int _disposed;
 
@@ -69,7 +70,7 @@ public sealed class TransactionalHeap : IDisposable
             _lanes[i] = new Lane(this, i, finished[i]);
         }
         _freeStack = new int[layout.ObjectCount];
-        _confirmPending = new long[layout.LaneCount];
+        _pending = new PendingCommits(layout.LaneCount);
         Diagnostics.StorageCounts.Touch();
     }
 
@@ -331,9 +332,9 @@ public sealed class TransactionalHeap : IDisposable
         try
         {
             bool raised = false;
-            for (int lane = 0; lane < _confirmPending.Length; lane++)
+            for (int lane = 0; lane < _layout.LaneCount; lane++)
             {
-                long generation = Volatile.Read(ref _confirmPending[lane]);
+                long generation = _pending.Generation(lane);
                 if (generation != 0)
                 {
                     raised |= RaiseLaneWord(lane, (ulong)generation);
@@ -401,23 +402,29 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>Test hook for the sweeps' negative control: snapshots are flushed but not drained before in-place changes.</summary>
     internal bool SkipSnapshotDrainForTest { get; set; }
 
-    internal void MarkConfirmPending(int lane, ulong generation) => Volatile.Write(ref _confirmPending[lane], (long)generation);
+    /// <summary>Test hook for the sweeps' negative control: no other lane's commit is confirmed before an in-place change.</summary>
+    internal bool SkipCrossLaneConfirmForTest { get; set; }
 
-    internal void ClearConfirmPending(int lane) => Volatile.Write(ref _confirmPending[lane], 0);
+    /// <summary>Per lane, its unconfirmed commit and that commit's footprint.</summary>
+    internal PendingCommits Pending => _pending;
 
     /// <summary>
-    /// Raises the word of every other lane whose last commit is not yet confirmed on the media to that
-    /// commit's generation, and flushes it (the caller's drain makes it durable).
+    /// Raises the word of every other lane whose last commit is not yet confirmed on the media and
+    /// covers a byte of <paramref name="declared"/> to that commit's generation, flushed (the caller's
+    /// drain makes it durable). Lanes whose pending commits cover none of those bytes are only read.
     /// </summary>
-    internal void ConfirmOtherLanes(int self)
+    internal void ConfirmOverlappingLanes(int self, RangeSet declared)
     {
-        long[] pending = _confirmPending;
-        for (int i = 0; i < pending.Length; i++)
+        if (SkipCrossLaneConfirmForTest)
         {
-            long generation = Volatile.Read(ref pending[i]);
-            if (generation != 0 && i != self && RaiseLaneWord(i, (ulong)generation))
+            return;
+        }
+        for (int i = 0; i < _layout.LaneCount; i++)
+        {
+            long generation = i == self ? 0 : _pending.Overlapping(i, declared);
+            if (generation != 0)
             {
-                _mapping.Flush(_base + _layout.LanesOffset + i * _layout.LaneStride, 8);
+                RaiseLaneWord(i, (ulong)generation);
             }
         }
     }

@@ -41,8 +41,8 @@ internal sealed record PoolReport(
     HeapReport? Heap,
     bool CreatedOnVolatileMemory = false);
 
-/// <summary>A named structure in the pool's directory.</summary>
-internal sealed record StructureReport(string Name, string Kind, long Offset, long Length);
+/// <summary>A named structure in the pool's directory; <paramref name="Header"/> is the state of its structure header (a Garnet volume), null for kinds without one.</summary>
+internal sealed record StructureReport(string Name, string Kind, long Offset, long Length, string? Header = null);
 
 /// <summary>A log: header, head and tail, and the frames walked from head to tail.</summary>
 internal sealed record LogReport(long Offset, long Capacity, long Head, long Tail, long Records, long UsedBytes, long? FirstBadLsn, string? FirstBadProblem);
@@ -147,9 +147,12 @@ internal static class PoolChecker
             long? length = dataValid && ho == pool.DataOffset ? (map.Length - pool.DataOffset) & ~63L : null;
             heap = CheckHeap(map, ho, length, problems, notes);
         }
-        // The named structures: each log and heap is walked as a root one is.
+        // The named structures: each log and heap is walked as a root one is; a Garnet volume's header is judged
+        // by the routine PmemVolume's open runs (PmemPool.OpenStructure).
+        var structures = new List<StructureReport>(pool.Structures.Count);
         foreach (PoolDirectoryEntry entry in pool.Structures)
         {
+            string? header = null;
             if (entry.Kind == PoolStructureKind.Log && entry.Offset != logOffset)
             {
                 LogChecker.Check(map, entry.Offset, logDataOffset, problems);
@@ -158,6 +161,19 @@ internal static class PoolChecker
             {
                 CheckHeap(map, entry.Offset, entry.Length, problems, notes);
             }
+            else if (entry.Kind == PoolStructureKind.GarnetVolume)
+            {
+                PoolStructureInspection volume = PoolInspector.InspectStructure(map, pool, entry);
+                header = $"primary header {volume.PrimaryState}; backup header {volume.BackupState}";
+                foreach (PoolProblem problem in volume.Problems)
+                {
+                    // A damaged copy is restored by the next writable PmemVolume open, not by dpmem check --repair.
+                    problems.Add(new CheckProblem("volume", problem.Severity == PoolProblemSeverity.Repairable
+                        ? problem.Message + " (the next writable open of the volume restores it from the intact copy)"
+                        : problem.Message, null));
+                }
+            }
+            structures.Add(new StructureReport(entry.Name, entry.Kind.ToString(), entry.Offset, entry.Length, header));
         }
         return new PoolReport(poolOffset, pool.PrimaryState, pool.BackupState, used, pool.FormatVersion?.ToString(2), pool.Features.ToString(),
             pool.Uuid.ToString(), pool.Layout, pool.CreationTime.ToString("u", CultureInfo.InvariantCulture),
@@ -166,7 +182,7 @@ internal static class PoolChecker
             pool.WasCleanlyClosed switch { true => "clean", false => "in use (not closed cleanly, or open now)", _ => "invalid" }, pool.WasCleanlyClosed,
             pool.RecordedDirtyShutdownCount, null, null, pool.Generation,
             pool.Durability is { } d ? $"{d} on {pool.CreatedOnBacking}{(pool.CreatedOnVolatileMemory ? VolatileSuffix : "")}" : "not recorded (format 1.0)",
-            pool.Structures.Select(e => new StructureReport(e.Name, e.Kind.ToString(), e.Offset, e.Length)).ToArray(),
+            structures,
             root, log, heap, pool.CreatedOnVolatileMemory);
     }
 

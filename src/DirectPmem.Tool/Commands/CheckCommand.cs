@@ -545,6 +545,11 @@ internal static class CheckCommand
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  pool: version {pool.Version}, layout \"{pool.Layout}\", {pool.PoolSize} bytes, state {pool.State}, dirty-shutdown count {(pool.RecordedDirtyShutdownCount is ulong d ? d.ToString(CultureInfo.InvariantCulture) : "not recorded")}, root {pool.RootOffset}: {pool.Root}"));
             }
+            foreach (StructureReport structure in pool.Structures)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  structure \"{structure.Name}\": {structure.Kind} at {structure.Offset}, {structure.Length} bytes{(structure.Header is { } h ? "; " + h : "")}"));
+            }
             if (pool.Log is LogReport log)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

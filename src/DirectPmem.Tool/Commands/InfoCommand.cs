@@ -181,7 +181,8 @@ internal static class InfoCommand
             grid.AddRow("generation", pool.Generation.ToString(CultureInfo.InvariantCulture));
             foreach (StructureReport structure in pool.Structures)
             {
-                grid.AddRow("structure", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"\"{structure.Name}\": {structure.Kind} at {structure.Offset}, {Sizes.Format(structure.Length)}")));
+                grid.AddRow("structure", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"\"{structure.Name}\": {structure.Kind} at {structure.Offset}, {Sizes.Format(structure.Length)}{(structure.Header is { } h ? "; " + h : "")}")));
             }
         }
         if (pool.Log is LogReport log)

@@ -109,45 +109,96 @@ public sealed class KeyValueTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void AfterKillMinus9EveryAcknowledgedPutIsPresentAndNoValueIsHalfWritten()
+    public void AfterKillMinus9EveryAcknowledgedPutIsPresentAndNoValueIsHalfWritten() => WithChildAndPool((child, file) =>
+    {
+        const ulong Seed = 0xBADC0DE;
+        var random = new Random(1234);
+        long next = 0, totalAcked = 0;
+        int rounds = TxKnobs.KillRounds, inFlightApplied = 0;
+        var model = new Dictionary<string, byte[]>();
+        for (int round = 0; round < rounds; round++)
+        {
+            long lastAck = RunAndKill(child, file, next, Seed, random.Next(0, 200));
+            long acked = lastAck + 1;       // operations 0 .. lastAck returned
+            Assert.True(acked >= next, $"round {round}: acknowledged {acked} before starting at {next}");
+            totalAcked += acked - next;
+            for (long i = next; i < acked; i++)
+            {
+                StressOps.Apply(model, Seed, i);
+            }
+            using PersistentHashTable store = PersistentHashTable.OpenFile(file);
+            Dictionary<string, byte[]> actual = Contents(store);
+            if (Same(actual, model))
+            {
+                next = acked;
+            }
+            else
+            {
+                StressOps.Apply(model, Seed, acked);  // the operation in flight may have committed
+                Assert.True(Same(actual, model), $"round {round}: after {acked} acknowledged operations the store holds {actual.Count} entries that match neither {acked} nor {acked + 1} operations");
+                next = acked + 1;
+                inFlightApplied++;
+            }
+        }
+        output.WriteLine($"{rounds} rounds, {totalAcked} acknowledged operations, {inFlightApplied} rounds where the operation in flight had committed");
+        Assert.True(totalAcked >= rounds, "the child made progress in every round");
+    });
+
+    // Two threads on two lanes, killed at random moments: their keys are disjoint, but they share
+    // buckets (and the locks of their stripes) and allocate entries the other thread freed, so one
+    // lane changes in place bytes of the other's last commit, which must be confirmed first (a
+    // commit judged by its data hash after that change would be rolled back over the other's).
+    [Fact]
+    public void AfterKillMinus9OfTwoThreadsEveryAcknowledgedPutOfEachIsPresent() => WithChildAndPool((child, file) =>
+    {
+        const ulong Seed = 0xC0FFEE;
+        var random = new Random(4321);
+        long[] next = [0, 0];
+        long totalAcked = 0;
+        int rounds = TxKnobs.KillRounds, inFlightApplied = 0;
+        Dictionary<string, byte[]>[] models = [new(), new()];
+        for (int round = 0; round < rounds; round++)
+        {
+            long[] acked = RunAndKillTwo(child, file, next, Seed, random.Next(0, 200));
+            using PersistentHashTable store = PersistentHashTable.OpenFile(file);
+            Dictionary<string, byte[]> all = Contents(store);
+            for (int t = 0; t < 2; t++)
+            {
+                Assert.True(acked[t] >= next[t], $"round {round}, thread {t}: acknowledged {acked[t]} before starting at {next[t]}");
+                totalAcked += acked[t] - next[t];
+                for (long i = next[t]; i < acked[t]; i++)
+                {
+                    StressOps.Apply(models[t], Seed, i, t);
+                }
+                string prefix = Convert.ToHexString(Encoding.ASCII.GetBytes($"k{t}y-"));
+                var actual = all.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary();
+                if (Same(actual, models[t]))
+                {
+                    next[t] = acked[t];
+                }
+                else
+                {
+                    StressOps.Apply(models[t], Seed, acked[t], t);  // the operation in flight may have committed
+                    Assert.True(Same(actual, models[t]), $"round {round}, thread {t}: after {acked[t]} acknowledged operations the store holds {actual.Count} of its entries, matching neither {acked[t]} nor {acked[t] + 1} operations");
+                    next[t] = acked[t] + 1;
+                    inFlightApplied++;
+                }
+            }
+            Assert.Equal(models[0].Count + models[1].Count, all.Count);
+        }
+        output.WriteLine($"{rounds} rounds, {totalAcked} acknowledged operations on two threads, {inFlightApplied} times the operation in flight had committed");
+        Assert.True(totalAcked >= rounds, "the child made progress");
+    });
+
+    /// <summary>Runs <paramref name="test"/> with the sample's executable and a pool file path in a fresh temporary directory.</summary>
+    private static void WithChildAndPool(Action<string, string> test)
     {
         string child = Path.Combine(AppContext.BaseDirectory, "DirectPmem.KeyValue");
         Assert.True(File.Exists(child), $"the sample's executable is next to the tests: {child}");
         string dir = Directory.CreateTempSubdirectory("directpmem-kv-").FullName;
         try
         {
-            string file = Path.Combine(dir, "kv.pool");
-            const ulong Seed = 0xBADC0DE;
-            var random = new Random(1234);
-            long next = 0, totalAcked = 0;
-            int rounds = TxKnobs.KillRounds, inFlightApplied = 0;
-            var model = new Dictionary<string, byte[]>();
-            for (int round = 0; round < rounds; round++)
-            {
-                long lastAck = RunAndKill(child, file, next, Seed, random.Next(0, 200));
-                long acked = lastAck + 1;       // operations 0 .. lastAck returned
-                Assert.True(acked >= next, $"round {round}: acknowledged {acked} before starting at {next}");
-                totalAcked += acked - next;
-                for (long i = next; i < acked; i++)
-                {
-                    StressOps.Apply(model, Seed, i);
-                }
-                using PersistentHashTable store = PersistentHashTable.OpenFile(file);
-                Dictionary<string, byte[]> actual = Contents(store);
-                if (Same(actual, model))
-                {
-                    next = acked;
-                }
-                else
-                {
-                    StressOps.Apply(model, Seed, acked);  // the operation in flight may have committed
-                    Assert.True(Same(actual, model), $"round {round}: after {acked} acknowledged operations the store holds {actual.Count} entries that match neither {acked} nor {acked + 1} operations");
-                    next = acked + 1;
-                    inFlightApplied++;
-                }
-            }
-            output.WriteLine($"{rounds} rounds, {totalAcked} acknowledged operations, {inFlightApplied} rounds where the operation in flight had committed");
-            Assert.True(totalAcked >= rounds, "the child made progress in every round");
+            test(child, Path.Combine(dir, "kv.pool"));
         }
         finally
         {
@@ -155,10 +206,48 @@ public sealed class KeyValueTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Starts the child, lets it run <paramref name="millis"/> ms after its first acknowledgement, kills it with SIGKILL; returns the last acknowledged operation.</summary>
+    /// <summary>Runs the two-thread child from <paramref name="first"/>; returns, per thread, how many of its operations were acknowledged (counting from 0).</summary>
+    private static long[] RunAndKillTwo(string child, string file, long[] first, ulong seed, int millis)
+    {
+        long[] acked = [first[0], first[1]];
+        foreach (string ack in RunAndKillChild(child, ["stress2", file, Invariant(first[0]), Invariant(first[1]), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)], millis))
+        {
+            // only "ack T N" lines in order count (the last may be cut by the kill)
+            string[] parts = ack.Split(' ');
+            if (parts.Length == 3 && parts[0] == "ack" && int.TryParse(parts[1], out int t) && t is 0 or 1
+                && long.TryParse(parts[2], out long n) && n == acked[t])
+            {
+                acked[t] = n + 1;
+            }
+        }
+        return acked;
+    }
+
+    private static string Invariant(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Runs the single-thread child from <paramref name="first"/>; returns the last acknowledged operation.</summary>
     private static long RunAndKill(string child, string file, long first, ulong seed, int millis)
     {
-        var start = new ProcessStartInfo(child, ["stress", file, first.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        long lastAck = first - 1;
+        foreach (string ack in RunAndKillChild(child, ["stress", file, Invariant(first), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)], millis))
+        {
+            // only "ack N" lines in order count (the last may be cut by the kill)
+            if (ack.StartsWith("ack ", StringComparison.Ordinal) && long.TryParse(ack.AsSpan(4), out long n) && n == lastAck + 1)
+            {
+                lastAck = n;
+            }
+        }
+        return lastAck;
+    }
+
+    /// <summary>
+    /// Starts the child, lets it run <paramref name="millis"/> ms after its first acknowledgement
+    /// (a loaded machine can take a while to get it going), kills it with SIGKILL and returns the
+    /// lines it printed after "ready".
+    /// </summary>
+    private static IEnumerable<string> RunAndKillChild(string child, string[] arguments, int millis)
+    {
+        var start = new ProcessStartInfo(child, arguments)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -171,27 +260,12 @@ public sealed class KeyValueTests(ITestOutputHelper output)
             process.WaitForExit();
             throw new InvalidOperationException($"the child did not start: {line} {process.StandardError.ReadToEnd()}");
         }
-        // Wait for the first acknowledgement (a loaded machine can take a while to get the child
-        // going), then kill it a random moment later.
-        long lastAck = first - 1;
         string? firstAck = process.StandardOutput.ReadLine();
-        if (firstAck is not null && firstAck == $"ack {first}")
-        {
-            lastAck = first;
-        }
         Task<string> rest = process.StandardOutput.ReadToEndAsync();
         Thread.Sleep(millis);
         process.Kill();                      // SIGKILL on Linux
         process.WaitForExit();
         Assert.Equal(137, process.ExitCode); // 128 + SIGKILL: it did not stop on its own
-        foreach (string ack in rest.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            // the last line may be cut by the kill; only whole "ack N" lines count
-            if (ack.StartsWith("ack ", StringComparison.Ordinal) && long.TryParse(ack.AsSpan(4), out long n) && n == lastAck + 1)
-            {
-                lastAck = n;
-            }
-        }
-        return lastAck;
+        return rest.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Prepend(firstAck ?? "");
     }
 }

@@ -127,6 +127,41 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
         ack();
     }
 
+    // Two lanes in turn: a commit whose bytes the other lane then leaves alone (it stays unconfirmed,
+    // judged by its data hash, while the other lane changes its own bytes in place), then changes
+    // in part (the other lane must confirm it first), and a commit no later transaction confirms.
+    internal static void CrossLane(TransactionalHeap heap, Action ack)
+    {
+        long r = heap.RootOffset;
+        for (int round = 0; round < 2; round++)
+        {
+            int heldLane;
+            using (Transaction held = heap.Begin()) // holds a lane, so that the next Begin takes the other
+            {
+                heldLane = held.Lane;
+                using (Transaction tx = heap.Begin())
+                {
+                    Assert.NotEqual(heldLane, tx.Lane);
+                    Fill(tx.Modify(r, 128), (byte)(0x10 + round));
+                    Fill(tx.Modify(r + 256, 64), (byte)(0x20 + round));
+                    tx.Commit();
+                }
+                ack();
+                Fill(held.Modify(r + 384, 64), (byte)(0x30 + round)); // bytes the other lane's commit did not declare
+                held.Commit();
+            }
+            ack();
+            using (Transaction tx = heap.Begin())
+            {
+                Assert.Equal(heldLane, tx.Lane);
+                Fill(tx.Modify(r + 64, 32), (byte)(0x40 + round)); // inside the other lane's unconfirmed commit
+                tx.GetRef<long>(r + 448) = round + 1;
+                tx.Commit();
+            }
+            ack();
+        }
+    }
+
     /// <summary>The states after setup and after each acknowledged transaction, from a run without crashes.</summary>
     private static List<string> ExpectedStates(Action<TransactionalHeap, Action> workload)
     {
@@ -137,8 +172,9 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
         return states;
     }
 
-    private AckSweep.Result Sweep(Action<TransactionalHeap, Action> workload, Action<TransactionalHeap>? extraCheck = null, bool broken = false)
+    private AckSweep.Result Sweep(Action<TransactionalHeap, Action> workload, Action<TransactionalHeap>? extraCheck = null, bool broken = false, bool noCrossLaneConfirm = false)
     {
+        broken |= noCrossLaneConfirm;
         List<string> expected = ExpectedStates(workload);
         Assert.True(expected.Distinct().Count() >= 3, "the workload changes the state");
         AckSweep.Result result = new AckSweep
@@ -148,7 +184,8 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
             Workload = (map, ack) =>
             {
                 TransactionalHeap heap = Open(map);
-                heap.SkipSnapshotDrainForTest = broken;
+                heap.SkipSnapshotDrainForTest = broken && !noCrossLaneConfirm;
+                heap.SkipCrossLaneConfirmForTest = noCrossLaneConfirm;
                 workload(heap, ack);
             },
             Recover = (map, acked) =>
@@ -184,6 +221,23 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
     public void ASweepCatchesACommitWithoutItsSnapshotFence()
     {
         AckSweep.Result result = Sweep(Ranges, broken: true);
+        Assert.NotEmpty(result.Failures);
+    }
+
+    [Fact]
+    public void CommitsOnTwoLanesAreAllOrNothingAtEveryDrain()
+    {
+        AckSweep.Result result = Sweep(CrossLane);
+        Assert.True(result.Acks >= 6);
+    }
+
+    // The negative control of the cross-lane rule: a lane that changes in place bytes of another
+    // lane's unconfirmed commit without raising that lane's word first breaks the commit's data
+    // hash, and the sweep must find images where recovery rolls the acknowledged commit back.
+    [Fact]
+    public void ASweepCatchesAnInPlaceChangeThatDoesNotConfirmTheOtherLane()
+    {
+        AckSweep.Result result = Sweep(CrossLane, noCrossLaneConfirm: true);
         Assert.NotEmpty(result.Failures);
     }
 

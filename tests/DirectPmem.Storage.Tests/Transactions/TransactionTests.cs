@@ -13,6 +13,45 @@ public sealed class TransactionTests
 {
     private static SimulatedDevice NewDevice() => SimulatedDevice.Create(Length);
 
+    // A lane's unconfirmed commit is confirmed by another lane only when that lane is about to
+    // change bytes the commit declared: bytes next to them leave its lane line untouched.
+    [Fact]
+    public void AnotherLaneRaisesALaneWordOnlyBeforeChangingBytesItsCommitDeclared()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        long r = heap.RootOffset;
+        Transaction held = heap.Begin(); // holds a lane, so that the next Begin takes the other
+        int committer;
+        using (Transaction tx = heap.Begin())
+        {
+            committer = tx.Lane;
+            Fill(tx.Modify(r, 64), 1);
+            tx.Commit();
+        }
+        long word = HeapLayout.HeaderBlock + committer * (HeapLayout.LaneLine + 2L * Options.LaneLogSize);
+        ulong unconfirmed = device.Mapping.GetReadOnlyRef<ulong>(word);
+        Assert.True(LaneWord.TryDecode(unconfirmed, out ulong generation));
+        Assert.Equal(0UL, generation);
+        Fill(held.Modify(r + 64, 64), 2);   // touching the committed range, not overlapping it
+        held.Commit();
+        Assert.Equal(unconfirmed, device.Mapping.GetReadOnlyRef<ulong>(word));
+        using (Transaction tx = heap.Begin())
+        {
+            Assert.NotEqual(committer, tx.Lane);
+            tx.AddRange(r + 32, 8);         // declared: nothing changes in place yet
+            Assert.Equal(unconfirmed, device.Mapping.GetReadOnlyRef<ulong>(word));
+            tx.GetSpan(r + 32, 8)[0] = 3;   // the first writable span: the committer's word is raised first
+            Assert.True(LaneWord.TryDecode(device.Mapping.GetReadOnlyRef<ulong>(word), out generation));
+            Assert.Equal(1UL, generation);
+            tx.Commit();
+        }
+        // The raise was made durable by the fence before the change: on the media too.
+        using SimulatedDevice after = SimulatedDevice.FromImage(device.GetMediaCopy());
+        Assert.True(LaneWord.TryDecode(after.Mapping.GetReadOnlyRef<ulong>(word), out generation));
+        Assert.Equal(1UL, generation);
+    }
+
     [Fact]
     public void CommittedChangesAreOnTheMediaAndSurviveReopen()
     {

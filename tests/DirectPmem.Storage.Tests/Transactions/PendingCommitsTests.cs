@@ -1,0 +1,67 @@
+using DirectPmem.Storage.Transactions;
+using Xunit;
+
+namespace DirectPmem.Storage.Tests.Transactions;
+
+/// <summary>The per-lane slots that say which unconfirmed commit covers which bytes (what decides a cross-lane confirmation).</summary>
+public sealed class PendingCommitsTests
+{
+    private static RangeSet Ranges(params (long Start, long End)[] ranges)
+    {
+        var set = new RangeSet();
+        foreach ((long start, long end) in ranges)
+        {
+            set.Add(start, end);
+        }
+        return set;
+    }
+
+    [Fact]
+    public void OnlyACommitThatDeclaredAByteOfTheRangesIsReported()
+    {
+        var pending = new PendingCommits(2);
+        RangeSet mine = Ranges((100, 200));
+        Assert.Equal(0, pending.Overlapping(0, mine));               // nothing pending
+        pending.Publish(0, 7, Ranges((0, 100), (200, 300)));          // touching on both sides
+        Assert.Equal(7, pending.Generation(0));
+        Assert.Equal(0, pending.Overlapping(0, mine));
+        Assert.Equal(7, pending.Overlapping(0, Ranges((199, 201))));
+        Assert.Equal(0, pending.Overlapping(1, mine));                // another lane's slot
+        pending.Clear(0);
+        Assert.Equal(0, pending.Generation(0));
+        Assert.Equal(0, pending.Overlapping(0, Ranges((0, 300))));
+    }
+
+    // A commit published while the lane's previous one is still unconfirmed (the lane changed
+    // nothing in place in between) adds its ranges: raising the word to the new generation
+    // confirms both, so the slot must cover both. After a confirmation it starts afresh.
+    [Fact]
+    public void ACommitAfterAnUnconfirmedOneCoversBothUntilTheLaneConfirms()
+    {
+        var pending = new PendingCommits(1);
+        pending.Publish(0, 1, Ranges((0, 8)));
+        pending.Publish(0, 2, Ranges((64, 72)));
+        Assert.Equal(2, pending.Overlapping(0, Ranges((0, 8))));
+        Assert.Equal(2, pending.Overlapping(0, Ranges((64, 72))));
+        pending.Clear(0);
+        pending.Publish(0, 3, Ranges((64, 72)));
+        Assert.Equal(0, pending.Overlapping(0, Ranges((0, 8))));
+        Assert.Equal(3, pending.Overlapping(0, Ranges((64, 72))));
+    }
+
+    [Fact]
+    public void MoreRangesThanASlotHoldsOverlapEverything()
+    {
+        var pending = new PendingCommits(1);
+        var many = new RangeSet();
+        for (int i = 0; i <= PendingCommits.MaxRanges; i++)
+        {
+            many.Add(i * 16L, i * 16L + 8);
+        }
+        pending.Publish(0, 5, many);
+        Assert.Equal(5, pending.Overlapping(0, Ranges((1_000_000, 1_000_008))));
+        pending.Clear(0);
+        pending.Publish(0, 6, Ranges((0, 8)));
+        Assert.Equal(0, pending.Overlapping(0, Ranges((1_000_000, 1_000_008))));
+    }
+}
