@@ -86,17 +86,9 @@ internal static class IntegrationEnvironment
         {
             Assert.Skip($"{tool} is not installed ({HowToRun}).");
         }
-        var info = new ProcessStartInfo(full) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-        using Process process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {full}");
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{tool} {string.Join(' ', arguments)} exited with {process.ExitCode}: {stderr.Result}");
-        return stdout;
+        TestProcess.Result result = TestProcess.Run(full, arguments);
+        Assert.True(result.ExitCode == 0, $"{tool} {string.Join(' ', arguments)} exited with {result.ExitCode}: {result.Error}");
+        return result.Output;
     }
 
     private static string? FindOnPath(string tool)

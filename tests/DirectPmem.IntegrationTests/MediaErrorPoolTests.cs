@@ -5,8 +5,6 @@ using DirectPmem.Driver;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
-using DirectPmem.Tests.Mapping;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
-using DirectPmem.Tests.Mapping;
 
 namespace DirectPmem.IntegrationTests;
 

@@ -16,9 +16,6 @@ namespace DirectPmem.IntegrationTests;
 /// </summary>
 public sealed partial class PoolDeepFlushTests
 {
-    [LibraryImport("libc.so.6", EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int MkFifo(string path, uint mode);
-
     [Fact]
     public unsafe void Clean_close_of_a_pool_writes_its_regions_deep_flush_exactly_once()
     {
@@ -46,8 +43,7 @@ public sealed partial class PoolDeepFlushTests
             File.CreateSymbolicLink(Path.Combine(sys, "dev", "block", $"{Libc.Major(st.st_dev)}:{Libc.Minor(st.st_dev)}"),
                 Path.GetRelativePath(Path.Combine(sys, "dev", "block"), disk));
             string attribute = Path.Combine(region, "deep_flush");
-            Assert.Equal(0, MkFifo(attribute, 0b110_100_100));
-            File.SetUnixFileMode(attribute, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            TestLibc.MakeFifo(attribute, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
             file.SysfsRoot = sys;
 
             int fd = Libc.Open(attribute, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_CLOEXEC, 0);

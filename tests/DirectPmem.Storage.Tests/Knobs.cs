@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace DirectPmem.Storage.Tests;
 
 /// <summary>
@@ -8,8 +6,6 @@ namespace DirectPmem.Storage.Tests;
 /// </summary>
 internal static class Knobs
 {
-    public static bool Long => Environment.GetEnvironmentVariable("DIRECTPMEM_STORAGE_LONG") == "1";
-
     /// <summary>Random crash images per crash point when a point has too many to enumerate.</summary>
     public static int CrashRandomImages => Get("DIRECTPMEM_STORAGE_CRASH_RANDOM", 48, 512);
 
@@ -37,13 +33,5 @@ internal static class Knobs
 
     private static readonly Lock s_gate = new();
 
-    internal static int Get(string name, int normal, int longRun)
-    {
-        string? text = Environment.GetEnvironmentVariable(name);
-        if (text is not null && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
-        {
-            return value;
-        }
-        return Long ? longRun : normal;
-    }
+    internal static int Get(string name, int normal, int longRun) => TestKnobs.Get(name, normal, longRun);
 }

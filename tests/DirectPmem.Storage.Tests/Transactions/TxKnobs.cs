@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace DirectPmem.Storage.Tests.Transactions;
 
 /// <summary>
@@ -8,8 +6,6 @@ namespace DirectPmem.Storage.Tests.Transactions;
 /// </summary>
 internal static class TxKnobs
 {
-    private static bool Long => Environment.GetEnvironmentVariable("DIRECTPMEM_STORAGE_LONG") == "1";
-
     /// <summary>Random images per crash point when a point has more than <see cref="ExhaustiveLimit"/>.</summary>
     public static int RandomImages => Get("DIRECTPMEM_TX_CRASH_RANDOM", 96, 512);
 
@@ -22,13 +18,5 @@ internal static class TxKnobs
     /// <summary>kill -9 rounds of the key-value store.</summary>
     public static int KillRounds => Get("DIRECTPMEM_TX_KILL_ROUNDS", 24, 200);
 
-    private static int Get(string name, int normal, int longRun)
-    {
-        string? text = Environment.GetEnvironmentVariable(name);
-        if (text is not null && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
-        {
-            return value;
-        }
-        return Long ? longRun : normal;
-    }
+    private static int Get(string name, int normal, int longRun) => TestKnobs.Get(name, normal, longRun);
 }

@@ -93,7 +93,7 @@ public sealed class PmemCountersTests
     [Fact]
     public void MsyncsAreCountedOnPageCacheMappings()
     {
-        using Support.TempDirectory dir = Support.PageCacheDirectory.Create();
+        using TempDirectory dir = Support.PageCacheDirectory.Create();
         using PmemFile file = PmemFile.Create(Path.Combine(dir.Path, "msync.pmem"), 1 << 20);
         using DaxMapping map = file.Map();
         Assert.SkipUnless(map.Granularity == PersistGranularity.Page, $"the temporary directory is not page cache ({map.Granularity})");

@@ -24,9 +24,6 @@ public sealed partial class DeepFlushTests : IDisposable
 
     public void Dispose() => _sys.Dispose();
 
-    [LibraryImport("libc.so.6", EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int MkFifo(string path, uint mode);
-
     private static unsafe (uint Major, uint Minor) DeviceOf(string path)
     {
         Libc.Stat st;
@@ -56,9 +53,7 @@ public sealed partial class DeepFlushTests : IDisposable
     private static string Fifo(string region, uint mode)
     {
         string path = Path.Combine(region, "deep_flush");
-        Assert.True(MkFifo(path, mode) == 0, $"mkfifo {path}: errno {Marshal.GetLastPInvokeError()}");
-        // mkfifo applies the umask: set the bits the test means.
-        File.SetUnixFileMode(path, (UnixFileMode)mode);
+        TestLibc.MakeFifo(path, (UnixFileMode)mode);
         return path;
     }
 

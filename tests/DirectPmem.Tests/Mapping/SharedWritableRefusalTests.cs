@@ -84,7 +84,7 @@ public sealed class SharedWritableRefusalTests
             string dir;
             try
             {
-                dir = Support.TempDirectory.CreateBelow(mountPoint, "directpmem-refusal-");
+                dir = TempDirectory.CreateBelow(mountPoint, "directpmem-refusal-");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using DirectPmem.Tests.Support;
 using Xunit;
 
@@ -40,21 +39,7 @@ internal sealed class SmallTmpfs : IDisposable
 
     private static (int Code, string Output) Run(string program, params string[] args)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        try
-        {
-            using Process process = Process.Start(start)!;
-            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            return (process.ExitCode, output);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, $"{program} could not be started: {e.Message}");
-        }
+        TestProcess.Result result = TestProcess.Run(program, args);
+        return (result.ExitCode, result.Output + result.Error);
     }
 }

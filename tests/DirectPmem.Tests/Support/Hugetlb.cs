@@ -152,9 +152,7 @@ public sealed class HugetlbfsMount : IDisposable
 
     private static (int Code, string Error) Run(string program, params string[] args)
     {
-        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(program, args) { RedirectStandardError = true })!;
-        string error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, error);
+        TestProcess.Result result = TestProcess.Run(program, args);
+        return (result.ExitCode, result.Error);
     }
 }

@@ -5,8 +5,8 @@ namespace DirectPmem.TestSupport;
 /// <see cref="Environment.ProcessPath"/>: under <c>dotnet test</c> the tests run in their own apphost, which
 /// would take the child's dll for one of its own options (it did: exit 3, "unknown option" on stdout).
 /// </summary>
-/// <remarks>Compiled into every project under tests/ by Directory.Build.targets.</remarks>
-internal static class DotnetHost
+/// <remarks>In DirectPmem.TestSupport, referenced by every project under tests/ (Directory.Build.targets).</remarks>
+public static class DotnetHost
 {
     /// <summary>The host: <c>DOTNET_HOST_PATH</c> (set by the SDK for its children), this process when it is the host, the one beside the running runtime, or <c>dotnet</c> on PATH.</summary>
     public static string Path { get; } = Find();

@@ -1,14 +1,14 @@
 using System.Globalization;
 using Xunit;
 
-namespace DirectPmem.Tests.Support;
+namespace DirectPmem.TestSupport;
 
 /// <summary>
 /// What the size sweeps of every layer require of a refusal: not an <see cref="OverflowException"/>,
 /// an <see cref="ArgumentException"/> that names its parameter, and a message that names the value
-/// (in decimal or as 0x hex). Compiled into each test project that sweeps sizes.
+/// (in decimal or as 0x hex). One rule for the size sweeps of every test project.
 /// </summary>
-internal static class SizeRefusal
+public static class SizeRefusal
 {
     /// <summary>Asserts <paramref name="e"/> is a proper refusal of <paramref name="value"/> by <paramref name="what"/>.</summary>
     public static void AssertNamesValue(Exception? e, string what, long value) =>

@@ -8,11 +8,11 @@ namespace DirectPmem.TestSupport;
 /// mount option), writable, and it accepts a shared writable mapping of a file (9p refuses one with EINVAL).
 /// </summary>
 /// <remarks>
-/// Compiled into every project under tests/ by Directory.Build.targets. The checkout is no such place on every
-/// machine: on a 9p share (WSL2's /mnt/c, VM shared folders) the artifacts folder refuses the mapping; /tmp is a
+/// In DirectPmem.TestSupport, referenced by every project under tests/ (Directory.Build.targets). The checkout
+/// is no such place on every machine: on a 9p share (WSL2's /mnt/c, VM shared folders) the artifacts folder refuses the mapping; /tmp is a
 /// tmpfs on Fedora, Arch and Debian 13; /var/tmp may be read-only or DAX.
 /// </remarks>
-internal static class PageCacheProbe
+public static class PageCacheProbe
 {
     /// <summary>The environment variable that names the directory explicitly.</summary>
     public const string Variable = "DIRECTPMEM_PAGECACHE_DIR";

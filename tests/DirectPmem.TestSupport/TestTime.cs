@@ -9,8 +9,8 @@ namespace DirectPmem.TestSupport;
 /// CI runner) raises them all with one variable. A message about an expired limit says the limit and the knob
 /// (<see cref="Describe"/>).
 /// </summary>
-/// <remarks>Compiled into every project under tests/ by Directory.Build.targets.</remarks>
-internal static class TestTime
+/// <remarks>In DirectPmem.TestSupport, referenced by every project under tests/ (Directory.Build.targets).</remarks>
+public static class TestTime
 {
     /// <summary>The environment variable that multiplies every test time limit.</summary>
     public const string Variable = "DIRECTPMEM_TEST_TIME_SCALE";
