@@ -258,6 +258,16 @@ internal sealed class Lane
             }
             if (_entries > 0)
             {
+                // A transaction that declared ranges but changed nothing in place has not drained its
+                // snapshots yet. Its record is about to overwrite this lane's previous one, which may
+                // still be unconfirmed: make the undo entries (a later generation at the start of the
+                // log, which confirms that commit) durable first, or a crash that tears the new record
+                // before they reach the media leaves neither record valid and rolls an acknowledged
+                // commit back. Costs a fence only in that rare shape (TransactionCrashTests.DeclareOnly).
+                if (_drainPending)
+                {
+                    DrainSnapshots();
+                }
                 // The commit record says "this generation committed" only together with the data it
                 // hashes, so it needs no fence of its own before it: data and record share one fence.
                 // Hashed before the flushes, while the lines are still in the cache (a CLWB may evict).

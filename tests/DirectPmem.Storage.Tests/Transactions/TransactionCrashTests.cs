@@ -162,6 +162,30 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
         }
     }
 
+    // A transaction that declares ranges but changes nothing in place, after a commit of the same lane:
+    // its commit record goes where the earlier, still unconfirmed, record is. The earlier commit must
+    // survive a crash that tears the new record before the new transaction's undo entries are durable.
+    internal static void DeclareOnly(TransactionalHeap heap, Action ack)
+    {
+        long r = heap.RootOffset;
+        for (int round = 1; round <= 3; round++)
+        {
+            using (Transaction tx = heap.Begin())
+            {
+                Fill(tx.Modify(r + 64 * round, 64), (byte)(10 + round));
+                tx.Commit();
+            }
+            ack();
+            using (Transaction tx = heap.Begin())
+            {
+                tx.AddRange(r, 64);
+                tx.AddRange(r + 64 * round, 64);
+                tx.Commit(); // declared, never written
+            }
+            ack();
+        }
+    }
+
     /// <summary>The states after setup and after each acknowledged transaction, from a run without crashes.</summary>
     private static List<string> ExpectedStates(Action<TransactionalHeap, Action> workload)
     {
@@ -240,6 +264,9 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
         AckSweep.Result result = Sweep(CrossLane, noCrossLaneConfirm: true);
         Assert.NotEmpty(result.Failures);
     }
+
+    [Fact]
+    public void ATransactionThatDeclaresButNeverWritesLeavesTheLanesEarlierCommitIntactAtEveryDrain() => Sweep(DeclareOnly);
 
     [Fact]
     public void AllocationAndFreeNeitherLeakNorDoubleAllocateAtEveryDrain() => Sweep(Objects, heap =>
