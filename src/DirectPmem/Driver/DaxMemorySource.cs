@@ -80,7 +80,9 @@ public sealed class CxlRegion
     public ulong? Resource { get; }
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Name} ({ModeText}) under {RootDecoder}";
+    public override string ToString() => ModeText.Length != 0 || Mode == CxlRegionMode.Unknown
+        ? $"{Name} ({(ModeText.Length != 0 ? ModeText : "mode unknown")}) under {RootDecoder}"
+        : $"{Name} ({Mode.ToString().ToLowerInvariant()}, implied: no mode attribute) under {RootDecoder}";
 }
 
 /// <summary>
