@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using DirectPmem.Garnet.Tests.Support;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Garnet.Tests;

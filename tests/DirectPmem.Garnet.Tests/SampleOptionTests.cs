@@ -1,5 +1,4 @@
 using DirectPmem.Garnet.Tests.Support;
-using DirectPmem.TestSupport;
 using StackExchange.Redis;
 using Xunit;
 

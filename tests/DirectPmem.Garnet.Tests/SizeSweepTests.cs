@@ -1,6 +1,5 @@
 using System.Globalization;
 using DirectPmem.Garnet.Tests.Support;
-using DirectPmem.Tests.Support;
 using DirectPmem.Mapping;
 using Tsavorite.core;
 using Xunit;

@@ -3,7 +3,6 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 

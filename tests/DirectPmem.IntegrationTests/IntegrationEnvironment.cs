@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 

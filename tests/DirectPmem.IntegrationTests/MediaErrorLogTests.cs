@@ -4,8 +4,6 @@ using System.Text.RegularExpressions;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
-using DirectPmem.Tests.Mapping;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 

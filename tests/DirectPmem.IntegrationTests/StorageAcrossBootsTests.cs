@@ -7,7 +7,6 @@ using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Storage;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.IntegrationTests;
 

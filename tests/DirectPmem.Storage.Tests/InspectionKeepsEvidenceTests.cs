@@ -1,6 +1,5 @@
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;

@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using DirectPmem.Mapping;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

@@ -1,6 +1,4 @@
 using DirectPmem.Mapping;
-using DirectPmem.Tests.Support;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Buffers.Binary;
 using DirectPmem.Mapping;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

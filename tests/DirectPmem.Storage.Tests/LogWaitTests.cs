@@ -1,6 +1,5 @@
 using System.Globalization;
 using DirectPmem.Mapping;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;

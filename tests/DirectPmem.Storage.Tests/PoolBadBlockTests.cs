@@ -2,8 +2,6 @@ using System.Globalization;
 using DirectPmem.Geometry;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
-using DirectPmem.Tests.Support;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;

@@ -1,7 +1,6 @@
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

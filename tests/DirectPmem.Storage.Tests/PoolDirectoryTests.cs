@@ -2,7 +2,6 @@ using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

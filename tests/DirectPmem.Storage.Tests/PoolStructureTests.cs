@@ -1,6 +1,5 @@
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests;

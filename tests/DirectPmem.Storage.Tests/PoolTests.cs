@@ -2,7 +2,6 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

@@ -1,8 +1,6 @@
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
-using DirectPmem.Tests.Support;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests;
 

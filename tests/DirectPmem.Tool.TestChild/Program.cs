@@ -1,7 +1,6 @@
 using DirectPmem.Mapping;
 using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
-using DirectPmem.TestSupport;
 
 // persist: maps 2 MiB of shared memory in forced cache-line mode and persists in a loop until
 //          stdin closes or 120 s pass. idle: never touches DirectPmem (a .NET process without it).

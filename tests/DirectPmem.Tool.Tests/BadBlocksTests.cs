@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using DirectPmem.Storage;
 using DirectPmem.Tool.Tests.Support;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 

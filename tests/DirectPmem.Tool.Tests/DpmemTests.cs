@@ -1,5 +1,4 @@
 using System.Text.Json;
-using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 

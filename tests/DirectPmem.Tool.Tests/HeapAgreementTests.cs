@@ -6,7 +6,6 @@ using DirectPmem.Storage;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 

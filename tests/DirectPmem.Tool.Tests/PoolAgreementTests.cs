@@ -5,7 +5,6 @@ using System.Text.Json;
 using DirectPmem.Storage;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Tool.Tests;
 

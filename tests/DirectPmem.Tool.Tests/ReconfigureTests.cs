@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 

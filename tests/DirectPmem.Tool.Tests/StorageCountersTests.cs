@@ -4,7 +4,6 @@ using DirectPmem.Mapping;
 using DirectPmem.Storage.Diagnostics;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Storage;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests;

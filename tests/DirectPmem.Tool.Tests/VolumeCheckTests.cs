@@ -1,6 +1,5 @@
 using System.Text.Json;
 using DirectPmem.Storage;
-using DirectPmem.TestSupport;
 using DirectPmem.Tool.Tests.Support;
 using Xunit;
 

@@ -1,7 +1,7 @@
 namespace DirectPmem.Storage;
 
 /// <summary>How <see cref="PmemPool"/> creates a pool.</summary>
-public sealed class PoolCreateOptions
+public sealed record PoolCreateOptions
 {
     /// <summary>The default options.</summary>
     public static PoolCreateOptions Default { get; } = new();

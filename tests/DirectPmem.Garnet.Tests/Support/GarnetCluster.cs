@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using DirectPmem.TestSupport;
 using StackExchange.Redis;
 
 namespace DirectPmem.Garnet.Tests.Support;

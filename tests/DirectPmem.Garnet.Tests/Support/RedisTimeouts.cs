@@ -1,5 +1,4 @@
 using System.Globalization;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Garnet.Tests.Support;
 

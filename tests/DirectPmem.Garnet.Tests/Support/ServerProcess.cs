@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Garnet.Tests.Support;
 

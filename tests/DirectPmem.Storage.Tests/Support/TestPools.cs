@@ -13,17 +13,7 @@ internal static class TestPools
 {
     /// <summary><paramref name="options"/> (or the defaults) with <see cref="PoolCreateOptions.AllowVolatile"/> set.</summary>
     public static PoolCreateOptions AllowVolatile(PoolCreateOptions? options = null)
-    {
-        options ??= PoolCreateOptions.Default;
-        return new PoolCreateOptions
-        {
-            ReservedLength = options.ReservedLength,
-            Overwrite = options.Overwrite,
-            SysfsRoot = options.SysfsRoot,
-            NvdimmRegion = options.NvdimmRegion,
-            AllowVolatile = true,
-        };
-    }
+        => (options ?? PoolCreateOptions.Default) with { AllowVolatile = true };
 
     /// <summary><see cref="PmemPool.Create"/> with the volatile opt-in.</summary>
     public static PmemPool Create(DaxMapping mapping, string layout, PoolCreateOptions? options = null, bool ownsMapping = false)

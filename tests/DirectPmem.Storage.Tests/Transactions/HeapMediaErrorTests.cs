@@ -1,7 +1,5 @@
 using DirectPmem.Mapping;
 using DirectPmem.Storage.Transactions;
-using DirectPmem.Tests.Support;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests.Transactions;

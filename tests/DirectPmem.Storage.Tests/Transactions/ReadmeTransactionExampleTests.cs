@@ -1,6 +1,5 @@
 using DirectPmem.Storage.Transactions;
 using Xunit;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 

@@ -5,7 +5,6 @@ using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
 using static DirectPmem.Storage.Tests.Transactions.HeapState;
-using DirectPmem.TestSupport;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 

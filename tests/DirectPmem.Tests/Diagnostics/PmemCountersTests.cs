@@ -4,7 +4,6 @@ using DirectPmem.Diagnostics;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Diagnostics;

@@ -2,7 +2,6 @@ using DirectPmem.Driver;
 using DirectPmem.Geometry;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
-using DirectPmem.TestSupport;
 using DirectPmem.Tests.Support;
 using Xunit;
 

@@ -1,6 +1,5 @@
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Mapping;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using DirectPmem.Mapping;
 using DirectPmem.Persistence;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Persistence;

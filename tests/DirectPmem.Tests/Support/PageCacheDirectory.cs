@@ -1,4 +1,3 @@
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tests.Support;

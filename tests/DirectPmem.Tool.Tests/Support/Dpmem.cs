@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using DirectPmem.TestSupport;
 using Xunit;
 
 namespace DirectPmem.Tool.Tests.Support;
