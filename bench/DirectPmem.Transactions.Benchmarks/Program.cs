@@ -4,7 +4,9 @@
 //       commit rate with 1 and 4 modified 64 B ranges, DirectPmem vs libpmemobj, one process,
 //       interleaved rounds (A,B then B,A ...), both in forced cache-line mode on tmpfs files
 //   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- probe
-//       lowest mean over 300 batches of 500 commits (the cost when the machine lets it run), both sides
+//       lowest mean over 300 batches of 500 commits (the cost when the machine lets it run), both sides,
+//       beside the parts a commit is made of: a fence after 1, 2 or 4 flushed lines, non-temporal
+//       stores, and a load of a line just flushed (a flush may evict it)
 //   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- kv [seconds] [repeats]
 //       PersistentHashTable insert / update / get, 16 B keys, 100 B values, 1 and 2 threads
 using System.Diagnostics;
@@ -166,10 +168,20 @@ internal static unsafe class Commit
         nint pop = LibPmemObj.Create(Path.Combine(dir, "probe-obj.pool"), "bench", (nuint)PoolSize, 0x180);
         LibPmemObj.PMEMoid oid = LibPmemObj.Root(pop, 4096);
         byte* obj = (byte*)LibPmemObj.Direct(oid);
+        byte[] ntSource = new byte[96];
+        long[] sink = new long[1];
         (string, Action)[] variants =
         [
             ("store 64 B + persist", () => { map.GetSpan(root + 1024, 64).Fill(1); map.Persist(root + 1024, 64); }),
             ("3 x (store + persist)", () => { map.GetSpan(root + 1024, 64).Fill(1); map.Persist(root + 1024, 64); map.GetSpan(root + 1280, 64).Fill(1); map.Persist(root + 1280, 64); map.Publish(root + 1536, 5); }),
+            ("2 lines stored + flushed, 1 fence", () => { map.GetSpan(root + 1024, 128).Fill(1); map.Persist(root + 1024, 128); }),
+            ("4 lines stored + flushed, 1 fence", () => { map.GetSpan(root + 1024, 256).Fill(1); map.Persist(root + 1024, 256); }),
+            ("2 x (2 lines + fence)", () => { map.GetSpan(root + 1024, 128).Fill(1); map.Persist(root + 1024, 128); map.GetSpan(root + 1280, 64).Fill(1); map.GetSpan(root + 1536, 64).Fill(1); map.Flush(root + 1280, 64); map.Flush(root + 1536, 64); map.Drain(); }),
+            ("96 B non-temporal + fence", () => map.Write(ntSource, root + 1024, PmemCopyOptions.NonTemporal)),
+            ("96 B non-temporal, 2 lines flushed, 1 fence", () => { map.Write(ntSource, root + 1024, PmemCopyOptions.NonTemporal | PmemCopyOptions.NoDrain); map.GetSpan(root + 1280, 64).Fill(1); map.GetSpan(root + 1536, 64).Fill(1); map.Flush(root + 1280, 64); map.Flush(root + 1536, 64); map.Drain(); }),
+            // Their difference is what a load of a line costs after a flush of it: a miss when the flush evicts the line.
+            ("fence, then load a line", () => { map.Drain(); sink[0] += map.GetReadOnlyRef<long>(root + 2048); }),
+            ("flush a line + fence, then load it", () => { map.Flush(root + 2048, 64); map.Drain(); sink[0] += map.GetReadOnlyRef<long>(root + 2048); }),
             ("DirectPmem commit, 1 range", () => DirectPmemCommit(heap, root, 1, 1)),
             ("libpmemobj commit, 1 range", () => PmemObjCommit(pop, oid, obj, 1, 1)),
             ("DirectPmem commit, 4 ranges", () => DirectPmemCommit(heap, root, 4, 1)),

@@ -233,6 +233,20 @@ internal sealed class Lane
         }
     }
 
+    // What a 1-range (64 B) commit costs on the production path, and what a crash leaves at each step
+    // (the README's transaction section has the full analysis; TransactionCrashTests sweeps it):
+    //   AddRange  the entry {checksum, g, target, length, 64 old bytes} (96 B, two lines) is written and
+    //             its whole line flushed. Crash: nothing changed in place; a torn or absent entry means
+    //             nothing in flight.
+    //   GetSpan   the partial last line is flushed, overlapping unconfirmed commits of other lanes are
+    //             raised, fence 1. Crash while the caller writes: g's entries verify above the lane's
+    //             word and the record is g - 1's or older, so recovery rolls g back.
+    //   Commit    data line and lane line (the record {g, entries, data hash, check}) flushed, fence 2.
+    //             Crash before it completes: the record is torn or its hash misses the media, rolled
+    //             back; after it: record and data match, g is kept. The lane word is not written.
+    // Four line flushes and two fences, none repeated: two fences are the floor of an undo log whose
+    // caller writes in place before Commit, and a fence costs about the same after 1 to 4 lines
+    // (bench/README, "Where a 1-range commit's time goes").
     public void Commit()
     {
         // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
