@@ -15,6 +15,7 @@ namespace DirectPmem.Garnet.Tests;
 /// Soak length: DIRECTPMEM_CLUSTER_SOAK_SECONDS (default 20), a failover every
 /// DIRECTPMEM_CLUSTER_SOAK_FAILOVER_SECONDS (default 10; the long form is 600 and 60), on
 /// DIRECTPMEM_CLUSTER_SOAK_DEVICE (pmem by default; file: Garnet's own file device, the baseline).
+/// DIRECTPMEM_CLUSTER_SOAK_EVIDENCE=dir keeps every node's output and device below dir when the soak fails.
 /// </summary>
 [Collection("Garnet")]
 public sealed class ClusterTests : IDisposable
@@ -198,10 +199,53 @@ public sealed class ClusterTests : IDisposable
         {
             Soak(cluster, seconds, every);
         }
+        catch (Exception) when (KeepEvidence(cluster))
+        {
+            throw; // not reached: KeepEvidence only copies and returns false
+        }
         catch (Exception e) when (cluster.Crashed() is { } crashed && IsKnownFlushCrash(crashed))
         {
             Assert.Skip($"node {crashed.Endpoint} ended itself with Garnet's known page-flush crash (IndexOutOfRangeException in Tsavorite's " +
                 $"LogRecord.get_KeyOverflow, then FailFast; docs/garnet-known-defects.md), and the soak stopped with: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+        }
+    }
+
+    /// <summary>
+    /// When the soak fails and DIRECTPMEM_CLUSTER_SOAK_EVIDENCE names a directory: every node's
+    /// output and a copy of its device (taken while the others still run) go into a fresh
+    /// directory below it, so a crash seen once can be examined afterwards. Returns false, so the
+    /// failure goes on as it was.
+    /// </summary>
+    private static bool KeepEvidence(GarnetCluster cluster)
+    {
+        if (cluster.Crashed() is { } crashed)
+            Log($"node {crashed.Endpoint} ended by itself; its output:\n{crashed.Process!.Output}");
+        string? parent = Environment.GetEnvironmentVariable("DIRECTPMEM_CLUSTER_SOAK_EVIDENCE");
+        if (string.IsNullOrEmpty(parent))
+            return false;
+        string into = TempDirectory.CreateBelow(parent, "soak-");
+        for (int i = 0; i < cluster.Nodes.Length; i++)
+        {
+            GarnetClusterNode node = cluster.Nodes[i];
+            File.WriteAllText(Path.Combine(into, $"node{i}-{node.Port}.log"), node.Process?.Output ?? "(killed by the test, not running)");
+            string copy = Path.Combine(into, Path.GetFileName(node.Device));
+            if (File.Exists(node.Device))
+                File.Copy(node.Device, copy);
+            else if (Directory.Exists(node.Device))
+                CopyDirectory(node.Device, copy);
+        }
+        Log($"soak evidence kept in {into}");
+        return false;
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
         }
     }
 
