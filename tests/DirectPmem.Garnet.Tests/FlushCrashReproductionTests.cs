@@ -1,4 +1,6 @@
+using System.Runtime.InteropServices;
 using DirectPmem.Garnet.Tests.Support;
+using Tsavorite.core;
 using Xunit;
 
 namespace DirectPmem.Garnet.Tests;
@@ -8,7 +10,10 @@ namespace DirectPmem.Garnet.Tests;
 /// while flushing a page"), replayed from the files a crashed node left on Garnet's own file device.
 /// The files (tens of MB) are not in the repository: the soak keeps them with
 /// DIRECTPMEM_CLUSTER_SOAK_EVIDENCE=dir, and this test takes the crashed node's directory from
-/// DIRECTPMEM_GARNET_FLUSH_CRASH_DIR (it skips without it). Each start works on a copy.
+/// DIRECTPMEM_GARNET_FLUSH_CRASH_DIR (it skips without it). Each start works on a copy: in a
+/// directory for Garnet's file device, and imported file by file into a DirectPmem volume (a file
+/// "dir/name.N" becomes segment N of the device "dir/name") for DirectPmem, so both devices
+/// recover the same bytes.
 /// </summary>
 [Collection("Garnet")]
 public sealed class FlushCrashReproductionTests : IDisposable
@@ -20,8 +25,10 @@ public sealed class FlushCrashReproductionTests : IDisposable
 
     private static void Log(string line) => TestContext.Current.TestOutputHelper?.WriteLine(line);
 
-    [Fact]
-    public void TheKeptFilesRecoveredWithTheirAofCrashTheNextCheckpointAndWithoutItDoNot_AGarnetDefect()
+    [Theory]
+    [InlineData(GarnetDevice.File)]
+    [InlineData(GarnetDevice.DirectPmem)]
+    public void TheKeptFilesRecoveredWithTheirAofCrashTheNextCheckpointAndWithoutItDoNot_AGarnetDefect(GarnetDevice device)
     {
         string? kept = Environment.GetEnvironmentVariable(Knob);
         if (string.IsNullOrEmpty(kept))
@@ -31,24 +38,34 @@ public sealed class FlushCrashReproductionTests : IDisposable
         // Checkpoint + AOF recovery, then a checkpoint: Tsavorite's snapshot flush throws in
         // LogRecord.get_KeyOverflow on a record the AOF replay put in memory. When Garnet fixes
         // it, SAVE answers OK here: make this a regression test and update the page.
-        (object? save, string output, long keys) = RecoverAndSave(kept, "with-aof", "--commit-per-op");
-        Log($"recovered with the AOF: {keys} keys, SAVE replied {Describe(save)}");
+        (object? save, string output, long keys) = RecoverAndSave(device, kept, "with-aof", "--commit-per-op");
+        Log($"{device}: recovered with the AOF: {keys} keys, SAVE replied {Describe(save)}");
         Assert.IsType<RespError>(save);
         Assert.Contains("LogRecord.get_KeyOverflow", output, StringComparison.Ordinal);
 
         // The same checkpoint without the AOF replay: the checkpoint's own records flush.
-        (save, output, keys) = RecoverAndSave(kept, "without-aof", "--no-aof");
-        Log($"recovered without the AOF: {keys} keys, SAVE replied {Describe(save)}");
+        (save, output, keys) = RecoverAndSave(device, kept, "without-aof", "--no-aof");
+        Log($"{device}: recovered without the AOF: {keys} keys, SAVE replied {Describe(save)}");
         Assert.Equal("OK", save);
         Assert.DoesNotContain("IndexOutOfRangeException", output, StringComparison.Ordinal);
     }
 
-    private (object? Save, string Output, long Keys) RecoverAndSave(string kept, string name, string aof)
+    private (object? Save, string Output, long Keys) RecoverAndSave(GarnetDevice device, string kept, string name, string aof)
     {
         string copy = Path.Combine(_dir.Path, name);
-        Copy(kept, copy);
+        string[] where;
+        if (device == GarnetDevice.File)
+        {
+            Copy(kept, copy);
+            where = ["--local-dir", copy];
+        }
+        else
+        {
+            Import(kept, copy + ".dax");
+            where = ["--device", copy + ".dax"];
+        }
         // The soak's node settings (GarnetCluster.Start), without cluster mode: the node's peers are gone.
-        using ServerProcess server = ServerProcess.Start("--local-dir", copy, aof, "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m", "--port", "0");
+        using ServerProcess server = ServerProcess.Start([.. where, aof, "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m", "--port", "0"]);
         using var client = new RespClient(server.Port);
         long keys = Convert.ToInt64(client.Call("DBSIZE"), System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(keys > 0, $"{name}: the kept files recovered no key");
@@ -64,6 +81,52 @@ public sealed class FlushCrashReproductionTests : IDisposable
     }
 
     private static string Describe(object? reply) => reply is RespError e ? $"-{e.Message}" : $"{reply}";
+
+    /// <summary>
+    /// Writes every file of Garnet's file-device directory <paramref name="from"/> into a new
+    /// DirectPmem volume at <paramref name="to"/>: "log/Store/hlog.2" becomes segment 2 of the
+    /// device "log/Store/hlog", as Garnet names them on a volume (PmemGarnetExtensions). Files go
+    /// in oldest first, so the volume lists them newest first as the file system does. The
+    /// cluster's own files are left out (the replay is not in cluster mode).
+    /// </summary>
+    private static unsafe void Import(string from, string to)
+    {
+        FileInfo[] files = [.. new DirectoryInfo(from).EnumerateFiles("*", SearchOption.AllDirectories)
+            .Where(f => !Path.GetRelativePath(from, f.FullName).StartsWith("checkpoints/cluster/", StringComparison.Ordinal))
+            .OrderBy(f => f.LastWriteTimeUtc)];
+        long total = files.Sum(f => f.Length);
+        using EmulatedVolume volume = EmulatedVolume.Create(to, Math.Max(256L << 20, 2 * total));
+        PmemNamedDeviceFactoryCreator creator = volume.Volume.CreateDeviceFactoryCreator();
+        foreach (FileInfo file in files)
+        {
+            string relative = Path.GetRelativePath(from, file.FullName);
+            int dot = relative.LastIndexOf('.');
+            int segment = int.Parse(relative.AsSpan(dot + 1), System.Globalization.CultureInfo.InvariantCulture);
+            string path = relative[..dot];
+            int slash = path.IndexOf('/', StringComparison.Ordinal);
+            string directory = Path.GetDirectoryName(path[(slash + 1)..]) ?? "";
+            using IDevice target = creator.Create(path[..slash]).Get(new FileDescriptor(directory, Path.GetFileName(path)));
+            target.Initialize(-1);
+            byte[] bytes = File.ReadAllBytes(file.FullName);
+            if (bytes.Length == 0)
+                continue; // an empty file is no segment on a volume; a read of it gives zeros, as the empty file gives nothing
+            int length = (bytes.Length + 511) & ~511;
+            byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
+            try
+            {
+                var span = new Span<byte>(buffer, length);
+                span.Clear();
+                bytes.CopyTo(span);
+                uint error = uint.MaxValue;
+                target.WriteAsync((IntPtr)buffer, segment, 0, (uint)length, (e, _, _, _) => error = e, null!);
+                Assert.True(error == 0, $"importing {relative}: the volume's write failed with error {error}");
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+        }
+    }
 
     private static void Copy(string from, string to)
     {
