@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using DirectPmem.Garnet.Tests.Support;
 using Tsavorite.core;
 using Xunit;
@@ -183,41 +182,11 @@ public sealed class DeviceContractTests : IDisposable
             Assert.True(count >= expected.Offset + expected.Data.Length, $"{what}: the device reported {count} bytes, short of the {expected.Data.Length} written at {expected.Offset}");
     }
 
-    // Synchronous wrappers that wait for the callback, which the file device runs on another thread.
-    private static unsafe uint Write(IDevice device, int segment, ulong offset, byte[] data)
-    {
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)data.Length, 4096);
-        try
-        {
-            data.CopyTo(new Span<byte>(buffer, data.Length));
-            using var done = new ManualResetEventSlim();
-            uint result = uint.MaxValue;
-            device.WriteAsync((IntPtr)buffer, segment, offset, (uint)data.Length, (error, _, _, _) => { result = error; done.Set(); }, null!);
-            Assert.True(done.Wait(TestTime.Limit(TimeSpan.FromSeconds(30))), $"a write to segment {segment} did not complete");
-            return result;
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(buffer);
-        }
-    }
+    private static uint Write(IDevice device, int segment, ulong offset, byte[] data) => DeviceIo.Write(device, segment, offset, data).ErrorCode;
 
-    private static unsafe (uint Error, uint Count, byte[] Data) Read(IDevice device, int segment, ulong offset, int length)
+    private static (uint Error, uint Count, byte[] Data) Read(IDevice device, int segment, ulong offset, int length)
     {
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
-        try
-        {
-            var span = new Span<byte>(buffer, length);
-            span.Fill(0xEE);
-            using var done = new ManualResetEventSlim();
-            (uint Error, uint Count) result = (uint.MaxValue, 0);
-            device.ReadAsync(segment, offset, (IntPtr)buffer, (uint)length, (error, bytes, _, _) => { result = (error, bytes); done.Set(); }, null!);
-            Assert.True(done.Wait(TestTime.Limit(TimeSpan.FromSeconds(30))), $"a read of segment {segment} did not complete");
-            return (result.Error, result.Count, span.ToArray());
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(buffer);
-        }
+        (DeviceIo.Completion completion, byte[] data) = DeviceIo.Read(device, segment, offset, length);
+        return (completion.ErrorCode, completion.Bytes, data);
     }
 }
