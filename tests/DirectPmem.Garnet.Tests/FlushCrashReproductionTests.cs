@@ -28,7 +28,7 @@ public sealed class FlushCrashReproductionTests : IDisposable
     [Theory]
     [InlineData(GarnetDevice.File)]
     [InlineData(GarnetDevice.DirectPmem)]
-    public void TheKeptFilesRecoveredWithTheirAofCrashTheNextCheckpointAndWithoutItDoNot_AGarnetDefect(GarnetDevice device)
+    public void TheKeptFilesRecoveredWithTheirAofIn16mCrashTheNextCheckpointWithoutTheAofOrIn64mTheyDoNot_AGarnetDefect(GarnetDevice device)
     {
         string? kept = Environment.GetEnvironmentVariable(Knob);
         if (string.IsNullOrEmpty(kept))
@@ -44,13 +44,21 @@ public sealed class FlushCrashReproductionTests : IDisposable
         Assert.Contains("LogRecord.get_KeyOverflow", output, StringComparison.Ordinal);
 
         // The same checkpoint without the AOF replay: the checkpoint's own records flush.
-        (save, output, keys) = RecoverAndSave(device, kept, "without-aof", "--no-aof");
-        Log($"{device}: recovered without the AOF: {keys} keys, SAVE replied {Describe(save)}");
+        (save, output, long keysWithoutAof) = RecoverAndSave(device, kept, "without-aof", "--no-aof");
+        Log($"{device}: recovered without the AOF: {keysWithoutAof} keys, SAVE replied {Describe(save)}");
         Assert.Equal("OK", save);
+        Assert.DoesNotContain("IndexOutOfRangeException", output, StringComparison.Ordinal);
+
+        // The same checkpoint and AOF with the sample's default log memory (64m, not the soak's
+        // 16m): everything recovers and the checkpoint succeeds. The way out for a crashed node.
+        (save, output, long keysLarger) = RecoverAndSave(device, kept, "default-memory", "--commit-per-op", "64m");
+        Log($"{device}: recovered with the AOF and --memory 64m: {keysLarger} keys, SAVE replied {Describe(save)}");
+        Assert.Equal("OK", save);
+        Assert.Equal(keys, keysLarger);
         Assert.DoesNotContain("IndexOutOfRangeException", output, StringComparison.Ordinal);
     }
 
-    private (object? Save, string Output, long Keys) RecoverAndSave(GarnetDevice device, string kept, string name, string aof)
+    private (object? Save, string Output, long Keys) RecoverAndSave(GarnetDevice device, string kept, string name, string aof, string memory = "16m")
     {
         string copy = Path.Combine(_dir.Path, name);
         string[] where;
@@ -65,7 +73,7 @@ public sealed class FlushCrashReproductionTests : IDisposable
             where = ["--device", copy + ".dax"];
         }
         // The soak's node settings (GarnetCluster.Start), without cluster mode: the node's peers are gone.
-        using ServerProcess server = ServerProcess.Start([.. where, aof, "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m", "--port", "0"]);
+        using ServerProcess server = ServerProcess.Start([.. where, aof, "--memory", memory, "--page", "256k", "--segment", "8m", "--index", "1m", "--port", "0"]);
         using var client = new RespClient(server.Port);
         long keys = Convert.ToInt64(client.Call("DBSIZE"), System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(keys > 0, $"{name}: the kept files recovered no key");
