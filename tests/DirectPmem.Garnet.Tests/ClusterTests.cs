@@ -205,8 +205,7 @@ public sealed class ClusterTests : IDisposable
         }
         catch (Exception e) when (cluster.Crashed() is { } crashed && IsKnownFlushCrash(crashed))
         {
-            Assert.Skip($"node {crashed.Endpoint} ended itself with Garnet's known page-flush crash (IndexOutOfRangeException in Tsavorite's " +
-                $"LogRecord.get_KeyOverflow, then FailFast; docs/garnet-known-defects.md), and the soak stopped with: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+            Assert.Skip($"node {crashed.Endpoint} ended itself with {GarnetFlushCrash.Description}, and the soak stopped with: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
         }
     }
 
@@ -250,8 +249,7 @@ public sealed class ClusterTests : IDisposable
     }
 
     // A node that Garnet itself ended during a page flush (docs/garnet-known-defects.md).
-    private static bool IsKnownFlushCrash(GarnetClusterNode node) =>
-        node.Process?.Output.Contains("LogRecord.get_KeyOverflow", StringComparison.Ordinal) == true;
+    private static bool IsKnownFlushCrash(GarnetClusterNode node) => node.Process is { } process && GarnetFlushCrash.In(process.Output);
 
     private static void Soak(GarnetCluster cluster, int seconds, int every)
     {
