@@ -235,21 +235,10 @@ public sealed class ClusterTests : IDisposable
             if (File.Exists(node.Device))
                 File.Copy(node.Device, copy);
             else if (Directory.Exists(node.Device))
-                CopyDirectory(node.Device, copy);
+                DirectoryCopy.Copy(node.Device, copy);
         }
         Log($"soak evidence kept in {into}");
         return false;
-    }
-
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
-        {
-            string target = Path.Combine(to, Path.GetRelativePath(from, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
     }
 
     // A node that Garnet itself ended during a page flush (docs/garnet-known-defects.md).

@@ -64,7 +64,7 @@ public sealed class FlushCrashReproductionTests : IDisposable
         string[] where;
         if (device == GarnetDevice.File)
         {
-            Copy(kept, copy);
+            DirectoryCopy.Copy(kept, copy);
             where = ["--local-dir", copy];
         }
         else
@@ -133,16 +133,6 @@ public sealed class FlushCrashReproductionTests : IDisposable
             {
                 NativeMemory.AlignedFree(buffer);
             }
-        }
-    }
-
-    private static void Copy(string from, string to)
-    {
-        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
-        {
-            string target = Path.Combine(to, Path.GetRelativePath(from, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
         }
     }
 }
