@@ -129,9 +129,9 @@ public sealed class GarnetCluster : IDisposable
     /// <remarks>
     /// <paramref name="storage"/> <see cref="GarnetDevice.File"/> puts every node on Garnet's own
     /// local-file device instead (the sample's <c>--local-dir</c>): the baseline that tells
-    /// Garnet's behaviour from the device's.
+    /// Garnet's behaviour from the device's. <paramref name="memory"/> is every node's <c>--memory</c>.
     /// </remarks>
-    public static GarnetCluster Start(TempDirectory dir, int primaries, GarnetDevice storage = GarnetDevice.DirectPmem)
+    public static GarnetCluster Start(TempDirectory dir, int primaries, GarnetDevice storage = GarnetDevice.DirectPmem, string memory = "16m")
     {
         int count = primaries * 2;
         var nodes = new GarnetClusterNode?[count];
@@ -142,8 +142,8 @@ public sealed class GarnetCluster : IDisposable
                 string device = dir.File(storage == GarnetDevice.DirectPmem ? $"node{i}.dax" : $"node{i}");
                 string[] where = storage == GarnetDevice.DirectPmem ? ["--device", device, "--size", DeviceSize] : ["--local-dir", device];
                 // --commit-per-op: a write is acknowledged after its AOF commit on the primary's
-                // device. 16m of log memory is the sample's floor without a warning.
-                string[] args = ["--cluster", .. where, "--commit-per-op", "--memory", "16m", "--page", "256k", "--segment", "8m", "--index", "1m"];
+                // device. 16m of log memory (the default here) is the sample's floor without a warning.
+                string[] args = ["--cluster", .. where, "--commit-per-op", "--memory", memory, "--page", "256k", "--segment", "8m", "--index", "1m"];
                 ServerProcess process = ServerProcess.Start([.. args, "--port", "0"]);
                 nodes[i] = new GarnetClusterNode(device, process, args);
             });
