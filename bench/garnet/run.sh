@@ -52,10 +52,13 @@ start_server() { # $1 = pmem|file, then extra server args
     file) where=(--local-dir "$WORK/data") ;;
     null) where=(--local-dir "$WORK/data" --bench-aof-null-device) ;;
   esac
+  # The previous server's log goes first: the new server's redirection may truncate it only after the
+  # loop below has read it, which took the old READY port (a benchmark against a closed port hangs).
+  rm -f "$WORK/server.log"
   env "${SERVER_ENV_ARGS[@]}" dotnet "$DLL" "${where[@]}" --port 0 --no-recover "$@" > "$WORK/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 300); do
-    PORT=$(awk '/^READY/{print $2}' "$WORK/server.log")
+    PORT=$(awk '/^READY/{print $2}' "$WORK/server.log" 2>/dev/null)
     [ -n "$PORT" ] && return 0
     kill -0 "$PID" 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
     sleep 0.2
