@@ -47,6 +47,7 @@ for device in pmem file; do
   kill -INT "$STAT"; wait "$STAT"
   wait "$PERF"
   kill "$PID"; wait "$PID" 2>/dev/null
+  rm -rf "$W/data"   # the device (2 GiB for DirectPmem); perf.data stays
   perf script -i "$W/perf.data" 2>/dev/null | python3 bench/garnet/profile-categories.py
   awk -F, -v n="$requests" '/^[0-9]/ { printf "| %s per request | %.2f |\n", $3, $1 / n }' "$W/stat.txt"
 done
