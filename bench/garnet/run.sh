@@ -58,7 +58,7 @@ start_server() { # $1 = pmem|file, then extra server args
   env "${SERVER_ENV_ARGS[@]}" dotnet "$DLL" "${where[@]}" --port 0 --no-recover "$@" > "$WORK/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 300); do
-    PORT=$(awk '/^READY/{print $2}' "$WORK/server.log" 2>/dev/null)
+    PORT=$(awk '/^READY/{print $2}' "$WORK/server.log" 2>/dev/null || true)   # no log yet: not ready
     [ -n "$PORT" ] && return 0
     kill -0 "$PID" 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
     sleep 0.2
