@@ -25,6 +25,12 @@
 //                        device already holds data, unless --discard-existing is given too
 //   --discard-existing   with --no-recover: delete what the device holds before starting
 //   --local-dir DIR      baseline: Garnet's own RandomAccess local-file device in DIR instead of DirectPmem
+//   --bench-aof-null-device
+//                        benchmark only (bench/garnet/run.sh CEILING=1): the AOF goes to Tsavorite's
+//                        NullDevice, which stores nothing and completes at once; acknowledged writes
+//                        are NOT durable and are not recovered. It measures what Garnet reaches with an
+//                        AOF device that costs nothing, the ceiling for any device. Starts with a
+//                        warning line on stderr
 //
 // The volume is a named structure ("garnet", kind GarnetVolume) of a DirectPmem.Storage pool of layout
 // "DirectPmem.Garnet" that takes the whole device: `dpmem check DEVICE` and `dpmem info DEVICE` show
@@ -49,7 +55,7 @@
 // a device that exists, --size or --mode on /dev/dax, --device, --size or --mode with
 // --local-dir, --commit-per-op with --no-aof, --cluster with --no-aof (replication ships the AOF),
 // a cluster option (--cluster-timeout, --cluster-reconnect-secs, --resume-with-data) without
-// --cluster. So is a number that does not parse. Settings known
+// --cluster, --bench-aof-null-device with --no-aof or --cluster. So is a number that does not parse. Settings known
 // to lose acknowledged writes in Garnet itself (docs/garnet-known-defects.md) start with a
 // warning line on stderr. Garnet logs warnings and errors to stderr (a dropped connection leaves
 // a line).
@@ -69,7 +75,7 @@ var settings = new Dictionary<string, string>(StringComparer.Ordinal);
 var flags = new HashSet<string>(StringComparer.Ordinal);
 string[] known = ["--device", "--size", "--mode", "--port", "--memory", "--page", "--segment", "--index", "--checkpoint-secs", "--local-dir",
     "--cluster-timeout", "--cluster-reconnect-secs"];
-string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing", "--cluster", "--resume-with-data"];
+string[] knownFlags = ["--no-aof", "--commit-per-op", "--no-recover", "--discard-existing", "--cluster", "--resume-with-data", "--bench-aof-null-device"];
 for (int i = 0; i < args.Length; i++)
 {
     if (knownFlags.Contains(args[i]))
@@ -125,11 +131,20 @@ if (!cluster && settings.Keys.FirstOrDefault(k => k is "--cluster-timeout" or "-
     return Refuse($"{clusterOnly} only applies with --cluster.");
 if (!cluster && flags.Contains("--resume-with-data"))
     return Refuse("--resume-with-data only applies with --cluster.");
+bool aofNullDevice = flags.Contains("--bench-aof-null-device");
+if (aofNullDevice && flags.Contains("--no-aof"))
+    return Refuse("--bench-aof-null-device replaces the AOF's device, and --no-aof turns the AOF off; drop one of them.");
+if (aofNullDevice && cluster)
+    return Refuse("--bench-aof-null-device discards the AOF that --cluster replicates; drop one of them.");
 if (flags.Contains("--discard-existing") && !flags.Contains("--no-recover"))
     return Refuse("--discard-existing only goes with --no-recover.");
 if (memory < MinimumSafeLogMemory && !flags.Contains("--no-aof"))
 {
     Console.Error.WriteLine($"warning: --memory {Get("--memory", "64m")} is below {MinimumSafeLogMemory >> 20}m: Garnet has lost acknowledged writes across checkpoint + kill + AOF recovery with a log memory this small (docs/garnet-known-defects.md).");
+}
+if (aofNullDevice)
+{
+    Console.Error.WriteLine("warning: --bench-aof-null-device: the AOF goes to Tsavorite's NullDevice, which stores nothing; acknowledged writes are not durable and are not recovered (a benchmark's ceiling, not a server for data).");
 }
 if (port == 0)
 {
@@ -148,6 +163,7 @@ var options = new GarnetServerOptions
     ObjectLogSegmentSize = Get("--segment", "32m"),
     IndexMemorySize = Get("--index", "16m"),
     EnableAOF = !flags.Contains("--no-aof"),
+    UseAofNullDevice = aofNullDevice,
     AofSegmentSize = Get("--segment", "32m"),
     // Garnet wants AOF pages at least twice the log page, and AOF memory of several AOF pages.
     AofPageSize = Math.Max(1L << 20, 2 * page).ToString(CultureInfo.InvariantCulture),
@@ -252,7 +268,7 @@ try
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
     using var server = new GarnetServer(options, loggers);
     server.Start();
-    Console.WriteLine($"listening 127.0.0.1:{port} (AOF {(options.EnableAOF ? (options.WaitForCommit ? "on, commit per operation" : "on") : "off")}, storage tier on, {(checkpointSecs == 0 ? "checkpoints only on SAVE" : $"a checkpoint every {checkpointSecs} s")}{(cluster ? ", cluster mode" : "")})");
+    Console.WriteLine($"listening 127.0.0.1:{port} (AOF {(options.EnableAOF ? (options.WaitForCommit ? "on, commit per operation" : "on") + (aofNullDevice ? ", on the null device: NOT durable" : "") : "off")}, storage tier on, {(checkpointSecs == 0 ? "checkpoints only on SAVE" : $"a checkpoint every {checkpointSecs} s")}{(cluster ? ", cluster mode" : "")})");
     Console.WriteLine($"READY {port}");
     Console.Out.Flush();
 

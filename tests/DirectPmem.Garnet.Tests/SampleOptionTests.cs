@@ -30,6 +30,8 @@ public sealed class SampleOptionTests : IDisposable
     [InlineData("--device /dev/dax9.9 --mode msync", "error: --mode does not apply to /dev/dax9.9: a device-DAX device has the size and persistence its configuration gave it.")]
     [InlineData("--no-aof --commit-per-op", "error: --commit-per-op commits the AOF, and --no-aof turns it off; drop one of them.")]
     [InlineData("--discard-existing", "error: --discard-existing only goes with --no-recover.")]
+    [InlineData("--no-aof --bench-aof-null-device", "error: --bench-aof-null-device replaces the AOF's device, and --no-aof turns the AOF off; drop one of them.")]
+    [InlineData("--cluster --bench-aof-null-device", "error: --bench-aof-null-device discards the AOF that --cluster replicates; drop one of them.")]
     [InlineData("--mode fast", "error: --mode must be pmem or msync, not 'fast'.")]
     [InlineData("--bogus", "error: unknown or incomplete option '--bogus'. See the comment at the top of samples/DirectPmem.GarnetServer/Program.cs.")]
     public void BadOrIgnoredOptionsAreRefusedWithOneLineOnStderrAndExitCode2(string arguments, string expected)
@@ -165,6 +167,24 @@ public sealed class SampleOptionTests : IDisposable
         using ServerProcess server = ServerProcess.Start("--device", _dir.File("garnet.dax"), "--size", "64m", "--port", "0", "--memory", "2m", "--page", "64k");
         Assert.Contains("warning: --memory 2m is below 16m", server.Output, StringComparison.Ordinal);
         Assert.Contains("docs/garnet-known-defects.md", server.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheBenchmarksNullAofDeviceWarnsAndKeepsTheAofOffTheVolume(bool nullDevice)
+    {
+        string device = _dir.File("garnet.dax");
+        string[] args = ["--device", device, "--size", "64m", "--port", "0", "--commit-per-op"];
+        using (ServerProcess server = ServerProcess.Start(nullDevice ? [.. args, "--bench-aof-null-device"] : args))
+        {
+            using ConnectionMultiplexer redis = Connect(server.Port);
+            Assert.True(redis.GetDatabase().StringSet("k", "v"));
+            Assert.Equal(nullDevice, server.Output.Contains("warning: --bench-aof-null-device: the AOF goes to Tsavorite's NullDevice", StringComparison.Ordinal));
+        }
+        using EmulatedVolume volume = EmulatedVolume.Open(device);
+        // The AOF's log is the device named .../aof.log; on the null device it is nowhere.
+        Assert.Equal(!nullDevice, volume.Volume.GetDeviceNames().Any(n => n.EndsWith("aof.log", StringComparison.Ordinal)));
     }
 
     [Fact]
