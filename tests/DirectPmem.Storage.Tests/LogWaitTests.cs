@@ -124,20 +124,14 @@ public sealed class LogWaitTests
         long b = log.Reserve(PmemLog.FrameLength(second.Length));
         long c = log.Reserve(PmemLog.FrameLength(third.Length));
         long end = c + PmemLog.FrameLength(third.Length);
-        log.WriteFrame(c, third);
-        log.DrainWrites();
-        Assert.False(log.TryComplete(c, end));
+        Assert.False(CopyDrainComplete(log, c, third));
         Assert.Equal(a, log.Tail);
 
-        log.WriteFrame(a, first);
-        log.DrainWrites();
-        Assert.True(log.TryComplete(a, b));
+        Assert.True(CopyDrainComplete(log, a, first));
         Assert.Equal(b, log.Tail);
 
         // The second completes and moves the cursor over the announced third.
-        log.WriteFrame(b, second);
-        log.DrainWrites();
-        Assert.True(log.TryComplete(b, c));
+        Assert.True(CopyDrainComplete(log, b, second));
         Assert.Equal(end, log.Tail);
         Assert.True(log.TryComplete(c, end));
         Assert.Equal([a, b, c], LogTests.ReadAll(log).Select(r => r.Lsn));
@@ -156,17 +150,21 @@ public sealed class LogWaitTests
         long a = log.Reserve(PmemLog.FrameLength(first.Length));
         long b = log.Reserve(PmemLog.FrameLength(big.Length));
         long end = b + PmemLog.FrameLength(big.Length);
-        log.WriteFrame(b, big);
-        log.DrainWrites();
-        Assert.False(log.TryComplete(b, end));
-        log.WriteFrame(a, first);
-        log.DrainWrites();
-        Assert.True(log.TryComplete(a, b));
+        Assert.False(CopyDrainComplete(log, b, big));
+        Assert.True(CopyDrainComplete(log, a, first));
         Assert.Equal(b, log.Tail);
         Assert.True(log.TryComplete(b, end));
         Assert.Equal(end, log.Tail);
         Assert.Equal([a, b], LogTests.ReadAll(log).Select(r => r.Lsn));
         pool.Dispose();
+    }
+
+    // Steps 2 and 3 of one appender: copy, drain, complete (or announce); whether the record is acknowledged.
+    private static bool CopyDrainComplete(PmemLog log, long start, byte[] payload)
+    {
+        log.WriteFrame(start, payload);
+        log.DrainWrites();
+        return log.TryComplete(start, start + PmemLog.FrameLength(payload.Length));
     }
 
     // utime + stime of the calling thread from /proc/thread-self/stat, in clock ticks of 10 ms.
