@@ -4,7 +4,9 @@
 // page faults of a never-touched ring are not measured: pmemlog_rewind reuses already-faulted pages),
 // libpmem with PMEM_IS_PMEM_FORCE=1, so both flush with CLWB + SFENCE instead of msync.
 //
-//   dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- [--rounds 10] [--records 200000] [--dir /dev/shm]
+//   dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- [--rounds 10] [--records 200000] [--dir /dev/shm] [--only 64x2,1024x1]
+//
+// --only runs just the listed record-size x thread-count rows (and no latency table): a quick A/B of one row.
 //
 // Two more modes:
 //   ... -- parts [--rounds 9] [--block 20000] [--dir /dev/shm]   where one append's time goes (1 thread, interleaved)
@@ -28,6 +30,7 @@ int rounds = parts ? 9 : 10;
 int records = 200_000;
 int block = 20_000;
 string dir = "/dev/shm";
+HashSet<string>? only = null;
 for (int i = parts ? 1 : 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -36,8 +39,9 @@ for (int i = parts ? 1 : 0; i < args.Length; i++)
         case "--records" when !parts: records = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--block" when parts: block = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--dir": dir = args[++i]; break;
+        case "--only" when !parts: only = [.. args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)]; break;
         default:
-            Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR] | parts [--rounds N] [--block N] [--dir DIR] | bdn [BenchmarkDotNet options]");
+            Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR] [--only 64x2,...] | parts [--rounds N] [--block N] [--dir DIR] | bdn [BenchmarkDotNet options]");
             return 2;
     }
 }
@@ -89,6 +93,10 @@ try
     {
         foreach (int threads in new[] { 1, 2 })
         {
+            if (only is not null && !only.Contains(string.Create(CultureInfo.InvariantCulture, $"{size}x{threads}")))
+            {
+                continue;
+            }
             var ours = new List<double>();
             var theirs = new List<double>();
             // Warm-up of both, then A B B A ... pairs.
@@ -119,6 +127,14 @@ try
         }
     }
 
+    if (only is not null)
+    {
+        if (plp != 0)
+        {
+            LibPmemLog.Close(plp);
+        }
+        return 0;
+    }
     Console.WriteLine();
     Console.WriteLine("Latency of one durable append, 1 thread, interleaved blocks of 20,000 (ns):");
     Console.WriteLine("| record | DirectPmem p50 | DirectPmem p99 | pmemlog p50 | pmemlog p99 |");

@@ -198,6 +198,108 @@ public sealed class LogCrashTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AppendersCompletedByTheirPredecessorSurviveEveryCrash()
+    {
+        // Completion with help: three appenders per round; the third drains and announces first,
+        // the first completes (over the second too in odd rounds, where the second announced
+        // before), and the second completes last, moving the cursor over the announced third.
+        // Acknowledgements follow the tail, as in an append that returns once the cursor covers it.
+        var sweep = new CrashSweep
+        {
+            Setup = map => SetupPoolAndLog(map, 16 * 1024),
+            Workload = (map, progress) =>
+            {
+                PmemLog log = OpenLog(map);
+                int acked = 0;
+                var ends = new List<long>();
+                void AckCovered()
+                {
+                    long tail = log.Tail;
+                    while (acked < ends.Count && ends[acked] <= tail)
+                    {
+                        progress.Ack(acked++);
+                    }
+                }
+                for (int round = 0; round < 8; round++)
+                {
+                    int seq = round * 3;
+                    byte[][] records = [Record(seq), Record(seq + 1), Record(seq + 2)];
+                    long[] starts = new long[3];
+                    for (int a = 0; a < 3; a++)
+                    {
+                        starts[a] = log.Reserve(PmemLog.FrameLength(records[a].Length));
+                        ends.Add(starts[a] + PmemLog.FrameLength(records[a].Length));
+                    }
+                    log.WriteFrame(starts[2], records[2]);
+                    log.DrainWrites();
+                    Assert.False(log.TryComplete(starts[2], ends[seq + 2]));
+                    bool secondFirst = round % 2 == 1;
+                    if (secondFirst)
+                    {
+                        log.WriteFrame(starts[1], records[1]);
+                        log.DrainWrites();
+                        Assert.False(log.TryComplete(starts[1], ends[seq + 1]));
+                    }
+                    log.WriteFrame(starts[0], records[0]);
+                    log.DrainWrites();
+                    Assert.True(log.TryComplete(starts[0], ends[seq]));
+                    Assert.Equal(secondFirst ? ends[seq + 2] : starts[1], log.Tail);
+                    AckCovered();
+                    if (!secondFirst)
+                    {
+                        log.WriteFrame(starts[1], records[1]);
+                        log.DrainWrites();
+                        Assert.True(log.TryComplete(starts[1], ends[seq + 1]));
+                    }
+                    Assert.Equal(ends[seq + 2], log.Tail);
+                    Assert.True(log.TryComplete(starts[2], ends[seq + 2]));
+                    AckCovered();
+                }
+                Assert.Equal(24, acked);
+            },
+            Check = (map, progress) => CheckRecovered(OpenLog(map), progress),
+        };
+        Report("helped", sweep.Run(), 200);
+    }
+
+    [Fact]
+    public void ALogThatAnnouncesARecordBeforeItsDrainIsCaughtBySweep()
+    {
+        // The negative control of completion with help: the second appender announces its record
+        // before writing and draining it, so the first appender's completion acknowledges it while
+        // it is not durable, and some crash before its drain loses it.
+        var sweep = new CrashSweep
+        {
+            Setup = map => SetupPoolAndLog(map, 16 * 1024),
+            Workload = (map, progress) =>
+            {
+                PmemLog log = OpenLog(map);
+                for (int seq = 0; seq < 8; seq += 2)
+                {
+                    byte[] first = Record(seq);
+                    byte[] second = Record(seq + 1);
+                    long a = log.Reserve(PmemLog.FrameLength(first.Length));
+                    long b = log.Reserve(PmemLog.FrameLength(second.Length));
+                    long end = b + PmemLog.FrameLength(second.Length);
+                    Assert.False(log.TryComplete(b, end)); // announced too early
+                    log.WriteFrame(a, first);
+                    log.DrainWrites();
+                    Assert.True(log.TryComplete(a, b));
+                    Assert.Equal(end, log.Tail);
+                    progress.Ack(seq);
+                    progress.Ack(seq + 1);
+                    log.WriteFrame(b, second);
+                    log.DrainWrites();
+                }
+            },
+            Check = (map, progress) => CheckRecovered(OpenLog(map), progress),
+        };
+        InvalidOperationException caught = Assert.Throws<InvalidOperationException>(() => sweep.Run());
+        Assert.Contains("is missing", caught.Message, StringComparison.Ordinal);
+        output.WriteLine(caught.Message.Split('\n')[0]);
+    }
+
+    [Fact]
     public void RecoveryAfterAHoleAndTheAppendsThatFillItSurviveEveryCrash()
     {
         // The state a crash left: records 0 and 1 acknowledged, then two appenders in flight: the

@@ -20,6 +20,14 @@ namespace DirectPmem.Storage;
 /// <para>Invariant that makes a lazy tail word safe: a frame starts only before
 /// <c>Durable + window</c>, so after a crash every record that was in flight starts in
 /// [tail word, tail word + window), which recovery scans and clears.</para>
+/// <para>Completion with help: an appender whose record is drained while an earlier one is not
+/// yet completed announces it (stores its end in the done slot of its start) and waits. The
+/// appender that moves the completion cursor (the one whose record starts at it) moves it on over
+/// every announced record after its own, in one store, and wakes their owners. So a waiter never
+/// writes the cursor's line, and an appender never waits for a descheduled successor to run
+/// again: only a record still being copied holds the others up. At any moment exactly one thread
+/// may store the cursor: the owner of the record that starts at its value (a helper that saw the
+/// announcement skips that value, so the owner then finds the cursor past its end).</para>
 /// </remarks>
 internal sealed class LogCommit
 {
@@ -33,6 +41,16 @@ internal sealed class LogCommit
     private readonly object _sleepGate = new();
     private Cursors _cursors;
     private Exception? _failure;
+
+    // The done slots: the end of an announced record (drained, waiting for its predecessors) at
+    // index (start / 16) mod DoneSlots; only frames of at most DoneSpan bytes are announced.
+    // Telling the record at the completion cursor c from a stale or a later one needs no tag:
+    // every record that maps to c's slot starts at c + k * DoneSpan, so an earlier one (k < 0)
+    // ended at or before c and a later one (k > 0) ends after c + DoneSpan, while the record at c
+    // ends in (c, c + DoneSpan]. Volatile memory only: nothing of it reaches the media.
+    private const int DoneSlots = 1024;
+    private const long DoneSpan = (long)DoneSlots * LogFormat.FrameAlignment;
+    private readonly long[] _done = new long[DoneSlots];
 
     // How long a waiting appender spins (PAUSE) before it yields, and yields before it blocks. A
     // predecessor that is running finishes its copy in well under a microsecond at these sizes;
@@ -137,40 +155,90 @@ internal sealed class LogCommit
         }
     }
 
-    /// <summary>Step 3 without waiting: move the completion cursor from <paramref name="start"/> to <paramref name="end"/> if every earlier record completed.</summary>
-    internal bool TryComplete(long start, long end)
+    /// <summary>
+    /// Step 3 without waiting, for the drained record [<paramref name="start"/>, <paramref name="end"/>):
+    /// if every earlier record completed, move the completion cursor over it (and over the announced
+    /// records after it); else announce it, so that the appender that moves the cursor moves it over
+    /// this one too. Returns whether the completion cursor covers the record (it is acknowledged).
+    /// </summary>
+    /// <returns>Whether the record is completed, by this call or by a helper; the completer's new cursor in <paramref name="completed"/> (0 when this call did not move it).</returns>
+    internal bool TryComplete(long start, long end, out long completed)
     {
-        if (Volatile.Read(ref _cursors.Completed) != start)
+        completed = 0;
+        long at = Volatile.Read(ref _cursors.Completed);
+        if (at == start)
         {
-            return false;
+            completed = Complete(end);
+            return true;
         }
-        Complete(end);
-        return true;
+        if (at >= end)
+        {
+            return true;
+        }
+        Announce(start, end);
+        // The predecessor may have moved the cursor to this record's start without seeing the
+        // announcement (its read of the slot crossed this store): then this appender moves it.
+        at = Volatile.Read(ref _cursors.Completed);
+        if (at == start)
+        {
+            completed = Complete(end);
+            return true;
+        }
+        return at >= end;
     }
 
-    // Only the appender whose record starts at the completion cursor moves it: a plain store. (No
-    // locked instruction here: right after a flush and drain, one waits for the write-backs.)
-    private void Complete(long end)
+    // Announces a drained record: its end in the done slot of its start (a release store: the
+    // drain is before it). A frame longer than DoneSpan is not announced; its owner moves the
+    // cursor over it itself.
+    private void Announce(long start, long end)
     {
+        if (end - start <= DoneSpan)
+        {
+            Volatile.Write(ref _done[(start / LogFormat.FrameAlignment) & (DoneSlots - 1)], end);
+        }
+    }
+
+    // Only the appender whose record starts at the completion cursor moves it: a plain store, over
+    // its own record and every announced one after it. (No locked instruction here: right after a
+    // flush and drain, one waits for the write-backs.)
+    private long Complete(long end)
+    {
+        while (true)
+        {
+            long next = Volatile.Read(ref _done[(end / LogFormat.FrameAlignment) & (DoneSlots - 1)]);
+            if (next <= end || next - end > DoneSpan)
+            {
+                break;
+            }
+            end = next;
+        }
         Volatile.Write(ref _cursors.Completed, end);
         WakeSleepers();
+        return end;
     }
 
     /// <summary>
     /// Step 3 for the record [<paramref name="start"/>, <paramref name="end"/>), whose copy is
-    /// drained: wait until every earlier record is durable, move the completion cursor over this
-    /// one, and return. That is the acknowledgement: no tail is published (the record validates
-    /// itself). The appender that takes the completion cursor past half the window after the tail
-    /// word persists the tail word (one 8-byte publish per half window of bytes, amortised).
+    /// drained: wait until every earlier record is durable and the completion cursor covers this
+    /// one (moved by this appender, or by the predecessor that found it announced), and return.
+    /// That is the acknowledgement: no tail is published (the record validates itself). The
+    /// appender that takes the completion cursor past half the window after the tail word persists
+    /// the tail word (one 8-byte publish per half window of bytes, amortised).
     /// </summary>
     internal void Commit(long start, long end)
     {
-        if (!TryComplete(start, end))
+        if (!TryComplete(start, end, out long completed))
         {
+            // Announced: wait until the cursor reaches this record (the predecessor did not see
+            // the announcement: move it) or passes it (a helper moved it over this record).
             WaitForPredecessors(start);
-            Complete(end);
+            if (Volatile.Read(ref _cursors.Completed) != start)
+            {
+                return;
+            }
+            completed = Complete(end);
         }
-        AfterComplete(end);
+        AfterComplete(completed);
     }
 
     /// <summary>After a completion: the appender that takes the cursor past half the window persists the tail word.</summary>
@@ -221,10 +289,12 @@ internal sealed class LogCommit
         }
     }
 
+    // Until the completion cursor reaches start: it then is start (this appender moves it) or past
+    // this record's end (a helper moved it); it never stops inside a record.
     private void WaitForPredecessors(long start)
     {
         Backoff backoff = default;
-        while (Volatile.Read(ref _cursors.Completed) != start)
+        while (Volatile.Read(ref _cursors.Completed) < start)
         {
             backoff.Wait(this, start, WaitFor.CompletedAt);
         }
@@ -312,7 +382,7 @@ internal sealed class LogCommit
             return true;
         }
         long completed = Volatile.Read(ref _cursors.Completed);
-        return what == WaitFor.CompletedAt ? completed == value : completed > value;
+        return what == WaitFor.CompletedAt ? completed >= value : completed > value;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -32,9 +32,12 @@ namespace DirectPmem.Storage;
 /// <item>Copy (<see cref="LogRing"/>): the frame is written and flushed, then this thread's stores
 /// are drained: the one fence of the append. Appenders copy in parallel. A crash leaves the frame
 /// whole, torn or absent, inside the window after the tail word.</item>
-/// <item>Complete: the appender waits until the completion cursor reaches its start (every
-/// earlier record is drained) and moves it to its end with a plain store, then returns: the record
-/// is acknowledged. Nothing is published: the record validates itself (its LSN, its checksum).</item>
+/// <item>Complete: the appender whose record starts at the completion cursor (every earlier record
+/// is drained) moves it with one plain store to its end, or further, over the drained records after
+/// it that their appenders announced (volatile done slots) while they waited; it wakes them. An
+/// appender returns once the cursor covers its record: the record is acknowledged. Nothing is
+/// published: the record validates itself (its LSN, its checksum). A crash leaves what step 2 left:
+/// the cursor and the slots are volatile, and the cursor only ever covers drained records.</item>
 /// <item>Lazily (an appender passing half the window, <see cref="Truncate"/>, <see cref="Dispose"/>,
 /// a reservation past the window): the completion cursor is persisted as the tail word with one
 /// 8-byte failure-atomic publish. A crash leaves the old or the new word, both at or below the end
@@ -673,14 +676,21 @@ public sealed class PmemLog : IDisposable
     /// <summary>Step 2b: drain this thread's stores.</summary>
     internal void DrainWrites() => _mapping.Drain();
 
-    /// <summary>Step 3 without waiting: what <see cref="LogCommit.Commit"/> runs when the record's predecessors are done (the completion, then the lazy tail persist).</summary>
+    /// <summary>
+    /// Step 3 without waiting: what <see cref="LogCommit.Commit"/> runs (the completion, or the
+    /// announcement of a drained record that waits for its predecessors, then the lazy tail
+    /// persist by whoever moved the cursor). True when the record is acknowledged.
+    /// </summary>
     internal bool TryComplete(long start, long end)
     {
-        if (!_commit.TryComplete(start, end))
+        if (!_commit.TryComplete(start, end, out long completed))
         {
             return false;
         }
-        _commit.AfterComplete(end);
+        if (completed != 0)
+        {
+            _commit.AfterComplete(completed);
+        }
         return true;
     }
 
