@@ -18,12 +18,13 @@ namespace DirectPmem.Storage;
 /// record before it are durable.
 /// </summary>
 /// <remarks>
-/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: magic, version 3,
-/// ring capacity, checksum nonce, unpersisted-tail window and their checksum; the tail word (+64) and
-/// the head word (+128), each on its own cache line. The ring of <see cref="Capacity"/> bytes
-/// follows. A record is a frame of 16 bytes (payload length u32, checksum u32, LSN i64) and the
-/// payload, padded (<see cref="FrameLength"/>). An LSN is a byte position that only grows; it lives
-/// at ring offset LSN mod capacity. A version 1 or 2 log (earlier previews) is refused.</para>
+/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: a 128-byte block
+/// in the shared format-header layout (signature, format 4.0, feature words, ring capacity, checksum
+/// nonce, unpersisted-tail window, checksum); the tail word (+128) and the head word (+192), each on
+/// its own cache line. The ring of <see cref="Capacity"/> bytes follows. A record is a frame of 16
+/// bytes (payload length u32, checksum u32, LSN i64) and the payload, padded (<see cref="FrameLength"/>).
+/// An LSN is a byte position that only grows; it lives at ring offset LSN mod capacity. A log of
+/// formats 1 to 3 (earlier previews) is refused: this preview does not convert them.</para>
 /// <para><b>Append</b> (<see cref="LogCommit"/>; what a crash leaves at each step):</para>
 /// <list type="number">
 /// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
