@@ -21,4 +21,18 @@ internal static class MediaRead
             mapping.GetReadOnlySpan(offset, destination.Length).CopyTo(destination);
         }
     }
+
+    /// <summary>Copies out of the media poison-safe, as <see cref="Copy"/>; returns the media error instead of throwing it.</summary>
+    internal static PmemMediaErrorException? TryCopy(DaxMapping mapping, long offset, Span<byte> destination)
+    {
+        try
+        {
+            Copy(mapping, offset, destination);
+            return null;
+        }
+        catch (PmemMediaErrorException e)
+        {
+            return e;
+        }
+    }
 }

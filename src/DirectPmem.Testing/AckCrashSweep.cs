@@ -57,6 +57,9 @@ public sealed class AckLog
     /// <returns>The operations.</returns>
     public IReadOnlyList<long> GetBegun(string channel = "") => _begun.TryGetValue(channel, out List<long>? list) ? list : [];
 
+    /// <summary>The acknowledgements recorded on every channel.</summary>
+    internal long Count => _acknowledged.Values.Sum(l => (long)l.Count);
+
     private static List<long> List(Dictionary<string, List<long>> lists, string channel)
     {
         if (!lists.TryGetValue(channel, out List<long>? list))
@@ -71,10 +74,12 @@ public sealed class AckLog
 /// <summary>The outcome of an <see cref="AckCrashSweep"/>.</summary>
 public sealed class AckCrashSweepResult
 {
-    internal AckCrashSweepResult(long crashPoints, long images)
+    internal AckCrashSweepResult(long crashPoints, long images, long acknowledged, IReadOnlyList<string> failures)
     {
         CrashPoints = crashPoints;
         Images = images;
+        Acknowledged = acknowledged;
+        Failures = failures;
     }
 
     /// <summary>The crash points tried: one before every drain of the workload, and the end.</summary>
@@ -82,6 +87,27 @@ public sealed class AckCrashSweepResult
 
     /// <summary>The media images recovered and checked.</summary>
     public long Images { get; }
+
+    /// <summary>The operations the workload acknowledged in a run without a crash (every channel).</summary>
+    public long Acknowledged { get; }
+
+    /// <summary>
+    /// The failing images, each described (crash point, what was acknowledged, the image and the check's exception).
+    /// Empty unless <see cref="AckCrashSweep.MaxFailures"/> was above 0 (else the first failure throws); a negative
+    /// control asserts it is not empty.
+    /// </summary>
+    public IReadOnlyList<string> Failures { get; }
+
+    /// <summary>Throws when an image failed, naming how many and the first.</summary>
+    /// <exception cref="InvalidOperationException"><see cref="Failures"/> is not empty.</exception>
+    public void ThrowIfFailed()
+    {
+        if (Failures.Count > 0)
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"{Failures.Count} failing image(s) out of {Images} ({CrashPoints} crash points); first:\n{Failures[0]}"));
+        }
+    }
 }
 
 /// <summary>
@@ -116,17 +142,28 @@ public sealed class AckCrashSweep
     /// <summary>The seed of the random images.</summary>
     public ulong Seed { get; init; } = 0xC0FFEE;
 
-    /// <summary>Runs the sweep; the first failing image throws, naming the crash point, the image and what was acknowledged.</summary>
-    /// <returns>How many crash points and images were checked.</returns>
+    /// <summary>
+    /// 0 (the default): the first failing image throws. Above 0: failing images are returned in
+    /// <see cref="AckCrashSweepResult.Failures"/> instead, and the sweep stops once it has this many (a negative
+    /// control, which expects failures, asks for 1).
+    /// </summary>
+    public int MaxFailures { get; init; }
+
+    /// <summary>Runs the sweep; with <see cref="MaxFailures"/> 0 the first failing image throws, naming the crash point, the image and what was acknowledged.</summary>
+    /// <returns>How many crash points and images were checked, and the failures when they were collected.</returns>
     /// <exception cref="InvalidOperationException">A check failed (the inner exception is the check's), or the workload is not deterministic.</exception>
     public AckCrashSweepResult Run()
     {
         long drains;
+        long acknowledged;
         using (SimulatedDevice counting = Prepare())
         {
-            Workload(counting.Mapping, new AckLog(null));
+            var all = new AckLog(null);
+            Workload(counting.Mapping, all);
             drains = counting.DrainCount;
+            acknowledged = all.Count;
         }
+        var failures = new List<string>();
         long images = 0;
         for (long point = 1; point <= drains + 1; point++)
         {
@@ -152,12 +189,21 @@ public sealed class AckCrashSweep
                 }
                 catch (Exception e)
                 {
-                    throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
-                        $"Crash point {point} of {drains + 1}, image {strategy} seed 0x{seed:x}, {state.InFlight.Count} words in flight, {acks.GetAcknowledged().Count} acknowledged: {e.GetType().Name}: {e.Message}\n{image.Describe(16)}"), e);
+                    string failure = string.Create(CultureInfo.InvariantCulture,
+                        $"Crash point {point} of {drains + 1}, image {strategy} seed 0x{seed:x}, {state.InFlight.Count} words in flight, {acks.GetAcknowledged().Count} acknowledged: {e.GetType().Name}: {e.Message}\n{image.Describe(16)}");
+                    if (MaxFailures <= 0)
+                    {
+                        throw new InvalidOperationException(failure, e);
+                    }
+                    failures.Add(failure + "\n" + e);
+                    if (failures.Count >= MaxFailures)
+                    {
+                        return new AckCrashSweepResult(drains + 1, images, acknowledged, failures);
+                    }
                 }
             }
         }
-        return new AckCrashSweepResult(drains + 1, images);
+        return new AckCrashSweepResult(drains + 1, images, acknowledged, failures);
     }
 
     private SimulatedDevice Prepare()

@@ -132,9 +132,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 int kind = random.Next(10);
                 long at = kind switch
                 {
-                    0 => logOffset + random.Next(48),                 // static header
-                    1 => logOffset + 64 + random.Next(8),             // tail word
-                    2 => logOffset + 128 + random.Next(8),            // head word
+                    0 => logOffset + random.Next(128),                // header block (format 4)
+                    1 => logOffset + 128 + random.Next(8),            // tail word
+                    2 => logOffset + 192 + random.Next(8),            // head word
                     _ => logOffset + 4096 + random.Next(logLength - 4096), // ring
                 };
                 if (kind is 1 or 2 && random.Next(2) == 0)

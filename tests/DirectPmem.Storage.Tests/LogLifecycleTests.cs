@@ -86,6 +86,9 @@ public sealed class LogLifecycleTests
     {
         { "magic", LogHeaderField.Magic },
         { "version", LogHeaderField.Version },
+        { "older", LogHeaderField.Version },
+        { "headersize", LogHeaderField.Version },
+        { "incompat", LogHeaderField.Features },
         { "checksum", LogHeaderField.Checksum },
         { "capacity", LogHeaderField.Capacity },
         { "window", LogHeaderField.Window },
@@ -108,7 +111,10 @@ public sealed class LogLifecycleTests
         switch (damage)
         {
             case "magic": header[3] ^= 1; reseal = false; break;
-            case "version": BinaryPrimitives.WriteUInt32LittleEndian(header[LogFormat.VersionOffset..], 99); break;
+            case "version": BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MajorOffset..], 99); break;
+            case "older": BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MajorOffset..], 2); BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MinorOffset..], 1); break;
+            case "headersize": BinaryPrimitives.WriteUInt32LittleEndian(header[FormatHeader.HeaderSizeOffset..], 64); break;
+            case "incompat": BinaryPrimitives.WriteUInt64LittleEndian(header[FormatHeader.IncompatOffset..], 1UL << 40); break;
             case "checksum": header[LogFormat.CapacityOffset] ^= 1; reseal = false; break;
             case "capacity": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.CapacityOffset..], 1 << 40); break;
             case "window": BinaryPrimitives.WriteInt64LittleEndian(header[LogFormat.WindowOffset..], 8); break;
@@ -118,14 +124,64 @@ public sealed class LogLifecycleTests
         }
         if (reseal)
         {
-            BinaryPrimitives.WriteUInt64LittleEndian(header[LogFormat.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..LogFormat.StaticLength]));
+            FormatHeader.Seal(header[..LogFormat.BlockLength]);
         }
         LogFormatException thrown = Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, offset));
         LogInspection inspected = PmemLog.Inspect(mapping, offset, pool.DataOffset);
         Assert.Equal(field, thrown.Field);
         Assert.False(inspected.IsValid);
         Assert.Equal(field, inspected.Problems[0].Field);
-        Assert.Equal(thrown.Message, inspected.Problems[0].Message);
+        // The library throws the inspection's sentence capitalised, with a final stop.
+        Assert.Equal(ThrowingLogProblemSink.Sentence(inspected.Problems[0].Message), thrown.Message);
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void AnUnknownReadOnlyCompatibleFeatureOpensTheLogReadOnlyAndRecoveryWritesNothing()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        log.Append(LogTests.Payload(0, 20));
+        long offset = log.Offset;
+        Span<byte> header = mapping.GetSpan(offset, LogFormat.BlockLength);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[FormatHeader.RoCompatOffset..], 1UL << 9);
+        FormatHeader.Seal(header);
+        byte[] before = mapping.GetReadOnlySpan(offset, 16 * 1024).ToArray();
+
+        PmemLog opened = PmemLog.Open(pool, offset);
+        Assert.True(opened.IsReadOnly);
+        Assert.Single(LogTests.ReadAll(opened));
+        InvalidOperationException e = Assert.Throws<InvalidOperationException>(() => opened.Append(LogTests.Payload(1, 20)));
+        Assert.Contains("read-only-compatible features this library does not know (0x200)", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before, mapping.GetReadOnlySpan(offset, 16 * 1024).ToArray());
+
+        LogInspection inspected = PmemLog.Inspect(mapping, offset, pool.DataOffset);
+        LogProblem problem = Assert.Single(inspected.Problems);
+        Assert.Equal(LogHeaderField.Features, problem.Field);
+        Assert.Equal(PoolProblemSeverity.ReadOnly, problem.Severity);
+        Assert.False(inspected.IsValid);
+        Assert.Equal(new Version(4, 0), inspected.FormatVersion);
+        pool.Dispose();
+    }
+
+    [Fact]
+    public void AnUnknownCompatibleFeatureIsANoteAndTheLogOpensWritable()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        long offset = log.Offset;
+        Span<byte> header = mapping.GetSpan(offset, LogFormat.BlockLength);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[FormatHeader.CompatOffset..], 1UL << 3);
+        FormatHeader.Seal(header);
+
+        PmemLog opened = PmemLog.Open(pool, offset);
+        Assert.False(opened.IsReadOnly);
+        opened.Append(LogTests.Payload(0, 20));
+        LogInspection inspected = PmemLog.Inspect(mapping, offset, pool.DataOffset);
+        LogProblem problem = Assert.Single(inspected.Problems);
+        Assert.Equal((LogHeaderField.Features, PoolProblemSeverity.Note), (problem.Field!.Value, problem.Severity));
+        Assert.True(inspected.IsValid);
+        Assert.Equal(1, inspected.Records);
         pool.Dispose();
     }
 

@@ -284,17 +284,29 @@ public sealed class LogTests
     [Theory]
     [InlineData(1u)]
     [InlineData(2u)]
+    [InlineData(3u)]
     public void AnOlderPreviewLogIsRefusedNamingItsVersionAndWhatToDo(uint version)
     {
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 16 * 1024);
-        Span<byte> header = mapping.GetSpan(log.Offset, LogFormat.StaticLength + 8);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[LogFormat.VersionOffset..], version);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[LogFormat.ChecksumOffset..], System.IO.Hashing.XxHash3.HashToUInt64(header[..LogFormat.StaticLength]));
+        log.Append(Payload(0, 64));
+        long capacity = log.Capacity;
+        // The header as formats 1 to 3 wrote it: magic, u32 version @8, capacity @16, nonce @24, window @32,
+        // the XxHash3 of [0, 40) @40, the tail word @64 and the head word @128.
+        Span<byte> header = mapping.GetSpan(log.Offset, 256);
+        header.Clear();
+        "DPMLOG01"u8.CopyTo(header);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], version);
+        BinaryPrimitives.WriteInt64LittleEndian(header[16..], capacity);
+        BinaryPrimitives.WriteInt64LittleEndian(header[24..], 12345);
+        BinaryPrimitives.WriteInt64LittleEndian(header[32..], capacity / 2);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[40..], System.IO.Hashing.XxHash3.HashToUInt64(header[..40]));
         LogFormatException e = Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, log.Offset));
         Assert.Equal(LogHeaderField.Version, e.Field);
-        Assert.Contains($"version {version};", e.Message, StringComparison.Ordinal);
-        Assert.Contains("earlier preview", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"format version {version}, written by an earlier preview", e.Message, StringComparison.Ordinal);
+        Assert.Contains("does not convert older logs", e.Message, StringComparison.Ordinal);
+        // Create refuses to overwrite it as it refuses a live log of this format.
+        Assert.Throws<LogExistsException>(() => PmemLog.Create(pool, log.Offset, log.Length));
         pool.Dispose();
     }
 
@@ -411,11 +423,11 @@ public sealed class LogTests
     public static TheoryData<int, LogHeaderField> HeaderDamage => new()
     {
         { 0, LogHeaderField.Magic },
-        { 8, LogHeaderField.Version },
-        { 17, LogHeaderField.Checksum },
-        { 40, LogHeaderField.Checksum },
-        { 64, LogHeaderField.Tail },
-        { 128 + 7, LogHeaderField.Head },
+        { 8, LogHeaderField.Checksum },
+        { 41, LogHeaderField.Checksum },
+        { 120, LogHeaderField.Checksum },
+        { 128, LogHeaderField.Tail },
+        { 192 + 7, LogHeaderField.Head },
     };
 
     [Theory]
@@ -425,7 +437,7 @@ public sealed class LogTests
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 16 * 1024);
         log.Append(Payload(0, 64));
-        mapping.GetSpan(log.Offset + offset, 1)[0] ^= offset == 64 ? (byte)0x08 : (byte)0x80;
+        mapping.GetSpan(log.Offset + offset, 1)[0] ^= offset == 128 ? (byte)0x08 : (byte)0x80;
         Assert.Equal(field, Assert.Throws<LogFormatException>(() => PmemLog.Open(pool, log.Offset)).Field);
         pool.Dispose();
     }

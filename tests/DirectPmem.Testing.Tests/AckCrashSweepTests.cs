@@ -80,6 +80,32 @@ public sealed class AckCrashSweepTests
     }
 
     [Fact]
+    public void WithMaxFailuresTheFailingImagesAreReturnedAndTheSweepStopsAtThatMany()
+    {
+        AckCrashSweepResult all = new AckCrashSweep
+        {
+            DeviceLength = 4096,
+            Workload = (map, acks) => Workload(map, acks, broken: true),
+            Check = Check,
+            MaxFailures = int.MaxValue,
+        }.Run();
+        Assert.True(all.Failures.Count > 1, $"{all.Failures.Count} failing image(s)");
+        Assert.Equal(Slots, all.Acknowledged);
+        Assert.All(all.Failures, f => Assert.StartsWith("Crash point ", f, StringComparison.Ordinal));
+        Assert.Throws<InvalidOperationException>(all.ThrowIfFailed);
+
+        AckCrashSweepResult first = new AckCrashSweep
+        {
+            DeviceLength = 4096,
+            Workload = (map, acks) => Workload(map, acks, broken: true),
+            Check = Check,
+            MaxFailures = 1,
+        }.Run();
+        Assert.Single(first.Failures);
+        Assert.True(first.Images < all.Images, $"stopped after {first.Images} of {all.Images} images");
+    }
+
+    [Fact]
     public void ChannelsKeepKindsOfOperationApart()
     {
         AckCrashSweepResult result = new AckCrashSweep

@@ -13,8 +13,11 @@ public sealed class PoolCheckTests : IDisposable
 {
     private const long PoolSize = 1 << 20;
     internal const long BackupHeaderOffset = 4096;
-    // The log's on-media layout (not public API): a 4 KiB header before the ring, a 16-byte frame header before each payload.
+    // The log's on-media layout (not public API): a 4 KiB header before the ring (format 4: the tail word at 128 and the
+    // head word at 192 of it), a 16-byte frame header before each payload.
     private const long LogHeaderLength = 4096;
+    private const long LogTailWord = 128;
+    private const long LogHeadWord = 192;
     private const long FrameHeaderSize = 16;
     private readonly string _dir = Directory.CreateTempSubdirectory("dpmem-pool-").FullName;
 
@@ -186,7 +189,7 @@ public sealed class PoolCheckTests : IDisposable
         }
         (code, output, _) = Dpmem.Run("check", path, "--json", "--log", (offset + 4096).ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(2, code);
-        Assert.Contains("magic", Messages(output, "log").Single(), StringComparison.Ordinal);
+        Assert.StartsWith("signature: no log at offset", Messages(output, "log").Single(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -315,11 +318,11 @@ public sealed class PoolCheckTests : IDisposable
                     case 0: // the ring is garbage and the tail far ahead
                         file.Position = logOffset + LogHeaderLength;
                         file.Write(junk);
-                        WriteLong(file, logOffset + 64, random.NextInt64(0, 1L << 40) & ~15L);
+                        WriteLong(file, logOffset + LogTailWord, random.NextInt64(0, 1L << 40) & ~15L);
                         break;
                     case 1: // head and tail are garbage
-                        WriteLong(file, logOffset + 64, random.NextInt64());
-                        WriteLong(file, logOffset + 128, random.NextInt64());
+                        WriteLong(file, logOffset + LogTailWord, random.NextInt64());
+                        WriteLong(file, logOffset + LogHeadWord, random.NextInt64());
                         break;
                     case 2: // a frame claims a huge length
                         file.Position = logOffset + LogHeaderLength;

@@ -5,9 +5,9 @@ public enum LogHeaderField
 {
     /// <summary>Where the log is said to start in the pool (offset, alignment, bounds).</summary>
     Location,
-    /// <summary>The 8-byte magic: no log at this offset.</summary>
+    /// <summary>The 8-byte signature ("DPMLOG01"): no log at this offset.</summary>
     Magic,
-    /// <summary>The format version.</summary>
+    /// <summary>The format version (major, minor) or the header size recorded with it; an earlier preview's log is refused here.</summary>
     Version,
     /// <summary>The checksum of the static header fields.</summary>
     Checksum,
@@ -19,6 +19,10 @@ public enum LogHeaderField
     Tail,
     /// <summary>The unpersisted-tail window recorded in the header.</summary>
     Window,
+    /// <summary>The feature words (compat, incompat, ro-compat): an unknown incompatible feature refuses the log, an unknown read-only-compatible one opens it read-only.</summary>
+    Features,
+    /// <summary>The header could not be read: poison, or a page past the end of a truncated file.</summary>
+    MediaError,
 }
 
 /// <summary>A log header failed validation on open; <see cref="Field"/> names the field.</summary>

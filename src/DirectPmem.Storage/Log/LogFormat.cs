@@ -18,9 +18,17 @@ internal readonly record struct LogLayout(long Capacity, long Nonce, long Window
 /// counters and the inspection <c>dpmem check</c> uses all parse through it.
 /// </summary>
 /// <remarks>
-/// <para><b>Header</b> (4 KiB at the log's offset): magic "DPMLOG01" (0-7), version u32 (8), ring
-/// capacity i64 (16), checksum nonce i64 (24), unpersisted-tail window i64 (32), XxHash3 of bytes
-/// 0-39 (40); the tail word (64, its own cache line) and the head word (128, its own line).</para>
+/// <para><b>Header</b> (4 KiB at the log's offset), format 4: a <see cref="FormatHeader"/> block of 128
+/// bytes (signature "DPMLOG01", major 4, minor 0, header size 128, compat, incompat and ro-compat
+/// feature words, none defined yet; ring capacity i64 @40, checksum nonce i64 @48, unpersisted-tail
+/// window i64 @56, zero up to 120, XxHash3-64 of [0, 120) @120), written once at creation; the tail
+/// word (@128, its own cache line) and the head word (@192, its own line); the rest of the page zero.
+/// The format keeps no backup copy of the block: the tail and head words share its page and have no
+/// copy either (they change on every truncation), so a lost header page loses the log whatever a
+/// second copy of the block would hold; the block is written once, with the ring empty.</para>
+/// <para>Formats 1 to 3 (earlier previews: magic "DPMLOG01", a u32 version @8, the XxHash3 of [0, 40)
+/// @40, the tail word @64 and the head word @128) are recognised and refused with a
+/// <see cref="LogHeaderField.Version"/> error: this preview does not convert them.</para>
 /// <para><b>Frame</b>: payload length u32, checksum u32, LSN i64, payload, padding to 16 bytes
 /// (to 64 when the frame is longer than 256 bytes). The checksum is the low half of XxHash3 of
 /// the payload seeded with the log's nonce, the LSN and the length.</para>
@@ -32,21 +40,26 @@ internal static class LogFormat
     internal const int FrameAlignment = 16;
     internal const int CacheLine = 64;
     internal const int StagedFrameLimit = 256;
-    internal const int MagicOffset = 0;
-    internal const int VersionOffset = 8;
-    internal const int CapacityOffset = 16;
-    internal const int NonceOffset = 24;
-    internal const int WindowOffset = 32;
-    internal const int ChecksumOffset = 40;
-    internal const int StaticLength = 40;
-    internal const int TailWordOffset = 64;
-    internal const int HeadWordOffset = 128;
-    internal const uint CurrentVersion = 3;
+    internal const int BlockLength = 128;
+    internal const int CapacityOffset = FormatHeader.PrefixLength;
+    internal const int NonceOffset = 48;
+    internal const int WindowOffset = 56;
+    internal const int ChecksumOffset = BlockLength - 8;
+    internal const int TailWordOffset = 128;
+    internal const int HeadWordOffset = 192;
+    internal const ushort Major = 4;
+    internal const ushort Minor = 0;
+    internal const ulong Signature = 0x3130474F4C4D5044; // "DPMLOG01" little-endian
+
+    // Formats 1 to 3 (earlier previews): a u32 version at 8 and the XxHash3 of [0, 40) at 40.
+    private const int OldStaticLength = 40;
+    private const int OldChecksumOffset = 40;
+
+    /// <summary>The log header's format: signature, version and the feature bits this library knows (none yet).</summary>
+    internal static readonly FormatRules Rules = new("log header", Signature, BlockLength, Major, Minor, KnownCompat: 0, KnownIncompat: 0, KnownRoCompat: 0);
 
     /// <summary>The largest unpersisted-tail window. Recovery reads and clears at most this many bytes past the tail word.</summary>
     internal const long MaxWindow = 1L << 20;
-
-    internal static ReadOnlySpan<byte> Magic => "DPMLOG01"u8;
 
     /// <summary>The frame length of a payload: see <see cref="PmemLog.FrameLength"/>.</summary>
     internal static int FrameLength(int payloadLength)
@@ -71,27 +84,71 @@ internal static class LogFormat
         BinaryPrimitives.WriteInt64LittleEndian(frame[8..], lsn);
     }
 
-    /// <summary>Builds the static part of a header (bytes 0-47) into <paramref name="header"/>.</summary>
+    /// <summary>Builds the header block (bytes 0-127, sealed) into <paramref name="header"/>; the tail and head words after it are left as they are.</summary>
     internal static void WriteHeader(Span<byte> header, in LogLayout layout)
     {
-        Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[VersionOffset..], CurrentVersion);
+        header[..BlockLength].Clear();
+        FormatHeader.WritePrefix(header, Rules, compat: 0, incompat: 0, roCompat: 0);
         BinaryPrimitives.WriteInt64LittleEndian(header[CapacityOffset..], layout.Capacity);
         BinaryPrimitives.WriteInt64LittleEndian(header[NonceOffset..], layout.Nonce);
         BinaryPrimitives.WriteInt64LittleEndian(header[WindowOffset..], layout.Window);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[ChecksumOffset..], XxHash3.HashToUInt64(header[..StaticLength]));
+        FormatHeader.Seal(header[..BlockLength]);
     }
 
-    /// <summary>Whether the 4 KiB at <paramref name="header"/> hold an intact log header of any version this library knows of (what Create refuses to overwrite).</summary>
-    internal static bool LooksLive(ReadOnlySpan<byte> header)
-        => header[..8].SequenceEqual(Magic)
-            && BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]) == XxHash3.HashToUInt64(header[..StaticLength]);
+    /// <summary>
+    /// Whether the first <see cref="BlockLength"/> bytes at <paramref name="block"/> hold an intact log header block
+    /// of this format or of an earlier preview's (what Create refuses to overwrite).
+    /// </summary>
+    internal static bool LooksLive(ReadOnlySpan<byte> block) => FormatHeader.IsIntact(block[..BlockLength], Rules) || IsOldFormat(block, out _);
+
+    // An intact header of formats 1 to 3: the signature, a version of 1 to 3 and the old checksum matching.
+    private static bool IsOldFormat(ReadOnlySpan<byte> block, out uint version)
+    {
+        version = BinaryPrimitives.ReadUInt32LittleEndian(block[FormatHeader.MajorOffset..]);
+        return FormatHeader.HasSignature(block, Rules) && version is >= 1 and < Major
+            && BinaryPrimitives.ReadUInt64LittleEndian(block[OldChecksumOffset..]) == XxHash3.HashToUInt64(block[..OldStaticLength]);
+    }
+
+    /// <summary>The bytes of the header a judge reads: the block, the tail word's line and the head word's line.</summary>
+    internal const int ReadLength = HeadWordOffset + CacheLine;
+
+    /// <summary>
+    /// Reads the header at <paramref name="offset"/> poison-safe (<see cref="MediaRead.Copy"/>) and judges it
+    /// (<see cref="ValidateHeader"/>): what <see cref="PmemLog.Open(PmemPool, long)"/> and <see cref="PmemLog.Inspect"/>
+    /// both run. A header on unreadable media is a <see cref="LogHeaderField.MediaError"/> error.
+    /// </summary>
+    internal static bool Examine(DaxMapping mapping, long offset, long dataOffset, long poolSize, ILogProblemSink sink,
+        out LogLayout layout, out long durableTail, out long head, out Version? version)
+    {
+        Span<byte> header = stackalloc byte[ReadLength];
+        version = null;
+        if (offset % HeaderLength == 0 && offset >= dataOffset && offset <= poolSize - 2 * HeaderLength)
+        {
+            try
+            {
+                MediaRead.Copy(mapping, offset, header);
+            }
+            catch (PmemMediaErrorException e)
+            {
+                (layout, durableTail, head) = (default, 0, 0);
+                sink.Report(LogHeaderField.MediaError, PoolProblemSeverity.Error, Invariant(
+                    $"the log header at {offset} cannot be read: it met {(e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})"));
+                return false;
+            }
+            if (FormatHeader.IsIntact(header[..BlockLength], Rules))
+            {
+                version = new Version(FormatHeader.Major(header), FormatHeader.Minor(header));
+            }
+        }
+        return ValidateHeader(header, offset, dataOffset, poolSize, sink, out layout, out durableTail, out head);
+    }
 
     /// <summary>
     /// The one judge of a log header, shared by <see cref="PmemLog.Open(PmemPool, long)"/> (whose sink throws the
-    /// first problem) and an inspection (whose sink collects them). Checks, in
-    /// order: location, magic, version, checksum, capacity, window, tail word, head word. Returns
-    /// the layout and the two words when the header can be used (no problem up to the words).
+    /// first error and keeps the first read-only reason) and an inspection (whose sink collects them). Checks, in
+    /// order: location, signature, an earlier preview's format, checksum, version, header size and feature words
+    /// (<see cref="FormatHeader.Validate"/>), capacity, window, tail word, head word. Returns the layout and the two
+    /// words when the header can be used (no error up to the words).
     /// </summary>
     internal static bool ValidateHeader(ReadOnlySpan<byte> header, long offset, long dataOffset, long poolSize, ILogProblemSink sink,
         out LogLayout layout, out long durableTail, out long head)
@@ -101,43 +158,47 @@ internal static class LogFormat
         head = 0;
         if (offset % HeaderLength != 0 || offset < dataOffset || offset > poolSize - 2 * HeaderLength)
         {
-            sink.Report(LogHeaderField.Location, Invariant(
-                $"A log cannot start at {offset}: it must be a multiple of {HeaderLength} in the data area [{dataOffset}, {poolSize - 2 * HeaderLength}]."));
+            sink.Report(LogHeaderField.Location, PoolProblemSeverity.Error, Invariant(
+                $"a log cannot start at {offset}: it must be a multiple of {HeaderLength} in the data area [{dataOffset}, {poolSize - 2 * HeaderLength}]"));
             return false;
         }
-        if (!header[..8].SequenceEqual(Magic))
+        ReadOnlySpan<byte> block = header[..BlockLength];
+        if (!FormatHeader.HasSignature(block, Rules))
         {
-            sink.Report(LogHeaderField.Magic, Invariant($"No log at offset {offset}: the magic \"DPMLOG01\" is missing."));
+            sink.Report(LogHeaderField.Magic, PoolProblemSeverity.Error, Invariant(
+                $"no log at offset {offset}: {FormatHeader.Describe(block, Rules)}"));
             return false;
         }
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[VersionOffset..]);
-        if (version != CurrentVersion)
+        if (IsOldFormat(header, out uint old))
         {
-            string why = version < CurrentVersion
-                ? " It was written by an earlier preview (a durable tail published on every append); this version finds the tail by scanning self-validating records and cannot read it. Read it with the preview that wrote it and append its records to a new log."
-                : "";
-            sink.Report(LogHeaderField.Version, Invariant($"The log at {offset} has format version {version}; this library reads version {CurrentVersion}.{why}"));
+            sink.Report(LogHeaderField.Version, PoolProblemSeverity.Error, Invariant(
+                $"the log at {offset} has format version {old}, written by an earlier preview ({(old < 3 ? "a durable tail published on every append" : "a header without feature words, the tail word at 64")}): this preview library reads log format {Major} only and does not convert older logs; read its records with the preview that wrote it and append them to a new log"));
             return false;
         }
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(header[ChecksumOffset..]);
-        ulong computed = XxHash3.HashToUInt64(header[..StaticLength]);
-        if (stored != computed)
+        if (!FormatHeader.ChecksumMatches(block))
         {
-            sink.Report(LogHeaderField.Checksum, Invariant($"The log header at {offset} fails its checksum (stored 0x{stored:x16}, computed 0x{computed:x16})."));
+            sink.Report(LogHeaderField.Checksum, PoolProblemSeverity.Error, Invariant(
+                $"the log header at {offset}: {FormatHeader.Describe(block, Rules)}"));
+            return false;
+        }
+        var counting = new ErrorCounter(sink);
+        FormatHeader.Validate(block, Rules, counting, LogHeaderField.Version, LogHeaderField.Version, LogHeaderField.Features, LogHeaderField.Features, LogHeaderField.Features);
+        if (counting.Errors > 0)
+        {
             return false;
         }
         long capacity = BinaryPrimitives.ReadInt64LittleEndian(header[CapacityOffset..]);
         if (capacity < HeaderLength || capacity % HeaderLength != 0 || capacity > poolSize - offset - HeaderLength)
         {
-            sink.Report(LogHeaderField.Capacity, Invariant(
-                $"The log's capacity {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset}."));
+            sink.Report(LogHeaderField.Capacity, PoolProblemSeverity.Error, Invariant(
+                $"the log's capacity {capacity} is not a positive multiple of {HeaderLength} that fits in the pool after {offset}"));
             return false;
         }
         long window = BinaryPrimitives.ReadInt64LittleEndian(header[WindowOffset..]);
         if (window < FrameAlignment || window % FrameAlignment != 0 || window > capacity || window > MaxWindow)
         {
-            sink.Report(LogHeaderField.Window, Invariant(
-                $"The log's tail window {window} is not a multiple of {FrameAlignment} in [{FrameAlignment}, min(capacity {capacity}, {MaxWindow})]."));
+            sink.Report(LogHeaderField.Window, PoolProblemSeverity.Error, Invariant(
+                $"the log's tail window {window} is not a multiple of {FrameAlignment} in [{FrameAlignment}, min(capacity {capacity}, {MaxWindow})]"));
             return false;
         }
         layout = new LogLayout(capacity, BinaryPrimitives.ReadInt64LittleEndian(header[NonceOffset..]), window);
@@ -146,13 +207,13 @@ internal static class LogFormat
         bool ok = true;
         if (durableTail < 0 || durableTail % FrameAlignment != 0)
         {
-            sink.Report(LogHeaderField.Tail, Invariant($"The tail word {durableTail} is not a non-negative multiple of {FrameAlignment}."));
+            sink.Report(LogHeaderField.Tail, PoolProblemSeverity.Error, Invariant($"the tail word {durableTail} is not a non-negative multiple of {FrameAlignment}"));
             ok = false;
         }
         if (head < 0 || head % FrameAlignment != 0 || head > durableTail || durableTail - head > capacity)
         {
-            sink.Report(LogHeaderField.Head, Invariant(
-                $"The head word {head} must be a multiple of {FrameAlignment} in [tail - capacity, tail] = [{durableTail - capacity}, {durableTail}]."));
+            sink.Report(LogHeaderField.Head, PoolProblemSeverity.Error, Invariant(
+                $"the head word {head} must be a multiple of {FrameAlignment} in [tail - capacity, tail] = [{durableTail - capacity}, {durableTail}]"));
             ok = false;
         }
         return ok;
@@ -287,16 +348,45 @@ internal static class LogFormat
     internal static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }
 
-/// <summary>Where the log's judge reports a problem: Open's sink throws, an inspection's collects.</summary>
+/// <summary>Where the log's judge reports a problem (one sentence without a final stop): Open's sink throws, an inspection's collects.</summary>
 internal interface ILogProblemSink
 {
-    void Report(LogHeaderField field, string message);
+    void Report(LogHeaderField field, PoolProblemSeverity severity, string message);
 }
 
-/// <summary>The sink of <see cref="PmemLog.Open(PmemPool, long)"/>: the first problem is a <see cref="LogFormatException"/>.</summary>
+/// <summary>
+/// The sink of <see cref="PmemLog.Open(PmemPool, long)"/>: the first error is a <see cref="LogFormatException"/>
+/// (the sentence capitalised, with a final stop); the first read-only reason is kept (the log then opens read-only).
+/// </summary>
 internal sealed class ThrowingLogProblemSink : ILogProblemSink
 {
-    internal static readonly ThrowingLogProblemSink Instance = new();
+    /// <summary>Why the log must be opened read-only, or null.</summary>
+    public string? ReadOnlyReason { get; private set; }
 
-    public void Report(LogHeaderField field, string message) => throw new LogFormatException(field, message);
+    public void Report(LogHeaderField field, PoolProblemSeverity severity, string message)
+    {
+        if (severity == PoolProblemSeverity.Error)
+        {
+            throw new LogFormatException(field, Sentence(message));
+        }
+        if (severity == PoolProblemSeverity.ReadOnly)
+        {
+            ReadOnlyReason ??= message;
+        }
+    }
+
+    /// <summary>The exception's sentence for a problem's message: capitalised, with a final stop.</summary>
+    public static string Sentence(string message) => char.ToUpperInvariant(message[0]) + message[1..] + ".";
+}
+
+// FormatHeader.Validate reports through the generic sink; the log's sink and the caller's error count.
+file sealed class ErrorCounter(ILogProblemSink inner) : IFormatProblemSink<LogHeaderField>
+{
+    public int Errors { get; private set; }
+
+    public void Report(LogHeaderField field, PoolProblemSeverity severity, string message)
+    {
+        Errors += severity == PoolProblemSeverity.Error ? 1 : 0;
+        inner.Report(field, severity, message);
+    }
 }

@@ -5,12 +5,20 @@ namespace DirectPmem.Storage;
 /// <summary>One problem an inspection found in a log.</summary>
 public sealed class LogProblem
 {
-    internal LogProblem(LogHeaderField? field, long? lsn, string message)
+    internal LogProblem(LogHeaderField? field, long? lsn, string message, PoolProblemSeverity severity = PoolProblemSeverity.Error)
     {
         Field = field;
         Lsn = lsn;
         Message = message;
+        Severity = severity;
     }
+
+    /// <summary>
+    /// How serious it is: <see cref="PoolProblemSeverity.Error"/> refuses the open (a header problem) or stops a reader
+    /// (a damaged record), <see cref="PoolProblemSeverity.ReadOnly"/> opens the log read-only, <see cref="PoolProblemSeverity.Note"/>
+    /// changes nothing.
+    /// </summary>
+    public PoolProblemSeverity Severity { get; }
 
     /// <summary>The header field that failed (what <see cref="PmemLog.Open(PmemPool, long)"/> would report in <see cref="LogFormatException.Field"/>), or null for a damaged record.</summary>
     public LogHeaderField? Field { get; }
@@ -18,7 +26,7 @@ public sealed class LogProblem
     /// <summary>The LSN of the damaged record, or null for a header problem.</summary>
     public long? Lsn { get; }
 
-    /// <summary>What was expected and what was found.</summary>
+    /// <summary>What was expected and what was found. A header problem is one sentence without a final stop: <see cref="PmemLog.Open(PmemPool, long)"/> throws it capitalised, with a stop.</summary>
     public string Message { get; }
 
     /// <inheritdoc/>
@@ -48,11 +56,14 @@ public sealed class LogInspection
     /// <summary>Where the log starts.</summary>
     public long Offset { get; }
 
-    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open(PmemPool, long)"/> would succeed and every record before the tail word reads back.</summary>
+    /// <summary>Every problem found, header first. Empty when <see cref="PmemLog.Open(PmemPool, long)"/> would succeed without a word and every record before the tail word reads back.</summary>
     public IReadOnlyList<LogProblem> Problems { get; }
 
-    /// <summary>Whether no problem was found.</summary>
-    public bool IsValid => Problems.Count == 0;
+    /// <summary>Whether no problem was found beyond notes (<see cref="PoolProblemSeverity.Note"/>).</summary>
+    public bool IsValid => Problems.All(p => p.Severity == PoolProblemSeverity.Note);
+
+    /// <summary>The format version the header records (major, minor), or null when no intact header of this format was found (an earlier preview's log has none).</summary>
+    public Version? FormatVersion { get; private init; }
 
     /// <summary>The ring capacity (0 when the header could not be read that far).</summary>
     public long Capacity { get; }
@@ -81,25 +92,10 @@ public sealed class LogInspection
     internal static LogInspection Run(DaxMapping mapping, long offset, long dataOffset)
     {
         var sink = new CollectingSink();
-        long poolSize = mapping.Length;
-        bool locationOk = offset % LogFormat.HeaderLength == 0 && offset >= dataOffset && offset <= poolSize - 2 * LogFormat.HeaderLength;
-        Span<byte> header = stackalloc byte[LogFormat.HeaderLength];
-        if (locationOk)
-        {
-            try
-            {
-                MediaRead.Copy(mapping, offset, header);
-            }
-            catch (PmemMediaErrorException e)
-            {
-                sink.Report(LogHeaderField.Location, $"The log header at {offset} cannot be read: {e.Message}");
-                return new LogInspection(offset, sink.Problems, 0, 0, 0, 0, 0, null, null, null);
-            }
-        }
-        bool usable = LogFormat.ValidateHeader(header, offset, dataOffset, poolSize, sink, out LogLayout layout, out long tailWord, out long head);
+        bool usable = LogFormat.Examine(mapping, offset, dataOffset, mapping.Length, sink, out LogLayout layout, out long tailWord, out long head, out Version? version);
         if (!usable)
         {
-            return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, tailWord, 0, null, null, null);
+            return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, tailWord, 0, null, null, null) { FormatVersion = version };
         }
         long ring = offset + LogFormat.HeaderLength;
         long limit = head + layout.Capacity;
@@ -136,21 +132,21 @@ public sealed class LogInspection
                     string message = LogFormat.Invariant(
                         $"The record at LSN {lsn} is damaged: {problem}; the {records} record(s) before it read back, the {Math.Max(0, tailWord - lsn)} bytes from it to the tail word do not (a reader stops there with {reader}){after}.");
                     sink.Problems.Add(new LogProblem(null, lsn, message));
-                    return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, lsn, problem, null);
+                    return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, lsn, problem, null) { FormatVersion = version };
                 }
                 return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, null, null,
-                    LogFormat.Invariant($"the frame at LSN {lsn}: {problem}"));
+                    LogFormat.Invariant($"the frame at LSN {lsn}: {problem}")) { FormatVersion = version };
             }
             records++;
             lsn += LogFormat.FrameLength(length);
         }
-        return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, null, null, "the ring is full");
+        return new LogInspection(offset, sink.Problems, layout.Capacity, head, tailWord, lsn, records, null, null, "the ring is full") { FormatVersion = version };
     }
 
     private sealed class CollectingSink : ILogProblemSink
     {
         public List<LogProblem> Problems { get; } = [];
 
-        public void Report(LogHeaderField field, string message) => Problems.Add(new LogProblem(field, null, message));
+        public void Report(LogHeaderField field, PoolProblemSeverity severity, string message) => Problems.Add(new LogProblem(field, null, message, severity));
     }
 }

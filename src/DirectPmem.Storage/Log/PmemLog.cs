@@ -18,12 +18,13 @@ namespace DirectPmem.Storage;
 /// record before it are durable.
 /// </summary>
 /// <remarks>
-/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: magic, version 3,
-/// ring capacity, checksum nonce, unpersisted-tail window and their checksum; the tail word (+64) and
-/// the head word (+128), each on its own cache line. The ring of <see cref="Capacity"/> bytes
-/// follows. A record is a frame of 16 bytes (payload length u32, checksum u32, LSN i64) and the
-/// payload, padded (<see cref="FrameLength"/>). An LSN is a byte position that only grows; it lives
-/// at ring offset LSN mod capacity. A version 1 or 2 log (earlier previews) is refused.</para>
+/// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: a 128-byte block
+/// in the shared format-header layout (signature, format 4.0, feature words, ring capacity, checksum
+/// nonce, unpersisted-tail window, checksum); the tail word (+128) and the head word (+192), each on
+/// its own cache line. The ring of <see cref="Capacity"/> bytes follows. A record is a frame of 16
+/// bytes (payload length u32, checksum u32, LSN i64) and the payload, padded (<see cref="FrameLength"/>).
+/// An LSN is a byte position that only grows; it lives at ring offset LSN mod capacity. A log of
+/// formats 1 to 3 (earlier previews) is refused: this preview does not convert them.</para>
 /// <para><b>Append</b> (<see cref="LogCommit"/>; what a crash leaves at each step):</para>
 /// <list type="number">
 /// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
@@ -78,6 +79,7 @@ public sealed class PmemLog : IDisposable
     private readonly LogCommit _commit;
     private readonly Lock _truncateGate = new();
     private readonly LogMediaLoss? _recoveryLoss;
+    private string? _readOnlyReason;
     private int _disposed;
 
     private PmemLog(PmemPool pool, long offset, in LogLayout layout, long head, long durableTail, long tail,
@@ -113,8 +115,8 @@ public sealed class PmemLog : IDisposable
     /// </summary>
     public LogMediaLoss? RecoveryLoss => _recoveryLoss;
 
-    /// <summary>Whether appends and truncation are refused: the pool is read-only, or recovery met unreadable media (<see cref="RecoveryLoss"/>).</summary>
-    public bool IsReadOnly => _recoveryLoss is not null || _pool.IsReadOnly;
+    /// <summary>Whether appends and truncation are refused: the pool is read-only, recovery met unreadable media (<see cref="RecoveryLoss"/>), or the header has a read-only-compatible feature this library does not know.</summary>
+    public bool IsReadOnly => _recoveryLoss is not null || _readOnlyReason is not null || _pool.IsReadOnly;
 
     /// <summary>The log's length in the pool: header and ring.</summary>
     public long Length => HeaderLength + _capacity;
@@ -255,7 +257,7 @@ public sealed class PmemLog : IDisposable
 
     private static void ThrowIfLive(PmemPool pool, long offset)
     {
-        Span<byte> header = stackalloc byte[LogFormat.StaticLength + 8];
+        Span<byte> header = stackalloc byte[LogFormat.BlockLength];
         MediaRead.Copy(pool.Mapping, offset, header);
         if (!LogFormat.LooksLive(header))
         {
@@ -267,13 +269,14 @@ public sealed class PmemLog : IDisposable
 
     private static PmemLog OpenCore(PmemPool pool, long offset, LogMediaErrorPolicy policy)
     {
-        ReadOnlySpan<byte> header = offset % HeaderLength == 0 && offset >= pool.DataOffset && offset <= pool.Size - 2 * HeaderLength
-            ? pool.Mapping.GetReadOnlySpan(offset, HeaderLength)
-            : default;
-        LogFormat.ValidateHeader(header, offset, pool.DataOffset, pool.Size, ThrowingLogProblemSink.Instance, out LogLayout layout, out long durableTail, out long head);
-        long tail = Recover(pool, offset, layout, durableTail, head, policy, out LogMediaLoss? loss);
-        bool writesNothing = pool.IsReadOnly || loss is not null;
-        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, writesNothing ? durableTail : tail), tail, policy, loss);
+        var sink = new ThrowingLogProblemSink();
+        LogFormat.Examine(pool.Mapping, offset, pool.DataOffset, pool.Size, sink, out LogLayout layout, out long durableTail, out long head, out _);
+        long tail = Recover(pool, offset, layout, durableTail, head, policy, sink.ReadOnlyReason is not null, out LogMediaLoss? loss);
+        bool writesNothing = pool.IsReadOnly || loss is not null || sink.ReadOnlyReason is not null;
+        return new PmemLog(pool, offset, layout, head, Math.Max(durableTail, writesNothing ? durableTail : tail), tail, policy, loss)
+        {
+            _readOnlyReason = sink.ReadOnlyReason,
+        };
     }
 
     /// <summary>
@@ -288,7 +291,7 @@ public sealed class PmemLog : IDisposable
     /// <see cref="LogMediaErrorPolicy.Skip"/>, and nothing is written (the log opens read-only).
     /// </summary>
     private static long Recover(PmemPool pool, long offset, in LogLayout layout, long durableTail, long head,
-        LogMediaErrorPolicy policy, out LogMediaLoss? loss)
+        LogMediaErrorPolicy policy, bool writeNothing, out LogMediaLoss? loss)
     {
         DaxMapping mapping = pool.Mapping;
         long ringOffset = offset + HeaderLength;
@@ -328,9 +331,10 @@ public sealed class PmemLog : IDisposable
             }
             lsn += FrameLength(length);
         }
-        if (pool.IsReadOnly || loss is not null)
+        if (pool.IsReadOnly || loss is not null || writeNothing)
         {
-            // Nothing is written over a bad range: a store there raises SIGBUS on every open.
+            // Nothing is written over a bad range: a store there raises SIGBUS on every open. Nor to a log
+            // whose header has a read-only-compatible feature this library does not know.
             return lsn;
         }
         long clearEnd = Math.Min(durableTail + layout.Window, limit);
@@ -782,7 +786,15 @@ public sealed class PmemLog : IDisposable
         {
             ThrowMediaReadOnly();
         }
+        if (_readOnlyReason is not null)
+        {
+            ThrowFeatureReadOnly();
+        }
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowFeatureReadOnly() => throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+        $"The log at offset {Offset} is open read-only: {_readOnlyReason}."));
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     private void ThrowMediaReadOnly() => throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,

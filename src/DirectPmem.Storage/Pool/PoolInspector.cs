@@ -87,11 +87,19 @@ public static partial class PoolInspector
         if (rootValid && header.RootOffset != 0)
         {
             root = PoolRootKind.ApplicationData;
-            if (header.RootOffset <= mapping.Length - 8)
+            // Read poison-safe like every other read here: a lost page at the root is a note, and the root application data.
+            Span<byte> at = stackalloc byte[8];
+            PmemMediaErrorException? lost = header.RootOffset <= mapping.Length - 8 ? MediaRead.TryCopy(mapping, header.RootOffset, at) : null;
+            if (lost is not null)
             {
-                ReadOnlySpan<byte> at = mapping.GetReadOnlySpan(header.RootOffset, 8);
-                root = at.SequenceEqual(LogFormat.Magic) ? PoolRootKind.Log
-                    : BinaryPrimitives.ReadUInt64LittleEndian(at) == HeapLayout.Signature ? PoolRootKind.TransactionalHeap
+                sink.Report(PoolHeaderField.RootOffset, PoolProblemSeverity.Note, Invariant(
+                    $"the first bytes at the root (offset {header.RootOffset}) cannot be read (a media error at [0x{lost.BadOffset:x}, +0x{lost.BadLength:x})): what the root holds is unknown"));
+            }
+            else if (header.RootOffset <= mapping.Length - 8)
+            {
+                ulong word = BinaryPrimitives.ReadUInt64LittleEndian(at);
+                root = word == LogFormat.Signature ? PoolRootKind.Log
+                    : word == HeapLayout.Signature ? PoolRootKind.TransactionalHeap
                     : PoolRootKind.ApplicationData;
             }
         }

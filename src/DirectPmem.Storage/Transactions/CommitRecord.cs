@@ -49,30 +49,11 @@ internal static class CommitRecord
 
     /// <summary>
     /// Hashes one undo entry (at mapping offset <paramref name="entry"/>, naming <paramref name="target"/> relative to the heap)
-    /// into the commit's data hash. Recovery computes the same bytes from poison-safe copies (HeapValidation.DataHash).
+    /// into the commit's data hash, by the rule in <see cref="CommitDataHash"/> (recovery hashes through it too, poison-safe).
     /// </summary>
     public static void AppendEntry(XxHash3 hasher, DaxMapping mapping, long heapBase, HeapLayout layout, long entry, long target, int length)
     {
-        Span<byte> key = stackalloc byte[16];
-        BinaryPrimitives.WriteInt64LittleEndian(key, target);
-        BinaryPrimitives.WriteUInt32LittleEndian(key[8..], (uint)length);
-        BinaryPrimitives.WriteUInt32LittleEndian(key[12..], 0);
-        hasher.Append(key);
-        ReadOnlySpan<byte> now = mapping.GetReadOnlySpan(heapBase + target, length);
-        hasher.Append(now);
-        long from = Math.Max(target, layout.MapOffset);
-        long to = Math.Min(target + length, layout.MapOffset + layout.ObjectCount);
-        if (from < to)
-        {
-            ReadOnlySpan<byte> old = mapping.GetReadOnlySpan(entry + Lane.EntryHeader, length);
-            for (long m = from; m < to; m++)
-            {
-                int k = (int)(m - target);
-                if (now[k] == 1 && old[k] == 0)
-                {
-                    hasher.Append(mapping.GetReadOnlySpan(heapBase + layout.ObjectsOffset + (m - layout.MapOffset) * layout.ObjectSize, layout.ObjectSize));
-                }
-            }
-        }
+        var source = new MappedDataHashSource(mapping);
+        CommitDataHash.AppendEntry(hasher, ref source, heapBase, layout, entry, target, length);
     }
 }

@@ -103,8 +103,8 @@ internal static class HeapValidation
     {
         byte[] primary = new byte[HeapLayout.HeaderLength];
         byte[] backup = new byte[HeapLayout.HeaderLength];
-        PmemMediaErrorException? primaryLost = TryCopy(mapping, offset, primary);
-        PmemMediaErrorException? backupLost = TryCopy(mapping, offset + HeapLayout.BackupOffset, backup);
+        PmemMediaErrorException? primaryLost = MediaRead.TryCopy(mapping, offset, primary);
+        PmemMediaErrorException? backupLost = MediaRead.TryCopy(mapping, offset + HeapLayout.BackupOffset, backup);
         if (!FormatHeader.Choose(primaryLost is null ? primary : null, backupLost is null ? backup : null, HeapLayout.Rules, out bool primaryChosen, out PoolHeaderRepair repair))
         {
             string primaryState = primaryLost is null ? FormatHeader.Describe(primary, HeapLayout.Rules) : Lost(primaryLost);
@@ -174,7 +174,7 @@ internal static class HeapValidation
         }
 
         byte[] map = new byte[layout.ObjectCount];
-        if (TryCopy(mapping, offset + layout.MapOffset, map) is PmemMediaErrorException mapLost)
+        if (MediaRead.TryCopy(mapping, offset + layout.MapOffset, map) is PmemMediaErrorException mapLost)
         {
             sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, mapLost.Offset, Invariant(
                 $"the allocation map (offset {offset + layout.MapOffset}) {Lost(mapLost)}: which objects are free is unknown; the heap opens read-only"));
@@ -209,7 +209,7 @@ internal static class HeapValidation
     private static void ExamineLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, Span<byte> line, byte[] buffer, byte[] data, HeapScan scan, IHeapProblemSink sink)
     {
         long lineAt = offset + layout.LanesOffset + lane * layout.LaneStride;
-        if (TryCopy(mapping, lineAt, line) is PmemMediaErrorException lineLost)
+        if (MediaRead.TryCopy(mapping, lineAt, line) is PmemMediaErrorException lineLost)
         {
             sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lineLost.Offset, Invariant(
                 $"lane {lane}: its line (generation word and commit record, offset {lineAt}) {Lost(lineLost)}: whether its last transaction finished is unknown; the heap opens read-only and nothing is rolled back"));
@@ -283,7 +283,7 @@ internal static class HeapValidation
     private static bool? TryReadEntry(DaxMapping mapping, long log, long capacity, long seed, byte[] buffer, out ulong generation, out PmemMediaErrorException? lost)
     {
         generation = 0;
-        if ((lost = TryCopy(mapping, log, buffer.AsSpan(0, Lane.EntryHeader))) is not null)
+        if ((lost = MediaRead.TryCopy(mapping, log, buffer.AsSpan(0, Lane.EntryHeader))) is not null)
         {
             return null;
         }
@@ -293,7 +293,7 @@ internal static class HeapValidation
         {
             return false;
         }
-        if ((lost = TryCopy(mapping, log + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length))) is not null)
+        if ((lost = MediaRead.TryCopy(mapping, log + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length))) is not null)
         {
             return null;
         }
@@ -310,7 +310,7 @@ internal static class HeapValidation
         long seed = Lane.ChecksumSeed(lane);
         for (long position = 0; position + Lane.EntryHeader <= capacity;)
         {
-            PmemMediaErrorException? lost = TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
+            PmemMediaErrorException? lost = MediaRead.TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
             if (lost is null)
             {
                 if (BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8)) != generation)
@@ -322,7 +322,7 @@ internal static class HeapValidation
                 {
                     return true; // torn before its drain: its range was never modified
                 }
-                lost = TryCopy(mapping, log + position + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length));
+                lost = MediaRead.TryCopy(mapping, log + position + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length));
                 if (lost is null)
                 {
                     if (XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8 + (int)length), seed) != BinaryPrimitives.ReadUInt64LittleEndian(buffer))
@@ -350,65 +350,46 @@ internal static class HeapValidation
 
     /// <summary>
     /// The data hash of a generation's undo entries (<c>rollbacks[start..start+count]</c>) over what the
-    /// media holds now, read poison-safe; the commit computes the same bytes with
-    /// <see cref="CommitRecord.AppendEntry"/> (the crash sweeps check that the two agree: a mismatch
-    /// rolls committed transactions back). Null (after reporting) when a range cannot be read.
+    /// media holds now, read poison-safe, by the rule the commit hashes with (<see cref="CommitDataHash"/>).
+    /// Null (after reporting) when a range cannot be read.
     /// </summary>
     private static ulong? DataHash(DaxMapping mapping, long offset, HeapLayout layout, int lane, List<UndoEntryRef> rollbacks, int start, int count, byte[] old, byte[] now, IHeapProblemSink sink)
     {
         var hasher = new XxHash3(Lane.ChecksumSeed(lane));
-        Span<byte> key = stackalloc byte[16];
-        for (int i = start; i < start + count; i++)
+        byte[] obj = ArrayPool<byte>.Shared.Rent(layout.ObjectSize);
+        try
         {
-            (_, long entry, long target, int length) = rollbacks[i];
-            BinaryPrimitives.WriteInt64LittleEndian(key, target);
-            BinaryPrimitives.WriteUInt32LittleEndian(key[8..], (uint)length);
-            BinaryPrimitives.WriteUInt32LittleEndian(key[12..], 0);
-            hasher.Append(key);
-            PmemMediaErrorException? lost = TryCopy(mapping, offset + target, now.AsSpan(0, length))
-                ?? TryCopy(mapping, entry + Lane.EntryHeader, old.AsSpan(0, length));
-            if (lost is null)
+            var source = new MediaDataHashSource(mapping, now, old, obj);
+            for (int i = start; i < start + count; i++)
             {
-                hasher.Append(now.AsSpan(0, length));
-                long from = Math.Max(target, layout.MapOffset);
-                long to = Math.Min(target + length, layout.MapOffset + layout.ObjectCount);
-                for (long m = from; m < to && lost is null; m++)
+                (_, long entry, long target, int length) = rollbacks[i];
+                if (!CommitDataHash.AppendEntry(hasher, ref source, offset, layout, entry, target, length))
                 {
-                    int k = (int)(m - target);
-                    if (now[k] == 1 && old[k] == 0)
-                    {
-                        // The object this entry's commit allocates ("old" and "now" are still needed for the rest of the range).
-                        byte[] obj = ArrayPool<byte>.Shared.Rent(layout.ObjectSize);
-                        lost = TryCopy(mapping, offset + layout.ObjectsOffset + (m - layout.MapOffset) * layout.ObjectSize, obj.AsSpan(0, layout.ObjectSize));
-                        if (lost is null)
-                        {
-                            hasher.Append(obj.AsSpan(0, layout.ObjectSize));
-                        }
-                        ArrayPool<byte>.Shared.Return(obj);
-                    }
+                    PmemMediaErrorException lost = source.Lost!;
+                    sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
+                        $"lane {lane}: the data its commit record describes (the entry at offset {entry}, the range [0x{target:x}, +{length}) relative to the heap, or an object it allocates) {Lost(lost)}: whether the transaction committed is unknown; the heap opens read-only and nothing is rolled back"));
+                    return null;
                 }
             }
-            if (lost is not null)
-            {
-                sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
-                    $"lane {lane}: the data its commit record describes (the entry at offset {entry}, the range [0x{target:x}, +{length}) relative to the heap, or an object it allocates) {Lost(lost)}: whether the transaction committed is unknown; the heap opens read-only and nothing is rolled back"));
-                return null;
-            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(obj);
         }
         return hasher.GetCurrentHashAsUInt64();
     }
 
-    /// <summary>Copies out of the media poison-safe; returns the media error instead of throwing it.</summary>
-    internal static PmemMediaErrorException? TryCopy(DaxMapping mapping, long offset, Span<byte> destination)
+    // Recovery's source for the data hash: poison-safe copies, one buffer per slot; the media error that stopped it.
+    private struct MediaDataHashSource(DaxMapping mapping, byte[] now, byte[] old, byte[] obj) : IDataHashSource
     {
-        try
+        public PmemMediaErrorException? Lost { get; private set; }
+
+        public bool TryRead(long offset, int length, DataHashSlot slot, out ReadOnlySpan<byte> bytes)
         {
-            MediaRead.Copy(mapping, offset, destination);
-            return null;
-        }
-        catch (PmemMediaErrorException e)
-        {
-            return e;
+            Span<byte> buffer = (slot switch { DataHashSlot.Now => now, DataHashSlot.Snapshot => old, _ => obj }).AsSpan(0, length);
+            bytes = buffer;
+            Lost = MediaRead.TryCopy(mapping, offset, buffer);
+            return Lost is null;
         }
     }
 

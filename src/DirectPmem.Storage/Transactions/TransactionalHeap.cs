@@ -500,7 +500,7 @@ public sealed class TransactionalHeap : IDisposable
         Span<byte> header = stackalloc byte[HeapLayout.HeaderLength];
         foreach (long at in (ReadOnlySpan<long>)[offset, offset + HeapLayout.BackupOffset])
         {
-            if (at + HeapLayout.HeaderLength > mapping.Length || HeapValidation.TryCopy(mapping, at, header) is not null || !FormatHeader.IsIntact(header, HeapLayout.Rules))
+            if (at + HeapLayout.HeaderLength > mapping.Length || MediaRead.TryCopy(mapping, at, header) is not null || !FormatHeader.IsIntact(header, HeapLayout.Rules))
             {
                 continue;
             }

@@ -45,7 +45,7 @@ internal sealed record PoolReport(
 internal sealed record StructureReport(string Name, string Kind, long Offset, long Length, string? Header = null);
 
 /// <summary>A log: header, head and tail, and the frames walked from head to tail.</summary>
-internal sealed record LogReport(long Offset, long Capacity, long Head, long Tail, long Records, long UsedBytes, long? FirstBadLsn, string? FirstBadProblem);
+internal sealed record LogReport(long Offset, string? FormatVersion, long Capacity, long Head, long Tail, long Records, long UsedBytes, long? FirstBadLsn, string? FirstBadProblem);
 
 /// <summary>A transactional heap: geometry, allocation and what recovery would roll back.</summary>
 internal sealed record HeapReport(long Offset, long RegionLength, int LaneCount, int LaneLogSize, int RootSize, int ObjectSize, int ObjectCount, int AllocatedObjects, int LanesToRollBack, IReadOnlyList<HeapLaneReport> Lanes);
@@ -139,7 +139,7 @@ internal static class PoolChecker
         HeapReport? heap = null;
         if (logOffset is long lo)
         {
-            log = LogChecker.Check(map, lo, logDataOffset, problems);
+            log = LogChecker.Check(map, lo, logDataOffset, problems, notes);
         }
         if (heapOffset is long ho)
         {
@@ -155,7 +155,7 @@ internal static class PoolChecker
             string? header = null;
             if (entry.Kind == PoolStructureKind.Log && entry.Offset != logOffset)
             {
-                LogChecker.Check(map, entry.Offset, logDataOffset, problems);
+                LogChecker.Check(map, entry.Offset, logDataOffset, problems, notes);
             }
             else if (entry.Kind == PoolStructureKind.TransactionalHeap && entry.Offset != heapOffset)
             {
@@ -278,21 +278,40 @@ internal static class PoolChecker
 /// </summary>
 internal static class LogChecker
 {
-    internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems)
+    internal static LogReport? Check(DaxMapping map, long offset, long dataOffset, List<CheckProblem> problems, List<string> notes)
     {
         LogInspection inspection = PmemLog.Inspect(map, offset, dataOffset);
         foreach (LogProblem problem in inspection.Problems)
         {
-            string what = problem.Field is LogHeaderField field ? field.ToString().ToLowerInvariant() : Invariant($"frame at LSN {problem.Lsn}");
-            problems.Add(Problem(what + ": " + problem.Message));
+            // A header problem is the library's own sentence (PmemLog.Open throws it capitalised, with a stop), under its field.
+            string message = (problem.Field is LogHeaderField field ? LogFieldName(field) : Invariant($"frame at LSN {problem.Lsn}")) + ": " + problem.Message;
+            switch (problem.Severity)
+            {
+                case PoolProblemSeverity.Error:
+                    problems.Add(Problem(message));
+                    break;
+                case PoolProblemSeverity.ReadOnly:
+                    problems.Add(Problem(message + " (PmemLog.Open opens it read-only)"));
+                    break;
+                default:
+                    notes.Add("log " + message);
+                    break;
+            }
         }
         if (inspection.Capacity == 0)
         {
             return null;
         }
-        return new LogReport(offset, inspection.Capacity, inspection.Head, inspection.Tail, inspection.Records, inspection.Tail - inspection.Head,
+        return new LogReport(offset, inspection.FormatVersion?.ToString(), inspection.Capacity, inspection.Head, inspection.Tail, inspection.Records, inspection.Tail - inspection.Head,
             inspection.FirstDamagedLsn, inspection.FirstDamagedProblem);
     }
+
+    internal static string LogFieldName(LogHeaderField field) => field switch
+    {
+        LogHeaderField.Magic => "signature",
+        LogHeaderField.MediaError => "media error",
+        _ => field.ToString().ToLowerInvariant(),
+    };
 
     private static CheckProblem Problem(string message, string? repair = null) => new("log", message, repair);
 

@@ -553,7 +553,7 @@ internal static class CheckCommand
             if (pool.Log is LogReport log)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  log at {log.Offset}: capacity {log.Capacity}, head {log.Head}, tail {log.Tail}, {log.Records} record(s) verified{(log.FirstBadLsn is long bad ? $", first bad frame at LSN {bad}" : "")}"));
+                    $"  log at {log.Offset}: format {log.FormatVersion}, capacity {log.Capacity}, head {log.Head}, tail {log.Tail}, {log.Records} record(s) verified{(log.FirstBadLsn is long bad ? $", first bad frame at LSN {bad}" : "")}"));
             }
             if (pool.Heap is HeapReport heap)
             {

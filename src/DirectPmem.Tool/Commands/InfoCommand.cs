@@ -187,7 +187,7 @@ internal static class InfoCommand
         }
         if (pool.Log is LogReport log)
         {
-            grid.AddRow("log", $"at {F(log.Offset)}, capacity {Sizes.Format(log.Capacity)}, head {F(log.Head)}, tail {F(log.Tail)}, {F(log.Records)} record(s), {Sizes.Format(log.UsedBytes)} used");
+            grid.AddRow("log", $"at {F(log.Offset)}, format {log.FormatVersion}, capacity {Sizes.Format(log.Capacity)}, head {F(log.Head)}, tail {F(log.Tail)}, {F(log.Records)} record(s), {Sizes.Format(log.UsedBytes)} used");
             if (log.FirstBadLsn is long bad)
             {
                 grid.AddRow("log damage", Markup.Escape($"LSN {F(bad)}: {log.FirstBadProblem}"));

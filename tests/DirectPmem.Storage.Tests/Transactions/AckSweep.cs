@@ -1,17 +1,13 @@
-using System.Text;
 using DirectPmem.Mapping;
 using DirectPmem.Testing;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 
 /// <summary>
-/// A crash sweep that knows which operations were acknowledged before each crash. Like
-/// <see cref="CrashTest"/> (whose images and crash points it uses: the state just before every
-/// drain completes, and the end), but the workload reports each acknowledged operation through
-/// <c>ack()</c>; the harness records the drain count at that moment, so that for a crash before
-/// drain N it knows the operations whose drains had all completed (drain count &lt; N) and passes
-/// their number to the check. The check then asserts "every acknowledged operation is there, and
-/// at most the one in flight beyond it".
+/// The storage tests' shape of the one acknowledgement-aware sweep, <see cref="AckCrashSweep"/> (DirectPmem.Testing):
+/// a workload that calls <c>ack()</c> after each operation returns, and a check that receives how many operations were
+/// acknowledged before the crash. It has no loop of its own: the crash points, the images and what counts as
+/// acknowledged (an acknowledgement made before the crash was captured) are the library's.
 /// </summary>
 internal sealed class AckSweep
 {
@@ -30,7 +26,7 @@ internal sealed class AckSweep
 
     public ulong Seed { get; init; } = 0x7A5EED;
 
-    public sealed record Result(long Drains, long Images, int Acks, List<string> Failures)
+    public sealed record Result(long Drains, long Images, int Acks, IReadOnlyList<string> Failures)
     {
         public void ThrowIfFailed()
         {
@@ -43,63 +39,23 @@ internal sealed class AckSweep
 
     public Result Run(bool stopAtFirstFailure = true)
     {
-        long drains;
-        int totalAcks;
-        using (SimulatedDevice counting = Prepare())
+        var sweep = new AckCrashSweep
         {
-            int acks = 0;
-            Workload(counting.Mapping, () => acks++);
-            drains = counting.DrainCount;
-            totalAcks = acks;
-        }
-        var failures = new List<string>();
-        long images = 0;
-        for (long point = 1; point <= drains + 1; point++)
-        {
-            var ackDrains = new List<long>();
-            CrashState state;
-            using (SimulatedDevice device = Prepare())
+            DeviceLength = DeviceLength,
+            Setup = Setup,
+            Workload = (map, acks) =>
             {
-                if (point <= drains)
-                {
-                    device.CrashAtDrain = point;
-                }
-                Workload(device.Mapping, () => ackDrains.Add(device.DrainCount));
-                state = point <= drains
-                    ? device.CapturedCrash ?? throw new InvalidOperationException("workload is not deterministic")
-                    : device.Crash();
-            }
-            int acked = ackDrains.Count(d => d < point);
-            foreach ((ImageStrategy strategy, ulong seed) in ImagesOf(state, point))
-            {
-                images++;
-                CrashImage image = state.CreateImage(strategy, seed);
-                using SimulatedDevice recovered = image.Open();
-                try
-                {
-                    Recover(recovered.Mapping, acked);
-                }
-                catch (Exception e)
-                {
-                    failures.Add($"crash point {point} ({state.Point}), {acked} acknowledged, image {strategy} seed 0x{seed:x}:\n{e}\n{image.Describe(16)}");
-                    if (stopAtFirstFailure)
-                    {
-                        return new Result(drains, images, totalAcks, failures);
-                    }
-                }
-            }
-        }
-        return new Result(drains, images, totalAcks, failures);
+                long operation = 0;
+                Workload(map, () => acks.Acknowledge(operation++));
+            },
+            Check = (map, acks) => Recover(map, acks.GetAcknowledged().Count),
+            RandomImages = RandomImages,
+            ExhaustiveLimit = ExhaustiveLimit,
+            Seed = Seed,
+            // Failures are returned, not thrown: a negative control expects them.
+            MaxFailures = stopAtFirstFailure ? 1 : int.MaxValue,
+        };
+        AckCrashSweepResult result = sweep.Run();
+        return new Result(result.CrashPoints - 1, result.Images, (int)result.Acknowledged, result.Failures);
     }
-
-    private SimulatedDevice Prepare()
-    {
-        SimulatedDevice device = SimulatedDevice.Create(DeviceLength);
-        Setup?.Invoke(device.Mapping);
-        device.ResetCounters();
-        return device;
-    }
-
-    private IEnumerable<(ImageStrategy, ulong)> ImagesOf(CrashState state, long point)
-        => CrashSweep.ImagesAt(state, point, ExhaustiveLimit, RandomImages, Seed);
 }

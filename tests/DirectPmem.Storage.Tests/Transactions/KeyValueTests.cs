@@ -1,14 +1,18 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
-using DirectPmem.KeyValue;
 using DirectPmem.Mapping;
+using DirectPmem.Storage.Tests.Transactions.KeyValue;
 using DirectPmem.Storage.Transactions;
 using DirectPmem.Testing;
 using Xunit;
 
 namespace DirectPmem.Storage.Tests.Transactions;
 
-/// <summary>The key-value sample: its operations, simulated power failures at every drain, and kill -9.</summary>
+/// <summary>
+/// The tests' key-value store (<see cref="PersistentHashTable"/>, once the sample's): its operations, simulated power
+/// failures at every drain, and kill -9 of a child test process (<see cref="StressChild"/>) that runs it.
+/// </summary>
 public sealed class KeyValueTests(ITestOutputHelper output)
 {
     private const long Length = 64 * 1024;
@@ -190,15 +194,73 @@ public sealed class KeyValueTests(ITestOutputHelper output)
         Assert.True(totalAcked >= rounds, "the child made progress");
     });
 
-    /// <summary>Runs <paramref name="test"/> with the sample's executable and a pool file path in a fresh temporary directory.</summary>
+    private const string FileVariable = "DIRECTPMEM_KV_FILE";
+    private const string FirstVariable = "DIRECTPMEM_KV_FIRST";
+    private const string SeedVariable = "DIRECTPMEM_KV_SEED";
+    private static readonly Lock s_reportGate = new();
+
+    /// <summary>
+    /// The kill -9 child: opens the store in the file its parent names (creating it when the file does not exist),
+    /// reports "ready", then applies <see cref="StressOps"/> from the first operation(s) on, reporting "ack N" (one
+    /// thread) or "ack T N" (two threads, T = 0 or 1, each on its own keys) once operation N is durable, until killed.
+    /// Two threads share buckets and reuse each other's freed entries, so their transactions touch each other's bytes.
+    /// </summary>
+    [Fact(Explicit = true)]
+    public void StressChild()
+    {
+        ChildProcess.RequireChild();
+        string file = Environment.GetEnvironmentVariable(FileVariable) ?? throw new InvalidOperationException($"{FileVariable} is not set");
+        long[] firsts = [.. Environment.GetEnvironmentVariable(FirstVariable)!.Split(',').Select(f => long.Parse(f, CultureInfo.InvariantCulture))];
+        ulong seed = ulong.Parse(Environment.GetEnvironmentVariable(SeedVariable)!, CultureInfo.InvariantCulture);
+        using PersistentHashTable store = File.Exists(file) ? PersistentHashTable.OpenFile(file) : PersistentHashTable.CreateFile(file, 8L << 20, buckets: 32);
+        ChildProcess.Report($"ready {store.Recovery}");
+        if (firsts.Length == 1)
+        {
+            Stress(store, seed, firsts[0], -1);
+            return;
+        }
+        Thread[] threads = [new(() => Stress(store, seed, firsts[0], 0)), new(() => Stress(store, seed, firsts[1], 1))];
+        foreach (Thread thread in threads)
+        {
+            thread.Start();
+        }
+        foreach (Thread thread in threads)
+        {
+            thread.Join();
+        }
+    }
+
+    private static void Stress(PersistentHashTable store, ulong seed, long first, int thread)
+    {
+        for (long i = first; ; i++)
+        {
+            (byte[] key, byte[]? value) = StressOps.Op(seed, i, thread);
+            if (value is null)
+            {
+                store.Delete(key);
+            }
+            else
+            {
+                store.Put(key, value);
+            }
+            // One writer at a time: a report line is appended by opening the file at its end, and two threads
+            // appending at once could overwrite each other's line (the parent would then count fewer acknowledgements).
+            lock (s_reportGate)
+            {
+                ChildProcess.Report(thread < 0 ? Invariant(i, "ack {0}") : Invariant(i, "ack " + thread.ToString(CultureInfo.InvariantCulture) + " {0}"));
+            }
+        }
+    }
+
+    private static string Invariant(long value, string format) => string.Format(CultureInfo.InvariantCulture, format, value);
+
+    /// <summary>Runs <paramref name="test"/> with a pool file path in a fresh temporary directory.</summary>
     private static void WithChildAndPool(Action<string, string> test)
     {
-        string child = Path.Combine(AppContext.BaseDirectory, "DirectPmem.KeyValue");
-        Assert.True(File.Exists(child), $"the sample's executable is next to the tests: {child}");
         string dir = Directory.CreateTempSubdirectory("directpmem-kv-").FullName;
         try
         {
-            test(child, Path.Combine(dir, "kv.pool"));
+            test(nameof(StressChild), Path.Combine(dir, "kv.pool"));
         }
         finally
         {
@@ -210,9 +272,9 @@ public sealed class KeyValueTests(ITestOutputHelper output)
     private static long[] RunAndKillTwo(string child, string file, long[] first, ulong seed, int millis)
     {
         long[] acked = [first[0], first[1]];
-        foreach (string ack in RunAndKillChild(child, ["stress2", file, Invariant(first[0]), Invariant(first[1]), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)], millis))
+        foreach (string ack in RunAndKillChild(child, file, Invariant(first[0]) + "," + Invariant(first[1]), seed, millis))
         {
-            // only "ack T N" lines in order count (the last may be cut by the kill)
+            // only "ack T N" lines in order count
             string[] parts = ack.Split(' ');
             if (parts.Length == 3 && parts[0] == "ack" && int.TryParse(parts[1], out int t) && t is 0 or 1
                 && long.TryParse(parts[2], out long n) && n == acked[t])
@@ -223,15 +285,15 @@ public sealed class KeyValueTests(ITestOutputHelper output)
         return acked;
     }
 
-    private static string Invariant(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Runs the single-thread child from <paramref name="first"/>; returns the last acknowledged operation.</summary>
     private static long RunAndKill(string child, string file, long first, ulong seed, int millis)
     {
         long lastAck = first - 1;
-        foreach (string ack in RunAndKillChild(child, ["stress", file, Invariant(first), seed.ToString(System.Globalization.CultureInfo.InvariantCulture)], millis))
+        foreach (string ack in RunAndKillChild(child, file, Invariant(first), seed, millis))
         {
-            // only "ack N" lines in order count (the last may be cut by the kill)
+            // only "ack N" lines in order count
             if (ack.StartsWith("ack ", StringComparison.Ordinal) && long.TryParse(ack.AsSpan(4), out long n) && n == lastAck + 1)
             {
                 lastAck = n;
@@ -243,29 +305,36 @@ public sealed class KeyValueTests(ITestOutputHelper output)
     /// <summary>
     /// Starts the child, lets it run <paramref name="millis"/> ms after its first acknowledgement
     /// (a loaded machine can take a while to get it going), kills it with SIGKILL and returns the
-    /// lines it printed after "ready".
+    /// complete lines it reported after "ready" (a line the kill cut is left out).
     /// </summary>
-    private static IEnumerable<string> RunAndKillChild(string child, string[] arguments, int millis)
+    private static string[] RunAndKillChild(string child, string file, string first, ulong seed, int millis)
     {
-        var start = new ProcessStartInfo(child, arguments)
+        string report = ChildProcess.NewReportPath();
+        try
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        using Process process = Process.Start(start)!;
-        string? line = process.StandardOutput.ReadLine();
-        if (line is null || !line.StartsWith("ready", StringComparison.Ordinal))
-        {
+            ChildProcess.Started started = ChildProcess.Start(typeof(KeyValueTests), child, report,
+                (FileVariable, file), (FirstVariable, first), (SeedVariable, seed.ToString(CultureInfo.InvariantCulture)));
+            using Process process = started.Process;
+            var watch = Stopwatch.StartNew();
+            while (ChildProcess.ReadReport(report).Length < 2 && !process.HasExited && watch.Elapsed < TestTime.Limit(TimeSpan.FromMinutes(2)))
+            {
+                Thread.Sleep(1);
+            }
+            string[] begun = ChildProcess.ReadReport(report);
+            if (begun.Length < 2 || !begun[0].StartsWith("ready", StringComparison.Ordinal))
+            {
+                TestTime.KillAndWait(process);
+                throw new InvalidOperationException($"the child did not start acknowledging within {watch.Elapsed}: [{string.Join("; ", begun.Take(3))}]\n{started.Output.Result}");
+            }
+            Thread.Sleep(millis);
+            process.Kill();                      // SIGKILL on Linux
             process.WaitForExit();
-            throw new InvalidOperationException($"the child did not start: {line} {process.StandardError.ReadToEnd()}");
+            Assert.Equal(137, process.ExitCode); // 128 + SIGKILL: it did not stop on its own
+            return ChildProcess.ReadReport(report).Skip(1).ToArray();
         }
-        string? firstAck = process.StandardOutput.ReadLine();
-        Task<string> rest = process.StandardOutput.ReadToEndAsync();
-        Thread.Sleep(millis);
-        process.Kill();                      // SIGKILL on Linux
-        process.WaitForExit();
-        Assert.Equal(137, process.ExitCode); // 128 + SIGKILL: it did not stop on its own
-        return rest.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Prepend(firstAck ?? "");
+        finally
+        {
+            File.Delete(report);
+        }
     }
 }
