@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
@@ -357,6 +358,109 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(-1, new byte[1])).ParamName);
         map.Dispose();
         Assert.Throws<ObjectDisposedException>(() => map.ReadSafe(0, new byte[1]));
+    }
+
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(3, 7)]
+    [InlineData(0, 64)]
+    [InlineData(13, 65)]
+    [InlineData(4095, 4097)]
+    [InlineData(0, MapLength)]                    // more than one piece would be, at the piece limit
+    public void DangerousReadSafeCopiesWhatTheSpanHolds(int offset, int length)
+    {
+        using DaxMapping map = DaxMapping.CreateAnonymous(2 * MapLength);
+        Fill(map.GetSpan(0, 2 * MapLength));
+        byte[] read = new byte[length + 2];
+        read[0] = 0xEE;
+        read[^1] = 0xEE;
+        fixed (byte* to = read)
+        {
+            map.DangerousReadSafe(offset, to + 1, length);
+        }
+        Assert.True(map.GetReadOnlySpan(offset, length).SequenceEqual(read.AsSpan(1, length)));
+        // Nothing outside the destination was written.
+        Assert.Equal(0xEE, read[0]);
+        Assert.Equal(0xEE, read[^1]);
+    }
+
+    [Fact]
+    public void DangerousReadSafeCopiesARangeLongerThanOnePiece()
+    {
+        const int Length = (int)SafeCopy.MaxPiece * 2 + 100;
+        using DaxMapping map = DaxMapping.CreateAnonymous(4L << 20);
+        Fill(map.GetSpan(0, 4 << 20));
+        byte[] read = new byte[Length];
+        fixed (byte* to = read)
+        {
+            map.DangerousReadSafe(7, to, Length);
+        }
+        Assert.True(map.GetReadOnlySpan(7, Length).SequenceEqual(read));
+    }
+
+    [Theory]
+    [InlineData(KeptLength - 100, 300)]          // a short read crossing the end
+    [InlineData(KeptLength, 1)]                  // entirely past the end
+    [InlineData(0, MapLength)]                    // from the start, over the end of the file
+    public void DangerousReadSafeOfATruncatedFileThrowsNamingTheOffset(int offset, int length)
+    {
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated"));
+        byte[] read = new byte[length];
+        PmemMediaErrorException e = Assert.Throws<PmemMediaErrorException>(() =>
+        {
+            fixed (byte* to = read)
+            {
+                t.Map.DangerousReadSafe(offset, to, length);
+            }
+        });
+        long expectedRead = Math.Max(0, KeptLength - offset);
+        Assert.Equal(MediaErrorKind.BeyondEndOfFile, e.Kind);
+        Assert.Equal(offset, e.Offset);
+        Assert.Equal(length, e.Length);
+        Assert.Equal(expectedRead, e.BytesRead);
+        Assert.Equal(offset + expectedRead, e.BadOffset);
+        Assert.True(Expected(offset, (int)expectedRead).SequenceEqual(read.AsSpan(0, (int)expectedRead)));
+    }
+
+    [Fact]
+    public void DangerousReadSafeRefusesARangeOutsideTheMappingANegativeLengthAndUseAfterDispose()
+    {
+        DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        byte[] read = new byte[4096];
+        fixed (byte* to = read)
+        {
+            byte* destination = to;
+            Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(1, destination, 4096)).ParamName);
+            Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(-1, destination, 1)).ParamName);
+            Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(0, destination, -1)).ParamName);
+            map.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => map.DangerousReadSafe(0, destination, 1));
+            Assert.Throws<ObjectDisposedException>(() => map.DangerousReadSafe(0, destination, 0));
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AFaultAtTheDestinationIsReportedAsTheDestinationsNotAsAMediaErrorOfTheMapping(bool dangerous)
+    {
+        // The destination is a page past the end of a truncated file: the copy's first store raises
+        // SIGBUS (BUS_ADRERR) at an address outside the range being read.
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated-destination"));
+        using DaxMapping source = DaxMapping.CreateAnonymous(4096);
+        Fill(source.GetSpan(0, 4096));
+        Span<byte> destination = t.Map.GetSpan(KeptLength + 4096, 64);
+        byte* to = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(destination));
+        PmemException e = dangerous
+            ? Assert.Throws<PmemException>(() => source.DangerousReadSafe(128, to, 64))
+            : Assert.Throws<PmemException>(() => source.ReadSafe(128, new Span<byte>(to, 64)));
+        Assert.Contains("could not write its destination", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"0x{(nuint)to:x}", e.Message, StringComparison.Ordinal);
+        Assert.Contains("SIGBUS", e.Message, StringComparison.Ordinal);
+        // The source is intact and still readable.
+        Assert.Equal(Expected(128, 64), source.GetReadOnlySpan(128, 64).ToArray());
     }
 
     [Fact]
