@@ -330,6 +330,62 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Contains(report, line => line.StartsWith("rounds ", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void SmallDangerousReadSafesRacingDisposeCompleteOrThrowObjectDisposedNeverKillTheProcess()
+    {
+        string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(SmallDangerousDisposeRaceChild));
+        Assert.Contains(report, line => line.StartsWith("rounds ", StringComparison.Ordinal));
+    }
+
+    // The inlined path of DangerousReadSafe (64 B reads into a buffer pinned once) racing Dispose:
+    // each read completes on the live mapping or throws; a read that met the PROT_NONE reservation
+    // left by Dispose ends as ObjectDisposedException, never as a fault of the process.
+    [Fact(Explicit = true)]
+    public void SmallDangerousDisposeRaceChild()
+    {
+        ChildProcess.RequireChild();
+        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
+        int completed = 0;
+        int disposed = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            DaxMapping map = DaxMapping.CreateAnonymous(1 << 20);
+            map.GetSpan(0, 1 << 20).Fill(1);
+            using var started = new ManualResetEventSlim();
+            var reader = new Thread(() =>
+            {
+                byte* buffer = stackalloc byte[64];
+                started.Set();
+                for (int i = 0; i < 20_000; i++)
+                {
+                    try
+                    {
+                        map.DangerousReadSafe((i & 4095) * 256L, buffer, 64);
+                        if (buffer[0] != 1 || buffer[63] != 1)
+                        {
+                            throw new InvalidOperationException($"read {buffer[0]}/{buffer[63]} from a live mapping");
+                        }
+                        completed++;
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // Dispose sets its flag before it zeroes the limits: a refused range is
+                        // reported as disposed, never as out of range.
+                        disposed++;
+                        return;
+                    }
+                }
+            });
+            reader.Start();
+            started.Wait(TestContext.Current.CancellationToken);
+            Thread.SpinWait(r * 97 % 20_000);
+            map.Dispose();
+            reader.Join();
+        }
+        ChildProcess.Report($"rounds {rounds} completed {completed} disposed {disposed}");
+        ChildProcess.Report("done");
+    }
+
     [Fact(Explicit = true)]
     public void DisposeRaceChild()
     {
