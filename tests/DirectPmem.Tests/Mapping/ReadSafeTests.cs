@@ -343,82 +343,76 @@ public sealed unsafe partial class ReadSafeTests
     [Fact(Explicit = true)]
     public void SmallDangerousDisposeRaceChild()
     {
-        ChildProcess.RequireChild();
-        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
         int completed = 0;
         int disposed = 0;
-        for (int r = 0; r < rounds; r++)
+        RaceWithDispose(1 << 20, map =>
         {
-            DaxMapping map = DaxMapping.CreateAnonymous(1 << 20);
-            map.GetSpan(0, 1 << 20).Fill(1);
-            using var started = new ManualResetEventSlim();
-            var reader = new Thread(() =>
+            byte* buffer = stackalloc byte[64];
+            for (int i = 0; i < 20_000; i++)
             {
-                byte* buffer = stackalloc byte[64];
-                started.Set();
-                for (int i = 0; i < 20_000; i++)
+                try
                 {
-                    try
+                    map.DangerousReadSafe((i & 4095) * 256L, buffer, 64);
+                    if (buffer[0] != 1 || buffer[63] != 1)
                     {
-                        map.DangerousReadSafe((i & 4095) * 256L, buffer, 64);
-                        if (buffer[0] != 1 || buffer[63] != 1)
-                        {
-                            throw new InvalidOperationException($"read {buffer[0]}/{buffer[63]} from a live mapping");
-                        }
-                        completed++;
+                        throw new InvalidOperationException($"read {buffer[0]}/{buffer[63]} from a live mapping");
                     }
-                    catch (ObjectDisposedException)
-                    {
-                        // Dispose sets its flag before it zeroes the limits: a refused range is
-                        // reported as disposed, never as out of range.
-                        disposed++;
-                        return;
-                    }
+                    completed++;
                 }
-            });
-            reader.Start();
-            started.Wait(TestContext.Current.CancellationToken);
-            Thread.SpinWait(r * 97 % 20_000);
-            map.Dispose();
-            reader.Join();
-        }
-        ChildProcess.Report($"rounds {rounds} completed {completed} disposed {disposed}");
-        ChildProcess.Report("done");
+                catch (ObjectDisposedException)
+                {
+                    // Dispose sets its flag before it zeroes the limits: a refused range is
+                    // reported as disposed, never as out of range.
+                    disposed++;
+                    return;
+                }
+            }
+        }, () => $"completed {completed} disposed {disposed}");
     }
 
     [Fact(Explicit = true)]
     public void DisposeRaceChild()
     {
-        ChildProcess.RequireChild();
-        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
         byte[] read = new byte[4 << 20];
         int completed = 0;
         int disposed = 0;
+        RaceWithDispose(4 << 20, map =>
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                try
+                {
+                    map.ReadSafe(0, read);
+                    completed++;
+                }
+                catch (ObjectDisposedException)
+                {
+                    disposed++;
+                }
+                catch (ArgumentOutOfRangeException)
+                {
+                    // Disposed before the range check read the length (0 after Dispose).
+                    disposed++;
+                }
+            }
+        }, () => $"completed {completed} disposed {disposed}");
+    }
+
+    // In a child process: for each round, a mapping of ones that `reads` uses on a second thread
+    // while this thread disposes it after a delay that varies by round; then reports the counts.
+    private static void RaceWithDispose(int mapLength, Action<DaxMapping> reads, Func<string> counts)
+    {
+        ChildProcess.RequireChild();
+        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
         for (int r = 0; r < rounds; r++)
         {
-            DaxMapping map = DaxMapping.CreateAnonymous(4 << 20);
-            map.GetSpan(0, 4096).Fill(1);
+            DaxMapping map = DaxMapping.CreateAnonymous(mapLength);
+            map.GetSpan(0, mapLength).Fill(1);
             using var started = new ManualResetEventSlim();
             var reader = new Thread(() =>
             {
                 started.Set();
-                for (int i = 0; i < 4; i++)
-                {
-                    try
-                    {
-                        map.ReadSafe(0, read);
-                        Interlocked.Increment(ref completed);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        Interlocked.Increment(ref disposed);
-                    }
-                    catch (ArgumentOutOfRangeException)
-                    {
-                        // Disposed before the range check read the length (0 after Dispose).
-                        Interlocked.Increment(ref disposed);
-                    }
-                }
+                reads(map);
             });
             reader.Start();
             started.Wait(TestContext.Current.CancellationToken);
@@ -426,7 +420,7 @@ public sealed unsafe partial class ReadSafeTests
             map.Dispose();
             reader.Join();
         }
-        ChildProcess.Report($"rounds {rounds} completed {completed} disposed {disposed}");
+        ChildProcess.Report($"rounds {rounds} {counts()}");
         ChildProcess.Report("done");
     }
 
