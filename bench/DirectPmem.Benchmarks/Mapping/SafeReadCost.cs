@@ -9,8 +9,10 @@ namespace DirectPmem.Benchmarks.Mapping;
 /// copy a caller would write (<c>GetReadOnlySpan(offset, n).CopyTo(destination)</c>) on hot data, at
 /// 64 B, 4 KiB and 1 MiB, in ONE process with interleaved rounds (the order of the contenders is
 /// reversed every other round), timed with the thread's CPU time (CLOCK_THREAD_CPUTIME_ID, as
-/// <see cref="Floor"/>: on a shared machine the time other processes had the CPU is not counted). Also the safe routine's two paths on their own (the 32-byte SSE2
-/// loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
+/// <see cref="Floor"/>: on a shared machine the time other processes had the CPU is not counted). Also
+/// <see cref="DaxMapping.DangerousReadSafe"/> into the same buffer pinned once around the loop (what
+/// the per-call pin of <see cref="DaxMapping.ReadSafe"/> costs), and the safe routine's two paths on
+/// their own (the vector loop and <c>rep movsb</c>), which is how the threshold between them was chosen.
 /// </summary>
 /// <remarks><c>dotnet DirectPmem.Benchmarks.dll --safe-read [ROUNDS (41)] [MS_PER_ROUND (20)] [SIZES, comma-separated bytes (64,4096,1048576)]</c></remarks>
 internal static unsafe class SafeReadCost
@@ -30,12 +32,12 @@ internal static unsafe class SafeReadCost
         using DaxMapping map = file.Map();
         map.GetSpan(0, 4 << 20).Fill(0x5A);
 
-        // plain, ReadSafe, the vector loop alone, rep movsb alone
-        const int Contenders = 4;
+        // plain, ReadSafe, the vector loop alone, rep movsb alone, DangerousReadSafe
+        const int Contenders = 5;
         Console.WriteLine($"{rounds} rounds of about {roundMilliseconds} ms per contender (the plain copy's time sets the count), order reversed every other round, thread CPU time; "
             + $"{Environment.ProcessorCount} CPUs; load average {File.ReadAllText("/proc/loadavg").Trim()}; ReadSafe threshold for rep movsb {SafeCopy.DefaultRepThreshold} B");
-        Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
-        Console.WriteLine("|---:|---:|---:|---|---:|---:|---|");
+        Console.WriteLine("| size | plain ns/op | ReadSafe ns/op | ReadSafe / plain, median [q1, q3] | DangerousReadSafe ns/op | DangerousReadSafe / plain, median [q1, q3] | loop ns/op | rep movsb ns/op | rep movsb / loop, median [q1, q3] |");
+        Console.WriteLine("|---:|---:|---:|---|---:|---|---:|---:|---|");
         int[] sizes = args.Length > 3 ? args[3].Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture)).ToArray() : [64, 4096, 1 << 20];
         foreach (int size in sizes)
         {
@@ -73,7 +75,7 @@ internal static unsafe class SafeReadCost
                 }
             }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {Size(size)} | {Median(times[0]):F2} | {Median(times[1]):F2} | {Ratio(times[1], times[0])} | {Median(times[2]):F2} | {Median(times[3]):F2} | {Ratio(times[3], times[2])} |"));
+                $"| {Size(size)} | {Median(times[0]):F2} | {Median(times[1]):F2} | {Ratio(times[1], times[0])} | {Median(times[4]):F2} | {Ratio(times[4], times[0])} | {Median(times[2]):F2} | {Median(times[3]):F2} | {Ratio(times[3], times[2])} |"));
         }
         return 0;
     }
@@ -91,6 +93,9 @@ internal static unsafe class SafeReadCost
                 break;
             case 1:
                 Safe(map, destination, ops);
+                break;
+            case 4:
+                DangerousSafe(map, destination, ops);
                 break;
             default:
                 Routine(map, destination, ops, contender == 2 ? nuint.MaxValue : 0);
@@ -116,6 +121,20 @@ internal static unsafe class SafeReadCost
         for (long i = 0; i < ops; i++)
         {
             map.ReadSafe((i & 7) * step, destination);
+        }
+    }
+
+    // The destination pinned once around the loop, as a caller of DangerousReadSafe does.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DangerousSafe(DaxMapping map, byte[] destination, long ops)
+    {
+        int step = Math.Min(destination.Length, 4096);
+        fixed (byte* to = destination)
+        {
+            for (long i = 0; i < ops; i++)
+            {
+                map.DangerousReadSafe((i & 7) * step, to, destination.Length);
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirectPmem.Interop;
 using DirectPmem.Mapping;
@@ -42,6 +43,18 @@ public sealed unsafe partial class ReadSafeTests
         byte[] read = new byte[length];
         map.ReadSafe(offset, read);
         Assert.True(map.GetReadOnlySpan(offset, length).SequenceEqual(read));
+
+        // The same through DangerousReadSafe, into a buffer with a guard byte on each side.
+        byte[] guarded = new byte[length + 2];
+        guarded[0] = 0xEE;
+        guarded[^1] = 0xEE;
+        fixed (byte* to = guarded)
+        {
+            map.DangerousReadSafe(offset, to + 1, length);
+        }
+        Assert.True(map.GetReadOnlySpan(offset, length).SequenceEqual(guarded.AsSpan(1, length)));
+        Assert.Equal(0xEE, guarded[0]);
+        Assert.Equal(0xEE, guarded[^1]);
     }
 
     [Theory]
@@ -143,6 +156,18 @@ public sealed unsafe partial class ReadSafeTests
         Assert.True(Expected(offset, (int)expectedRead).SequenceEqual(read.AsSpan(0, (int)expectedRead)));
         // The mapping is still usable below the new end, safely or not.
         Assert.Equal(Expected(KeptLength - 1, 1)[0], t.Map.GetReadOnlySpan(KeptLength - 1, 1)[0]);
+
+        // DangerousReadSafe ends the same way, with the same bytes copied.
+        byte[] again = new byte[length];
+        PmemMediaErrorException d = Assert.Throws<PmemMediaErrorException>(() =>
+        {
+            fixed (byte* to = again)
+            {
+                t.Map.DangerousReadSafe(offset, to, length);
+            }
+        });
+        Assert.Equal((e.Kind, e.Offset, e.Length, e.BytesRead, e.BadOffset, e.BadLength), (d.Kind, d.Offset, d.Length, d.BytesRead, d.BadOffset, d.BadLength));
+        Assert.True(read.AsSpan(0, (int)expectedRead).SequenceEqual(again.AsSpan(0, (int)expectedRead)));
     }
 
     [Theory]
@@ -305,39 +330,89 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Contains(report, line => line.StartsWith("rounds ", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void SmallDangerousReadSafesRacingDisposeCompleteOrThrowObjectDisposedNeverKillTheProcess()
+    {
+        string[] report = ChildProcess.RunPassing(typeof(ReadSafeTests), nameof(SmallDangerousDisposeRaceChild));
+        Assert.Contains(report, line => line.StartsWith("rounds ", StringComparison.Ordinal));
+    }
+
+    // The inlined path of DangerousReadSafe (64 B reads into a buffer pinned once) racing Dispose:
+    // each read completes on the live mapping or throws; a read that met the PROT_NONE reservation
+    // left by Dispose ends as ObjectDisposedException, never as a fault of the process.
+    [Fact(Explicit = true)]
+    public void SmallDangerousDisposeRaceChild()
+    {
+        int completed = 0;
+        int disposed = 0;
+        RaceWithDispose(1 << 20, map =>
+        {
+            byte* buffer = stackalloc byte[64];
+            for (int i = 0; i < 20_000; i++)
+            {
+                try
+                {
+                    map.DangerousReadSafe((i & 4095) * 256L, buffer, 64);
+                    if (buffer[0] != 1 || buffer[63] != 1)
+                    {
+                        throw new InvalidOperationException($"read {buffer[0]}/{buffer[63]} from a live mapping");
+                    }
+                    completed++;
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Dispose sets its flag before it zeroes the limits: a refused range is
+                    // reported as disposed, never as out of range.
+                    disposed++;
+                    return;
+                }
+            }
+        }, () => $"completed {completed} disposed {disposed}");
+    }
+
     [Fact(Explicit = true)]
     public void DisposeRaceChild()
     {
-        ChildProcess.RequireChild();
-        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
         byte[] read = new byte[4 << 20];
         int completed = 0;
         int disposed = 0;
+        RaceWithDispose(4 << 20, map =>
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                try
+                {
+                    map.ReadSafe(0, read);
+                    completed++;
+                }
+                catch (ObjectDisposedException)
+                {
+                    disposed++;
+                }
+                catch (ArgumentOutOfRangeException)
+                {
+                    // Disposed before the range check read the length (0 after Dispose).
+                    disposed++;
+                }
+            }
+        }, () => $"completed {completed} disposed {disposed}");
+    }
+
+    // In a child process: for each round, a mapping of ones that `reads` uses on a second thread
+    // while this thread disposes it after a delay that varies by round; then reports the counts.
+    private static void RaceWithDispose(int mapLength, Action<DaxMapping> reads, Func<string> counts)
+    {
+        ChildProcess.RequireChild();
+        int rounds = ChildProcess.Rounds("DIRECTPMEM_TEST_READSAFE_ROUNDS", 200);
         for (int r = 0; r < rounds; r++)
         {
-            DaxMapping map = DaxMapping.CreateAnonymous(4 << 20);
-            map.GetSpan(0, 4096).Fill(1);
+            DaxMapping map = DaxMapping.CreateAnonymous(mapLength);
+            map.GetSpan(0, mapLength).Fill(1);
             using var started = new ManualResetEventSlim();
             var reader = new Thread(() =>
             {
                 started.Set();
-                for (int i = 0; i < 4; i++)
-                {
-                    try
-                    {
-                        map.ReadSafe(0, read);
-                        Interlocked.Increment(ref completed);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        Interlocked.Increment(ref disposed);
-                    }
-                    catch (ArgumentOutOfRangeException)
-                    {
-                        // Disposed before the range check read the length (0 after Dispose).
-                        Interlocked.Increment(ref disposed);
-                    }
-                }
+                reads(map);
             });
             reader.Start();
             started.Wait(TestContext.Current.CancellationToken);
@@ -345,7 +420,7 @@ public sealed unsafe partial class ReadSafeTests
             map.Dispose();
             reader.Join();
         }
-        ChildProcess.Report($"rounds {rounds} completed {completed} disposed {disposed}");
+        ChildProcess.Report($"rounds {rounds} {counts()}");
         ChildProcess.Report("done");
     }
 
@@ -357,6 +432,60 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(-1, new byte[1])).ParamName);
         map.Dispose();
         Assert.Throws<ObjectDisposedException>(() => map.ReadSafe(0, new byte[1]));
+    }
+
+    [Fact]
+    public void DangerousReadSafeCopiesARangeLongerThanOnePiece()
+    {
+        const int Length = (int)SafeCopy.MaxPiece * 2 + 100;
+        using DaxMapping map = DaxMapping.CreateAnonymous(4L << 20);
+        Fill(map.GetSpan(0, 4 << 20));
+        byte[] read = new byte[Length];
+        fixed (byte* to = read)
+        {
+            map.DangerousReadSafe(7, to, Length);
+        }
+        Assert.True(map.GetReadOnlySpan(7, Length).SequenceEqual(read));
+    }
+
+    [Fact]
+    public void DangerousReadSafeRefusesARangeOutsideTheMappingANegativeLengthAndUseAfterDispose()
+    {
+        DaxMapping map = DaxMapping.CreateAnonymous(4096);
+        byte[] read = new byte[4096];
+        fixed (byte* to = read)
+        {
+            byte* destination = to;
+            Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(1, destination, 4096)).ParamName);
+            Assert.Equal("offset", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(-1, destination, 1)).ParamName);
+            Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => map.DangerousReadSafe(0, destination, -1)).ParamName);
+            map.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => map.DangerousReadSafe(0, destination, 1));
+            Assert.Throws<ObjectDisposedException>(() => map.DangerousReadSafe(0, destination, 0));
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AFaultAtTheDestinationIsReportedAsTheDestinationsNotAsAMediaErrorOfTheMapping(bool dangerous)
+    {
+        // The destination is a page past the end of a truncated file: the copy's first store raises
+        // SIGBUS (BUS_ADRERR) at an address outside the range being read.
+        using TempDirectory dir = new();
+        using TruncatedMapping t = TruncatedMapping.Create(dir.File("truncated-destination"));
+        using DaxMapping source = DaxMapping.CreateAnonymous(4096);
+        Fill(source.GetSpan(0, 4096));
+        Span<byte> destination = t.Map.GetSpan(KeptLength + 4096, 64);
+        byte* to = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(destination));
+        PmemException e = dangerous
+            ? Assert.Throws<PmemException>(() => source.DangerousReadSafe(128, to, 64))
+            : Assert.Throws<PmemException>(() => source.ReadSafe(128, new Span<byte>(to, 64)));
+        Assert.Contains("could not write its destination", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"0x{(nuint)to:x}", e.Message, StringComparison.Ordinal);
+        Assert.Contains("SIGBUS", e.Message, StringComparison.Ordinal);
+        // The source is intact and still readable.
+        Assert.Equal(Expected(128, 64), source.GetReadOnlySpan(128, 64).ToArray());
     }
 
     [Fact]
