@@ -227,7 +227,14 @@ internal sealed class LogCommit
     /// </summary>
     internal void Commit(long start, long end)
     {
-        if (!TryComplete(start, end, out long completed))
+        long completed;
+        if (SpinUntilCompletedAt(start))
+        {
+            // The predecessor completed while this appender spun (the usual case when every
+            // appender has a CPU): move the cursor as before, no announcement written.
+            completed = Complete(end);
+        }
+        else if (!TryComplete(start, end, out completed))
         {
             // Announced: wait until the cursor reaches this record (the predecessor did not see
             // the announcement: move it) or passes it (a helper moved it over this record).
@@ -286,6 +293,33 @@ internal sealed class LogCommit
         finally
         {
             _tailGate.Exit();
+        }
+    }
+
+    // Spins (PAUSE) up to the spin budget for the completion cursor to reach start, before the
+    // record is announced. An announcement costs the predecessor a read of a line this core wrote,
+    // on every completion while appenders run side by side (measured idle, 2 threads, 64 B: 2.2-2.7
+    // Mops/s announcing at once against 3.6-3.7 spinning first); help pays only when the
+    // predecessor is off its CPU, and then it is slow by far more than the budget. Nothing is
+    // announced yet, so the cursor stops at start: only this appender may move it from there.
+    private bool SpinUntilCompletedAt(long start)
+    {
+        if (Volatile.Read(ref _cursors.Completed) == start)
+        {
+            return true;
+        }
+        long since = Stopwatch.GetTimestamp();
+        for (int rounds = 1; ; rounds++)
+        {
+            Pause();
+            if (Volatile.Read(ref _cursors.Completed) == start)
+            {
+                return true;
+            }
+            if ((rounds & 63) == 0 && (Stopwatch.GetTimestamp() - since > s_spinTicks || Volatile.Read(ref _failure) != null))
+            {
+                return false;
+            }
         }
     }
 
