@@ -304,23 +304,16 @@ internal sealed class LogCommit
     // announced yet, so the cursor stops at start: only this appender may move it from there.
     private bool SpinUntilCompletedAt(long start)
     {
-        if (Volatile.Read(ref _cursors.Completed) == start)
+        Backoff spin = default;
+        while (Volatile.Read(ref _cursors.Completed) != start)
         {
-            return true;
-        }
-        long since = Stopwatch.GetTimestamp();
-        for (int rounds = 1; ; rounds++)
-        {
-            Pause();
-            if (Volatile.Read(ref _cursors.Completed) == start)
-            {
-                return true;
-            }
-            if ((rounds & 63) == 0 && (Stopwatch.GetTimestamp() - since > s_spinTicks || Volatile.Read(ref _failure) != null))
+            ThrowIfFailed();
+            if (!spin.Spin())
             {
                 return false;
             }
         }
+        return true;
     }
 
     // Until the completion cursor reaches start: it then is start (this appender moves it) or past
@@ -352,20 +345,31 @@ internal sealed class LogCommit
         private int _rounds;
         private int _phase;
 
+        /// <summary>One PAUSE of the spin phase; false once the spin budget (about 1 us) is spent.</summary>
+        public bool Spin()
+        {
+            bool within = true;
+            if (_rounds++ == 0)
+            {
+                _since = Stopwatch.GetTimestamp();
+            }
+            else if ((_rounds & 63) == 0 && Stopwatch.GetTimestamp() - _since > s_spinTicks)
+            {
+                within = false;
+            }
+            Pause();
+            return within;
+        }
+
         public void Wait(LogCommit log, long value, WaitFor what)
         {
             log.ThrowIfFailed();
             if (_phase == 0)
             {
-                if (_rounds++ == 0)
-                {
-                    _since = Stopwatch.GetTimestamp();
-                }
-                else if ((_rounds & 63) == 0 && Stopwatch.GetTimestamp() - _since > s_spinTicks)
+                if (!Spin())
                 {
                     _phase = 1;
                 }
-                Pause();
             }
             else if (_phase == 1)
             {
