@@ -122,7 +122,7 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
         Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
         // Nothing but int3 between the pieces.
-        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x344..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x34C..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
     }
 
     [Theory]
