@@ -285,7 +285,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [SkipLocalsInit]
     public void ReadSafe(long offset, Span<byte> destination)
     {
-        CheckRange(offset, destination.Length);
+        CheckReadSafeRange(offset, destination.Length);
         if (SafeCopy.Routine == null)
         {
             ThrowSafeCopyUnavailable();
@@ -350,7 +350,7 @@ public sealed unsafe class DaxMapping : IDisposable
     [SkipLocalsInit]
     public void DangerousReadSafe(long offset, byte* destination, int length)
     {
-        CheckRange(offset, length);
+        CheckReadSafeRange(offset, length);
         if (SafeCopy.Routine == null)
         {
             ThrowSafeCopyUnavailable();
@@ -370,6 +370,25 @@ public sealed unsafe class DaxMapping : IDisposable
             ReadSafeFailed(offset, destination, length, notCopied, ref fault);
         }
     }
+
+    // CheckRange with a `throw` in the caller's code instead of a call to ThrowBadRange: the JIT then
+    // knows the path never comes back, and keeps nothing of the caller's loop on its frame for a
+    // return from it (with the call it spilled the offset, the length and the destination on every
+    // iteration). At 64 B under load that saved 0.3 ns of ReadSafe's 5.7 and 0.6 ns of
+    // DangerousReadSafe's 4.8 (bench/README.md, "Poison-safe read").
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckReadSafeRange(long offset, int length)
+    {
+        if (offset < 0 || length < 0 || (ulong)(offset + length) >= (ulong)_readLimit)
+        {
+            throw BadReadRange(offset, length);
+        }
+    }
+
+    // What ThrowBadRange throws for a read, returned.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Exception BadReadRange(long offset, long length)
+        => IsDisposed ? new ObjectDisposedException(nameof(DaxMapping)) : ThrowHelper.OutOfRange(offset, length, Volatile.Read(ref _length));
 
     // A fault, or a Dispose during the copy, in ReadSafe: the same for the pinned span.
     [MethodImpl(MethodImplOptions.NoInlining)]
