@@ -10,8 +10,11 @@ internal static class ThrowHelper
     internal static void ThrowObjectDisposed(string typeName) => throw new ObjectDisposedException(typeName);
 
     [DoesNotReturn]
-    internal static void ThrowOutOfRange(long offset, long length, long limit)
-        => throw new ArgumentOutOfRangeException(offset < 0 || offset > limit ? "offset" : "length",
+    internal static void ThrowOutOfRange(long offset, long length, long limit) => throw OutOfRange(offset, length, limit);
+
+    /// <summary>What <see cref="ThrowOutOfRange"/> throws, for a caller that throws it itself (a <c>throw</c> in the caller tells the JIT the path never returns).</summary>
+    internal static ArgumentOutOfRangeException OutOfRange(long offset, long length, long limit)
+        => new(offset < 0 || offset > limit ? "offset" : "length",
             string.Create(CultureInfo.InvariantCulture,
                 $"The range offset 0x{offset:x} length 0x{length:x} does not lie within the mapping of 0x{limit:x} bytes."));
 

@@ -57,6 +57,27 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal(0xEE, guarded[^1]);
     }
 
+    [Fact]
+    public void ReadSafeIntoAnEmptySpanOfEveryKindReadsNothingAndWritesNothing()
+    {
+        // ReadSafe pins its span through its reference, with no test for empty: the reference of an
+        // empty span is null (default), or may point just past an array (an empty slice at its end).
+        using DaxMapping map = DaxMapping.CreateAnonymous(MapLength);
+        Fill(map.GetSpan(0, MapLength));
+        byte[] array = new byte[16];
+        Array.Fill(array, (byte)0xEE);
+        foreach (long offset in new long[] { 0, 100, MapLength })
+        {
+            map.ReadSafe(offset, default);
+            map.ReadSafe(offset, Span<byte>.Empty);
+            map.ReadSafe(offset, array.AsSpan(array.Length));
+            map.ReadSafe(offset, array.AsSpan(3, 0));
+        }
+        Assert.All(array, b => Assert.Equal(0xEE, b));
+        Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(MapLength + 1, default));
+        Assert.Throws<ArgumentOutOfRangeException>(() => map.ReadSafe(-1, default));
+    }
+
     [Theory]
     [InlineData(false, 0)]
     [InlineData(false, 1)]
@@ -122,7 +143,7 @@ public sealed unsafe partial class ReadSafeTests
         Assert.Equal(SafeCopy.FixupOffset, Target([0x48, 0x8D, 0x05])); // lea rax, [rip+fixup], then lea rax, [rip+data] after it
         Assert.Equal(4096 + 64, Target([0x48, 0x8D, 0x35]));           // lea rsi, [rip+data+64]
         // Nothing but int3 between the pieces.
-        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x344..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
+        Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x34C..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
     }
 
     [Theory]
