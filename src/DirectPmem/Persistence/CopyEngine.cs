@@ -246,7 +246,7 @@ internal static unsafe class CopyEngine
         nuint body = n & ~(nuint)(Line - 1);
         if (body != 0)
         {
-            StreamLinesForward(d, s, body);
+            StreamLinesForward(d, ref *s, body);
             d += body;
             s += body;
             n -= body;
@@ -321,31 +321,44 @@ internal static unsafe class CopyEngine
         }
     }
 
+    /// <summary>
+    /// Whether a forward copy of <paramref name="length"/> bytes to <paramref name="destination"/>
+    /// with <paramref name="flags"/> is whole lines of non-temporal stores and nothing else
+    /// (<see cref="StreamLinesForward"/> alone, no head or tail to store temporally and flush):
+    /// a 64-byte-aligned destination and length, at or above the threshold.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool IsWholeLineStream(byte* destination, nuint length, PmemCopyOptions flags)
+        => (((nuint)destination | length) & (Line - 1)) == 0 && length != 0 && UseNonTemporal(length, flags);
+
     // d is 64-byte aligned and n a multiple of 64. Every load of a block happens before its stores,
-    // so an overlapping move with d < s is correct.
-    private static void StreamLinesForward(byte* d, byte* s, nuint n)
+    // so an overlapping move with d < s is correct. The source is a reference, so that a span over
+    // managed memory is read without being pinned; it calls nothing and cannot throw but for a fault
+    // on the source.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StreamLinesForward(byte* d, ref byte s, nuint n)
     {
         if (VectorLevel == 3)
         {
             while (n >= 4 * Line)
             {
-                Vector512<byte> a = Vector512.Load(s);
-                Vector512<byte> b = Vector512.Load(s + 64);
-                Vector512<byte> c = Vector512.Load(s + 128);
-                Vector512<byte> e = Vector512.Load(s + 192);
+                Vector512<byte> a = Vector512.LoadUnsafe(ref s);
+                Vector512<byte> b = Vector512.LoadUnsafe(ref s, 64);
+                Vector512<byte> c = Vector512.LoadUnsafe(ref s, 128);
+                Vector512<byte> e = Vector512.LoadUnsafe(ref s, 192);
                 Avx512F.StoreAlignedNonTemporal(d, a);
                 Avx512F.StoreAlignedNonTemporal(d + 64, b);
                 Avx512F.StoreAlignedNonTemporal(d + 128, c);
                 Avx512F.StoreAlignedNonTemporal(d + 192, e);
                 d += 4 * Line;
-                s += 4 * Line;
+                s = ref Unsafe.Add(ref s, 4 * Line);
                 n -= 4 * Line;
             }
             while (n != 0)
             {
-                Avx512F.StoreAlignedNonTemporal(d, Vector512.Load(s));
+                Avx512F.StoreAlignedNonTemporal(d, Vector512.LoadUnsafe(ref s));
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }
@@ -353,12 +366,12 @@ internal static unsafe class CopyEngine
         {
             while (n != 0)
             {
-                Vector256<byte> a = Vector256.Load(s);
-                Vector256<byte> b = Vector256.Load(s + 32);
+                Vector256<byte> a = Vector256.LoadUnsafe(ref s);
+                Vector256<byte> b = Vector256.LoadUnsafe(ref s, 32);
                 Avx.StoreAlignedNonTemporal(d, a);
                 Avx.StoreAlignedNonTemporal(d + 32, b);
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }
@@ -366,16 +379,16 @@ internal static unsafe class CopyEngine
         {
             while (n != 0)
             {
-                Vector128<byte> a = Vector128.Load(s);
-                Vector128<byte> b = Vector128.Load(s + 16);
-                Vector128<byte> c = Vector128.Load(s + 32);
-                Vector128<byte> e = Vector128.Load(s + 48);
+                Vector128<byte> a = Vector128.LoadUnsafe(ref s);
+                Vector128<byte> b = Vector128.LoadUnsafe(ref s, 16);
+                Vector128<byte> c = Vector128.LoadUnsafe(ref s, 32);
+                Vector128<byte> e = Vector128.LoadUnsafe(ref s, 48);
                 Sse2.StoreAlignedNonTemporal(d, a);
                 Sse2.StoreAlignedNonTemporal(d + 16, b);
                 Sse2.StoreAlignedNonTemporal(d + 32, c);
                 Sse2.StoreAlignedNonTemporal(d + 48, e);
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }
