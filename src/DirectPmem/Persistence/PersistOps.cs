@@ -51,6 +51,9 @@ internal abstract unsafe class PersistOps
     /// </summary>
     internal virtual bool CopiesThroughEngine => false;
 
+    /// <summary>With <see cref="CopiesThroughEngine"/>: the flush routine <see cref="Copy"/> gives the engine (null: no flush is needed).</summary>
+    internal virtual delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> EngineFlush => null;
+
     /// <summary>Called once when the mapping is disposed, after the last operation has returned.</summary>
     internal virtual void Release()
     {
@@ -115,6 +118,8 @@ internal sealed unsafe class CacheLineOps : PersistOps
     internal override PersistGranularity Granularity => PersistGranularity.CacheLine;
 
     internal override bool CopiesThroughEngine => true;
+
+    internal override delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> EngineFlush => _flush;
 
     internal override void Flush(byte* address, nuint length) => _flush(address, length);
 

@@ -146,8 +146,9 @@ public sealed class DisposeRaceTests
         "flush" => m => m.Flush(0, Length),
         // Whole aligned lines: Write streams them itself, without a try block.
         "write" or "page-write" => m => m.Write(data, 8192),
-        // Below the non-temporal threshold and unaligned: through the operations object.
+        // Below the non-temporal threshold: temporal stores and a flush, by Write itself too.
         "write-64" => m => m.Write(data.AsSpan(0, 64), 8192),
+        // Non-temporal with a temporal tail: through the operations object, in a try block.
         "write-unaligned" => m => m.Write(data.AsSpan(0, 1000), 8192 + 3),
         "move" => m => m.Move(0, 8192, 4096),
         "fill" => m => m.Fill(0, 4096, 7),
