@@ -64,6 +64,9 @@ public sealed unsafe class DaxMapping : IDisposable
     // Chosen once at construction from the granularity (or supplied by the source): every flush,
     // drain, persist, copy and fill goes through it.
     private readonly PersistOps _ops;
+    // _ops.CopiesThroughEngine and _ops.EngineFlush, read once: Write may then run the copy engine itself.
+    private readonly bool _copiesThroughEngine;
+    private readonly delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> _engineFlush;
     // The region's deep_flush, resolved when the mapping was made (null: no region), and the one
     // result every DeepFlush returns.
     private readonly DeepFlushControl? _deepFlush;
@@ -103,6 +106,8 @@ public sealed unsafe class DaxMapping : IDisposable
         _writeWords = request.ReadOnly ? 0 : request.Length / sizeof(long);
         _id = Interlocked.Increment(ref s_lastId);
         _ops = ops;
+        _copiesThroughEngine = ops.CopiesThroughEngine;
+        _engineFlush = ops.EngineFlush;
         PageSize = request.PageSize;
         Backing = request.Source.Backing;
         Path = request.Path;
@@ -680,17 +685,101 @@ public sealed unsafe class DaxMapping : IDisposable
     /// <exception cref="InvalidOperationException">The mapping is read-only.</exception>
     /// <exception cref="PmemException">The kernel refused to write the pages back (msync), or the file was truncated under the mapping by another program.</exception>
     /// <exception cref="ObjectDisposedException">The mapping has been disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Write(ReadOnlySpan<byte> source, long destinationOffset, PmemCopyOptions flags = PmemCopyOptions.None)
     {
         CheckWritableRange(destinationOffset, source.Length);
         PersistOps.ValidateCopyOptions(flags, nameof(flags));
-        OperationSlots slot = Enter();
+        Counters.OnCopy(source.Length, flags, Granularity);
+        // Enter, written out: the slot is looked up before the mapping's id is read (so the id is
+        // not kept on the stack across the thread-static lookup's call), and the disposed branch
+        // ends in a call the JIT knows never returns (so the slot is not kept there either).
+        OperationSlots slot = OperationSlots.ForThisThread();
+        slot.Publish(_id);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            slot.Exit();
+            ThrowHelper.ThrowObjectDisposed(nameof(DaxMapping));
+        }
+        byte* destination = _base + destinationOffset;
+        nuint length = (nuint)source.Length;
+        ref byte from = ref MemoryMarshal.GetReference(source);
+        // The address is only compared: a managed source that moves is never inside the mapping.
+        nuint fromAddress = (nuint)Unsafe.AsPointer(ref from);
+        if (_copiesThroughEngine && (nuint)destination - fromAddress >= length && fromAddress >= NullArea)
+        {
+            if (CopyEngine.IsWholeLineStream(destination, length, flags))
+            {
+                WriteStream(slot, destination, ref from, length, flags);
+                return;
+            }
+            if (CopyEngine.IsTemporal(length, flags))
+            {
+                WriteTemporal(slot, destination, ref from, length, flags);
+                return;
+            }
+        }
+        WriteThroughOps(slot, destination, source, flags);
+    }
+
+    // .NET turns a fault below this address in managed code into a NullReferenceException, which
+    // can be caught; any other fault on a source kills the process. A source that starts at or above
+    // it cannot fault into an exception.
+    private const nuint NullArea = 64 * 1024;
+
+    // WriteStream and WriteTemporal are the mapping's operations object's Copy (the copy engine,
+    // then a fence) written out, for the two common shapes: whole lines of non-temporal stores (an
+    // aligned copy of at least the threshold, as a 256 B-and-up record), and temporal stores plus
+    // one flush below the threshold. Nothing but the copy, the flush routine and the fence runs
+    // between publishing the slot and clearing it, and no try block. Why: every store a thread
+    // makes before the copy's stores waits in the store queue behind the previous operation's
+    // SFENCE, so the stack stores that a call or a finally forces (the slot, the pinned source,
+    // the values the copy's calls keep, a frame's pushes) were on the critical path: about 4 ns of
+    // the 256 B Write (bench/README, "Fifth round").
+    // Why the slot is always cleared without a finally: nothing here throws. The destination
+    // range was checked and the mapping cannot be unmapped before slot.Exit(); the source is read
+    // through a reference (no pin); Write sends a source below NullArea, the only one whose fault
+    // is an exception, through WriteThroughOps; the flush routine is generated code that only
+    // flushes. No user code and no allocation runs.
+    // SAFETY: the destination does not start inside the source (the caller's check), so a forward
+    // copy never overwrites a source byte before reading it (each block is loaded before it is
+    // stored, which covers a destination below an overlapping source).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WriteStream(OperationSlots slot, byte* destination, ref byte from, nuint length, PmemCopyOptions flags)
+    {
+        CopyEngine.StreamLinesForward(destination, ref from, length);
+        if ((flags & PmemCopyOptions.NoDrain) == 0)
+        {
+            PersistOps.StoreFence();
+        }
+        slot.Exit();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void WriteTemporal(OperationSlots slot, byte* destination, ref byte from, nuint length, PmemCopyOptions flags)
+    {
+        CopyEngine.TemporalForward(destination, ref from, length);
+        var flush = _engineFlush;
+        if (flush != null && (flags & PmemCopyOptions.NoFlush) == 0)
+        {
+            flush(destination, length);
+        }
+        if ((flags & PmemCopyOptions.NoDrain) == 0)
+        {
+            PersistOps.StoreFence();
+        }
+        slot.Exit();
+    }
+
+    // Every other copy: the mapping's operations object, with the slot cleared however it ends.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WriteThroughOps(OperationSlots slot, byte* destination, ReadOnlySpan<byte> source, PmemCopyOptions flags)
+    {
         try
         {
             fixed (byte* from = source)
             {
-                Counters.OnCopy(source.Length, flags, Granularity);
-                _ops.Copy(_base + destinationOffset, from, (nuint)source.Length, flags);
+                _ops.Copy(destination, from, (nuint)source.Length, flags);
             }
         }
         finally

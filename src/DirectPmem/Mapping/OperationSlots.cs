@@ -41,14 +41,25 @@ internal sealed class OperationSlots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static OperationSlots Enter(long mapping)
     {
+        OperationSlots slot = ForThisThread();
+        slot.Publish(mapping);
+        return slot;
+    }
+
+    /// <summary>The calling thread's slot (a thread-static read; the first call on a thread registers one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static OperationSlots ForThisThread() => t_slot ?? Register();
+
+    /// <summary>Publishes <paramref name="mapping"/> (a mapping's id, never 0) in this slot, the calling thread's; the caller checks its disposed flag next.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void Publish(long mapping)
+    {
         Debug.Assert(mapping != 0);
-        OperationSlots slot = t_slot ?? Register();
-        Debug.Assert(slot._active == 0, "mapping operations do not nest");
+        Debug.Assert(_active == 0, "mapping operations do not nest");
         // Volatile accesses: neither the JIT nor the CPU moves the later load of the disposed flag
         // above this store, except the CPU's store-load reordering, which Dispose's process-wide
         // barrier closes.
-        Volatile.Write(ref slot._active, mapping);
-        return slot;
+        Volatile.Write(ref _active, mapping);
     }
 
     /// <summary>Clears the slot: the operation has finished with the mapping.</summary>

@@ -97,11 +97,16 @@ internal static unsafe class CopyEngine
 
     // ---- temporal ----
 
-    internal static void TemporalForward(byte* d, byte* s, nuint n)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void TemporalForward(byte* d, byte* s, nuint n) => TemporalForward(d, ref *s, n);
+
+    // The source is a reference, so that a span over managed memory is read without being pinned.
+    internal static void TemporalForward(byte* d, ref byte s, nuint n)
     {
         while (n != 0 && ((nuint)d & 7) != 0)
         {
-            *d++ = *s++;
+            *d++ = s;
+            s = ref Unsafe.Add(ref s, 1);
             n--;
         }
         if (Vector256.IsHardwareAccelerated)
@@ -109,12 +114,12 @@ internal static unsafe class CopyEngine
             while (n >= 64)
             {
                 // Load the whole chunk before storing: correct for an overlapping move with d < s.
-                Vector256<byte> a = Vector256.Load(s);
-                Vector256<byte> b = Vector256.Load(s + 32);
+                Vector256<byte> a = Vector256.LoadUnsafe(ref s);
+                Vector256<byte> b = Vector256.LoadUnsafe(ref s, 32);
                 a.Store(d);
                 b.Store(d + 32);
                 d += 64;
-                s += 64;
+                s = ref Unsafe.Add(ref s, 64);
                 n -= 64;
             }
         }
@@ -122,25 +127,26 @@ internal static unsafe class CopyEngine
         {
             while (n >= 32)
             {
-                Vector128<byte> a = Vector128.Load(s);
-                Vector128<byte> b = Vector128.Load(s + 16);
+                Vector128<byte> a = Vector128.LoadUnsafe(ref s);
+                Vector128<byte> b = Vector128.LoadUnsafe(ref s, 16);
                 a.Store(d);
                 b.Store(d + 16);
                 d += 32;
-                s += 32;
+                s = ref Unsafe.Add(ref s, 32);
                 n -= 32;
             }
         }
         while (n >= 8)
         {
-            Unsafe.WriteUnaligned(d, Unsafe.ReadUnaligned<ulong>(s));
+            Unsafe.WriteUnaligned(d, Unsafe.ReadUnaligned<ulong>(ref s));
             d += 8;
-            s += 8;
+            s = ref Unsafe.Add(ref s, 8);
             n -= 8;
         }
         while (n != 0)
         {
-            *d++ = *s++;
+            *d++ = s;
+            s = ref Unsafe.Add(ref s, 1);
             n--;
         }
     }
@@ -246,7 +252,7 @@ internal static unsafe class CopyEngine
         nuint body = n & ~(nuint)(Line - 1);
         if (body != 0)
         {
-            StreamLinesForward(d, s, body);
+            StreamLinesForward(d, ref *s, body);
             d += body;
             s += body;
             n -= body;
@@ -321,31 +327,53 @@ internal static unsafe class CopyEngine
         }
     }
 
+    /// <summary>
+    /// Whether a forward copy of <paramref name="length"/> bytes to <paramref name="destination"/>
+    /// with <paramref name="flags"/> is whole lines of non-temporal stores and nothing else
+    /// (<see cref="StreamLinesForward"/> alone, no head or tail to store temporally and flush):
+    /// a 64-byte-aligned destination and length, at or above the threshold.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool IsWholeLineStream(byte* destination, nuint length, PmemCopyOptions flags)
+        => (((nuint)destination | length) & (Line - 1)) == 0 && length != 0 && UseNonTemporal(length, flags);
+
+    /// <summary>
+    /// Whether a forward copy of <paramref name="length"/> bytes (not 0) with <paramref name="flags"/>
+    /// is temporal stores followed, unless <see cref="PmemCopyOptions.NoFlush"/>, by one flush of
+    /// the whole range (<see cref="TemporalForward(byte*, ref byte, nuint)"/> alone, as
+    /// <see cref="MoveNoDrain"/> does it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool IsTemporal(nuint length, PmemCopyOptions flags) => length != 0 && !UseNonTemporal(length, flags);
+
     // d is 64-byte aligned and n a multiple of 64. Every load of a block happens before its stores,
-    // so an overlapping move with d < s is correct.
-    private static void StreamLinesForward(byte* d, byte* s, nuint n)
+    // so an overlapping move with d < s is correct. The source is a reference, so that a span over
+    // managed memory is read without being pinned; it calls nothing and cannot throw but for a fault
+    // on the source.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StreamLinesForward(byte* d, ref byte s, nuint n)
     {
         if (VectorLevel == 3)
         {
             while (n >= 4 * Line)
             {
-                Vector512<byte> a = Vector512.Load(s);
-                Vector512<byte> b = Vector512.Load(s + 64);
-                Vector512<byte> c = Vector512.Load(s + 128);
-                Vector512<byte> e = Vector512.Load(s + 192);
+                Vector512<byte> a = Vector512.LoadUnsafe(ref s);
+                Vector512<byte> b = Vector512.LoadUnsafe(ref s, 64);
+                Vector512<byte> c = Vector512.LoadUnsafe(ref s, 128);
+                Vector512<byte> e = Vector512.LoadUnsafe(ref s, 192);
                 Avx512F.StoreAlignedNonTemporal(d, a);
                 Avx512F.StoreAlignedNonTemporal(d + 64, b);
                 Avx512F.StoreAlignedNonTemporal(d + 128, c);
                 Avx512F.StoreAlignedNonTemporal(d + 192, e);
                 d += 4 * Line;
-                s += 4 * Line;
+                s = ref Unsafe.Add(ref s, 4 * Line);
                 n -= 4 * Line;
             }
             while (n != 0)
             {
-                Avx512F.StoreAlignedNonTemporal(d, Vector512.Load(s));
+                Avx512F.StoreAlignedNonTemporal(d, Vector512.LoadUnsafe(ref s));
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }
@@ -353,12 +381,12 @@ internal static unsafe class CopyEngine
         {
             while (n != 0)
             {
-                Vector256<byte> a = Vector256.Load(s);
-                Vector256<byte> b = Vector256.Load(s + 32);
+                Vector256<byte> a = Vector256.LoadUnsafe(ref s);
+                Vector256<byte> b = Vector256.LoadUnsafe(ref s, 32);
                 Avx.StoreAlignedNonTemporal(d, a);
                 Avx.StoreAlignedNonTemporal(d + 32, b);
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }
@@ -366,16 +394,16 @@ internal static unsafe class CopyEngine
         {
             while (n != 0)
             {
-                Vector128<byte> a = Vector128.Load(s);
-                Vector128<byte> b = Vector128.Load(s + 16);
-                Vector128<byte> c = Vector128.Load(s + 32);
-                Vector128<byte> e = Vector128.Load(s + 48);
+                Vector128<byte> a = Vector128.LoadUnsafe(ref s);
+                Vector128<byte> b = Vector128.LoadUnsafe(ref s, 16);
+                Vector128<byte> c = Vector128.LoadUnsafe(ref s, 32);
+                Vector128<byte> e = Vector128.LoadUnsafe(ref s, 48);
                 Sse2.StoreAlignedNonTemporal(d, a);
                 Sse2.StoreAlignedNonTemporal(d + 16, b);
                 Sse2.StoreAlignedNonTemporal(d + 32, c);
                 Sse2.StoreAlignedNonTemporal(d + 48, e);
                 d += Line;
-                s += Line;
+                s = ref Unsafe.Add(ref s, Line);
                 n -= Line;
             }
         }

@@ -43,6 +43,17 @@ internal abstract unsafe class PersistOps
     /// <summary>Fills and makes durable as <paramref name="flags"/> say (pmem2 memset).</summary>
     internal abstract void Fill(byte* destination, byte value, nuint length, PmemCopyOptions flags);
 
+    /// <summary>
+    /// Whether <see cref="Copy"/> is <see cref="CopyEngine.MoveNoDrain"/> followed by
+    /// <see cref="StoreFence"/> unless <see cref="PmemCopyOptions.NoDrain"/>, and nothing else: then a
+    /// caller may run the engine's whole-line stream itself (see <c>DaxMapping.Write</c>). False for
+    /// page granularity and for the crash simulator, whose copies must go through <see cref="Copy"/>.
+    /// </summary>
+    internal virtual bool CopiesThroughEngine => false;
+
+    /// <summary>With <see cref="CopiesThroughEngine"/>: the flush routine <see cref="Copy"/> gives the engine (null: no flush is needed).</summary>
+    internal virtual delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> EngineFlush => null;
+
     /// <summary>Called once when the mapping is disposed, after the last operation has returned.</summary>
     internal virtual void Release()
     {
@@ -106,6 +117,10 @@ internal sealed unsafe class CacheLineOps : PersistOps
 
     internal override PersistGranularity Granularity => PersistGranularity.CacheLine;
 
+    internal override bool CopiesThroughEngine => true;
+
+    internal override delegate* unmanaged[SuppressGCTransition]<byte*, nuint, void> EngineFlush => _flush;
+
     internal override void Flush(byte* address, nuint length) => _flush(address, length);
 
     internal override void Drain() => StoreFence();
@@ -141,6 +156,8 @@ internal sealed unsafe class CacheLineOps : PersistOps
 /// </summary>
 internal abstract unsafe class FenceOnlyOps : PersistOps
 {
+    internal override bool CopiesThroughEngine => true;
+
     internal override void Flush(byte* address, nuint length)
     {
     }

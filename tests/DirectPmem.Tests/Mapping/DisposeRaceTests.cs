@@ -22,6 +22,8 @@ public sealed class DisposeRaceTests
     [InlineData("persist")]
     [InlineData("flush")]
     [InlineData("write")]
+    [InlineData("write-64")]
+    [InlineData("write-unaligned")]
     [InlineData("move")]
     [InlineData("fill")]
     [InlineData("publish")]
@@ -95,6 +97,34 @@ public sealed class DisposeRaceTests
         ChildProcess.Report("done");
     }
 
+    [Fact]
+    public void WriteWhoseSourceFaultsIntoAnExceptionLeavesNoOperationInFlight()
+        => ChildProcess.RunPassing(typeof(DisposeRaceTests), nameof(FaultingSourceChild));
+
+    [Fact(Explicit = true)]
+    public async Task FaultingSourceChild()
+    {
+        ChildProcess.RequireChild();
+        using PmemFile memfd = PmemFile.CreateMemory("fault", Length);
+        DaxMapping map = memfd.Map(new DaxMappingOptions { ForceCacheLineGranularity = true });
+        // A span at address 0: reading it raises NullReferenceException, the one fault .NET lets a
+        // caller catch (a child process, in case a runtime made it fatal). 256 B and 4 KiB to an
+        // aligned offset are the shape Write streams without a try block; for this source it must
+        // go through the path that clears the slot on an exception, or the slot would keep naming
+        // the mapping and Dispose would wait for it forever.
+        foreach (int length in new[] { 64, 256, 4096 })
+        {
+            Assert.Throws<NullReferenceException>(() => WriteFromAddressZero(map, length));
+        }
+        // Dispose on another thread (this thread's next operation would clear a stale slot) returns.
+        await Task.Run(map.Dispose, TestContext.Current.CancellationToken)
+            .WaitAsync(TestTime.Limit(TimeSpan.FromSeconds(30)), TestContext.Current.CancellationToken);
+        ChildProcess.Report("done");
+    }
+
+    private static unsafe void WriteFromAddressZero(DaxMapping map, int length)
+        => map.Write(new ReadOnlySpan<byte>((void*)0, length), 8192);
+
     private static (DaxMapping, IDisposable?) Create(string kind, int round)
     {
         if (kind.StartsWith("page-", StringComparison.Ordinal))
@@ -114,7 +144,12 @@ public sealed class DisposeRaceTests
     {
         "persist" or "page-persist" => m => m.Persist(0, Length),
         "flush" => m => m.Flush(0, Length),
+        // Whole aligned lines: Write streams them itself, without a try block.
         "write" or "page-write" => m => m.Write(data, 8192),
+        // Below the non-temporal threshold: temporal stores and a flush, by Write itself too.
+        "write-64" => m => m.Write(data.AsSpan(0, 64), 8192),
+        // Non-temporal with a temporal tail: through the operations object, in a try block.
+        "write-unaligned" => m => m.Write(data.AsSpan(0, 1000), 8192 + 3),
         "move" => m => m.Move(0, 8192, 4096),
         "fill" => m => m.Fill(0, 4096, 7),
         "publish" => m => m.Publish(64, 42),

@@ -125,26 +125,47 @@ public sealed unsafe class CopyEngineTests : IDisposable
 
     [Fact]
     public void MoveIsCorrectForEveryLengthUpTo1100WithOverlapBothWays()
+        => AssertOverlappingCopies(128 * 1024, 3, [1, 7, 8, 9, 63, 64, 65, 200, 256, 513], Enumerable.Range(0, MaxLength + 1), "move",
+            (source, destination, length) => _mapping.Move(source, destination, length, length % 2 == 0 ? PmemCopyOptions.None : PmemCopyOptions.NonTemporal));
+
+    [Fact]
+    public void WriteFromTheSameMappingIsCorrectWithOverlapBothWays()
     {
-        const long Base = 128 * 1024;
+        // Write's source may lie in the mapping. Aligned whole lines from the threshold up are
+        // streamed by Write itself unless the destination starts inside the source (then the
+        // backward copy of the operations object runs): both, at every distance, against a reference.
+        int[] lengths = [.. Enumerable.Range(0, 512), .. Enumerable.Range(8, 25).Select(i => i * 64)];
+        foreach (PmemCopyOptions flags in new[] { PmemCopyOptions.None, PmemCopyOptions.NoDrain })
+        {
+            AssertOverlappingCopies(256 * 1024, 0, [1, 8, 63, 64, 65, 128, 256, 1024], lengths, $"write with {flags} from the mapping",
+                (source, destination, length) => _mapping.Write(_mapping.GetReadOnlySpan(source, length), destination, flags));
+        }
+        Pmem.Drain();
+    }
+
+    // Copies within a window of 12 KiB around base + misalignment, from sources at each distance
+    // below and above the destination, and compares the whole window with a reference.
+    private void AssertOverlappingCopies(long lineBase, int misalignment, int[] distances, IEnumerable<int> lengths, string what, Action<long, long, int> copy)
+    {
+        long windowStart = lineBase - 4096;
         byte[] reference = new byte[3 * 4096];
-        new Random(99).NextBytes(reference);
-        Span<byte> window = _mapping.GetSpan(Base - 4096, reference.Length);
-        foreach (int distance in new[] { 1, 7, 8, 9, 63, 64, 65, 200, 256, 513 })
+        new Random((int)lineBase + misalignment).NextBytes(reference);
+        Span<byte> window = _mapping.GetSpan(windowStart, reference.Length);
+        foreach (int distance in distances)
         {
             foreach (int sign in new[] { -1, 1 })
             {
-                for (int length = 0; length <= MaxLength; length++)
+                foreach (int length in lengths)
                 {
-                    long destination = Base + 3;
+                    long destination = lineBase + misalignment;
                     long source = destination + sign * distance;
                     reference.CopyTo(window);
-                    _mapping.Move(source, destination, length, length % 2 == 0 ? PmemCopyOptions.None : PmemCopyOptions.NonTemporal);
+                    copy(source, destination, length);
                     byte[] expected = (byte[])reference.Clone();
-                    Array.Copy(reference, source - Base + 4096, expected, destination - Base + 4096, length);
+                    Array.Copy(reference, source - windowStart, expected, destination - windowStart, length);
                     if (!window.SequenceEqual(expected))
                     {
-                        Assert.Fail($"move of {length} bytes at distance {sign * distance} is wrong");
+                        Assert.Fail($"{what} of {length} bytes at distance {sign * distance} is wrong");
                     }
                 }
             }
