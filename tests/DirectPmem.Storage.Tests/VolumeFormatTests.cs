@@ -152,10 +152,15 @@ public sealed class VolumeFormatTests
         image.Mapping.GetSpan(image.SlotOffset(1) + 40, 1)[0] ^= 0x20;
         Apply(image, "dead-slot");
         VolumeInspection volume = image.Inspect();
-        // The torn slot holds no live segment, so its chunk 5 is an orphan too: slots first, then the table in chunk order.
-        Assert.Equal([(VolumeField.Slot, image.SlotOffset(1)), (VolumeField.ChunkTable, image.WordOffset(5)), (VolumeField.ChunkTable, image.WordOffset(7))],
-            volume.Problems.Select(p => (p.Field, p.Offset)));
-        Assert.Equal(2, volume.ReclaimableChunks);
+        // Slots first, then the table in chunk order. The torn slot's chunk 5 is a note (neither used nor free: its fate
+        // follows the slot's), not an orphan to reclaim; chunk 7 is one.
+        Assert.Equal([(VolumeField.Slot, PoolProblemSeverity.Error, image.SlotOffset(1)), (VolumeField.ChunkTable, PoolProblemSeverity.Note, image.WordOffset(5)),
+            (VolumeField.ChunkTable, PoolProblemSeverity.Repairable, image.WordOffset(7))],
+            volume.Problems.Select(p => (p.Field, p.Severity, p.Offset)));
+        Assert.Contains("names slot 1, which is damaged", volume.Problems[1].Message, StringComparison.Ordinal);
+        Assert.Equal(1, volume.ReclaimableChunks);
+        Assert.Equal(image.Geometry.ChunkCount - 4, volume.FreeChunks);
+        Assert.Equal(3 * ChunkSize, volume.UsedBytes);
         Assert.False(volume.Opens);
     }
 

@@ -109,7 +109,8 @@ internal sealed class VolumeScan(VolumeGeometry geometry, long bodyOffset)
 /// word may name a slot that no longer holds a segment: that chunk holds nothing acknowledged and a writable open
 /// reclaims it (<see cref="PoolProblemSeverity.Repairable"/>). A slot whose commit word does not match its body, a
 /// slot's field out of range, a name that is not UTF-8 or a (name, segment) pair held twice cannot come from a crash:
-/// they are errors, and an open refuses the volume.</para>
+/// they are errors, and an open refuses the volume; the chunks such a slot owns are noted
+/// (<see cref="PoolProblemSeverity.Note"/>), neither used nor free.</para>
 /// </remarks>
 internal static class VolumeFormat
 {
@@ -246,6 +247,8 @@ internal static class VolumeFormat
         }
         var scan = new VolumeScan(geometry, entry.Offset + StructureHeader.Length);
         var bySlot = new ScannedSegment?[geometry.SlotCount];
+        // Slots reported as errors: their chunks are neither a live segment's nor orphans.
+        var damaged = new bool[geometry.SlotCount];
         var pairs = new Dictionary<(string Name, int Segment), int>();
         Span<byte> raw = stackalloc byte[SlotSize];
         for (int slot = 0; slot < geometry.SlotCount; slot++)
@@ -255,6 +258,7 @@ internal static class VolumeFormat
             {
                 sink.Report(VolumeField.MediaError, PoolProblemSeverity.Error, offset, Invariant(
                     $"slot {slot} at offset {offset} cannot be read: it met {What(lost)} at [0x{lost.BadOffset:x}, +0x{lost.BadLength:x})"));
+                damaged[slot] = true;
                 continue;
             }
             ulong commit = BinaryPrimitives.ReadUInt64LittleEndian(raw);
@@ -267,6 +271,7 @@ internal static class VolumeFormat
             {
                 sink.Report(VolumeField.Slot, PoolProblemSeverity.Error, offset, Invariant(
                     $"slot {slot} at offset {offset}: its commit word {FormatHeader.Hex(commit)} does not match the CRC-32 of its body ({FormatHeader.Hex(CommitWord(raw[8..]))}): damaged (a slot is published only once its body is durable)"));
+                damaged[slot] = true;
                 continue;
             }
             long sequence = BinaryPrimitives.ReadInt64LittleEndian(raw[SlotSequenceOffset..]);
@@ -276,6 +281,7 @@ internal static class VolumeFormat
             {
                 sink.Report(VolumeField.Slot, PoolProblemSeverity.Error, offset, Invariant(
                     $"slot {slot} at offset {offset} holds segment {segment}, name length {nameLength}, sequence {sequence} (a segment from 0, a name of 1 to {MaxNameBytes} bytes, a sequence from 1)"));
+                damaged[slot] = true;
                 continue;
             }
             string name;
@@ -286,12 +292,14 @@ internal static class VolumeFormat
             catch (DecoderFallbackException)
             {
                 sink.Report(VolumeField.Slot, PoolProblemSeverity.Error, offset, Invariant($"slot {slot} at offset {offset} holds a name that is not UTF-8"));
+                damaged[slot] = true;
                 continue;
             }
             if (!pairs.TryAdd((name, segment), slot))
             {
                 sink.Report(VolumeField.Slot, PoolProblemSeverity.Error, offset, Invariant(
                     $"slot {slot} at offset {offset} repeats segment {segment} of '{name}', which slot {pairs[(name, segment)]} holds"));
+                damaged[slot] = true;
                 continue;
             }
             var live = new ScannedSegment(name, segment, slot, sequence);
@@ -318,6 +326,13 @@ internal static class VolumeFormat
                 if (owner == 0)
                 {
                     scan.FreeChunks.Add((int)chunk);
+                    continue;
+                }
+                long ownerSlot = (long)(owner >> 32) - 1;
+                if (ownerSlot >= 0 && ownerSlot < geometry.SlotCount && damaged[ownerSlot])
+                {
+                    sink.Report(VolumeField.ChunkTable, PoolProblemSeverity.Note, scan.OwnerWordOffset(chunk), Invariant(
+                        $"chunk {chunk}'s owner word at offset {scan.OwnerWordOffset(chunk)} names slot {ownerSlot}, which is damaged: the chunk is neither counted used nor free"));
                     continue;
                 }
                 string? orphan = Orphan(owner, chunk, geometry, bySlot, scan.OwnerWordOffset(chunk));

@@ -38,7 +38,10 @@ public sealed class VolumeProblem
     /// <summary>The part of the body the problem is about.</summary>
     public VolumeField Field { get; }
 
-    /// <summary>How serious it is: <see cref="PoolProblemSeverity.Error"/> refuses the open, <see cref="PoolProblemSeverity.Repairable"/> is reclaimed by a writable open.</summary>
+    /// <summary>
+    /// How serious it is: <see cref="PoolProblemSeverity.Error"/> refuses the open, <see cref="PoolProblemSeverity.Repairable"/> is reclaimed by a
+    /// writable open, <see cref="PoolProblemSeverity.Note"/> is a chunk of a damaged slot (neither used nor free; the slot's error decides).
+    /// </summary>
     public PoolProblemSeverity Severity { get; }
 
     /// <summary>The mapping offset of the slot, owner word or parameter that failed.</summary>

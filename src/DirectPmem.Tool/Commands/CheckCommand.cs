@@ -549,6 +549,10 @@ internal static class CheckCommand
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  structure \"{structure.Name}\": {structure.Kind} at {structure.Offset}, {structure.Length} bytes{(structure.Header is { } h ? "; " + h : "")}"));
+                if (structure.Volume is VolumeReport volume)
+                {
+                    Console.WriteLine($"  volume \"{structure.Name}\": {PoolChecker.VolumeSummary(volume, b => b.ToString(CultureInfo.InvariantCulture) + " bytes")}");
+                }
             }
             if (pool.Log is LogReport log)
             {
