@@ -165,6 +165,26 @@ public sealed class VolumeFormatTests
     }
 
     [Fact]
+    public void RepairVolumeFreesOrphanedChunksOnlyWhenTheBodyHasNoError()
+    {
+        using var image = new Image();
+        Apply(image, "dead-slot");
+        Apply(image, "torn-slot");
+        PoolInspection pool = PoolInspector.InspectPool(image.Mapping, Layout);
+        PoolDirectoryEntry entry = pool.Structures.Single(s => s.Name == "garnet");
+        byte[] before = image.Mapping.GetReadOnlySpan(0, (int)image.Mapping.Length).ToArray();
+        // A body the open refuses is left as the open leaves it.
+        Assert.Equal(1, PoolInspector.RepairVolume(image.Mapping, pool, entry).ReclaimableChunks);
+        Assert.True(before.AsSpan().SequenceEqual(image.Mapping.GetReadOnlySpan(0, (int)image.Mapping.Length)));
+        // Without the error, the orphan's word is published 0, as the open publishes it.
+        Apply(image, "torn-slot");
+        VolumeInspection repaired = PoolInspector.RepairVolume(image.Mapping, pool, entry);
+        Assert.Empty(repaired.Problems);
+        Assert.Equal(0UL, image.Mapping.GetReadOnlyRef<ulong>(image.WordOffset(7)));
+        Assert.Equal(image.Geometry.ChunkCount - 4, repaired.FreeChunks);
+    }
+
+    [Fact]
     public void InspectVolumeRefusesAnEntryOfAnotherKind()
     {
         using var image = new Image();

@@ -111,7 +111,46 @@ public sealed class VolumeAgreementTests : IDisposable
     }
 
     [Fact]
-    public void ACheckOfADamagedVolumeWritesNothing()
+    public void CheckRepairMakesTheRepairsTheOpenMakesAndNothingElse()
+    {
+        VolumeCheckTests.VolumeImage image = VolumeCheckTests.CreatePoolWithVolume(Path.Combine(_dir, "repair"));
+        long orphan = image.ChunkCount - 1;
+        using (var file = new FileStream(image.Path, FileMode.Open, FileAccess.ReadWrite))
+        {
+            Patch(file, image.WordOffset(orphan), w => BinaryPrimitives.WriteUInt64LittleEndian(w, 6UL << 32));
+        }
+        PoolCheckTests.Flip(image.Path, image.Entry.Offset + 4096 + 300);
+        (int code, string output, _) = Dpmem.Run("check", image.Path, "--json");
+        Assert.Equal(2, code);
+        using (JsonDocument doc = JsonDocument.Parse(output))
+        {
+            JsonElement[] problems = [.. doc.RootElement.GetProperty("problems").EnumerateArray()];
+            Assert.Equal(2, problems.Length);
+            Assert.All(problems, p => Assert.Contains("what a writable PmemVolume open does", p.GetProperty("repair").GetString(), StringComparison.Ordinal));
+        }
+        (code, output, string error) = Dpmem.Run("check", image.Path, "--repair", "--yes");
+        Assert.True(code == 0, output + error);
+        Assert.Contains("repaired volume \"garnet\": damaged structure header copy restored from the intact one", output, StringComparison.Ordinal);
+        Assert.Contains("repaired volume \"garnet\": 1 chunk(s) whose owner word named no live segment freed", output, StringComparison.Ordinal);
+        (code, output, error) = Dpmem.Run("check", image.Path, "--json");
+        Assert.True(code == 0, output + error);
+        using (JsonDocument doc = JsonDocument.Parse(output))
+        {
+            Assert.Equal(image.ChunkCount - 4, Volume(doc).GetProperty("free_chunks").GetInt64());
+            Assert.Equal(0, Volume(doc).GetProperty("reclaimable_chunks").GetInt64());
+        }
+        // What the open finds now needs no repair: the same free space, the same segments, the header chosen without a restore.
+        using (PmemPool pool = PmemPool.OpenFile(image.Path, "DirectPmem.Garnet"))
+        using (PmemVolume volume = PmemVolume.OpenInPool(pool, "garnet"))
+        {
+            Assert.Equal(PoolHeaderRepair.None, volume.Structure.HeaderRepair);
+            Assert.Equal((image.ChunkCount - 4) * VolumeCheckTests.ChunkSize, volume.FreeBytes);
+            Assert.Equal(["base/Store/aof", "base/Store/hlog"], volume.GetDeviceNames());
+        }
+    }
+
+    [Fact]
+    public void ACheckOfADamagedVolumeWritesNothingAndRepairLeavesABodyWithAnErrorAsTheOpenLeavesIt()
     {
         VolumeCheckTests.VolumeImage image = VolumeCheckTests.CreatePoolWithVolume(Path.Combine(_dir, "evidence"));
         using (var file = new FileStream(image.Path, FileMode.Open, FileAccess.ReadWrite))

@@ -185,4 +185,50 @@ public static partial class PoolInspector
         VolumeScan? scan = header.Opens ? VolumeFormat.Examine(mapping, entry, header.Parameters, sink) : null;
         return new VolumeInspection(header, sink.Problems, scan);
     }
+
+    /// <summary>
+    /// Makes the repairs a writable open of the volume (<c>PmemVolume.OpenInPool</c>) makes, and nothing else: a damaged or
+    /// stale copy of the structure header is rewritten from the intact one, and, when the body has no error, the owner
+    /// words <see cref="InspectVolume"/> reports as <see cref="PoolProblemSeverity.Repairable"/> (chunks naming no live
+    /// owner) are published as 0, freeing those chunks. A body with an error is left as it is, as the open leaves it.
+    /// </summary>
+    /// <param name="mapping">A writable mapping holding the pool.</param>
+    /// <param name="pool">The pool's inspection (<see cref="InspectPool"/>).</param>
+    /// <param name="entry">A <see cref="PoolStructureKind.GarnetVolume"/> entry of <see cref="PoolInspection.Structures"/>.</param>
+    /// <returns>The inspection after the repair.</returns>
+    /// <exception cref="ArgumentException">The mapping is read-only, or the entry is not a Garnet volume.</exception>
+    public static VolumeInspection RepairVolume(DaxMapping mapping, PoolInspection pool, PoolDirectoryEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(mapping);
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(entry);
+        if (mapping.IsReadOnly)
+        {
+            throw new ArgumentException("RepairVolume needs a writable mapping.", nameof(mapping));
+        }
+        if (entry.Kind != PoolStructureKind.GarnetVolume)
+        {
+            throw new ArgumentException($"{entry} is not a Garnet volume.", nameof(entry));
+        }
+        var headerSink = new CollectingPoolSink();
+        byte[]? parameters = StructureHeader.Read(mapping, pool.Uuid, entry, [], headerSink, out _, out _, out byte[]? repairFrom, out bool primaryChosen);
+        if (parameters is null || headerSink.Problems.Any(p => p.Severity == PoolProblemSeverity.Error))
+        {
+            return InspectVolume(mapping, pool, entry);
+        }
+        if (repairFrom is not null)
+        {
+            mapping.Write(repairFrom, primaryChosen ? entry.Offset + StructureHeader.BlockSize : entry.Offset);
+        }
+        var sink = new CollectingVolumeSink();
+        VolumeScan? scan = VolumeFormat.Examine(mapping, entry, parameters, sink);
+        if (scan is not null && !sink.Problems.Any(p => p.Severity == PoolProblemSeverity.Error))
+        {
+            foreach (int chunk in scan.OrphanedChunks)
+            {
+                mapping.Publish(scan.OwnerWordOffset(chunk), 0);
+            }
+        }
+        return InspectVolume(mapping, pool, entry);
+    }
 }

@@ -194,13 +194,16 @@ internal static class PoolChecker
     /// </summary>
     private static VolumeReport? CheckVolume(PoolDirectoryEntry entry, VolumeInspection volume, List<CheckProblem> problems, List<string> notes)
     {
+        // --repair makes what a writable PmemVolume open makes (PoolInspector.RepairVolume): a header copy restored, and,
+        // when the body has no error, orphaned chunks freed.
         foreach (PoolProblem problem in volume.Header.Problems)
         {
-            // A damaged copy is restored by the next writable PmemVolume open, not by dpmem check --repair.
-            problems.Add(new CheckProblem("volume", problem.Severity == PoolProblemSeverity.Repairable
-                ? problem.Message + " (the next writable open of the volume restores it from the intact copy)"
-                : problem.Message, null));
+            problems.Add(problem.Severity == PoolProblemSeverity.Repairable
+                ? new CheckProblem("volume", problem.Message + " (the next writable open of the volume restores it from the intact copy)",
+                    "restore the copy from the intact one (what a writable PmemVolume open does)")
+                : new CheckProblem("volume", problem.Message, null));
         }
+        bool bodyOpens = volume.BodyValid && !volume.Problems.Any(p => p.Severity == PoolProblemSeverity.Error);
         foreach (VolumeProblem problem in volume.Problems)
         {
             string message = $"\"{entry.Name}\" {VolumeFieldName(problem.Field)}: {problem.Message}";
@@ -209,9 +212,10 @@ internal static class PoolChecker
                 notes.Add("volume " + message);
                 continue;
             }
-            problems.Add(new CheckProblem("volume", problem.Severity == PoolProblemSeverity.Repairable
-                ? message + " (the next writable open of the volume reclaims the chunk)"
-                : message, null));
+            problems.Add(problem.Severity == PoolProblemSeverity.Repairable
+                ? new CheckProblem("volume", message + " (the next writable open of the volume reclaims the chunk)",
+                    bodyOpens ? "publish 0 to the owner word, freeing the chunk (what a writable PmemVolume open does)" : null)
+                : new CheckProblem("volume", message, null));
         }
         if (!volume.BodyValid)
         {
