@@ -757,9 +757,12 @@ public sealed class PmemVolume : IDisposable
         foreach (ScannedSegment scanned in scan.Segments)
         {
             var loaded = new VolumeSegment(scanned.Name, scanned.Segment, scanned.Slot, scanned.Sequence);
-            foreach ((int index, int chunk) in scanned.Chunks)
+            ReadOnlySpan<int> map = scanned.Map;
+            for (int index = 0; index < map.Length; index++)
             {
-                loaded.SetChunk(index, chunk);
+                if (map[index] < 0)
+                    continue;
+                loaded.SetChunk(index, map[index]);
                 loaded.ChunkCount++;
             }
             _segments.Add((scanned.Name, scanned.Segment), loaded);

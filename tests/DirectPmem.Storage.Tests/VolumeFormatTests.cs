@@ -98,7 +98,7 @@ public sealed class VolumeFormatTests
         { "dead-slot", VolumeField.ChunkTable, PoolProblemSeverity.Repairable, "chunk 7's owner word at offset {word7} names slot 5, which holds no segment" },
         { "slot-range", VolumeField.ChunkTable, PoolProblemSeverity.Repairable, "chunk 7's owner word at offset {word7} names slot 900, outside the volume's 8 slots" },
         { "index-range", VolumeField.ChunkTable, PoolProblemSeverity.Repairable, "chunk 7's owner word at offset {word7} gives index 100000 of segment 0 of 'hlog.log', beyond the volume's" },
-        { "index-twice", VolumeField.ChunkTable, PoolProblemSeverity.Repairable, "chunk 7's owner word at offset {word7} gives index 1 of segment 0 of 'hlog.log', which an earlier chunk already holds" },
+        { "index-twice", VolumeField.ChunkTable, PoolProblemSeverity.Repairable, "chunk 7's owner word at offset {word7} gives index 1 of segment 0 of 'hlog.log', which chunk 1 already holds" },
         { "version", VolumeField.Geometry, PoolProblemSeverity.Error, "volume layout version 3 is not supported" },
         { "chunk-size", VolumeField.Geometry, PoolProblemSeverity.Error, "chunk size 5000 is not a power of two" },
         { "does-not-fit", VolumeField.Geometry, PoolProblemSeverity.Error, "does not fit the volume's" },

@@ -56,11 +56,34 @@ internal sealed class ScannedSegment(string name, int segment, int slot, long se
 
     public long Sequence { get; } = sequence;
 
-    /// <summary>(index within the segment, chunk) for every chunk the segment owns, in chunk order.</summary>
-    public List<(int Index, int Chunk)> Chunks { get; } = [];
+    private int[] _map = [];
 
-    /// <summary>The indexes the segment already has a chunk at.</summary>
-    public HashSet<int> Indexes { get; } = [];
+    /// <summary>The chunk holding each index of the segment, or -1 for a hole; past <see cref="Length"/> all holes (the array grows by doubling).</summary>
+    public ReadOnlySpan<int> Map => _map.AsSpan(0, Length);
+
+    /// <summary>One past the highest index the segment has a chunk at (0 when it has none).</summary>
+    public int Length { get; private set; }
+
+    /// <summary>How many chunks the segment owns.</summary>
+    public int ChunkCount { get; private set; }
+
+    /// <summary>The chunk at <paramref name="index"/>, or -1.</summary>
+    public int ChunkAt(int index) => index < Length ? _map[index] : -1;
+
+    /// <summary>Gives the segment <paramref name="chunk"/> at <paramref name="index"/>, which has none yet.</summary>
+    public void Add(int index, int chunk)
+    {
+        if (index >= _map.Length)
+        {
+            int[] grown = new int[Math.Max(Math.Max(4, _map.Length * 2), index + 1)];
+            _map.CopyTo(grown, 0);
+            grown.AsSpan(_map.Length).Fill(-1);
+            _map = grown;
+        }
+        _map[index] = chunk;
+        Length = Math.Max(Length, index + 1);
+        ChunkCount++;
+    }
 }
 
 /// <summary>What <see cref="VolumeFormat.Examine"/> read: the geometry, the live segments, the free chunks and slots, and the owner words an open reclaims.</summary>
@@ -342,9 +365,7 @@ internal static class VolumeFormat
                     sink.Report(VolumeField.ChunkTable, PoolProblemSeverity.Repairable, scan.OwnerWordOffset(chunk), orphan);
                     continue;
                 }
-                ScannedSegment segment = bySlot[(owner >> 32) - 1]!;
-                segment.Indexes.Add((int)(uint)owner);
-                segment.Chunks.Add(((int)(uint)owner, (int)chunk));
+                bySlot[ownerSlot]!.Add((int)(uint)owner, (int)chunk);
             }
         }
         return scan;
@@ -368,9 +389,9 @@ internal static class VolumeFormat
         {
             return Invariant($"chunk {chunk}'s owner word at offset {offset} gives index {index} of segment {segment.Segment} of '{segment.Name}', beyond the volume's {geometry.ChunkCount} chunks: the chunk holds nothing a segment reaches");
         }
-        if (segment.Indexes.Contains((int)index))
+        if (segment.ChunkAt((int)index) is int earlier and >= 0)
         {
-            return Invariant($"chunk {chunk}'s owner word at offset {offset} gives index {index} of segment {segment.Segment} of '{segment.Name}', which an earlier chunk already holds: the segment keeps the earlier one");
+            return Invariant($"chunk {chunk}'s owner word at offset {offset} gives index {index} of segment {segment.Segment} of '{segment.Name}', which chunk {earlier} already holds: the segment keeps that one");
         }
         return null;
     }

@@ -112,8 +112,7 @@ public sealed class VolumeInspection
         FreeChunks = scan.FreeChunks.Count + scan.OrphanedChunks.Count;
         ReclaimableChunks = scan.OrphanedChunks.Count;
         Segments = [.. scan.Segments
-            .Select(s => new VolumeSegmentInspection(s.Name, s.Segment, s.Slot, s.Sequence, s.Chunks.Count, g.ChunkSize,
-                s.Chunks.Count == 0 ? 0 : (s.Chunks.Max(c => c.Index) + 1L) * g.ChunkSize))
+            .Select(s => new VolumeSegmentInspection(s.Name, s.Segment, s.Slot, s.Sequence, s.ChunkCount, g.ChunkSize, s.Length * g.ChunkSize))
             .OrderBy(s => s.Name, StringComparer.Ordinal).ThenBy(s => s.Segment)];
     }
 

@@ -370,8 +370,8 @@ internal static class CheckCommand
             if (!header && !directory)
             {
                 poolNotes.Add(found.Count == 0 ? "nothing to repair in the pool"
-                    : found.Any(p => p.Area == "pool") ? "no known repair for the pool's problems: nothing was changed"
-                    : "nothing to repair in the pool's headers and directory");
+                    : found.All(p => p.Area == "volume" && p.Repair is not null) ? "nothing to repair in the pool's headers and directory"
+                    : "no known repair for the pool's problems: nothing was changed");
             }
             else if (!yes && !Confirm(!header ? "Restore the pool's damaged directory copy from the intact one?"
                 : fix.HeaderRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "Restore the pool's primary header from its intact backup?" : "Restore the pool's backup header from its primary?", quiet))
