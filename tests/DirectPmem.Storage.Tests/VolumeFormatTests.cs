@@ -10,18 +10,34 @@ namespace DirectPmem.Storage.Tests;
 /// <see cref="PoolInspector.InspectVolume"/>): a clean volume with several devices and segments, then one image per
 /// problem class, each found with its field, severity, offset and sentence, and nothing written by the inspection.
 /// </summary>
-public sealed class VolumeFormatTests
+public sealed class VolumeFormatTests : IDisposable
 {
     private const string Layout = "volume-format";
     private const long ChunkSize = 4096;
     private const int Slots = 8;
+    private const long PoolSize = 2 << 20;
+    private readonly List<string> _dirs = [];
+
+    public void Dispose()
+    {
+        foreach (string dir in _dirs)
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 
     /// <summary>A pool in anonymous memory holding a log and a volume "garnet" with three segments of two devices, written with the format's own writers.</summary>
     private sealed class Image : IDisposable
     {
         public Image()
+            : this(DaxMapping.CreateAnonymous(PoolSize))
         {
-            Mapping = DaxMapping.CreateAnonymous(2 << 20);
+        }
+
+        /// <summary>Writes the image into <paramref name="mapping"/> (<see cref="PoolSize"/> bytes); the image owns it.</summary>
+        public Image(DaxMapping mapping)
+        {
+            Mapping = mapping;
             using PmemPool pool = TestPools.Create(Mapping, Layout);
             pool.CreateLog("wal", 64 << 10).Dispose();
             const long length = 256 << 10;
@@ -182,6 +198,41 @@ public sealed class VolumeFormatTests
         Assert.Empty(repaired.Problems);
         Assert.Equal(0UL, image.Mapping.GetReadOnlyRef<ulong>(image.WordOffset(7)));
         Assert.Equal(image.Geometry.ChunkCount - 4, repaired.FreeChunks);
+    }
+
+    [Fact]
+    public void TablesOnMemoryThatCannotBeReadAreMediaErrorsNotACrash()
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+        {
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
+        }
+        (string? root, string reason) = PageCacheProbe.Found;
+        if (root is null)
+        {
+            Assert.Skip(reason);
+        }
+        string dir = Path.Combine(root, "directpmem-volume-" + Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(dir);
+        _dirs.Add(dir);
+        string path = Path.Combine(dir, "pool");
+        using (var stream = new FileStream(path, FileMode.CreateNew))
+        {
+            stream.SetLength(PoolSize);
+        }
+        using PmemFile file = PmemFile.Open(path, writable: true);
+        using var image = new Image(file.Map());
+        // The file ends where the volume's body starts: the slot table and the chunk table are past its end.
+        Truncation.Truncate(path, image.Body);
+        VolumeInspection volume = image.Inspect();
+        Assert.False(volume.Opens);
+        Assert.True(volume.Header.Opens); // the structure header, before the cut, still reads
+        Assert.All(volume.Problems, p => Assert.Equal((VolumeField.MediaError, PoolProblemSeverity.Error), (p.Field, p.Severity)));
+        Assert.Equal(image.SlotOffset(0), volume.Problems[0].Offset);
+        Assert.StartsWith($"slot 0 at offset {image.SlotOffset(0)} cannot be read: it met a page past the end of the file", volume.Problems[0].Message, StringComparison.Ordinal);
+        Assert.Equal(Slots + 1, volume.Problems.Count); // every slot, then the one block of owner words
+        Assert.Equal(image.WordOffset(0), volume.Problems[^1].Offset);
+        Assert.Empty(volume.Segments);
     }
 
     [Fact]
