@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using System.IO.Hashing;
 using System.Numerics;
 using System.Text;
 using DirectPmem.Driver;
@@ -31,6 +29,9 @@ namespace DirectPmem.Garnet;
 /// (CRC-32 of the body, valid bit) is published; a chunk's data is written and persisted before
 /// its owner word is published; a delete publishes 0 to the slot first and then to its chunks.
 /// On open, chunk words whose owner slot is not live are reclaimed, so a crash leaks nothing.</para>
+/// <para>The body's format and its one judge live in DirectPmem.Storage beside the pool: the open runs that judge
+/// (throwing its first error, with the sentence <see cref="PoolInspector.InspectVolume"/> reports) and
+/// <c>dpmem info</c>/<c>check</c> show the segments, the free space and the problems through <see cref="PoolInspector.InspectVolume"/>.</para>
 /// <para>A write is durable when the call that made it returns (non-temporal copy + persist by
 /// the mapping's granularity); reads copy out.</para>
 /// <para>Every public method, and every method of the factories and devices it hands out, is safe
@@ -48,7 +49,7 @@ public sealed class PmemVolume : IDisposable
     public const int SectorSize = 512;
 
     /// <summary>The longest device name, in UTF-8 bytes, that a slot holds.</summary>
-    public const int MaxNameBytes = SlotSize - SlotNameOffset;
+    public const int MaxNameBytes = VolumeFormat.MaxNameBytes;
 
     /// <summary>The layout name of a pool that <see cref="Create(DaxMapping, PmemVolumeOptions?, bool)"/> makes to hold one volume.</summary>
     public const string PoolLayout = "DirectPmem.Garnet";
@@ -56,11 +57,7 @@ public sealed class PmemVolume : IDisposable
     /// <summary>The name of the volume in a pool made by <see cref="Create(DaxMapping, PmemVolumeOptions?, bool)"/>.</summary>
     public const string DefaultName = "garnet";
 
-    internal const int SlotSize = 256;
-
-    // The volume's own layout version and geometry, kept in the structure header's parameters (see Plan).
-    private const uint LayoutVersion = 2;
-    private const int ParametersLength = 48;
+    internal const int SlotSize = VolumeFormat.SlotSize;
 
     // The structure header the pool writes ahead of the body (PoolStructure.BodyOffset - Entry.Offset).
     private const long StructureHeaderLength = 8192;
@@ -68,12 +65,6 @@ public sealed class PmemVolume : IDisposable
 
     // The superblock word of a volume of the old format (DirectPmem.Garnet before volumes lived in pools).
     private const ulong OldFormatMagic = 0x31304E5247504450; // "DPGRNT01"
-    private const int SlotSequenceOffset = 8;
-    private const int SlotSegmentOffset = 16;
-    private const int SlotNameLengthOffset = 20;
-    private const int SlotNameOffset = 24;
-    private const long MinChunkSize = 4096;
-    private const long MaxChunkSize = 64L << 20;
 
     // Whether reads go through the poison-safe copy (DaxMapping.ReadSafe): decided once per
     // process. Where it is unavailable (not x86-64, generated code disabled) a read of poison or of
@@ -102,7 +93,7 @@ public sealed class PmemVolume : IDisposable
     // Written under _lock, read without it by I/O after entering a segment (see Enter and Dispose).
     private volatile bool _disposed;
 
-    private PmemVolume(PoolStructure structure, Geometry geometry, bool ownsPool, DaxMapping? ownedMapping)
+    private PmemVolume(PoolStructure structure, VolumeGeometry geometry, bool ownsPool, DaxMapping? ownedMapping)
     {
         _structure = structure;
         _map = structure.Pool.Mapping;
@@ -235,8 +226,8 @@ public sealed class PmemVolume : IDisposable
             throw new ArgumentException($"The pool is read-only ({pool.ReadOnlyReason}); a volume is created in a writable pool.", nameof(pool));
         if (length < StructureHeaderLength + Page)
             throw TooSmall(pool.Mapping, options, length, StructureHeaderLength + Page);
-        Geometry geometry = Plan(pool.Mapping, length - StructureHeaderLength, options);
-        Span<byte> parameters = stackalloc byte[ParametersLength];
+        VolumeGeometry geometry = Plan(pool.Mapping, length - StructureHeaderLength, options);
+        Span<byte> parameters = stackalloc byte[VolumeFormat.ParametersLength];
         geometry.Write(parameters);
         PoolStructure structure = pool.CreateStructure(name, PoolStructureKind.GarnetVolume, length, parameters, s =>
         {
@@ -326,9 +317,12 @@ public sealed class PmemVolume : IDisposable
         {
             throw new PmemVolumeException(PmemVolumeError.Corrupt, $"{Describe(pool.Mapping)} holds a corrupt DirectPmem.Garnet volume \"{name}\": {e.Message}", e);
         }
-        Geometry geometry = Geometry.Read(pool.Mapping, structure);
-        var volume = new PmemVolume(structure, geometry, ownsPool, ownedMapping);
-        volume.Load();
+        // The one judge of the body (VolumeFormat.Examine, what PoolInspector.InspectVolume and dpmem check run): the
+        // first error is thrown; nothing is written before the whole body has been judged.
+        var sink = new ThrowingVolumeSink(pool.Mapping, name);
+        VolumeScan scan = VolumeFormat.Examine(pool.Mapping, structure.Entry, structure.Parameters, sink)!;
+        var volume = new PmemVolume(structure, scan.Geometry, ownsPool, ownedMapping);
+        volume.Load(scan);
         return volume;
     }
 
@@ -473,14 +467,9 @@ public sealed class PmemVolume : IDisposable
                 throw new PmemVolumeException(PmemVolumeError.Full, $"{Describe(_map)}: all {SlotCount} slots are in use; cannot create segment {segment} of '{name}'. Format the volume with more slots (PmemVolumeOptions.SlotCount).");
             long sequence = _sequence++;
             long slotOffset = _slotsOffset + (long)slot * SlotSize;
-            Span<byte> body = _map.GetSpan(slotOffset, SlotSize);
-            body[8..].Clear();
-            BinaryPrimitives.WriteInt64LittleEndian(body[SlotSequenceOffset..], sequence);
-            BinaryPrimitives.WriteInt32LittleEndian(body[SlotSegmentOffset..], segment);
-            BinaryPrimitives.WriteUInt16LittleEndian(body[SlotNameLengthOffset..], (ushort)nameBytes.Length);
-            nameBytes.CopyTo(body[SlotNameOffset..]);
+            ulong commit = VolumeFormat.WriteSlot(_map.GetSpan(slotOffset, SlotSize), sequence, segment, nameBytes);
             _map.Persist(slotOffset + 8, SlotSize - 8);
-            _map.Publish(slotOffset, CommitWord(body[8..]));
+            _map.Publish(slotOffset, commit);
             var created = new VolumeSegment(name, segment, slot, sequence);
             _segments.Add((name, segment), created);
             return created;
@@ -719,7 +708,7 @@ public sealed class PmemVolume : IDisposable
                 _map.Fill(chunkOffset + end, ChunkSize - end, 0, PmemCopyOptionsNoDrain);
             _map.Write(source, chunkOffset + within, PmemCopyOptionsNoDrain);
             _map.Drain();
-            _map.Publish(TableOffset(chunk), ((ulong)(uint)(segment.Slot + 1) << 32) | (uint)index);
+            _map.Publish(TableOffset(chunk), VolumeFormat.OwnerWord(segment.Slot, index));
             segment.SetChunk((int)index, chunk);
             segment.ChunkCount++;
         }
@@ -758,69 +747,36 @@ public sealed class PmemVolume : IDisposable
         }
     }
 
-    private void Load()
+    /// <summary>
+    /// Takes what the judge read: the live segments and their chunks, the free slots and chunks. The chunks whose owner
+    /// word names no live owner (a crash between a segment's delete and its chunks' release) are reclaimed: 0 is
+    /// published to each, and they are free.
+    /// </summary>
+    private void Load(VolumeScan scan)
     {
-        var bySlot = new VolumeSegment?[SlotCount];
-        for (int slot = 0; slot < SlotCount; slot++)
+        foreach (ScannedSegment scanned in scan.Segments)
         {
-            long slotOffset = _slotsOffset + (long)slot * SlotSize;
-            ReadOnlySpan<byte> raw = _map.GetReadOnlySpan(slotOffset, SlotSize);
-            ulong commit = BinaryPrimitives.ReadUInt64LittleEndian(raw);
-            if (commit == 0)
-                continue;
-            ReadOnlySpan<byte> body = raw[8..];
-            if (commit != CommitWord(body))
-                throw Corrupt(_map, slotOffset, $"slot {slot}'s commit word does not match the CRC-32 of its body");
-            long sequence = BinaryPrimitives.ReadInt64LittleEndian(raw[SlotSequenceOffset..]);
-            int segment = BinaryPrimitives.ReadInt32LittleEndian(raw[SlotSegmentOffset..]);
-            int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(raw[SlotNameLengthOffset..]);
-            if (segment < 0 || nameLength is 0 or > MaxNameBytes || sequence < 1)
-                throw Corrupt(_map, slotOffset, $"slot {slot} holds segment {segment}, name length {nameLength}, sequence {sequence}");
-            string name;
-            try
+            var loaded = new VolumeSegment(scanned.Name, scanned.Segment, scanned.Slot, scanned.Sequence);
+            ReadOnlySpan<int> map = scanned.Map;
+            for (int index = 0; index < map.Length; index++)
             {
-                name = s_strictUtf8.GetString(raw.Slice(SlotNameOffset, nameLength));
+                if (map[index] < 0)
+                    continue;
+                loaded.SetChunk(index, map[index]);
+                loaded.ChunkCount++;
             }
-            catch (DecoderFallbackException e)
-            {
-                throw new PmemVolumeException(PmemVolumeError.Corrupt, $"{Describe(_map)}: slot {slot} at offset {slotOffset} holds a name that is not UTF-8: {e.Message}");
-            }
-            var loaded = new VolumeSegment(name, segment, slot, sequence);
-            if (!_segments.TryAdd((name, segment), loaded))
-                throw Corrupt(_map, slotOffset, $"slot {slot} repeats segment {segment} of '{name}'");
-            bySlot[slot] = loaded;
-            _sequence = Math.Max(_sequence, sequence);
+            _segments.Add((scanned.Name, scanned.Segment), loaded);
         }
-        _sequence++;
-        for (int slot = SlotCount - 1; slot >= 0; slot--)
-        {
-            if (bySlot[slot] is null)
-                _freeSlots.Push(slot);
-        }
-
-        for (long chunk = ChunkCount - 1; chunk >= 0; chunk--)
-        {
-            long wordOffset = TableOffset((int)chunk);
-            ulong owner = _map.GetReadOnlyRef<ulong>(wordOffset);
-            if (owner == 0)
-            {
-                _freeChunks.Push((int)chunk);
-                continue;
-            }
-            long slot = (long)(owner >> 32) - 1;
-            uint index = (uint)owner;
-            VolumeSegment? segment = slot < SlotCount ? bySlot[slot] : null;
-            if (segment is null || index >= ChunkCount || segment.ChunkAt(index) >= 0)
-            {
-                // No live owner (a crash between a slot's delete and its chunks' release), or an
-                // index no segment can have: the chunk holds nothing acknowledged. Reclaim it.
-                _map.Publish(wordOffset, 0);
-                _freeChunks.Push((int)chunk);
-                continue;
-            }
-            segment.SetChunk((int)index, (int)chunk);
-            segment.ChunkCount++;
-        }
+        _sequence = scan.MaxSequence + 1;
+        for (int i = scan.FreeSlots.Count - 1; i >= 0; i--)
+            _freeSlots.Push(scan.FreeSlots[i]);
+        foreach (int chunk in scan.OrphanedChunks)
+            _map.Publish(TableOffset(chunk), 0);
+        // Lowest chunk on top, orphans and free ones alike.
+        int[] free = [.. scan.FreeChunks, .. scan.OrphanedChunks];
+        Array.Sort(free);
+        for (int i = free.Length - 1; i >= 0; i--)
+            _freeChunks.Push(free[i]);
     }
 
     private byte[] EncodeName(string name)
@@ -833,18 +789,13 @@ public sealed class PmemVolume : IDisposable
         return bytes;
     }
 
-    private static ulong CommitWord(ReadOnlySpan<byte> body) => ((ulong)Crc32.HashToUInt32(body) << 32) | 1;
-
     private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
-
-    private static PmemVolumeException Corrupt(DaxMapping map, long offset, string what) =>
-        new(PmemVolumeError.Corrupt, $"{Describe(map)} holds a corrupt DirectPmem.Garnet volume at offset {offset}: {what}.");
 
     private static void CheckOptions(PmemVolumeOptions options)
     {
-        if (options.ChunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(options.ChunkSize))
-            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, $"ChunkSize must be a power of two from {MinChunkSize} to {MaxChunkSize} bytes.");
-        if (options.SlotCount is < 1 or > (1 << 20))
+        if (options.ChunkSize is < VolumeFormat.MinChunkSize or > VolumeFormat.MaxChunkSize || !BitOperations.IsPow2(options.ChunkSize))
+            throw new ArgumentOutOfRangeException(nameof(options), options.ChunkSize, $"ChunkSize must be a power of two from {VolumeFormat.MinChunkSize} to {VolumeFormat.MaxChunkSize} bytes.");
+        if (options.SlotCount is < 1 or > VolumeFormat.MaxSlots)
             throw new ArgumentOutOfRangeException(nameof(options), options.SlotCount, "SlotCount must be from 1 to 1048576.");
     }
 
@@ -867,77 +818,31 @@ public sealed class PmemVolume : IDisposable
             "To keep the data, run the old server and let a new one on the new volume replicate it (REPLICAOF), or reload it from its source.");
     }
 
-    /// <summary>Lays out a body of <paramref name="bodyLength"/> bytes: slots, chunk table, as many chunks as fit.</summary>
-    private static Geometry Plan(DaxMapping mapping, long bodyLength, PmemVolumeOptions options)
+    /// <summary>Lays out a body of <paramref name="bodyLength"/> bytes (<see cref="VolumeFormat.Plan"/>), or refuses one too small for a chunk.</summary>
+    private static VolumeGeometry Plan(DaxMapping mapping, long bodyLength, PmemVolumeOptions options)
     {
-        long chunkSize = options.ChunkSize;
-        long tableOffset = checked((long)options.SlotCount * SlotSize);
-        long available = bodyLength - tableOffset - Page; // room for the table's alignment slack
-        long chunkCount = available > 0 ? available / (chunkSize + sizeof(ulong)) : 0;
-        long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
-        while (chunkCount > 0 && dataOffset + chunkCount * chunkSize > bodyLength)
-        {
-            chunkCount--;
-            dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
-        }
-        if (chunkCount < 1 || chunkCount > int.MaxValue)
+        if (VolumeFormat.Plan(bodyLength, options.ChunkSize, options.SlotCount, out long needed) is not VolumeGeometry geometry)
         {
             throw new PmemVolumeException(PmemVolumeError.TooSmall,
-                $"{Describe(mapping)}: a {bodyLength}-byte volume body (after the pool's and the volume's headers) cannot hold a volume with {options.SlotCount} slots and {chunkSize}-byte chunks: at least {dataOffset + chunkSize} bytes are needed.");
+                $"{Describe(mapping)}: a {bodyLength}-byte volume body (after the pool's and the volume's headers) cannot hold a volume with {options.SlotCount} slots and {options.ChunkSize}-byte chunks: at least {needed} bytes are needed.");
         }
-        return new Geometry(chunkSize, chunkCount, options.SlotCount, 0, tableOffset, dataOffset);
+        return geometry;
     }
 
     /// <summary>
-    /// The volume's geometry, kept as the parameters of its structure header (little-endian; offsets relative to
-    /// the body): 0 layout version (4), 4 slot size (4), 8 chunk size, 16 chunk count, 24 slot count,
-    /// 32 slots offset, 40 table offset; the data offset follows from them.
+    /// The sink of the volume's open: the judge's first error is a <see cref="PmemVolumeException"/> (<see cref="PmemVolumeError.Corrupt"/>,
+    /// or <see cref="PmemVolumeError.MediaError"/> for unreadable metadata) whose message ends with the judge's sentence, capitalised,
+    /// with a stop: the sentence <see cref="PoolInspector.InspectVolume"/> and <c>dpmem check</c> report. Repairable problems
+    /// (orphaned chunks) are reclaimed by <see cref="Load"/>.
     /// </summary>
-    private readonly record struct Geometry(long ChunkSize, long ChunkCount, int SlotCount, long SlotsOffset, long TableOffset, long DataOffset)
+    private sealed class ThrowingVolumeSink(DaxMapping map, string name) : IVolumeProblemSink
     {
-        public long Required => DataOffset + ChunkCount * ChunkSize;
-
-        public void Write(Span<byte> p)
+        public void Report(VolumeField field, PoolProblemSeverity severity, long offset, string message)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(p, LayoutVersion);
-            BinaryPrimitives.WriteUInt32LittleEndian(p[4..], SlotSize);
-            BinaryPrimitives.WriteInt64LittleEndian(p[8..], ChunkSize);
-            BinaryPrimitives.WriteInt64LittleEndian(p[16..], ChunkCount);
-            BinaryPrimitives.WriteInt64LittleEndian(p[24..], SlotCount);
-            BinaryPrimitives.WriteInt64LittleEndian(p[32..], SlotsOffset);
-            BinaryPrimitives.WriteInt64LittleEndian(p[40..], TableOffset);
-        }
-
-        /// <summary>Reads and checks the geometry against the structure's range; a failure names the parameter's offset in the header.</summary>
-        public static Geometry Read(DaxMapping map, PoolStructure structure)
-        {
-            ReadOnlySpan<byte> p = structure.Parameters;
-            // The parameters start 128 bytes into the structure header.
-            long at = structure.Entry.Offset + 128;
-            if (p.Length != ParametersLength)
-                throw Corrupt(map, at, $"the volume's header holds {p.Length} parameter bytes, not {ParametersLength}");
-            uint version = BinaryPrimitives.ReadUInt32LittleEndian(p);
-            if (version != LayoutVersion)
-                throw Corrupt(map, at, $"volume layout version {version} is not supported (this library reads version {LayoutVersion})");
-            uint slotSize = BinaryPrimitives.ReadUInt32LittleEndian(p[4..]);
-            long chunkSize = BinaryPrimitives.ReadInt64LittleEndian(p[8..]);
-            long chunkCount = BinaryPrimitives.ReadInt64LittleEndian(p[16..]);
-            long slotCount = BinaryPrimitives.ReadInt64LittleEndian(p[24..]);
-            long slotsOffset = BinaryPrimitives.ReadInt64LittleEndian(p[32..]);
-            long tableOffset = BinaryPrimitives.ReadInt64LittleEndian(p[40..]);
-            if (slotSize != SlotSize)
-                throw Corrupt(map, at + 4, $"slot size {slotSize} is not {SlotSize}");
-            if (chunkSize is < MinChunkSize or > MaxChunkSize || !BitOperations.IsPow2(chunkSize))
-                throw Corrupt(map, at + 8, $"chunk size {chunkSize} is not a power of two from {MinChunkSize} to {MaxChunkSize}");
-            if (chunkCount is < 1 or > int.MaxValue)
-                throw Corrupt(map, at + 16, $"chunk count {chunkCount} is out of range");
-            if (slotCount is < 1 or > (1 << 20))
-                throw Corrupt(map, at + 24, $"slot count {slotCount} is out of range");
-            long dataOffset = AlignUp(tableOffset + chunkCount * sizeof(ulong), Page);
-            var geometry = new Geometry(chunkSize, chunkCount, (int)slotCount, slotsOffset, tableOffset, dataOffset);
-            if (slotsOffset != 0 || tableOffset != slotCount * SlotSize || geometry.Required > structure.BodyLength)
-                throw Corrupt(map, at + 32, $"the layout (slots at {slotsOffset}, table at {tableOffset}, data at {dataOffset}, {chunkCount} chunks of {chunkSize}) does not fit the volume's {structure.BodyLength}-byte body");
-            return geometry;
+            if (severity != PoolProblemSeverity.Error)
+                return;
+            throw new PmemVolumeException(field == VolumeField.MediaError ? PmemVolumeError.MediaError : PmemVolumeError.Corrupt,
+                $"{Describe(map)} holds a corrupt DirectPmem.Garnet volume \"{name}\" ({field} at offset {offset}): {char.ToUpperInvariant(message[0])}{message[1..]}.");
         }
     }
 

@@ -30,7 +30,8 @@ public enum PmemVolumeError
     /// <summary>
     /// A read met memory it could not read: poison (a media error) or a page past the end of a
     /// truncated backing file. The inner exception is the <see cref="PmemMediaErrorException"/>
-    /// that names the bad range. The device reports it to Tsavorite as EIO.
+    /// that names the bad range. The device reports it to Tsavorite as EIO. An open that cannot
+    /// read the volume's slot or chunk table refuses it with this error too; its message names the bad range.
     /// </summary>
     MediaError = 8,
 

@@ -20,6 +20,37 @@ public sealed class VolumeInPoolTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     [Fact]
+    public void AnOpenWhoseSlotTableCannotBeReadIsAMediaErrorNotACrash()
+    {
+        if (!DaxMapping.IsReadSafeSupported)
+            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
+        (string? root, string reason) = PageCacheProbe.Found;
+        if (root is null)
+            Assert.Skip(reason);
+        using var dir = new TempDirectory(root);
+        string path = dir.File("media.pool");
+        long body;
+        using (PmemPool pool = PmemPool.CreateFile(path, 16L << 20, "app", new PoolCreateOptions { AllowVolatile = true }))
+        using (PmemVolume volume = PmemVolume.CreateInPool(pool, "garnet", 8L << 20, new PmemVolumeOptions { ChunkSize = Chunk, SlotCount = 64 }))
+        using (IDevice device = PmemVolumeTests.Device(volume))
+        {
+            Assert.Equal(0u, DeviceIo.Write(device, 0, 0, DeviceIo.Pattern(4096, 1)).ErrorCode);
+            body = volume.Structure.BodyOffset;
+        }
+        using PmemFile file = PmemFile.Open(path, writable: true);
+        using DaxMapping map = file.Map();
+        using PmemPool reopened = PmemPool.Open(map, "app");
+        // The file now ends where the volume's body starts: the slot table is past its end.
+        Truncation.Truncate(path, body);
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            PmemVolumeException e = Assert.Throws<PmemVolumeException>(() => PmemVolume.OpenInPool(reopened, "garnet"));
+            Assert.Equal(PmemVolumeError.MediaError, e.Error);
+            Assert.Contains($"(MediaError at offset {body}): Slot 0 at offset {body} cannot be read: it met a page past the end of the file", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void ALogAHeapAndAVolumeShareOnePoolAndEachReopensWithItsData()
     {
         string path = _dir.File("shared.pool");

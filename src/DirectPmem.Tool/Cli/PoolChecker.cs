@@ -41,8 +41,15 @@ internal sealed record PoolReport(
     HeapReport? Heap,
     bool CreatedOnVolatileMemory = false);
 
-/// <summary>A named structure in the pool's directory; <paramref name="Header"/> is the state of its structure header (a Garnet volume), null for kinds without one.</summary>
-internal sealed record StructureReport(string Name, string Kind, long Offset, long Length, string? Header = null);
+/// <summary>A named structure in the pool's directory; <paramref name="Header"/> is the state of its structure header (a Garnet volume), null for kinds without one; <paramref name="Volume"/> is a Garnet volume's body.</summary>
+internal sealed record StructureReport(string Name, string Kind, long Offset, long Length, string? Header = null, VolumeReport? Volume = null);
+
+/// <summary>A Garnet volume's body as <see cref="PoolInspector.InspectVolume"/> read it: geometry, space and segments.</summary>
+internal sealed record VolumeReport(long ChunkSize, long ChunkCount, long DataCapacity, int SlotCount, int FreeSlots, long UsedChunks, long UsedBytes, long FreeChunks, long FreeBytes,
+    long ReclaimableChunks, int Devices, IReadOnlyList<VolumeSegmentReport> Segments);
+
+/// <summary>One (device, segment) pair of a volume: its slot, the chunks it owns and the bytes they take, and where its last chunk ends.</summary>
+internal sealed record VolumeSegmentReport(string Device, int Segment, int Slot, int Chunks, long Bytes, long AllocatedLength);
 
 /// <summary>A log: header, head and tail, and the frames walked from head to tail.</summary>
 internal sealed record LogReport(long Offset, string? FormatVersion, long Capacity, long Head, long Tail, long Records, long UsedBytes, long? FirstBadLsn, string? FirstBadProblem);
@@ -153,6 +160,7 @@ internal static class PoolChecker
         foreach (PoolDirectoryEntry entry in pool.Structures)
         {
             string? header = null;
+            VolumeReport? body = null;
             if (entry.Kind == PoolStructureKind.Log && entry.Offset != logOffset)
             {
                 LogChecker.Check(map, entry.Offset, logDataOffset, problems, notes);
@@ -163,17 +171,11 @@ internal static class PoolChecker
             }
             else if (entry.Kind == PoolStructureKind.GarnetVolume)
             {
-                PoolStructureInspection volume = PoolInspector.InspectStructure(map, pool, entry);
-                header = $"primary header {volume.PrimaryState}; backup header {volume.BackupState}";
-                foreach (PoolProblem problem in volume.Problems)
-                {
-                    // A damaged copy is restored by the next writable PmemVolume open, not by dpmem check --repair.
-                    problems.Add(new CheckProblem("volume", problem.Severity == PoolProblemSeverity.Repairable
-                        ? problem.Message + " (the next writable open of the volume restores it from the intact copy)"
-                        : problem.Message, null));
-                }
+                VolumeInspection volume = PoolInspector.InspectVolume(map, pool, entry);
+                header = $"primary header {volume.Header.PrimaryState}; backup header {volume.Header.BackupState}";
+                body = CheckVolume(entry, volume, problems, notes);
             }
-            structures.Add(new StructureReport(entry.Name, entry.Kind.ToString(), entry.Offset, entry.Length, header));
+            structures.Add(new StructureReport(entry.Name, entry.Kind.ToString(), entry.Offset, entry.Length, header, body));
         }
         return new PoolReport(poolOffset, pool.PrimaryState, pool.BackupState, used, pool.FormatVersion?.ToString(2), pool.Features.ToString(),
             pool.Uuid.ToString(), pool.Layout, pool.CreationTime.ToString("u", CultureInfo.InvariantCulture),
@@ -185,6 +187,56 @@ internal static class PoolChecker
             structures,
             root, log, heap, pool.CreatedOnVolatileMemory);
     }
+
+    /// <summary>
+    /// A Garnet volume: its header's problems (the pool's judge) and its body's (the volume's judge, the one PmemVolume's
+    /// open runs: an error there is the sentence the open throws), then the segments and the space.
+    /// </summary>
+    private static VolumeReport? CheckVolume(PoolDirectoryEntry entry, VolumeInspection volume, List<CheckProblem> problems, List<string> notes)
+    {
+        // --repair makes what a writable PmemVolume open makes (PoolInspector.RepairVolume): a header copy restored, and,
+        // when the body has no error, orphaned chunks freed.
+        foreach (PoolProblem problem in volume.Header.Problems)
+        {
+            problems.Add(problem.Severity == PoolProblemSeverity.Repairable
+                ? new CheckProblem("volume", problem.Message + " (the next writable open of the volume restores it from the intact copy)",
+                    "restore the copy from the intact one (what a writable PmemVolume open does)")
+                : new CheckProblem("volume", problem.Message, null));
+        }
+        bool bodyOpens = volume.BodyValid && !volume.Problems.Any(p => p.Severity == PoolProblemSeverity.Error);
+        foreach (VolumeProblem problem in volume.Problems)
+        {
+            string message = $"\"{entry.Name}\" {VolumeFieldName(problem.Field)}: {problem.Message}";
+            if (problem.Severity == PoolProblemSeverity.Note)
+            {
+                notes.Add("volume " + message);
+                continue;
+            }
+            problems.Add(problem.Severity == PoolProblemSeverity.Repairable
+                ? new CheckProblem("volume", message + " (the next writable open of the volume reclaims the chunk)",
+                    bodyOpens ? "publish 0 to the owner word, freeing the chunk (what a writable PmemVolume open does)" : null)
+                : new CheckProblem("volume", message, null));
+        }
+        if (!volume.BodyValid)
+        {
+            return null;
+        }
+        VolumeSegmentReport[] segments = [.. volume.Segments.Select(s => new VolumeSegmentReport(s.Name, s.Segment, s.Slot, s.Chunks, s.UsedBytes, s.AllocatedLength))];
+        return new VolumeReport(volume.ChunkSize, volume.ChunkCount, volume.DataCapacity, volume.SlotCount, volume.FreeSlots,
+            segments.Sum(s => (long)s.Chunks), volume.UsedBytes, volume.FreeChunks, volume.FreeBytes, volume.ReclaimableChunks,
+            segments.Select(s => s.Device).Distinct(StringComparer.Ordinal).Count(), segments);
+    }
+
+    /// <summary>One line on a volume's space: "3 segment(s) of 2 device(s) use 5 of 120 chunks of 64 KiB (320 KiB); 115 free (7.2 MiB); 61 of 64 slots free".</summary>
+    internal static string VolumeSummary(VolumeReport volume, Func<long, string> size) => Invariant(
+        $"{volume.Segments.Count} segment(s) of {volume.Devices} device(s) use {volume.UsedChunks} of {volume.ChunkCount} chunks of {size(volume.ChunkSize)} ({size(volume.UsedBytes)}); {volume.FreeChunks} free ({size(volume.FreeBytes)}{(volume.ReclaimableChunks > 0 ? Invariant($", {volume.ReclaimableChunks} of them reclaimed by the next open") : "")}); {volume.FreeSlots} of {volume.SlotCount} slots free");
+
+    internal static string VolumeFieldName(VolumeField field) => field switch
+    {
+        VolumeField.ChunkTable => "chunk table",
+        VolumeField.MediaError => "media error",
+        _ => field.ToString().ToLowerInvariant(),
+    };
 
     private static string? RepairText(PoolHeaderField field, PoolInspection pool) => field == PoolHeaderField.Directory
         ? (pool.DirectoryRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "restore the primary directory from the intact backup" : "restore the backup directory from the primary") + " (what PmemPool.Open does on a writable open)"

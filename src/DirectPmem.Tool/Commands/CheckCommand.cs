@@ -369,7 +369,9 @@ internal static class CheckCommand
             bool directory = fix.DirectoryRepair != PoolHeaderRepair.None;
             if (!header && !directory)
             {
-                poolNotes.Add(found.Count == 0 ? "nothing to repair in the pool" : "no known repair for the pool's problems: nothing was changed");
+                poolNotes.Add(found.Count == 0 ? "nothing to repair in the pool"
+                    : found.All(p => p.Area == "volume" && p.Repair is not null) ? "nothing to repair in the pool's headers and directory"
+                    : "no known repair for the pool's problems: nothing was changed");
             }
             else if (!yes && !Confirm(!header ? "Restore the pool's damaged directory copy from the intact one?"
                 : fix.HeaderRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "Restore the pool's primary header from its intact backup?" : "Restore the pool's backup header from its primary?", quiet))
@@ -389,6 +391,37 @@ internal static class CheckCommand
                 if (directory)
                 {
                     repaired.Add(fix.DirectoryRepair == PoolHeaderRepair.PrimaryRestoredFromBackup ? "pool: primary directory (offset 8192) restored from the backup" : "pool: backup directory (offset 12288) restored from the primary");
+                }
+                found.Clear();
+                poolNotes.Clear();
+                using DaxMapping view = open(false);
+                report = Inspect(view, where, found, poolNotes, out _);
+            }
+        }
+        if (repair && found.Any(p => p.Area == "volume" && p.Repair is not null))
+        {
+            if (!yes && !Confirm("Make the repairs a writable open of the Garnet volume makes (restore a damaged header copy from the intact one; publish 0 to owner words that name no live segment, freeing their chunks)?", quiet))
+            {
+                poolNotes.Add("volume repair declined: nothing was changed");
+            }
+            else
+            {
+                using (DaxMapping writable = open(true))
+                {
+                    PoolInspection inspection = PoolInspector.InspectPool(writable);
+                    foreach (PoolDirectoryEntry entry in inspection.Structures.Where(e => e.Kind == PoolStructureKind.GarnetVolume))
+                    {
+                        VolumeInspection before = PoolInspector.InspectVolume(writable, inspection, entry);
+                        VolumeInspection after = PoolInspector.RepairVolume(writable, inspection, entry);
+                        if (before.Header.Problems.Any(p => p.Severity == PoolProblemSeverity.Repairable) && !after.Header.Problems.Any(p => p.Severity == PoolProblemSeverity.Repairable))
+                        {
+                            repaired.Add($"volume \"{entry.Name}\": damaged structure header copy restored from the intact one");
+                        }
+                        if (before.ReclaimableChunks > after.ReclaimableChunks)
+                        {
+                            repaired.Add(string.Create(CultureInfo.InvariantCulture, $"volume \"{entry.Name}\": {before.ReclaimableChunks - after.ReclaimableChunks} chunk(s) whose owner word named no live segment freed"));
+                        }
+                    }
                 }
                 found.Clear();
                 poolNotes.Clear();
@@ -549,6 +582,10 @@ internal static class CheckCommand
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  structure \"{structure.Name}\": {structure.Kind} at {structure.Offset}, {structure.Length} bytes{(structure.Header is { } h ? "; " + h : "")}"));
+                if (structure.Volume is VolumeReport volume)
+                {
+                    Console.WriteLine($"  volume \"{structure.Name}\": {PoolChecker.VolumeSummary(volume, b => b.ToString(CultureInfo.InvariantCulture) + " bytes")}");
+                }
             }
             if (pool.Log is LogReport log)
             {

@@ -185,6 +185,10 @@ internal static class InfoCommand
                     $"\"{structure.Name}\": {structure.Kind} at {structure.Offset}, {Sizes.Format(structure.Length)}{(structure.Header is { } h ? "; " + h : "")}")));
             }
         }
+        foreach (StructureReport structure in pool.Structures.Where(s => s.Volume is not null))
+        {
+            grid.AddRow(Markup.Escape($"volume \"{structure.Name}\""), Markup.Escape(PoolChecker.VolumeSummary(structure.Volume!, Sizes.Format)));
+        }
         if (pool.Log is LogReport log)
         {
             grid.AddRow("log", $"at {F(log.Offset)}, format {log.FormatVersion}, capacity {Sizes.Format(log.Capacity)}, head {F(log.Head)}, tail {F(log.Tail)}, {F(log.Records)} record(s), {Sizes.Format(log.UsedBytes)} used");
@@ -204,6 +208,16 @@ internal static class InfoCommand
             grid.AddRow("problems", $"[red]{problems} (run dpmem check)[/]");
         }
         AnsiConsole.Write(grid);
+        foreach (StructureReport structure in pool.Structures.Where(s => s.Volume is { Segments.Count: > 0 }))
+        {
+            // One row per (device, segment): what a user looks for when a volume fills up.
+            var table = new Table().Title(Markup.Escape($"volume \"{structure.Name}\" segments")).AddColumns("device", "segment", "slot", "chunks", "bytes", "allocated to");
+            foreach (VolumeSegmentReport segment in structure.Volume!.Segments)
+            {
+                table.AddRow(Markup.Escape(segment.Device), F(segment.Segment), F(segment.Slot), F(segment.Chunks), Sizes.Format(segment.Bytes), Sizes.Format(segment.AllocatedLength));
+            }
+            AnsiConsole.Write(table);
+        }
     }
 
     internal static InfoReport Describe(DaxDevice device)
