@@ -233,7 +233,7 @@ internal static class LogFormat
             problem = Invariant($"its {FrameHeaderSize}-byte header would run past {end}");
             return -1;
         }
-        // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+        // Frames start on a cache line and the capacity is a multiple of 4096: a header never wraps.
         Span<byte> header = stackalloc byte[FrameHeaderSize];
         MediaRead.Copy(mapping, ringOffset + lsn % capacity, header);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
@@ -332,7 +332,7 @@ internal static class LogFormat
         long records = 0;
         for (long lsn = from; lsn < to && to - lsn >= FrameHeaderSize && capacity > 0;)
         {
-            // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+            // Frames start on a cache line and the capacity is a multiple of 4096: a header never wraps.
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(mapping.GetReadOnlySpan(ringOffset + lsn % capacity, 4));
             if (length > (ulong)(to - lsn - FrameHeaderSize))
             {

@@ -47,9 +47,11 @@ internal sealed class LogRing
     /// Every frame starts on a cache line and is a whole number of lines long (<see cref="LogFormat.FrameLength"/>;
     /// LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity
     /// is a multiple of 4 KiB), so no line holds parts of two frames. A short frame is staged whole on
-    /// the stack, with its zero padding, and written with one copy. A longer one is written as whole
-    /// lines with non-temporal stores (<see cref="WriteAlignedLongFrame"/>). No line is left partly
-    /// written: the next record, maybe another core's, never needs a line this one flushed.
+    /// the stack, with its zero padding, and written with one copy of non-temporal stores: whole lines
+    /// need no read of the old line (a cached store reads it from memory first) and no flush; the
+    /// caller's drain makes them durable. A longer one is written as whole lines with non-temporal
+    /// stores too (<see cref="WriteAlignedLongFrame"/>). No line is left partly written: the next
+    /// record, maybe another core's, never needs a line this one wrote.
     /// </remarks>
     [SkipLocalsInit]
     internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload)
@@ -63,7 +65,7 @@ internal sealed class LogRing
             WriteFrameHeader(frame, payload.Length, Checksum(payload, lsn), lsn);
             payload.CopyTo(frame[FrameHeaderSize..]);
             frame[(FrameHeaderSize + payload.Length)..].Clear();
-            WriteRing(lsn, frame);
+            WriteRing(lsn, frame, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
         }
         else
         {
