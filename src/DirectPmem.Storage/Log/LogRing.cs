@@ -42,7 +42,7 @@ internal sealed class LogRing
 
     internal static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
-    /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
+    /// <summary>Step 2: copy the frame (non-temporal stores, not drained).</summary>
     /// <remarks>
     /// Every frame starts on a cache line and is a whole number of lines long (<see cref="LogFormat.FrameLength"/>;
     /// LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity

@@ -32,7 +32,7 @@ namespace DirectPmem.Storage;
 /// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
 /// after the head (else <see cref="LogFullException"/>) and the frame starts before the tail word
 /// plus the window (else the tail word is persisted first). A crash leaves nothing new.</item>
-/// <item>Copy (<see cref="LogRing"/>): the frame is written and flushed, then this thread's stores
+/// <item>Copy (<see cref="LogRing"/>): the frame, whole cache lines, is written with non-temporal stores, then this thread's stores
 /// are drained: the one fence of the append. Appenders copy in parallel. A crash leaves the frame
 /// whole, torn or absent, inside the window after the tail word.</item>
 /// <item>Complete: the appender whose record starts at the completion cursor (every earlier record
@@ -463,7 +463,8 @@ public sealed class PmemLog : IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], _ring.Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
                 BinaryPrimitives.WriteInt64LittleEndian(frame[8..], recordLsn);
             }
-            _ring.WriteRing(lsn, frames);
+            // Whole lines (every frame is padded to them): non-temporal stores, as for one record.
+            _ring.WriteRing(lsn, frames, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
             _mapping.Drain();
         }
         catch (Exception e)
@@ -676,7 +677,7 @@ public sealed class PmemLog : IDisposable
     /// <summary>Step 1: reserve (see <see cref="LogCommit.Reserve"/>).</summary>
     internal long Reserve(int frameBytes) => _commit.Reserve(frameBytes);
 
-    /// <summary>Step 2: copy the frame, flushed, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
+    /// <summary>Step 2: copy the frame with non-temporal stores, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
     internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload) => _ring.WriteFrame(lsn, payload);
 
     /// <summary>Step 2b: drain this thread's stores.</summary>
