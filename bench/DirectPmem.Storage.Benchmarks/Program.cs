@@ -7,6 +7,8 @@
 //   dotnet run -c Release --project bench/DirectPmem.Storage.Benchmarks -- [--rounds 10] [--records 200000] [--dir /dev/shm] [--only 64x2,1024x1]
 //
 // --only runs just the listed record-size x thread-count rows (and no latency table): a quick A/B of one row.
+// --split pairs the shared log with one log per thread (nothing shared between the appenders) instead of
+// pmemlog_append: how much the appenders' coordination costs.
 //
 // Two more modes:
 //   ... -- parts [--rounds 9] [--block 20000] [--dir /dev/shm]   where one append's time goes (1 thread, interleaved)
@@ -31,6 +33,7 @@ int records = 200_000;
 int block = 20_000;
 string dir = "/dev/shm";
 HashSet<string>? only = null;
+bool split = false;
 for (int i = parts ? 1 : 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -40,8 +43,9 @@ for (int i = parts ? 1 : 0; i < args.Length; i++)
         case "--block" when parts: block = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--dir": dir = args[++i]; break;
         case "--only" when !parts: only = [.. args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)]; break;
+        case "--split" when !parts: split = true; break;
         default:
-            Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR] [--only 64x2,...] | parts [--rounds N] [--block N] [--dir DIR] | bdn [BenchmarkDotNet options]");
+            Console.Error.WriteLine("usage: [--rounds N] [--records N] [--dir DIR] [--only 64x2,...] [--split] | parts [--rounds N] [--block N] [--dir DIR] | bdn [BenchmarkDotNet options]");
             return 2;
     }
 }
@@ -62,6 +66,10 @@ string ourPath = Path.Combine(dir, $"dpm-bench-{Environment.ProcessId}.pool");
 string pmdkPath = Path.Combine(dir, $"pmemlog-bench-{Environment.ProcessId}.pool");
 File.Delete(ourPath);
 File.Delete(pmdkPath);
+// --split: the B side of each pair is one log per thread (nothing shared between the appenders:
+// the ceiling a shared log's coordination is measured against) instead of pmemlog_append.
+var splitPools = new List<PmemPool>();
+var splitLogs = new List<PmemLog>();
 try
 {
     using PmemPool pool = PmemPool.CreateFile(ourPath, PoolSize, "bench", new PoolCreateOptions { AllowVolatile = true } /* a benchmark runs on /dev/shm too */, mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
@@ -76,6 +84,19 @@ try
             havePmdk = false;
         }
     }
+    if (split)
+    {
+        havePmdk = false;
+        for (int t = 0; t < 2; t++)
+        {
+            string path = Path.Combine(dir, $"dpm-bench-{Environment.ProcessId}-split{t}.pool");
+            File.Delete(path);
+            PmemPool p = PmemPool.CreateFile(path, PoolSize / 4, "bench", new PoolCreateOptions { AllowVolatile = true }, mappingOptions: new DaxMappingOptions { ForceCacheLineGranularity = true, Populate = true });
+            File.Delete(path); // the mapping stays valid
+            splitPools.Add(p);
+            splitLogs.Add(PmemLog.Create(p, p.DataOffset, (p.DataLength / 4096) * 4096));
+        }
+    }
     Console.WriteLine($"machine: {Machine()}; backing {dir}; DirectPmem granularity {pool.Mapping.Granularity}; {Environment.ProcessorCount} CPUs");
     Console.WriteLine($"{rounds} interleaved rounds of {records} appends per configuration");
     // Warm-up until the JIT has tiered PmemLog.Append up (tier 1 needs 30 calls after 100 ms of no new
@@ -87,6 +108,10 @@ try
         RunOurs(pool, log, 1024, 1, 20_000);
     }
     Console.WriteLine();
+    if (split)
+    {
+        Console.WriteLine("--split: the second column is one DirectPmem log per thread (nothing shared), not pmemlog_append");
+    }
     Console.WriteLine("| record | threads | DirectPmem PmemLog (Mops/s, median [min-max]) | pmemlog_append (Mops/s, median [min-max]) | ratio (median of per-pair ratios [min-max]) |");
     Console.WriteLine("|---|---|---|---|---|");
     foreach (int size in new[] { 64, 1024 })
@@ -101,7 +126,11 @@ try
             var theirs = new List<double>();
             // Warm-up of both, then A B B A ... pairs.
             RunOurs(pool, log, size, threads, records / 10);
-            if (havePmdk)
+            if (split)
+            {
+                RunSplit(splitPools, splitLogs, size, threads, records / 10);
+            }
+            else if (havePmdk)
             {
                 RunPmdk(plp, size, threads, records / 10);
             }
@@ -112,17 +141,21 @@ try
                 {
                     ours.Add(RunOurs(pool, log, size, threads, records));
                 }
-                if (havePmdk)
+                if (split)
+                {
+                    theirs.Add(RunSplit(splitPools, splitLogs, size, threads, records));
+                }
+                else if (havePmdk)
                 {
                     theirs.Add(RunPmdk(plp, size, threads, records));
                 }
-                if (!oursFirst && havePmdk)
+                if (!oursFirst && (havePmdk || split))
                 {
                     ours.Add(RunOurs(pool, log, size, threads, records));
                 }
             }
-            string pmdkCell = havePmdk ? Cell(theirs) : "skipped";
-            string ratioCell = havePmdk ? Cell(ours.Zip(theirs, (a, b) => a / b).ToList(), "F2", "x") : "n/a";
+            string pmdkCell = havePmdk || split ? Cell(theirs) : "skipped";
+            string ratioCell = havePmdk || split ? Cell(ours.Zip(theirs, (a, b) => a / b).ToList(), "F2", "x") : "n/a";
             Console.WriteLine($"| {size} B | {threads} | {Cell(ours)} | {pmdkCell} | {ratioCell} |");
         }
     }
@@ -165,6 +198,10 @@ finally
 {
     File.Delete(ourPath);
     File.Delete(pmdkPath);
+    foreach (PmemPool p in splitPools)
+    {
+        p.Dispose();
+    }
 }
 return 0;
 
@@ -176,6 +213,23 @@ static double RunOurs(PmemPool pool, PmemLog log, int size, int threads, int tot
         for (int i = 0; i < count; i++)
         {
             log.Append(payload);
+        }
+    });
+}
+
+static double RunSplit(List<PmemPool> pools, List<PmemLog> logs, int size, int threads, int total)
+{
+    for (int t = 0; t < threads; t++)
+    {
+        Rewind(pools[t], logs[t]);
+    }
+    int next = 0;
+    return Parallel(threads, total, size, (payload, count) =>
+    {
+        PmemLog own = logs[Interlocked.Increment(ref next) - 1];
+        for (int i = 0; i < count; i++)
+        {
+            own.Append(payload);
         }
     });
 }

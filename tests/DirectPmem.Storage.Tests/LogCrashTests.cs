@@ -367,10 +367,9 @@ public sealed class LogCrashTests(ITestOutputHelper output)
         output.WriteLine(caught.Message.Split('\n')[0]);
     }
 
-    // Mostly 241 to 1340 bytes: frames past the 256-byte staging limit, padded to whole cache lines.
-    // Every third record is short (a 16-byte-aligned frame of 32 to 80 bytes), so that the long
-    // records after it start inside a cache line and take the other path (payload from the caller
-    // after a staged first line), while the others start on a line and are written as whole lines.
+    // Mostly 241 to 1340 bytes: frames past the 256-byte staging limit, written as whole lines with the
+    // middle ones straight from the caller. Every third record is short (20 to 68 bytes: a staged
+    // frame of one or two lines), so that staged and streamed frames alternate.
     internal static byte[] LongRecord(int seq)
         => LogTests.Payload(seq, seq % 3 == 2 ? 20 + seq * 16 % 64 : 241 + seq * 379 % 1100);
 

@@ -87,6 +87,7 @@ public sealed class LogLifecycleTests
         { "magic", LogHeaderField.Magic },
         { "version", LogHeaderField.Version },
         { "older", LogHeaderField.Version },
+        { "format4", LogHeaderField.Version },
         { "headersize", LogHeaderField.Version },
         { "incompat", LogHeaderField.Features },
         { "checksum", LogHeaderField.Checksum },
@@ -113,6 +114,8 @@ public sealed class LogLifecycleTests
             case "magic": header[3] ^= 1; reseal = false; break;
             case "version": BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MajorOffset..], 99); break;
             case "older": BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MajorOffset..], 2); BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MinorOffset..], 1); break;
+            // Format 4 had this header and frames padded to 16 bytes: its short records would be misread.
+            case "format4": BinaryPrimitives.WriteUInt16LittleEndian(header[FormatHeader.MajorOffset..], 4); break;
             case "headersize": BinaryPrimitives.WriteUInt32LittleEndian(header[FormatHeader.HeaderSizeOffset..], 64); break;
             case "incompat": BinaryPrimitives.WriteUInt64LittleEndian(header[FormatHeader.IncompatOffset..], 1UL << 40); break;
             case "checksum": header[LogFormat.CapacityOffset] ^= 1; reseal = false; break;
@@ -160,7 +163,7 @@ public sealed class LogLifecycleTests
         Assert.Equal(LogHeaderField.Features, problem.Field);
         Assert.Equal(PoolProblemSeverity.ReadOnly, problem.Severity);
         Assert.False(inspected.IsValid);
-        Assert.Equal(new Version(4, 0), inspected.FormatVersion);
+        Assert.Equal(new Version(LogFormat.Major, 0), inspected.FormatVersion);
         pool.Dispose();
     }
 

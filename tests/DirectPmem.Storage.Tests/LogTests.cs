@@ -181,15 +181,14 @@ public sealed class LogTests
     }
 
     [Fact]
-    public void LongRecordsAtEveryLineOffsetAndAcrossTheRingEndReadBackIntact()
+    public void LongAndShortRecordsStartOnALineAndReadBackIntactAcrossTheRingEnd()
     {
-        // Frames longer than 256 bytes are written as a staged first line plus the payload straight
-        // from the caller: cover every start offset within a cache line (LSNs are multiples of 16),
-        // lengths around the line and staging boundaries, and frames that wrap around the ring end.
+        // Frames longer than 256 bytes are written as whole lines, the middle ones straight from the
+        // caller; short ones are staged. Every frame is padded to whole lines, so each starts on one
+        // (no line holds parts of two records); cover lengths around the line and staging
+        // boundaries, and frames that wrap around the ring end.
         using DaxMapping mapping = PoolTests.NewMapping();
         var (pool, log) = NewLog(mapping, 8192); // capacity 4096: the records wrap many times
-        // Long frames are whole cache lines; the one short frame of 48 bytes (20) moves the next long
-        // records' start by 48 bytes a round, so they start at every 16-byte offset within a line.
         int[] lengths = [239, 240, 241, 255, 20, 256, 257, 300, 447, 448, 449, 1000, 1023, 1024, 1025, 1500];
         var live = new Queue<(long Lsn, int Seq, int Length)>();
         int seq = 0;
@@ -217,7 +216,7 @@ public sealed class LogTests
                 }
             }
         }
-        Assert.Equal(4, startsInLine.Count);
+        Assert.Equal([0L], startsInLine);
         Assert.True(wrapped, "no record wrapped around the ring end");
         pool.Dispose();
         using PmemPool reopened = PmemPool.Open(mapping, Layout);
@@ -227,15 +226,18 @@ public sealed class LogTests
     }
 
     [Theory]
-    [InlineData(0, 16)]
-    [InlineData(1, 32)]
+    [InlineData(0, 64)]
+    [InlineData(1, 64)]
+    [InlineData(48, 64)]
+    [InlineData(49, 128)]
+    [InlineData(64, 128)]
     [InlineData(240, 256)]
     [InlineData(241, 320)]
     [InlineData(304, 320)]
     [InlineData(305, 384)]
     [InlineData(1008, 1024)]
     [InlineData(1024, 1088)]
-    public void FrameLengthPadsShortFramesTo16AndLongOnesToWholeCacheLines(int payload, int frame)
+    public void FrameLengthPadsEveryFrameToWholeCacheLines(int payload, int frame)
         => Assert.Equal(frame, PmemLog.FrameLength(payload));
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class LogAgreementTests : IDisposable
     private const long PoolSize = 1 << 20;
     private const string Layout = "log-agree";
     private const long LogLength = 64 << 10;
-    // The log's on-media layout (not public API), format 4: a 128-byte header block at the log's offset (the shared
+    // The log's on-media layout (not public API), format 5: a 128-byte header block at the log's offset (the shared
     // prefix: signature, major u16 @8, minor u16 @10, header size u32 @12, compat @16, incompat @24, ro-compat @32;
     // capacity @40, nonce @48, window @56; the XxHash3 of [0, 120) @120), the tail word @128, the head word @192.
     private const int BlockLength = 128;
@@ -133,14 +133,14 @@ public sealed class LogAgreementTests : IDisposable
         Assert.True(code == 0, output + error);
         using (JsonDocument doc = JsonDocument.Parse(output))
         {
-            Assert.Equal("4.0", doc.RootElement.GetProperty("pool").GetProperty("log").GetProperty("format_version").GetString());
+            Assert.Equal("5.0", doc.RootElement.GetProperty("pool").GetProperty("log").GetProperty("format_version").GetString());
         }
         (code, output, error) = Dpmem.Run("check", path);
         Assert.True(code == 0, output + error);
-        Assert.Contains(": format 4.0, capacity ", output, StringComparison.Ordinal);
+        Assert.Contains(": format 5.0, capacity ", output, StringComparison.Ordinal);
         (code, output, error) = Dpmem.Run("info", path);
         Assert.True(code == 0, output + error);
-        Assert.Contains("format 4.0", output, StringComparison.Ordinal);
+        Assert.Contains("format 5.0", output, StringComparison.Ordinal);
     }
 
     private (string Path, long LogOffset) NewPoolWithLog(string name)

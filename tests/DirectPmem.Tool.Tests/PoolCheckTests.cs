@@ -13,7 +13,7 @@ public sealed class PoolCheckTests : IDisposable
 {
     private const long PoolSize = 1 << 20;
     internal const long BackupHeaderOffset = 4096;
-    // The log's on-media layout (not public API): a 4 KiB header before the ring (format 4: the tail word at 128 and the
+    // The log's on-media layout (not public API): a 4 KiB header before the ring (format 5: the tail word at 128 and the
     // head word at 192 of it), a 16-byte frame header before each payload.
     private const long LogHeaderLength = 4096;
     private const long LogTailWord = 128;

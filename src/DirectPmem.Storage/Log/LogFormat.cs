@@ -18,8 +18,8 @@ internal readonly record struct LogLayout(long Capacity, long Nonce, long Window
 /// counters and the inspection <c>dpmem check</c> uses all parse through it.
 /// </summary>
 /// <remarks>
-/// <para><b>Header</b> (4 KiB at the log's offset), format 4: a <see cref="FormatHeader"/> block of 128
-/// bytes (signature "DPMLOG01", major 4, minor 0, header size 128, compat, incompat and ro-compat
+/// <para><b>Header</b> (4 KiB at the log's offset), format 5: a <see cref="FormatHeader"/> block of 128
+/// bytes (signature "DPMLOG01", major 5, minor 0, header size 128, compat, incompat and ro-compat
 /// feature words, none defined yet; ring capacity i64 @40, checksum nonce i64 @48, unpersisted-tail
 /// window i64 @56, zero up to 120, XxHash3-64 of [0, 120) @120), written once at creation; the tail
 /// word (@128, its own cache line) and the head word (@192, its own line); the rest of the page zero.
@@ -29,8 +29,11 @@ internal readonly record struct LogLayout(long Capacity, long Nonce, long Window
 /// <para>Formats 1 to 3 (earlier previews: magic "DPMLOG01", a u32 version @8, the XxHash3 of [0, 40)
 /// @40, the tail word @64 and the head word @128) are recognised and refused with a
 /// <see cref="LogHeaderField.Version"/> error: this preview does not convert them.</para>
-/// <para><b>Frame</b>: payload length u32, checksum u32, LSN i64, payload, padding to 16 bytes
-/// (to 64 when the frame is longer than 256 bytes). The checksum is the low half of XxHash3 of
+/// <para><b>Frame</b>: payload length u32, checksum u32, LSN i64, payload, padding to a multiple of 64
+/// bytes (a cache line), so every frame starts and ends on a line: two appenders never write the
+/// same line, and no frame rewrites a line the previous one flushed. Format 4 had the same header
+/// and frames padded to 16 bytes (to 64 above 256 bytes); its logs are refused as an older major
+/// version, since its short frames would be misread. The checksum is the low half of XxHash3 of
 /// the payload seeded with the log's nonce, the LSN and the length.</para>
 /// </remarks>
 internal static class LogFormat
@@ -47,7 +50,7 @@ internal static class LogFormat
     internal const int ChecksumOffset = BlockLength - 8;
     internal const int TailWordOffset = 128;
     internal const int HeadWordOffset = 192;
-    internal const ushort Major = 4;
+    internal const ushort Major = 5;
     internal const ushort Minor = 0;
     internal const ulong Signature = 0x3130474F4C4D5044; // "DPMLOG01" little-endian
 
@@ -62,11 +65,7 @@ internal static class LogFormat
     internal const long MaxWindow = 1L << 20;
 
     /// <summary>The frame length of a payload: see <see cref="PmemLog.FrameLength"/>.</summary>
-    internal static int FrameLength(int payloadLength)
-    {
-        int frame = (FrameHeaderSize + payloadLength + FrameAlignment - 1) & ~(FrameAlignment - 1);
-        return frame <= StagedFrameLimit ? frame : (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
-    }
+    internal static int FrameLength(int payloadLength) => (FrameHeaderSize + payloadLength + CacheLine - 1) & ~(CacheLine - 1);
 
     /// <summary>The window a log of <paramref name="capacity"/> gets: half the ring, at most <see cref="MaxWindow"/>.</summary>
     internal static long WindowFor(long capacity) => Math.Min(capacity / 2, MaxWindow);
@@ -105,7 +104,7 @@ internal static class LogFormat
     private static bool IsOldFormat(ReadOnlySpan<byte> block, out uint version)
     {
         version = BinaryPrimitives.ReadUInt32LittleEndian(block[FormatHeader.MajorOffset..]);
-        return FormatHeader.HasSignature(block, Rules) && version is >= 1 and < Major
+        return FormatHeader.HasSignature(block, Rules) && version is >= 1 and <= 3
             && BinaryPrimitives.ReadUInt64LittleEndian(block[OldChecksumOffset..]) == XxHash3.HashToUInt64(block[..OldStaticLength]);
     }
 
@@ -234,7 +233,7 @@ internal static class LogFormat
             problem = Invariant($"its {FrameHeaderSize}-byte header would run past {end}");
             return -1;
         }
-        // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+        // Frames start on a cache line and the capacity is a multiple of 4096: a header never wraps.
         Span<byte> header = stackalloc byte[FrameHeaderSize];
         MediaRead.Copy(mapping, ringOffset + lsn % capacity, header);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
@@ -333,7 +332,7 @@ internal static class LogFormat
         long records = 0;
         for (long lsn = from; lsn < to && to - lsn >= FrameHeaderSize && capacity > 0;)
         {
-            // Frames are 16-byte aligned and the capacity a multiple of 4096: a header never wraps.
+            // Frames start on a cache line and the capacity is a multiple of 4096: a header never wraps.
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(mapping.GetReadOnlySpan(ringOffset + lsn % capacity, 4));
             if (length > (ulong)(to - lsn - FrameHeaderSize))
             {

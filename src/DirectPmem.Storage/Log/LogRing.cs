@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using DirectPmem.Mapping;
@@ -41,18 +42,21 @@ internal sealed class LogRing
 
     internal static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
-    /// <summary>Step 2: copy the frame (flushed, not drained).</summary>
+    /// <summary>Step 2: copy the frame (non-temporal stores, not drained).</summary>
     /// <remarks>
-    /// A short frame is staged whole on the stack and written with one copy. A longer one is
-    /// written in two: the payload from the next cache-line boundary of the ring on, straight from
-    /// the caller's memory, line-aligned at the destination so that the copy engine streams it
-    /// with non-temporal stores (no second copy of the payload); then, from a small stack buffer,
-    /// the header (its checksum computed while those stores drain) with the payload's first bytes
-    /// up to that boundary. The padding after the payload is not written: readers skip it by the length.
+    /// Every frame starts on a cache line and is a whole number of lines long (<see cref="LogFormat.FrameLength"/>;
+    /// LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity
+    /// is a multiple of 4 KiB), so no line holds parts of two frames. A short frame is staged whole on
+    /// the stack, with its zero padding, and written with one copy of non-temporal stores: whole lines
+    /// need no read of the old line (a cached store reads it from memory first) and no flush; the
+    /// caller's drain makes them durable. A longer one is written as whole lines with non-temporal
+    /// stores too (<see cref="WriteAlignedLongFrame"/>). No line is left partly written: the next
+    /// record, maybe another core's, never needs a line this one wrote.
     /// </remarks>
     [SkipLocalsInit]
     internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload)
     {
+        Debug.Assert((lsn & (CacheLine - 1)) == 0, "frames start on a cache line");
         int frameLength = FrameLength(payload.Length);
         if (frameLength <= StagedFrameLimit)
         {
@@ -61,25 +65,11 @@ internal sealed class LogRing
             WriteFrameHeader(frame, payload.Length, Checksum(payload, lsn), lsn);
             payload.CopyTo(frame[FrameHeaderSize..]);
             frame[(FrameHeaderSize + payload.Length)..].Clear();
-            WriteRing(lsn, frame);
-        }
-        else if ((lsn & (CacheLine - 1)) == 0)
-        {
-            WriteAlignedLongFrame(lsn, payload);
+            WriteRing(lsn, frame, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
         }
         else
         {
-            // LSN and ring position agree modulo the line size: the ring starts 4 KiB aligned and its capacity is a multiple of 4 KiB.
-            int lead = (int)((CacheLine - ((lsn + FrameHeaderSize) & (CacheLine - 1))) & (CacheLine - 1));
-            // The payload's bulk goes first: its non-temporal stores are on their way to memory
-            // while the checksum is computed (over the payload, still in the cache); the first
-            // line with the header follows, and the caller's drain covers both.
-            WriteRing(lsn + FrameHeaderSize + lead, payload[lead..]);
-            Span<byte> first = stackalloc byte[CacheLine];
-            first = first[..(FrameHeaderSize + lead)];
-            WriteFrameHeader(first, payload.Length, Checksum(payload, lsn), lsn);
-            payload[..lead].CopyTo(first[FrameHeaderSize..]);
-            WriteRing(lsn, first);
+            WriteAlignedLongFrame(lsn, payload);
         }
     }
 
@@ -88,9 +78,8 @@ internal sealed class LogRing
     /// too) is written as whole lines with non-temporal stores only, no flush of a partial line:
     /// the middle lines straight from the caller's memory, the last one staged on the stack with
     /// the payload's tail and zero padding, then (its checksum computed while those stores drain)
-    /// the first line with the header and the payload's first 48 bytes. LSN and ring position
-    /// agree modulo the line size (the ring starts 4 KiB aligned, its capacity is a multiple of
-    /// 4 KiB), so a frame that wraps splits at a line boundary.
+    /// the first line with the header and the payload's first 48 bytes. A frame that wraps splits
+    /// at a line boundary.
     /// </summary>
     [SkipLocalsInit]
     private void WriteAlignedLongFrame(long lsn, ReadOnlySpan<byte> payload)

@@ -19,18 +19,20 @@ namespace DirectPmem.Storage;
 /// </summary>
 /// <remarks>
 /// <para><b>Layout</b> (<see cref="LogFormat"/>). At <see cref="Offset"/> a 4 KiB header: a 128-byte block
-/// in the shared format-header layout (signature, format 4.0, feature words, ring capacity, checksum
+/// in the shared format-header layout (signature, format 5.0, feature words, ring capacity, checksum
 /// nonce, unpersisted-tail window, checksum); the tail word (+128) and the head word (+192), each on
 /// its own cache line. The ring of <see cref="Capacity"/> bytes follows. A record is a frame of 16
-/// bytes (payload length u32, checksum u32, LSN i64) and the payload, padded (<see cref="FrameLength"/>).
+/// bytes (payload length u32, checksum u32, LSN i64) and the payload, padded to whole cache lines
+/// (<see cref="FrameLength"/>): appenders on different cores never write the same line.
 /// An LSN is a byte position that only grows; it lives at ring offset LSN mod capacity. A log of
-/// formats 1 to 3 (earlier previews) is refused: this preview does not convert them.</para>
+/// formats 1 to 4 (earlier previews; format 4 padded short frames to 16 bytes only) is refused: this
+/// preview does not convert them.</para>
 /// <para><b>Append</b> (<see cref="LogCommit"/>; what a crash leaves at each step):</para>
 /// <list type="number">
 /// <item>Reserve: a compare-and-swap advances the volatile reservation cursor, if the ring has room
 /// after the head (else <see cref="LogFullException"/>) and the frame starts before the tail word
 /// plus the window (else the tail word is persisted first). A crash leaves nothing new.</item>
-/// <item>Copy (<see cref="LogRing"/>): the frame is written and flushed, then this thread's stores
+/// <item>Copy (<see cref="LogRing"/>): the frame, whole cache lines, is written with non-temporal stores, then this thread's stores
 /// are drained: the one fence of the append. Appenders copy in parallel. A crash leaves the frame
 /// whole, torn or absent, inside the window after the tail word.</item>
 /// <item>Complete: the appender whose record starts at the completion cursor (every earlier record
@@ -138,12 +140,12 @@ public sealed class PmemLog : IDisposable
 
     /// <summary>
     /// The bytes a record of <paramref name="payloadLength"/> takes in the ring: header, payload,
-    /// padding. A frame of at most 256 bytes is padded to a multiple of 16; a longer one to a
-    /// multiple of 64 (a cache line), so that consecutive long records stay line-aligned and are
-    /// written as whole lines.
+    /// padding to a multiple of 64 (a cache line). Every record starts on a line, so two appenders
+    /// never write (and flush) the same line, and a record never rewrites a line the one before it
+    /// flushed: a 64-byte payload takes 128 bytes.
     /// </summary>
     /// <param name="payloadLength">The payload length.</param>
-    /// <returns>The frame length, a multiple of 16.</returns>
+    /// <returns>The frame length, a multiple of 64.</returns>
     public static int FrameLength(int payloadLength) => LogFormat.FrameLength(payloadLength);
 
     /// <summary>The length a log with a ring of <paramref name="capacity"/> bytes takes in a pool.</summary>
@@ -461,7 +463,8 @@ public sealed class PmemLog : IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(frame[4..], _ring.Checksum(frame.Slice(FrameHeaderSize, length), recordLsn));
                 BinaryPrimitives.WriteInt64LittleEndian(frame[8..], recordLsn);
             }
-            _ring.WriteRing(lsn, frames);
+            // Whole lines (every frame is padded to them): non-temporal stores, as for one record.
+            _ring.WriteRing(lsn, frames, PmemCopyOptions.NoDrain | PmemCopyOptions.NonTemporal);
             _mapping.Drain();
         }
         catch (Exception e)
@@ -674,7 +677,7 @@ public sealed class PmemLog : IDisposable
     /// <summary>Step 1: reserve (see <see cref="LogCommit.Reserve"/>).</summary>
     internal long Reserve(int frameBytes) => _commit.Reserve(frameBytes);
 
-    /// <summary>Step 2: copy the frame, flushed, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
+    /// <summary>Step 2: copy the frame with non-temporal stores, not drained (see <see cref="LogRing.WriteFrame"/>).</summary>
     internal void WriteFrame(long lsn, ReadOnlySpan<byte> payload) => _ring.WriteFrame(lsn, payload);
 
     /// <summary>Step 2b: drain this thread's stores.</summary>
