@@ -19,13 +19,18 @@ internal static class ThrowHelper
                 $"The range offset 0x{offset:x} length 0x{length:x} does not lie within the mapping of 0x{limit:x} bytes."));
 
     [DoesNotReturn]
-    internal static void ThrowReadOnly()
-        => throw new InvalidOperationException(
-            "The mapping is read-only (PROT_READ): writing to it would kill the process. Use GetReadOnlySpan, or map with ReadOnly = false.");
+    internal static void ThrowReadOnly() => throw ReadOnly();
+
+    /// <summary>What <see cref="ThrowReadOnly"/> throws, for a caller that throws it itself.</summary>
+    internal static InvalidOperationException ReadOnly()
+        => new("The mapping is read-only (PROT_READ): writing to it would kill the process. Use GetReadOnlySpan, or map with ReadOnly = false.");
 
     [DoesNotReturn]
-    internal static void ThrowMisalignedRef(long offset, int alignment, string typeName)
-        => throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+    internal static void ThrowMisalignedRef(long offset, int alignment, string typeName) => throw MisalignedRef(offset, alignment, typeName);
+
+    /// <summary>What <see cref="ThrowMisalignedRef"/> throws, for a caller that throws it itself.</summary>
+    internal static ArgumentException MisalignedRef(long offset, int alignment, string typeName)
+        => new(string.Create(CultureInfo.InvariantCulture,
             $"offset 0x{offset:x} is not aligned to {alignment} bytes as {typeName} requires."), nameof(offset));
 
     [DoesNotReturn]
