@@ -6,7 +6,7 @@
 # them. The guest boots twice on the same NVDIMM file: data persisted in the first boot is read
 # back in the second. See tests/devdax-vm/README.md.
 #
-# Usage: tests/devdax-vm/run.sh [--core|--tiers|--cxl] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
+# Usage: tests/devdax-vm/run.sh [--core|--tiers|--cxl|--nfit-test] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]
 #   --core             instead, run the core tests (tests/DirectPmem.Tests) once, in the layout of a machine
 #                      with no disk file system: the artifacts folder on a writable 9p share (refuses shared
 #                      writable mappings), /tmp tmpfs, /var/tmp ext4 -o dax, HOME on the initramfs. They must
@@ -19,6 +19,11 @@
 #                      type-3 device of 256 MiB with a label area, a 4 GiB fixed memory window), create a pmem region on it with
 #                      `cxl create-region` and a devdax namespace on that region with `ndctl create-namespace`, print
 #                      `dpmem list --tiers` and run the integration tests' CxlTests (discovery as CXL, persistent; a mapping)
+#   --nfit-test        instead, boot once WITHOUT qemu's NVDIMM, with the kernel's own NVDIMM test modules (nfit_test,
+#                      built for the guest's kernel by nfit-test-build.sh from Debian's linux-source and linux-headers,
+#                      cached): an emulated NFIT bus with ARS, error injection and clear-error. Runs NfitTestTests
+#                      (real region badblocks, the fsdax recovery write). If the modules cannot be built (no apt, no
+#                      network to a Debian mirror) it skips with the reason and exits 0.
 #   --no-build         use the tests as already built (Release)
 #   --timeout SECONDS  bound on each guest boot (default 900)
 #   TEST-ARGS          extra arguments for the xunit test executable in the first boot, e.g.
@@ -41,10 +46,11 @@ while [ $# -gt 0 ]; do
     --core) mode=core ;;
     --tiers) mode=tiers ;;
     --cxl) mode=cxl ;;
+    --nfit-test) mode=nfit ;;
     --no-build) build=0 ;;
     --timeout) timeout_s="$2"; shift ;;
     --) shift; extra_args=("$@"); break ;;
-    *) echo "usage: $0 [--core|--tiers|--cxl] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--core|--tiers|--cxl|--nfit-test] [--no-build] [--timeout SECONDS] [-- TEST-ARGS...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -176,6 +182,23 @@ else
   build_guest
   log "guest built: $(cat "$guest/info"), initramfs $(du -h "$guest/initramfs.cpio.gz" | cut -f1)"
 fi
+initrd="$guest/initramfs.cpio.gz"
+if [ "$mode" = nfit ]; then
+  # The guest's initramfs with the nfit_test overlay appended (its /init replaces the guest's; the kernel
+  # unpacks concatenated archives in order). A build that cannot run here is a skip with its reason, not a failure.
+  kver=$(sed -n 's/^[^(]*(\([^)]*\)).*/\1/p' "$guest/info")
+  set +e
+  overlay=$("$here/nfit-test-build.sh" "$kver" | tail -n 1)
+  nrc=${PIPESTATUS[0]}
+  set -e
+  if [ "$nrc" -ne 0 ]; then
+    log "SKIPPED: the nfit_test modules for $kver could not be built (nfit-test-build.sh exit $nrc; log in $work/nfit-test)"
+    echo "devdax-vm: 0 passed, 0 failed, 1 skipped"
+    exit 0
+  fi
+  initrd="$work/nfit-test/initramfs.cpio.gz"
+  cat "$guest/initramfs.cpio.gz" "$overlay" > "$initrd"
+fi
 
 # ---------------------------------------------------------------- 3. the tests (built on the host)
 if [ "$mode" = core ]; then
@@ -248,6 +271,11 @@ ENV
   # CXL host bridge's bus takes only bridges ("Only PCI/PCIe bridges can be plugged into pxb-cxl").
   local pmem=(-object "memory-backend-file,id=mem1,share=on,mem-path=$nvdimm,size=1026M,align=2M"
     -device "nvdimm,id=nvdimm1,memdev=mem1,label-size=128K${node[*]}")
+  if [ "$mode" = nfit ]; then
+    # No NVDIMM at all: the stock nfit/libnvdimm find nothing; nfit_test's buses are the only ones.
+    machine=pc,accel=tcg
+    pmem=()
+  fi
   if [ "$mode" = cxl ]; then
     machine=q35,accel=tcg,cxl=on
     pmem=(-object "memory-backend-file,id=cxl-mem1,share=on,mem-path=$work/cxl-pmem.img,size=256M"
@@ -261,7 +289,7 @@ ENV
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$share",mount_tag=share,security_model=none,multidevs=remap \
     "${pmem[@]}" \
-    -kernel "$guest/vmlinuz" -initrd "$guest/initramfs.cpio.gz" \
+    -kernel "$guest/vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 loglevel=4" \
     -display none -serial stdio -monitor none -no-reboot </dev/null 2>&1 \
     | tr -d '\r' | tee "$console"
@@ -286,6 +314,9 @@ elif [ "$mode" = tiers ]; then
   boot 1 "${extra_args[@]}" || status=$?
 elif [ "$mode" = cxl ]; then
   if [ ${#extra_args[@]} -eq 0 ]; then extra_args=(-class DirectPmem.IntegrationTests.CxlTests); fi
+  boot 1 "${extra_args[@]}" || status=$?
+elif [ "$mode" = nfit ]; then
+  if [ ${#extra_args[@]} -eq 0 ]; then extra_args=(-class DirectPmem.IntegrationTests.NfitTestTests); fi
   boot 1 "${extra_args[@]}" || status=$?
 else
   boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?
