@@ -569,7 +569,7 @@ public sealed class PmemVolume : IDisposable
         {
             throw new PmemVolumeException(PmemVolumeError.MediaError,
                 $"'{segment.Name}' segment {segment.Segment}: reading {destination.Length} bytes at segment offset {segmentOffset} " +
-                $"(offset {mapOffset} of {Describe(_map)}) met {(e.Kind == MediaErrorKind.Poison ? "a media error (poison)" : "a page past the end of the truncated file")} " +
+                $"(offset {mapOffset} of {Describe(_map)}) met {e.Cause} " +
                 $"at mapping offset {e.BadOffset} ({e.BadLength} bytes).", e);
         }
     }

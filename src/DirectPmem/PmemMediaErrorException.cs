@@ -15,11 +15,21 @@ public enum MediaErrorKind
     /// or another program), and the kernel raised SIGBUS with <c>BUS_ADRERR</c>.
     /// </summary>
     BeyondEndOfFile = 2,
+
+    /// <summary>
+    /// The kernel could not provide a page that lies inside the file: it raised SIGBUS with
+    /// <c>BUS_ADRERR</c> below the file's end. On a DAX file system this is a known bad block (the
+    /// driver refuses to map a page its <c>badblocks</c> list names; <see cref="Mapping.DaxMapping.GetBadRanges"/>
+    /// lists it, and <see cref="Mapping.PmemFile.ClearBadRange(long, long)"/> clears it); on a page-cache file,
+    /// an I/O error reading the page. Unlike poison, no load met bad data: the page was never mapped.
+    /// </summary>
+    IoError = 3,
 }
 
 /// <summary>
 /// A poison-safe read (<see cref="Mapping.DaxMapping.ReadSafe"/>) met memory it could not read:
-/// a media error or a page past the end of a truncated file. The process and the thread go on;
+/// a media error, a page past the end of a truncated file, or a page the kernel could not provide
+/// (a known bad block of a DAX file system, an I/O error). The process and the thread go on;
 /// the bytes before <see cref="BytesRead"/> in the destination were read, nothing after them.
 /// </summary>
 public sealed class PmemMediaErrorException : PmemException
@@ -49,8 +59,19 @@ public sealed class PmemMediaErrorException : PmemException
         BadSourceOffset = badSourceOffset;
     }
 
-    /// <summary>Poison, or a page past the end of the file.</summary>
+    /// <summary>Poison, a page past the end of the file, or a page the kernel could not provide.</summary>
     public MediaErrorKind Kind { get; }
+
+    /// <summary>
+    /// <see cref="Kind"/> in a few words for a message: "poison", "a page past the end of the file" or
+    /// "a page the kernel could not provide (a known bad block or an I/O error)".
+    /// </summary>
+    public string Cause => Kind switch
+    {
+        MediaErrorKind.Poison => "poison",
+        MediaErrorKind.BeyondEndOfFile => "a page past the end of the file",
+        _ => "a page the kernel could not provide (a known bad block or an I/O error)",
+    };
 
     /// <summary>The mapping offset the read started at.</summary>
     public long Offset { get; }
@@ -65,13 +86,15 @@ public sealed class PmemMediaErrorException : PmemException
     /// The mapping offset of the first bad byte. For <see cref="MediaErrorKind.Poison"/> it is the
     /// start of the unit the kernel reported bad (a page for memory-failure handling), which may lie
     /// before <see cref="Offset"/>; for <see cref="MediaErrorKind.BeyondEndOfFile"/> it is the first
-    /// byte of the read that lies past the end of the file.
+    /// byte of the read that lies past the end of the file; for <see cref="MediaErrorKind.IoError"/>
+    /// the start of the page.
     /// </summary>
     public long BadOffset { get; }
 
     /// <summary>
     /// The number of bytes from <see cref="BadOffset"/> known to be bad: for poison the size of the
-    /// unit the kernel reported (<c>1 &lt;&lt; si_addr_lsb</c>), for a truncated file the rest of the read.
+    /// unit the kernel reported (<c>1 &lt;&lt; si_addr_lsb</c>), for a truncated file the rest of the read,
+    /// for a page the kernel could not provide that page.
     /// </summary>
     public long BadLength { get; }
 

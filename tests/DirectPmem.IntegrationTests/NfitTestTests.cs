@@ -126,6 +126,9 @@ public sealed class NfitTestTests(ITestOutputHelper output)
             output.WriteLine($"ReadSafe [0x{BadOffset - Page:x}, +0x{2 * Page:x}): {e.Kind}, bad 0x{e.BadOffset:x} +0x{e.BadLength:x}, {e.BytesRead} bytes read: {e.Message}");
             Assert.Equal(Page, e.BytesRead);
             Assert.Equal(BadOffset, e.BadOffset);
+            // BUS_ADRERR below the file's end: the page the driver refused to map, not a truncation.
+            Assert.Equal(MediaErrorKind.IoError, e.Kind);
+            Assert.Equal(Page, e.BadLength);
             Assert.Equal(before, read.AsSpan(0, Page).ToArray());
         }
         // read(2) through the file system: dax_iomap_rw meets the listed page.
@@ -184,10 +187,17 @@ public sealed class NfitTestTests(ITestOutputHelper output)
 
         CheckLists(path, "[0x4000, 0x5000)");
 
-        // Not asserted here: `dpmem check --repair` of a pool file on fsdax clears the range and then fails with
-        // ObjectDisposedException opening the pool (OpenPoolFile disposes the PmemFile; a MAP_SYNC mapping keeps no
-        // reference to its descriptor, so the mapping's GetBadRanges finds the file disposed). Reported, not fixed here;
-        // the recovery write itself is the other fsdax test's.
+        // `dpmem check --repair` clears the range (the recovery write) and then opens the pool through a mapping
+        // whose PmemFile it has disposed: the mapping's own reference on the descriptor keeps its bad-range list
+        // readable (this failed with ObjectDisposedException before the mapping held one).
+        (int code, string stdout, string stderr) = IntegrationEnvironment.RunDpmem("check", path, "--repair", "--yes");
+        output.WriteLine($"dpmem check {path} --repair --yes: exit {code}\n{stdout}\n{stderr}");
+        Assert.DoesNotContain("ObjectDisposedException", stdout + stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled", stdout + stderr, StringComparison.Ordinal);
+        Assert.NotEqual(1, code);
+        (int after, string afterOut, string afterErr) = IntegrationEnvironment.RunDpmem("check", path, "--json");
+        output.WriteLine($"dpmem check {path} --json after the repair: exit {after}\n{afterOut}\n{afterErr}");
+        Assert.DoesNotContain("\"bad blocks\"", afterOut, StringComparison.Ordinal);
     }
 
     // `dpmem check --json`: a "bad blocks" problem names the range, and the exit code is 2 (problems found).

@@ -131,7 +131,7 @@ internal static class LogFormat
             {
                 (layout, durableTail, head) = (default, 0, 0);
                 sink.Report(LogHeaderField.MediaError, PoolProblemSeverity.Error, Invariant(
-                    $"the log header at {offset} cannot be read: it met {(e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})"));
+                    $"the log header at {offset} cannot be read: it met {e.Cause} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})"));
                 return false;
             }
             if (FormatHeader.IsIntact(header[..BlockLength], Rules))

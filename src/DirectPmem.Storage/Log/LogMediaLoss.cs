@@ -92,5 +92,5 @@ public sealed class LogMediaLoss
     /// <inheritdoc/>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"LSNs [{StartLsn}, {EndLsn}) of the log at offset {LogOffset} are lost ({LostBytes} bytes; {(Resumed ? "the records resume at " + EndLsn.ToString(CultureInfo.InvariantCulture) : "no record after the bad range validates")}): " +
-        $"{(MediaError.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")}, 0x{MediaError.BadLength:x} bytes bad at pool offset 0x{MediaError.BadOffset:x} (source offset 0x{MediaError.BadSourceOffset:x}).");
+        $"{MediaError.Cause}, 0x{MediaError.BadLength:x} bytes bad at pool offset 0x{MediaError.BadOffset:x} (source offset 0x{MediaError.BadSourceOffset:x}).");
 }

@@ -685,7 +685,7 @@ public sealed partial class PmemPool : IDisposable
         catch (PmemMediaErrorException e)
         {
             error = e;
-            string what = e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file";
+            string what = e.Cause;
             return string.Create(CultureInfo.InvariantCulture, $"{which} (offset {range.Offset}) met {what} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
         }
     }

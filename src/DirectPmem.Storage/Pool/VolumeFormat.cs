@@ -396,7 +396,7 @@ internal static class VolumeFormat
         return null;
     }
 
-    private static string What(PmemMediaErrorException e) => e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file";
+    private static string What(PmemMediaErrorException e) => e.Cause;
 
     private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
 

@@ -394,7 +394,7 @@ internal static class HeapValidation
     }
 
     private static string Lost(PmemMediaErrorException e) => Invariant(
-        $"met {(e.Kind == MediaErrorKind.Poison ? "poison" : "a page past the end of the file")} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
+        $"met {e.Cause} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

@@ -73,6 +73,9 @@ public sealed unsafe class DaxMapping : IDisposable
     private readonly DeepFlushResult _deepFlushResult;
     // What the mapping was made from: asked for the source's bad ranges.
     private readonly MapSource _source;
+
+    // The descriptor the source's bad-range list is read through, referenced until Dispose (null for memory and devices).
+    private readonly SafeFileDescriptor? _listDescriptor;
     private int _disposed;
     // Keeps the mapping (and so its SafeHandle) reachable until Dispose: the GC must never unmap
     // memory a span may still point into.
@@ -114,6 +117,17 @@ public sealed unsafe class DaxMapping : IDisposable
         SourceOffset = request.SourceOffset;
         Granularity = ops.Granularity;
         _source = request.Source;
+        // The bad-range list of a file is read through its descriptor (FIEMAP): referenced for the
+        // mapping's life, so GetBadRanges works after the PmemFile is disposed (what `dpmem check`
+        // does: it keeps only the mapping). Mapper.Map has just used the descriptor; if the file was
+        // disposed on another thread since, this throws ObjectDisposedException and the factory
+        // unmaps.
+        if (request.Source.ListDescriptor is { } listDescriptor)
+        {
+            bool added = false;
+            listDescriptor.DangerousAddRef(ref added);
+            _listDescriptor = listDescriptor;
+        }
         _deepFlush = deepFlush;
         _deepFlushResult = deepFlush is null
             ? DeepFlushResult.NoRegion
@@ -184,8 +198,24 @@ public sealed unsafe class DaxMapping : IDisposable
     public BadRangeReport GetBadRanges()
     {
         ThrowIfDisposed();
-        return _source.BadRanges().Window(SourceOffset, Length,
-            string.Create(System.Globalization.CultureInfo.InvariantCulture, $"offsets from the mapping's first byte (source offset 0x{SourceOffset:x})"));
+        // The mapping's own reference keeps the descriptor open until Dispose; this one covers a
+        // Dispose racing the read (then the add fails with ObjectDisposedException, or the read
+        // finishes on a descriptor that is still open).
+        SafeFileDescriptor? fd = _listDescriptor;
+        bool added = false;
+        try
+        {
+            fd?.DangerousAddRef(ref added);
+            return _source.BadRanges().Window(SourceOffset, Length,
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"offsets from the mapping's first byte (source offset 0x{SourceOffset:x})"));
+        }
+        finally
+        {
+            if (added)
+            {
+                fd!.DangerousRelease();
+            }
+        }
     }
 
     /// <summary>Whether <see cref="Dispose"/> has run.</summary>
@@ -468,7 +498,12 @@ public sealed unsafe class DaxMapping : IDisposable
                 $"ReadSafe of {length} bytes at mapping offset 0x{offset:x} of '{Path ?? "anonymous memory"}' met memory that is unmapped or has no read access " +
                 $"(SIGSEGV code {fault.Code}) at mapping offset 0x{faultOffset:x}: something unmapped or protected the mapping's pages; {bytesRead} bytes were read before it."));
         }
-        MediaErrorKind kind = fault.Code == Libc.BUS_MCEERR_AR ? MediaErrorKind.Poison : MediaErrorKind.BeyondEndOfFile;
+        // BUS_ADRERR is the kernel's answer both for a page past the end of the file and for a page
+        // inside it that it could not provide (a DAX file system's known bad block, a page-cache read
+        // error): the file's size now tells them apart.
+        MediaErrorKind kind = fault.Code == Libc.BUS_MCEERR_AR ? MediaErrorKind.Poison
+            : SourceOffset + faultOffset < _source.CurrentSize() ? MediaErrorKind.IoError
+            : MediaErrorKind.BeyondEndOfFile;
         long badOffset;
         long badLength;
         if (kind == MediaErrorKind.Poison)
@@ -478,14 +513,23 @@ public sealed unsafe class DaxMapping : IDisposable
             badLength = lsb is > 0 and < 63 ? 1L << lsb : Environment.SystemPageSize;
             badOffset = faultOffset & ~(badLength - 1);
         }
+        else if (kind == MediaErrorKind.IoError)
+        {
+            badLength = Environment.SystemPageSize;
+            badOffset = faultOffset & ~(badLength - 1);
+        }
         else
         {
             badOffset = faultOffset;
             badLength = offset + length - faultOffset;
         }
-        string what = kind == MediaErrorKind.Poison
-            ? "a media error (poison, SIGBUS BUS_MCEERR_AR)"
-            : "a page past the end of the file (truncated under the mapping, SIGBUS BUS_ADRERR)";
+        string what = kind switch
+        {
+            MediaErrorKind.Poison => "a media error (poison, SIGBUS BUS_MCEERR_AR)",
+            MediaErrorKind.IoError => "a page inside the file that the kernel could not provide (SIGBUS BUS_ADRERR below the file's end: " +
+                "a known bad block of a DAX file system, which GetBadRanges lists and PmemFile.ClearBadRange clears, or an I/O error)",
+            _ => "a page past the end of the file (truncated under the mapping, SIGBUS BUS_ADRERR)",
+        };
         string message = string.Create(CultureInfo.InvariantCulture,
             $"ReadSafe of {length} bytes at mapping offset 0x{offset:x} of '{Path ?? "anonymous memory"}' met {what}: " +
             $"0x{badLength:x} bytes bad at mapping offset 0x{badOffset:x} (source offset 0x{SourceOffset + badOffset:x}); " +
@@ -884,6 +928,7 @@ public sealed unsafe class DaxMapping : IDisposable
         OperationSlots.WaitForOperations(_id);
         _ops.Release();
         _handle.Dispose();
+        _listDescriptor?.DangerousRelease();
         _root.Dispose();
         Interlocked.Decrement(ref s_live);
     }

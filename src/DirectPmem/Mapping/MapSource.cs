@@ -96,7 +96,15 @@ internal abstract unsafe class MapSource
     internal virtual DeepFlushControl? RegionDeepFlush => null;
 
     /// <summary>The known bad ranges of the whole source, in source offsets, read fresh; memory has no list.</summary>
+    /// <remarks>Called by a mapping, which holds a reference on <see cref="ListDescriptor"/> across the call.</remarks>
     internal virtual BadRangeReport BadRanges() => BadRangeReport.None(What + " is memory, which has no bad-block list");
+
+    /// <summary>
+    /// The descriptor <see cref="BadRanges"/> reads through (a file's FIEMAP), which a mapping references
+    /// for its whole life so that its list can be read after the <see cref="PmemFile"/> was disposed; null
+    /// when the list needs no descriptor.
+    /// </summary>
+    internal virtual SafeFileDescriptor? ListDescriptor => null;
 
     /// <summary>The granularity a mapping gets, or a refusal of a required one it cannot have.</summary>
     internal virtual PersistGranularity ChooseGranularity(bool forceCacheLine, PersistGranularity? required)
@@ -161,7 +169,9 @@ internal sealed class FileSource(PmemFile file) : MapSource
     // The region behind the file system's block device (fsdax, or a page-cache file system on a pmem namespace).
     internal override DeepFlushControl? RegionDeepFlush => file.RegionDeepFlush;
 
-    internal override BadRangeReport BadRanges() => file.GetBadRanges();
+    internal override BadRangeReport BadRanges() => file.ReadBadRangesForMapping();
+
+    internal override SafeFileDescriptor? ListDescriptor => file.Handle;
 }
 
 /// <summary>Shared anonymous memory: base pages, transparent huge pages (verified when required) or hugetlb pages.</summary>
@@ -235,6 +245,8 @@ internal sealed class EmulatedDeviceSource(FileSource file, PageSize align, long
 
     // Device offsets are the file's offsets; the descriptor block after the device is not the device's.
     internal override BadRangeReport BadRanges() => file.BadRanges().Window(0, size, "device offsets are the emulated device's file offsets");
+
+    internal override SafeFileDescriptor? ListDescriptor => file.ListDescriptor;
 }
 
 /// <summary>

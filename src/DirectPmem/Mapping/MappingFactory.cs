@@ -26,16 +26,19 @@ internal static unsafe class MappingFactory
         DeepFlushControl? deepFlush = request.Source.RegionDeepFlush;
         SafeMappingHandle handle = Mapper.Map(in request);
         DaxMapping mapping;
+        PersistOps? ops = null;
         try
         {
             byte* address = (byte*)handle.DangerousGetHandle();
-            PersistOps ops = request.Source.CreateOps(address, request.Length) ?? (request.Granularity == PersistGranularity.Page
+            ops = request.Source.CreateOps(address, request.Length) ?? (request.Granularity == PersistGranularity.Page
                 ? new PageOps(address, request.SourceOffset, request.Length, request.Path, request.Source.TruncationWatch)
                 : PersistOps.Shared(request.Granularity));
             mapping = new DaxMapping(handle, in request, ops, deepFlush);
         }
         catch
         {
+            // The descriptor reference a PageOps took is the mapping's to drop, and there is none.
+            ops?.Release();
             handle.Dispose();
             throw;
         }

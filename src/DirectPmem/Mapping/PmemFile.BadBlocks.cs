@@ -30,6 +30,10 @@ public sealed partial class PmemFile
         return FileBadRanges.Read(_fd.Fd, Path, Backing, Size, sysfsRoot ?? SysfsRoot);
     }
 
+    // GetBadRanges for a mapping of this file, which references the descriptor for its whole life
+    // (MapSource.ListDescriptor): it still reads after this PmemFile was disposed.
+    internal BadRangeReport ReadBadRangesForMapping() => FileBadRanges.Read(_fd.Fd, Path, Backing, Size, SysfsRoot);
+
     /// <summary>
     /// Clears the poison in <c>[offset, offset + length)</c> by writing zeros over it: the kernel's
     /// recovery write on a DAX file (Linux 5.19+), or, where the write fails with EIO, by punching a

@@ -120,6 +120,29 @@ public sealed class FileBadRangeTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AMappingReadsTheFilesListAfterThePmemFileIsDisposed(bool forceCacheLine)
+    {
+        // What `dpmem check` does: it keeps the mapping and disposes the file. A cache-line mapping (a
+        // DAX file's, or a forced one) holds no page-granularity msync descriptor, so only the
+        // mapping's own reference keeps the list readable (it threw ObjectDisposedException on fsdax).
+        (PmemFile file, FileExtent first) = CreateFile();
+        Disk(file, Sector(first.Physical + 8192, 16));
+        file.SysfsRoot = _sys.Path;
+        DaxMapping map = file.Map(new DaxMappingOptions { ReadOnly = true, ForceCacheLineGranularity = forceCacheLine });
+        file.Dispose();
+        using (map)
+        {
+            Assert.Equal(forceCacheLine ? DirectPmem.Persistence.PersistGranularity.CacheLine : DirectPmem.Persistence.PersistGranularity.Page, map.Granularity);
+            BadRangeReport report = map.GetBadRanges();
+            Assert.Equal(BadRangeCoverage.Complete, report.Coverage);
+            Assert.Equal([new PmemRange(8192, 8192)], report.Ranges);
+        }
+        Assert.Throws<ObjectDisposedException>(() => map.GetBadRanges());
+    }
+
     [Fact]
     public void AMappingReportsTheFilesRangesInItsOwnOffsets()
     {

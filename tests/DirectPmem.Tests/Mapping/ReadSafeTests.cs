@@ -146,6 +146,50 @@ public sealed unsafe partial class ReadSafeTests
         Assert.All(page[0xB6..SafeCopy.Avx2Offset].Concat(page[0x34C..SafeCopy.FixupOffset]).Concat(page[0x36B..SafeCopy.HandlerOffset]).Concat(page[0x45B..]), b => Assert.Equal(0xCC, b));
     }
 
+    [Fact]
+    public void APageInsideTheFileThatTheKernelCannotProvideIsAnIoErrorNotATruncation()
+    {
+        // SIGBUS BUS_ADRERR below the file's end: the kernel could not provide the page. A DAX file
+        // system does that for a known bad block (shown on nfit_test in the qemu tier, NfitTestTests);
+        // here a full tmpfs cannot allocate the page a read of a hole faults in.
+        Assert.True(DaxMapping.IsReadSafeSupported, SafeCopy.Failure);
+        using SmallTmpfs fs = SmallTmpfs.Mount("256k");
+        string path = fs.File("holes");
+        const int Mib = 1 << 20;
+        using (FileStream stream = File.Create(path))
+        {
+            stream.SetLength(Mib); // sparse
+        }
+        // Fill the file system with another file so that no page is left for the hole.
+        using (FileStream filler = File.Create(fs.File("filler")))
+        {
+            byte[] chunk = new byte[4096];
+            try
+            {
+                while (true)
+                {
+                    filler.Write(chunk);
+                    filler.Flush();
+                }
+            }
+            catch (IOException full) when (full.HResult == 28)
+            {
+                // ENOSPC: the tmpfs is full, which is what the test needs.
+            }
+        }
+        using PmemFile file = PmemFile.Open(path, writable: false);
+        using DaxMapping map = file.Map(new DaxMappingOptions { ReadOnly = true });
+        byte[] read = new byte[100];
+        PmemMediaErrorException e = Assert.Throws<PmemMediaErrorException>(() => map.ReadSafe(512 * 1024 + 8, read));
+        Assert.Equal(MediaErrorKind.IoError, e.Kind);
+        Assert.Equal(0, e.BytesRead);
+        Assert.Equal(512 * 1024, e.BadOffset);
+        Assert.Equal(4096, e.BadLength);
+        Assert.Contains("could not provide", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("truncated", e.Message, StringComparison.Ordinal);
+        Assert.Equal("a page the kernel could not provide (a known bad block or an I/O error)", e.Cause);
+    }
+
     [Theory]
     [InlineData(0, MapLength)]                    // from the start, over the end of the file
     [InlineData(KeptLength - 100, 300)]          // a short read crossing the end
