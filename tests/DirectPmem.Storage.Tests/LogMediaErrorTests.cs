@@ -289,17 +289,7 @@ public sealed class LogMediaErrorTests : IDisposable
     // skip saying why there is none or why the safe copy is unavailable.
     private string NewPoolPath()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
-        }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-logmedia-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
+        string dir = TruncationDirectory.Create("directpmem-logmedia-");
         _dirs.Add(dir);
         return Path.Combine(dir, "pool");
     }

@@ -203,17 +203,7 @@ public sealed class VolumeFormatTests : IDisposable
     [Fact]
     public void TablesOnMemoryThatCannotBeReadAreMediaErrorsNotACrash()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
-        }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-volume-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
+        string dir = TruncationDirectory.Create("directpmem-volume-");
         _dirs.Add(dir);
         string path = Path.Combine(dir, "pool");
         using (var stream = new FileStream(path, FileMode.CreateNew))

@@ -99,17 +99,7 @@ public sealed class HeapMediaErrorTests : IDisposable
     // (truncating under a mapping needs one) or no safe copy is there.
     private (string Path, long HeapOffset, long HeapLength) CrashedPoolWithHeap()
     {
-        if (!DaxMapping.IsReadSafeSupported)
-        {
-            Assert.Skip("DaxMapping.ReadSafe is unavailable here (it needs x86-64): without it a read of a truncated page raises SIGBUS");
-        }
-        (string? root, string reason) = PageCacheProbe.Found;
-        if (root is null)
-        {
-            Assert.Skip(reason);
-        }
-        string dir = Path.Combine(root, "directpmem-heapmedia-" + Guid.NewGuid().ToString("n"));
-        Directory.CreateDirectory(dir);
+        string dir = TruncationDirectory.Create("directpmem-heapmedia-");
         _dirs.Add(dir);
         string live = Path.Combine(dir, "live");
         string crashed = Path.Combine(dir, "crashed");
