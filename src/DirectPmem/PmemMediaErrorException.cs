@@ -21,7 +21,8 @@ public enum MediaErrorKind
     /// <c>BUS_ADRERR</c> below the file's end. On a DAX file system this is a known bad block (the
     /// driver refuses to map a page its <c>badblocks</c> list names; <see cref="Mapping.DaxMapping.GetBadRanges"/>
     /// lists it, and <see cref="Mapping.PmemFile.ClearBadRange(long, long)"/> clears it); on a page-cache file,
-    /// an I/O error reading the page. Unlike poison, no load met bad data: the page was never mapped.
+    /// an I/O error reading the page; on hugetlb memory, no free huge page. Unlike poison, no load met bad
+    /// data: the page was never mapped.
     /// </summary>
     IoError = 3,
 }
@@ -63,14 +64,14 @@ public sealed class PmemMediaErrorException : PmemException
     public MediaErrorKind Kind { get; }
 
     /// <summary>
-    /// <see cref="Kind"/> in a few words for a message: "poison", "a page past the end of the file" or
-    /// "a page the kernel could not provide (a known bad block or an I/O error)".
+    /// <see cref="Kind"/> in a few words for a message: "poison", "a page past the end of the file (the file was truncated)" or
+    /// "a page the kernel could not provide (a known bad block, an I/O error or no free huge page)".
     /// </summary>
     public string Cause => Kind switch
     {
         MediaErrorKind.Poison => "poison",
-        MediaErrorKind.BeyondEndOfFile => "a page past the end of the file",
-        _ => "a page the kernel could not provide (a known bad block or an I/O error)",
+        MediaErrorKind.BeyondEndOfFile => "a page past the end of the file (the file was truncated)",
+        _ => "a page the kernel could not provide (a known bad block, an I/O error or no free huge page)",
     };
 
     /// <summary>The mapping offset the read started at.</summary>

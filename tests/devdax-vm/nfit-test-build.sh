@@ -91,9 +91,19 @@ grep -q 'mode != DAX_RECOVERY_WRITE' "$pd" && grep -q 'PFN_DEV | PFN_MAP' "$pd" 
 # 3. Build: the test Kbuild rebuilds libnvdimm, nfit, nd_pmem, nd_btt, nd_e820, dax_pmem and device_dax with
 #    --wrap around ioremap/memremap/request_region/acpi_evaluate_dsm, plus nfit_test and nfit_test_iomap.
 #    With the split Debian headers $(srctree) is the headers tree, so the driver directories come by KCFLAGS.
-log "building tools/testing/nvdimm against $headers"
-nvd="$src/tools/testing/nvdimm"
-if ! make -C "$headers" M="$nvd" KCFLAGS="-I$src/drivers/nvdimm -I$src/drivers/acpi/nfit" \
+#    Kbuild cannot take a path with a space (M= splits into "multiple external modules", KCFLAGS into words):
+#    a checkout under "~/src/my projects/" builds in a copy under /var/tmp and takes the modules from there.
+build="$src"
+case "$src" in
+  *" "*)
+    build=$(mktemp -d /var/tmp/directpmem-nfit.XXXXXX) || die 3 "mktemp failed"
+    trap 'rm -rf "$build"' EXIT
+    cp -a "$src/." "$build/"
+    ;;
+esac
+log "building tools/testing/nvdimm against $headers (in $build)"
+nvd="$build/tools/testing/nvdimm"
+if ! make -C "$headers" M="$nvd" KCFLAGS="-I$build/drivers/nvdimm -I$build/drivers/acpi/nfit" \
     -j"$(nproc)" modules >"$cache/build.log" 2>&1; then
   tail -n 30 "$cache/build.log" >&2
   die 4 "make failed (log: $cache/build.log)"
@@ -105,7 +115,7 @@ fi
 root="$cache/overlay"
 rm -rf "$root"
 mkdir -p "$root/lib/modules/$kver/nfit_test"
-for ko in $(find "$nvd" -name '*.ko'); do cp "$ko" "$root/lib/modules/$kver/nfit_test/"; done
+find "$nvd" -name '*.ko' -exec cp {} "$root/lib/modules/$kver/nfit_test/" \;
 cp "$here/init-nfit" "$root/init"
 chmod 0755 "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$cache/overlay.cpio.gz"

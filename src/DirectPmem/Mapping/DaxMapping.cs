@@ -539,8 +539,9 @@ public sealed unsafe class DaxMapping : IDisposable
         string what = kind switch
         {
             MediaErrorKind.Poison => "a media error (poison, SIGBUS BUS_MCEERR_AR)",
-            MediaErrorKind.IoError => "a page inside the file that the kernel could not provide (SIGBUS BUS_ADRERR below the file's end: " +
-                "a known bad block of a DAX file system, which GetBadRanges lists and PmemFile.ClearBadRange clears, or an I/O error)",
+            MediaErrorKind.IoError => "a page the kernel could not provide (SIGBUS BUS_ADRERR below the end of the file or device: " +
+                "a known bad block of a DAX file system, which GetBadRanges lists and PmemFile.ClearBadRange clears, an I/O error, " +
+                "or no free huge page for a hugetlb mapping)",
             _ => "a page past the end of the file (truncated under the mapping, SIGBUS BUS_ADRERR)",
         };
         string message = string.Create(CultureInfo.InvariantCulture,
