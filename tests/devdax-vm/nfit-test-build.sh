@@ -29,15 +29,16 @@ t0=$(date +%s)
 
 # 1. The headers of exactly the guest's kernel (they carry its .config and Module.symvers, so the modules get
 #    its vermagic and modversions CRCs). Installing them pulls linux-kbuild and the compiler package.
+#    make too, where a fresh machine lacks it (the kernel's build needs it; gcc comes with the compiler package).
 headers="/usr/src/linux-headers-$kver"
-if [ ! -f "$headers/Module.symvers" ]; then
-  [ "$(id -u)" -eq 0 ] || die 3 "linux-headers-$kver is not installed; run as root or: sudo apt-get install linux-headers-$kver"
-  log "apt-get install linux-headers-$kver"
+if [ ! -f "$headers/Module.symvers" ] || ! command -v make >/dev/null 2>&1; then
+  [ "$(id -u)" -eq 0 ] || die 3 "linux-headers-$kver or make is not installed; run as root or: sudo apt-get install linux-headers-$kver make"
+  log "apt-get install linux-headers-$kver make"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "linux-headers-$kver" >"$cache/apt.log" 2>&1; then
+  if ! apt-get install -y -q --no-install-recommends "linux-headers-$kver" make >"$cache/apt.log" 2>&1; then
     apt-get update -q >>"$cache/apt.log" 2>&1 || true
-    apt-get install -y -q --no-install-recommends "linux-headers-$kver" >>"$cache/apt.log" 2>&1 \
-      || die 3 "apt-get could not install linux-headers-$kver (log: $cache/apt.log)"
+    apt-get install -y -q --no-install-recommends "linux-headers-$kver" make >>"$cache/apt.log" 2>&1 \
+      || die 3 "apt-get could not install linux-headers-$kver make (log: $cache/apt.log)"
   fi
   log "installed: $(sed -n 's/^Setting up \([^ ]*\) (\([^)]*\)).*/\1 \2/p' "$cache/apt.log" | tr '\n' ',')"
 fi
