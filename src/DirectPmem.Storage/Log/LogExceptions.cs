@@ -21,7 +21,7 @@ public enum LogHeaderField
     Window,
     /// <summary>The feature words (compat, incompat, ro-compat): an unknown incompatible feature refuses the log, an unknown read-only-compatible one opens it read-only.</summary>
     Features,
-    /// <summary>The header could not be read: poison, or a page past the end of a truncated file.</summary>
+    /// <summary>The header could not be read: poison, a page past the end of a truncated file, or a page the kernel could not provide.</summary>
     MediaError,
 }
 

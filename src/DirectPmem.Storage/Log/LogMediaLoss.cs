@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace DirectPmem.Storage;
 
-/// <summary>What a log does with a record on unreadable media (poison, or a page past the end of a truncated file).</summary>
+/// <summary>What a log does with a record on unreadable media (poison, a page past the end of a truncated file, or a page the kernel could not provide).</summary>
 public enum LogMediaErrorPolicy
 {
     /// <summary>

@@ -88,7 +88,7 @@ public sealed class PoolMediaErrorException : PmemException
         MediaError = mediaError;
     }
 
-    /// <summary>The media error a header read met (poison, or a page past the end of a truncated file), or <see langword="null"/> when the open refused listed ranges.</summary>
+    /// <summary>The media error a header read met (poison, a page past the end of a truncated file, or a page the kernel could not provide), or <see langword="null"/> when the open refused listed ranges.</summary>
     public PmemMediaErrorException? MediaError { get; }
 
     /// <summary>The bad or unreadable ranges, in pool offsets, sorted.</summary>

@@ -15,7 +15,7 @@ public enum VolumeField
     /// <summary>An owner word of the chunk table: it names a slot that holds no segment, or an index no segment can have.</summary>
     ChunkTable,
 
-    /// <summary>A slot or owner words on memory that cannot be read (poison, or a page past the end of a truncated file).</summary>
+    /// <summary>A slot or owner words on memory that cannot be read (poison, a page past the end of a truncated file, or a page the kernel could not provide).</summary>
     MediaError,
 }
 

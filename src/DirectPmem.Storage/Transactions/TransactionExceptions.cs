@@ -23,7 +23,7 @@ public enum HeapField
     ObjectMap,
     /// <summary>The heap header's feature words name a feature this library does not know.</summary>
     Features,
-    /// <summary>A part of the heap could not be read: poison, or a page past the end of a truncated file (the message names which part and the bad range).</summary>
+    /// <summary>A part of the heap could not be read: poison, a page past the end of a truncated file, or a page the kernel could not provide (the message names which part and the bad range).</summary>
     MediaError,
 }
 

@@ -130,7 +130,7 @@ public sealed class TransactionalHeap : IDisposable
 
     /// <summary>
     /// Why the heap was opened read-only, or null: a part of it recovery must read could not be read
-    /// (poison, or a page past the end of a truncated file: a header copy, a lane, an undo entry of an
+    /// (poison, a page past the end of a truncated file, or a page the kernel could not provide: a header copy, a lane, an undo entry of an
     /// unfinished transaction, the data a commit record describes, the allocation map). Nothing was
     /// rolled back, so data an unfinished transaction changed may be seen as it left it. Inspect it with
     /// <see cref="PoolInspector.InspectHeap"/>; clear the bad range and open again to recover.
