@@ -71,8 +71,6 @@ public sealed class PmemVolume : IDisposable
     // a truncated file raises SIGBUS as any load from a mapping does.
     private static readonly bool s_readSafe = DaxMapping.IsReadSafeSupported;
 
-    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     private readonly DaxMapping _map;
     private readonly PoolStructure _structure;
     private readonly bool _ownsPool;
@@ -783,7 +781,7 @@ public sealed class PmemVolume : IDisposable
     {
         if (string.IsNullOrEmpty(name))
             throw new PmemVolumeException(PmemVolumeError.BadName, "A device name must not be empty.");
-        byte[] bytes = s_strictUtf8.GetBytes(name);
+        byte[] bytes = VolumeFormat.StrictUtf8.GetBytes(name);
         if (bytes.Length > MaxNameBytes)
             throw new PmemVolumeException(PmemVolumeError.BadName, $"The device name '{name}' is {bytes.Length} UTF-8 bytes; a slot of {Describe(_map)} holds at most {MaxNameBytes}.");
         return bytes;

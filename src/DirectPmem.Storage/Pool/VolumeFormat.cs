@@ -156,7 +156,8 @@ internal static class VolumeFormat
     // How many owner words one poison-safe read takes.
     private const int TableBlockWords = 512;
 
-    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    // UTF-8 that refuses invalid bytes: slot names are judged and written with it (PmemVolume too).
+    internal static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>The commit word of a slot whose bytes [8, 256) are <paramref name="body"/>: CRC-32 in the high half, valid bit.</summary>
     public static ulong CommitWord(ReadOnlySpan<byte> body) => ((ulong)Crc32.HashToUInt32(body) << 32) | 1;
@@ -310,7 +311,7 @@ internal static class VolumeFormat
             string name;
             try
             {
-                name = s_strictUtf8.GetString(raw.Slice(SlotNameOffset, nameLength));
+                name = StrictUtf8.GetString(raw.Slice(SlotNameOffset, nameLength));
             }
             catch (DecoderFallbackException)
             {
