@@ -6,6 +6,7 @@ using DirectPmem.Tool.Commands;
 // Every non-zero exit says why on stderr: commands report their failures (CommandRunner), the parser its usage
 // errors, and StandardError.Finish whatever reached the exit in silence.
 StandardError stderr = StandardError.Install();
+ConsoleWidth.Apply();
 var root = new RootCommand("dpmem: device-DAX devices, emulated devices, label tables, persistence cost and live counters, from DirectPmem.")
 {
     CommandRunner.Verbose,

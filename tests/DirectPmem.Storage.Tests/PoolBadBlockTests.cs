@@ -26,7 +26,6 @@ public sealed class PoolBadBlockTests : IDisposable
         _sys.Dispose();
     }
 
-    /// <summary>A closed pool file on a page-cache file system, and the disk byte offset of its first extent (skips where FIEMAP cannot place it).</summary>
     /// <summary>A path for a pool in a fresh directory on a page-cache file system (removed on dispose), or a skip saying why there is none.</summary>
     private string NewPoolPath()
     {
@@ -41,6 +40,7 @@ public sealed class PoolBadBlockTests : IDisposable
         return Path.Combine(dir, "pool");
     }
 
+    /// <summary>A closed pool file on a page-cache file system, and the disk byte offset of its first extent (skips where FIEMAP cannot place it).</summary>
     private (string Path, long Physical) NewPoolFile()
     {
         string path = NewPoolPath();

@@ -112,6 +112,28 @@ public sealed class DpmemTests : IDisposable
     }
 
     [Fact]
+    public void InfoLaysItsTextOutInTheWidthThatColumnsGives()
+    {
+        string path = Path.Combine(_dir, "a-device-with-a-name-long-enough-to-wrap-at-sixty-columns.dax");
+        Assert.Equal(0, Dpmem.Run("create", path, "--size", "8M").Code);
+
+        (int code, string narrow, _) = Dpmem.RunWithColumns("60", null, "info", path);
+        Assert.Equal(0, code);
+        string[] narrowLines = narrow.Split('\n');
+        Assert.All(narrowLines, line => Assert.True(line.TrimEnd().Length <= 60, $"wider than COLUMNS=60: '{line}'"));
+        Assert.DoesNotContain(narrowLines, line => line.Contains(path, StringComparison.Ordinal));
+
+        (code, string wide, _) = Dpmem.RunWithColumns("300", null, "info", path);
+        Assert.Equal(0, code);
+        Assert.Contains(wide.Split('\n'), line => line.StartsWith("path ", StringComparison.Ordinal) && line.TrimEnd().EndsWith(path, StringComparison.Ordinal));
+
+        // Not a number: ignored, as an unset COLUMNS is (redirected output is laid out 160 wide).
+        (code, string ignored, _) = Dpmem.RunWithColumns("wide", null, "info", path);
+        Assert.Equal(0, code);
+        Assert.Contains(ignored.Split('\n'), line => line.StartsWith("path ", StringComparison.Ordinal) && line.TrimEnd().EndsWith(path, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void CreatingTwiceFailsWithOneLineOnStandardErrorNamingTheErrno()
     {
         string path = Path.Combine(_dir, "dev.dax");

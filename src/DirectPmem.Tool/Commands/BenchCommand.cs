@@ -218,10 +218,6 @@ internal static unsafe class BenchCommand
                 r.ReadMBps.ToString("0", CultureInfo.InvariantCulture), Figure(r.HmatReadMBps), r.WriteMBps.ToString("0", CultureInfo.InvariantCulture), Figure(r.HmatWriteMBps),
                 r.HmatClass ?? "-", r.Check);
         }
-        if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
-        {
-            AnsiConsole.Profile.Width = 160;
-        }
         AnsiConsole.Write(table);
         return 0;
 

@@ -108,12 +108,6 @@ internal static class ListCommand
         }
         else
         {
-            // The table is wider than 80 columns: where stdout is not a terminal (a file, a pipe) Spectre
-            // assumes 80 and would wrap every cell, so give it the width the rows need.
-            if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
-            {
-                AnsiConsole.Profile.Width = 160;
-            }
             var table = new Table().AddColumns("tier", "node", "device", "kind", "persistence", "mode", "size",
                 "access0 r/w ns, MB/s", "access1 r/w ns, MB/s", "memory blocks");
             int? previousTier = null;

@@ -8,7 +8,10 @@ internal static class Dpmem
 {
     internal static (int Code, string Output, string Error) Run(params string[] args) => RunWithInput(null, args);
 
-    internal static (int Code, string Output, string Error) RunWithInput(string? input, params string[] args)
+    internal static (int Code, string Output, string Error) RunWithInput(string? input, params string[] args) => RunWithColumns("200", input, args);
+
+    /// <summary>Runs dpmem with <c>COLUMNS</c> set to <paramref name="columns"/> (unset when null).</summary>
+    internal static (int Code, string Output, string Error) RunWithColumns(string? columns, string? input, params string[] args)
     {
         var start = new ProcessStartInfo(DotnetHost.Path) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dpmem.dll"));
@@ -16,7 +19,7 @@ internal static class Dpmem
         {
             start.ArgumentList.Add(arg);
         }
-        start.Environment["COLUMNS"] = "200";
+        start.Environment["COLUMNS"] = columns;
         return Wait(start, input, TestTime.ChildProcessDefault);
     }
 
