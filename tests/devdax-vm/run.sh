@@ -320,8 +320,18 @@ elif [ "$mode" = nfit ]; then
   boot 1 "${extra_args[@]}" || status=$?
 else
   boot 1 -method- "$second_boot" "${extra_args[@]}" || status=$?
+  # Boot 2 reads back what boot 1 wrote, so it takes boot 1's class and namespace filters (xunit ANDs
+  # them with -method): with `-- -class X`, only X's Second_boot_* run, whose writers ran in boot 1.
+  # Method filters are not carried over: they would OR with the Second_boot_* one.
+  second_args=()
+  for ((i = 0; i < ${#extra_args[@]}; i++)); do
+    case "${extra_args[i]}" in
+      -class|-class-|-namespace|-namespace-)
+        if ((i + 1 < ${#extra_args[@]})); then second_args+=("${extra_args[i]}" "${extra_args[i + 1]}"); i=$((i + 1)); fi ;;
+    esac
+  done
   if [ "$status" -eq 0 ]; then
-    boot 2 -method "$second_boot" || status=$?
+    boot 2 -method "$second_boot" "${second_args[@]}" || status=$?
   fi
 fi
 
