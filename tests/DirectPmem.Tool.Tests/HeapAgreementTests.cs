@@ -31,6 +31,7 @@ public sealed class HeapAgreementTests : IDisposable
     {
         { "signature", HeapField.Signature, "signature" },
         { "format2", HeapField.Version, "version" },
+        { "format3", HeapField.Version, "version" },
         { "major9", HeapField.Version, "version" },
         { "incompat", HeapField.Features, "features" },
         { "headersize", HeapField.Version, "version" },
@@ -53,6 +54,7 @@ public sealed class HeapAgreementTests : IDisposable
             {
                 case "signature": RewriteHeaders(file, heap, h => h[0] ^= 0xFF); break;
                 case "format2": RewriteHeaders(file, heap, h => h[8] = 2); break;
+                case "format3": RewriteHeaders(file, heap, h => h[8] = 3); break;
                 case "major9": RewriteHeaders(file, heap, h => h[8] = 9); break;
                 case "incompat": RewriteHeaders(file, heap, h => h[24] = 4); break;
                 case "headersize": RewriteHeaders(file, heap, h => h[12] = 64); break;

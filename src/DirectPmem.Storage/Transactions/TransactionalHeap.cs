@@ -241,15 +241,22 @@ public sealed class TransactionalHeap : IDisposable
             mapping.Write(header, fromBackup ? offset : offset + HeapLayout.BackupOffset);
         }
         long bytes = 0;
+        int restored = 0;
         if (scan.Rollbacks.Count > 0)
         {
-            byte[] snapshot = new byte[layout.LaneLogSize];
-            foreach ((int _, long entry, long target, int entryLength) in scan.Rollbacks)
+            // Each lane's replays (older generation first), then its rollbacks: lanes never overlap
+            // (a lane settles another before touching its bytes), so lane order does not matter.
+            byte[] payload = new byte[layout.LaneLogSize];
+            foreach ((int _, long entry, long target, int entryLength, bool redo) in scan.Rollbacks)
             {
                 // Read once more, poison-safe: a line gone bad since the scan is a media error, not a crash.
-                MediaRead.Copy(mapping, entry + Lane.EntryHeader, snapshot.AsSpan(0, entryLength));
-                mapping.Write(snapshot.AsSpan(0, entryLength), offset + target, PmemCopyOptions.NoDrain);
-                bytes += entryLength;
+                MediaRead.Copy(mapping, entry + Lane.EntryHeader, payload.AsSpan(0, entryLength));
+                mapping.Write(payload.AsSpan(0, entryLength), offset + target, PmemCopyOptions.NoDrain);
+                if (!redo)
+                {
+                    bytes += entryLength;
+                    restored++;
+                }
             }
             mapping.Drain();
         }
@@ -271,7 +278,12 @@ public sealed class TransactionalHeap : IDisposable
             MediaRead.Copy(mapping, offset + layout.MapOffset, map); // the rolled-back allocation bytes included
         }
         int allocated = heap.RebuildFreeList(map);
-        heap.Recovery = new HeapRecovery(lanesRolledBack, scan.Rollbacks.Count, bytes, allocated) { HeaderRepair = scan.HeaderRepair };
+        heap.Recovery = new HeapRecovery(lanesRolledBack, restored, bytes, allocated)
+        {
+            HeaderRepair = scan.HeaderRepair,
+            CommitsReplayed = scan.CommitsReplayed.Sum(),
+            EntriesReplayed = scan.ReplayEntries.Sum(),
+        };
         return heap;
     }
 
@@ -313,9 +325,9 @@ public sealed class TransactionalHeap : IDisposable
     }
 
     /// <summary>
-    /// Stops new transactions and, while the mapping is still open, confirms every lane's last commit
-    /// in its lane word (so that the heap at rest no longer depends on the commit records and undo
-    /// logs); the mapping stays open (it belongs to the caller).
+    /// Stops new transactions and, while the mapping is still open, settles every lane's last commit
+    /// (the home bytes of a redo commit made durable, then the lane word raised to it, so that the heap
+    /// at rest no longer depends on the commit records and logs); the mapping stays open (it belongs to the caller).
     /// </summary>
     public void Dispose()
     {
@@ -331,19 +343,7 @@ public sealed class TransactionalHeap : IDisposable
         }
         try
         {
-            bool raised = false;
-            for (int lane = 0; lane < _layout.LaneCount; lane++)
-            {
-                long generation = _pending.Generation(lane);
-                if (generation != 0)
-                {
-                    raised |= RaiseLaneWord(lane, (ulong)generation);
-                }
-            }
-            if (raised)
-            {
-                _mapping.Drain();
-            }
+            Settle(0, lane => _pending.Generation(lane) != 0);
         }
         finally
         {
@@ -408,12 +408,19 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>Per lane, its unconfirmed commit and that commit's footprint.</summary>
     internal PendingCommits Pending => _pending;
 
+    /// <summary>Test hook for the sweeps' negative control: the home bytes of redo commits are never flushed (neither by the apply nor by the next commit).</summary>
+    internal bool SkipHomeFlushForTest { get; set; }
+
     /// <summary>
-    /// Raises the word of every other lane whose last commit is not yet confirmed on the media and
-    /// covers a byte of <paramref name="declared"/> to that commit's generation, flushed (the caller's
-    /// drain makes it durable). Lanes whose pending commits cover none of those bytes are only read.
+    /// Settles every other lane whose pending commit (<see cref="PendingCommits"/>) covers a byte of
+    /// <paramref name="ranges"/> or <paramref name="more"/>: flushes that commit's footprint (the home
+    /// bytes of a redo commit, perhaps applied on another core), drains, raises the lane's word to the
+    /// generation read with the footprint, flushes and drains again. So recovery neither replays that
+    /// commit over the caller's changes nor judges it by a hash the caller's changes would break, and
+    /// two replayable commits never overlap (recovery needs no order between lanes). Lanes whose
+    /// pending commits cover none of those bytes are only read; the common case costs no fence.
     /// </summary>
-    internal void ConfirmOverlappingLanes(int self, RangeSet declared)
+    internal void SettleOverlappingLanes(int self, RangeSet ranges, RangeSet? more)
     {
         if (SkipCrossLaneConfirmForTest)
         {
@@ -421,11 +428,65 @@ public sealed class TransactionalHeap : IDisposable
         }
         for (int i = 0; i < _layout.LaneCount; i++)
         {
-            long generation = i == self ? 0 : _pending.Overlapping(i, declared);
-            if (generation != 0)
+            if (i != self && (_pending.Overlapping(i, ranges) != 0 || (more is not null && _pending.Overlapping(i, more) != 0)))
             {
-                RaiseLaneWord(i, (ulong)generation);
+                Settle(i, lane => lane != self && (_pending.Overlapping(lane, ranges) != 0 || (more is not null && _pending.Overlapping(lane, more) != 0)));
+                return;
             }
+        }
+    }
+
+    // The rare path: allocates (a footprint set, the generations read).
+    private void Settle(int first, Func<int, bool> select)
+    {
+        var footprint = new RangeSet();
+        long[] generations = new long[_layout.LaneCount];
+        bool any = false;
+        for (int i = first; i < _layout.LaneCount; i++)
+        {
+            if (!select(i))
+            {
+                continue;
+            }
+            var spin = default(SpinWait);
+            while (true)
+            {
+                long generation = _pending.Generation(i);
+                footprint.Clear();
+                if (generation == 0)
+                {
+                    break;
+                }
+                if (_pending.TryCopyFootprint(i, generation, footprint))
+                {
+                    for (int k = 0; k < footprint.Count; k++)
+                    {
+                        _mapping.Flush(footprint.StartAt(k), footprint.EndAt(k) - footprint.StartAt(k));
+                    }
+                    generations[i] = generation;
+                    any = true;
+                    break;
+                }
+                spin.SpinOnce();
+            }
+        }
+        if (!any)
+        {
+            return;
+        }
+        // The home bytes first: a word that reached the media before them would lose the commit.
+        _mapping.Drain();
+        bool raised = false;
+        for (int i = 0; i < generations.Length; i++)
+        {
+            if (generations[i] != 0)
+            {
+                raised |= RaiseLaneWord(i, (ulong)generations[i]);
+            }
+        }
+        if (raised)
+        {
+            _mapping.Drain();
         }
     }
 
@@ -505,7 +566,7 @@ public sealed class TransactionalHeap : IDisposable
                 continue;
             }
             int major = FormatHeader.Major(header);
-            // Format 2 and earlier kept the region length at 16 and the geometry after it; format 3 after the shared prefix.
+            // Format 2 and earlier kept the region length at 16 and the geometry after it; formats 3 and 4 after the shared prefix.
             int at0 = major >= 3 ? HeapLayout.RegionLengthOffset : 16;
             long region = BinaryPrimitives.ReadInt64LittleEndian(header[at0..]);
             int lanes = BinaryPrimitives.ReadInt32LittleEndian(header[(at0 + 8)..]);

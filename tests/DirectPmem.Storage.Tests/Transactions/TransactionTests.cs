@@ -28,7 +28,7 @@ public sealed class TransactionTests
             Fill(tx.Modify(r, 64), 1);
             tx.Commit();
         }
-        long word = HeapLayout.HeaderBlock + committer * (HeapLayout.LaneLine + 2L * Options.LaneLogSize);
+        long word = HeapLayout.HeaderBlock + committer * (HeapLayout.LaneHeader + 2L * Options.LaneLogSize);
         ulong unconfirmed = device.Mapping.GetReadOnlyRef<ulong>(word);
         Assert.True(LaneWord.TryDecode(unconfirmed, out ulong generation));
         Assert.Equal(0UL, generation);
@@ -323,7 +323,12 @@ public sealed class TransactionTests
         Assert.Contains("copy its data into a new heap", old.Message, StringComparison.Ordinal);
         RewriteHeaders(map, h => h[8] = 1);                 // format 1 (eager commit words)
         Assert.Contains("Heap format 1", Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Message, StringComparison.Ordinal);
-        RewriteHeaders(map, h => h[8] = 3);
+        RewriteHeaders(map, h => h[8] = 3);                 // format 3 (undo only, one record per lane): refused, naming it
+        TransactionalHeapFormatException three = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.Version, three.Field);
+        Assert.Contains("Heap format 3", three.Message, StringComparison.Ordinal);
+        Assert.Contains("reads heap format 4 only", three.Message, StringComparison.Ordinal);
+        RewriteHeaders(map, h => h[8] = (byte)HeapLayout.Major);
         RewriteHeaders(map, h => h[24] = 1);                // an unknown incompatible feature
         Assert.Equal(HeapField.Features, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
         RewriteHeaders(map, h => h[24] = 0);

@@ -11,7 +11,7 @@ namespace DirectPmem.Storage.Tests.Transactions;
 /// </summary>
 public sealed class UndoLogFuzzTests(ITestOutputHelper output)
 {
-    private static readonly long LanesEnd = HeapLayout.HeaderBlock + Options.LaneCount * (HeapLayout.LaneLine + 2L * Options.LaneLogSize);
+    private static readonly long LanesEnd = HeapLayout.HeaderBlock + Options.LaneCount * (HeapLayout.LaneHeader + 2L * Options.LaneLogSize);
 
     private sealed record Image(byte[] Media, string Expected, long InFlightStart, long InFlightEnd);
 
@@ -42,7 +42,7 @@ public sealed class UndoLogFuzzTests(ITestOutputHelper output)
         Fill(tx.Modify(r + 400, 100), 0xCC);
         // Generations alternate between the lane's two logs: the one in flight is the
         // log whose first entry has the higher generation.
-        long logs = HeapLayout.HeaderBlock + tx.Lane * (HeapLayout.LaneLine + 2L * Options.LaneLogSize) + HeapLayout.LaneLine;
+        long logs = HeapLayout.HeaderBlock + tx.Lane * (HeapLayout.LaneHeader + 2L * Options.LaneLogSize) + HeapLayout.LaneHeader;
         long other = logs + Options.LaneLogSize;
         long log = device.Mapping.GetReadOnlyRef<long>(other + 8) > device.Mapping.GetReadOnlyRef<long>(logs + 8) ? other : logs;
         long end = log + tx.LogBytesUsed;
@@ -110,7 +110,7 @@ public sealed class UndoLogFuzzTests(ITestOutputHelper output)
             byte[] mutated = (byte[])image.Media.Clone();
             for (int lane = 0; lane < Options.LaneCount; lane++)
             {
-                long log = HeapLayout.HeaderBlock + lane * (HeapLayout.LaneLine + 2L * Options.LaneLogSize) + HeapLayout.LaneLine;
+                long log = HeapLayout.HeaderBlock + lane * (HeapLayout.LaneHeader + 2L * Options.LaneLogSize) + HeapLayout.LaneHeader;
                 random.NextBytes(mutated.AsSpan((int)log, 2 * Options.LaneLogSize));
             }
             using SimulatedDevice device = SimulatedDevice.FromImage(mutated);
