@@ -12,32 +12,33 @@ internal enum EntryKind : uint
 
     /// <summary>A redo entry: the new bytes of a range <see cref="Transaction.Write"/> changes, applied after the commit point.</summary>
     Redo = 1,
+
+    /// <summary>
+    /// The commit entry that ends a redo commit's entries in its log: checksum u64 @0 (XxHash3 of
+    /// [8, 32) seeded by the lane), generation u64 @8, digest u64 @16 (<see cref="Lane.MixDigest"/> of
+    /// the entries' checksums in log order), entry count u32 @24, kind u32 @28. No payload.
+    /// </summary>
+    Commit = 2,
 }
 
 /// <summary>
-/// A commit record (heap format 4). Each lane has two, one per log half: the record of generation g
-/// lives in line g mod 2 of the lane header, at byte 8 of the line, so a commit never overwrites the
-/// record of the lane's previous commit (a redo commit's record and entries must stay intact until
-/// the lane's next commit has made its home bytes durable). Fields: generation u64 @0, entry count
-/// u32 @8, kind u32 @12 (<see cref="EntryKind"/>), hash u64 @16, record check u64 @24 (XxHash3 of
-/// bytes [0, 24) seeded by the lane).
-/// <list type="bullet">
-/// <item>An undo record's hash is the commit's data hash (<see cref="CommitDataHash"/>): the record
-/// says "g committed" exactly when the data it describes is on the media; its count is the number of
-/// undo entries of g.</item>
-/// <item>A redo record's hash is the digest of its entries' checksums in log order
-/// (<see cref="Lane.MixDigest"/>); its count is the number of redo entries. It is valid only if every
-/// entry it counts verifies with generation g and the digest matches, so entries and record can be
-/// flushed together and share the commit's one fence.</item>
-/// </list>
+/// An undo commit's record (heap format 4). Each lane has two, one per log half: the record of
+/// generation g lives in line g mod 2 of the lane header, at byte 8 of the line, so a commit never
+/// overwrites the record of the lane's previous commit. Fields: generation u64 @0, undo entry count
+/// u32 @8, kind u32 @12 (<see cref="EntryKind.Undo"/>), data hash u64 @16, record check u64 @24
+/// (XxHash3 of bytes [0, 24) seeded by the lane). The data hash is the commit's
+/// (<see cref="CommitDataHash"/>): the record says "g committed" exactly when the data it describes
+/// is on the media. A redo commit keeps its record in its log instead, as the commit entry after its
+/// redo entries (<see cref="EntryKind.Commit"/>), written in the same whole lines.
 /// </summary>
 /// <remarks>
-/// The probability argument of a redo record: after a crash before the commit fence completed, a
-/// record that is torn passes its 64-bit check with a chance of about 2^-64; an entry that is torn
-/// passes its 64-bit XxHash3 checksum with a chance of about 2^-64; stale entries of the same
-/// generation (a redo-only transaction that aborted, whose generation the next transaction reuses)
-/// match the digest of the new ones with a chance of about 2^-64. So a record that verifies with all
-/// its entries means every byte of the commit reached the media, and replaying it is the commit.
+/// The probability argument of a redo commit: after a crash before the commit fence completed, its
+/// commit entry counts only if it verifies (a torn one passes its 64-bit XxHash3 checksum with a
+/// chance of about 2^-64) and every entry it counts before it verifies with generation g (a torn
+/// entry passes its checksum with a chance of about 2^-64) and the chained digest of their checksums
+/// matches (entries of another commit in the same log match it with a chance of about 2^-64). So a
+/// commit entry that verifies with all its entries means every byte of the commit reached the media,
+/// and replaying it is the commit.
 /// </remarks>
 internal static class CommitRecord
 {
@@ -50,11 +51,15 @@ internal static class CommitRecord
 
     public static void Write(Span<byte> line, ulong generation, int entries, EntryKind kind, ulong hash, long seed)
     {
-        BinaryPrimitives.WriteUInt64LittleEndian(line[Offset..], generation);
-        BinaryPrimitives.WriteUInt32LittleEndian(line[(Offset + 8)..], (uint)entries);
-        BinaryPrimitives.WriteUInt32LittleEndian(line[(Offset + 12)..], (uint)kind);
-        BinaryPrimitives.WriteUInt64LittleEndian(line[(Offset + 16)..], hash);
-        BinaryPrimitives.WriteUInt64LittleEndian(line[(Offset + 24)..], XxHash3.HashToUInt64(line.Slice(Offset, 24), seed ^ CheckSeedSalt));
+        // Built and checked on the stack, then copied: hashing the line itself would load bytes whose
+        // stores still wait for the line (the commit before last flushed it, and a flush may evict it).
+        Span<byte> record = stackalloc byte[Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(record, generation);
+        BinaryPrimitives.WriteUInt32LittleEndian(record[8..], (uint)entries);
+        BinaryPrimitives.WriteUInt32LittleEndian(record[12..], (uint)kind);
+        BinaryPrimitives.WriteUInt64LittleEndian(record[16..], hash);
+        BinaryPrimitives.WriteUInt64LittleEndian(record[24..], XxHash3.HashToUInt64(record[..24], seed ^ CheckSeedSalt));
+        record.CopyTo(line[Offset..]);
     }
 
     /// <summary>Reads a record that verifies (its check matches, its generation is not 0, its kind is known); false for any other bytes.</summary>

@@ -244,17 +244,16 @@ internal static class HeapValidation
         Span<ulong> recorded = stackalloc ulong[2];
         Span<int> counts = stackalloc int[2];
         Span<ulong> hashes = stackalloc ulong[2];
-        Span<int> kinds = stackalloc int[2];
+        Span<ulong> firsts = stackalloc ulong[2];
         ulong top = 0;
         for (int h = 0; h < 2; h++)
         {
             if (CommitRecord.TryRead(line.Slice(h * HeapLayout.LaneLine, HeapLayout.LaneLine), seed, out ulong generation, out int entries, out EntryKind kind, out ulong hash)
-                && (int)(generation & 1) == h && generation < LaneWord.MaxGeneration - 1)
+                && kind == EntryKind.Undo && (int)(generation & 1) == h && generation < LaneWord.MaxGeneration - 1)
             {
                 recorded[h] = generation;
                 counts[h] = entries;
                 hashes[h] = hash;
-                kinds[h] = (int)kind;
                 top = Math.Max(top, generation);
             }
         }
@@ -265,6 +264,7 @@ internal static class HeapValidation
             switch (TryReadEntry(mapping, logs + h * half, half, seed, buffer, out ulong generation, out PmemMediaErrorException? lost))
             {
                 case true when (int)(generation & 1) == h && generation < LaneWord.MaxGeneration - 1:
+                    firsts[h] = generation;
                     top = Math.Max(top, generation);
                     break;
                 case null:
@@ -281,12 +281,12 @@ internal static class HeapValidation
         for (ulong g = top - 1; g <= top; g++)
         {
             int h = (int)(g & 1);
-            if (g <= word || recorded[h] != g || kinds[h] != (int)EntryKind.Redo)
+            if (g <= word || firsts[h] != g)
             {
                 continue;
             }
             int before = scan.Rollbacks.Count;
-            switch (ScanRedo(mapping, offset, layout, lane, g, counts[h], hashes[h], buffer, scan.Rollbacks, sink))
+            switch (ScanRedo(mapping, offset, layout, lane, g, buffer, scan.Rollbacks, sink))
             {
                 case true:
                     scan.CommitsReplayed[lane]++;
@@ -316,7 +316,7 @@ internal static class HeapValidation
             return;
         }
         int t = (int)(top & 1);
-        if (recorded[t] == top && kinds[t] == (int)EntryKind.Undo && counts[t] == undo.Count)
+        if (recorded[t] == top && counts[t] == undo.Count)
         {
             ulong? media = DataHash(mapping, offset, layout, lane, undo, 0, undo.Count, buffer, data, sink);
             if (media is null)
@@ -341,32 +341,38 @@ internal static class HeapValidation
     }
 
     /// <summary>
-    /// The redo entries of a redo record of <paramref name="generation"/> that counts <paramref name="count"/>
-    /// of them with digest <paramref name="digest"/>, added to <paramref name="writes"/>: true when every
-    /// counted entry verifies (generation, kind, checksum) and the digest of their checksums matches (the
-    /// record is valid), false when not (the commit did not complete: nothing of it is replayed), null
-    /// (after reporting) when an entry cannot be read, or verifies but names a range outside the transactional area.
+    /// The redo entries of generation <paramref name="generation"/>'s log, added to <paramref name="writes"/>,
+    /// when they make a whole redo commit: true when every entry from the log's start verifies (checksum,
+    /// generation, kind redo) up to a commit entry of the generation that verifies, counts them and
+    /// carries the digest of their checksums; false when not (the commit did not complete, or the log
+    /// holds an undo transaction: nothing of it is replayed); null (after reporting) when an entry cannot
+    /// be read, or verifies but names a range outside the transactional area.
     /// </summary>
-    private static bool? ScanRedo(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, int count, ulong digest, byte[] buffer, List<UndoEntryRef> writes, IHeapProblemSink sink)
+    private static bool? ScanRedo(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> writes, IHeapProblemSink sink)
     {
         long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneHeader + Lane.HalfOffset(layout, generation);
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
         ulong chained = Lane.DigestSeed(lane);
-        long position = 0;
-        for (int i = 0; i < count; i++)
+        uint count = 0;
+        for (long position = 0; position + Lane.EntryHeader <= capacity;)
         {
-            if (position + Lane.EntryHeader > capacity)
-            {
-                return false;
-            }
             PmemMediaErrorException? lost = MediaRead.TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
             if (lost is null)
             {
+                if (BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8)) != generation)
+                {
+                    return false;
+                }
+                uint kind = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28));
+                if (kind == (uint)EntryKind.Commit)
+                {
+                    return XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8), seed) == BinaryPrimitives.ReadUInt64LittleEndian(buffer)
+                        && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24)) == count
+                        && BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(16)) == chained;
+                }
                 uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
-                if (BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8)) != generation
-                    || BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28)) != (uint)EntryKind.Redo
-                    || length == 0 || length > capacity - position - Lane.EntryHeader)
+                if (kind != (uint)EntryKind.Redo || length == 0 || length > capacity - position - Lane.EntryHeader)
                 {
                     return false;
                 }
@@ -379,6 +385,7 @@ internal static class HeapValidation
                         return false;
                     }
                     chained = Lane.MixDigest(chained, checksum);
+                    count++;
                     long target = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(16));
                     if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
                     {
@@ -392,10 +399,10 @@ internal static class HeapValidation
                 }
             }
             sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
-                $"lane {lane}: the redo entry at offset {log + position} of the commit of generation {generation} {Lost(lost)}: whether the commit is whole is unknown; the heap opens read-only and nothing is replayed"));
+                $"lane {lane}: the entry at offset {log + position} of the redo commit of generation {generation} {Lost(lost)}: whether the commit is whole is unknown; the heap opens read-only and nothing is replayed"));
             return null;
         }
-        return chained == digest;
+        return false;
     }
 
     // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation; null when it cannot be read.
@@ -437,6 +444,10 @@ internal static class HeapValidation
                     return true;
                 }
                 uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
+                if (BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28)) == (uint)EntryKind.Commit)
+                {
+                    return true; // the end of a redo commit's entries: no undo entry in this log
+                }
                 if (length == 0 || length > capacity - position - Lane.EntryHeader)
                 {
                     return true; // torn before its drain: its range was never modified

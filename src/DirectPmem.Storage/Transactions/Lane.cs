@@ -39,7 +39,12 @@ internal sealed class Lane
     private long[] _entryPositions = new long[8];
     private long[] _entryTargets = new long[8];
     private int[] _entryLengths = new int[8];
-    private long[] _redoPositions = new long[8];
+    // The redo entries, built in volatile memory as Write is called and written to the log only by
+    // Commit, in whole lines with non-temporal stores together with the commit entry that ends them
+    // (no read-for-ownership of log lines a flush evicted, and one line fewer than a separate record).
+    // The apply after the commit fence copies from here too.
+    private byte[] _staged = new byte[512];
+    private int _stagedUsed;
     private int _redoCount;
     private ulong _redoDigest;
     private int[] _freed = new int[4];
@@ -77,7 +82,7 @@ internal sealed class Lane
 
     public int Index { get; }
 
-    public int LogUsed => _used;
+    public int LogUsed => _undo ? _used : _stagedUsed;
 
     public static long ChecksumSeed(int lane) => 0x4450_5458 + lane;
 
@@ -117,6 +122,7 @@ internal sealed class Lane
         _flushed = 0;
         _entries = 0;
         _redoCount = 0;
+        _stagedUsed = 0;
         _redoDigest = DigestSeed(Index);
         _redoRanges.Clear();
         _undo = false;
@@ -370,23 +376,24 @@ internal sealed class Lane
     // transaction section has the full analysis; TransactionCrashTests and RedoCrashTests sweep it).
     //
     // The redo path (Transaction.Write only, and objects allocated in the transaction): one fence.
-    //   Write     the entry {checksum, g, target, length, redo, new bytes} (96 B for 64 B, two lines)
-    //             goes into log g mod 2; its whole lines are flushed. Home memory is not touched.
-    //             Crash: g has no valid record, so recovery ignores its entries.
-    //   Commit    the last entry line, the objects written in place, the record line (g, count, redo,
-    //             digest of the entries' checksums) and the home ranges of the lane's previous commit
-    //             (applied by the previous Commit, perhaps on another core, whose CLWBs this core's
-    //             fence would not drain) are flushed; ONE fence: the commit point. Crash before it
-    //             completes: the record verifies only if every entry it counts reached the media (so
-    //             g is either wholly replayable or ignored); the previous commit, whose record lives in
-    //             the other half, is replayed too unless the lane word says it is applied.
+    //   Write     the entry {checksum, g, target, length, redo, new bytes} is built in the lane's
+    //             volatile staging buffer. Nothing persistent is written. Crash: nothing of g exists.
+    //   Commit    the commit entry {checksum, g, digest of the entries' checksums, count, commit} is
+    //             appended; entries and commit entry, padded to whole lines, go into log g mod 2 with
+    //             non-temporal stores (96 + 32 B = two lines for 64 B); the objects written in place
+    //             and the home ranges of the lane's previous commit (applied by the previous Commit,
+    //             perhaps on another core, whose CLWBs this core's fence would not drain) are flushed;
+    //             ONE fence: the commit point. Crash before it completes: the commit entry counts only
+    //             if it and every entry before it verify (checksums, generation, digest), so g is
+    //             either wholly replayable or ignored; the previous commit, in the other log, is
+    //             replayed too unless the lane word says it is applied.
     //             Then the redo bytes are copied home (cached stores) and flushed, not fenced: home
     //             memory shows the new bytes when Commit returns; the media gets them by the next
     //             commit's fence (or a settle, or the heap's Dispose). Crash after: recovery replays g
-    //             (idempotent); it replays at most the lane's last two commits, whose records the next
-    //             commit does not overwrite (it writes the other half).
-    // Cost for 1 range of 64 B: five line flushes (two entry lines, the record, the previous home, the
-    // new home) and one fence.
+    //             (idempotent); it replays at most the lane's last two commits, whose logs the next
+    //             commit does not overwrite (it writes the other one).
+    // Cost for 1 range of 64 B: two lines written non-temporally, two line flushes (the previous
+    // home, the new home) and one fence.
     //
     // The undo path (AddRange, GetSpan, Modify, GetRef): two fences, as in format 3.
     //   AddRange  the undo entry {checksum, g, target, length, undo, old bytes} is written and flushed.
@@ -395,7 +402,8 @@ internal sealed class Lane
     //             commit was a redo commit), overlapping commits of other lanes are settled, fence 1.
     //             Crash while the caller writes: g's undo entries verify and its record does not, so
     //             recovery rolls g back.
-    //   Commit    data lines and the record line (g, count, undo, data hash) flushed, fence 2.
+    //   Commit    data lines and the record line (g, count, undo, data hash; in the lane header's
+    //             line g mod 2) flushed, fence 2.
     public void Commit()
     {
         // Inside the pool's read guard: the pool's Dispose waits for this step, or it throws ObjectDisposedException.
@@ -426,7 +434,18 @@ internal sealed class Lane
         // this commit replays is made applied and durable first (Allocate did so for new objects), with
         // fences of its own: the rare shape. So two replayable commits never overlap.
         _heap.SettleOverlappingLanes(Index, _redoRanges, null);
-        FlushEntries();
+        // The entries and the commit entry {checksum, g, digest, count, commit} after them, padded
+        // with zeros to a whole line, go into log g mod 2 with non-temporal stores.
+        Span<byte> commit = _staged.AsSpan(_stagedUsed, EntryHeader);
+        BinaryPrimitives.WriteUInt64LittleEndian(commit[8..], _generation);
+        BinaryPrimitives.WriteUInt64LittleEndian(commit[16..], _redoDigest);
+        BinaryPrimitives.WriteUInt32LittleEndian(commit[24..], (uint)_redoCount);
+        BinaryPrimitives.WriteUInt32LittleEndian(commit[28..], (uint)EntryKind.Commit);
+        BinaryPrimitives.WriteUInt64LittleEndian(commit, XxHash3.HashToUInt64(commit[8..], _seed));
+        int end = _stagedUsed + EntryHeader;
+        int lines = (end + 63) & ~63;
+        _staged.AsSpan(end, lines - end).Clear();
+        _mapping.Write(_staged.AsSpan(0, lines), _log, PmemCopyOptions.NonTemporal | PmemCopyOptions.NoDrain);
         for (int i = 0; i < _fresh.Count; i++)
         {
             _mapping.Flush(_fresh.StartAt(i), _fresh.EndAt(i) - _fresh.StartAt(i));
@@ -436,10 +455,7 @@ internal sealed class Lane
             // The previous commit's home bytes: its own flush may have run on another core.
             FlushRanges(_previousRanges);
         }
-        long line = _word + CommitRecord.LineOffset(_generation);
-        CommitRecord.Write(_mapping.GetSpan(line, HeapLayout.LaneLine), _generation, _redoCount, EntryKind.Redo, _redoDigest, _seed);
-        _mapping.Flush(line, HeapLayout.LaneLine);
-        // The commit point: entries, record, new objects and the previous commit's home are durable.
+        // The commit point: entries, commit entry, new objects and the previous commit's home are durable.
         _mapping.Drain();
         ApplyRedo();
         if (!_heap.SkipHomeFlushForTest)
@@ -558,10 +574,9 @@ internal sealed class Lane
 
     private void AbortEntered()
     {
-        // A redo-only transaction changed nothing in place: nothing to write back, no fence. Its
-        // entries stay in the log without a record; the lane's next transaction reuses its generation
-        // (the previous commit's record, in the other half, must stay intact), and a record binds its
-        // own entries by their digest.
+        // A redo-only transaction wrote nothing, in place or in the log (its entries were staged in
+        // volatile memory): no fence; the lane's next transaction reuses its generation (the previous
+        // commit's entries, in the other log, must stay intact until the next commit's fence).
         if (_undo && _entries > 0)
         {
             for (int i = 0; i < _entries; i++)
@@ -624,16 +639,16 @@ internal sealed class Lane
         }
     }
 
-    /// <summary>Copies the payloads of this transaction's redo entries to their home ranges, in log order (cached stores, no flush).</summary>
+    /// <summary>Copies the new bytes of this transaction's redo entries to their home ranges, in log order (cached stores, no flush).</summary>
     private void ApplyRedo()
     {
-        for (int i = 0; i < _redoCount; i++)
+        for (int position = 0; position < _stagedUsed;)
         {
-            long position = _redoPositions[i];
-            ReadOnlySpan<byte> header = _mapping.GetReadOnlySpan(position, EntryHeader);
+            ReadOnlySpan<byte> header = _staged.AsSpan(position, EntryHeader);
             long target = _heap.Base + BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
             int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
-            _mapping.GetReadOnlySpan(position + EntryHeader, length).CopyTo(_mapping.GetSpan(target, length));
+            _staged.AsSpan(position + EntryHeader, length).CopyTo(_mapping.GetSpan(target, length));
+            position += EntryHeader + ((length + 7) & ~7);
         }
     }
 
@@ -665,40 +680,33 @@ internal sealed class Lane
     private void WriteRedo(long target, ReadOnlySpan<byte> source)
     {
         int length = source.Length;
-        long required = EntryHeader + ((length + 7L) & ~7L);
-        if (required > _capacity - _used)
+        int size = EntryHeader + ((length + 7) & ~7);
+        // The log must hold the entries and the commit entry after them (the padding to a whole line
+        // fits: the log's size is a multiple of 64).
+        if ((long)_stagedUsed + size + EntryHeader > _capacity)
         {
-            throw new TransactionLogFullException(Index, _capacity, _used, required);
+            throw new TransactionLogFullException(Index, _capacity, _stagedUsed, size + EntryHeader);
         }
-        long position = _log + _used;
-        Span<byte> entry = _mapping.GetSpan(position, EntryHeader + length);
-        BinaryPrimitives.WriteUInt64LittleEndian(entry[8..], _generation);
-        BinaryPrimitives.WriteInt64LittleEndian(entry[16..], target - _heap.Base);
-        BinaryPrimitives.WriteUInt32LittleEndian(entry[24..], (uint)length);
-        BinaryPrimitives.WriteUInt32LittleEndian(entry[28..], (uint)EntryKind.Redo);
+        if (_stagedUsed + size + EntryHeader + 64 > _staged.Length)
+        {
+            Array.Resize(ref _staged, Math.Max(_staged.Length * 2, _stagedUsed + size + EntryHeader + 64));
+        }
+        Span<byte> entry = _staged.AsSpan(_stagedUsed, size);
+        WriteHeader(entry, target, length, EntryKind.Redo);
         source.CopyTo(entry[EntryHeader..]);
-        ulong checksum = XxHash3.HashToUInt64(entry[8..], _seed);
+        entry[(EntryHeader + length)..].Clear();
+        ulong checksum = XxHash3.HashToUInt64(entry[8..(EntryHeader + length)], _seed);
         BinaryPrimitives.WriteUInt64LittleEndian(entry, checksum);
         _redoDigest = MixDigest(_redoDigest, checksum);
-        if (_redoCount == _redoPositions.Length)
-        {
-            Array.Resize(ref _redoPositions, _redoCount * 2);
-        }
-        _redoPositions[_redoCount++] = position;
+        _stagedUsed += size;
+        _redoCount++;
         _redoRanges.Add(target, target + length);
-        AdvanceLog(length);
     }
 
     private void WriteEntry(long target, int length)
     {
         long position = _log + _used;
-        Span<byte> entry = _mapping.GetSpan(position, EntryHeader + length);
-        BinaryPrimitives.WriteUInt64LittleEndian(entry[8..], _generation);
-        BinaryPrimitives.WriteInt64LittleEndian(entry[16..], target - _heap.Base);
-        BinaryPrimitives.WriteUInt32LittleEndian(entry[24..], (uint)length);
-        BinaryPrimitives.WriteUInt32LittleEndian(entry[28..], (uint)EntryKind.Undo);
-        _mapping.GetReadOnlySpan(target, length).CopyTo(entry[EntryHeader..]);
-        BinaryPrimitives.WriteUInt64LittleEndian(entry, XxHash3.HashToUInt64(entry[8..], _seed));
+        PutEntry(target, _mapping.GetReadOnlySpan(target, length), EntryKind.Undo);
         if (_entries == _entryPositions.Length)
         {
             Array.Resize(ref _entryPositions, _entries * 2);
@@ -711,6 +719,51 @@ internal sealed class Lane
         _entries++;
         AdvanceLog(length);
         _drainPending = true;
+    }
+
+    // Undo entries up to this payload are built and hashed on the stack, then copied into the log in
+    // one go: hashing them in the log would load bytes whose stores still wait for their lines (the log
+    // half was flushed two transactions ago, and a flush may evict a line). Longer ones are hashed from
+    // their source and the header, streaming.
+    private const int StagedPayload = 256;
+
+    /// <summary>Writes the entry {checksum, g, target, length, kind, payload} at the log's end (not flushed); returns its checksum.</summary>
+    private ulong PutEntry(long target, ReadOnlySpan<byte> payload, EntryKind kind)
+    {
+        int length = payload.Length;
+        long position = _log + _used;
+        ulong checksum;
+        if (length <= StagedPayload)
+        {
+            Span<byte> entry = stackalloc byte[EntryHeader + StagedPayload];
+            WriteHeader(entry, target, length, kind);
+            payload.CopyTo(entry[EntryHeader..]);
+            checksum = XxHash3.HashToUInt64(entry[8..(EntryHeader + length)], _seed);
+            BinaryPrimitives.WriteUInt64LittleEndian(entry, checksum);
+            entry[..(EntryHeader + length)].CopyTo(_mapping.GetSpan(position, EntryHeader + length));
+        }
+        else
+        {
+            Span<byte> header = stackalloc byte[EntryHeader];
+            WriteHeader(header, target, length, kind);
+            _hasher.Reset();
+            _hasher.Append(header[8..]);
+            _hasher.Append(payload);
+            checksum = _hasher.GetCurrentHashAsUInt64();
+            BinaryPrimitives.WriteUInt64LittleEndian(header, checksum);
+            Span<byte> entry = _mapping.GetSpan(position, EntryHeader + length);
+            header.CopyTo(entry);
+            payload.CopyTo(entry[EntryHeader..]);
+        }
+        return checksum;
+    }
+
+    private void WriteHeader(Span<byte> header, long target, int length, EntryKind kind)
+    {
+        BinaryPrimitives.WriteUInt64LittleEndian(header[8..], _generation);
+        BinaryPrimitives.WriteInt64LittleEndian(header[16..], target - _heap.Base);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[24..], (uint)length);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[28..], (uint)kind);
     }
 
     // Whole lines are flushed now; the last, partial line with the entries after it before the
