@@ -202,14 +202,15 @@ internal static class HeapValidation
     /// <summary>
     /// Decides what recovery does with one lane (reads only). The word is written only on abort, on
     /// recovery, when the lane's undo path settles its previous redo commit, and when another lane
-    /// settles a commit, so it may lag; the logs and the two commit records say the rest. Let top be
+    /// settles a commit, so it may lag; the logs and the two undo records say the rest. Let top be
     /// the highest generation with evidence on the media (a verifying first entry of a log, or a
-    /// verifying record): a transaction writes into its log only after the one before it returned,
+    /// verifying undo record): a transaction writes into its log only after the one before it returned,
     /// so every generation below top finished.
     /// <list type="number">
-    /// <item>Replay: for top - 1 and then top, each above the word, whose record (in the line of its
-    /// parity) is a redo record that verifies with all its entries (generation, checksums and their
-    /// digest), the redo entries are written home in log order. Replaying is idempotent. Top - 1 is
+    /// <item>Replay: for top - 1 and then top, each above the word, whose log (the one of its parity)
+    /// holds a whole redo commit (redo entries that verify with the generation, then a commit entry
+    /// that verifies, counts them and carries the digest of their checksums and of the objects the
+    /// commit allocates, <see cref="RedoObjectsHash"/>), the redo entries are written home in log order. Replaying is idempotent. Top - 1 is
     /// replayed too because top's fence, which made top - 1's home bytes durable, may not have
     /// completed even though top's record reached the media. Nothing else can have changed those bytes
     /// since: another lane settles (raises the word) before it touches them, and the lane's own undo
@@ -355,6 +356,8 @@ internal static class HeapValidation
         long seed = Lane.ChecksumSeed(lane);
         ulong chained = Lane.DigestSeed(lane);
         uint count = 0;
+        // The last value each allocation map byte gets in this commit: 1 for the objects it allocates.
+        var mapBytes = new SortedDictionary<long, byte>();
         for (long position = 0; position + Lane.EntryHeader <= capacity;)
         {
             PmemMediaErrorException? lost = MediaRead.TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
@@ -367,9 +370,23 @@ internal static class HeapValidation
                 uint kind = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28));
                 if (kind == (uint)EntryKind.Commit)
                 {
-                    return XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8), seed) == BinaryPrimitives.ReadUInt64LittleEndian(buffer)
-                        && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24)) == count
-                        && BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(16)) == chained;
+                    if (XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8), seed) != BinaryPrimitives.ReadUInt64LittleEndian(buffer)
+                        || BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24)) != count)
+                    {
+                        return false;
+                    }
+                    ulong recorded = BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(16));
+                    switch (RedoObjectsHash(mapping, offset, layout, seed, mapBytes, buffer, out PmemMediaErrorException? objectLost))
+                    {
+                        case ulong objects:
+                            chained = Lane.MixDigest(chained, objects);
+                            break;
+                        case null when objectLost is not null:
+                            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, objectLost.Offset, Invariant(
+                                $"lane {lane}: an object the redo commit of generation {generation} allocates {Lost(objectLost)}: whether the commit is whole is unknown; the heap opens read-only and nothing is replayed"));
+                            return null;
+                    }
+                    return recorded == chained;
                 }
                 uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
                 if (kind != (uint)EntryKind.Redo || length == 0 || length > capacity - position - Lane.EntryHeader)
@@ -394,6 +411,10 @@ internal static class HeapValidation
                         return null;
                     }
                     writes.Add(new UndoEntryRef(lane, log + position, target, (int)length, Redo: true));
+                    for (long m = Math.Max(target, layout.MapOffset); m < Math.Min(target + length, layout.MapOffset + layout.ObjectCount); m++)
+                    {
+                        mapBytes[m - layout.MapOffset] = buffer[Lane.EntryHeader + (int)(m - target)];
+                    }
                     position += Lane.EntryHeader + ((length + 7) & ~7L);
                     continue;
                 }
@@ -403,6 +424,33 @@ internal static class HeapValidation
             return null;
         }
         return false;
+    }
+
+    /// <summary>
+    /// The rule a redo commit's digest ends with when it allocates objects (the commit computes it
+    /// before its fence, from the objects it wrote in place): XxHash3, seeded by the lane, of the
+    /// contents of every object whose allocation map byte the commit's entries leave at 1, in ascending
+    /// object order, read poison-safe. Null when there is none (or, with <paramref name="lost"/> set,
+    /// when one cannot be read).
+    /// </summary>
+    internal static ulong? RedoObjectsHash(DaxMapping mapping, long offset, HeapLayout layout, long seed, SortedDictionary<long, byte> mapBytes, byte[] buffer, out PmemMediaErrorException? lost)
+    {
+        lost = null;
+        XxHash3? hasher = null;
+        foreach ((long index, byte value) in mapBytes)
+        {
+            if (value != 1)
+            {
+                continue;
+            }
+            hasher ??= new XxHash3(seed);
+            if ((lost = MediaRead.TryCopy(mapping, offset + layout.ObjectsOffset + index * layout.ObjectSize, buffer.AsSpan(0, layout.ObjectSize))) is not null)
+            {
+                return null;
+            }
+            hasher.Append(buffer.AsSpan(0, layout.ObjectSize));
+        }
+        return hasher?.GetCurrentHashAsUInt64();
     }
 
     // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation; null when it cannot be read.

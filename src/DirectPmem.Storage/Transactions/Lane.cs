@@ -434,11 +434,19 @@ internal sealed class Lane
         // this commit replays is made applied and durable first (Allocate did so for new objects), with
         // fences of its own: the rare shape. So two replayable commits never overlap.
         _heap.SettleOverlappingLanes(Index, _redoRanges, null);
+        // The objects allocated here were written in place and are flushed under the same fence as the
+        // commit entry, which may reach the media first: their contents are chained into its digest
+        // (HeapValidation.RedoObjectsHash), so recovery replays the commit only if they are on the media too.
+        ulong digest = _redoDigest;
+        if (_allocatedCount > 0 && HashAllocatedObjects() is ulong objects)
+        {
+            digest = MixDigest(digest, objects);
+        }
         // The entries and the commit entry {checksum, g, digest, count, commit} after them, padded
         // with zeros to a whole line, go into log g mod 2 with non-temporal stores.
         Span<byte> commit = _staged.AsSpan(_stagedUsed, EntryHeader);
         BinaryPrimitives.WriteUInt64LittleEndian(commit[8..], _generation);
-        BinaryPrimitives.WriteUInt64LittleEndian(commit[16..], _redoDigest);
+        BinaryPrimitives.WriteUInt64LittleEndian(commit[16..], digest);
         BinaryPrimitives.WriteUInt32LittleEndian(commit[24..], (uint)_redoCount);
         BinaryPrimitives.WriteUInt32LittleEndian(commit[28..], (uint)EntryKind.Commit);
         BinaryPrimitives.WriteUInt64LittleEndian(commit, XxHash3.HashToUInt64(commit[8..], _seed));
@@ -461,6 +469,13 @@ internal sealed class Lane
         if (!_heap.SkipHomeFlushForTest)
         {
             FlushRanges(_redoRanges);
+        }
+        // Recovery may judge this commit by the allocated objects' contents until it is settled:
+        // another lane must settle it before changing them (they join the footprint; the next
+        // commit's re-flush of them is redundant and cheap).
+        for (int i = 0; i < _fresh.Count; i++)
+        {
+            _redoRanges.Add(_fresh.StartAt(i), _fresh.EndAt(i));
         }
         // Recovery may replay this commit and, unless this lane settled it, the previous one:
         // another lane must settle both before it touches their bytes. Published after the apply,
@@ -637,6 +652,36 @@ internal sealed class Lane
             ApplyRedo();
             _applyPending = false;
         }
+    }
+
+    /// <summary>
+    /// The hash of the objects this redo commit allocates (allocated and not freed in it), by the rule
+    /// recovery checks (<see cref="HeapValidation.RedoObjectsHash"/>): their contents, in ascending
+    /// object order; null when it allocates none.
+    /// </summary>
+    private ulong? HashAllocatedObjects()
+    {
+        Span<int> indices = _allocatedCount <= 64 ? stackalloc int[_allocatedCount] : new int[_allocatedCount];
+        int count = 0;
+        for (int i = 0; i < _allocatedCount; i++)
+        {
+            if (Array.IndexOf(_freed, _allocated[i], 0, _freedCount) < 0)
+            {
+                indices[count++] = _allocated[i];
+            }
+        }
+        if (count == 0)
+        {
+            return null;
+        }
+        indices = indices[..count];
+        indices.Sort();
+        _hasher.Reset();
+        foreach (int index in indices)
+        {
+            _hasher.Append(_mapping.GetReadOnlySpan(_heap.ObjectsOffset + (long)index * _heap.ObjectSize, _heap.ObjectSize));
+        }
+        return _hasher.GetCurrentHashAsUInt64();
     }
 
     /// <summary>Copies the new bytes of this transaction's redo entries to their home ranges, in log order (cached stores, no flush).</summary>

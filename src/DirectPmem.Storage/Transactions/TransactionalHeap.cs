@@ -7,39 +7,41 @@ using DirectPmem.Persistence;
 namespace DirectPmem.Storage.Transactions;
 
 /// <summary>
-/// Failure-atomic undo-log transactions and a fixed-size object allocator over a region of a
+/// Failure-atomic redo- and undo-log transactions and a fixed-size object allocator over a region of a
 /// <see cref="DaxMapping"/> (libpmemobj's transactions and allocator, for .NET): after a power
 /// failure at any instant, each transaction's changes are either all there or none of them.
 /// </summary>
 /// <remarks>
 /// <para><b>Layout</b> (see the format in the project README): a 4 KiB checksummed header, a fixed
-/// number of lanes (each a 64-byte line with the generation word and the commit record, and two bounded undo logs), a root area, an
+/// number of lanes (each a 128-byte header with the generation word and two undo records, and two bounded logs), a root area, an
 /// allocation map (one byte per object) and the fixed-size objects. Transactions may modify the
 /// root, the objects and nothing else (<see cref="TransactionalAreaOffset"/>,
 /// <see cref="TransactionalAreaLength"/>).</para>
-/// <para><b>Protocol</b> (heap format 2; the README's transaction section says what a crash leaves
+/// <para><b>Protocol</b> (heap format 4; the README's transaction section says what a crash leaves
 /// at each step). A transaction takes a free lane and the generation g = last finished generation
-/// of the lane + 1. Declaring a range writes an undo entry (checksum, g, target, length, old bytes)
-/// into the lane's log for g's parity (a lane has two, so the entries of the last committed
-/// transaction survive while the next one writes) and flushes it; the first writable span handed
-/// out after a declaration drains first (fence 1), so every snapshot is durable before its range
-/// is modified. Commit hashes the new contents of the logged ranges (and of the objects it
-/// allocates) into a commit record in the lane line, flushes the ranges and the record and drains
-/// once (fence 2): the commit point. Recovery keeps g only if the record verifies for g and the
-/// media hashes to it; otherwise it rolls g back from its entries. The lane word is raised lazily:
-/// the lane's next transaction confirms g by its first entry (a later generation), another lane
-/// raises it before changing in place a byte g declared (only those bytes feed g's hash), Abort and
-/// <see cref="Dispose"/> raise it. Abort writes
-/// the snapshots back, persists them and raises the word to g. Opening the heap rolls back every
-/// lane's unfinished transaction, then publishes the resolved generations: a crash during recovery
-/// is recovered again.</para>
+/// of the lane + 1, and writes into the lane's log for g's parity (a lane has two, so the log of the
+/// last commit survives while the next one writes). <b>Redo</b> (<see cref="Transaction.Write"/>):
+/// entries with the new bytes are staged in volatile memory; Commit writes them and a commit entry
+/// (count, digest of their checksums) into the log, flushes the home bytes of the lane's previous
+/// commit and drains once (the commit point), then copies the new bytes home and flushes them without
+/// a fence (the lane's next commit, a settle or <see cref="Dispose"/> makes them durable; until then
+/// recovery replays the commit, and it replays the lane's last two commits above its word). <b>Undo</b>
+/// (spans): declaring a range writes an undo entry (old bytes) and flushes it; the first writable span
+/// after a declaration drains first (fence 1); Commit hashes the new contents of the logged ranges
+/// (and of the objects it allocates) into the undo record of line g mod 2 of the lane header, flushes
+/// the ranges and the record and drains (fence 2). Recovery keeps an undo generation only if its
+/// record verifies and the media hashes to it; otherwise it rolls it back from its entries. The lane
+/// word is raised lazily: by the lane's undo path before its first in-place change after a redo
+/// commit, by another lane that settles a commit before changing its bytes, by Abort and by
+/// <see cref="Dispose"/>. Opening the heap replays and rolls back every lane, then publishes the
+/// resolved generations: a crash during recovery is recovered again.</para>
 /// <para><b>Concurrency.</b> Up to <see cref="LaneCount"/> transactions run at once, one per lane;
 /// <see cref="Begin"/> waits (spinning) while every lane is busy. Transactions do not nest. The
 /// heap does not lock user data: two transactions that may touch the same bytes must be
 /// serialised by the caller (a lock per key, per bucket, per structure). The allocator is safe to
 /// use from concurrent transactions: an object a transaction frees becomes available to others
 /// only once that transaction has committed.</para>
-/// <para><b>Bounded undo log.</b> Each lane's log holds <see cref="LaneLogSize"/> bytes. A declaration
+/// <para><b>Bounded log.</b> Each lane's log holds <see cref="LaneLogSize"/> bytes. A declaration
 /// that does not fit is refused with <see cref="TransactionLogFullException"/> before anything is
 /// written; nothing spills. The transaction stays usable, and disposing it rolls back what it had
 /// declared.</para>

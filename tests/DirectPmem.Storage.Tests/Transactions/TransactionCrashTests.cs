@@ -351,6 +351,24 @@ public sealed class TransactionCrashTests(ITestOutputHelper output)
             tx.Commit();
         }
         ack();
+        // Objects freed just before are allocated again and written in place under the commit that
+        // links them: the commit's entries may reach the media before the objects' lines.
+        for (int round = 0; round < 3; round++)
+        {
+            using Transaction tx = heap.Begin();
+            long slot = r + 8 * (round % 2);
+            long old = heap.Mapping.GetReadOnlyRef<long>(slot);
+            if (old != 0)
+            {
+                tx.Free(old);
+            }
+            long o = tx.Allocate();
+            Fill(tx.GetSpan(o, 64), (byte)(0x60 + round));
+            BitConverter.TryWriteBytes(link, o);
+            tx.Write(slot, link);
+            tx.Commit();
+            ack();
+        }
     }
 
     // Two lanes and redo commits: lane A commits with Write and leaves its home bytes unsettled; lane
