@@ -509,10 +509,16 @@ internal static class HeapValidation
                     }
                     long target = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(16));
                     uint kind = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28));
-                    if (kind > (uint)EntryKind.Redo || target < layout.RootOffset || target > layout.ObjectsEnd - length)
+                    if (kind > (uint)EntryKind.Redo)
                     {
                         sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
-                            $"an entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}), or has an unknown kind {kind}: recovery refuses the heap"));
+                            $"an entry of lane {lane} verifies but has the unknown kind {kind}: recovery refuses the heap"));
+                        return false;
+                    }
+                    if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
+                    {
+                        sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
+                            $"{(kind == (uint)EntryKind.Undo ? "an undo" : "a redo")} entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
                         return false;
                     }
                     if (kind == (uint)EntryKind.Undo)
