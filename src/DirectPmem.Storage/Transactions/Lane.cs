@@ -289,6 +289,10 @@ internal sealed class Lane
                 AddRangeCore(offset, source.Length);
                 source.CopyTo(GetSpan(offset, source.Length));
             }
+            else if (_fresh.Overlaps(offset, end))
+            {
+                WriteAroundFresh(offset, source);
+            }
             else
             {
                 WriteRedo(offset, source);
@@ -297,6 +301,48 @@ internal sealed class Lane
         finally
         {
             pool?.ExitRead();
+        }
+    }
+
+    /// <summary>
+    /// A redo-path Write that covers part of an object allocated in this transaction: that part is
+    /// copied in place at once (in program order with the caller's other writes into the object, and
+    /// before the commit hashes the object), the rest goes into redo entries. All or nothing: the
+    /// entries must fit before anything is written.
+    /// </summary>
+    private void WriteAroundFresh(long offset, ReadOnlySpan<byte> source)
+    {
+        long end = offset + source.Length;
+        int gaps = _fresh.FindGaps(offset, end);
+        long required = EntryHeader;
+        for (int i = 0; i < gaps; i++)
+        {
+            required += EntryHeader + ((_fresh.GapEnd(i) - _fresh.GapStart(i) + 7) & ~7L);
+        }
+        if (_stagedUsed + required > _capacity)
+        {
+            throw new TransactionLogFullException(Index, _capacity, _stagedUsed, required - EntryHeader);
+        }
+        // Read the gaps before writing anything: FindGaps' results are overwritten by the next call.
+        Span<long> bounds = gaps <= 16 ? stackalloc long[2 * gaps] : new long[2 * gaps];
+        for (int i = 0; i < gaps; i++)
+        {
+            bounds[2 * i] = _fresh.GapStart(i);
+            bounds[2 * i + 1] = _fresh.GapEnd(i);
+        }
+        long cursor = offset;
+        for (int i = 0; i <= gaps; i++)
+        {
+            long gapStart = i < gaps ? bounds[2 * i] : end;
+            if (cursor < gapStart)
+            {
+                source[(int)(cursor - offset)..(int)(gapStart - offset)].CopyTo(_mapping.GetSpan(cursor, (int)(gapStart - cursor)));
+            }
+            if (i < gaps)
+            {
+                WriteRedo(gapStart, source[(int)(gapStart - offset)..(int)(bounds[2 * i + 1] - offset)]);
+                cursor = bounds[2 * i + 1];
+            }
         }
     }
 
@@ -315,6 +361,12 @@ internal sealed class Lane
                 _probe.Clear();
                 _probe.Add(offset, offset + _heap.ObjectSize);
                 _heap.SettleOverlappingLanes(Index, _probe, null);
+                if (!_undo && _redoRanges.Overlaps(offset, offset + _heap.ObjectSize))
+                {
+                    // Bytes of the object were written with Write before it was allocated: their redo
+                    // entries would land after the commit hashed the object. The undo path keeps it simple.
+                    SwitchToUndo();
+                }
                 if (_undo)
                 {
                     AddRangeCore(_mapOffset + index, 1);

@@ -15,6 +15,57 @@ public sealed class TransactionTests
     // A lane's unconfirmed commit is confirmed by another lane only when that lane is about to
     // change bytes the commit declared: bytes next to them leave its lane line untouched.
     [Fact]
+    public void WriteShowsTheOldBytesUntilCommitAndTheNewOnesAfterAndAbortWritesNothing()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        long r = heap.RootOffset;
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Write(r, [1, 2, 3]);
+            Assert.Equal(0, map.GetReadOnlyRef<byte>(r));  // home shows the old bytes until Commit
+            Assert.Equal(32 + 8, tx.LogBytesUsed);           // one redo entry: 32 B header, 3 B padded to 8
+            tx.Commit();
+        }
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(r, 3).ToArray());
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Write(r, [9, 9, 9]);
+            tx.Abort();
+        }
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(r, 3).ToArray());
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(Open(map).RootOffset, 3).ToArray());
+    }
+
+    // A Write that covers part of an object allocated in the transaction: that part in place at once
+    // (after the caller's earlier writes into the object), the rest through the redo log.
+    [Fact]
+    public void AWriteAcrossANewObjectAndAnOldOneWritesTheNewPartInPlaceAndTheRestAtCommit()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        byte[] bytes = new byte[2 * heap.ObjectSize];
+        bytes.AsSpan().Fill(0x77);
+        long o;
+        using (Transaction tx = heap.Begin())
+        {
+            o = tx.Allocate();
+            Assert.Equal(heap.GetObjectOffset(0), o);
+            tx.GetSpan(o, heap.ObjectSize).Fill(0x11);
+            tx.Write(o, bytes); // object 0 (new) and object 1 (free, not in this transaction)
+            Assert.Equal(0x77, map.GetReadOnlyRef<byte>(o + heap.ObjectSize - 1));
+            Assert.Equal(0, map.GetReadOnlyRef<byte>(o + heap.ObjectSize));
+            tx.Commit();
+        }
+        Assert.All(map.GetReadOnlySpan(o, bytes.Length).ToArray(), b => Assert.Equal(0x77, b));
+        TransactionalHeap reopened = Open(map);
+        Assert.True(reopened.IsAllocated(o));
+        Assert.All(map.GetReadOnlySpan(o, bytes.Length).ToArray(), b => Assert.Equal(0x77, b));
+    }
+
+    [Fact]
     public void AnotherLaneRaisesALaneWordOnlyBeforeChangingBytesItsCommitDeclared()
     {
         using SimulatedDevice device = NewDevice();
