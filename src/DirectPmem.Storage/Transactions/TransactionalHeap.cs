@@ -88,7 +88,7 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>The number of lanes: how many transactions can run at once.</summary>
     public int LaneCount => _layout.LaneCount;
 
-    /// <summary>The undo log capacity of each lane in bytes.</summary>
+    /// <summary>The capacity of each of a lane's two logs in bytes (undo entries, or redo entries and their commit entry).</summary>
     public int LaneLogSize => _layout.LaneLogSize;
 
     /// <summary>The mapping offset of the root area (zeroed at creation), a multiple of 64.</summary>
