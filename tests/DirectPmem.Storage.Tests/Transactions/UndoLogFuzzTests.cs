@@ -6,7 +6,7 @@ using static DirectPmem.Storage.Tests.Transactions.HeapState;
 namespace DirectPmem.Storage.Tests.Transactions;
 
 /// <summary>
-/// Bytes flipped in the heap header and the lanes (generation words and undo logs): opening gives a
+/// Bytes flipped in the heap header and the lanes (generation words, undo and redo logs): opening gives a
 /// <see cref="TransactionalHeapFormatException"/> or a consistent state, never another exception.
 /// </summary>
 public sealed class UndoLogFuzzTests(ITestOutputHelper output)
@@ -50,15 +50,33 @@ public sealed class UndoLogFuzzTests(ITestOutputHelper output)
         return new Image(device.GetMediaCopy(), before, log, end);
     }
 
+    /// <summary>
+    /// Redo commits the heap was not disposed after (the last two of each lane stay replayable), with
+    /// every line on the media. A damaged byte in a replayable commit's log cannot be told from a commit
+    /// torn by the crash: recovery skips that commit and may replay the one before it over bytes the
+    /// damaged one had changed (documented, like a damaged undo entry of a transaction in flight), so
+    /// flips in the logs are only required to open safely; flips elsewhere must give the exact state.
+    /// </summary>
+    private static Image RedoReplayable()
+    {
+        using SimulatedDevice device = SimulatedDevice.Create(Length);
+        TransactionalHeap heap = Create(device.Mapping);
+        TransactionCrashTests.RedoObjects(heap, () => { });
+        TransactionCrashTests.Redo(heap, () => { });
+        device.Mapping.Persist(0, Length);
+        long logs = HeapLayout.HeaderBlock + HeapLayout.LaneHeader;
+        return new Image(device.GetMediaCopy(), Describe(heap), logs, LanesEnd);
+    }
+
     [Fact]
     public void FlippedBytesInHeaderAndLanesGiveATypedErrorOrAConsistentState()
     {
-        Image[] images = [AtRest(), InFlight()];
+        Image[] images = [AtRest(), InFlight(), RedoReplayable()];
         var random = new Random(0x51F7);
         int cases = TxKnobs.FuzzCases, typed = 0, recovered = 0, unchecked_ = 0;
         for (int n = 0; n < cases; n++)
         {
-            Image image = images[n % 2];
+            Image image = images[n % images.Length];
             byte[] mutated = (byte[])image.Media.Clone();
             int flips = 1 + random.Next(3);
             var words = new HashSet<long>();
