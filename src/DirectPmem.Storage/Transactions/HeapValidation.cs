@@ -351,7 +351,7 @@ internal static class HeapValidation
     /// </summary>
     private static bool? ScanRedo(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> writes, IHeapProblemSink sink)
     {
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneHeader + Lane.HalfOffset(layout, generation);
+        long log = LogStart(offset, layout, lane, generation);
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
         ulong chained = Lane.DigestSeed(lane);
@@ -479,7 +479,7 @@ internal static class HeapValidation
     // but names a range outside the transactional area, or cannot be read.
     private static bool ScanEntries(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> rollbacks, IHeapProblemSink sink)
     {
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneHeader + Lane.HalfOffset(layout, generation);
+        long log = LogStart(offset, layout, lane, generation);
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
         for (long position = 0; position + Lane.EntryHeader <= capacity;)
@@ -581,6 +581,10 @@ internal static class HeapValidation
             return Lost is null;
         }
     }
+
+    /// <summary>The mapping offset of the log generation <paramref name="generation"/> of <paramref name="lane"/> writes (the one of its parity).</summary>
+    private static long LogStart(long offset, HeapLayout layout, int lane, ulong generation) =>
+        offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneHeader + Lane.HalfOffset(layout, generation);
 
     private static string Lost(PmemMediaErrorException e) => Invariant(
         $"met {e.Cause} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");
