@@ -2,9 +2,13 @@
 //
 //   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- commit [pairs] [ops]
 //       commit rate with 1 and 4 modified 64 B ranges, DirectPmem vs libpmemobj, one process,
-//       interleaved rounds (A,B then B,A ...), both in forced cache-line mode on tmpfs files
-//   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- probe
-//       lowest mean over 300 batches of 500 commits (the cost when the machine lets it run), both sides,
+//       interleaved rounds (A,S,B then B,S,A ...), all in forced cache-line mode on tmpfs files.
+//       DirectPmem changes the ranges with Transaction.Write (the redo path, one fence: what
+//       pmemobj_tx_add_range + memcpy does for libpmemobj), and, in a second column, with AddRange
+//       + GetSpan (the span path, an undo log, two fences)
+//   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- probe [name part]
+//       lowest mean over 300 batches of 500 commits after half a second of warm-up (the cost when the
+//       machine lets it run), both sides,
 //       beside the parts a commit is made of: a fence after 1, 2 or 4 flushed lines, non-temporal
 //       stores, and a load of a line just flushed (a flush may evict it)
 //   dotnet run -c Release --project bench/DirectPmem.Transactions.Benchmarks -- kv [seconds] [repeats]
@@ -36,7 +40,7 @@ try
     }
     else if (mode == "probe")
     {
-        Commit.Probe(dir);
+        Commit.Probe(dir, args.Length > 1 ? args[1] : null);
     }
     else if (mode == "kv")
     {
@@ -105,14 +109,17 @@ internal static unsafe class Commit
         }
 
         Console.WriteLine($"# {pairs} interleaved pairs of rounds, {ops} commits per round");
-        Console.WriteLine("| modified 64 B ranges | DirectPmem commits/s, median (min–max) | libpmemobj commits/s, median (min–max) | ratio, median (min–max of the pairs) |");
-        Console.WriteLine("|---:|---:|---:|---:|");
+        Console.WriteLine("| modified 64 B ranges | DirectPmem Write (redo) commits/s, median (min–max) | DirectPmem spans (undo) commits/s | libpmemobj commits/s, median (min–max) | Write / libpmemobj, median (min–max of the pairs) | spans / libpmemobj |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---:|");
         foreach (int ranges in new[] { 1, 4 })
         {
             var dp = new List<double>();
+            var sp = new List<double>();
             var po = new List<double>();
             var ratios = new List<double>();
+            var spanRatios = new List<double>();
             // warm-up
+            Measure(() => DirectPmemWriteCommit(heap, root, ranges, 1), ops / 10);
             Measure(() => DirectPmemCommit(heap, root, ranges, 1), ops / 10);
             if (haveObj)
             {
@@ -121,10 +128,11 @@ internal static unsafe class Commit
             for (int pair = 0; pair < pairs; pair++)
             {
                 byte v = (byte)pair;
-                double a, b = 0;
+                double a, s, b = 0;
                 if (pair % 2 == 0 || !haveObj)
                 {
-                    a = Measure(() => DirectPmemCommit(heap, root, ranges, v), ops);
+                    a = Measure(() => DirectPmemWriteCommit(heap, root, ranges, v), ops);
+                    s = Measure(() => DirectPmemCommit(heap, root, ranges, v), ops);
                     if (haveObj)
                     {
                         b = Measure(() => PmemObjCommit(pop, oid, obj, ranges, v), ops);
@@ -133,18 +141,21 @@ internal static unsafe class Commit
                 else
                 {
                     b = Measure(() => PmemObjCommit(pop, oid, obj, ranges, v), ops);
-                    a = Measure(() => DirectPmemCommit(heap, root, ranges, v), ops);
+                    s = Measure(() => DirectPmemCommit(heap, root, ranges, v), ops);
+                    a = Measure(() => DirectPmemWriteCommit(heap, root, ranges, v), ops);
                 }
                 dp.Add(a);
+                sp.Add(s);
                 if (haveObj)
                 {
                     po.Add(b);
                     ratios.Add(a / b);
+                    spanRatios.Add(s / b);
                 }
             }
             Console.WriteLine(haveObj
-                ? string.Create(CultureInfo.InvariantCulture, $"| {ranges} | {Stats.Rate(dp)} | {Stats.Rate(po)} | {Stats.Median(ratios):F2}x ({ratios.Min():F2}–{ratios.Max():F2}) |")
-                : $"| {ranges} | {Stats.Rate(dp)} | skipped | - |");
+                ? string.Create(CultureInfo.InvariantCulture, $"| {ranges} | {Stats.Rate(dp)} | {Stats.Rate(sp)} | {Stats.Rate(po)} | {Stats.Median(ratios):F2}x ({ratios.Min():F2}–{ratios.Max():F2}) | {Stats.Median(spanRatios):F2}x ({spanRatios.Min():F2}–{spanRatios.Max():F2}) |")
+                : $"| {ranges} | {Stats.Rate(dp)} | {Stats.Rate(sp)} | skipped | - | - |");
         }
         if (haveObj)
         {
@@ -153,7 +164,7 @@ internal static unsafe class Commit
     }
 
     // Lowest mean over many short batches: what an operation costs when the machine lets it run.
-    public static void Probe(string dir)
+    public static void Probe(string dir, string? only)
     {
         LibC.SetEnv("PMEM_IS_PMEM_FORCE", "1", 1);
         if (!LibPmemObj.IsAvailable(out string reason))
@@ -169,6 +180,7 @@ internal static unsafe class Commit
         LibPmemObj.PMEMoid oid = LibPmemObj.Root(pop, 4096);
         byte* obj = (byte*)LibPmemObj.Direct(oid);
         byte[] ntSource = new byte[96];
+        byte[] ntLines = new byte[128];
         long[] sink = new long[1];
         (string, Action)[] variants =
         [
@@ -179,16 +191,34 @@ internal static unsafe class Commit
             ("2 x (2 lines + fence)", () => { map.GetSpan(root + 1024, 128).Fill(1); map.Persist(root + 1024, 128); map.GetSpan(root + 1280, 64).Fill(1); map.GetSpan(root + 1536, 64).Fill(1); map.Flush(root + 1280, 64); map.Flush(root + 1536, 64); map.Drain(); }),
             ("96 B non-temporal + fence", () => map.Write(ntSource, root + 1024, PmemCopyOptions.NonTemporal)),
             ("96 B non-temporal, 2 lines flushed, 1 fence", () => { map.Write(ntSource, root + 1024, PmemCopyOptions.NonTemporal | PmemCopyOptions.NoDrain); map.GetSpan(root + 1280, 64).Fill(1); map.GetSpan(root + 1536, 64).Fill(1); map.Flush(root + 1280, 64); map.Flush(root + 1536, 64); map.Drain(); }),
+            ("128 B (2 whole lines) non-temporal + fence", () => map.Write(ntLines, root + 1024, PmemCopyOptions.NonTemporal)),
+            ("128 B non-temporal, 1 line stored + flushed, 1 fence", () => { map.Write(ntLines, root + 1024, PmemCopyOptions.NonTemporal | PmemCopyOptions.NoDrain); map.GetSpan(root + 1280, 64).Fill(1); map.Flush(root + 1280, 64); map.Drain(); }),
+            ("3 lines stored + flushed, 1 fence", () => { map.GetSpan(root + 1024, 192).Fill(1); map.Persist(root + 1024, 192); }),
             // Their difference is what a load of a line costs after a flush of it: a miss when the flush evicts the line.
             ("fence, then load a line", () => { map.Drain(); sink[0] += map.GetReadOnlyRef<long>(root + 2048); }),
             ("flush a line + fence, then load it", () => { map.Flush(root + 2048, 64); map.Drain(); sink[0] += map.GetReadOnlyRef<long>(root + 2048); }),
-            ("DirectPmem commit, 1 range", () => DirectPmemCommit(heap, root, 1, 1)),
+            ("DirectPmem Begin + Commit of nothing", () => { using Transaction tx = heap.Begin(); tx.Commit(); }),
+            ("DirectPmem Write + Abort (redo entry written and flushed, no fence), 1 range", () => { Span<byte> b = stackalloc byte[64]; using Transaction tx = heap.Begin(); tx.Write(root, b); tx.Abort(); }),
+            ("DirectPmem Write commit (redo), 1 range", () => DirectPmemWriteCommit(heap, root, 1, 1)),
+            ("DirectPmem span commit (undo), 1 range", () => DirectPmemCommit(heap, root, 1, 1)),
             ("libpmemobj commit, 1 range", () => PmemObjCommit(pop, oid, obj, 1, 1)),
-            ("DirectPmem commit, 4 ranges", () => DirectPmemCommit(heap, root, 4, 1)),
+            ("DirectPmem Write commit (redo), 4 ranges", () => DirectPmemWriteCommit(heap, root, 4, 1)),
+            ("DirectPmem span commit (undo), 4 ranges", () => DirectPmemCommit(heap, root, 4, 1)),
             ("libpmemobj commit, 4 ranges", () => PmemObjCommit(pop, oid, obj, 4, 1)),
         ];
         foreach ((string name, Action op) in variants)
         {
+            if (only is not null && !name.Contains(only, StringComparison.Ordinal))
+            {
+                continue;
+            }
+            // Warm up for half a second first: tiered compilation replaces a method's first code only
+            // after a background delay, and 300 short batches end sooner than that.
+            long warm = Stopwatch.GetTimestamp();
+            while (Stopwatch.GetElapsedTime(warm).TotalMilliseconds < 500)
+            {
+                Measure(op, 500);
+            }
             double best = double.MaxValue;
             for (int batch = 0; batch < 300; batch++)
             {
@@ -209,6 +239,20 @@ internal static unsafe class Commit
         return ops / Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 
+    // The redo path: the new bytes go into the lane's log; one fence at Commit.
+    private static void DirectPmemWriteCommit(TransactionalHeap heap, long root, int ranges, byte value)
+    {
+        Span<byte> bytes = stackalloc byte[64];
+        bytes.Fill(value);
+        using Transaction tx = heap.Begin();
+        for (int k = 0; k < ranges; k++)
+        {
+            tx.Write(root + k * Stride, bytes);
+        }
+        tx.Commit();
+    }
+
+    // The span path: snapshots into the undo log, a fence, in-place stores, a fence at Commit.
     private static void DirectPmemCommit(TransactionalHeap heap, long root, int ranges, byte value)
     {
         using Transaction tx = heap.Begin();

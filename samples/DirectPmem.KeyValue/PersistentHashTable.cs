@@ -146,10 +146,8 @@ public sealed class PersistentHashTable : IDisposable
             long entry = Find(bucket, key, hash, out _);
             if (entry != 0)
             {
-                // Replace in place: the undo log holds the old length and value until commit. Both
-                // ranges are declared before either is written, so their snapshots share one fence.
-                tx.AddRange(entry + 10, 2);
-                tx.AddRange(entry + ValueAt, value.Length);
+                // Replace: Transaction.Write puts the new length and value in the lane's redo log and
+                // the commit copies them home after its one fence (home shows the old bytes until then).
                 Span<byte> length = stackalloc byte[2];
                 BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)value.Length);
                 tx.Write(entry + 10, length);
@@ -157,7 +155,8 @@ public sealed class PersistentHashTable : IDisposable
             }
             else
             {
-                // A new entry needs no snapshot; only the bucket head (and the allocation map) is logged.
+                // A new entry is written in place (it is not reachable before the commit); the bucket
+                // head (and the allocation map byte) change through the redo log, one fence in all.
                 entry = tx.Allocate();
                 Span<byte> e = tx.GetSpan(entry, EntrySize);
                 BinaryPrimitives.WriteInt64LittleEndian(e, _map.GetReadOnlyRef<long>(bucket));
@@ -166,7 +165,9 @@ public sealed class PersistentHashTable : IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(e[12..], hash);
                 key.CopyTo(e[KeyAt..]);
                 value.CopyTo(e[ValueAt..]);
-                tx.GetRef<long>(bucket) = entry;
+                Span<byte> head = stackalloc byte[8];
+                BinaryPrimitives.WriteInt64LittleEndian(head, entry);
+                tx.Write(bucket, head);
             }
             tx.Commit();
         }
@@ -219,8 +220,10 @@ public sealed class PersistentHashTable : IDisposable
                 return false;
             }
             using Transaction tx = _heap.Begin();
-            tx.GetRef<long>(link) = _map.GetReadOnlyRef<long>(entry); // unlink
-            tx.Free(entry);                                            // freed at commit
+            Span<byte> next = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64LittleEndian(next, _map.GetReadOnlyRef<long>(entry));
+            tx.Write(link, next); // unlink
+            tx.Free(entry);       // freed at commit
             tx.Commit();
             return true;
         }

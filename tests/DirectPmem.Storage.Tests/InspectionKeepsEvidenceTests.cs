@@ -89,6 +89,42 @@ public sealed class InspectionKeepsEvidenceTests
         Assert.NotEqual(crashed, Snapshot(copy));
     }
 
+    [Fact]
+    public void InspectingAHeapLeftAfterRedoCommitsCountsTheReplaysWritesNothingAndTheOpenReplaysThemOnce()
+    {
+        using DaxMapping mapping = DaxMapping.CreateAnonymous(PoolSize);
+        PmemPool pool = TestPools.Create(mapping, Layout);
+        TransactionalHeap heap = pool.CreateHeap("heap", 1L << 20, new TransactionalHeapOptions { LaneCount = 1, ObjectSize = 64 });
+        for (int i = 0; i < 3; i++)
+        {
+            using Transaction tx = heap.Begin();
+            tx.Write(heap.RootOffset + 64 * i, [0x11, 0x22, (byte)i]);
+            tx.Write(heap.RootOffset + 1024, [(byte)i]);
+            tx.Commit(); // the heap is never disposed: the last two commits stay replayable
+        }
+        long heapOffset = heap.RegionOffset;
+        byte[] crashed = Snapshot(mapping);
+
+        HeapInspection inspection = PoolInspector.InspectHeap(mapping, heapOffset, heap.RegionLength);
+        Assert.Empty(inspection.Problems);
+        HeapLaneInspection lane = Assert.Single(inspection.Lanes);
+        Assert.Equal(2, lane.CommitsToReplay);
+        Assert.Equal(4, lane.EntriesToReplay);
+        Assert.Equal(0, lane.PendingEntries);
+        Assert.Equal(crashed, Snapshot(mapping));
+
+        using DaxMapping copy = CopyOf(crashed);
+        using (PmemPool reopened = PmemPool.Open(copy, Layout))
+        using (TransactionalHeap recovered = reopened.OpenHeap("heap"))
+        {
+            Assert.Equal(2, recovered.Recovery.CommitsReplayed);
+            Assert.Equal(4, recovered.Recovery.EntriesReplayed);
+            Assert.False(recovered.Recovery.RolledBack);
+            Assert.Equal(2, copy.GetReadOnlyRef<byte>(heap.RootOffset + 1024));
+        }
+        Assert.Equal(0, Assert.Single(PoolInspector.InspectHeap(copy, heapOffset, heap.RegionLength).Lanes).CommitsToReplay);
+    }
+
     private static byte[] Snapshot(DaxMapping mapping) => mapping.GetReadOnlySpan(0, (int)mapping.Length).ToArray();
 
     private static DaxMapping CopyOf(byte[] image)

@@ -23,6 +23,7 @@ public sealed class HeapAgreementTests : IDisposable
     private const int HeaderLength = 128;
     private const int BackupOffset = 4096;
     private const int LanesOffset = 8192;
+    private const int LaneHeader = 128; // heap format 4: the word and two undo records
     private readonly string _dir = Directory.CreateTempSubdirectory("dpmem-heap-agree-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -31,6 +32,7 @@ public sealed class HeapAgreementTests : IDisposable
     {
         { "signature", HeapField.Signature, "signature" },
         { "format2", HeapField.Version, "version" },
+        { "format3", HeapField.Version, "version" },
         { "major9", HeapField.Version, "version" },
         { "incompat", HeapField.Features, "features" },
         { "headersize", HeapField.Version, "version" },
@@ -53,6 +55,7 @@ public sealed class HeapAgreementTests : IDisposable
             {
                 case "signature": RewriteHeaders(file, heap, h => h[0] ^= 0xFF); break;
                 case "format2": RewriteHeaders(file, heap, h => h[8] = 2); break;
+                case "format3": RewriteHeaders(file, heap, h => h[8] = 3); break;
                 case "major9": RewriteHeaders(file, heap, h => h[8] = 9); break;
                 case "incompat": RewriteHeaders(file, heap, h => h[24] = 4); break;
                 case "headersize": RewriteHeaders(file, heap, h => h[12] = 64); break;
@@ -103,7 +106,7 @@ public sealed class HeapAgreementTests : IDisposable
     {
         (string path, long heap) = NewPoolWithHeap("outside", crashInTransaction: true);
         // The first entry of lane 0's odd log (generation 1's): its target moved below the root, checksum recomputed.
-        long entry = heap + LanesOffset + 64 + LaneLogSize;
+        long entry = heap + LanesOffset + LaneHeader + LaneLogSize;
         using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
         {
             byte[] header = new byte[32];
@@ -162,7 +165,7 @@ public sealed class HeapAgreementTests : IDisposable
         PoolInspection pool = PoolInspector.InspectPool(map);
         HeapInspection heap = PoolInspector.InspectHeap(map, pool.RootOffset);
         // The map follows the root: the transactional area starts with the root.
-        return pool.RootOffset + LanesOffset + 64 + 2L * heap.LaneLogSize + heap.RootSize;
+        return pool.RootOffset + LanesOffset + LaneHeader + 2L * heap.LaneLogSize + heap.RootSize;
     }
 
     // Changes both header copies and keeps their checksums valid.

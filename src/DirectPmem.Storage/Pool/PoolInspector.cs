@@ -235,7 +235,7 @@ public sealed class HeapInspection
         HeaderValid = scan is not null;
         Problems = problems;
         _layout = scan?.Layout ?? default;
-        Lanes = scan is null ? [] : [.. Enumerable.Range(0, _layout.LaneCount).Select(i => new HeapLaneInspection(i, scan.Generations[i], scan.PendingEntries[i], scan.PendingBytes[i]))];
+        Lanes = scan is null ? [] : [.. Enumerable.Range(0, _layout.LaneCount).Select(i => new HeapLaneInspection(i, scan.Generations[i], scan.PendingEntries[i], scan.PendingBytes[i], scan.CommitsReplayed[i], scan.ReplayEntries[i]))];
         AllocatedObjects = scan?.Map is byte[] map ? map.AsSpan().Count((byte)1) : 0;
         HeaderRepair = scan?.HeaderRepair ?? PoolHeaderRepair.None;
     }
@@ -276,19 +276,21 @@ public sealed class HeapInspection
     /// <summary>How many objects the allocation map marks allocated (0 when it could not be read).</summary>
     public int AllocatedObjects { get; }
 
-    /// <summary>Each lane: its last finished generation and what recovery would roll back.</summary>
+    /// <summary>Each lane: its last finished generation and what recovery would roll back or replay.</summary>
     public IReadOnlyList<HeapLaneInspection> Lanes { get; }
 }
 
 /// <summary>One lane of a transactional heap, as <see cref="PoolInspector.InspectHeap"/> read it.</summary>
 public sealed class HeapLaneInspection
 {
-    internal HeapLaneInspection(int lane, ulong? generation, int pendingEntries, long pendingBytes)
+    internal HeapLaneInspection(int lane, ulong? generation, int pendingEntries, long pendingBytes, int commitsToReplay = 0, int entriesToReplay = 0)
     {
         Lane = lane;
         Generation = generation;
         PendingEntries = pendingEntries;
         PendingBytes = pendingBytes;
+        CommitsToReplay = commitsToReplay;
+        EntriesToReplay = entriesToReplay;
     }
 
     /// <summary>The lane's index.</summary>
@@ -302,6 +304,16 @@ public sealed class HeapLaneInspection
 
     /// <summary>How many bytes that rollback would write back.</summary>
     public long PendingBytes { get; }
+
+    /// <summary>
+    /// How many redo commits recovery would replay (0 to 2): commits that are durable in the lane's
+    /// logs but whose home bytes the media may not hold yet (the heap was not disposed after them).
+    /// Replaying is idempotent and part of a normal restart; nothing is lost.
+    /// </summary>
+    public int CommitsToReplay { get; }
+
+    /// <summary>How many redo entries that replay would write home.</summary>
+    public int EntriesToReplay { get; }
 }
 
 /// <summary>How serious a problem an inspection found is.</summary>

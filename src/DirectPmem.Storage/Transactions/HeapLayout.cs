@@ -8,25 +8,28 @@ namespace DirectPmem.Storage.Transactions;
 /// <code>
 ///   0                 header (HeaderLength bytes, the shared FormatHeader block), the rest of the page zero
 ///   4096              backup copy of the header, the rest of the page zero
-///   8192              lanes: LaneCount x (64-byte lane line + two undo logs of LaneLogSize bytes, for even and odd generations)
+///   8192              lanes: LaneCount x (128-byte lane header + two logs of LaneLogSize bytes, for even and odd generations)
 ///   RootOffset        root area (RootSize rounded up to 64), zeroed at creation
 ///   MapOffset         allocation map: one byte per object, 0 free / 1 allocated (rounded up to 64)
 ///   ObjectsOffset     ObjectCount objects of ObjectSize bytes
 /// </code>
 /// Header fields (little-endian), after the <see cref="FormatHeader"/> prefix (signature "DPTXHEAP",
-/// major 3, minor 0, header size 128, compat, incompat, ro-compat feature words, none defined yet):
+/// major 4, minor 0, header size 128, compat, incompat, ro-compat feature words, none defined yet):
 /// region length u64 @40, lane count u32 @48, lane log size u32 @52, root size u32 @56, object size
 /// u32 @60, object count u64 @64, lanes offset u64 @72, root offset u64 @80, map offset u64 @88,
 /// objects offset u64 @96, zero up to 120, checksum (XxHash3-64 of [0, 120)) @120. The header is
 /// written once, at creation; the backup lives in its own page so that one lost page (poison, a
 /// truncated file) leaves the other copy readable.
+/// A lane header is two lines: the generation word @0 and the even generations' commit record @8
+/// in the first, the odd generations' commit record @72 in the second (<see cref="CommitRecord"/>),
+/// so that a commit never overwrites the record of the lane's previous commit.
 /// </summary>
 internal readonly record struct HeapLayout(
     long RegionLength, int LaneCount, int LaneLogSize, int RootSize, int ObjectSize, int ObjectCount,
     long LanesOffset, long RootOffset, long MapOffset, long ObjectsOffset)
 {
     public const ulong Signature = 0x5041454858545044; // "DPTXHEAP" little-endian
-    public const ushort Major = 3;
+    public const ushort Major = 4;
     public const ushort Minor = 0;
     public const int HeaderLength = 128;
     public const int BackupOffset = 4096;
@@ -36,6 +39,7 @@ internal readonly record struct HeapLayout(
     public const int GeometryOffset = RegionLengthOffset + 8;
     public const int LanesOffsetOffset = 72;
     public const int LaneLine = 64;
+    public const int LaneHeader = 2 * LaneLine;
     public const int MaxLanes = 1024;
     public const int MinLaneLog = 256;
     public const int MaxLaneLog = 64 << 20;
@@ -45,7 +49,7 @@ internal readonly record struct HeapLayout(
     /// <summary>The heap header's format: signature, version and the feature bits this library knows (none yet).</summary>
     public static readonly FormatRules Rules = new("heap header", Signature, HeaderLength, Major, Minor, KnownCompat: 0, KnownIncompat: 0, KnownRoCompat: 0);
 
-    public long LaneStride => LaneLine + 2L * LaneLogSize;
+    public long LaneStride => LaneHeader + 2L * LaneLogSize;
 
     public long ObjectsEnd => ObjectsOffset + (long)ObjectCount * ObjectSize;
 
@@ -72,7 +76,7 @@ internal readonly record struct HeapLayout(
         ArgumentOutOfRangeException.ThrowIfNegative(options.ObjectCount, nameof(options));
         int rootSize = (int)Align64(options.RootSize);
         long lanes = HeaderBlock;
-        long root = checked(lanes + options.LaneCount * (LaneLine + 2L * options.LaneLogSize));
+        long root = checked(lanes + options.LaneCount * (LaneHeader + 2L * options.LaneLogSize));
         long map = root + rootSize;
         long count = options.ObjectCount;
         if (count == 0)
@@ -121,7 +125,7 @@ internal readonly record struct HeapLayout(
     /// <summary>
     /// The one validation of a heap header copy chosen by <see cref="HeapValidation"/> (an intact
     /// copy: signature and checksum verified), reported into <paramref name="sink"/> in this order:
-    /// format version (formats 1 and 2 are refused saying what to do), header size and feature words
+    /// format version (formats 1 to 3 are refused saying what to do), header size and feature words
     /// (<see cref="FormatHeader.Validate"/>), region length, geometry (every value in range and every
     /// offset equal to the one the values imply, so nothing read is trusted before it is checked).
     /// Returns the layout, or null after an error.
@@ -129,11 +133,14 @@ internal readonly record struct HeapLayout(
     public static HeapLayout? Validate(ReadOnlySpan<byte> header, long regionLength, long regionOffset, IHeapProblemSink sink)
     {
         ushort major = FormatHeader.Major(header);
-        if (major is 1 or 2)
+        if (major is 1 or 2 or 3)
         {
-            sink.Report(HeapField.Version, PoolProblemSeverity.Error, regionOffset + FormatHeader.MajorOffset, major == 1
-                ? "heap format 1 (an undo log with a commit word published after a fence of its own): this library reads heap format 3 only, and format 1's commit protocol is not format 3's; open the heap with the DirectPmem release that made it and copy its data into a new heap"
-                : "heap format 2 (its header has no feature words and no backup copy): this preview library reads heap format 3 only and does not convert older heaps; open the heap with the DirectPmem release that made it and copy its data into a new heap");
+            sink.Report(HeapField.Version, PoolProblemSeverity.Error, regionOffset + FormatHeader.MajorOffset, major switch
+            {
+                1 => "heap format 1 (an undo log with a commit word published after a fence of its own): this library reads heap format 4 only, and format 1's commit protocol is not format 4's; open the heap with the DirectPmem release that made it and copy its data into a new heap",
+                2 => "heap format 2 (its header has no feature words and no backup copy): this preview library reads heap format 4 only and does not convert older heaps; open the heap with the DirectPmem release that made it and copy its data into a new heap",
+                _ => "heap format 3 (undo logs only, one commit record per lane): this preview library reads heap format 4 only (redo and undo entries, a commit record per log half) and does not convert older heaps; open the heap with the DirectPmem release that made it and copy its data into a new heap",
+            });
             return null;
         }
         var counting = new ErrorCounter(sink, regionOffset);

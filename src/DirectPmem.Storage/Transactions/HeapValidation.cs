@@ -45,8 +45,8 @@ internal sealed class CollectingHeapSink : IHeapProblemSink
         => Problems.Add(new HeapProblem(field, severity, offset, message));
 }
 
-/// <summary>An undo entry recovery writes back: its mapping offset, its target relative to the heap and its length.</summary>
-internal readonly record struct UndoEntryRef(int Lane, long Entry, long Target, int Length);
+/// <summary>A log entry recovery writes home (its payload to its target): an undo entry it rolls back, or a redo entry it replays.</summary>
+internal readonly record struct UndoEntryRef(int Lane, long Entry, long Target, int Length, bool Redo = false);
 
 /// <summary>What <see cref="HeapValidation.Examine"/> read: the layout and, per lane, what recovery does.</summary>
 internal sealed class HeapScan
@@ -58,7 +58,15 @@ internal sealed class HeapScan
         Resolved = new ulong[layout.LaneCount];
         PendingEntries = new int[layout.LaneCount];
         PendingBytes = new long[layout.LaneCount];
+        CommitsReplayed = new int[layout.LaneCount];
+        ReplayEntries = new int[layout.LaneCount];
     }
+
+    /// <summary>Per lane, how many redo commits recovery replays (0 to 2).</summary>
+    public int[] CommitsReplayed { get; }
+
+    /// <summary>Per lane, how many redo entries recovery replays.</summary>
+    public int[] ReplayEntries { get; }
 
     public HeapLayout Layout { get; }
 
@@ -75,7 +83,7 @@ internal sealed class HeapScan
 
     public long[] PendingBytes { get; }
 
-    /// <summary>The undo entries to write back, lane by lane, each lane's in log order.</summary>
+    /// <summary>The entries to write home, lane by lane: each lane's replayed redo entries in generation and log order, then its undo entries to roll back.</summary>
     public List<UndoEntryRef> Rollbacks { get; } = [];
 
     /// <summary>The allocation map as read, or null when it could not be read.</summary>
@@ -161,7 +169,7 @@ internal static class HeapValidation
         byte[] data = ArrayPool<byte>.Shared.Rent(Math.Max(layout.LaneLogSize, layout.ObjectSize));
         try
         {
-            Span<byte> line = stackalloc byte[HeapLayout.LaneLine];
+            Span<byte> line = stackalloc byte[HeapLayout.LaneHeader];
             for (int lane = 0; lane < layout.LaneCount; lane++)
             {
                 ExamineLane(mapping, offset, layout, lane, line, buffer, data, scan, sink);
@@ -192,19 +200,28 @@ internal static class HeapValidation
     }
 
     /// <summary>
-    /// Decides what recovery does with one lane (reads only). Format 2 and later write the word only on
-    /// abort, on recovery and when another lane confirms a commit, so it may lag; the log and the
-    /// commit record say the rest:
+    /// Decides what recovery does with one lane (reads only). The word is written only on abort, on
+    /// recovery, when the lane's undo path settles its previous redo commit, and when another lane
+    /// settles a commit, so it may lag; the logs and the two undo records say the rest. Let top be
+    /// the highest generation with evidence on the media (a verifying first entry of a log, or a
+    /// verifying undo record): a transaction writes into its log only after the one before it returned,
+    /// so every generation below top finished.
     /// <list type="number">
-    /// <item>If the first undo entry of a log verifies with a generation g above the word, every
-    /// generation before g finished (a transaction writes its first entry only after the one before
-    /// it returned), and g is the one in flight: if the lane's commit record verifies for g, counts
-    /// as many entries as the log holds for g and its data hash matches the media, g committed and
-    /// nothing is rolled back; otherwise g's verified entries are rolled back, in order.</item>
-    /// <item>Otherwise nothing in flight changed data in place (its first entry would be durable
-    /// before it did), and every transaction that wrote entries has finished.</item>
+    /// <item>Replay: for top - 1 and then top, each above the word, whose log (the one of its parity)
+    /// holds a whole redo commit (redo entries that verify with the generation, then a commit entry
+    /// that verifies, counts them and carries the digest of their checksums and of the objects the
+    /// commit allocates, <see cref="RedoObjectsHash"/>), the redo entries are written home in log order. Replaying is idempotent. Top - 1 is
+    /// replayed too because top's fence, which made top - 1's home bytes durable, may not have
+    /// completed even though top's record reached the media. Nothing else can have changed those bytes
+    /// since: another lane settles (raises the word) before it touches them, and the lane's own undo
+    /// path raises the word past top - 1 (after a fence) before it changes anything in place.</item>
+    /// <item>Undo: if top has undo entries (verifying, in log order; its redo entries, if any, are
+    /// inert), top is an undo generation: if its record is an undo record that verifies for top,
+    /// counts as many undo entries as the log holds and its data hash matches the media, top committed
+    /// and nothing is rolled back; otherwise its undo entries are written back, after the replays
+    /// (their snapshots were taken after top - 1 was applied, so they hold its bytes).</item>
     /// </list>
-    /// The generation to publish as finished is g, or the highest of the word and a verifying record's generation.
+    /// The generation to publish as finished is max(word, top): after recovery every commit is applied.
     /// </summary>
     private static void ExamineLane(DaxMapping mapping, long offset, HeapLayout layout, int lane, Span<byte> line, byte[] buffer, byte[] data, HeapScan scan, IHeapProblemSink sink)
     {
@@ -212,7 +229,7 @@ internal static class HeapValidation
         if (MediaRead.TryCopy(mapping, lineAt, line) is PmemMediaErrorException lineLost)
         {
             sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lineLost.Offset, Invariant(
-                $"lane {lane}: its line (generation word and commit record, offset {lineAt}) {Lost(lineLost)}: whether its last transaction finished is unknown; the heap opens read-only and nothing is rolled back"));
+                $"lane {lane}: its header (generation word and commit records, offset {lineAt}) {Lost(lineLost)}: whether its last transaction finished is unknown; the heap opens read-only and nothing is rolled back"));
             return;
         }
         ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(line);
@@ -223,60 +240,217 @@ internal static class HeapValidation
             return;
         }
         scan.Generations[lane] = word;
+        scan.Resolved[lane] = word;
         long seed = Lane.ChecksumSeed(lane);
-        bool recordValid = CommitRecord.TryRead(line, seed, out ulong recorded, out int entries, out ulong dataHash)
-            && recorded < LaneWord.MaxGeneration - 1;
-        scan.Resolved[lane] = recordValid ? Math.Max(word, recorded) : word;
-        long logs = lineAt + HeapLayout.LaneLine;
+        Span<ulong> recorded = stackalloc ulong[2];
+        Span<int> counts = stackalloc int[2];
+        Span<ulong> hashes = stackalloc ulong[2];
+        Span<ulong> firsts = stackalloc ulong[2];
+        ulong top = 0;
+        for (int h = 0; h < 2; h++)
+        {
+            if (CommitRecord.TryRead(line.Slice(h * HeapLayout.LaneLine, HeapLayout.LaneLine), seed, out ulong generation, out int entries, out EntryKind kind, out ulong hash)
+                && kind == EntryKind.Undo && (int)(generation & 1) == h && generation < LaneWord.MaxGeneration - 1)
+            {
+                recorded[h] = generation;
+                counts[h] = entries;
+                hashes[h] = hash;
+                top = Math.Max(top, generation);
+            }
+        }
+        long logs = lineAt + HeapLayout.LaneHeader;
         long half = layout.LaneLogSize;
-        ulong first = 0;
         for (int h = 0; h < 2; h++)
         {
             switch (TryReadEntry(mapping, logs + h * half, half, seed, buffer, out ulong generation, out PmemMediaErrorException? lost))
             {
-                case true when (int)(generation & 1) == h && generation > first && generation < LaneWord.MaxGeneration - 1:
-                    first = generation;
+                case true when (int)(generation & 1) == h && generation < LaneWord.MaxGeneration - 1:
+                    firsts[h] = generation;
+                    top = Math.Max(top, generation);
                     break;
                 case null:
                     sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost!.Offset, Invariant(
-                        $"lane {lane}: the first undo entry of its {(h == 0 ? "even" : "odd")} log (offset {logs + h * half}) {Lost(lost)}: whether a transaction is in flight there is unknown; the heap opens read-only and nothing is rolled back"));
+                        $"lane {lane}: the first entry of its {(h == 0 ? "even" : "odd")} log (offset {logs + h * half}) {Lost(lost)}: whether a transaction is in flight there is unknown; the heap opens read-only and nothing is rolled back"));
                     return;
             }
         }
-        if (first <= word || (recordValid && recorded > first))
+        if (top <= word)
         {
-            // Nothing in flight changed data in place, or the record names a later transaction whose
-            // first entry never became durable (so it changed nothing in place before its commit fence).
-            return;
+            return; // everything with evidence on the media finished and is applied
         }
         int start = scan.Rollbacks.Count;
-        if (!ScanEntries(mapping, offset, layout, lane, first, buffer, scan.Rollbacks, sink))
+        for (ulong g = top - 1; g <= top; g++)
+        {
+            int h = (int)(g & 1);
+            if (g <= word || firsts[h] != g)
+            {
+                continue;
+            }
+            int before = scan.Rollbacks.Count;
+            switch (ScanRedo(mapping, offset, layout, lane, g, buffer, scan.Rollbacks, sink))
+            {
+                case true:
+                    scan.CommitsReplayed[lane]++;
+                    scan.ReplayEntries[lane] += scan.Rollbacks.Count - before;
+                    break;
+                case false:
+                    scan.Rollbacks.RemoveRange(before, scan.Rollbacks.Count - before);
+                    break;
+                default:
+                    scan.Rollbacks.RemoveRange(start, scan.Rollbacks.Count - start);
+                    scan.CommitsReplayed[lane] = 0;
+                    scan.ReplayEntries[lane] = 0;
+                    return;
+            }
+        }
+        var undo = new List<UndoEntryRef>();
+        if (!ScanEntries(mapping, offset, layout, lane, top, buffer, undo, sink))
         {
             scan.Rollbacks.RemoveRange(start, scan.Rollbacks.Count - start);
+            scan.CommitsReplayed[lane] = 0;
+            scan.ReplayEntries[lane] = 0;
             return;
         }
-        scan.Resolved[lane] = first;
-        int found = scan.Rollbacks.Count - start;
-        if (recordValid && recorded == first && entries == found)
+        scan.Resolved[lane] = top;
+        if (undo.Count == 0)
         {
-            ulong? media = DataHash(mapping, offset, layout, lane, scan.Rollbacks, start, found, buffer, data, sink);
+            return;
+        }
+        int t = (int)(top & 1);
+        if (recorded[t] == top && counts[t] == undo.Count)
+        {
+            ulong? media = DataHash(mapping, offset, layout, lane, undo, 0, undo.Count, buffer, data, sink);
             if (media is null)
             {
-                scan.Rollbacks.RemoveRange(start, found);
+                scan.Rollbacks.RemoveRange(start, scan.Rollbacks.Count - start);
+                scan.CommitsReplayed[lane] = 0;
+                scan.ReplayEntries[lane] = 0;
                 scan.Resolved[lane] = word;
                 return;
             }
-            if (media == dataHash)
+            if (media == hashes[t])
             {
-                scan.Rollbacks.RemoveRange(start, found);
                 return;
             }
         }
-        scan.PendingEntries[lane] = found;
-        for (int i = start; i < scan.Rollbacks.Count; i++)
+        scan.PendingEntries[lane] = undo.Count;
+        foreach (UndoEntryRef entry in undo)
         {
-            scan.PendingBytes[lane] += scan.Rollbacks[i].Length;
+            scan.PendingBytes[lane] += entry.Length;
         }
+        scan.Rollbacks.AddRange(undo);
+    }
+
+    /// <summary>
+    /// The redo entries of generation <paramref name="generation"/>'s log, added to <paramref name="writes"/>,
+    /// when they make a whole redo commit: true when every entry from the log's start verifies (checksum,
+    /// generation, kind redo) up to a commit entry of the generation that verifies, counts them and
+    /// carries the digest of their checksums; false when not (the commit did not complete, or the log
+    /// holds an undo transaction: nothing of it is replayed); null (after reporting) when an entry cannot
+    /// be read, or verifies but names a range outside the transactional area.
+    /// </summary>
+    private static bool? ScanRedo(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> writes, IHeapProblemSink sink)
+    {
+        long log = LogStart(offset, layout, lane, generation);
+        long capacity = layout.LaneLogSize;
+        long seed = Lane.ChecksumSeed(lane);
+        ulong chained = Lane.DigestSeed(lane);
+        uint count = 0;
+        // The last value each allocation map byte gets in this commit: 1 for the objects it allocates.
+        var mapBytes = new SortedDictionary<long, byte>();
+        for (long position = 0; position + Lane.EntryHeader <= capacity;)
+        {
+            PmemMediaErrorException? lost = MediaRead.TryCopy(mapping, log + position, buffer.AsSpan(0, Lane.EntryHeader));
+            if (lost is null)
+            {
+                if (BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(8)) != generation)
+                {
+                    return false;
+                }
+                uint kind = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28));
+                if (kind == (uint)EntryKind.Commit)
+                {
+                    if (XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8), seed) != BinaryPrimitives.ReadUInt64LittleEndian(buffer)
+                        || BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24)) != count)
+                    {
+                        return false;
+                    }
+                    ulong recorded = BinaryPrimitives.ReadUInt64LittleEndian(buffer.AsSpan(16));
+                    switch (RedoObjectsHash(mapping, offset, layout, seed, mapBytes, buffer, out PmemMediaErrorException? objectLost))
+                    {
+                        case ulong objects:
+                            chained = Lane.MixDigest(chained, objects);
+                            break;
+                        case null when objectLost is not null:
+                            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, objectLost.Offset, Invariant(
+                                $"lane {lane}: an object the redo commit of generation {generation} allocates {Lost(objectLost)}: whether the commit is whole is unknown; the heap opens read-only and nothing is replayed"));
+                            return null;
+                    }
+                    return recorded == chained;
+                }
+                uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
+                if (kind != (uint)EntryKind.Redo || length == 0 || length > capacity - position - Lane.EntryHeader)
+                {
+                    return false;
+                }
+                lost = MediaRead.TryCopy(mapping, log + position + Lane.EntryHeader, buffer.AsSpan(Lane.EntryHeader, (int)length));
+                if (lost is null)
+                {
+                    ulong checksum = BinaryPrimitives.ReadUInt64LittleEndian(buffer);
+                    if (XxHash3.HashToUInt64(buffer.AsSpan(8, Lane.EntryHeader - 8 + (int)length), seed) != checksum)
+                    {
+                        return false;
+                    }
+                    chained = Lane.MixDigest(chained, checksum);
+                    count++;
+                    long target = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(16));
+                    if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
+                    {
+                        sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
+                            $"a redo entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
+                        return null;
+                    }
+                    writes.Add(new UndoEntryRef(lane, log + position, target, (int)length, Redo: true));
+                    for (long m = Math.Max(target, layout.MapOffset); m < Math.Min(target + length, layout.MapOffset + layout.ObjectCount); m++)
+                    {
+                        mapBytes[m - layout.MapOffset] = buffer[Lane.EntryHeader + (int)(m - target)];
+                    }
+                    position += Lane.EntryHeader + ((length + 7) & ~7L);
+                    continue;
+                }
+            }
+            sink.Report(HeapField.MediaError, PoolProblemSeverity.ReadOnly, lost.Offset, Invariant(
+                $"lane {lane}: the entry at offset {log + position} of the redo commit of generation {generation} {Lost(lost)}: whether the commit is whole is unknown; the heap opens read-only and nothing is replayed"));
+            return null;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The rule a redo commit's digest ends with when it allocates objects (the commit computes it
+    /// before its fence, from the objects it wrote in place): XxHash3, seeded by the lane, of the
+    /// contents of every object whose allocation map byte the commit's entries leave at 1, in ascending
+    /// object order, read poison-safe. Null when there is none (or, with <paramref name="lost"/> set,
+    /// when one cannot be read).
+    /// </summary>
+    internal static ulong? RedoObjectsHash(DaxMapping mapping, long offset, HeapLayout layout, long seed, SortedDictionary<long, byte> mapBytes, byte[] buffer, out PmemMediaErrorException? lost)
+    {
+        lost = null;
+        XxHash3? hasher = null;
+        foreach ((long index, byte value) in mapBytes)
+        {
+            if (value != 1)
+            {
+                continue;
+            }
+            hasher ??= new XxHash3(seed);
+            if ((lost = MediaRead.TryCopy(mapping, offset + layout.ObjectsOffset + index * layout.ObjectSize, buffer.AsSpan(0, layout.ObjectSize))) is not null)
+            {
+                return null;
+            }
+            hasher.Append(buffer.AsSpan(0, layout.ObjectSize));
+        }
+        return hasher?.GetCurrentHashAsUInt64();
     }
 
     // Whether the undo entry at the start of a lane's log verifies (any generation), and its generation; null when it cannot be read.
@@ -305,7 +479,7 @@ internal static class HeapValidation
     // but names a range outside the transactional area, or cannot be read.
     private static bool ScanEntries(DaxMapping mapping, long offset, HeapLayout layout, int lane, ulong generation, byte[] buffer, List<UndoEntryRef> rollbacks, IHeapProblemSink sink)
     {
-        long log = offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneLine + Lane.HalfOffset(layout, generation);
+        long log = LogStart(offset, layout, lane, generation);
         long capacity = layout.LaneLogSize;
         long seed = Lane.ChecksumSeed(lane);
         for (long position = 0; position + Lane.EntryHeader <= capacity;)
@@ -318,6 +492,10 @@ internal static class HeapValidation
                     return true;
                 }
                 uint length = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(24));
+                if (BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28)) == (uint)EntryKind.Commit)
+                {
+                    return true; // the end of a redo commit's entries: no undo entry in this log
+                }
                 if (length == 0 || length > capacity - position - Lane.EntryHeader)
                 {
                     return true; // torn before its drain: its range was never modified
@@ -330,13 +508,24 @@ internal static class HeapValidation
                         return true;
                     }
                     long target = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(16));
+                    uint kind = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(28));
+                    if (kind > (uint)EntryKind.Redo)
+                    {
+                        sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
+                            $"an entry of lane {lane} verifies but has the unknown kind {kind}: recovery refuses the heap"));
+                        return false;
+                    }
                     if (target < layout.RootOffset || target > layout.ObjectsEnd - length)
                     {
                         sink.Report(HeapField.UndoEntry, PoolProblemSeverity.Error, log + position, Invariant(
-                            $"an undo entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
+                            $"{(kind == (uint)EntryKind.Undo ? "an undo" : "a redo")} entry of lane {lane} verifies but names [0x{target:x}, +{length}) relative to the heap, outside its transactional area [0x{layout.RootOffset:x}, 0x{layout.ObjectsEnd:x}): recovery refuses the heap"));
                         return false;
                     }
-                    rollbacks.Add(new UndoEntryRef(lane, log + position, target, (int)length));
+                    if (kind == (uint)EntryKind.Undo)
+                    {
+                        // Redo entries of an undo generation are inert: its undo entries cover their ranges.
+                        rollbacks.Add(new UndoEntryRef(lane, log + position, target, (int)length));
+                    }
                     position += Lane.EntryHeader + ((length + 7) & ~7L);
                     continue;
                 }
@@ -362,7 +551,7 @@ internal static class HeapValidation
             var source = new MediaDataHashSource(mapping, now, old, obj);
             for (int i = start; i < start + count; i++)
             {
-                (_, long entry, long target, int length) = rollbacks[i];
+                (_, long entry, long target, int length, _) = rollbacks[i];
                 if (!CommitDataHash.AppendEntry(hasher, ref source, offset, layout, entry, target, length))
                 {
                     PmemMediaErrorException lost = source.Lost!;
@@ -392,6 +581,10 @@ internal static class HeapValidation
             return Lost is null;
         }
     }
+
+    /// <summary>The mapping offset of the log generation <paramref name="generation"/> of <paramref name="lane"/> writes (the one of its parity).</summary>
+    private static long LogStart(long offset, HeapLayout layout, int lane, ulong generation) =>
+        offset + layout.LanesOffset + lane * layout.LaneStride + HeapLayout.LaneHeader + Lane.HalfOffset(layout, generation);
 
     private static string Lost(PmemMediaErrorException e) => Invariant(
         $"met {e.Cause} at [0x{e.BadOffset:x}, +0x{e.BadLength:x})");

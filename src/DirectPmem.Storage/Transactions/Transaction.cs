@@ -4,19 +4,22 @@ using System.Runtime.InteropServices;
 namespace DirectPmem.Storage.Transactions;
 
 /// <summary>
-/// A failure-atomic transaction on a <see cref="TransactionalHeap"/>: declare the ranges it will
-/// modify, modify them through the spans it returns, then <see cref="Commit"/>. After a power
-/// failure at any instant, either all of its changes are there or none of them.
+/// A failure-atomic transaction on a <see cref="TransactionalHeap"/>: change bytes with
+/// <see cref="Write"/> (the redo path, one fence per commit), or declare ranges and change them in
+/// place through the spans it returns (the undo path, two fences), then <see cref="Commit"/>. After a
+/// power failure at any instant, either all of its changes are there or none of them.
 /// </summary>
 /// <remarks>
 /// <para>A small handle (no allocation). Use it in a <c>using</c> statement on one thread:
 /// <see cref="Dispose"/> without <see cref="Commit"/> (an early return, an exception) rolls back.
 /// Once finished, every member but <see cref="Dispose"/> and <see cref="IsActive"/> throws.</para>
-/// <para>The rule: modify persistent data only through <see cref="GetSpan"/>, <see cref="GetRef{T}"/>,
-/// <see cref="Write"/> or <see cref="Modify"/> of the transaction, and only ranges declared in it
-/// (<see cref="AddRange"/>) or objects it allocated (<see cref="Allocate"/>). Those calls make sure
-/// the old contents are durable in the undo log before handing out a writable span. Declaring a
-/// range twice, or ranges that overlap or touch, logs every byte once.</para>
+/// <para>The rule: modify persistent data only through <see cref="Write"/>, or through
+/// <see cref="GetSpan"/>, <see cref="GetRef{T}"/> or <see cref="Modify"/> of ranges declared in the
+/// transaction (<see cref="AddRange"/>) or of objects it allocated (<see cref="Allocate"/>). The span
+/// calls make sure the old contents are durable in the undo log before handing out a writable span;
+/// declaring a range twice, or ranges that overlap or touch, logs every byte once. A transaction
+/// starts on the redo path and moves to the undo path at its first declaration (or at a span over
+/// bytes it wrote with <see cref="Write"/>); it stays there.</para>
 /// <para>Racing the <see cref="PmemPool.Dispose"/> of the pool the heap was made in
 /// (<see cref="PoolTransactions"/>), every step (<see cref="AddRange"/>, <see cref="Write"/>,
 /// <see cref="Commit"/>, ...) completes before the pool unmaps or throws
@@ -43,7 +46,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <summary>The lane the transaction runs on.</summary>
     public int Lane => Current.Index;
 
-    /// <summary>The undo log bytes this transaction has used in its lane.</summary>
+    /// <summary>The log bytes this transaction has used in its lane (redo entries while on the redo path, undo entries after).</summary>
     public int LogBytesUsed => Current.LogUsed;
 
     private Lane Current
@@ -103,9 +106,25 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
         return ref MemoryMarshal.AsRef<T>(Modify(offset, size));
     }
 
-    /// <summary>Declares the destination range and copies <paramref name="source"/> into it, as one step (see the remarks on the pool's Dispose).</summary>
-    /// <param name="offset">The mapping offset of the destination.</param>
+    /// <summary>
+    /// Changes [<paramref name="offset"/>, +<paramref name="source"/>.Length) to <paramref name="source"/>
+    /// when the transaction commits, as one step (see the remarks on the pool's Dispose).
+    /// </summary>
+    /// <remarks>
+    /// <para>On the redo path (the transaction has not declared a range or taken a span over bytes it
+    /// wrote), the bytes are copied into a redo entry in the lane's volatile staging buffer: home memory
+    /// keeps showing the old bytes until <see cref="Commit"/> returns, and nothing persistent is written
+    /// before Commit, whose one fence makes the entries durable; it then copies them home. Writing the
+    /// same bytes twice keeps the later ones. Into an object allocated in this transaction, the bytes are
+    /// copied in place at once (it needs neither snapshot nor redo). On the undo path, the range is
+    /// declared (its old bytes logged) and the bytes are copied in place at once.</para>
+    /// <para>A span over bytes written with Write (<see cref="GetSpan"/>) moves the transaction to the
+    /// undo path, which costs the commit its second fence: read them there, or keep a copy.</para>
+    /// </remarks>
+    /// <param name="offset">The mapping offset of the destination, inside the heap's transactional area.</param>
     /// <param name="source">The bytes to write.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the transactional area.</exception>
+    /// <exception cref="TransactionLogFullException">The lane's log cannot hold the entry; nothing was written.</exception>
     public void Write(long offset, ReadOnlySpan<byte> source) => Current.Write(offset, source);
 
     /// <summary>
@@ -127,12 +146,21 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     public void Free(long objectOffset) => Current.Free(objectOffset);
 
     /// <summary>
-    /// Commits: hashes the logged ranges into the lane's commit record, flushes the declared ranges
-    /// and the record, and drains once. Durable on return.
+    /// Commits; durable on return. On the redo path: writes the redo entries and the commit entry
+    /// that ends them into the lane's log (whole lines, non-temporal stores), flushes the objects
+    /// allocated here and the home bytes of the lane's previous commit, drains once (the commit point),
+    /// then copies the new bytes home and flushes them (made durable by the lane's next commit, or
+    /// replayed by recovery). On the undo path: hashes the logged ranges into the lane's undo record,
+    /// flushes the declared ranges and the record, and drains (its second fence).
     /// </summary>
+    /// <remarks>
+    /// A change to bytes of another lane's commit that recovery might still replay or judge first
+    /// settles that commit (its home bytes made durable, its lane word raised): two fences more, only
+    /// when two lanes' recent commits touch the same bytes.
+    /// </remarks>
     public void Commit() => Current.Commit();
 
-    /// <summary>Rolls back now: writes the snapshots back, persists them, and ends the transaction.</summary>
+    /// <summary>Rolls back now and ends the transaction: on the redo path nothing was written (no fence); on the undo path the snapshots are written back and persisted.</summary>
     public void Abort() => Current.Abort();
 
     /// <summary>Rolls back if the transaction is still active; does nothing once it has finished.</summary>

@@ -58,20 +58,21 @@ public sealed class TransactionalHeapFormatException : PmemException
 }
 
 /// <summary>
-/// A transaction declared more than its lane's bounded undo log can hold. The declaration that
-/// did not fit was refused before anything was written or modified; the transaction is still
-/// active and rolls back everything declared before when it is disposed without commit.
+/// A transaction declared or wrote more than its lane's bounded log can hold (undo entries for
+/// declarations, redo entries and their commit entry for <see cref="Transaction.Write"/>). The call
+/// that did not fit was refused before anything was written or modified; the transaction is still
+/// active and rolls back everything before it when it is disposed without commit.
 /// </summary>
 public sealed class TransactionLogFullException : PmemException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="lane">The lane of the transaction.</param>
-    /// <param name="capacity">The lane's undo log capacity in bytes.</param>
+    /// <param name="capacity">The lane's log capacity in bytes.</param>
     /// <param name="used">The bytes already used by the transaction.</param>
     /// <param name="required">The bytes the refused declaration needed.</param>
     public TransactionLogFullException(int lane, long capacity, long used, long required)
         : base(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"The undo log of lane {lane} cannot hold this range: {required} bytes needed, {capacity - used} of {capacity} free. Nothing was modified; split the work into smaller transactions or create the heap with a larger LaneLogSize."))
+            $"The log of lane {lane} cannot hold this range: {required} bytes needed, {capacity - used} of {capacity} free. Nothing was modified; split the work into smaller transactions or create the heap with a larger LaneLogSize."))
     {
         Lane = lane;
         Capacity = capacity;
@@ -82,7 +83,7 @@ public sealed class TransactionLogFullException : PmemException
     /// <summary>The lane of the transaction.</summary>
     public int Lane { get; }
 
-    /// <summary>The lane's undo log capacity in bytes.</summary>
+    /// <summary>The lane's log capacity in bytes (each of its two logs).</summary>
     public long Capacity { get; }
 
     /// <summary>The bytes already used by the transaction.</summary>

@@ -7,39 +7,41 @@ using DirectPmem.Persistence;
 namespace DirectPmem.Storage.Transactions;
 
 /// <summary>
-/// Failure-atomic undo-log transactions and a fixed-size object allocator over a region of a
+/// Failure-atomic redo- and undo-log transactions and a fixed-size object allocator over a region of a
 /// <see cref="DaxMapping"/> (libpmemobj's transactions and allocator, for .NET): after a power
 /// failure at any instant, each transaction's changes are either all there or none of them.
 /// </summary>
 /// <remarks>
 /// <para><b>Layout</b> (see the format in the project README): a 4 KiB checksummed header, a fixed
-/// number of lanes (each a 64-byte line with the generation word and the commit record, and two bounded undo logs), a root area, an
+/// number of lanes (each a 128-byte header with the generation word and two undo records, and two bounded logs), a root area, an
 /// allocation map (one byte per object) and the fixed-size objects. Transactions may modify the
 /// root, the objects and nothing else (<see cref="TransactionalAreaOffset"/>,
 /// <see cref="TransactionalAreaLength"/>).</para>
-/// <para><b>Protocol</b> (heap format 2; the README's transaction section says what a crash leaves
+/// <para><b>Protocol</b> (heap format 4; the README's transaction section says what a crash leaves
 /// at each step). A transaction takes a free lane and the generation g = last finished generation
-/// of the lane + 1. Declaring a range writes an undo entry (checksum, g, target, length, old bytes)
-/// into the lane's log for g's parity (a lane has two, so the entries of the last committed
-/// transaction survive while the next one writes) and flushes it; the first writable span handed
-/// out after a declaration drains first (fence 1), so every snapshot is durable before its range
-/// is modified. Commit hashes the new contents of the logged ranges (and of the objects it
-/// allocates) into a commit record in the lane line, flushes the ranges and the record and drains
-/// once (fence 2): the commit point. Recovery keeps g only if the record verifies for g and the
-/// media hashes to it; otherwise it rolls g back from its entries. The lane word is raised lazily:
-/// the lane's next transaction confirms g by its first entry (a later generation), another lane
-/// raises it before changing in place a byte g declared (only those bytes feed g's hash), Abort and
-/// <see cref="Dispose"/> raise it. Abort writes
-/// the snapshots back, persists them and raises the word to g. Opening the heap rolls back every
-/// lane's unfinished transaction, then publishes the resolved generations: a crash during recovery
-/// is recovered again.</para>
+/// of the lane + 1, and writes into the lane's log for g's parity (a lane has two, so the log of the
+/// last commit survives while the next one writes). <b>Redo</b> (<see cref="Transaction.Write"/>):
+/// entries with the new bytes are staged in volatile memory; Commit writes them and a commit entry
+/// (count, digest of their checksums) into the log, flushes the home bytes of the lane's previous
+/// commit and drains once (the commit point), then copies the new bytes home and flushes them without
+/// a fence (the lane's next commit, a settle or <see cref="Dispose"/> makes them durable; until then
+/// recovery replays the commit, and it replays the lane's last two commits above its word). <b>Undo</b>
+/// (spans): declaring a range writes an undo entry (old bytes) and flushes it; the first writable span
+/// after a declaration drains first (fence 1); Commit hashes the new contents of the logged ranges
+/// (and of the objects it allocates) into the undo record of line g mod 2 of the lane header, flushes
+/// the ranges and the record and drains (fence 2). Recovery keeps an undo generation only if its
+/// record verifies and the media hashes to it; otherwise it rolls it back from its entries. The lane
+/// word is raised lazily: by the lane's undo path before its first in-place change after a redo
+/// commit, by another lane that settles a commit before changing its bytes, by Abort and by
+/// <see cref="Dispose"/>. Opening the heap replays and rolls back every lane, then publishes the
+/// resolved generations: a crash during recovery is recovered again.</para>
 /// <para><b>Concurrency.</b> Up to <see cref="LaneCount"/> transactions run at once, one per lane;
 /// <see cref="Begin"/> waits (spinning) while every lane is busy. Transactions do not nest. The
 /// heap does not lock user data: two transactions that may touch the same bytes must be
 /// serialised by the caller (a lock per key, per bucket, per structure). The allocator is safe to
 /// use from concurrent transactions: an object a transaction frees becomes available to others
 /// only once that transaction has committed.</para>
-/// <para><b>Bounded undo log.</b> Each lane's log holds <see cref="LaneLogSize"/> bytes. A declaration
+/// <para><b>Bounded log.</b> Each lane's log holds <see cref="LaneLogSize"/> bytes. A declaration
 /// that does not fit is refused with <see cref="TransactionLogFullException"/> before anything is
 /// written; nothing spills. The transaction stays usable, and disposing it rolls back what it had
 /// declared.</para>
@@ -86,7 +88,7 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>The number of lanes: how many transactions can run at once.</summary>
     public int LaneCount => _layout.LaneCount;
 
-    /// <summary>The undo log capacity of each lane in bytes.</summary>
+    /// <summary>The capacity of each of a lane's two logs in bytes (undo entries, or redo entries and their commit entry).</summary>
     public int LaneLogSize => _layout.LaneLogSize;
 
     /// <summary>The mapping offset of the root area (zeroed at creation), a multiple of 64.</summary>
@@ -241,15 +243,22 @@ public sealed class TransactionalHeap : IDisposable
             mapping.Write(header, fromBackup ? offset : offset + HeapLayout.BackupOffset);
         }
         long bytes = 0;
+        int restored = 0;
         if (scan.Rollbacks.Count > 0)
         {
-            byte[] snapshot = new byte[layout.LaneLogSize];
-            foreach ((int _, long entry, long target, int entryLength) in scan.Rollbacks)
+            // Each lane's replays (older generation first), then its rollbacks: lanes never overlap
+            // (a lane settles another before touching its bytes), so lane order does not matter.
+            byte[] payload = new byte[layout.LaneLogSize];
+            foreach ((int _, long entry, long target, int entryLength, bool redo) in scan.Rollbacks)
             {
                 // Read once more, poison-safe: a line gone bad since the scan is a media error, not a crash.
-                MediaRead.Copy(mapping, entry + Lane.EntryHeader, snapshot.AsSpan(0, entryLength));
-                mapping.Write(snapshot.AsSpan(0, entryLength), offset + target, PmemCopyOptions.NoDrain);
-                bytes += entryLength;
+                MediaRead.Copy(mapping, entry + Lane.EntryHeader, payload.AsSpan(0, entryLength));
+                mapping.Write(payload.AsSpan(0, entryLength), offset + target, PmemCopyOptions.NoDrain);
+                if (!redo)
+                {
+                    bytes += entryLength;
+                    restored++;
+                }
             }
             mapping.Drain();
         }
@@ -271,7 +280,12 @@ public sealed class TransactionalHeap : IDisposable
             MediaRead.Copy(mapping, offset + layout.MapOffset, map); // the rolled-back allocation bytes included
         }
         int allocated = heap.RebuildFreeList(map);
-        heap.Recovery = new HeapRecovery(lanesRolledBack, scan.Rollbacks.Count, bytes, allocated) { HeaderRepair = scan.HeaderRepair };
+        heap.Recovery = new HeapRecovery(lanesRolledBack, restored, bytes, allocated)
+        {
+            HeaderRepair = scan.HeaderRepair,
+            CommitsReplayed = scan.CommitsReplayed.Sum(),
+            EntriesReplayed = scan.ReplayEntries.Sum(),
+        };
         return heap;
     }
 
@@ -313,9 +327,9 @@ public sealed class TransactionalHeap : IDisposable
     }
 
     /// <summary>
-    /// Stops new transactions and, while the mapping is still open, confirms every lane's last commit
-    /// in its lane word (so that the heap at rest no longer depends on the commit records and undo
-    /// logs); the mapping stays open (it belongs to the caller).
+    /// Stops new transactions and, while the mapping is still open, settles every lane's last commit
+    /// (the home bytes of a redo commit made durable, then the lane word raised to it, so that the heap
+    /// at rest no longer depends on the commit records and logs); the mapping stays open (it belongs to the caller).
     /// </summary>
     public void Dispose()
     {
@@ -331,19 +345,7 @@ public sealed class TransactionalHeap : IDisposable
         }
         try
         {
-            bool raised = false;
-            for (int lane = 0; lane < _layout.LaneCount; lane++)
-            {
-                long generation = _pending.Generation(lane);
-                if (generation != 0)
-                {
-                    raised |= RaiseLaneWord(lane, (ulong)generation);
-                }
-            }
-            if (raised)
-            {
-                _mapping.Drain();
-            }
+            Settle(0, lane => _pending.Generation(lane) != 0);
         }
         finally
         {
@@ -408,12 +410,19 @@ public sealed class TransactionalHeap : IDisposable
     /// <summary>Per lane, its unconfirmed commit and that commit's footprint.</summary>
     internal PendingCommits Pending => _pending;
 
+    /// <summary>Test hook for the sweeps' negative control: the home bytes of redo commits are never flushed (neither by the apply nor by the next commit).</summary>
+    internal bool SkipHomeFlushForTest { get; set; }
+
     /// <summary>
-    /// Raises the word of every other lane whose last commit is not yet confirmed on the media and
-    /// covers a byte of <paramref name="declared"/> to that commit's generation, flushed (the caller's
-    /// drain makes it durable). Lanes whose pending commits cover none of those bytes are only read.
+    /// Settles every other lane whose pending commit (<see cref="PendingCommits"/>) covers a byte of
+    /// <paramref name="ranges"/> or <paramref name="more"/>: flushes that commit's footprint (the home
+    /// bytes of a redo commit, perhaps applied on another core), drains, raises the lane's word to the
+    /// generation read with the footprint, flushes and drains again. So recovery neither replays that
+    /// commit over the caller's changes nor judges it by a hash the caller's changes would break, and
+    /// two replayable commits never overlap (recovery needs no order between lanes). Lanes whose
+    /// pending commits cover none of those bytes are only read; the common case costs no fence.
     /// </summary>
-    internal void ConfirmOverlappingLanes(int self, RangeSet declared)
+    internal void SettleOverlappingLanes(int self, RangeSet ranges, RangeSet? more)
     {
         if (SkipCrossLaneConfirmForTest)
         {
@@ -421,11 +430,65 @@ public sealed class TransactionalHeap : IDisposable
         }
         for (int i = 0; i < _layout.LaneCount; i++)
         {
-            long generation = i == self ? 0 : _pending.Overlapping(i, declared);
-            if (generation != 0)
+            if (i != self && (_pending.Overlapping(i, ranges) != 0 || (more is not null && _pending.Overlapping(i, more) != 0)))
             {
-                RaiseLaneWord(i, (ulong)generation);
+                Settle(i, lane => lane != self && (_pending.Overlapping(lane, ranges) != 0 || (more is not null && _pending.Overlapping(lane, more) != 0)));
+                return;
             }
+        }
+    }
+
+    // The rare path: allocates (a footprint set, the generations read).
+    private void Settle(int first, Func<int, bool> select)
+    {
+        var footprint = new RangeSet();
+        long[] generations = new long[_layout.LaneCount];
+        bool any = false;
+        for (int i = first; i < _layout.LaneCount; i++)
+        {
+            if (!select(i))
+            {
+                continue;
+            }
+            var spin = default(SpinWait);
+            while (true)
+            {
+                long generation = _pending.Generation(i);
+                footprint.Clear();
+                if (generation == 0)
+                {
+                    break;
+                }
+                if (_pending.TryCopyFootprint(i, generation, footprint))
+                {
+                    for (int k = 0; k < footprint.Count; k++)
+                    {
+                        _mapping.Flush(footprint.StartAt(k), footprint.EndAt(k) - footprint.StartAt(k));
+                    }
+                    generations[i] = generation;
+                    any = true;
+                    break;
+                }
+                spin.SpinOnce();
+            }
+        }
+        if (!any)
+        {
+            return;
+        }
+        // The home bytes first: a word that reached the media before them would lose the commit.
+        _mapping.Drain();
+        bool raised = false;
+        for (int i = 0; i < generations.Length; i++)
+        {
+            if (generations[i] != 0)
+            {
+                raised |= RaiseLaneWord(i, (ulong)generations[i]);
+            }
+        }
+        if (raised)
+        {
+            _mapping.Drain();
         }
     }
 
@@ -505,7 +568,7 @@ public sealed class TransactionalHeap : IDisposable
                 continue;
             }
             int major = FormatHeader.Major(header);
-            // Format 2 and earlier kept the region length at 16 and the geometry after it; format 3 after the shared prefix.
+            // Format 2 and earlier kept the region length at 16 and the geometry after it; formats 3 and 4 after the shared prefix.
             int at0 = major >= 3 ? HeapLayout.RegionLengthOffset : 16;
             long region = BinaryPrimitives.ReadInt64LittleEndian(header[at0..]);
             int lanes = BinaryPrimitives.ReadInt32LittleEndian(header[(at0 + 8)..]);

@@ -13,7 +13,7 @@ public sealed class TransactionalHeapOptions
     public int LaneCount { get; init; } = 8;
 
     /// <summary>
-    /// The undo log capacity of each lane in bytes, a multiple of 64 from 256 to 64 MiB; 16 KiB by
+    /// The log capacity of each lane in bytes (undo entries, or redo entries and their commit entry), a multiple of 64 from 256 to 64 MiB; 16 KiB by
     /// default. A declared range costs its length rounded up to 8 plus a 32-byte entry header.
     /// </summary>
     public int LaneLogSize { get; init; } = 16 * 1024;

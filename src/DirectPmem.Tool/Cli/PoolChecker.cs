@@ -58,7 +58,7 @@ internal sealed record LogReport(long Offset, string? FormatVersion, long Capaci
 internal sealed record HeapReport(long Offset, long RegionLength, int LaneCount, int LaneLogSize, int RootSize, int ObjectSize, int ObjectCount, int AllocatedObjects, int LanesToRollBack, IReadOnlyList<HeapLaneReport> Lanes);
 
 /// <summary>One lane of a heap.</summary>
-internal sealed record HeapLaneReport(int Lane, ulong? Generation, int PendingEntries, long PendingBytes);
+internal sealed record HeapLaneReport(int Lane, ulong? Generation, int PendingEntries, long PendingBytes, int CommitsToReplay, int EntriesToReplay);
 
 /// <summary>
 /// Reads a DirectPmem.Storage pool without trusting it, through the library's public inspection
@@ -294,10 +294,14 @@ internal static class PoolChecker
         {
             return null;
         }
-        var lanes = heap.Lanes.Select(l => new HeapLaneReport(l.Lane, l.Generation, l.PendingEntries, l.PendingBytes)).ToArray();
+        var lanes = heap.Lanes.Select(l => new HeapLaneReport(l.Lane, l.Generation, l.PendingEntries, l.PendingBytes, l.CommitsToReplay, l.EntriesToReplay)).ToArray();
         foreach (HeapLaneReport lane in lanes.Where(l => l.PendingEntries > 0))
         {
             notes.Add(Invariant($"heap lane {lane.Lane}: a transaction of generation {lane.Generation + 1} did not finish; recovery (the next TransactionalHeap.Open) rolls back {lane.PendingEntries} undo entries, {lane.PendingBytes} bytes"));
+        }
+        foreach (HeapLaneReport lane in lanes.Where(l => l.CommitsToReplay > 0))
+        {
+            notes.Add(Invariant($"heap lane {lane.Lane}: {lane.CommitsToReplay} committed redo transaction(s) whose home bytes may not be on the media yet; recovery (the next TransactionalHeap.Open) replays {lane.EntriesToReplay} redo entries (nothing is lost)"));
         }
         return new HeapReport(offset, heap.RegionLength, heap.LaneCount, heap.LaneLogSize, heap.RootSize, heap.ObjectSize, heap.ObjectCount, heap.AllocatedObjects,
             lanes.Count(l => l.PendingEntries > 0), lanes);

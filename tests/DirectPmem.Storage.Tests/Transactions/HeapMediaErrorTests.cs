@@ -32,7 +32,7 @@ public sealed class HeapMediaErrorTests : IDisposable
     {
         (string path, long heapOffset, long heapLength) = CrashedPoolWithHeap();
         // Lane 0's first transaction (generation 1) logs in the odd half; the file ends one page into its entries.
-        long entries = heapOffset + HeapLayout.HeaderBlock + HeapLayout.LaneLine + LaneLogSize;
+        long entries = heapOffset + HeapLayout.HeaderBlock + HeapLayout.LaneHeader + LaneLogSize;
         long cut = (entries + 4095) & ~4095L;
         Assert.True(cut - entries < Ranges * (Lane.EntryHeader + RangeLength), "the cut must fall among the entries");
 

@@ -32,21 +32,26 @@ public sealed class PendingCommitsTests
         Assert.Equal(0, pending.Overlapping(0, Ranges((0, 300))));
     }
 
-    // A commit published while the lane's previous one is still unconfirmed (the lane changed
-    // nothing in place in between) adds its ranges: raising the word to the new generation
-    // confirms both, so the slot must cover both. After a confirmation it starts afresh.
+    // Each commit replaces the footprint with what recovery may still touch: a redo commit whose
+    // predecessor is a redo commit the lane has not settled publishes both (recovery may replay both),
+    // and the next one drops the older, whose record it overwrote.
     [Fact]
-    public void ACommitAfterAnUnconfirmedOneCoversBothUntilTheLaneConfirms()
+    public void ACommitPublishesItsOwnRangesAndThoseOfAPredecessorRecoveryMayStillReplay()
     {
         var pending = new PendingCommits(1);
         pending.Publish(0, 1, Ranges((0, 8)));
-        pending.Publish(0, 2, Ranges((64, 72)));
+        pending.Publish(0, 2, Ranges((64, 72)), Ranges((0, 8)));
         Assert.Equal(2, pending.Overlapping(0, Ranges((0, 8))));
         Assert.Equal(2, pending.Overlapping(0, Ranges((64, 72))));
-        pending.Clear(0);
-        pending.Publish(0, 3, Ranges((64, 72)));
+        var footprint = new RangeSet();
+        Assert.True(pending.TryCopyFootprint(0, 2, footprint));
+        Assert.Equal(2, footprint.Count);
+        Assert.False(pending.TryCopyFootprint(0, 1, footprint)); // read with another generation: read again
+        pending.Publish(0, 3, Ranges((128, 136)), Ranges((64, 72)));
         Assert.Equal(0, pending.Overlapping(0, Ranges((0, 8))));
         Assert.Equal(3, pending.Overlapping(0, Ranges((64, 72))));
+        pending.Clear(0);
+        Assert.Equal(0, pending.Overlapping(0, Ranges((64, 72))));
     }
 
     [Fact]

@@ -15,6 +15,100 @@ public sealed class TransactionTests
     // A lane's unconfirmed commit is confirmed by another lane only when that lane is about to
     // change bytes the commit declared: bytes next to them leave its lane line untouched.
     [Fact]
+    public void WriteShowsTheOldBytesUntilCommitAndTheNewOnesAfterAndAbortWritesNothing()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        long r = heap.RootOffset;
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Write(r, [1, 2, 3]);
+            Assert.Equal(0, map.GetReadOnlyRef<byte>(r));  // home shows the old bytes until Commit
+            Assert.Equal(32 + 8, tx.LogBytesUsed);           // one redo entry: 32 B header, 3 B padded to 8
+            tx.Commit();
+        }
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(r, 3).ToArray());
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Write(r, [9, 9, 9]);
+            tx.Abort();
+        }
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(r, 3).ToArray());
+        Assert.Equal([1, 2, 3], map.GetReadOnlySpan(Open(map).RootOffset, 3).ToArray());
+    }
+
+    // A redo commit's entries may reach the media before the lines of the objects it allocated and
+    // wrote in place (one fence covers both): its commit entry carries their hash, and recovery
+    // replays it only if the objects on the media match. Built directly: the image after the commit
+    // with the object's line (and the home bytes) put back as they were before it.
+    [Fact]
+    public void ARedoCommitWhoseNewObjectDidNotReachTheMediaIsNotReplayedAndOneWhoseObjectDidIs()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        long r = heap.RootOffset;
+        long o = heap.GetObjectOffset(0);
+        map.GetSpan(o, heap.ObjectSize).Fill(0x33); // what a free object held before
+        map.Persist(0, Length);
+        string before = Describe(heap);
+        byte[] old = device.GetMediaCopy();
+        using (Transaction tx = heap.Begin())
+        {
+            Assert.Equal(o, tx.Allocate());
+            tx.GetSpan(o, heap.ObjectSize).Fill(0x5A);
+            tx.Write(r, BitConverter.GetBytes(o));
+            tx.Commit();
+        }
+        string after = Describe(heap);
+        map.Persist(0, Length);
+        byte[] committed = device.GetMediaCopy();
+        long mapByte = heap.RootOffset + heap.RootSize; // the allocation map follows the root
+        foreach (bool objectLanded in new[] { false, true })
+        {
+            byte[] image = (byte[])committed.Clone();
+            old.AsSpan((int)r, 8).CopyTo(image.AsSpan((int)r));             // the home bytes did not land
+            old.AsSpan((int)mapByte, 64).CopyTo(image.AsSpan((int)mapByte));
+            if (!objectLanded)
+            {
+                old.AsSpan((int)o, heap.ObjectSize).CopyTo(image.AsSpan((int)o));
+            }
+            using SimulatedDevice crashed = SimulatedDevice.FromImage(image);
+            TransactionalHeap recovered = Open(crashed.Mapping);
+            Assert.Equal(objectLanded ? after : before, Describe(recovered));
+            Assert.Equal(objectLanded ? 1 : 0, recovered.Recovery.CommitsReplayed);
+        }
+    }
+
+    // A Write that covers part of an object allocated in the transaction: that part in place at once
+    // (after the caller's earlier writes into the object), the rest through the redo log.
+    [Fact]
+    public void AWriteAcrossANewObjectAndAnOldOneWritesTheNewPartInPlaceAndTheRestAtCommit()
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        byte[] bytes = new byte[2 * heap.ObjectSize];
+        bytes.AsSpan().Fill(0x77);
+        long o;
+        using (Transaction tx = heap.Begin())
+        {
+            o = tx.Allocate();
+            Assert.Equal(heap.GetObjectOffset(0), o);
+            tx.GetSpan(o, heap.ObjectSize).Fill(0x11);
+            tx.Write(o, bytes); // object 0 (new) and object 1 (free, not in this transaction)
+            Assert.Equal(0x77, map.GetReadOnlyRef<byte>(o + heap.ObjectSize - 1));
+            Assert.Equal(0, map.GetReadOnlyRef<byte>(o + heap.ObjectSize));
+            tx.Commit();
+        }
+        Assert.All(map.GetReadOnlySpan(o, bytes.Length).ToArray(), b => Assert.Equal(0x77, b));
+        TransactionalHeap reopened = Open(map);
+        Assert.True(reopened.IsAllocated(o));
+        Assert.All(map.GetReadOnlySpan(o, bytes.Length).ToArray(), b => Assert.Equal(0x77, b));
+    }
+
+    [Fact]
     public void AnotherLaneRaisesALaneWordOnlyBeforeChangingBytesItsCommitDeclared()
     {
         using SimulatedDevice device = NewDevice();
@@ -28,7 +122,7 @@ public sealed class TransactionTests
             Fill(tx.Modify(r, 64), 1);
             tx.Commit();
         }
-        long word = HeapLayout.HeaderBlock + committer * (HeapLayout.LaneLine + 2L * Options.LaneLogSize);
+        long word = HeapLayout.HeaderBlock + committer * (HeapLayout.LaneHeader + 2L * Options.LaneLogSize);
         ulong unconfirmed = device.Mapping.GetReadOnlyRef<ulong>(word);
         Assert.True(LaneWord.TryDecode(unconfirmed, out ulong generation));
         Assert.Equal(0UL, generation);
@@ -323,7 +417,12 @@ public sealed class TransactionTests
         Assert.Contains("copy its data into a new heap", old.Message, StringComparison.Ordinal);
         RewriteHeaders(map, h => h[8] = 1);                 // format 1 (eager commit words)
         Assert.Contains("Heap format 1", Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Message, StringComparison.Ordinal);
-        RewriteHeaders(map, h => h[8] = 3);
+        RewriteHeaders(map, h => h[8] = 3);                 // format 3 (undo only, one record per lane): refused, naming it
+        TransactionalHeapFormatException three = Assert.Throws<TransactionalHeapFormatException>(() => Open(map));
+        Assert.Equal(HeapField.Version, three.Field);
+        Assert.Contains("Heap format 3", three.Message, StringComparison.Ordinal);
+        Assert.Contains("reads heap format 4 only", three.Message, StringComparison.Ordinal);
+        RewriteHeaders(map, h => h[8] = (byte)HeapLayout.Major);
         RewriteHeaders(map, h => h[24] = 1);                // an unknown incompatible feature
         Assert.Equal(HeapField.Features, Assert.Throws<TransactionalHeapFormatException>(() => Open(map)).Field);
         RewriteHeaders(map, h => h[24] = 0);
