@@ -361,11 +361,18 @@ internal sealed class Lane
                 _probe.Clear();
                 _probe.Add(offset, offset + _heap.ObjectSize);
                 _heap.SettleOverlappingLanes(Index, _probe, null);
-                if (!_undo && _redoRanges.Overlaps(offset, offset + _heap.ObjectSize))
+                if (_redoRanges.Overlaps(offset, offset + _heap.ObjectSize))
                 {
                     // Bytes of the object were written with Write before it was allocated: their redo
                     // entries would land after the commit hashed the object. The undo path keeps it simple.
+                    // The staged bytes are applied now, not at the next drain: the caller writes the new
+                    // object in place from here on (no drain before that), and a later apply would put
+                    // the bytes written before the allocation back over those writes.
                     SwitchToUndo();
+                    if (_applyPending)
+                    {
+                        DrainSnapshots();
+                    }
                 }
                 if (_undo)
                 {

@@ -315,6 +315,37 @@ public sealed class TransactionTests
         }
     }
 
+    // Bytes of a free object written with Write, then the object allocated and written in place: the
+    // later in-place bytes win, whether the transaction was still on the redo path when it allocated or
+    // had already moved to undo (its Write's bytes staged, not yet applied).
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnObjectWrittenBeforeItIsAllocatedKeepsTheBytesWrittenInPlaceAfter(bool undoFirst)
+    {
+        using SimulatedDevice device = NewDevice();
+        TransactionalHeap heap = Create(device.Mapping);
+        DaxMapping map = device.Mapping;
+        long first = heap.GetObjectOffset(0);
+        using (Transaction tx = heap.Begin())
+        {
+            tx.Write(first, [0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
+            if (undoFirst)
+            {
+                tx.AddRange(heap.RootOffset, 8);
+            }
+            long o = tx.Allocate();
+            Assert.Equal(first, o);
+            tx.GetSpan(o, 4).Fill(0x55);
+            tx.Commit();
+        }
+        byte[] expected = [0x55, 0x55, 0x55, 0x55, 0xAA, 0xAA, 0xAA, 0xAA];
+        Assert.Equal(expected, map.GetReadOnlySpan(first, 8).ToArray());
+        TransactionalHeap reopened = Open(map);
+        Assert.True(reopened.IsAllocated(first));
+        Assert.Equal(expected, map.GetReadOnlySpan(first, 8).ToArray());
+    }
+
     [Fact]
     public void AFreedObjectIsNotHandedOutBeforeItsTransactionCommits()
     {
