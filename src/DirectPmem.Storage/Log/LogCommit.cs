@@ -43,7 +43,7 @@ internal sealed class LogCommit
     private Exception? _failure;
 
     // The done slots: the end of an announced record (drained, waiting for its predecessors) at
-    // index (start / 16) mod DoneSlots; only frames of at most DoneSpan bytes are announced.
+    // index (start / 64) mod DoneSlots; only frames of at most DoneSpan bytes are announced.
     // Telling the record at the completion cursor c from a stale or a later one needs no tag:
     // every record that maps to c's slot starts at c + k * DoneSpan, so an earlier one (k < 0)
     // ended at or before c and a later one (k > 0) ends after c + DoneSpan, while the record at c
