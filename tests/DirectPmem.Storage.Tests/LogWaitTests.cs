@@ -141,12 +141,12 @@ public sealed class LogWaitTests
     [Fact]
     public void ARecordLongerThanTheDoneSpanIsCompletedByItsOwner()
     {
-        // A frame longer than the done slots span (1024 slots of a 64-byte line: 64 KiB) is never
-        // announced: its predecessor stops before it, and its owner moves the cursor over it.
-        using DaxMapping mapping = PoolTests.NewMapping(1024 * 1024);
-        var (pool, log) = LogTests.NewLog(mapping, 512 * 1024);
+        // A frame longer than the done slots span is never announced: its predecessor stops before
+        // it, and its owner moves the cursor over it.
+        using DaxMapping mapping = PoolTests.NewMapping(256 * 1024);
+        var (pool, log) = LogTests.NewLog(mapping, 64 * 1024);
         byte[] first = LogTests.Payload(1, 40);
-        byte[] big = LogTests.Payload(2, 80 * 1024);
+        byte[] big = LogTests.Payload(2, 20 * 1024);
         long a = log.Reserve(PmemLog.FrameLength(first.Length));
         long b = log.Reserve(PmemLog.FrameLength(big.Length));
         long end = b + PmemLog.FrameLength(big.Length);
