@@ -17,6 +17,10 @@
 //   inorder      faa, then wait until the completion word equals the frame's start and store its end:
 //                the log's protocol reduced to its two shared words (prefix durability)
 //   oneline      inorder with both words on one cache line
+//   flags        faa, then wait for the predecessor's done flag (a line per record, written once by its
+//                owner) and set its own: no completion word that both threads write
+//   sfence-only  no frame: a plain store of the thread's own word in one shared line, then SFENCE
+//   mfence-only  no frame: the same store, then MFENCE
 //   combine      flat combining: a thread posts its request in its own line; whoever takes a lock
 //                writes every posted frame, one SFENCE for all, and marks them done
 #define _GNU_SOURCE
@@ -41,9 +45,11 @@ typedef struct { _Alignas(64) _Atomic long word; char pad[56]; } line_t;
 static char *region[2];
 static long ops;
 static int threads;
-static const char *mode;
+static const char *const modes[] = { "split", "interleaved", "faa", "store", "publish", "inorder", "oneline", "flags", "sfence-only", "mfence-only", "combine" };
+static int mode = -1;
 static line_t reserved, completed, shared_line, lock_line, request[2];
 static _Alignas(64) _Atomic long both[8];
+static line_t done_flag[4096];
 static long combined_tail;
 static pthread_barrier_t start_barrier;
 
@@ -99,36 +105,36 @@ static void *run(void *arg)
     for (long i = 0; i < ops; i++)
     {
         long at;
-        if (!strcmp(mode, "split"))
+        if (mode == 0) // split
         {
             write_frame(region[t] + (i * FRAME) % REGION);
             _mm_sfence();
         }
-        else if (!strcmp(mode, "interleaved"))
+        else if (mode == 1) // interleaved
         {
             write_frame(region[0] + ((i * threads + t) * FRAME) % REGION);
             _mm_sfence();
         }
-        else if (!strcmp(mode, "faa"))
+        else if (mode == 2) // faa
         {
             at = atomic_fetch_add(&reserved.word, FRAME);
             write_frame(region[0] + at % REGION);
             _mm_sfence();
         }
-        else if (!strcmp(mode, "store"))
+        else if (mode == 3) // store
         {
             ((volatile long *)&shared_line)[t] = i;
             write_frame(region[0] + ((i * threads + t) * FRAME) % REGION);
             _mm_sfence();
         }
-        else if (!strcmp(mode, "publish"))
+        else if (mode == 4) // publish
         {
             at = atomic_fetch_add(&reserved.word, FRAME);
             write_frame(region[0] + at % REGION);
             _mm_sfence();
             atomic_store_explicit(&completed.word, at + FRAME, memory_order_release);
         }
-        else if (!strcmp(mode, "inorder"))
+        else if (mode == 5) // inorder
         {
             at = atomic_fetch_add(&reserved.word, FRAME);
             write_frame(region[0] + at % REGION);
@@ -136,7 +142,7 @@ static void *run(void *arg)
             wait_for(&completed.word, at);
             atomic_store_explicit(&completed.word, at + FRAME, memory_order_release);
         }
-        else if (!strcmp(mode, "oneline"))
+        else if (mode == 6) // oneline
         {
             at = atomic_fetch_add(&both[0], FRAME);
             write_frame(region[0] + at % REGION);
@@ -144,7 +150,29 @@ static void *run(void *arg)
             wait_for(&both[1], at);
             atomic_store_explicit(&both[1], at + FRAME, memory_order_release);
         }
-        else if (!strcmp(mode, "combine"))
+        else if (mode == 7) // flags
+        {
+            at = atomic_fetch_add(&reserved.word, FRAME);
+            write_frame(region[0] + at % REGION);
+            _mm_sfence();
+            long n = at / FRAME;
+            if (n > 0)
+            {
+                wait_for(&done_flag[(n - 1) % 4096].word, n);
+            }
+            atomic_store_explicit(&done_flag[n % 4096].word, n + 1, memory_order_release);
+        }
+        else if (mode == 8) // sfence-only
+        {
+            ((volatile long *)&shared_line)[t] = i;
+            _mm_sfence();
+        }
+        else if (mode == 9) // mfence-only
+        {
+            ((volatile long *)&shared_line)[t] = i;
+            _mm_mfence();
+        }
+        else if (mode == 10) // combine
         {
             atomic_store_explicit(&request[t].word, 1, memory_order_release);
             while (atomic_load_explicit(&request[t].word, memory_order_acquire) != 2)
@@ -163,11 +191,6 @@ static void *run(void *arg)
             }
             atomic_store_explicit(&request[t].word, 0, memory_order_relaxed);
         }
-        else
-        {
-            fprintf(stderr, "unknown mode %s\n", mode);
-            exit(2);
-        }
     }
     return 0;
 }
@@ -176,10 +199,21 @@ int main(int argc, char **argv)
 {
     if (argc < 3 || (threads = atoi(argv[2])) < 1 || threads > 2)
     {
-        fprintf(stderr, "usage: coord split|interleaved|faa|store|publish|inorder|oneline|combine 1|2 [ops per thread]\n");
+        fprintf(stderr, "usage: coord split|interleaved|faa|store|publish|inorder|oneline|flags|sfence-only|mfence-only|combine 1|2 [ops per thread]\n");
         return 2;
     }
-    mode = argv[1];
+    for (int m = 0; m < (int)(sizeof modes / sizeof modes[0]); m++)
+    {
+        if (!strcmp(argv[1], modes[m]))
+        {
+            mode = m;
+        }
+    }
+    if (mode < 0)
+    {
+        fprintf(stderr, "unknown mode %s\n", argv[1]);
+        return 2;
+    }
     ops = argc > 3 ? atol(argv[3]) : 1000000;
     for (int i = 0; i < 2; i++)
     {
@@ -215,6 +249,6 @@ int main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
-    printf("%s %d threads: %.2f Mops/s, %.0f ns per append per thread\n", mode, threads, ops * threads / ns * 1e3, ns / ops);
+    printf("%s %d threads: %.2f Mops/s, %.0f ns per append per thread\n", modes[mode], threads, ops * threads / ns * 1e3, ns / ops);
     return 0;
 }
