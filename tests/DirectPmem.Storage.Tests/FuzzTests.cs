@@ -139,9 +139,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 };
                 if (kind is 1 or 2 && random.Next(2) == 0)
                 {
-                    // A plausible position rather than noise: a multiple of 16 near the real one.
+                    // A plausible position rather than noise: a multiple of 64 (a frame start) near the real one.
                     long word = at & ~7L;
-                    long value = BinaryPrimitives.ReadInt64LittleEndian(mapping.GetReadOnlySpan(word, 8)) + 16L * random.Next(-40, 40);
+                    long value = BinaryPrimitives.ReadInt64LittleEndian(mapping.GetReadOnlySpan(word, 8)) + 64L * random.Next(-10, 10);
                     BinaryPrimitives.WriteInt64LittleEndian(mapping.GetSpan(word, 8), value);
                 }
                 else

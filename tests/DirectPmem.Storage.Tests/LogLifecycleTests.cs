@@ -82,6 +82,49 @@ public sealed class LogLifecycleTests
         pool.Dispose();
     }
 
+    [Fact]
+    public void AFrameAtASixteenByteButNotLinePositionIsNeverARecord()
+    {
+        using DaxMapping mapping = PoolTests.NewMapping();
+        var (pool, log) = LogTests.NewLog(mapping, 16 * 1024);
+        long first = log.Append(LogTests.Payload(0, 64)); // a 128-byte frame: 80 bytes, then 48 of padding
+        // A well-formed frame of this log (its LSN, its length, its checksum seeded with the log's
+        // nonce) in that padding, at first + 80: a multiple of 16, not of 64. Format 4 could have
+        // put a frame there; format 5 never does.
+        long forged = first + 80;
+        Assert.Equal(16, forged % LogFormat.CacheLine);
+        long nonce = BinaryPrimitives.ReadInt64LittleEndian(mapping.GetReadOnlySpan(log.Offset + LogFormat.NonceOffset, 8));
+        byte[] payload = LogTests.Payload(99, 16);
+        Span<byte> frame = stackalloc byte[LogFormat.FrameHeaderSize + payload.Length];
+        LogFormat.WriteFrameHeader(frame, payload.Length, LogFormat.Checksum(nonce, payload, forged), forged);
+        payload.CopyTo(frame[LogFormat.FrameHeaderSize..]);
+        long ringOffset = log.Offset + LogFormat.HeaderLength;
+        frame.CopyTo(mapping.GetSpan(ringOffset + forged % log.Capacity, frame.Length));
+        long second = log.Append(LogTests.Payload(1, 64));
+        Assert.Equal(first + PmemLog.FrameLength(64), second);
+
+        // The one frame check refuses the position before it reads anything there.
+        byte[] scratch = new byte[64];
+        var layout = new LogLayout(log.Capacity, nonce, 0);
+        Assert.Equal(-1, LogFormat.CheckFrame(mapping, ringOffset, layout, forged, log.Tail, ref scratch, out string? problem));
+        Assert.Contains($"{forged} is not on a 64-byte line", problem, StringComparison.Ordinal);
+        // FindRecord steps by lines, so from anywhere inside the first record it finds the second.
+        for (long position = first + 1; position <= second; position++)
+        {
+            Assert.Equal(second, log.FindRecord(position));
+        }
+        // Reads and truncation name the position as one where no record starts.
+        ArgumentException read = Assert.Throws<ArgumentException>(() => log.GetRecordLength(forged));
+        Assert.Contains($"The LSN {forged} is not a multiple of 64", read.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => log.ReadFrom(forged));
+        Assert.Throws<ArgumentException>(() => log.Truncate(forged));
+        // Recovery walks frame to frame and finds both records, the forged one not among them.
+        log.Dispose();
+        PmemLog reopened = PmemLog.Open(pool, log.Offset);
+        Assert.Equal([first, second], LogTests.ReadAll(reopened).Select(r => r.Lsn));
+        pool.Dispose();
+    }
+
     public static TheoryData<string, LogHeaderField> HeaderDamage => new()
     {
         { "magic", LogHeaderField.Magic },

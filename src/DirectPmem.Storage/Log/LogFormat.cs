@@ -40,8 +40,12 @@ internal static class LogFormat
 {
     internal const int HeaderLength = 4096;
     internal const int FrameHeaderSize = 16;
-    internal const int FrameAlignment = 16;
     internal const int CacheLine = 64;
+
+    // Every frame starts on a cache line (format 5): recovery, FindRecord and the probes after a media
+    // error look only there, and a frame anywhere else (a 16-byte position inside another record's
+    // padding, say) is not a record even when its LSN and checksum match.
+    internal const int FrameAlignment = CacheLine;
     internal const int StagedFrameLimit = 256;
     internal const int BlockLength = 128;
     internal const int CapacityOffset = FormatHeader.PrefixLength;
@@ -228,6 +232,11 @@ internal static class LogFormat
     internal static int CheckFrame(DaxMapping mapping, long ringOffset, in LogLayout layout, long lsn, long end, ref byte[] scratch, out string? problem)
     {
         long capacity = layout.Capacity;
+        if (lsn % FrameAlignment != 0)
+        {
+            problem = Invariant($"{lsn} is not on a {FrameAlignment}-byte line, where every frame starts");
+            return -1;
+        }
         if (end - lsn < FrameHeaderSize)
         {
             problem = Invariant($"its {FrameHeaderSize}-byte header would run past {end}");
@@ -274,8 +283,8 @@ internal static class LogFormat
 
     /// <summary>
     /// After <paramref name="error"/> ended the check of the frame at <paramref name="lsn"/>: the LSN
-    /// of the next frame that validates (checked against <paramref name="end"/>), probing the 16-byte
-    /// positions from the end of the bad unit on, up to <paramref name="probeEnd"/>. A probe that
+    /// of the next frame that validates (checked against <paramref name="end"/>), probing the line
+    /// positions (every 64 bytes) from the end of the bad unit on, up to <paramref name="probeEnd"/>. A probe that
     /// meets unreadable media again skips that unit too. Frames carry their LSN and a checksum seeded
     /// with the log's nonce, so a frame found this way is this log's record at its own place (what
     /// <see cref="PmemLog.FindRecord"/> relies on). Returns whether one was found, and where the
@@ -305,7 +314,7 @@ internal static class LogFormat
         return false;
     }
 
-    // The first frame position after the unit holding the bad byte, as an LSN (never before lsn + 16).
+    // The first frame position after the unit holding the bad byte, as an LSN (never before lsn + 64).
     // Poison is reported per unit (a page for memory-failure handling), a truncated file ends on a
     // page: nothing in the rest of that unit or page reads.
     private static long ResumeLsn(long ringOffset, long capacity, long lsn, PmemMediaErrorException error)

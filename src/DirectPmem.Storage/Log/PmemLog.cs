@@ -503,7 +503,7 @@ public sealed class PmemLog : IDisposable
     /// <param name="lsn">The LSN of a record (from <see cref="Append(ReadOnlySpan{byte})"/> or <see cref="LogRecord.NextLsn"/>), or the tail.</param>
     /// <returns>A struct enumerator for <c>foreach</c>.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is past the tail.</exception>
-    /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
+    /// <exception cref="ArgumentException">The LSN is not a multiple of 64 (every frame starts on a cache line).</exception>
     public LogReader ReadFrom(long lsn) => ReadFrom(lsn, LogReadMode.Copy);
 
     /// <summary>Reads the records from <paramref name="lsn"/> to the durable tail (as of this call), handing out payloads as <paramref name="mode"/> says.</summary>
@@ -511,7 +511,7 @@ public sealed class PmemLog : IDisposable
     /// <param name="mode"><see cref="LogReadMode.Copy"/> (poison-safe) or <see cref="LogReadMode.ZeroCopy"/> (spans over the mapping; poison there is a SIGBUS).</param>
     /// <returns>A struct enumerator for <c>foreach</c>.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The LSN was truncated or is past the tail, or <paramref name="mode"/> is not a defined value.</exception>
-    /// <exception cref="ArgumentException">The LSN is not a multiple of 16.</exception>
+    /// <exception cref="ArgumentException">The LSN is not a multiple of 64 (every frame starts on a cache line).</exception>
     public LogReader ReadFrom(long lsn, LogReadMode mode)
     {
         CheckMode(mode);
@@ -533,7 +533,7 @@ public sealed class PmemLog : IDisposable
     /// Finds the first record at or after <paramref name="lsn"/>: what a truncation point or a
     /// reader's start is when only a position is known (a checkpoint's LSN, a byte count), not the
     /// LSN of a record. Records identify themselves (each frame carries its LSN and a checksum
-    /// seeded with this log's nonce), so the search probes the 16-byte positions from
+    /// seeded with this log's nonce), so the search probes the cache-line positions (every frame starts on one) from
     /// <paramref name="lsn"/> on until a frame validates there: at most one record's length.
     /// </summary>
     /// <param name="lsn">Any position; one before the head means the head.</param>
