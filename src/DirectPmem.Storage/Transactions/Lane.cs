@@ -360,7 +360,7 @@ internal sealed class Lane
                 // may still replay over its bytes (one that wrote it, then freed it) is settled first.
                 _probe.Clear();
                 _probe.Add(offset, offset + _heap.ObjectSize);
-                _heap.SettleOverlappingLanes(Index, _probe, null);
+                _heap.SettleOverlappingLanes(Index, _probe);
                 if (_redoRanges.Overlaps(offset, offset + _heap.ObjectSize))
                 {
                     // Bytes of the object were written with Write before it was allocated: their redo
@@ -492,7 +492,7 @@ internal sealed class Lane
         // A commit of another lane that recovery may still replay, or judge by its hash, over bytes
         // this commit replays is made applied and durable first (Allocate did so for new objects), with
         // fences of its own: the rare shape. So two replayable commits never overlap.
-        _heap.SettleOverlappingLanes(Index, _redoRanges, null);
+        _heap.SettleOverlappingLanes(Index, _redoRanges);
         // The objects allocated here were written in place and are flushed under the same fence as the
         // commit entry, which may reach the media first: their contents are chained into its digest
         // (HeapValidation.RedoObjectsHash), so recovery replays the commit only if they are on the media too.
@@ -699,7 +699,7 @@ internal sealed class Lane
             _heap.RaiseLaneWord(Index, _finished);
             _previousPending = false;
         }
-        _heap.SettleOverlappingLanes(Index, _declared, null);
+        _heap.SettleOverlappingLanes(Index, _declared);
         if (!_heap.SkipSnapshotDrainForTest)
         {
             _mapping.Drain();

@@ -415,14 +415,14 @@ public sealed class TransactionalHeap : IDisposable
 
     /// <summary>
     /// Settles every other lane whose pending commit (<see cref="PendingCommits"/>) covers a byte of
-    /// <paramref name="ranges"/> or <paramref name="more"/>: flushes that commit's footprint (the home
+    /// <paramref name="ranges"/>: flushes that commit's footprint (the home
     /// bytes of a redo commit, perhaps applied on another core), drains, raises the lane's word to the
     /// generation read with the footprint, flushes and drains again. So recovery neither replays that
     /// commit over the caller's changes nor judges it by a hash the caller's changes would break, and
     /// two replayable commits never overlap (recovery needs no order between lanes). Lanes whose
     /// pending commits cover none of those bytes are only read; the common case costs no fence.
     /// </summary>
-    internal void SettleOverlappingLanes(int self, RangeSet ranges, RangeSet? more)
+    internal void SettleOverlappingLanes(int self, RangeSet ranges)
     {
         if (SkipCrossLaneConfirmForTest)
         {
@@ -430,9 +430,9 @@ public sealed class TransactionalHeap : IDisposable
         }
         for (int i = 0; i < _layout.LaneCount; i++)
         {
-            if (i != self && (_pending.Overlapping(i, ranges) != 0 || (more is not null && _pending.Overlapping(i, more) != 0)))
+            if (i != self && _pending.Overlapping(i, ranges) != 0)
             {
-                Settle(i, lane => lane != self && (_pending.Overlapping(lane, ranges) != 0 || (more is not null && _pending.Overlapping(lane, more) != 0)));
+                Settle(i, lane => lane != self && _pending.Overlapping(lane, ranges) != 0);
                 return;
             }
         }
